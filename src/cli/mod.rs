@@ -1,0 +1,246 @@
+//! The command line. Exit codes: 0 done, 1 failed after records moved, 2 could not start
+//! (bad project file, unreachable system, bad arguments), 3 halted by a threshold or check.
+
+mod progress;
+mod queue;
+pub mod report;
+
+use crate::config::ConfigError;
+use crate::pipeline::{Finish, RunFailure, RunSummary};
+use crate::project::Project;
+use crate::store::RunKind;
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_NOT_STARTED: i32 = 2;
+pub const EXIT_HALTED: i32 = 3;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cutover",
+    version,
+    about = "Move business records between systems completely or not at all, and prove it."
+)]
+pub struct Cli {
+    /// Write logs here instead of the data folder's logs/cutover.log.
+    #[arg(long, global = true, env = "CUTOVER_LOG")]
+    pub log_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Copy the bundled demo (a Pipedrive-style CSV export → a HubSpot-style SQLite) into a work
+    /// folder and run the whole migration headless. Needs no network and no setup.
+    Demo {
+        /// Work folder for the demo (replaced if it holds an earlier demo).
+        #[arg(long, default_value = "cutover-demo")]
+        dir: PathBuf,
+        /// Only set the folder up; do not run.
+        #[arg(long)]
+        setup_only: bool,
+        /// Write the demo data files from the generator into this folder (for maintainers).
+        #[arg(long, hide = true)]
+        regenerate: Option<PathBuf>,
+    },
+    /// Run a migration headless: every object, parents first.
+    Run {
+        /// Project file, or a folder holding cutover.toml (default: the current folder).
+        project: Option<PathBuf>,
+        /// Report would-create/update/merge/queue/skip counts; write nothing to the destination
+        /// and change nothing in the project's state.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check a project file against the source and destination schemas, reporting every problem.
+    Check { project: Option<PathBuf> },
+    /// List the runs of a project with their outcome counts.
+    Runs { project: Option<PathBuf> },
+    /// Work the conflict queue: list, inspect, correct, reprocess or skip held records.
+    Queue {
+        /// Project file, or a folder holding cutover.toml (default: the current folder).
+        #[arg(short, long, global = true)]
+        project: Option<PathBuf>,
+        #[command(subcommand)]
+        action: queue::QueueAction,
+    },
+    /// Benchmark the full pipeline on generated contacts and print records/s and peak memory.
+    Bench {
+        /// Contacts to migrate.
+        #[arg(long, default_value_t = 1_000_000)]
+        records: u64,
+        /// Contacts already in the destination (a share of the source matches them).
+        #[arg(long, default_value_t = 100_000)]
+        existing: u64,
+        #[arg(long, default_value_t = 2000)]
+        batch_size: usize,
+        /// Keep the generated files in this folder instead of a temporary one.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main_with(cli: Cli) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return EXIT_NOT_STARTED;
+        }
+    };
+    runtime.block_on(dispatch(cli.command))
+}
+
+async fn dispatch(command: Command) -> i32 {
+    match command {
+        Command::Demo {
+            dir,
+            setup_only,
+            regenerate,
+        } => crate::demo::command(dir, setup_only, regenerate).await,
+        Command::Run { project, dry_run } => run_command(project, dry_run).await,
+        Command::Check { project } => check_command(project).await,
+        Command::Runs { project } => runs_command(project),
+        Command::Queue { project, action } => queue::command(project, action).await,
+        Command::Bench {
+            records,
+            existing,
+            batch_size,
+            dir,
+        } => crate::bench::command(records, existing, batch_size, dir).await,
+    }
+}
+
+/// Prints an error that stopped a command before it could start, and returns exit code 2.
+pub fn not_started(e: &color_eyre::Report) -> i32 {
+    if let Some(config) = e.downcast_ref::<ConfigError>() {
+        eprint!("{config}");
+    } else {
+        eprintln!("error: {e:#}");
+    }
+    EXIT_NOT_STARTED
+}
+
+pub async fn run_project(project: &Project, dry_run: bool) -> i32 {
+    if dry_run {
+        match project.preview_engine() {
+            Ok(preview) => finish_run(project, &preview.engine, RunKind::Preview, true).await,
+            Err(e) => not_started(&e),
+        }
+    } else {
+        match project.engine() {
+            Ok(engine) => finish_run(project, &engine, RunKind::Full, false).await,
+            Err(e) => not_started(&e),
+        }
+    }
+}
+
+async fn finish_run(
+    project: &Project,
+    engine: &crate::pipeline::Engine,
+    kind: RunKind,
+    dry_run: bool,
+) -> i32 {
+    let show = progress::spawn(engine.subscribe(), std::io::stderr().is_terminal());
+    let result = engine.run(kind).await;
+    show.finish().await;
+    report_run(project, result, dry_run)
+}
+
+pub fn report_run(project: &Project, result: Result<RunSummary, RunFailure>, dry_run: bool) -> i32 {
+    match result {
+        Ok(summary) => {
+            print!("{}", report::run_table(&summary, dry_run));
+            if !dry_run && let Ok(store) = project.store() {
+                print!("{}", report::queue_hint(&store));
+            }
+            match summary.finish {
+                Finish::Completed => EXIT_OK,
+                Finish::Halted(_) => EXIT_HALTED,
+            }
+        }
+        Err(RunFailure {
+            started: false,
+            error,
+        }) => not_started(&error),
+        Err(RunFailure {
+            started: true,
+            error,
+        }) => {
+            eprintln!("error: the run failed: {error:#}");
+            eprintln!(
+                "Everything committed before the failure is kept in {}.",
+                project.store_path.display()
+            );
+            EXIT_FAILED
+        }
+    }
+}
+
+async fn run_command(project: Option<PathBuf>, dry_run: bool) -> i32 {
+    let project = match Project::load(project.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return not_started(&e),
+    };
+    run_project(&project, dry_run).await
+}
+
+async fn check_command(project: Option<PathBuf>) -> i32 {
+    let project = match Project::load(project.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return not_started(&e),
+    };
+    let engine = match project.engine() {
+        Ok(e) => e,
+        Err(e) => return not_started(&e),
+    };
+    match engine.prepare().await {
+        Ok(prepared) => {
+            println!(
+                "{}: the project file is valid.",
+                project.config.path.display()
+            );
+            for plan in &prepared.plans {
+                println!(
+                    "  {:<12} {} → {} ({} fields, match on {})",
+                    plan.name,
+                    plan.source_object,
+                    plan.dest_object,
+                    plan.rules.len(),
+                    if plan.match_keys.is_empty() {
+                        "source id only".to_string()
+                    } else {
+                        plan.match_keys
+                            .iter()
+                            .map(|k| k.field.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                );
+            }
+            EXIT_OK
+        }
+        Err(e) => not_started(&e),
+    }
+}
+
+fn runs_command(project: Option<PathBuf>) -> i32 {
+    let result = (|| -> color_eyre::Result<()> {
+        let project = Project::load(project.as_deref())?;
+        let store = project.store()?;
+        print!("{}", report::runs_table(&store)?);
+        Ok(())
+    })();
+    match result {
+        Ok(()) => EXIT_OK,
+        Err(e) => not_started(&e),
+    }
+}

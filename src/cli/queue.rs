@@ -1,0 +1,287 @@
+//! `cutover queue …`: the conflict queue from the command line.
+
+use super::{EXIT_FAILED, EXIT_OK, not_started, report_run};
+use crate::project::Project;
+use crate::store::{QueueFilter, RunKind};
+use clap::Subcommand;
+use color_eyre::eyre::{Result, bail};
+use std::path::PathBuf;
+
+#[derive(Debug, Subcommand)]
+pub enum QueueAction {
+    /// Held records, with counts per object and reason.
+    List {
+        #[arg(long)]
+        object: Option<String>,
+        /// Reason, e.g. no_translation, owner_not_provisioned, parent_not_written, ambiguous_match.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Also show resolved and skipped items.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// One held record: source values, mapped values, each field's issue, corrections.
+    Show { id: i64 },
+    /// Correct fields of a held record (FIELD=VALUE; `source.FIELD=VALUE` corrects a source value
+    /// before mapping; `FIELD=` blanks it). Applied at the next reprocess.
+    Fix {
+        id: i64,
+        #[arg(required = true, value_name = "FIELD=VALUE")]
+        changes: Vec<String>,
+    },
+    /// Send held records again through map → dedupe → validate → write.
+    Reprocess {
+        ids: Vec<i64>,
+        /// Every held record (optionally narrowed with --object / --reason).
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        object: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Skip a held record: it will not be written. The reason goes to the audit log.
+    Skip {
+        id: i64,
+        #[arg(long, required = true)]
+        reason: String,
+    },
+}
+
+fn parse_change(s: &str) -> Result<(String, Option<String>)> {
+    let Some((field, value)) = s.split_once('=') else {
+        bail!("'{s}' is not FIELD=VALUE")
+    };
+    let field = field.trim();
+    if field.is_empty() {
+        bail!("'{s}' names no field");
+    }
+    Ok((
+        field.to_string(),
+        (!value.is_empty()).then(|| value.to_string()),
+    ))
+}
+
+pub async fn command(project: Option<PathBuf>, action: QueueAction) -> i32 {
+    let project = match Project::load(project.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return not_started(&e),
+    };
+    match action {
+        QueueAction::Reprocess {
+            ids,
+            all,
+            object,
+            reason,
+        } => reprocess(&project, ids, all, object, reason).await,
+        other => match simple(&project, other) {
+            Ok(()) => EXIT_OK,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                EXIT_FAILED
+            }
+        },
+    }
+}
+
+fn simple(project: &Project, action: QueueAction) -> Result<()> {
+    let store = project.store()?;
+    match action {
+        QueueAction::List {
+            object,
+            reason,
+            all,
+            limit,
+        } => {
+            print!("{}", super::report::queue_hint(&store));
+            let items = store.queue_list(&QueueFilter {
+                object,
+                reason,
+                pending_only: !all,
+                limit: Some(limit),
+                offset: 0,
+            })?;
+            if !items.is_empty() {
+                println!(
+                    "\n  {:>6}  {:<10} {:<12} {:<9} {:<24} first issue",
+                    "id", "object", "source id", "status", "reason"
+                );
+            }
+            for it in &items {
+                let first = it
+                    .issues
+                    .first()
+                    .map(|i| format!("{}: {}", i.field, i.message))
+                    .unwrap_or_default();
+                println!(
+                    "  {:>6}  {:<10} {:<12} {:<9} {:<24} {}",
+                    it.id,
+                    it.object,
+                    it.source_id,
+                    it.status.as_str(),
+                    it.reason,
+                    escape(&first)
+                );
+            }
+        }
+        QueueAction::Show { id } => {
+            let Some(it) = store.queue_item(id)? else {
+                bail!("no queue item {id}")
+            };
+            println!(
+                "Queue item {} — {} {} ({}) from {}",
+                it.id,
+                it.object,
+                it.source_id,
+                it.status.as_str(),
+                it.origin
+            );
+            println!("Reason: {}", it.reason);
+            if let Some((o, s)) = &it.waiting_on {
+                println!("Waiting on: {o} {s}");
+            }
+            println!("\nIssues:");
+            for i in &it.issues {
+                println!(
+                    "  {} [{}] value {}: {}{}",
+                    i.field,
+                    i.rule,
+                    i.value
+                        .as_deref()
+                        .map(|v| format!("{:?}", escape(v)))
+                        .unwrap_or_else(|| "(blank)".into()),
+                    escape(&i.message),
+                    i.suggestion
+                        .as_deref()
+                        .map(|s| format!(" — {}", escape(s)))
+                        .unwrap_or_default()
+                );
+            }
+            println!("\nMapped values:");
+            for (f, v) in &it.mapped {
+                let corrected = it
+                    .corrections
+                    .get(f)
+                    .map(|c| format!("  → corrected to {:?}", c.as_deref().unwrap_or("")))
+                    .unwrap_or_default();
+                println!(
+                    "  {f:<20} {}{corrected}",
+                    v.as_deref().map(escape).unwrap_or_else(|| "(blank)".into())
+                );
+            }
+            println!("\nSource values:");
+            for (f, v) in &it.source {
+                println!(
+                    "  {f:<20} {}",
+                    v.as_deref().map(escape).unwrap_or_else(|| "(blank)".into())
+                );
+            }
+            if let Some(c) = &it.candidates {
+                println!("\nDestination candidates:\n  {}", escape(&c.to_string()));
+            }
+        }
+        QueueAction::Fix { id, changes } => {
+            let changes = changes
+                .iter()
+                .map(|c| parse_change(c))
+                .collect::<Result<Vec<_>>>()?;
+            let Some(item) = store.queue_item(id)? else {
+                bail!("no queue item {id}")
+            };
+            for (field, _) in &changes {
+                let known = match field.strip_prefix("source.") {
+                    Some(f) => item.source.contains_key(f),
+                    None => item.mapped.contains_key(field),
+                };
+                if !known {
+                    let fields: Vec<&str> = item.mapped.keys().map(String::as_str).collect();
+                    bail!(
+                        "{} has no field '{field}' (fields: {}; source fields as source.NAME)",
+                        item.object,
+                        fields.join(", ")
+                    );
+                }
+            }
+            store.queue_correct(id, &changes)?;
+            println!("Queue item {id} corrected; run `cutover queue reprocess {id}` to write it.");
+        }
+        QueueAction::Skip { id, reason } => {
+            let Some(item) = store.queue_item(id)? else {
+                bail!("no queue item {id}")
+            };
+            let run_id = store.begin_run(
+                RunKind::Reprocess,
+                &crate::store::os_user(),
+                &project.config.hash,
+            )?;
+            store.begin_object(run_id, &item.object, 0, None)?;
+            store.queue_skip(id, &reason, run_id)?;
+            let mut counts = crate::model::Counts {
+                extracted: 1,
+                ..Default::default()
+            };
+            counts.add(crate::model::Outcome::Skipped);
+            store.conn().execute(
+                "UPDATE run_objects SET extracted = 1, skipped = 1, done = 1 WHERE run_id = ?1",
+                [run_id],
+            )?;
+            store.finish_run(run_id, "completed", None)?;
+            println!(
+                "Queue item {id} ({} {}) skipped: {reason}",
+                item.object, item.source_id
+            );
+        }
+        QueueAction::Reprocess { .. } => {}
+    }
+    Ok(())
+}
+
+async fn reprocess(
+    project: &Project,
+    ids: Vec<i64>,
+    all: bool,
+    object: Option<String>,
+    reason: Option<String>,
+) -> i32 {
+    let ids = if all || object.is_some() || reason.is_some() {
+        match project.store().and_then(|s| {
+            s.queue_list(&QueueFilter {
+                object,
+                reason,
+                pending_only: true,
+                limit: None,
+                offset: 0,
+            })
+        }) {
+            Ok(items) => items.into_iter().map(|i| i.id).collect(),
+            Err(e) => return not_started(&e),
+        }
+    } else {
+        ids
+    };
+    if ids.is_empty() {
+        println!("Nothing to reprocess.");
+        return EXIT_OK;
+    }
+    let engine = match project.engine() {
+        Ok(e) => e,
+        Err(e) => return not_started(&e),
+    };
+    let result = engine.reprocess(&ids).await;
+    report_run(project, result, false)
+}
+
+/// Shows control characters as escapes: a value can never move the cursor or recolour the terminal.
+pub fn escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}

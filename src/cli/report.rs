@@ -1,0 +1,143 @@
+//! Tables printed at the end of headless runs.
+
+use crate::model::{Counts, Outcome};
+use crate::pipeline::{Finish, RunSummary};
+use crate::store::Store;
+use color_eyre::eyre::Result;
+use std::fmt::Write;
+
+fn row(out: &mut String, name: &str, source: &str, c: &Counts) {
+    let _ = writeln!(
+        out,
+        "  {:<12} {:>8} {:>9} {:>8} {:>8} {:>7} {:>7} {:>8} {:>7}",
+        name, source, c.extracted, c.created, c.updated, c.merged, c.queued, c.skipped, c.failed
+    );
+}
+
+fn header(out: &mut String, dry_run: bool) {
+    let w = if dry_run { "would " } else { "" };
+    let _ = writeln!(
+        out,
+        "  {:<12} {:>8} {:>9} {:>8} {:>8} {:>7} {:>7} {:>8} {:>7}",
+        "object",
+        "source",
+        "extracted",
+        "created",
+        "updated",
+        "merged",
+        "queued",
+        "skipped",
+        "failed"
+    );
+    if dry_run {
+        let _ = writeln!(out, "  ({w}counts: nothing was written)");
+    }
+}
+
+pub fn run_table(summary: &RunSummary, dry_run: bool) -> String {
+    let mut out = String::new();
+    let totals = summary.totals();
+    let what = if dry_run {
+        "Preview (dry run)".to_string()
+    } else {
+        format!("Run {} ({})", summary.run_id, summary.kind.as_str())
+    };
+    let secs = summary.elapsed.as_secs_f64();
+    let state = match &summary.finish {
+        Finish::Completed => "completed".to_string(),
+        Finish::Halted(reason) => format!("HALTED: {reason}"),
+    };
+    let _ = writeln!(out, "{what} {state}");
+    let _ = writeln!(
+        out,
+        "{} records in {:.1}s ({:.0} records/s)\n",
+        totals.extracted,
+        secs,
+        if secs > 0.0 {
+            totals.extracted as f64 / secs
+        } else {
+            0.0
+        }
+    );
+    header(&mut out, dry_run);
+    for (name, source, c) in &summary.objects {
+        row(
+            &mut out,
+            name,
+            &source.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+            c,
+        );
+    }
+    row(&mut out, "total", "", &totals);
+    let balanced = summary.objects.iter().all(|(_, _, c)| c.balanced());
+    let _ = writeln!(
+        out,
+        "\nEvery record accounted for: {} (extracted = created + updated + merged + queued + skipped + failed)",
+        if balanced { "yes" } else { "NO" }
+    );
+    out
+}
+
+pub fn queue_hint(store: &Store) -> String {
+    let Ok(summary) = store.queue_summary() else {
+        return String::new();
+    };
+    if summary.is_empty() {
+        return "Conflict queue: empty.\n".into();
+    }
+    let total: u64 = summary.iter().map(|r| r.2).sum();
+    let mut out = format!("Conflict queue: {total} records held (nothing was written for them):\n");
+    for (object, reason, n) in &summary {
+        let _ = writeln!(out, "  {object:<12} {reason:<24} {n:>6}");
+    }
+    let _ = writeln!(
+        out,
+        "See them with `cutover queue list`, correct with `cutover queue fix`, then `cutover queue reprocess`."
+    );
+    out
+}
+
+pub fn runs_table(store: &Store) -> Result<String> {
+    let mut out = String::new();
+    for run in store.runs()? {
+        let _ = writeln!(
+            out,
+            "Run {} {} — {} by {} at {}{}",
+            run.id,
+            run.kind,
+            run.state,
+            run.user,
+            run.started_at,
+            run.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        );
+        let counts = store.run_counts(run.id)?;
+        if !counts.is_empty() {
+            header(&mut out, false);
+            for (name, source, c) in &counts {
+                row(
+                    &mut out,
+                    name,
+                    &source.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+                    c,
+                );
+            }
+        }
+        out.push('\n');
+    }
+    if out.is_empty() {
+        out.push_str("No runs yet.\n");
+    }
+    Ok(out)
+}
+
+/// One line per outcome, for scripts and tests.
+pub fn outcome_line(c: &Counts) -> String {
+    Outcome::ALL
+        .iter()
+        .map(|o| format!("{}={}", o.as_str(), c.get(*o)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}

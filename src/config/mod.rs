@@ -1,0 +1,480 @@
+//! The project file: one migration described in TOML.
+//!
+//! Loading happens in two steps, and each reports *every* problem it finds with its key path and
+//! line, never only the first:
+//! 1. [`load`] parses the file and checks what can be checked from the file alone (unknown keys,
+//!    unknown transforms, parent cycles, dangling references);
+//! 2. [`check::against_schemas`] checks the mappings against the source and destination schemas
+//!    (unknown fields, unmapped source fields, required destination fields with no source).
+
+pub mod check;
+mod spans;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use spans::Spans;
+
+/// The whole project file.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProjectConfig {
+    pub project: ProjectSection,
+    pub source: ConnectionConfig,
+    pub destination: ConnectionConfig,
+    #[serde(default)]
+    pub owners: OwnersConfig,
+    #[serde(default)]
+    pub translations: IndexMap<String, IndexMap<String, String>>,
+    pub objects: IndexMap<String, ObjectConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProjectSection {
+    pub name: String,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Halt when a batch's (failed + queued) / processed exceeds this fraction.
+    #[serde(default = "default_halt_rate")]
+    pub halt_error_rate: f64,
+    /// Region for phone numbers written without a country code (ISO 3166 alpha-2).
+    #[serde(default = "default_region")]
+    pub default_region: String,
+    /// Read dd/mm/yyyy rather than mm/dd/yyyy when a date is ambiguous.
+    #[serde(default)]
+    pub day_first: bool,
+}
+
+fn default_batch_size() -> usize {
+    500
+}
+fn default_halt_rate() -> f64 {
+    0.5
+}
+fn default_region() -> String {
+    "US".into()
+}
+
+/// A source or destination. `kind` picks the connector; the other keys belong to it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConnectionConfig {
+    pub kind: String,
+    /// Folder (csv) or database file (sqlite), relative to the project file.
+    pub path: Option<String>,
+    /// For a SQLite destination: where its users (record owners) live.
+    pub owners: Option<OwnersTable>,
+    /// For a SQLite destination: "object.field" → table holding the allowed values.
+    #[serde(default)]
+    pub picklists: IndexMap<String, PicklistTable>,
+    /// "object.field" → field type, where the database's declared type says too little
+    /// (e.g. money kept as TEXT to stay exact).
+    #[serde(default)]
+    pub types: IndexMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OwnersTable {
+    pub table: String,
+    #[serde(default = "default_id")]
+    pub id: String,
+    /// One column, or several joined with a space (first and last name).
+    pub name: OneOrMany,
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PicklistTable {
+    pub table: String,
+    pub column: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct OwnersConfig {
+    /// Source owner value → destination user id, email or name, for people whose names differ.
+    #[serde(default)]
+    pub aliases: IndexMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ObjectConfig {
+    /// Source object (file stem, table) — defaults to the object's key.
+    pub source: Option<String>,
+    /// Destination object — defaults to the object's key.
+    pub destination: Option<String>,
+    /// The source field holding each record's id.
+    #[serde(default = "default_id")]
+    pub id: String,
+    /// Source fields deliberately not migrated.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Destination fields to match existing records on, in order of trust.
+    #[serde(default, rename = "match")]
+    pub match_keys: Vec<String>,
+    /// What a single match does: fill_blanks, source_wins, destination_wins, or queue.
+    #[serde(default = "default_merge")]
+    pub merge: String,
+    pub fields: IndexMap<String, FieldSpec>,
+}
+
+fn default_id() -> String {
+    "id".into()
+}
+fn default_merge() -> String {
+    "fill_blanks".into()
+}
+
+/// How one destination field gets its value.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FieldSpec {
+    /// Copy (rename) one source field.
+    pub from: Option<String>,
+    /// Join several source fields.
+    pub concat: Option<Vec<String>>,
+    /// Take part of one source field.
+    pub split: Option<String>,
+    pub separator: Option<String>,
+    /// With split: "first", "rest", "last" or a 0-based index.
+    pub part: Option<SplitPart>,
+    /// Transforms applied in order: trim, lower, upper, email, phone, date, datetime, decimal,
+    /// integer, boolean, owner.
+    pub transform: Option<OneOrMany>,
+    /// Name of a table under [translations].
+    pub translate: Option<String>,
+    /// The object this field refers to; its value becomes the parent's destination id.
+    pub parent: Option<String>,
+    /// Used when the source value is blank.
+    pub default: Option<String>,
+    /// Refuse blank values even if the destination would accept them.
+    #[serde(default)]
+    pub required: bool,
+    pub max_length: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn items(&self) -> Vec<&str> {
+        match self {
+            OneOrMany::One(s) => vec![s.as_str()],
+            OneOrMany::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SplitPart {
+    Index(i64),
+    Named(String),
+}
+
+/// The transforms a field may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transform {
+    Trim,
+    Lower,
+    Upper,
+    Email,
+    Phone,
+    Date,
+    Datetime,
+    Decimal,
+    Integer,
+    Boolean,
+    Owner,
+}
+
+impl Transform {
+    pub const NAMES: &'static [&'static str] = &[
+        "trim", "lower", "upper", "email", "phone", "date", "datetime", "decimal", "integer",
+        "boolean", "owner",
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "trim" => Self::Trim,
+            "lower" => Self::Lower,
+            "upper" => Self::Upper,
+            "email" => Self::Email,
+            "phone" => Self::Phone,
+            "date" => Self::Date,
+            "datetime" => Self::Datetime,
+            "decimal" => Self::Decimal,
+            "integer" => Self::Integer,
+            "boolean" => Self::Boolean,
+            "owner" => Self::Owner,
+            _ => return None,
+        })
+    }
+}
+
+/// What a single dedupe match does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeRule {
+    /// Keep destination values; fill only its blank fields from the source.
+    FillBlanks,
+    /// Overwrite destination values with non-blank source values.
+    SourceWins,
+    /// Link the records and change nothing in the destination.
+    DestinationWins,
+    /// Hold every match in the conflict queue for an operator's decision.
+    Queue,
+}
+
+impl MergeRule {
+    pub const NAMES: &'static [&'static str] =
+        &["fill_blanks", "source_wins", "destination_wins", "queue"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "fill_blanks" => Self::FillBlanks,
+            "source_wins" => Self::SourceWins,
+            "destination_wins" => Self::DestinationWins,
+            "queue" => Self::Queue,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FillBlanks => "fill_blanks",
+            Self::SourceWins => "source_wins",
+            Self::DestinationWins => "destination_wins",
+            Self::Queue => "queue",
+        }
+    }
+}
+
+impl ObjectConfig {
+    pub fn source_name<'a>(&'a self, key: &'a str) -> &'a str {
+        self.source.as_deref().unwrap_or(key)
+    }
+    pub fn destination_name<'a>(&'a self, key: &'a str) -> &'a str {
+        self.destination.as_deref().unwrap_or(key)
+    }
+    pub fn merge_rule(&self) -> MergeRule {
+        MergeRule::parse(&self.merge).unwrap_or(MergeRule::Queue)
+    }
+    /// The objects this one refers to, in field order, without repeats.
+    pub fn parents(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for spec in self.fields.values() {
+            if let Some(p) = spec.parent.as_deref()
+                && !out.contains(&p)
+            {
+                out.push(p);
+            }
+        }
+        out
+    }
+}
+
+impl FieldSpec {
+    /// Every source field this mapping reads.
+    pub fn source_fields(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        if let Some(f) = &self.from {
+            out.push(f.as_str());
+        }
+        if let Some(list) = &self.concat {
+            out.extend(list.iter().map(String::as_str));
+        }
+        if let Some(f) = &self.split {
+            out.push(f.as_str());
+        }
+        out
+    }
+
+    pub fn transforms(&self) -> Vec<Transform> {
+        self.transform
+            .as_ref()
+            .map(|t| t.items().into_iter().filter_map(Transform::parse).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// One problem found in a project file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key path, e.g. `objects.deals.fields.stage.translate`.
+    pub key: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// Every problem found in a project file, reported together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        writeln!(
+            f,
+            "{}: {n} problem{} in the project file; nothing was run:",
+            self.file.display(),
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            match p.line {
+                Some(line) => writeln!(
+                    f,
+                    "  {}:{line}: {}: {}",
+                    self.file.display(),
+                    p.key,
+                    p.message
+                )?,
+                None => writeln!(f, "  {}: {}: {}", self.file.display(), p.key, p.message)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Collects problems with their lines, looked up from the file's text.
+pub struct Problems<'a> {
+    spans: &'a Spans,
+    list: Vec<Problem>,
+}
+
+impl<'a> Problems<'a> {
+    pub fn new(spans: &'a Spans) -> Self {
+        Self {
+            spans,
+            list: Vec::new(),
+        }
+    }
+    pub fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        let key = key.into();
+        let line = self.spans.line_of(&key);
+        self.list.push(Problem {
+            key,
+            line,
+            message: message.into(),
+        });
+    }
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+    pub fn into_vec(self) -> Vec<Problem> {
+        self.list
+    }
+}
+
+/// A project file that parsed and passed the checks that need no connection.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub path: PathBuf,
+    pub config: ProjectConfig,
+    pub spans: Spans,
+    /// Objects in the order they must run: parents before children.
+    pub order: Vec<String>,
+    /// Hash of the file's text: which mapping a run used.
+    pub hash: String,
+}
+
+impl LoadedConfig {
+    /// Folder the project's relative paths start from.
+    pub fn base_dir(&self) -> &Path {
+        self.path.parent().unwrap_or_else(|| Path::new("."))
+    }
+    pub fn object(&self, name: &str) -> Option<&ObjectConfig> {
+        self.config.objects.get(name)
+    }
+}
+
+/// Reads and checks a project file.
+pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        problems: vec![Problem {
+            key: "(file)".into(),
+            line: None,
+            message: format!("cannot read: {e}"),
+        }],
+    })?;
+    parse(path, &text)
+}
+
+/// Parses and checks a project file's text; `path` names it in messages and anchors relative paths.
+pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
+    let fail = |problems| ConfigError {
+        file: path.to_path_buf(),
+        problems,
+    };
+    let spans = Spans::parse(text);
+    let deserializer =
+        toml::Deserializer::parse(text).map_err(|e| fail(vec![toml_problem(text, &e)]))?;
+    let mut unknown = Vec::new();
+    let config: ProjectConfig =
+        serde_ignored::deserialize(deserializer, |p| unknown.push(p.to_string()))
+            .map_err(|e| fail(vec![toml_problem(text, &e)]))?;
+
+    let mut problems = Problems::new(&spans);
+    for key in unknown {
+        problems.add(
+            key,
+            "unknown key (check its spelling; see config.example.toml)",
+        );
+    }
+    check::static_rules(&config, &mut problems);
+    let order = match check::parent_order(&config) {
+        Ok(order) => order,
+        Err(cycle) => {
+            problems.add(
+                "objects",
+                format!("parent references form a cycle: {}", cycle.join(" → ")),
+            );
+            Vec::new()
+        }
+    };
+    if !problems.is_empty() {
+        return Err(fail(problems.into_vec()));
+    }
+    let hash = format!("{:016x}", fnv1a(text.as_bytes()));
+    Ok(LoadedConfig {
+        path: path.to_path_buf(),
+        config,
+        spans,
+        order,
+        hash,
+    })
+}
+
+fn toml_problem(text: &str, e: &toml::de::Error) -> Problem {
+    let line = e.span().map(|s| line_of_offset(text, s.start));
+    Problem {
+        key: "(syntax)".into(),
+        line,
+        message: e.message().trim().to_string(),
+    }
+}
+
+pub(crate) fn line_of_offset(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// A stable 64-bit hash (FNV-1a) for identifying a config or report version.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}

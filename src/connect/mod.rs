@@ -1,0 +1,144 @@
+//! Sources and destinations. The engine talks to every system through these two traits, so
+//! HTTP APIs (batch caps, rate limits, partial failures) and other databases fit without changing it.
+//!
+//! Dedupe does not ask the destination to search record by record: CRM search endpoints are
+//! rate-limited far below migration speed (HubSpot: 4 searches/s), and a destination query cannot
+//! compare "(415) 555-0134" with "+14155550134". Instead the engine pages through the destination
+//! once with [`Destination::scan`], normalises each match key with the same transforms as the
+//! mapping, and keeps those keys in the state store; [`Destination::read`] then fetches the full
+//! candidates (for the merge rule and the before-image).
+
+pub mod csv_dir;
+pub mod dry_run;
+pub mod sqlite;
+
+use crate::config::{ConnectionConfig, LoadedConfig};
+use crate::model::{DestSchema, DestUser, Extracted, FieldNames, Value};
+use async_trait::async_trait;
+use color_eyre::eyre::{Result, eyre};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Where a source stopped reading; opaque to the engine, stored with each checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cursor(pub String);
+
+impl Cursor {
+    pub fn start() -> Self {
+        Self(String::new())
+    }
+}
+
+/// One page of a source.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub records: Vec<Extracted>,
+    pub next: Cursor,
+    pub done: bool,
+}
+
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// One line naming the source, for messages.
+    fn describe(&self) -> String;
+    /// The fields of one object (file columns, table columns).
+    async fn fields(&self, object: &str) -> Result<FieldNames>;
+    /// The source's own count of records, checked against what extraction read.
+    async fn count(&self, object: &str) -> Result<u64>;
+    /// Up to `max` records from `cursor` on; `id_field` names each record's id.
+    async fn read_batch(
+        &self,
+        object: &str,
+        id_field: &str,
+        cursor: &Cursor,
+        max: usize,
+    ) -> Result<Batch>;
+}
+
+/// Records to create: values aligned with `fields`.
+#[derive(Debug, Clone)]
+pub struct NewRecords {
+    pub fields: FieldNames,
+    pub rows: Vec<Vec<Value>>,
+}
+
+/// Changes to one existing destination record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub dest_id: String,
+    pub values: Vec<(String, Value)>,
+}
+
+/// Per-record answer of the destination: the record's id, or the destination's message.
+pub type WriteResult = std::result::Result<String, String>;
+
+#[async_trait]
+pub trait Destination: Send + Sync {
+    fn describe(&self) -> String;
+    /// Fields with types, required flags, lengths and picklists.
+    async fn schema(&self, object: &str) -> Result<DestSchema>;
+    /// The users records can be owned by.
+    async fn users(&self) -> Result<Vec<DestUser>>;
+    /// Pages through every record: `(cursor, id, values of fields)`, resuming after `after`.
+    async fn scan(
+        &self,
+        object: &str,
+        fields: &[String],
+        after: &Cursor,
+        max: usize,
+    ) -> Result<(Vec<(String, Vec<Value>)>, Cursor, bool)>;
+    /// Fetches records by id; ids that do not exist are absent from the answer.
+    async fn read(
+        &self,
+        object: &str,
+        ids: &[String],
+        fields: &[String],
+    ) -> Result<HashMap<String, Vec<Value>>>;
+    /// Creates records; one result per row, in order.
+    async fn create(&self, object: &str, records: &NewRecords) -> Result<Vec<WriteResult>>;
+    /// Applies changes; one result per change, in order (Ok holds the id).
+    async fn update(&self, object: &str, changes: &[Change]) -> Result<Vec<WriteResult>>;
+    /// Deletes records (used by rollback); one result per id, in order.
+    async fn delete(&self, object: &str, ids: &[String]) -> Result<Vec<WriteResult>>;
+}
+
+fn resolve_path(project: &LoadedConfig, conn: &ConnectionConfig, role: &str) -> Result<PathBuf> {
+    let path = conn
+        .path
+        .as_deref()
+        .ok_or_else(|| eyre!("{role}.path is missing"))?;
+    Ok(project.base_dir().join(path))
+}
+
+pub fn open_source(project: &LoadedConfig) -> Result<Arc<dyn Source>> {
+    let conn = &project.config.source;
+    let path = resolve_path(project, conn, "source")?;
+    match conn.kind.as_str() {
+        "csv" => Ok(Arc::new(csv_dir::CsvDirSource::open(path)?)),
+        "sqlite" => Ok(Arc::new(sqlite::SqliteSource::open(&path)?)),
+        other => Err(eyre!("unknown source kind '{other}'")),
+    }
+}
+
+pub fn open_destination(project: &LoadedConfig) -> Result<Arc<dyn Destination>> {
+    let conn = &project.config.destination;
+    let path = resolve_path(project, conn, "destination")?;
+    match conn.kind.as_str() {
+        "sqlite" => Ok(Arc::new(sqlite::SqliteDestination::open(
+            &path,
+            conn,
+            &project.config,
+        )?)),
+        other => Err(eyre!("unknown destination kind '{other}'")),
+    }
+}
+
+/// Runs blocking work (file and SQLite I/O) off the async threads.
+pub(crate) async fn blocking<R: Send + 'static>(
+    f: impl FnOnce() -> Result<R> + Send + 'static,
+) -> Result<R> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| eyre!("background task failed: {e}"))?
+}

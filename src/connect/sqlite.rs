@@ -1,0 +1,667 @@
+//! SQLite as a source (a table per object) and as a destination (a table per object, with the
+//! users table and picklist tables named in the project file).
+
+use super::{Batch, Change, Cursor, Destination, NewRecords, Source, WriteResult, blocking};
+use crate::config::{ConnectionConfig, OwnersTable, PicklistTable, ProjectConfig};
+use crate::model::{
+    DestField, DestSchema, DestUser, Extracted, FieldNames, FieldType, SourceRecord, Value,
+};
+use async_trait::async_trait;
+use color_eyre::eyre::{Result, WrapErr, bail, eyre};
+use indexmap::IndexMap;
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags, params_from_iter};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+type Shared = Arc<Mutex<Connection>>;
+
+fn lock(conn: &Shared) -> Result<std::sync::MutexGuard<'_, Connection>> {
+    conn.lock()
+        .map_err(|_| eyre!("SQLite connection lock poisoned"))
+}
+
+/// Quotes an identifier for SQL; identifiers are never spliced unquoted.
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn open_existing(path: &Path, read_only: bool) -> Result<Connection> {
+    if !path.is_file() {
+        bail!("database {} does not exist", path.display());
+    }
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)
+        .wrap_err_with(|| format!("cannot open {}", path.display()))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+/// Canonical text of a SQLite value; `None` for NULL, an error for binary data.
+fn text_of(v: ValueRef<'_>) -> std::result::Result<Value, &'static str> {
+    Ok(match v {
+        ValueRef::Null => None,
+        ValueRef::Integer(i) => Some(i.to_string()),
+        ValueRef::Real(f) => Some(f.to_string()),
+        ValueRef::Text(t) => match std::str::from_utf8(t) {
+            Ok("") => None,
+            Ok(s) => Some(s.to_string()),
+            Err(_) => return Err("text that is not valid UTF-8"),
+        },
+        ValueRef::Blob(_) => return Err("binary data"),
+    })
+}
+
+fn table_columns(
+    conn: &Connection,
+    table: &str,
+) -> Result<Vec<(String, String, bool, bool, bool)>> {
+    let mut stmt = conn.prepare(&format!("PRAGMA table_info({})", ident(table)))?;
+    let cols = stmt
+        .query_map([], |r| {
+            let name: String = r.get(1)?;
+            let ty: String = r.get(2)?;
+            let notnull: bool = r.get(3)?;
+            let default: Option<String> = r.get(4)?;
+            let pk: i64 = r.get(5)?;
+            Ok((name, ty, notnull, default.is_some(), pk > 0))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(cols)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Source
+
+pub struct SqliteSource {
+    path: PathBuf,
+    conn: Shared,
+}
+
+impl SqliteSource {
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = open_existing(path, true)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+}
+
+#[async_trait]
+impl Source for SqliteSource {
+    fn describe(&self) -> String {
+        format!("SQLite database {}", self.path.display())
+    }
+
+    async fn fields(&self, object: &str) -> Result<FieldNames> {
+        let (conn, object, path) = (self.conn.clone(), object.to_string(), self.path.clone());
+        blocking(move || {
+            let cols = table_columns(&*lock(&conn)?, &object)?;
+            if cols.is_empty() {
+                bail!("{} has no table '{object}'", path.display());
+            }
+            Ok(cols.into_iter().map(|c| c.0).collect::<Vec<_>>().into())
+        })
+        .await
+    }
+
+    async fn count(&self, object: &str) -> Result<u64> {
+        let (conn, object) = (self.conn.clone(), object.to_string());
+        blocking(move || {
+            let n: i64 = lock(&conn)?.query_row(
+                &format!("SELECT COUNT(*) FROM {}", ident(&object)),
+                [],
+                |r| r.get(0),
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn read_batch(
+        &self,
+        object: &str,
+        id_field: &str,
+        cursor: &Cursor,
+        max: usize,
+    ) -> Result<Batch> {
+        let (conn, object, id_field) =
+            (self.conn.clone(), object.to_string(), id_field.to_string());
+        let after: i64 = if cursor.0.is_empty() {
+            i64::MIN
+        } else {
+            cursor.0.parse().map_err(|_| {
+                eyre!(
+                    "invalid checkpoint cursor '{}' for table {object}",
+                    cursor.0
+                )
+            })?
+        };
+        blocking(move || {
+            let conn = lock(&conn)?;
+            let cols = table_columns(&conn, &object)?;
+            let id_index = cols
+                .iter()
+                .position(|c| c.0 == id_field)
+                .ok_or_else(|| eyre!("table {object} has no id column '{id_field}'"))?;
+            let list: Vec<String> = cols.iter().map(|c| ident(&c.0)).collect();
+            let sql = format!(
+                "SELECT rowid, {} FROM {} WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+                list.join(", "),
+                ident(&object)
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut rows = stmt.query(rusqlite::params![after, max as i64])?;
+            let mut records = Vec::with_capacity(max);
+            let mut last = after;
+            while let Some(row) = rows.next()? {
+                last = row.get(0)?;
+                let origin = format!("{object} rowid {last}");
+                let mut values = Vec::with_capacity(cols.len());
+                let mut bad = None;
+                for (i, col) in cols.iter().enumerate() {
+                    match text_of(row.get_ref(i + 1)?) {
+                        Ok(v) => values.push(v),
+                        Err(what) => {
+                            bad = Some(format!("{origin}: field '{}' holds {what}", col.0));
+                            values.push(None);
+                        }
+                    }
+                }
+                let source_id = values[id_index]
+                    .clone()
+                    .unwrap_or_else(|| format!("rowid:{last}"));
+                if let Some(message) = bad {
+                    records.push(Extracted::Malformed {
+                        source_id,
+                        origin,
+                        message,
+                    });
+                } else if values[id_index].is_none() {
+                    let message = format!("{origin}: the id field '{id_field}' is empty");
+                    records.push(Extracted::Malformed {
+                        source_id,
+                        origin,
+                        message,
+                    });
+                } else {
+                    records.push(Extracted::Record(SourceRecord {
+                        source_id,
+                        origin,
+                        values,
+                    }));
+                }
+            }
+            let done = records.len() < max;
+            Ok(Batch {
+                records,
+                next: Cursor(last.to_string()),
+                done,
+            })
+        })
+        .await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Destination
+
+pub struct SqliteDestination {
+    path: PathBuf,
+    conn: Shared,
+    owners: Option<OwnersTable>,
+    picklists: IndexMap<String, PicklistTable>,
+    types: IndexMap<String, FieldType>,
+    /// object → destination table (objects may be written under another name).
+    schemas: Mutex<HashMap<String, Arc<DestSchema>>>,
+}
+
+impl SqliteDestination {
+    pub fn open(
+        path: &Path,
+        conn_config: &ConnectionConfig,
+        _project: &ProjectConfig,
+    ) -> Result<Self> {
+        let conn = open_existing(path, false)?;
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")?;
+        let types = conn_config
+            .types
+            .iter()
+            .filter_map(|(k, v)| FieldType::parse(v).map(|t| (k.clone(), t)))
+            .collect();
+        Ok(Self {
+            path: path.to_path_buf(),
+            conn: Arc::new(Mutex::new(conn)),
+            owners: conn_config.owners.clone(),
+            picklists: conn_config.picklists.clone(),
+            types,
+            schemas: Mutex::default(),
+        })
+    }
+
+    async fn cached_schema(&self, object: &str) -> Result<Arc<DestSchema>> {
+        if let Some(s) = self
+            .schemas
+            .lock()
+            .map_err(|_| eyre!("schema cache poisoned"))?
+            .get(object)
+        {
+            return Ok(s.clone());
+        }
+        let schema = Arc::new(self.schema(object).await?);
+        self.schemas
+            .lock()
+            .map_err(|_| eyre!("schema cache poisoned"))?
+            .insert(object.to_string(), schema.clone());
+        Ok(schema)
+    }
+}
+
+fn declared_type(decl: &str) -> (FieldType, Option<usize>) {
+    let upper = decl.to_ascii_uppercase();
+    let length = upper
+        .split_once('(')
+        .and_then(|(_, rest)| rest.split(|c| c == ')' || c == ',').next())
+        .and_then(|n| n.trim().parse().ok());
+    let ty = if upper.contains("INT") {
+        FieldType::Integer
+    } else if upper.contains("CHAR") || upper.contains("CLOB") || upper.contains("TEXT") {
+        FieldType::Text
+    } else if upper.contains("REAL") || upper.contains("FLOA") || upper.contains("DOUB") {
+        FieldType::Number
+    } else if upper.contains("DATETIME") || upper.contains("TIMESTAMP") {
+        FieldType::Datetime
+    } else if upper.contains("DATE") {
+        FieldType::Date
+    } else if upper.contains("BOOL") {
+        FieldType::Boolean
+    } else if upper.contains("DEC") || upper.contains("NUM") {
+        FieldType::Decimal
+    } else {
+        FieldType::Text
+    };
+    let length = if ty == FieldType::Text { length } else { None };
+    (ty, length)
+}
+
+/// Binds a pipeline value as the column's native type.
+fn bind_value(ty: FieldType, v: &Value) -> rusqlite::types::Value {
+    use rusqlite::types::Value as Sql;
+    match v {
+        None => Sql::Null,
+        Some(s) => match ty {
+            FieldType::Integer => s
+                .parse::<i64>()
+                .map(Sql::Integer)
+                .unwrap_or_else(|_| Sql::Text(s.clone())),
+            FieldType::Number => s
+                .parse::<f64>()
+                .map(Sql::Real)
+                .unwrap_or_else(|_| Sql::Text(s.clone())),
+            FieldType::Boolean => match s.as_str() {
+                "true" => Sql::Integer(1),
+                "false" => Sql::Integer(0),
+                _ => Sql::Text(s.clone()),
+            },
+            _ => Sql::Text(s.clone()),
+        },
+    }
+}
+
+fn field_types(schema: &DestSchema, fields: &[String]) -> Vec<FieldType> {
+    fields
+        .iter()
+        .map(|f| schema.field(f).map(|d| d.ty).unwrap_or(FieldType::Text))
+        .collect()
+}
+
+#[async_trait]
+impl Destination for SqliteDestination {
+    fn describe(&self) -> String {
+        format!("SQLite database {}", self.path.display())
+    }
+
+    async fn schema(&self, object: &str) -> Result<DestSchema> {
+        let (conn, object) = (self.conn.clone(), object.to_string());
+        let picklists: Vec<(String, PicklistTable)> = self
+            .picklists
+            .iter()
+            .filter_map(|(k, t)| {
+                k.strip_prefix(&format!("{object}."))
+                    .map(|f| (f.to_string(), t.clone()))
+            })
+            .collect();
+        let types: Vec<(String, FieldType)> = self
+            .types
+            .iter()
+            .filter_map(|(k, t)| {
+                k.strip_prefix(&format!("{object}."))
+                    .map(|f| (f.to_string(), *t))
+            })
+            .collect();
+        let path = self.path.clone();
+        blocking(move || {
+            let conn = lock(&conn)?;
+            let cols = table_columns(&conn, &object)?;
+            if cols.is_empty() {
+                bail!("{} has no table '{object}'", path.display());
+            }
+            let id_field = cols
+                .iter()
+                .find(|c| c.4)
+                .map(|c| c.0.clone())
+                .unwrap_or_else(|| "id".into());
+            let mut fields = Vec::with_capacity(cols.len());
+            for (name, decl, notnull, has_default, pk) in cols {
+                let (mut ty, max_length) = declared_type(&decl);
+                if let Some((_, t)) = types.iter().find(|(f, _)| *f == name) {
+                    ty = *t;
+                }
+                let picklist = match picklists.iter().find(|(f, _)| *f == name) {
+                    None => None,
+                    Some((_, t)) => {
+                        let sql = format!(
+                            "SELECT DISTINCT {} FROM {} ORDER BY 1",
+                            ident(&t.column),
+                            ident(&t.table)
+                        );
+                        let mut stmt = conn.prepare(&sql).wrap_err_with(|| {
+                            format!(
+                                "picklist for {object}.{name}: table {}.{}",
+                                t.table, t.column
+                            )
+                        })?;
+                        let values = stmt
+                            .query_map([], |r| r.get_ref(0).map(|v| text_of(v).ok().flatten()))?
+                            .filter_map(|v| v.ok().flatten())
+                            .collect();
+                        Some(values)
+                    }
+                };
+                fields.push(DestField {
+                    required: notnull && !has_default && !pk,
+                    name,
+                    ty,
+                    max_length,
+                    picklist,
+                });
+            }
+            Ok(DestSchema {
+                object,
+                id_field,
+                fields,
+            })
+        })
+        .await
+    }
+
+    async fn users(&self) -> Result<Vec<DestUser>> {
+        let Some(owners) = self.owners.clone() else {
+            return Ok(Vec::new());
+        };
+        let conn = self.conn.clone();
+        blocking(move || {
+            let names = owners
+                .name
+                .items()
+                .iter()
+                .map(|c| format!("COALESCE({}, '')", ident(c)))
+                .collect::<Vec<_>>();
+            let email = owners
+                .email
+                .as_deref()
+                .map(ident)
+                .unwrap_or_else(|| "NULL".into());
+            let sql = format!(
+                "SELECT {}, TRIM({}), {email} FROM {}",
+                ident(&owners.id),
+                names.join(" || ' ' || "),
+                ident(&owners.table)
+            );
+            let conn = lock(&conn)?;
+            let mut stmt = conn
+                .prepare(&sql)
+                .wrap_err_with(|| format!("reading users from table {}", owners.table))?;
+            let users = stmt
+                .query_map([], |r| {
+                    Ok(DestUser {
+                        id: text_of(r.get_ref(0)?).ok().flatten().unwrap_or_default(),
+                        name: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                        email: r.get(2)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(users)
+        })
+        .await
+    }
+
+    async fn scan(
+        &self,
+        object: &str,
+        fields: &[String],
+        after: &Cursor,
+        max: usize,
+    ) -> Result<(Vec<(String, Vec<Value>)>, Cursor, bool)> {
+        let schema = self.cached_schema(object).await?;
+        let (conn, fields) = (self.conn.clone(), fields.to_vec());
+        let after: i64 = after.0.parse().unwrap_or(i64::MIN);
+        blocking(move || {
+            let cols: Vec<String> = fields.iter().map(|f| ident(f)).collect();
+            let sql = format!(
+                "SELECT rowid, {}{}{} FROM {} WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+                ident(&schema.id_field),
+                if cols.is_empty() { "" } else { ", " },
+                cols.join(", "),
+                ident(&schema.object)
+            );
+            let conn = lock(&conn)?;
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut rows = stmt.query(rusqlite::params![after, max as i64])?;
+            let mut out = Vec::with_capacity(max);
+            let mut last = after;
+            while let Some(row) = rows.next()? {
+                last = row.get(0)?;
+                let id = text_of(row.get_ref(1)?).ok().flatten().unwrap_or_default();
+                let values = (0..fields.len())
+                    .map(|i| row.get_ref(i + 2).map(|v| text_of(v).ok().flatten()))
+                    .collect::<rusqlite::Result<_>>()?;
+                out.push((id, values));
+            }
+            let done = out.len() < max;
+            Ok((out, Cursor(last.to_string()), done))
+        })
+        .await
+    }
+
+    async fn read(
+        &self,
+        object: &str,
+        ids: &[String],
+        fields: &[String],
+    ) -> Result<HashMap<String, Vec<Value>>> {
+        let schema = self.cached_schema(object).await?;
+        let (conn, ids, fields) = (self.conn.clone(), ids.to_vec(), fields.to_vec());
+        blocking(move || {
+            let conn = lock(&conn)?;
+            let cols: Vec<String> = fields.iter().map(|f| ident(f)).collect();
+            let id_ty = schema
+                .field(&schema.id_field)
+                .map(|f| f.ty)
+                .unwrap_or(FieldType::Integer);
+            let mut out = HashMap::with_capacity(ids.len());
+            for chunk in ids.chunks(500) {
+                let sql = format!(
+                    "SELECT {}{}{} FROM {} WHERE {} IN ({})",
+                    ident(&schema.id_field),
+                    if cols.is_empty() { "" } else { ", " },
+                    cols.join(", "),
+                    ident(&schema.object),
+                    ident(&schema.id_field),
+                    vec!["?"; chunk.len()].join(",")
+                );
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let params = chunk.iter().map(|id| bind_value(id_ty, &Some(id.clone())));
+                let mut rows = stmt.query(params_from_iter(params))?;
+                while let Some(row) = rows.next()? {
+                    let id = text_of(row.get_ref(0)?).ok().flatten().unwrap_or_default();
+                    let values = (0..fields.len())
+                        .map(|i| row.get_ref(i + 1).map(|v| text_of(v).ok().flatten()))
+                        .collect::<rusqlite::Result<_>>()?;
+                    out.insert(id, values);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn create(&self, object: &str, records: &NewRecords) -> Result<Vec<WriteResult>> {
+        let schema = self.cached_schema(object).await?;
+        let (conn, records) = (self.conn.clone(), records.clone());
+        blocking(move || {
+            let mut conn = lock(&conn)?;
+            let tx = conn.transaction()?;
+            let types = field_types(&schema, &records.fields);
+            let cols: Vec<String> = records.fields.iter().map(|f| ident(f)).collect();
+            let sql = format!(
+                "INSERT INTO {} ({}) VALUES ({}) RETURNING {}",
+                ident(&schema.object),
+                cols.join(", "),
+                vec!["?"; cols.len()].join(", "),
+                ident(&schema.id_field)
+            );
+            let mut results = Vec::with_capacity(records.rows.len());
+            {
+                let mut stmt = tx
+                    .prepare_cached(&sql)
+                    .wrap_err_with(|| format!("insert into {}", schema.object))?;
+                for row in &records.rows {
+                    let params = row.iter().zip(&types).map(|(v, t)| bind_value(*t, v));
+                    let result = stmt.query_row(params_from_iter(params), |r| {
+                        r.get_ref(0).map(|v| text_of(v).ok().flatten())
+                    });
+                    results.push(match result {
+                        Ok(Some(id)) => Ok(id),
+                        Ok(None) => Err("the destination returned no id".to_string()),
+                        Err(e) => Err(e.to_string()),
+                    });
+                }
+            }
+            tx.commit()?;
+            Ok(results)
+        })
+        .await
+    }
+
+    async fn update(&self, object: &str, changes: &[Change]) -> Result<Vec<WriteResult>> {
+        let schema = self.cached_schema(object).await?;
+        let (conn, changes) = (self.conn.clone(), changes.to_vec());
+        blocking(move || {
+            let mut conn = lock(&conn)?;
+            let tx = conn.transaction()?;
+            let id_ty = schema
+                .field(&schema.id_field)
+                .map(|f| f.ty)
+                .unwrap_or(FieldType::Integer);
+            let mut results = Vec::with_capacity(changes.len());
+            for change in &changes {
+                if change.values.is_empty() {
+                    results.push(Ok(change.dest_id.clone()));
+                    continue;
+                }
+                let sets: Vec<String> = change
+                    .values
+                    .iter()
+                    .map(|(f, _)| format!("{} = ?", ident(f)))
+                    .collect();
+                let sql = format!(
+                    "UPDATE {} SET {} WHERE {} = ?",
+                    ident(&schema.object),
+                    sets.join(", "),
+                    ident(&schema.id_field)
+                );
+                let mut params: Vec<rusqlite::types::Value> = change
+                    .values
+                    .iter()
+                    .map(|(f, v)| {
+                        bind_value(schema.field(f).map(|d| d.ty).unwrap_or(FieldType::Text), v)
+                    })
+                    .collect();
+                params.push(bind_value(id_ty, &Some(change.dest_id.clone())));
+                let result = tx
+                    .prepare_cached(&sql)
+                    .and_then(|mut s| s.execute(params_from_iter(params)));
+                results.push(match result {
+                    Ok(0) => Err(format!(
+                        "record {} no longer exists in {}",
+                        change.dest_id, schema.object
+                    )),
+                    Ok(_) => Ok(change.dest_id.clone()),
+                    Err(e) => Err(e.to_string()),
+                });
+            }
+            tx.commit()?;
+            Ok(results)
+        })
+        .await
+    }
+
+    async fn delete(&self, object: &str, ids: &[String]) -> Result<Vec<WriteResult>> {
+        let schema = self.cached_schema(object).await?;
+        let (conn, ids) = (self.conn.clone(), ids.to_vec());
+        blocking(move || {
+            let mut conn = lock(&conn)?;
+            let tx = conn.transaction()?;
+            let id_ty = schema
+                .field(&schema.id_field)
+                .map(|f| f.ty)
+                .unwrap_or(FieldType::Integer);
+            let sql = format!(
+                "DELETE FROM {} WHERE {} = ?",
+                ident(&schema.object),
+                ident(&schema.id_field)
+            );
+            let mut results = Vec::with_capacity(ids.len());
+            {
+                let mut stmt = tx.prepare_cached(&sql)?;
+                for id in &ids {
+                    results.push(match stmt.execute([bind_value(id_ty, &Some(id.clone()))]) {
+                        Ok(0) => Err(format!("record {id} does not exist in {}", schema.object)),
+                        Ok(_) => Ok(id.clone()),
+                        Err(e) => Err(e.to_string()),
+                    });
+                }
+            }
+            tx.commit()?;
+            Ok(results)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declared_types_map_to_field_types() {
+        assert_eq!(declared_type("VARCHAR(40)"), (FieldType::Text, Some(40)));
+        assert_eq!(declared_type("INTEGER"), (FieldType::Integer, None));
+        assert_eq!(declared_type("DECIMAL(12,2)"), (FieldType::Decimal, None));
+        assert_eq!(declared_type("DATE"), (FieldType::Date, None));
+        assert_eq!(declared_type("TIMESTAMP"), (FieldType::Datetime, None));
+        assert_eq!(declared_type(""), (FieldType::Text, None));
+    }
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(ident(r#"we"ird"#), r#""we""ird""#);
+    }
+}

@@ -1,0 +1,16 @@
+//! Cutover: move business records from one system to another completely or not at all, and prove it.
+//!
+//! Layers, data flowing one way: `connect` (sources and destinations) → `pipeline` (extract → map →
+//! dedupe → validate → write) → `store` (the SQLite state: runs, audit, queue, id map, checkpoints).
+//! `project` ties a project file to its connectors and store; `cli` is the command line.
+
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod connect;
+pub mod demo;
+pub mod logging;
+pub mod model;
+pub mod pipeline;
+pub mod project;
+pub mod store;

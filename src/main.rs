@@ -1,0 +1,18 @@
+use clap::Parser;
+
+fn main() {
+    if let Err(e) = color_eyre::install() {
+        eprintln!("warning: error reporting not installed: {e}");
+    }
+    let cli = cutover::cli::Cli::parse();
+    let _log = match cutover::logging::init(cli.log_file.clone()) {
+        Ok(guard) => Some(guard),
+        Err(e) => {
+            eprintln!("warning: logging disabled: {e:#}");
+            None
+        }
+    };
+    let code = cutover::cli::main_with(cli);
+    drop(_log);
+    std::process::exit(code);
+}

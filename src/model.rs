@@ -1,0 +1,264 @@
+//! The vocabulary shared by every layer: records, schemas, issues and outcomes.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::Arc;
+
+/// A value as it travels through the pipeline. Sources hand over text (CSV) or typed values
+/// converted to their canonical text; typing is checked by the validate stage against the
+/// destination schema, and connectors convert to native types when they write.
+pub type Value = Option<String>;
+
+/// The field names of one source object, shared by every record of a batch.
+pub type FieldNames = Arc<[String]>;
+
+/// One record read from a source, its values aligned with the source schema's fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceRecord {
+    pub source_id: String,
+    /// Where the record came from (file:line for files, table row for databases).
+    pub origin: String,
+    pub values: Vec<Value>,
+}
+
+/// What extraction yields for one position of the source: a record, or a row that could not
+/// be read (it becomes a `failed` outcome, never a crash and never a silent drop).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Extracted {
+    Record(SourceRecord),
+    Malformed {
+        source_id: String,
+        origin: String,
+        message: String,
+    },
+}
+
+/// The kinds of destination fields the validate stage checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldType {
+    Text,
+    Integer,
+    Number,
+    Decimal,
+    Date,
+    Datetime,
+    Boolean,
+    Email,
+    Phone,
+}
+
+impl FieldType {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "text" => Self::Text,
+            "integer" => Self::Integer,
+            "number" => Self::Number,
+            "decimal" => Self::Decimal,
+            "date" => Self::Date,
+            "datetime" => Self::Datetime,
+            "boolean" => Self::Boolean,
+            "email" => Self::Email,
+            "phone" => Self::Phone,
+            _ => return None,
+        })
+    }
+
+    pub const NAMES: &'static [&'static str] = &[
+        "text", "integer", "number", "decimal", "date", "datetime", "boolean", "email", "phone",
+    ];
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DestField {
+    pub name: String,
+    pub ty: FieldType,
+    /// The destination refuses a record without it (NOT NULL without default, or required property).
+    pub required: bool,
+    pub max_length: Option<usize>,
+    /// Allowed values, when the field is a picklist (stage ids, lifecycle stages...).
+    pub picklist: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DestSchema {
+    pub object: String,
+    pub id_field: String,
+    pub fields: Vec<DestField>,
+}
+
+impl DestSchema {
+    pub fn field(&self, name: &str) -> Option<&DestField> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+}
+
+/// A user of the destination system that records can be owned by.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DestUser {
+    pub id: String,
+    pub name: String,
+    pub email: Option<String>,
+}
+
+/// A field-level problem that keeps a record out of the destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Issue {
+    pub field: String,
+    pub rule: Rule,
+    pub value: Option<String>,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suggestion: Option<String>,
+}
+
+/// Why a record is held. The names are stable: they are stored, filtered on and exported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// A value with no entry in a translation table (e.g. a deal stage).
+    NoTranslation,
+    /// An owner that does not resolve to a destination user.
+    OwnerNotProvisioned,
+    /// Several destination records match.
+    AmbiguousMatch,
+    /// A match was found but the object has no merge rule.
+    MatchNeedsDecision,
+    /// The parent record is held in the queue.
+    ParentNotWritten,
+    /// The parent record is not known at all.
+    ParentMissing,
+    Required,
+    Type,
+    Length,
+    Picklist,
+    InvalidPhone,
+    InvalidEmail,
+    InvalidDate,
+}
+
+impl Rule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::NoTranslation => "no_translation",
+            Rule::OwnerNotProvisioned => "owner_not_provisioned",
+            Rule::AmbiguousMatch => "ambiguous_match",
+            Rule::MatchNeedsDecision => "match_needs_decision",
+            Rule::ParentNotWritten => "parent_not_written",
+            Rule::ParentMissing => "parent_missing",
+            Rule::Required => "required",
+            Rule::Type => "type",
+            Rule::Length => "length",
+            Rule::Picklist => "picklist",
+            Rule::InvalidPhone => "invalid_phone",
+            Rule::InvalidEmail => "invalid_email",
+            Rule::InvalidDate => "invalid_date",
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happened to one source record in one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Created,
+    Updated,
+    Merged,
+    Queued,
+    Skipped,
+    Failed,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Created,
+        Outcome::Updated,
+        Outcome::Merged,
+        Outcome::Queued,
+        Outcome::Skipped,
+        Outcome::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Created => "created",
+            Outcome::Updated => "updated",
+            Outcome::Merged => "merged",
+            Outcome::Queued => "queued",
+            Outcome::Skipped => "skipped",
+            Outcome::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Per-object outcome counters of a run. `extracted` must equal the sum of the outcomes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub extracted: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub merged: u64,
+    pub queued: u64,
+    pub skipped: u64,
+    pub failed: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, outcome: Outcome) {
+        *self.slot(outcome) += 1;
+    }
+
+    pub fn slot(&mut self, outcome: Outcome) -> &mut u64 {
+        match outcome {
+            Outcome::Created => &mut self.created,
+            Outcome::Updated => &mut self.updated,
+            Outcome::Merged => &mut self.merged,
+            Outcome::Queued => &mut self.queued,
+            Outcome::Skipped => &mut self.skipped,
+            Outcome::Failed => &mut self.failed,
+        }
+    }
+
+    pub fn get(&self, outcome: Outcome) -> u64 {
+        match outcome {
+            Outcome::Created => self.created,
+            Outcome::Updated => self.updated,
+            Outcome::Merged => self.merged,
+            Outcome::Queued => self.queued,
+            Outcome::Skipped => self.skipped,
+            Outcome::Failed => self.failed,
+        }
+    }
+
+    pub fn outcomes(&self) -> u64 {
+        self.created + self.updated + self.merged + self.queued + self.skipped + self.failed
+    }
+
+    /// The promise: every extracted record has exactly one outcome.
+    pub fn balanced(&self) -> bool {
+        self.extracted == self.outcomes()
+    }
+
+    pub fn merge(&mut self, other: &Counts) {
+        self.extracted += other.extracted;
+        for o in Outcome::ALL {
+            *self.slot(o) += other.get(o);
+        }
+    }
+}

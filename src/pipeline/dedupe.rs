@@ -1,0 +1,411 @@
+//! The dedupe stage: before every write, find the destination record a source record already is.
+//! Keys are tried in order — the record's own source id (the id map: a re-run never duplicates),
+//! then each configured match key — against the destination's match index and against records
+//! earlier in the same batch. One candidate decides; several hold the record for an operator.
+
+use super::map::Mapped;
+use super::plan::{KeyKind, ObjectPlan};
+use super::transform;
+use crate::store::Store;
+use color_eyre::eyre::Result;
+use std::collections::HashMap;
+
+/// What the write stage should do with a mapped record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Create,
+    /// Apply the merge rule to an existing destination record.
+    Update {
+        dest_id: String,
+        matched_by: String,
+        written_this_run: bool,
+    },
+    /// Fold into an earlier record of this batch (the "lead", by batch position).
+    IntoLead {
+        lead: usize,
+        matched_by: String,
+    },
+    /// Several candidates: an operator decides.
+    Ambiguous {
+        matched_by: String,
+        candidates: Vec<String>,
+    },
+}
+
+/// What dedupe needs to ask the state store.
+pub trait MatchLookup {
+    /// The destination id Cutover wrote this source record to, and the run that wrote it.
+    fn written(&self, object: &str, source_id: &str) -> Result<Option<(String, i64)>>;
+    fn candidates(
+        &self,
+        object: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<(String, Option<i64>)>>;
+}
+
+impl MatchLookup for Store {
+    fn written(&self, object: &str, source_id: &str) -> Result<Option<(String, i64)>> {
+        self.id_map_entry(object, source_id)
+    }
+    fn candidates(
+        &self,
+        object: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<(String, Option<i64>)>> {
+        self.match_candidates(object, key, value)
+    }
+}
+
+/// Normalises a match key value so that equal people compare equal: emails by case, phones by
+/// E.164, other text by case and surrounding space. `None` when there is nothing to match on.
+pub fn normalize_key(
+    kind: KeyKind,
+    value: &str,
+    already: bool,
+    region: phonenumber::country::Id,
+) -> Option<String> {
+    let v = value.trim();
+    if v.is_empty() {
+        return None;
+    }
+    if already {
+        return Some(v.to_string());
+    }
+    Some(match kind {
+        KeyKind::Email => transform::email(v).unwrap_or_else(|_| v.to_lowercase()),
+        KeyKind::Phone => transform::phone(v, region)
+            .unwrap_or_else(|_| v.chars().filter(char::is_ascii_digit).collect()),
+        KeyKind::Text => v.to_lowercase(),
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Target {
+    Dest(String, bool),
+    Lead(usize),
+}
+
+/// Dedupe state of one batch.
+pub struct BatchDeduper<'p> {
+    plan: &'p ObjectPlan,
+    run_id: i64,
+    region: phonenumber::country::Id,
+    /// (key, value) → lead position in the batch.
+    pending: HashMap<(String, String), usize>,
+    /// destination id → lead position, for records this batch already updates.
+    lead_of_dest: HashMap<String, usize>,
+}
+
+impl<'p> BatchDeduper<'p> {
+    pub fn new(plan: &'p ObjectPlan, run_id: i64, region: phonenumber::country::Id) -> Self {
+        Self {
+            plan,
+            run_id,
+            region,
+            pending: HashMap::new(),
+            lead_of_dest: HashMap::new(),
+        }
+    }
+
+    /// The normalised match keys of a record's values: (key, value).
+    pub fn keys_of(&self, values: &[Option<String>]) -> Vec<(String, String)> {
+        self.plan
+            .match_keys
+            .iter()
+            .filter_map(|k| {
+                let v = values.get(k.index)?.as_deref()?;
+                normalize_key(k.kind, v, k.mapped_normalised, self.region)
+                    .map(|n| (k.field.clone(), n))
+            })
+            .collect()
+    }
+
+    pub fn decide(
+        &mut self,
+        lookup: &impl MatchLookup,
+        position: usize,
+        record: &Mapped,
+    ) -> Result<Decision> {
+        let object = &self.plan.name;
+        let sid = &record.source.source_id;
+        let keys = self.keys_of(&record.values);
+        let mut decision = None;
+        // 1. The record's own id: written before by Cutover, or repeated in this batch.
+        if let Some(&lead) = self.pending.get(&("source_id".to_string(), sid.clone())) {
+            decision = Some(Decision::IntoLead {
+                lead,
+                matched_by: "source_id".into(),
+            });
+        } else if let Some((dest_id, run)) = lookup.written(object, sid)? {
+            decision =
+                Some(self.resolve_one(Target::Dest(dest_id, run == self.run_id), "source_id"));
+        }
+        // 2. The match keys, in order; the first key with any candidate decides.
+        if decision.is_none() {
+            for (key, value) in &keys {
+                let mut targets: Vec<Target> = Vec::new();
+                for (dest_id, run) in lookup.candidates(object, key, value)? {
+                    let t = match self.lead_of_dest.get(&dest_id) {
+                        Some(&lead) => Target::Lead(lead),
+                        None => Target::Dest(dest_id, run == Some(self.run_id)),
+                    };
+                    if !targets.contains(&t) {
+                        targets.push(t);
+                    }
+                }
+                if let Some(&lead) = self.pending.get(&(key.clone(), value.clone()))
+                    && !targets.contains(&Target::Lead(lead))
+                {
+                    targets.push(Target::Lead(lead));
+                }
+                match targets.len() {
+                    0 => continue,
+                    1 => decision = Some(self.resolve_one(targets.remove(0), key)),
+                    _ => {
+                        let candidates = targets
+                            .into_iter()
+                            .map(|t| match t {
+                                Target::Dest(id, _) => id,
+                                Target::Lead(p) => format!("batch record #{}", p + 1),
+                            })
+                            .collect();
+                        decision = Some(Decision::Ambiguous {
+                            matched_by: key.clone(),
+                            candidates,
+                        });
+                    }
+                }
+                break;
+            }
+        }
+        let decision = decision.unwrap_or(Decision::Create);
+        // Records that will be written lead later duplicates of this batch.
+        match &decision {
+            Decision::Create => self.register(position, sid, &keys),
+            Decision::Update { dest_id, .. } => {
+                self.lead_of_dest.insert(dest_id.clone(), position);
+                self.register(position, sid, &keys);
+            }
+            Decision::IntoLead { lead, .. } => {
+                let lead = *lead;
+                self.register(lead, sid, &keys);
+            }
+            Decision::Ambiguous { .. } => {}
+        }
+        Ok(decision)
+    }
+
+    fn resolve_one(&self, target: Target, key: &str) -> Decision {
+        match target {
+            Target::Lead(lead) => Decision::IntoLead {
+                lead,
+                matched_by: key.to_string(),
+            },
+            Target::Dest(dest_id, written_this_run) => match self.lead_of_dest.get(&dest_id) {
+                Some(&lead) => Decision::IntoLead {
+                    lead,
+                    matched_by: key.to_string(),
+                },
+                None => Decision::Update {
+                    dest_id,
+                    matched_by: key.to_string(),
+                    written_this_run,
+                },
+            },
+        }
+    }
+
+    fn register(&mut self, position: usize, sid: &str, keys: &[(String, String)]) {
+        self.pending
+            .entry(("source_id".into(), sid.to_string()))
+            .or_insert(position);
+        for (k, v) in keys {
+            self.pending
+                .entry((k.clone(), v.clone()))
+                .or_insert(position);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MergeRule;
+    use crate::model::{DestSchema, SourceRecord};
+    use crate::pipeline::plan::MatchKey;
+    use std::sync::Arc;
+
+    struct Fake {
+        written: HashMap<String, (String, i64)>,
+        keys: HashMap<(String, String), Vec<(String, Option<i64>)>>,
+    }
+    impl MatchLookup for Fake {
+        fn written(&self, _: &str, sid: &str) -> Result<Option<(String, i64)>> {
+            Ok(self.written.get(sid).cloned())
+        }
+        fn candidates(
+            &self,
+            _: &str,
+            key: &str,
+            value: &str,
+        ) -> Result<Vec<(String, Option<i64>)>> {
+            Ok(self
+                .keys
+                .get(&(key.to_string(), value.to_string()))
+                .cloned()
+                .unwrap_or_default())
+        }
+    }
+
+    fn plan() -> ObjectPlan {
+        ObjectPlan {
+            name: "contacts".into(),
+            source_object: "persons".into(),
+            dest_object: "contacts".into(),
+            id_field: "id".into(),
+            source_fields: vec!["id".to_string()].into(),
+            dest_fields: vec!["email".to_string(), "phone".to_string()].into(),
+            rules: Vec::new(),
+            match_keys: vec![
+                MatchKey {
+                    field: "email".into(),
+                    index: 0,
+                    kind: KeyKind::Email,
+                    mapped_normalised: true,
+                },
+                MatchKey {
+                    field: "phone".into(),
+                    index: 1,
+                    kind: KeyKind::Phone,
+                    mapped_normalised: true,
+                },
+            ],
+            merge: MergeRule::FillBlanks,
+            schema: Arc::new(DestSchema {
+                object: "contacts".into(),
+                id_field: "id".into(),
+                fields: vec![],
+            }),
+        }
+    }
+
+    fn rec(id: &str, email: Option<&str>, phone: Option<&str>) -> Mapped {
+        Mapped {
+            source: SourceRecord {
+                source_id: id.into(),
+                origin: String::new(),
+                values: vec![],
+            },
+            values: vec![email.map(str::to_string), phone.map(str::to_string)],
+            issues: vec![],
+            waiting_on: None,
+        }
+    }
+
+    #[test]
+    fn keys_in_order_and_in_batch_duplicates() {
+        let mut keys = HashMap::new();
+        keys.insert(
+            ("email".into(), "a@x.com".into()),
+            vec![("10".into(), None)],
+        );
+        keys.insert(
+            ("phone".into(), "+14155552671".into()),
+            vec![("11".into(), None), ("12".into(), None)],
+        );
+        keys.insert(
+            ("email".into(), "run@x.com".into()),
+            vec![("13".into(), Some(5))],
+        );
+        let mut written = HashMap::new();
+        written.insert("s9".to_string(), ("99".to_string(), 4));
+        let fake = Fake { written, keys };
+        let plan = plan();
+        let mut d = BatchDeduper::new(&plan, 5, phonenumber::country::Id::US);
+
+        let upd = d
+            .decide(&fake, 0, &rec("s1", Some("a@x.com"), Some("+14155552671")))
+            .expect("decide");
+        assert_eq!(
+            upd,
+            Decision::Update {
+                dest_id: "10".into(),
+                matched_by: "email".into(),
+                written_this_run: false
+            },
+            "email decides before phone"
+        );
+        let amb = d
+            .decide(&fake, 1, &rec("s2", None, Some("+14155552671")))
+            .expect("decide");
+        assert!(matches!(amb, Decision::Ambiguous { ref candidates, .. } if candidates.len() == 2));
+        let new = d
+            .decide(&fake, 2, &rec("s3", Some("new@x.com"), None))
+            .expect("decide");
+        assert_eq!(new, Decision::Create);
+        let dup = d
+            .decide(&fake, 3, &rec("s4", Some("new@x.com"), None))
+            .expect("decide");
+        assert_eq!(
+            dup,
+            Decision::IntoLead {
+                lead: 2,
+                matched_by: "email".into()
+            }
+        );
+        let again = d
+            .decide(&fake, 4, &rec("s5", Some("a@x.com"), None))
+            .expect("decide");
+        assert_eq!(
+            again,
+            Decision::IntoLead {
+                lead: 0,
+                matched_by: "email".into()
+            },
+            "second update of one record merges into the first"
+        );
+        let rerun = d.decide(&fake, 5, &rec("s9", None, None)).expect("decide");
+        assert_eq!(
+            rerun,
+            Decision::Update {
+                dest_id: "99".into(),
+                matched_by: "source_id".into(),
+                written_this_run: false
+            }
+        );
+        let same_run = d
+            .decide(&fake, 6, &rec("s6", Some("run@x.com"), None))
+            .expect("decide");
+        assert!(matches!(
+            same_run,
+            Decision::Update {
+                written_this_run: true,
+                ..
+            }
+        ));
+        let repeated_id = d.decide(&fake, 7, &rec("s3", None, None)).expect("decide");
+        assert_eq!(
+            repeated_id,
+            Decision::IntoLead {
+                lead: 2,
+                matched_by: "source_id".into()
+            }
+        );
+    }
+
+    #[test]
+    fn normalisation_compares_people_not_formats() {
+        let us = phonenumber::country::Id::US;
+        assert_eq!(
+            normalize_key(KeyKind::Email, " Ann@X.com ", false, us).as_deref(),
+            Some("ann@x.com")
+        );
+        assert_eq!(
+            normalize_key(KeyKind::Phone, "(415) 555-2671", false, us).as_deref(),
+            Some("+14155552671")
+        );
+        assert_eq!(normalize_key(KeyKind::Text, "  ", false, us), None);
+    }
+}

@@ -1,0 +1,389 @@
+//! The map stage: source values → destination values, with a field-level issue wherever a value
+//! cannot be mapped (no translation entry, owner not provisioned, parent not written, bad phone…).
+
+use super::plan::{FieldRule, ObjectPlan, Part, SourceExpr};
+use super::transform::{self, Rejection, TransformSettings};
+use crate::model::{DestUser, Issue, Rule, SourceRecord, Value};
+use crate::store::Store;
+use color_eyre::eyre::Result;
+use indexmap::IndexMap;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A record after mapping: its destination values aligned with the plan's `dest_fields`.
+#[derive(Debug, Clone)]
+pub struct Mapped {
+    pub source: SourceRecord,
+    pub values: Vec<Value>,
+    pub issues: Vec<Issue>,
+    /// The parent this record waits for, when its parent is held in the queue.
+    pub waiting_on: Option<(String, String)>,
+}
+
+/// Resolves source owner values (display names, emails) to destination user ids.
+#[derive(Debug, Default)]
+pub struct Owners {
+    ids: HashMap<String, String>,
+    by_email: HashMap<String, String>,
+    by_name: HashMap<String, String>,
+    aliases: HashMap<String, String>,
+    names: Vec<String>,
+}
+
+fn fold(s: &str) -> String {
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+impl Owners {
+    pub fn new(users: &[DestUser], aliases: &IndexMap<String, String>) -> Self {
+        let mut o = Owners::default();
+        for u in users {
+            o.ids.insert(u.id.clone(), u.id.clone());
+            if let Some(e) = &u.email {
+                o.by_email.insert(fold(e), u.id.clone());
+            }
+            if !u.name.trim().is_empty() {
+                o.by_name.insert(fold(&u.name), u.id.clone());
+                o.names.push(u.name.clone());
+            }
+        }
+        o.aliases = aliases.iter().map(|(k, v)| (fold(k), v.clone())).collect();
+        o
+    }
+
+    fn direct(&self, v: &str) -> Option<String> {
+        let k = fold(v);
+        self.ids
+            .get(v.trim())
+            .or_else(|| self.by_email.get(&k))
+            .or_else(|| self.by_name.get(&k))
+            .cloned()
+    }
+
+    pub fn is_user(&self, id: &str) -> bool {
+        self.ids.contains_key(id)
+    }
+
+    pub fn resolve(&self, value: &str) -> Result<String, Rejection> {
+        if let Some(target) = self.aliases.get(&fold(value)) {
+            return self.direct(target).ok_or_else(|| Rejection {
+                rule: Rule::OwnerNotProvisioned,
+                message: format!(
+                    "owner '{}' is aliased to '{target}', which is not a destination user",
+                    value.trim()
+                ),
+                suggestion: Some("fix the alias under [owners.aliases]".into()),
+            });
+        }
+        self.direct(value).ok_or_else(|| {
+            let wanted = fold(value);
+            let close = self
+                .names
+                .iter()
+                .map(|n| (strsim::jaro_winkler(&fold(n), &wanted), n))
+                .filter(|(score, _)| *score > 0.9)
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            Rejection {
+                rule: Rule::OwnerNotProvisioned,
+                message: format!("owner '{}' is not a user in the destination", value.trim()),
+                suggestion: Some(match close {
+                    Some((_, name)) => format!("did you mean '{name}'? map it under [owners.aliases]"),
+                    None => "provision the user in the destination, or map the name under [owners.aliases]".into(),
+                }),
+            }
+        })
+    }
+}
+
+/// Maps records of one object. Holds a read connection to the state store for parent ids.
+pub struct Mapper {
+    pub plan: Arc<ObjectPlan>,
+    settings: TransformSettings,
+    owners: Arc<Owners>,
+    store: Store,
+}
+
+fn blank(v: &Value) -> bool {
+    v.as_deref().is_none_or(|s| s.trim().is_empty())
+}
+
+fn split_part(s: &str, sep: &str, part: Part) -> Option<String> {
+    let s = s.trim();
+    let piece = match part {
+        Part::First => s.split(sep).next().map(str::to_string),
+        Part::Rest => s.split_once(sep).map(|(_, rest)| rest.to_string()),
+        Part::Last => s.rsplit(sep).next().map(str::to_string),
+        Part::Index(i) => {
+            let pieces: Vec<&str> = s.split(sep).collect();
+            let idx = if i < 0 { pieces.len() as i64 + i } else { i };
+            usize::try_from(idx)
+                .ok()
+                .and_then(|i| pieces.get(i))
+                .map(|p| p.to_string())
+        }
+    };
+    piece
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+}
+
+impl Mapper {
+    pub fn new(
+        plan: Arc<ObjectPlan>,
+        settings: TransformSettings,
+        owners: Arc<Owners>,
+        store: Store,
+    ) -> Self {
+        Self {
+            plan,
+            settings,
+            owners,
+            store,
+        }
+    }
+
+    /// Maps one record. `corrections` are the operator's: `source.FIELD` replaces a source value
+    /// before mapping, any other key replaces the mapped value of that destination field.
+    pub fn map(
+        &self,
+        record: SourceRecord,
+        corrections: &IndexMap<String, Option<String>>,
+    ) -> Result<Mapped> {
+        let mut source = record;
+        for (key, value) in corrections {
+            if let Some(field) = key.strip_prefix("source.")
+                && let Some(i) = self.plan.source_fields.iter().position(|f| f == field)
+            {
+                source.values[i] = value.clone();
+            }
+        }
+        let mut values = Vec::with_capacity(self.plan.rules.len());
+        let mut issues = Vec::new();
+        let mut waiting_on = None;
+        for rule in &self.plan.rules {
+            if let Some(corrected) = corrections.get(&rule.dest) {
+                values.push(corrected.clone());
+                continue;
+            }
+            let raw = extract(rule, &source.values);
+            match self.map_value(rule, raw.clone(), &mut waiting_on) {
+                Ok(v) => values.push(v),
+                Err(r) => {
+                    issues.push(Issue {
+                        field: rule.dest.clone(),
+                        rule: r.rule,
+                        value: raw,
+                        message: r.message,
+                        suggestion: r.suggestion,
+                    });
+                    values.push(None);
+                }
+            }
+        }
+        Ok(Mapped {
+            source,
+            values,
+            issues,
+            waiting_on,
+        })
+    }
+
+    fn map_value(
+        &self,
+        rule: &FieldRule,
+        raw: Value,
+        waiting_on: &mut Option<(String, String)>,
+    ) -> Result<Value, Rejection> {
+        let Some(mut v) = raw.filter(|s| !s.trim().is_empty()) else {
+            return Ok(rule.default.clone());
+        };
+        for t in &rule.transforms {
+            v = transform::apply(*t, v, &self.settings)?;
+        }
+        if let Some((table, entries)) = &rule.translate {
+            v = translate(table, entries, &v)?;
+        }
+        if rule.owner {
+            v = self.owners.resolve(&v)?;
+        }
+        if let Some(parent) = &rule.parent {
+            let key = v.trim().to_string();
+            v = match self.store.dest_id(parent, &key) {
+                Ok(Some(id)) => id,
+                Ok(None) => {
+                    let queued = self.store.is_queued(parent, &key).unwrap_or(false);
+                    if queued {
+                        *waiting_on = Some((parent.clone(), key.clone()));
+                        return Err(Rejection {
+                            rule: Rule::ParentNotWritten,
+                            message: format!("parent {parent} {key} is held in the conflict queue"),
+                            suggestion: Some(format!(
+                                "fix {parent} {key}; this record is released when it is written"
+                            )),
+                        });
+                    }
+                    return Err(Rejection {
+                        rule: Rule::ParentMissing,
+                        message: format!(
+                            "parent {parent} {key} was not written to the destination (absent from the source, or failed)"
+                        ),
+                        suggestion: Some(format!("check {parent} {key} in the audit log")),
+                    });
+                }
+                Err(e) => {
+                    return Err(Rejection {
+                        rule: Rule::ParentMissing,
+                        message: format!("cannot look up parent: {e}"),
+                        suggestion: None,
+                    });
+                }
+            };
+        }
+        Ok(Some(v))
+    }
+}
+
+fn extract(rule: &FieldRule, values: &[Value]) -> Value {
+    let get = |i: usize| values.get(i).cloned().flatten();
+    match &rule.expr {
+        SourceExpr::Nothing => None,
+        SourceExpr::Field(i) => get(*i),
+        SourceExpr::Concat(list, sep) => {
+            let parts: Vec<String> = list
+                .iter()
+                .filter_map(|i| get(*i))
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+            if parts.is_empty() {
+                None
+            } else {
+                Some(parts.join(sep))
+            }
+        }
+        SourceExpr::Split(i, sep, part) => get(*i).and_then(|s| split_part(&s, sep, *part)),
+    }
+}
+
+fn translate(
+    table: &str,
+    entries: &IndexMap<String, String>,
+    value: &str,
+) -> Result<String, Rejection> {
+    let v = value.trim();
+    if let Some(t) = entries.get(v) {
+        return Ok(t.clone());
+    }
+    let folded = fold(v);
+    if let Some((_, t)) = entries.iter().find(|(k, _)| fold(k) == folded) {
+        return Ok(t.clone());
+    }
+    let close = entries
+        .keys()
+        .map(|k| (strsim::jaro_winkler(&fold(k), &folded), k))
+        .filter(|(s, _)| *s > 0.88)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    Err(Rejection {
+        rule: Rule::NoTranslation,
+        message: format!("no entry for '{v}' in translation table '{table}'"),
+        suggestion: Some(match close {
+            Some((_, k)) => {
+                format!("did you mean '{k}'? or add \"{v}\" = \"…\" under [translations.{table}]")
+            }
+            None => format!(
+                "add \"{v}\" = \"…\" under [translations.{table}], or set the field on the queued records"
+            ),
+        }),
+    })
+}
+
+/// True when the value is blank (absent or only whitespace).
+pub fn is_blank(v: &Value) -> bool {
+    blank(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn users() -> Vec<DestUser> {
+        vec![
+            DestUser {
+                id: "7".into(),
+                name: "Ana López".into(),
+                email: Some("ana@acme.example".into()),
+            },
+            DestUser {
+                id: "9".into(),
+                name: "Bo Chen".into(),
+                email: None,
+            },
+        ]
+    }
+
+    #[test]
+    fn owners_resolve_by_name_email_id_and_alias() {
+        let mut aliases = IndexMap::new();
+        aliases.insert("Bobby".to_string(), "Bo Chen".to_string());
+        aliases.insert("Ghost".to_string(), "nobody@x".to_string());
+        let o = Owners::new(&users(), &aliases);
+        assert_eq!(o.resolve("  ana   LÓPEZ ").as_deref(), Ok("7"));
+        assert_eq!(o.resolve("ANA@acme.example").as_deref(), Ok("7"));
+        assert_eq!(o.resolve("9").as_deref(), Ok("9"));
+        assert_eq!(o.resolve("bobby").as_deref(), Ok("9"));
+        let err = o.resolve("Ghost").expect_err("bad alias");
+        assert!(err.message.contains("aliased"));
+        let err = o.resolve("Ana Lopez").expect_err("not exact");
+        assert_eq!(err.rule, Rule::OwnerNotProvisioned);
+        assert!(
+            err.suggestion
+                .as_deref()
+                .is_some_and(|s| s.contains("Ana López")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn translations_match_case_insensitively_and_suggest() {
+        let mut t = IndexMap::new();
+        t.insert("Qualified".to_string(), "qualifiedtobuy".to_string());
+        assert_eq!(
+            translate("stage", &t, " qualified ").as_deref(),
+            Ok("qualifiedtobuy")
+        );
+        let err = translate("stage", &t, "Qualifed").expect_err("typo");
+        assert_eq!(err.rule, Rule::NoTranslation);
+        assert!(
+            err.suggestion
+                .as_deref()
+                .is_some_and(|s| s.contains("did you mean 'Qualified'"))
+        );
+        let err = translate("stage", &t, "On Hold").expect_err("missing");
+        assert!(err.message.contains("'On Hold'"));
+    }
+
+    #[test]
+    fn split_parts() {
+        assert_eq!(
+            split_part("Mary Ann Smith", " ", Part::First).as_deref(),
+            Some("Mary")
+        );
+        assert_eq!(
+            split_part("Mary Ann Smith", " ", Part::Rest).as_deref(),
+            Some("Ann Smith")
+        );
+        assert_eq!(
+            split_part("Mary Ann Smith", " ", Part::Last).as_deref(),
+            Some("Smith")
+        );
+        assert_eq!(
+            split_part("Mary Ann Smith", " ", Part::Index(-2)).as_deref(),
+            Some("Ann")
+        );
+        assert_eq!(split_part("Cher", " ", Part::Rest), None);
+        assert_eq!(split_part("Cher", " ", Part::Index(5)), None);
+    }
+}

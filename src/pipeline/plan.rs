@@ -1,0 +1,187 @@
+//! An object's mapping compiled against the real schemas: field positions resolved once, so the
+//! per-record stages do no name lookups.
+
+use crate::config::{LoadedConfig, MergeRule, SplitPart, Transform};
+use crate::model::{DestSchema, FieldNames, FieldType};
+use color_eyre::eyre::{Result, eyre};
+use indexmap::IndexMap;
+use std::sync::Arc;
+
+/// Where a destination field's value comes from.
+#[derive(Debug, Clone)]
+pub enum SourceExpr {
+    /// Only a default.
+    Nothing,
+    Field(usize),
+    Concat(Vec<usize>, String),
+    Split(usize, String, Part),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    First,
+    Rest,
+    Last,
+    Index(i64),
+}
+
+#[derive(Debug, Clone)]
+pub struct FieldRule {
+    pub dest: String,
+    pub expr: SourceExpr,
+    pub transforms: Vec<Transform>,
+    /// Translation table name and its entries.
+    pub translate: Option<(String, Arc<IndexMap<String, String>>)>,
+    pub parent: Option<String>,
+    pub owner: bool,
+    pub default: Option<String>,
+    pub required: bool,
+    pub max_length: Option<usize>,
+}
+
+/// How a match key's values are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Email,
+    Phone,
+    Text,
+}
+
+#[derive(Debug, Clone)]
+pub struct MatchKey {
+    pub field: String,
+    /// Position in the mapped values.
+    pub index: usize,
+    pub kind: KeyKind,
+    /// The mapping already normalised the value (email/phone transform), so it is used as is.
+    pub mapped_normalised: bool,
+}
+
+/// Everything the stages need to know about one object.
+#[derive(Debug, Clone)]
+pub struct ObjectPlan {
+    pub name: String,
+    pub source_object: String,
+    pub dest_object: String,
+    pub id_field: String,
+    pub source_fields: FieldNames,
+    pub dest_fields: FieldNames,
+    pub rules: Vec<FieldRule>,
+    pub match_keys: Vec<MatchKey>,
+    pub merge: MergeRule,
+    pub schema: Arc<DestSchema>,
+}
+
+impl ObjectPlan {
+    pub fn build(
+        project: &LoadedConfig,
+        name: &str,
+        source_fields: FieldNames,
+        schema: Arc<DestSchema>,
+    ) -> Result<Self> {
+        let object = project
+            .object(name)
+            .ok_or_else(|| eyre!("no object '{name}' in the project"))?;
+        let pos = |f: &str| {
+            source_fields
+                .iter()
+                .position(|x| x == f)
+                .ok_or_else(|| eyre!("objects.{name}: unknown source field '{f}'"))
+        };
+        let mut rules = Vec::with_capacity(object.fields.len());
+        for (dest, spec) in &object.fields {
+            let separator = spec.separator.clone().unwrap_or_else(|| " ".into());
+            let expr = if let Some(f) = &spec.from {
+                SourceExpr::Field(pos(f)?)
+            } else if let Some(list) = &spec.concat {
+                SourceExpr::Concat(
+                    list.iter().map(|f| pos(f)).collect::<Result<_>>()?,
+                    separator,
+                )
+            } else if let Some(f) = &spec.split {
+                let part = match &spec.part {
+                    None => Part::First,
+                    Some(SplitPart::Index(i)) => Part::Index(*i),
+                    Some(SplitPart::Named(n)) => match n.as_str() {
+                        "rest" => Part::Rest,
+                        "last" => Part::Last,
+                        _ => Part::First,
+                    },
+                };
+                SourceExpr::Split(pos(f)?, separator, part)
+            } else {
+                SourceExpr::Nothing
+            };
+            let transforms = spec.transforms();
+            let field = schema.field(dest);
+            rules.push(FieldRule {
+                dest: dest.clone(),
+                expr,
+                owner: transforms.contains(&Transform::Owner),
+                transforms: transforms
+                    .into_iter()
+                    .filter(|t| *t != Transform::Owner)
+                    .collect(),
+                translate: spec.translate.as_ref().and_then(|t| {
+                    project
+                        .config
+                        .translations
+                        .get(t)
+                        .map(|entries| (t.clone(), Arc::new(entries.clone())))
+                }),
+                parent: spec.parent.clone(),
+                default: spec.default.clone(),
+                required: spec.required || field.is_some_and(|f| f.required),
+                max_length: spec.max_length.or(field.and_then(|f| f.max_length)),
+            });
+        }
+        let dest_fields: FieldNames = rules
+            .iter()
+            .map(|r| r.dest.clone())
+            .collect::<Vec<_>>()
+            .into();
+        let match_keys = object
+            .match_keys
+            .iter()
+            .filter_map(|k| {
+                let index = dest_fields.iter().position(|f| f == k)?;
+                let rule = &rules[index];
+                let ty = schema.field(k).map(|f| f.ty);
+                let kind = if rule.transforms.contains(&Transform::Email)
+                    || ty == Some(FieldType::Email)
+                {
+                    KeyKind::Email
+                } else if rule.transforms.contains(&Transform::Phone)
+                    || ty == Some(FieldType::Phone)
+                {
+                    KeyKind::Phone
+                } else {
+                    KeyKind::Text
+                };
+                let mapped_normalised = match kind {
+                    KeyKind::Email => rule.transforms.contains(&Transform::Email),
+                    KeyKind::Phone => rule.transforms.contains(&Transform::Phone),
+                    KeyKind::Text => false,
+                };
+                Some(MatchKey {
+                    field: k.clone(),
+                    index,
+                    kind,
+                    mapped_normalised,
+                })
+            })
+            .collect();
+        Ok(Self {
+            name: name.to_string(),
+            source_object: object.source_name(name).to_string(),
+            dest_object: object.destination_name(name).to_string(),
+            id_field: object.id.clone(),
+            source_fields,
+            dest_fields,
+            rules,
+            match_keys,
+            merge: object.merge_rule(),
+            schema,
+        })
+    }
+}

@@ -1,0 +1,1078 @@
+//! Drives one run: for each object, parents first, a producer task extracts and maps batches
+//! while this task dedupes, validates, writes and commits them. Every record read ends with
+//! exactly one outcome, committed with the checkpoint that covers it.
+
+use super::dedupe::{BatchDeduper, Decision};
+use super::map::{Mapped, Mapper, Owners, is_blank};
+use super::plan::ObjectPlan;
+use super::progress::{Progress, RunState};
+use super::transform::TransformSettings;
+use super::validate::validate;
+use crate::config::{ConfigError, LoadedConfig, MergeRule, Problems, check};
+use crate::connect::{Change, Cursor, Destination, NewRecords, Source};
+use crate::model::{
+    Counts, DestSchema, Extracted, FieldNames, Issue, Outcome, Rule, SourceRecord, Value,
+};
+use crate::store::{AuditRow, BatchCommit, QueueItem, QueueWrite, RunKind, Store, os_user};
+use color_eyre::eyre::{Result, WrapErr, eyre};
+use indexmap::IndexMap;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finish {
+    Completed,
+    Halted(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub run_id: i64,
+    pub kind: RunKind,
+    pub finish: Finish,
+    /// (object, source count, outcome counters), in run order.
+    pub objects: Vec<(String, Option<u64>, Counts)>,
+    pub elapsed: Duration,
+}
+
+impl RunSummary {
+    pub fn totals(&self) -> Counts {
+        let mut t = Counts::default();
+        for (_, _, c) in &self.objects {
+            t.merge(c);
+        }
+        t
+    }
+}
+
+/// Why a run did not finish: `started` tells whether any record was touched.
+#[derive(Debug)]
+pub struct RunFailure {
+    pub started: bool,
+    pub error: color_eyre::Report,
+}
+
+impl<E: Into<color_eyre::Report>> From<E> for RunFailure {
+    fn from(e: E) -> Self {
+        RunFailure {
+            started: false,
+            error: e.into(),
+        }
+    }
+}
+
+/// The plans and lookups every run of a project needs, checked against the live schemas.
+pub struct Prepared {
+    pub plans: Vec<Arc<ObjectPlan>>,
+    pub owners: Arc<Owners>,
+}
+
+pub struct Engine {
+    pub project: Arc<LoadedConfig>,
+    source: Arc<dyn Source>,
+    dest: Arc<dyn Destination>,
+    store: Arc<Mutex<Store>>,
+    store_path: PathBuf,
+    settings: TransformSettings,
+    progress: watch::Sender<Progress>,
+}
+
+/// One position of a batch, as the consumer receives it.
+pub enum Item {
+    Malformed {
+        source_id: String,
+        origin: String,
+        message: String,
+    },
+    Mapped(Mapped),
+}
+
+struct MappedBatch {
+    items: Vec<Item>,
+    next: Cursor,
+    done: bool,
+}
+
+/// What became of one position of a batch.
+#[derive(Default)]
+struct Slot {
+    outcome: Option<Outcome>,
+    dest_id: Option<String>,
+    matched_by: Option<String>,
+    detail: Option<String>,
+    before_image: Option<String>,
+    issues: Vec<Issue>,
+    candidates: Option<String>,
+}
+
+fn lock(store: &Mutex<Store>) -> Result<MutexGuard<'_, Store>> {
+    store.lock().map_err(|_| eyre!("state store lock poisoned"))
+}
+
+/// Runs blocking store work on this worker without starving the runtime.
+fn sync<R>(f: impl FnOnce() -> R) -> R {
+    tokio::task::block_in_place(f)
+}
+
+impl Engine {
+    pub fn new(
+        project: Arc<LoadedConfig>,
+        source: Arc<dyn Source>,
+        dest: Arc<dyn Destination>,
+        store_path: PathBuf,
+    ) -> Result<Self> {
+        let store = Store::open(&store_path)?;
+        let region = project
+            .config
+            .project
+            .default_region
+            .parse()
+            .map_err(|_| eyre!("project.default_region is not a country code"))?;
+        let settings = TransformSettings {
+            region,
+            day_first: project.config.project.day_first,
+        };
+        let (progress, _) = watch::channel(Progress::new("idle", &project.order));
+        Ok(Self {
+            project,
+            source,
+            dest,
+            store: Arc::new(Mutex::new(store)),
+            store_path,
+            settings,
+            progress,
+        })
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+
+    pub fn store(&self) -> &Arc<Mutex<Store>> {
+        &self.store
+    }
+
+    /// Reads the schemas of both systems and checks the mappings against them, reporting every problem.
+    pub async fn prepare(&self) -> Result<Prepared> {
+        let mut source_fields: HashMap<String, Result<FieldNames, String>> = HashMap::new();
+        let mut dest_schemas: HashMap<String, Result<Arc<DestSchema>, String>> = HashMap::new();
+        for name in &self.project.order {
+            let Some(object) = self.project.object(name) else {
+                continue;
+            };
+            let src = self
+                .source
+                .fields(object.source_name(name))
+                .await
+                .map_err(|e| format!("{e:#}"));
+            source_fields.insert(name.clone(), src);
+            let dst = self
+                .dest
+                .schema(object.destination_name(name))
+                .await
+                .map(Arc::new)
+                .map_err(|e| format!("{e:#}"));
+            dest_schemas.insert(name.clone(), dst);
+        }
+        let mut problems = Problems::new(&self.project.spans);
+        check::against_schemas(
+            &self.project.config,
+            |name| check::ObjectSchemas {
+                source_fields: match source_fields.get(name) {
+                    Some(Ok(f)) => Ok(&f[..]),
+                    Some(Err(e)) => Err(e.clone()),
+                    None => Err("not read".into()),
+                },
+                destination: match dest_schemas.get(name) {
+                    Some(Ok(s)) => Ok(s.as_ref()),
+                    Some(Err(e)) => Err(e.clone()),
+                    None => Err("not read".into()),
+                },
+            },
+            &mut problems,
+        );
+        if !problems.is_empty() {
+            return Err(ConfigError {
+                file: self.project.path.clone(),
+                problems: problems.into_vec(),
+            }
+            .into());
+        }
+        let mut plans = Vec::new();
+        for name in &self.project.order {
+            let fields = source_fields
+                .remove(name)
+                .and_then(Result::ok)
+                .ok_or_else(|| eyre!("no fields for {name}"))?;
+            let schema = dest_schemas
+                .remove(name)
+                .and_then(Result::ok)
+                .ok_or_else(|| eyre!("no schema for {name}"))?;
+            plans.push(Arc::new(ObjectPlan::build(
+                &self.project,
+                name,
+                fields,
+                schema,
+            )?));
+        }
+        let users = self
+            .dest
+            .users()
+            .await
+            .wrap_err("reading the destination's users")?;
+        let owners = Arc::new(Owners::new(&users, &self.project.config.owners.aliases));
+        Ok(Prepared { plans, owners })
+    }
+
+    /// A full pass over every object of the project (also used for previews, on a scratch store).
+    pub async fn run(&self, kind: RunKind) -> std::result::Result<RunSummary, RunFailure> {
+        let started_at = Instant::now();
+        let prepared = self.prepare().await?;
+        let run_id = sync(|| lock(&self.store)?.begin_run(kind, &os_user(), &self.project.hash))?;
+        info!(run_id, kind = kind.as_str(), "run started");
+        self.progress.send_modify(|p| {
+            *p = Progress::new(kind.as_str(), &self.project.order);
+            p.run_id = Some(run_id);
+            p.state = RunState::Running;
+        });
+        let result = self.run_objects(run_id, &prepared).await;
+        self.finish(run_id, kind, started_at, result).await
+    }
+
+    async fn finish(
+        &self,
+        run_id: i64,
+        kind: RunKind,
+        started_at: Instant,
+        result: Result<Finish>,
+    ) -> std::result::Result<RunSummary, RunFailure> {
+        let failure = |error| RunFailure {
+            started: true,
+            error,
+        };
+        let store = self.store.clone();
+        match result {
+            Ok(finish) => {
+                let (state, reason) = match &finish {
+                    Finish::Completed => ("completed", None),
+                    Finish::Halted(r) => ("halted", Some(r.as_str())),
+                };
+                sync(|| lock(&store)?.finish_run(run_id, state, reason)).map_err(failure)?;
+                let objects = sync(|| lock(&store)?.run_counts(run_id)).map_err(failure)?;
+                self.progress.send_modify(|p| {
+                    p.state = match &finish {
+                        Finish::Completed => RunState::Completed,
+                        Finish::Halted(r) => RunState::Halted(r.clone()),
+                    };
+                    p.phase = state.into();
+                });
+                info!(run_id, state, "run finished");
+                Ok(RunSummary {
+                    run_id,
+                    kind,
+                    finish,
+                    objects,
+                    elapsed: started_at.elapsed(),
+                })
+            }
+            Err(e) => {
+                let message = format!("{e:#}");
+                warn!(run_id, error = %message, "run failed");
+                let _ = sync(|| {
+                    lock(&store).and_then(|s| s.finish_run(run_id, "failed", Some(&message)))
+                });
+                self.progress
+                    .send_modify(|p| p.state = RunState::Failed(message));
+                Err(failure(e))
+            }
+        }
+    }
+
+    async fn run_objects(&self, run_id: i64, prepared: &Prepared) -> Result<Finish> {
+        for (position, plan) in prepared.plans.iter().enumerate() {
+            let total = self
+                .source
+                .count(&plan.source_object)
+                .await
+                .wrap_err_with(|| format!("counting {} in the source", plan.name))?;
+            sync(|| lock(&self.store)?.begin_object(run_id, &plan.name, position, Some(total)))?;
+            self.progress.send_modify(|p| {
+                p.current = Some(position);
+                p.objects[position].total = Some(total);
+                p.phase = format!("indexing {} in the destination", plan.dest_object);
+            });
+            self.refresh_match_index(plan).await?;
+            self.progress
+                .send_modify(|p| p.phase = format!("migrating {}", plan.name));
+            if let Some(halt) = self
+                .run_object(run_id, position, plan, prepared, total)
+                .await?
+            {
+                return Ok(Finish::Halted(halt));
+            }
+        }
+        Ok(Finish::Completed)
+    }
+
+    /// Pages through the destination and stores the normalised match keys of its records.
+    async fn refresh_match_index(&self, plan: &ObjectPlan) -> Result<()> {
+        if plan.match_keys.is_empty() {
+            return Ok(());
+        }
+        sync(|| lock(&self.store)?.begin_match_refresh(&plan.name))?;
+        let fields: Vec<String> = plan.match_keys.iter().map(|k| k.field.clone()).collect();
+        let mut cursor = Cursor::start();
+        loop {
+            let (rows, next, done) = self
+                .dest
+                .scan(&plan.dest_object, &fields, &cursor, 5000)
+                .await?;
+            let mut keys = Vec::with_capacity(rows.len() * fields.len());
+            for (id, values) in rows {
+                for (k, v) in plan.match_keys.iter().zip(values) {
+                    if let Some(n) = v.and_then(|v| {
+                        super::dedupe::normalize_key(k.kind, &v, false, self.settings.region)
+                    }) {
+                        keys.push((k.field.clone(), n, id.clone()));
+                    }
+                }
+            }
+            sync(|| lock(&self.store)?.add_scanned_keys(&plan.name, &keys))?;
+            cursor = next;
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    fn mapper(&self, plan: &Arc<ObjectPlan>, owners: &Arc<Owners>) -> Result<Mapper> {
+        Ok(Mapper::new(
+            plan.clone(),
+            self.settings.clone(),
+            owners.clone(),
+            Store::open_reader(&self.store_path)?,
+        ))
+    }
+
+    /// Returns the halt reason if the run must stop.
+    async fn run_object(
+        &self,
+        run_id: i64,
+        position: usize,
+        plan: &Arc<ObjectPlan>,
+        prepared: &Prepared,
+        total: u64,
+    ) -> Result<Option<String>> {
+        let batch_size = self.project.config.project.batch_size;
+        let (tx, mut rx) = mpsc::channel::<Result<MappedBatch>>(2);
+        let mapper = self.mapper(plan, &prepared.owners)?;
+        let source = self.source.clone();
+        let producer_plan = plan.clone();
+        let no_corrections = IndexMap::new();
+        let producer = tokio::spawn(async move {
+            let mut cursor = Cursor::start();
+            loop {
+                let batch = match source
+                    .read_batch(
+                        &producer_plan.source_object,
+                        &producer_plan.id_field,
+                        &cursor,
+                        batch_size,
+                    )
+                    .await
+                {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                let mapped = sync(|| {
+                    batch
+                        .records
+                        .into_iter()
+                        .map(|r| match r {
+                            Extracted::Record(rec) => {
+                                mapper.map(rec, &no_corrections).map(Item::Mapped)
+                            }
+                            Extracted::Malformed {
+                                source_id,
+                                origin,
+                                message,
+                            } => Ok(Item::Malformed {
+                                source_id,
+                                origin,
+                                message,
+                            }),
+                        })
+                        .collect::<Result<Vec<_>>>()
+                });
+                let done = batch.done;
+                let next = batch.next.clone();
+                let msg = mapped.map(|items| MappedBatch {
+                    items,
+                    next: batch.next,
+                    done,
+                });
+                let failed = msg.is_err();
+                if tx.send(msg).await.is_err() || done || failed {
+                    return;
+                }
+                cursor = next;
+            }
+        });
+        let resolve_queue = sync(|| lock(&self.store)?.open_queue_count(&plan.name))? > 0;
+        let mut counts = Counts::default();
+        let threshold = self.project.config.project.halt_error_rate;
+        let mut halt = None;
+        let mut batch_no = 0u64;
+        while let Some(msg) = rx.recv().await {
+            let MappedBatch { items, next, done } = msg?;
+            batch_no += 1;
+            let n = items.len() as u64;
+            let before = counts;
+            let commit = self
+                .process_batch(
+                    run_id,
+                    plan,
+                    &prepared.owners,
+                    items,
+                    &mut counts,
+                    Some(next.0),
+                    done,
+                    resolve_queue,
+                )
+                .await?;
+            let rules = rule_tally(&commit);
+            sync(|| lock(&self.store)?.commit_batch(&commit))?;
+            self.progress
+                .send_modify(|p| p.objects[position].counts = counts);
+            let bad = (counts.failed - before.failed) + (counts.queued - before.queued);
+            if n >= 20 && bad as f64 / n as f64 > threshold {
+                halt = Some(format!(
+                    "{bad} of {n} records in batch {batch_no} of {} were failed or queued ({:.0}%, above the \
+                     halt threshold of {:.0}%); most common: {}",
+                    plan.name,
+                    100.0 * bad as f64 / n as f64,
+                    100.0 * threshold,
+                    rules
+                ));
+                break;
+            }
+            if done {
+                break;
+            }
+        }
+        drop(rx);
+        let _ = producer.await;
+        if halt.is_none() && counts.extracted != total {
+            halt = Some(format!(
+                "{}: the source reported {total} records but {} were read — the source changed during the run or \
+                 could not be read to the end",
+                plan.name, counts.extracted
+            ));
+        }
+        self.check_invariant(run_id, &plan.name, &counts)?;
+        Ok(halt)
+    }
+
+    /// Every extracted record has exactly one outcome, in the counters and in the audit log.
+    fn check_invariant(&self, run_id: i64, object: &str, counts: &Counts) -> Result<()> {
+        let audited = sync(|| lock(&self.store)?.audit_counts(run_id, object))?;
+        if !counts.balanced() || audited != *counts {
+            return Err(eyre!(
+                "INVARIANT BROKEN for {object} in run {run_id}: extracted {} but outcomes {} (audit log: {:?}, \
+                 counters: {:?}). This is a bug in Cutover; the store keeps everything done so far.",
+                counts.extracted,
+                counts.outcomes(),
+                audited,
+                counts
+            ));
+        }
+        Ok(())
+    }
+
+    /// Dedupe → validate → write one batch; returns what to commit.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn process_batch(
+        &self,
+        run_id: i64,
+        plan: &ObjectPlan,
+        owners: &Owners,
+        items: Vec<Item>,
+        counts: &mut Counts,
+        cursor: Option<String>,
+        done: bool,
+        resolve_queue: bool,
+    ) -> Result<BatchCommit> {
+        let n = items.len();
+        let mut slots: Vec<Slot> = (0..n).map(|_| Slot::default()).collect();
+        let mut decisions: Vec<Option<Decision>> = vec![None; n];
+
+        // Dedupe, against the store's match index and earlier records of the batch.
+        sync(|| -> Result<()> {
+            let store = lock(&self.store)?;
+            let mut dedupe = BatchDeduper::new(plan, run_id, self.settings.region);
+            for (i, item) in items.iter().enumerate() {
+                match item {
+                    Item::Malformed { message, .. } => {
+                        slots[i].outcome = Some(Outcome::Failed);
+                        slots[i].detail = Some(message.clone());
+                    }
+                    Item::Mapped(m) if !m.issues.is_empty() => {
+                        let mut issues = m.issues.clone();
+                        issues.extend(validate(plan, owners, &m.values, &m.issues, None));
+                        slots[i].issues = issues;
+                    }
+                    Item::Mapped(m) => {
+                        let d = dedupe.decide(&*store, i, m)?;
+                        if plan.merge == MergeRule::Queue
+                            && let Decision::Update {
+                                dest_id,
+                                matched_by,
+                                ..
+                            } = &d
+                        {
+                            slots[i].issues.push(Issue {
+                                field: matched_by.clone(),
+                                rule: Rule::MatchNeedsDecision,
+                                value: None,
+                                message: format!("matches destination record {dest_id}; this object has no merge rule"),
+                                suggestion: Some("merge into it, create new, or skip".into()),
+                            });
+                            slots[i].candidates = Some(serde_json::to_string(&[dest_id])?);
+                            continue;
+                        }
+                        decisions[i] = Some(d);
+                    }
+                }
+            }
+            Ok(())
+        })?;
+
+        // Read the destination records about to be updated, and the candidates of ambiguous matches.
+        let mut wanted: Vec<String> = Vec::new();
+        for d in decisions.iter().flatten() {
+            match d {
+                Decision::Update { dest_id, .. } => wanted.push(dest_id.clone()),
+                Decision::Ambiguous { candidates, .. } => wanted.extend(
+                    candidates
+                        .iter()
+                        .filter(|c| !c.starts_with("batch"))
+                        .cloned(),
+                ),
+                _ => {}
+            }
+        }
+        let fields: Vec<String> = plan.dest_fields.to_vec();
+        let current = if wanted.is_empty() {
+            HashMap::new()
+        } else {
+            wanted.sort();
+            wanted.dedup();
+            self.dest.read(&plan.dest_object, &wanted, &fields).await?
+        };
+
+        // Merge: leads hold the final values of the records to write.
+        let mut finals: Vec<Option<Vec<Value>>> = vec![None; n];
+        let mut updates: HashMap<usize, (String, Vec<Value>, bool)> = HashMap::new();
+        for i in 0..n {
+            let Item::Mapped(m) = &items[i] else { continue };
+            let Some(decision) = decisions[i].clone() else {
+                if slots[i].outcome.is_none() {
+                    slots[i].outcome = Some(Outcome::Queued);
+                }
+                continue;
+            };
+            match decision {
+                Decision::Create => finals[i] = Some(m.values.clone()),
+                Decision::Update {
+                    dest_id,
+                    matched_by,
+                    written_this_run,
+                } => {
+                    slots[i].matched_by = Some(matched_by);
+                    match current.get(&dest_id) {
+                        Some(cur) => {
+                            finals[i] = Some(merge(cur, &m.values, plan.merge));
+                            updates.insert(i, (dest_id, cur.clone(), written_this_run));
+                        }
+                        None => {
+                            // The destination no longer has it: write it anew.
+                            slots[i].detail = Some(format!(
+                                "destination record {dest_id} no longer exists; created anew"
+                            ));
+                            decisions[i] = Some(Decision::Create);
+                            finals[i] = Some(m.values.clone());
+                        }
+                    }
+                }
+                Decision::IntoLead { lead, matched_by } => {
+                    slots[i].matched_by = Some(matched_by);
+                    if let Some(lead_values) = finals[lead].take() {
+                        finals[lead] = Some(merge(&lead_values, &m.values, plan.merge));
+                    }
+                }
+                Decision::Ambiguous {
+                    matched_by,
+                    candidates,
+                } => {
+                    let sides: IndexMap<&String, Option<IndexMap<&String, &Value>>> = candidates
+                        .iter()
+                        .map(|c| {
+                            (
+                                c,
+                                current.get(c).map(|vals| fields.iter().zip(vals).collect()),
+                            )
+                        })
+                        .collect();
+                    slots[i].candidates = Some(serde_json::to_string(&sides)?);
+                    slots[i].issues.push(Issue {
+                        field: matched_by.clone(),
+                        rule: Rule::AmbiguousMatch,
+                        value: m
+                            .values
+                            .get(
+                                plan.dest_fields
+                                    .iter()
+                                    .position(|f| *f == matched_by)
+                                    .unwrap_or(0),
+                            )
+                            .cloned()
+                            .flatten(),
+                        message: format!(
+                            "{} destination records match on {matched_by}: {}",
+                            candidates.len(),
+                            candidates.join(", ")
+                        ),
+                        suggestion: Some(
+                            "choose the record to merge into, create new, or skip".into(),
+                        ),
+                    });
+                    slots[i].outcome = Some(Outcome::Queued);
+                    decisions[i] = None;
+                }
+            }
+        }
+
+        // Validate the final values of every record about to be written.
+        for i in 0..n {
+            if let Some(values) = &finals[i] {
+                let written: Option<Vec<bool>> = updates
+                    .get(&i)
+                    .map(|(_, cur, _)| cur.iter().zip(values).map(|(c, v)| c != v).collect());
+                let issues = validate(plan, owners, values, &[], written.as_deref());
+                if !issues.is_empty() {
+                    slots[i].issues = issues;
+                    slots[i].outcome = Some(Outcome::Queued);
+                    finals[i] = None;
+                    decisions[i] = None;
+                    updates.remove(&i);
+                }
+            }
+        }
+
+        // Write: creates and updates in batches, one result per record.
+        let creates: Vec<usize> = (0..n)
+            .filter(|&i| finals[i].is_some() && !updates.contains_key(&i))
+            .collect();
+        if !creates.is_empty() {
+            let rows = creates.iter().filter_map(|&i| finals[i].clone()).collect();
+            let results = self
+                .dest
+                .create(
+                    &plan.dest_object,
+                    &NewRecords {
+                        fields: plan.dest_fields.clone(),
+                        rows,
+                    },
+                )
+                .await?;
+            if results.len() != creates.len() {
+                return Err(eyre!(
+                    "the destination answered {} results for {} records",
+                    results.len(),
+                    creates.len()
+                ));
+            }
+            for (&i, r) in creates.iter().zip(results) {
+                match r {
+                    Ok(id) => {
+                        slots[i].outcome = Some(Outcome::Created);
+                        slots[i].dest_id = Some(id);
+                    }
+                    Err(msg) => {
+                        slots[i].outcome = Some(Outcome::Failed);
+                        slots[i].detail = Some(format!("the destination refused it: {msg}"));
+                    }
+                }
+            }
+        }
+        let mut order: Vec<usize> = updates.keys().copied().collect();
+        order.sort_unstable();
+        let mut changes = Vec::with_capacity(order.len());
+        for &i in &order {
+            let (dest_id, cur, _) = &updates[&i];
+            let fin = finals[i]
+                .as_ref()
+                .ok_or_else(|| eyre!("update without values"))?;
+            let changed: Vec<usize> = (0..fields.len()).filter(|&f| cur[f] != fin[f]).collect();
+            if !changed.is_empty() {
+                let before: IndexMap<&String, &Value> =
+                    changed.iter().map(|&f| (&fields[f], &cur[f])).collect();
+                slots[i].before_image = Some(serde_json::to_string(&before)?);
+            }
+            slots[i].detail = Some(if changed.is_empty() {
+                "no change".into()
+            } else {
+                format!(
+                    "changed {}",
+                    changed
+                        .iter()
+                        .map(|&f| fields[f].as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            });
+            changes.push(Change {
+                dest_id: dest_id.clone(),
+                values: changed
+                    .iter()
+                    .map(|&f| (fields[f].clone(), fin[f].clone()))
+                    .collect(),
+            });
+        }
+        if !changes.is_empty() {
+            let results = self.dest.update(&plan.dest_object, &changes).await?;
+            if results.len() != changes.len() {
+                return Err(eyre!(
+                    "the destination answered {} results for {} updates",
+                    results.len(),
+                    changes.len()
+                ));
+            }
+            for (&i, r) in order.iter().zip(results) {
+                let written_this_run = updates[&i].2;
+                match r {
+                    Ok(id) => {
+                        slots[i].outcome = Some(if written_this_run {
+                            Outcome::Merged
+                        } else {
+                            Outcome::Updated
+                        });
+                        slots[i].dest_id = Some(id);
+                    }
+                    Err(msg) => {
+                        slots[i].outcome = Some(Outcome::Failed);
+                        slots[i].detail =
+                            Some(format!("the destination refused the update: {msg}"));
+                        slots[i].before_image = None;
+                    }
+                }
+            }
+        }
+
+        // Followers take the outcome of their lead.
+        for i in 0..n {
+            if let Some(Decision::IntoLead { lead, .. }) = &decisions[i] {
+                let lead = *lead;
+                let lead_sid = match &items[lead] {
+                    Item::Mapped(m) => m.source.source_id.clone(),
+                    Item::Malformed { source_id, .. } => source_id.clone(),
+                };
+                match (slots[lead].outcome, slots[lead].dest_id.clone()) {
+                    (Some(Outcome::Created | Outcome::Updated | Outcome::Merged), Some(id)) => {
+                        slots[i].outcome = Some(Outcome::Merged);
+                        slots[i].dest_id = Some(id);
+                        slots[i].detail = Some(format!(
+                            "merged with source record {lead_sid} of the same batch"
+                        ));
+                    }
+                    (Some(Outcome::Failed), _) => {
+                        slots[i].outcome = Some(Outcome::Failed);
+                        slots[i].detail = Some(format!(
+                            "merged with source record {lead_sid}, which the destination refused"
+                        ));
+                    }
+                    _ => {
+                        slots[i].outcome = Some(Outcome::Queued);
+                        let field = slots[i].matched_by.clone().unwrap_or_default();
+                        slots[i].issues.push(Issue {
+                            field,
+                            rule: Rule::MatchNeedsDecision,
+                            value: None,
+                            message: format!(
+                                "duplicate of source record {lead_sid}, which is held in the queue"
+                            ),
+                            suggestion: Some(format!(
+                                "fix {lead_sid} first, then reprocess this one"
+                            )),
+                        });
+                    }
+                }
+            }
+        }
+
+        // Assemble the commit.
+        let dedupe = BatchDeduper::new(plan, run_id, self.settings.region);
+        let mut commit = BatchCommit {
+            run_id,
+            object: plan.name.clone(),
+            cursor,
+            done,
+            ..Default::default()
+        };
+        for (i, item) in items.into_iter().enumerate() {
+            let slot = std::mem::take(&mut slots[i]);
+            let outcome = slot.outcome.unwrap_or(Outcome::Queued);
+            counts.extracted += 1;
+            counts.add(outcome);
+            match item {
+                Item::Malformed { source_id, .. } => commit.audit.push(AuditRow {
+                    source_id,
+                    outcome: outcome.as_str(),
+                    detail: slot.detail,
+                    ..Default::default()
+                }),
+                Item::Mapped(m) => {
+                    let sid = m.source.source_id.clone();
+                    if outcome == Outcome::Queued {
+                        let reason = slot
+                            .issues
+                            .first()
+                            .map(|i| i.rule.as_str())
+                            .unwrap_or("invalid_value");
+                        commit.queue.push(QueueWrite {
+                            source_id: sid.clone(),
+                            origin: m.source.origin.clone(),
+                            reason: reason.to_string(),
+                            source: json_object(&plan.source_fields, &m.source.values)?,
+                            mapped: json_object(&plan.dest_fields, &m.values)?,
+                            issues: serde_json::to_string(&slot.issues)?,
+                            candidates: slot.candidates,
+                            waiting_on: m.waiting_on.clone(),
+                        });
+                    }
+                    if let Some(dest_id) = &slot.dest_id {
+                        commit.id_map.push((sid.clone(), dest_id.clone()));
+                        if let Some(values) = finals[i].as_ref().or(Some(&m.values)) {
+                            for (k, v) in dedupe.keys_of(values) {
+                                commit.match_keys.push((k, v, dest_id.clone()));
+                            }
+                        }
+                        if resolve_queue {
+                            commit.resolved.push(sid.clone());
+                        }
+                    }
+                    let detail = match outcome {
+                        Outcome::Queued => Some(
+                            slot.issues
+                                .iter()
+                                .map(|i| format!("{}: {}", i.field, i.message))
+                                .collect::<Vec<_>>()
+                                .join("; "),
+                        ),
+                        _ => slot.detail,
+                    };
+                    commit.audit.push(AuditRow {
+                        source_id: sid,
+                        outcome: outcome.as_str(),
+                        dest_id: slot.dest_id,
+                        matched_by: slot.matched_by,
+                        merge_rule: matches!(outcome, Outcome::Updated | Outcome::Merged)
+                            .then(|| plan.merge.as_str()),
+                        detail,
+                        before_image: slot.before_image,
+                    });
+                }
+            }
+        }
+        commit.counts = *counts;
+        Ok(commit)
+    }
+
+    /// Sends held records again through map → dedupe → validate → write, with their corrections.
+    /// Children waiting on a parent that gets written are released in the same run.
+    pub async fn reprocess(&self, ids: &[i64]) -> std::result::Result<RunSummary, RunFailure> {
+        let started_at = Instant::now();
+        let prepared = self.prepare().await?;
+        let mut wanted: HashMap<String, Vec<QueueItem>> = HashMap::new();
+        {
+            let store = sync(|| lock(&self.store))?;
+            for &id in ids {
+                let item = store
+                    .queue_item(id)?
+                    .ok_or_else(|| eyre!("no queue item {id}"))?;
+                if !item.status.is_pending() {
+                    return Err(eyre!(
+                        "queue item {id} is {}; only open items are reprocessed",
+                        item.status.as_str()
+                    )
+                    .into());
+                }
+                wanted.entry(item.object.clone()).or_default().push(item);
+            }
+        }
+        let run_id = sync(|| {
+            lock(&self.store)?.begin_run(RunKind::Reprocess, &os_user(), &self.project.hash)
+        })?;
+        self.progress.send_modify(|p| {
+            *p = Progress::new("reprocess", &self.project.order);
+            p.run_id = Some(run_id);
+            p.state = RunState::Running;
+        });
+        let result = self.reprocess_objects(run_id, &prepared, wanted).await;
+        self.finish(
+            run_id,
+            RunKind::Reprocess,
+            started_at,
+            result.map(|()| Finish::Completed),
+        )
+        .await
+    }
+
+    async fn reprocess_objects(
+        &self,
+        run_id: i64,
+        prepared: &Prepared,
+        mut wanted: HashMap<String, Vec<QueueItem>>,
+    ) -> Result<()> {
+        let mut seen: HashSet<i64> = wanted.values().flatten().map(|i| i.id).collect();
+        for (position, plan) in prepared.plans.iter().enumerate() {
+            let Some(items) = wanted.remove(&plan.name) else {
+                continue;
+            };
+            sync(|| lock(&self.store)?.begin_object(run_id, &plan.name, position, None))?;
+            let mapper = self.mapper(plan, &prepared.owners)?;
+            let mut counts = Counts::default();
+            for chunk in items.chunks(self.project.config.project.batch_size) {
+                let batch: Vec<Item> = sync(|| {
+                    chunk
+                        .iter()
+                        .map(|q| {
+                            mapper
+                                .map(source_record(plan, q), &q.corrections)
+                                .map(Item::Mapped)
+                        })
+                        .collect::<Result<_>>()
+                })?;
+                let commit = self
+                    .process_batch(
+                        run_id,
+                        plan,
+                        &prepared.owners,
+                        batch,
+                        &mut counts,
+                        None,
+                        false,
+                        true,
+                    )
+                    .await?;
+                let written: Vec<String> = commit.id_map.iter().map(|(s, _)| s.clone()).collect();
+                sync(|| -> Result<()> {
+                    let store = &mut *lock(&self.store)?;
+                    store.commit_batch(&commit)?;
+                    // Release children held until these records were written.
+                    for sid in &written {
+                        for child in store.queue_waiting_on(&plan.name, sid)? {
+                            if seen.insert(child)
+                                && let Some(item) = store.queue_item(child)?
+                            {
+                                wanted.entry(item.object.clone()).or_default().push(item);
+                            }
+                        }
+                    }
+                    Ok(())
+                })?;
+                self.progress
+                    .send_modify(|p| p.objects[position].counts = counts);
+            }
+            self.check_invariant(run_id, &plan.name, &counts)?;
+        }
+        Ok(())
+    }
+}
+
+/// The source record a queue item was made from, realigned with the source's current fields.
+fn source_record(plan: &ObjectPlan, item: &QueueItem) -> SourceRecord {
+    SourceRecord {
+        source_id: item.source_id.clone(),
+        origin: item.origin.clone(),
+        values: plan
+            .source_fields
+            .iter()
+            .map(|f| item.source.get(f).cloned().flatten())
+            .collect(),
+    }
+}
+
+fn json_object(fields: &[String], values: &[Value]) -> Result<String> {
+    let map: IndexMap<&String, &Value> = fields.iter().zip(values).collect();
+    Ok(serde_json::to_string(&map)?)
+}
+
+/// "no_translation on dealstage (180), …" for a halt message.
+fn rule_tally(commit: &BatchCommit) -> String {
+    let mut tally: IndexMap<String, u64> = IndexMap::new();
+    for q in &commit.queue {
+        *tally.entry(q.reason.clone()).or_default() += 1;
+    }
+    let failed = commit
+        .audit
+        .iter()
+        .filter(|a| a.outcome == "failed")
+        .count() as u64;
+    if failed > 0 {
+        tally.insert("failed writes or unreadable rows".into(), failed);
+    }
+    tally.sort_by(|_, a, _, b| b.cmp(a));
+    let parts: Vec<String> = tally
+        .iter()
+        .take(3)
+        .map(|(k, v)| format!("{k} ({v})"))
+        .collect();
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Applies a merge rule: `current` is what the destination (or the lead record) holds.
+pub fn merge(current: &[Value], incoming: &[Value], rule: MergeRule) -> Vec<Value> {
+    current
+        .iter()
+        .zip(incoming)
+        .map(|(cur, inc)| match rule {
+            MergeRule::FillBlanks if is_blank(cur) && !is_blank(inc) => inc.clone(),
+            MergeRule::SourceWins if !is_blank(inc) => inc.clone(),
+            _ => cur.clone(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_rules() {
+        let s = |v: &str| Some(v.to_string());
+        let cur = vec![s("Ann"), None, s("old")];
+        let inc = vec![s("Anne"), s("+1"), None];
+        assert_eq!(
+            merge(&cur, &inc, MergeRule::FillBlanks),
+            vec![s("Ann"), s("+1"), s("old")]
+        );
+        assert_eq!(
+            merge(&cur, &inc, MergeRule::SourceWins),
+            vec![s("Anne"), s("+1"), s("old")]
+        );
+        assert_eq!(merge(&cur, &inc, MergeRule::DestinationWins), cur);
+    }
+}

@@ -1,0 +1,273 @@
+//! The validate stage: the values about to be written are checked against the destination's
+//! rules — required, type, length, picklist, owner. Any failure holds the record in the queue.
+
+use super::map::Owners;
+use super::plan::ObjectPlan;
+use super::transform;
+use crate::model::{FieldType, Issue, Rule, Value};
+
+/// Issues of the final values; fields that already have an issue (from mapping) are not re-checked.
+/// `written` marks the fields Cutover is about to write (for an update, the changed ones): only
+/// they are checked for type, length, picklist and owner — a destination's own values that
+/// Cutover leaves alone are not its to judge. Required fields are checked on the final record.
+pub fn validate(
+    plan: &ObjectPlan,
+    owners: &Owners,
+    values: &[Value],
+    known: &[Issue],
+    written: Option<&[bool]>,
+) -> Vec<Issue> {
+    let mut issues = Vec::new();
+    for (i, (rule, value)) in plan.rules.iter().zip(values).enumerate() {
+        if known.iter().any(|i| i.field == rule.dest) {
+            continue;
+        }
+        let checked = written.is_none_or(|w| w.get(i).copied().unwrap_or(true));
+        let issue = |r: Rule, message: String, suggestion: Option<String>| Issue {
+            field: rule.dest.clone(),
+            rule: r,
+            value: value.clone(),
+            message,
+            suggestion,
+        };
+        let Some(v) = value.as_deref().filter(|s| !s.trim().is_empty()) else {
+            if rule.required {
+                issues.push(issue(
+                    Rule::Required,
+                    format!("'{}' is required but blank", rule.dest),
+                    Some("set a value, or give the field a default in the mapping".into()),
+                ));
+            }
+            continue;
+        };
+        if !checked {
+            continue;
+        }
+        let field = plan.schema.field(&rule.dest);
+        if let Some(f) = field
+            && let Some(message) = type_problem(f.ty, v)
+        {
+            issues.push(issue(Rule::Type, message, None));
+            continue;
+        }
+        if let Some(max) = rule.max_length
+            && v.chars().count() > max
+        {
+            issues.push(issue(
+                Rule::Length,
+                format!(
+                    "'{}' holds {} characters; the destination takes at most {max}",
+                    rule.dest,
+                    v.chars().count()
+                ),
+                Some(format!("shorten it to {max} characters")),
+            ));
+            continue;
+        }
+        if let Some(list) = field.and_then(|f| f.picklist.as_ref())
+            && !list.iter().any(|allowed| allowed == v)
+        {
+            let close = list
+                .iter()
+                .map(|a| {
+                    (
+                        strsim::jaro_winkler(&a.to_lowercase(), &v.to_lowercase()),
+                        a,
+                    )
+                })
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .filter(|(s, _)| *s > 0.85);
+            let shown: Vec<&str> = list.iter().take(8).map(String::as_str).collect();
+            issues.push(issue(
+                Rule::Picklist,
+                format!("'{v}' is not an allowed value of '{}'", rule.dest),
+                Some(match close {
+                    Some((_, a)) => format!("did you mean '{a}'?"),
+                    None => format!(
+                        "one of: {}{}",
+                        shown.join(", "),
+                        if list.len() > 8 { ", …" } else { "" }
+                    ),
+                }),
+            ));
+            continue;
+        }
+        if rule.owner && !owners.is_user(v) {
+            issues.push(issue(
+                Rule::OwnerNotProvisioned,
+                format!("'{v}' is not the id of a destination user"),
+                Some("use a user id from the destination".into()),
+            ));
+        }
+    }
+    issues
+}
+
+fn type_problem(ty: FieldType, v: &str) -> Option<String> {
+    let ok = match ty {
+        FieldType::Text => true,
+        FieldType::Integer => v.parse::<i64>().is_ok(),
+        FieldType::Number => v.parse::<f64>().is_ok_and(f64::is_finite),
+        FieldType::Decimal => transform::decimal(v).is_ok_and(|d| d == v),
+        FieldType::Date => chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d").is_ok(),
+        FieldType::Datetime => chrono::DateTime::parse_from_rfc3339(v).is_ok(),
+        FieldType::Boolean => matches!(v, "true" | "false"),
+        FieldType::Email => transform::email(v).is_ok_and(|e| e == v),
+        FieldType::Phone => {
+            v.starts_with('+') && v.len() > 4 && v[1..].bytes().all(|b| b.is_ascii_digit())
+        }
+    };
+    (!ok).then(|| {
+        let what = match ty {
+            FieldType::Text => "text",
+            FieldType::Integer => "a whole number",
+            FieldType::Number => "a number",
+            FieldType::Decimal => "a decimal number like 1234.50",
+            FieldType::Date => "a date (YYYY-MM-DD)",
+            FieldType::Datetime => "a date-time (YYYY-MM-DDTHH:MM:SSZ)",
+            FieldType::Boolean => "true or false",
+            FieldType::Email => "a lower-case email address",
+            FieldType::Phone => "a phone number in E.164 form (+14155552671)",
+        };
+        format!("'{v}' is not {what}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MergeRule;
+    use crate::model::{DestField, DestSchema, DestUser};
+    use crate::pipeline::plan::{FieldRule, SourceExpr};
+    use std::sync::Arc;
+
+    fn rule(dest: &str, required: bool, max_length: Option<usize>, owner: bool) -> FieldRule {
+        FieldRule {
+            dest: dest.into(),
+            expr: SourceExpr::Nothing,
+            transforms: vec![],
+            translate: None,
+            parent: None,
+            owner,
+            default: None,
+            required,
+            max_length,
+        }
+    }
+
+    fn plan() -> ObjectPlan {
+        let f = |name: &str, ty, picklist: Option<Vec<&str>>| DestField {
+            name: name.into(),
+            ty,
+            required: false,
+            max_length: None,
+            picklist: picklist.map(|p| p.into_iter().map(String::from).collect()),
+        };
+        ObjectPlan {
+            name: "deals".into(),
+            source_object: "deals".into(),
+            dest_object: "deals".into(),
+            id_field: "id".into(),
+            source_fields: vec!["id".to_string()].into(),
+            dest_fields: vec![].into(),
+            rules: vec![
+                rule("dealname", true, Some(5), false),
+                rule("amount", false, None, false),
+                rule("dealstage", false, None, false),
+                rule("owner", false, None, true),
+                rule("closedate", false, None, false),
+            ],
+            match_keys: vec![],
+            merge: MergeRule::FillBlanks,
+            schema: Arc::new(DestSchema {
+                object: "deals".into(),
+                id_field: "id".into(),
+                fields: vec![
+                    f("dealname", FieldType::Text, None),
+                    f("amount", FieldType::Decimal, None),
+                    f(
+                        "dealstage",
+                        FieldType::Text,
+                        Some(vec!["closedwon", "closedlost"]),
+                    ),
+                    f("owner", FieldType::Integer, None),
+                    f("closedate", FieldType::Date, None),
+                ],
+            }),
+        }
+    }
+
+    #[test]
+    fn every_rule_reports_its_field() {
+        let owners = Owners::new(
+            &[DestUser {
+                id: "7".into(),
+                name: "Ann".into(),
+                email: None,
+            }],
+            &Default::default(),
+        );
+        let vals = |v: [Option<&str>; 5]| v.map(|x| x.map(String::from)).to_vec();
+        let ok = validate(
+            &plan(),
+            &owners,
+            &vals([
+                Some("Deal"),
+                Some("10.50"),
+                Some("closedwon"),
+                Some("7"),
+                Some("2024-01-31"),
+            ]),
+            &[],
+            None,
+        );
+        assert!(ok.is_empty(), "{ok:?}");
+        let bad = validate(
+            &plan(),
+            &owners,
+            &vals([
+                None,
+                Some("ten"),
+                Some("closedwn"),
+                Some("8"),
+                Some("31/01/2024"),
+            ]),
+            &[],
+            None,
+        );
+        let rules: Vec<(String, Rule)> = bad.iter().map(|i| (i.field.clone(), i.rule)).collect();
+        assert_eq!(
+            rules,
+            vec![
+                ("dealname".into(), Rule::Required),
+                ("amount".into(), Rule::Type),
+                ("dealstage".into(), Rule::Picklist),
+                ("owner".into(), Rule::OwnerNotProvisioned),
+                ("closedate".into(), Rule::Type),
+            ]
+        );
+        assert_eq!(
+            bad[2].suggestion.as_deref(),
+            Some("did you mean 'closedwon'?")
+        );
+        let long = validate(
+            &plan(),
+            &owners,
+            &vals([Some("Too long"), None, None, None, None]),
+            &[],
+            None,
+        );
+        assert_eq!(long[0].rule, Rule::Length);
+        let legacy = vals([Some("Deal"), Some("ten"), None, None, None]);
+        let only_name = [true, false, false, false, false];
+        assert!(
+            validate(&plan(), &owners, &legacy, &[], Some(&only_name)).is_empty(),
+            "unwritten fields are not judged"
+        );
+        let blank_required = vals([None, None, None, None, None]);
+        assert_eq!(
+            validate(&plan(), &owners, &blank_required, &[], Some(&[false; 5]))[0].rule,
+            Rule::Required
+        );
+    }
+}

@@ -1,0 +1,572 @@
+//! The state store: one SQLite file per project (WAL). Durable truth lives here — runs, outcome
+//! counters with their checkpoints, the per-record audit log, the id map, the match keys and the
+//! conflict queue. A batch's outcomes and the checkpoint covering them commit in one transaction.
+
+mod queue;
+mod schema;
+
+pub use queue::{QueueFilter, QueueItem, QueueStatus};
+
+use crate::model::{Counts, Outcome};
+use color_eyre::eyre::{Result, WrapErr, bail};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// The kinds of run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKind {
+    Full,
+    Preview,
+    Reprocess,
+}
+
+impl RunKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Full => "full",
+            RunKind::Preview => "preview",
+            RunKind::Reprocess => "reprocess",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunInfo {
+    pub id: i64,
+    pub kind: String,
+    pub state: String,
+    pub reason: Option<String>,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub user: String,
+}
+
+/// One audit row.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AuditRow {
+    pub source_id: String,
+    pub outcome: &'static str,
+    pub dest_id: Option<String>,
+    /// Which match key found the destination record ("source_id", "email", ...).
+    pub matched_by: Option<String>,
+    pub merge_rule: Option<&'static str>,
+    /// The reason (queued, skipped, failed) or what changed (updated).
+    pub detail: Option<String>,
+    /// JSON of the destination record's values before Cutover changed them.
+    pub before_image: Option<String>,
+}
+
+/// A queue item to insert or refresh.
+#[derive(Debug, Clone)]
+pub struct QueueWrite {
+    pub source_id: String,
+    pub origin: String,
+    pub reason: String,
+    pub source: String,
+    pub mapped: String,
+    pub issues: String,
+    pub candidates: Option<String>,
+    pub waiting_on: Option<(String, String)>,
+}
+
+/// Everything one batch changes in the store, committed in one transaction.
+#[derive(Debug, Default)]
+pub struct BatchCommit {
+    pub run_id: i64,
+    pub object: String,
+    /// The object's counters after this batch (cumulative for the run).
+    pub counts: Counts,
+    /// Where the next batch starts; `None` when the run is not resumable at this point.
+    pub cursor: Option<String>,
+    pub done: bool,
+    pub audit: Vec<AuditRow>,
+    pub id_map: Vec<(String, String)>,
+    pub match_keys: Vec<(String, String, String)>,
+    pub queue: Vec<QueueWrite>,
+    /// Source ids whose open queue items are now resolved (the record was written).
+    pub resolved: Vec<String>,
+}
+
+pub fn now() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+/// The operating-system user, recorded as "who" in the audit log.
+pub fn os_user() -> String {
+    ["USER", "USERNAME", "LOGNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+impl Store {
+    /// Opens (creating and migrating as needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)
+            .wrap_err_with(|| format!("cannot open state store {}", path.display()))?;
+        Self::setup(conn, path)
+    }
+
+    /// Opens an existing store for reading only (a second connection beside the writer).
+    pub fn open_reader(path: &Path) -> Result<Self> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .wrap_err_with(|| format!("cannot open state store {}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        Ok(Self {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn setup(mut conn: Connection, path: &Path) -> Result<Self> {
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-32000;",
+        )?;
+        let version: usize =
+            conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+        if version > schema::MIGRATIONS.len() {
+            bail!(
+                "state store {} was written by a newer Cutover (schema {version}, this one knows {})",
+                path.display(),
+                schema::MIGRATIONS.len()
+            );
+        }
+        for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)
+                .wrap_err_with(|| format!("state store migration {}", i + 1))?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+            tx.commit()?;
+        }
+        Ok(Self {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    // ---- runs ------------------------------------------------------------------------------
+
+    pub fn begin_run(&self, kind: RunKind, user: &str, config_hash: &str) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO runs (kind, state, started_at, user, config_hash) VALUES (?1, 'running', ?2, ?3, ?4)",
+            params![kind.as_str(), now(), user, config_hash],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn finish_run(&self, run_id: i64, state: &str, reason: Option<&str>) -> Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET state = ?2, reason = ?3, ended_at = ?4 WHERE id = ?1",
+            params![run_id, state, reason, now()],
+        )?;
+        Ok(())
+    }
+
+    pub fn begin_object(
+        &self,
+        run_id: i64,
+        object: &str,
+        position: usize,
+        source_count: Option<u64>,
+    ) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO run_objects (run_id, object, position, source_count) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (run_id, object) DO UPDATE SET source_count = excluded.source_count",
+            params![run_id, object, position as i64, source_count.map(|n| n as i64)],
+        )?;
+        Ok(())
+    }
+
+    pub fn run(&self, run_id: i64) -> Result<Option<RunInfo>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, kind, state, reason, started_at, ended_at, user FROM runs WHERE id = ?1",
+                [run_id],
+                run_info,
+            )
+            .optional()?)
+    }
+
+    pub fn runs(&self) -> Result<Vec<RunInfo>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, kind, state, reason, started_at, ended_at, user FROM runs ORDER BY id DESC",
+        )?;
+        let rows = stmt
+            .query_map([], run_info)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// The outcome counters of every object of a run, in run order.
+    pub fn run_counts(&self, run_id: i64) -> Result<Vec<(String, Option<u64>, Counts)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT object, source_count, extracted, created, updated, merged, queued, skipped, failed
+             FROM run_objects WHERE run_id = ?1 ORDER BY position",
+        )?;
+        let rows = stmt
+            .query_map([run_id], |r| {
+                let n = |i: usize| r.get::<_, i64>(i).map(|v| v as u64);
+                Ok((
+                    r.get(0)?,
+                    r.get::<_, Option<i64>>(1)?.map(|v| v as u64),
+                    Counts {
+                        extracted: n(2)?,
+                        created: n(3)?,
+                        updated: n(4)?,
+                        merged: n(5)?,
+                        queued: n(6)?,
+                        skipped: n(7)?,
+                        failed: n(8)?,
+                    },
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Outcomes of a run counted from the audit log, to check the counters against.
+    pub fn audit_counts(&self, run_id: i64, object: &str) -> Result<Counts> {
+        let mut stmt =
+            self.conn.prepare("SELECT outcome, COUNT(*) FROM audit WHERE run_id = ?1 AND object = ?2 GROUP BY outcome")?;
+        let mut counts = Counts::default();
+        let rows = stmt.query_map(params![run_id, object], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        for row in rows {
+            let (outcome, n) = row?;
+            if let Some(o) = Outcome::parse(&outcome) {
+                *counts.slot(o) += n as u64;
+                counts.extracted += n as u64;
+            }
+        }
+        Ok(counts)
+    }
+
+    // ---- id map and match keys ----------------------------------------------------------------
+
+    pub fn dest_id(&self, object: &str, source_id: &str) -> Result<Option<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT dest_id FROM id_map WHERE object = ?1 AND source_id = ?2")?;
+        Ok(stmt
+            .query_row(params![object, source_id], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Destination records whose normalised `key` equals `value`, with the run that wrote them
+    /// (`None` for records that were in the destination before Cutover).
+    pub fn match_candidates(
+        &self,
+        object: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<(String, Option<i64>)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT dest_id, run_id FROM match_keys WHERE object = ?1 AND key = ?2 AND value = ?3",
+        )?;
+        let rows = stmt
+            .query_map(params![object, key, value], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// The destination id a source record was written to, and the run that wrote it.
+    pub fn id_map_entry(&self, object: &str, source_id: &str) -> Result<Option<(String, i64)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT dest_id, run_id FROM id_map WHERE object = ?1 AND source_id = ?2",
+        )?;
+        Ok(stmt
+            .query_row(params![object, source_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
+    /// Replaces the scanned (pre-existing) match keys of an object, keeping those Cutover wrote.
+    pub fn begin_match_refresh(&self, object: &str) -> Result<()> {
+        self.conn.execute(
+            "DELETE FROM match_keys WHERE object = ?1 AND run_id IS NULL",
+            [object],
+        )?;
+        Ok(())
+    }
+
+    pub fn add_scanned_keys(
+        &mut self,
+        object: &str,
+        keys: &[(String, String, String)],
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO match_keys (object, key, value, dest_id, run_id) VALUES (?1, ?2, ?3, ?4, NULL)",
+            )?;
+            for (key, value, dest_id) in keys {
+                stmt.execute(params![object, key, value, dest_id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    // ---- the batch commit ---------------------------------------------------------------------
+
+    pub fn commit_batch(&mut self, batch: &BatchCommit) -> Result<()> {
+        let at = now();
+        let user = os_user();
+        let tx = self.conn.transaction()?;
+        {
+            let mut audit = tx.prepare_cached(
+                "INSERT INTO audit (run_id, at, user, object, source_id, outcome, dest_id, matched_by, merge_rule, detail, before_image)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            for a in &batch.audit {
+                audit.execute(params![
+                    batch.run_id,
+                    at,
+                    user,
+                    batch.object,
+                    a.source_id,
+                    a.outcome,
+                    a.dest_id,
+                    a.matched_by,
+                    a.merge_rule,
+                    a.detail,
+                    a.before_image
+                ])?;
+            }
+            let mut idmap = tx.prepare_cached(
+                "INSERT INTO id_map (object, source_id, dest_id, run_id) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (object, source_id) DO UPDATE SET dest_id = excluded.dest_id, run_id = excluded.run_id",
+            )?;
+            for (source_id, dest_id) in &batch.id_map {
+                idmap.execute(params![batch.object, source_id, dest_id, batch.run_id])?;
+            }
+            let mut keys = tx.prepare_cached(
+                "INSERT INTO match_keys (object, key, value, dest_id, run_id) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT DO UPDATE SET run_id = excluded.run_id",
+            )?;
+            for (key, value, dest_id) in &batch.match_keys {
+                keys.execute(params![batch.object, key, value, dest_id, batch.run_id])?;
+            }
+            let mut queue = tx.prepare_cached(
+                "INSERT INTO queue (object, source_id, origin, run_id, status, reason, source, mapped, issues, candidates,
+                                    waiting_object, waiting_source_id, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)
+                 ON CONFLICT (object, source_id) DO UPDATE SET
+                    origin = excluded.origin, run_id = excluded.run_id, status = 'open', reason = excluded.reason,
+                    source = excluded.source, mapped = excluded.mapped, issues = excluded.issues,
+                    candidates = excluded.candidates, waiting_object = excluded.waiting_object,
+                    waiting_source_id = excluded.waiting_source_id, updated_at = excluded.updated_at",
+            )?;
+            for q in &batch.queue {
+                let (wo, ws) = match &q.waiting_on {
+                    Some((o, s)) => (Some(o.as_str()), Some(s.as_str())),
+                    None => (None, None),
+                };
+                queue.execute(params![
+                    batch.object,
+                    q.source_id,
+                    q.origin,
+                    batch.run_id,
+                    q.reason,
+                    q.source,
+                    q.mapped,
+                    q.issues,
+                    q.candidates,
+                    wo,
+                    ws,
+                    at
+                ])?;
+            }
+            if !batch.resolved.is_empty() {
+                let mut resolve = tx.prepare_cached(
+                    "UPDATE queue SET status = 'resolved', updated_at = ?3
+                     WHERE object = ?1 AND source_id = ?2 AND status IN ('open', 'fixed', 'claimed')",
+                )?;
+                for source_id in &batch.resolved {
+                    resolve.execute(params![batch.object, source_id, at])?;
+                }
+            }
+            let c = &batch.counts;
+            tx.prepare_cached(
+                "UPDATE run_objects SET extracted = ?3, created = ?4, updated = ?5, merged = ?6, queued = ?7,
+                        skipped = ?8, failed = ?9, cursor = COALESCE(?10, cursor), done = ?11
+                 WHERE run_id = ?1 AND object = ?2",
+            )?
+            .execute(params![
+                batch.run_id,
+                batch.object,
+                c.extracted as i64,
+                c.created as i64,
+                c.updated as i64,
+                c.merged as i64,
+                c.queued as i64,
+                c.skipped as i64,
+                c.failed as i64,
+                batch.cursor,
+                batch.done
+            ])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// How many open queue items an object has (decides whether writes must resolve items).
+    pub fn open_queue_count(&self, object: &str) -> Result<u64> {
+        let n: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM queue WHERE object = ?1 AND status IN ('open', 'fixed', 'claimed')",
+            [object],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
+    /// Whether a record is held in the queue.
+    pub fn is_queued(&self, object: &str, source_id: &str) -> Result<bool> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT 1 FROM queue WHERE object = ?1 AND source_id = ?2 AND status IN ('open', 'fixed', 'claimed')",
+        )?;
+        Ok(stmt.exists(params![object, source_id])?)
+    }
+
+    /// Records an operator action (a correction, a skip) in the audit log.
+    pub fn audit_action(
+        &self,
+        run_id: i64,
+        object: &str,
+        source_id: &str,
+        action: &str,
+        detail: &str,
+    ) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO audit (run_id, at, user, object, source_id, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![run_id, now(), os_user(), object, source_id, action, detail],
+        )?;
+        Ok(())
+    }
+}
+
+fn run_info(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunInfo> {
+    Ok(RunInfo {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        state: r.get(2)?,
+        reason: r.get(3)?,
+        started_at: r.get(4)?,
+        ended_at: r.get(5)?,
+        user: r.get(6)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_once_and_refuses_newer_schema() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        drop(Store::open(&path).expect("first open"));
+        let store = Store::open(&path).expect("second open");
+        let v: i64 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(v as usize, schema::MIGRATIONS.len());
+        store
+            .conn
+            .execute_batch("PRAGMA user_version = 99")
+            .expect("bump");
+        drop(store);
+        let err = Store::open(&path).err().expect("newer schema refused");
+        assert!(err.to_string().contains("newer Cutover"), "{err}");
+    }
+
+    #[test]
+    fn batch_commit_writes_outcomes_and_checkpoint_together() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::open(&dir.path().join("s.db")).expect("open");
+        let run = store.begin_run(RunKind::Full, "tester", "h").expect("run");
+        store
+            .begin_object(run, "contacts", 0, Some(2))
+            .expect("object");
+        let mut counts = Counts {
+            extracted: 2,
+            ..Counts::default()
+        };
+        counts.add(Outcome::Created);
+        counts.add(Outcome::Queued);
+        store
+            .commit_batch(&BatchCommit {
+                run_id: run,
+                object: "contacts".into(),
+                counts,
+                cursor: Some("c1".into()),
+                done: true,
+                audit: vec![
+                    AuditRow {
+                        source_id: "1".into(),
+                        outcome: "created",
+                        dest_id: Some("10".into()),
+                        ..Default::default()
+                    },
+                    AuditRow {
+                        source_id: "2".into(),
+                        outcome: "queued",
+                        ..Default::default()
+                    },
+                ],
+                id_map: vec![("1".into(), "10".into())],
+                match_keys: vec![("email".into(), "a@b.c".into(), "10".into())],
+                queue: vec![QueueWrite {
+                    source_id: "2".into(),
+                    origin: "x.csv:3".into(),
+                    reason: "owner_not_provisioned".into(),
+                    source: "{}".into(),
+                    mapped: "{}".into(),
+                    issues: "[]".into(),
+                    candidates: None,
+                    waiting_on: None,
+                }],
+                resolved: vec![],
+            })
+            .expect("commit");
+        assert_eq!(
+            store.dest_id("contacts", "1").expect("id"),
+            Some("10".into())
+        );
+        assert_eq!(
+            store
+                .match_candidates("contacts", "email", "a@b.c")
+                .expect("keys"),
+            vec![("10".into(), Some(run))]
+        );
+        assert!(store.is_queued("contacts", "2").expect("queued"));
+        let counts = store.run_counts(run).expect("counts");
+        assert_eq!(
+            counts[0].2,
+            store.audit_counts(run, "contacts").expect("audit")
+        );
+        assert!(counts[0].2.balanced());
+    }
+}

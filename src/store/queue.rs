@@ -1,0 +1,246 @@
+//! The conflict queue: held records with their field-level issues and the operator's corrections.
+
+use super::{Store, now};
+use crate::model::Issue;
+use color_eyre::eyre::{Result, bail};
+use indexmap::IndexMap;
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueStatus {
+    /// Waiting for an operator.
+    Open,
+    /// Corrected, waiting to be reprocessed.
+    Fixed,
+    /// Being edited by an operator.
+    Claimed,
+    /// Written on reprocess.
+    Resolved,
+    /// Skipped by an operator, with a reason.
+    Skipped,
+    /// Accepted as it is at sign-off.
+    Accepted,
+}
+
+impl QueueStatus {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "open" => Self::Open,
+            "fixed" => Self::Fixed,
+            "claimed" => Self::Claimed,
+            "resolved" => Self::Resolved,
+            "skipped" => Self::Skipped,
+            "accepted" => Self::Accepted,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Fixed => "fixed",
+            Self::Claimed => "claimed",
+            Self::Resolved => "resolved",
+            Self::Skipped => "skipped",
+            Self::Accepted => "accepted",
+        }
+    }
+    /// Still waiting for something to happen.
+    pub fn is_pending(self) -> bool {
+        matches!(self, Self::Open | Self::Fixed | Self::Claimed)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueItem {
+    pub id: i64,
+    pub object: String,
+    pub source_id: String,
+    pub origin: String,
+    pub run_id: i64,
+    pub status: QueueStatus,
+    pub reason: String,
+    /// Raw source values, as read.
+    pub source: IndexMap<String, Option<String>>,
+    /// Mapped destination values, as the last attempt produced them.
+    pub mapped: IndexMap<String, Option<String>>,
+    pub issues: Vec<Issue>,
+    /// Destination candidates of an ambiguous match: id → values.
+    pub candidates: Option<serde_json::Value>,
+    /// Operator corrections: destination field (or `source.FIELD`) → value.
+    pub corrections: IndexMap<String, Option<String>>,
+    pub waiting_on: Option<(String, String)>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// Which queue items to list.
+#[derive(Debug, Clone, Default)]
+pub struct QueueFilter {
+    pub object: Option<String>,
+    pub reason: Option<String>,
+    /// Only items still waiting (open, fixed, claimed); otherwise every status.
+    pub pending_only: bool,
+    pub limit: Option<usize>,
+    pub offset: usize,
+}
+
+const COLUMNS: &str = "id, object, source_id, origin, run_id, status, reason, source, mapped, issues, candidates, \
+                       corrections, waiting_object, waiting_source_id, created_at, updated_at";
+
+fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueItem> {
+    let json = |i: usize| -> rusqlite::Result<String> { r.get(i) };
+    let parse_err = |i: usize, e: serde_json::Error| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    };
+    let status: String = r.get(5)?;
+    let waiting_object: Option<String> = r.get(12)?;
+    let waiting_source: Option<String> = r.get(13)?;
+    Ok(QueueItem {
+        id: r.get(0)?,
+        object: r.get(1)?,
+        source_id: r.get(2)?,
+        origin: r.get(3)?,
+        run_id: r.get(4)?,
+        status: QueueStatus::parse(&status).unwrap_or(QueueStatus::Open),
+        reason: r.get(6)?,
+        source: serde_json::from_str(&json(7)?).map_err(|e| parse_err(7, e))?,
+        mapped: serde_json::from_str(&json(8)?).map_err(|e| parse_err(8, e))?,
+        issues: serde_json::from_str(&json(9)?).map_err(|e| parse_err(9, e))?,
+        candidates: r
+            .get::<_, Option<String>>(10)?
+            .map(|s| serde_json::from_str(&s))
+            .transpose()
+            .map_err(|e| parse_err(10, e))?,
+        corrections: serde_json::from_str(&json(11)?).map_err(|e| parse_err(11, e))?,
+        waiting_on: waiting_object.zip(waiting_source),
+        created_at: r.get(14)?,
+        updated_at: r.get(15)?,
+    })
+}
+
+impl Store {
+    pub fn queue_list(&self, filter: &QueueFilter) -> Result<Vec<QueueItem>> {
+        let mut sql = format!("SELECT {COLUMNS} FROM queue WHERE 1=1");
+        let mut args: Vec<String> = Vec::new();
+        if let Some(o) = &filter.object {
+            args.push(o.clone());
+            sql.push_str(&format!(" AND object = ?{}", args.len()));
+        }
+        if let Some(r) = &filter.reason {
+            args.push(r.clone());
+            sql.push_str(&format!(" AND reason = ?{}", args.len()));
+        }
+        if filter.pending_only {
+            sql.push_str(" AND status IN ('open', 'fixed', 'claimed')");
+        }
+        sql.push_str(&format!(
+            " ORDER BY id LIMIT {} OFFSET {}",
+            filter.limit.unwrap_or(usize::MAX >> 1),
+            filter.offset
+        ));
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args), item)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Counts of pending items per (object, reason).
+    pub fn queue_summary(&self) -> Result<Vec<(String, String, u64)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT object, reason, COUNT(*) FROM queue WHERE status IN ('open', 'fixed', 'claimed')
+             GROUP BY object, reason ORDER BY object, reason",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    pub fn queue_item(&self, id: i64) -> Result<Option<QueueItem>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM queue WHERE id = ?1"),
+                [id],
+                item,
+            )
+            .optional()?)
+    }
+
+    /// Pending items held until the given parent record is written.
+    pub fn queue_waiting_on(&self, object: &str, source_id: &str) -> Result<Vec<i64>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id FROM queue WHERE waiting_object = ?1 AND waiting_source_id = ?2
+             AND status IN ('open', 'fixed', 'claimed') ORDER BY id",
+        )?;
+        let ids = stmt
+            .query_map(params![object, source_id], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(ids)
+    }
+
+    /// Stores corrections on a pending item (they apply at the next reprocess) and audits them.
+    pub fn queue_correct(
+        &self,
+        id: i64,
+        changes: &[(String, Option<String>)],
+    ) -> Result<QueueItem> {
+        let Some(mut it) = self.queue_item(id)? else {
+            bail!("no queue item {id}")
+        };
+        if !it.status.is_pending() {
+            bail!(
+                "queue item {id} is {} — only open items can be corrected",
+                it.status.as_str()
+            );
+        }
+        for (field, value) in changes {
+            it.corrections.insert(field.clone(), value.clone());
+        }
+        let corrections = serde_json::to_string(&it.corrections)?;
+        self.conn.execute(
+            "UPDATE queue SET corrections = ?2, status = 'fixed', updated_at = ?3 WHERE id = ?1",
+            params![id, corrections, now()],
+        )?;
+        let detail = changes
+            .iter()
+            .map(|(f, v)| {
+                format!(
+                    "{f} = {}",
+                    v.as_deref()
+                        .map(|s| format!("{s:?}"))
+                        .unwrap_or_else(|| "(blank)".into())
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.audit_action(it.run_id, &it.object, &it.source_id, "corrected", &detail)?;
+        it.status = QueueStatus::Fixed;
+        Ok(it)
+    }
+
+    /// Skips a pending item with a reason; it will not be written.
+    pub fn queue_skip(&self, id: i64, reason: &str, run_id: i64) -> Result<QueueItem> {
+        let Some(mut it) = self.queue_item(id)? else {
+            bail!("no queue item {id}")
+        };
+        if !it.status.is_pending() {
+            bail!(
+                "queue item {id} is {} — only open items can be skipped",
+                it.status.as_str()
+            );
+        }
+        self.conn.execute(
+            "UPDATE queue SET status = 'skipped', updated_at = ?2 WHERE id = ?1",
+            params![id, now()],
+        )?;
+        self.audit_action(run_id, &it.object, &it.source_id, "skipped", reason)?;
+        it.status = QueueStatus::Skipped;
+        Ok(it)
+    }
+}

@@ -1,0 +1,89 @@
+//! Versioned schema migrations of the state store. Each entry runs once, in order, in a
+//! transaction; `PRAGMA user_version` records how far a store has come.
+
+pub const MIGRATIONS: &[&str] = &[
+    // 1: runs, outcomes, checkpoints, audit, id map, match keys, queue.
+    r#"
+    CREATE TABLE runs (
+        id          INTEGER PRIMARY KEY,
+        kind        TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        reason      TEXT,
+        started_at  TEXT NOT NULL,
+        ended_at    TEXT,
+        user        TEXT NOT NULL,
+        config_hash TEXT NOT NULL
+    );
+    -- Per object of a run: the outcome counters and the checkpoint that covers them, written
+    -- in the same transaction as the batch's audit rows.
+    CREATE TABLE run_objects (
+        run_id       INTEGER NOT NULL REFERENCES runs(id),
+        object       TEXT NOT NULL,
+        position     INTEGER NOT NULL,
+        source_count INTEGER,
+        extracted    INTEGER NOT NULL DEFAULT 0,
+        created      INTEGER NOT NULL DEFAULT 0,
+        updated      INTEGER NOT NULL DEFAULT 0,
+        merged       INTEGER NOT NULL DEFAULT 0,
+        queued       INTEGER NOT NULL DEFAULT 0,
+        skipped      INTEGER NOT NULL DEFAULT 0,
+        failed       INTEGER NOT NULL DEFAULT 0,
+        cursor       TEXT,
+        done         INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (run_id, object)
+    );
+    CREATE TABLE audit (
+        id           INTEGER PRIMARY KEY,
+        run_id       INTEGER NOT NULL,
+        at           TEXT NOT NULL,
+        user         TEXT NOT NULL,
+        object       TEXT NOT NULL,
+        source_id    TEXT NOT NULL,
+        outcome      TEXT NOT NULL,
+        dest_id      TEXT,
+        matched_by   TEXT,
+        merge_rule   TEXT,
+        detail       TEXT,
+        before_image TEXT
+    );
+    CREATE INDEX audit_record ON audit (object, source_id);
+    CREATE TABLE id_map (
+        object    TEXT NOT NULL,
+        source_id TEXT NOT NULL,
+        dest_id   TEXT NOT NULL,
+        run_id    INTEGER NOT NULL,
+        PRIMARY KEY (object, source_id)
+    ) WITHOUT ROWID;
+    -- Normalised match keys of destination records: scanned at the start of each run, and
+    -- extended with every record Cutover writes (run_id set).
+    CREATE TABLE match_keys (
+        object  TEXT NOT NULL,
+        key     TEXT NOT NULL,
+        value   TEXT NOT NULL,
+        dest_id TEXT NOT NULL,
+        run_id  INTEGER,
+        PRIMARY KEY (object, key, value, dest_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE queue (
+        id                INTEGER PRIMARY KEY,
+        object            TEXT NOT NULL,
+        source_id         TEXT NOT NULL,
+        origin            TEXT NOT NULL,
+        run_id            INTEGER NOT NULL,
+        status            TEXT NOT NULL,
+        reason            TEXT NOT NULL,
+        source            TEXT NOT NULL,
+        mapped            TEXT NOT NULL,
+        issues            TEXT NOT NULL,
+        candidates        TEXT,
+        corrections       TEXT NOT NULL DEFAULT '{}',
+        waiting_object    TEXT,
+        waiting_source_id TEXT,
+        created_at        TEXT NOT NULL,
+        updated_at        TEXT NOT NULL,
+        UNIQUE (object, source_id)
+    );
+    CREATE INDEX queue_status ON queue (status, object, reason);
+    CREATE INDEX queue_waiting ON queue (waiting_object, waiting_source_id) WHERE waiting_object IS NOT NULL;
+    "#,
+];
