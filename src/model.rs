@@ -26,11 +26,7 @@ pub struct SourceRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Extracted {
     Record(SourceRecord),
-    Malformed {
-        source_id: String,
-        origin: String,
-        message: String,
-    },
+    Malformed { source_id: String, origin: String, message: String },
 }
 
 /// The kinds of destination fields the validate stage checks.
@@ -64,9 +60,8 @@ impl FieldType {
         })
     }
 
-    pub const NAMES: &'static [&'static str] = &[
-        "text", "integer", "number", "decimal", "date", "datetime", "boolean", "email", "phone",
-    ];
+    pub const NAMES: &'static [&'static str] =
+        &["text", "integer", "number", "decimal", "date", "datetime", "boolean", "email", "phone"];
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -176,14 +171,8 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 6] = [
-        Outcome::Created,
-        Outcome::Updated,
-        Outcome::Merged,
-        Outcome::Queued,
-        Outcome::Skipped,
-        Outcome::Failed,
-    ];
+    pub const ALL: [Outcome; 6] =
+        [Outcome::Created, Outcome::Updated, Outcome::Merged, Outcome::Queued, Outcome::Skipped, Outcome::Failed];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -24,16 +24,11 @@ pub struct Preview {
 impl Project {
     /// `path` is a project file, or a folder holding `cutover.toml`; `None` means the current folder.
     pub fn locate(path: Option<&Path>) -> Result<PathBuf> {
-        let p = path
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
+        let p = path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
         if p.is_dir() {
             let file = p.join(DEFAULT_FILE);
             if !file.is_file() {
-                bail!(
-                    "no {DEFAULT_FILE} in {} — name the project file, or run `cutover demo` to see one",
-                    p.display()
-                );
+                bail!("no {DEFAULT_FILE} in {} — name the project file, or run `cutover demo` to see one", p.display());
             }
             return Ok(file);
         }
@@ -46,15 +41,9 @@ impl Project {
     pub fn load(path: Option<&Path>) -> Result<Self> {
         let file = Self::locate(path)?;
         let config = config::load(&file)?;
-        let stem = file
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "cutover".into());
+        let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "cutover".into());
         let store_path = config.base_dir().join(format!("{stem}.state.db"));
-        Ok(Self {
-            config: Arc::new(config),
-            store_path,
-        })
+        Ok(Self { config: Arc::new(config), store_path })
     }
 
     pub fn store(&self) -> Result<Store> {
@@ -71,9 +60,7 @@ impl Project {
     /// of the state store, against a destination that only pretends to write.
     pub fn preview_engine(&self) -> Result<Preview> {
         let source = connect::open_source(&self.config)?;
-        let dest = Arc::new(DryRunDestination::new(connect::open_destination(
-            &self.config,
-        )?));
+        let dest = Arc::new(DryRunDestination::new(connect::open_destination(&self.config)?));
         let scratch = tempfile::tempdir().wrap_err("creating a scratch folder for the preview")?;
         let copy = scratch.path().join("preview.state.db");
         if self.store_path.is_file() {

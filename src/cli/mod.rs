@@ -86,10 +86,7 @@ pub enum Command {
 
 /// Runs the command line; returns the process exit code.
 pub fn main_with(cli: Cli) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -101,21 +98,14 @@ pub fn main_with(cli: Cli) -> i32 {
 
 async fn dispatch(command: Command) -> i32 {
     match command {
-        Command::Demo {
-            dir,
-            setup_only,
-            regenerate,
-        } => crate::demo::command(dir, setup_only, regenerate).await,
+        Command::Demo { dir, setup_only, regenerate } => crate::demo::command(dir, setup_only, regenerate).await,
         Command::Run { project, dry_run } => run_command(project, dry_run).await,
         Command::Check { project } => check_command(project).await,
         Command::Runs { project } => runs_command(project),
         Command::Queue { project, action } => queue::command(project, action).await,
-        Command::Bench {
-            records,
-            existing,
-            batch_size,
-            dir,
-        } => crate::bench::command(records, existing, batch_size, dir).await,
+        Command::Bench { records, existing, batch_size, dir } => {
+            crate::bench::command(records, existing, batch_size, dir).await
+        }
     }
 }
 
@@ -143,12 +133,7 @@ pub async fn run_project(project: &Project, dry_run: bool) -> i32 {
     }
 }
 
-async fn finish_run(
-    project: &Project,
-    engine: &crate::pipeline::Engine,
-    kind: RunKind,
-    dry_run: bool,
-) -> i32 {
+async fn finish_run(project: &Project, engine: &crate::pipeline::Engine, kind: RunKind, dry_run: bool) -> i32 {
     let show = progress::spawn(engine.subscribe(), std::io::stderr().is_terminal());
     let result = engine.run(kind).await;
     show.finish().await;
@@ -167,19 +152,10 @@ pub fn report_run(project: &Project, result: Result<RunSummary, RunFailure>, dry
                 Finish::Halted(_) => EXIT_HALTED,
             }
         }
-        Err(RunFailure {
-            started: false,
-            error,
-        }) => not_started(&error),
-        Err(RunFailure {
-            started: true,
-            error,
-        }) => {
+        Err(RunFailure { started: false, error }) => not_started(&error),
+        Err(RunFailure { started: true, error }) => {
             eprintln!("error: the run failed: {error:#}");
-            eprintln!(
-                "Everything committed before the failure is kept in {}.",
-                project.store_path.display()
-            );
+            eprintln!("Everything committed before the failure is kept in {}.", project.store_path.display());
             EXIT_FAILED
         }
     }
@@ -204,10 +180,7 @@ async fn check_command(project: Option<PathBuf>) -> i32 {
     };
     match engine.prepare().await {
         Ok(prepared) => {
-            println!(
-                "{}: the project file is valid.",
-                project.config.path.display()
-            );
+            println!("{}: the project file is valid.", project.config.path.display());
             for plan in &prepared.plans {
                 println!(
                     "  {:<12} {} → {} ({} fields, match on {})",
@@ -218,11 +191,7 @@ async fn check_command(project: Option<PathBuf>) -> i32 {
                     if plan.match_keys.is_empty() {
                         "source id only".to_string()
                     } else {
-                        plan.match_keys
-                            .iter()
-                            .map(|k| k.field.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        plan.match_keys.iter().map(|k| k.field.as_str()).collect::<Vec<_>>().join(", ")
                     }
                 );
             }

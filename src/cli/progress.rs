@@ -24,11 +24,9 @@ pub fn spawn(mut rx: watch::Receiver<Progress>, tty: bool) -> Display {
         let bar = tty.then(|| {
             let bar = ProgressBar::new(0);
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} {msg:<28} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta})",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+                ProgressStyle::with_template("{spinner} {msg:<28} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta})")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
             );
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
@@ -59,18 +57,13 @@ pub fn spawn(mut rx: watch::Receiver<Progress>, tty: bool) -> Display {
                     eprintln!("{}", line(o));
                     last_line = std::time::Instant::now();
                 }
-                if matches!(
-                    p.state,
-                    RunState::Completed | RunState::Halted(_) | RunState::Failed(_)
-                ) && let Some(o) = p.current.and_then(|i| p.objects.get(i))
+                if matches!(p.state, RunState::Completed | RunState::Halted(_) | RunState::Failed(_))
+                    && let Some(o) = p.current.and_then(|i| p.objects.get(i))
                 {
                     eprintln!("{}", line(o));
                 }
             }
-            if matches!(
-                p.state,
-                RunState::Completed | RunState::Halted(_) | RunState::Failed(_)
-            ) {
+            if matches!(p.state, RunState::Completed | RunState::Halted(_) | RunState::Failed(_)) {
                 break;
             }
         }
@@ -82,10 +75,5 @@ pub fn spawn(mut rx: watch::Receiver<Progress>, tty: bool) -> Display {
 }
 
 fn line(o: &crate::pipeline::progress::ObjectProgress) -> String {
-    format!(
-        "{}: {} of {} records processed",
-        o.name,
-        o.counts.extracted,
-        o.total.unwrap_or(0)
-    )
+    format!("{}: {} of {} records processed", o.name, o.counts.extracted, o.total.unwrap_or(0))
 }

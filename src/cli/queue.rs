@@ -51,17 +51,12 @@ pub enum QueueAction {
 }
 
 fn parse_change(s: &str) -> Result<(String, Option<String>)> {
-    let Some((field, value)) = s.split_once('=') else {
-        bail!("'{s}' is not FIELD=VALUE")
-    };
+    let Some((field, value)) = s.split_once('=') else { bail!("'{s}' is not FIELD=VALUE") };
     let field = field.trim();
     if field.is_empty() {
         bail!("'{s}' names no field");
     }
-    Ok((
-        field.to_string(),
-        (!value.is_empty()).then(|| value.to_string()),
-    ))
+    Ok((field.to_string(), (!value.is_empty()).then(|| value.to_string())))
 }
 
 pub async fn command(project: Option<PathBuf>, action: QueueAction) -> i32 {
@@ -70,12 +65,7 @@ pub async fn command(project: Option<PathBuf>, action: QueueAction) -> i32 {
         Err(e) => return not_started(&e),
     };
     match action {
-        QueueAction::Reprocess {
-            ids,
-            all,
-            object,
-            reason,
-        } => reprocess(&project, ids, all, object, reason).await,
+        QueueAction::Reprocess { ids, all, object, reason } => reprocess(&project, ids, all, object, reason).await,
         other => match simple(&project, other) {
             Ok(()) => EXIT_OK,
             Err(e) => {
@@ -89,20 +79,10 @@ pub async fn command(project: Option<PathBuf>, action: QueueAction) -> i32 {
 fn simple(project: &Project, action: QueueAction) -> Result<()> {
     let store = project.store()?;
     match action {
-        QueueAction::List {
-            object,
-            reason,
-            all,
-            limit,
-        } => {
+        QueueAction::List { object, reason, all, limit } => {
             print!("{}", super::report::queue_hint(&store));
-            let items = store.queue_list(&QueueFilter {
-                object,
-                reason,
-                pending_only: !all,
-                limit: Some(limit),
-                offset: 0,
-            })?;
+            let items =
+                store.queue_list(&QueueFilter { object, reason, pending_only: !all, limit: Some(limit), offset: 0 })?;
             if !items.is_empty() {
                 println!(
                     "\n  {:>6}  {:<10} {:<12} {:<9} {:<24} first issue",
@@ -110,11 +90,7 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
                 );
             }
             for it in &items {
-                let first = it
-                    .issues
-                    .first()
-                    .map(|i| format!("{}: {}", i.field, i.message))
-                    .unwrap_or_default();
+                let first = it.issues.first().map(|i| format!("{}: {}", i.field, i.message)).unwrap_or_default();
                 println!(
                     "  {:>6}  {:<10} {:<12} {:<9} {:<24} {}",
                     it.id,
@@ -127,9 +103,7 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
             }
         }
         QueueAction::Show { id } => {
-            let Some(it) = store.queue_item(id)? else {
-                bail!("no queue item {id}")
-            };
+            let Some(it) = store.queue_item(id)? else { bail!("no queue item {id}") };
             println!(
                 "Queue item {} — {} {} ({}) from {}",
                 it.id,
@@ -148,15 +122,9 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
                     "  {} [{}] value {}: {}{}",
                     i.field,
                     i.rule,
-                    i.value
-                        .as_deref()
-                        .map(|v| format!("{:?}", escape(v)))
-                        .unwrap_or_else(|| "(blank)".into()),
+                    i.value.as_deref().map(|v| format!("{:?}", escape(v))).unwrap_or_else(|| "(blank)".into()),
                     escape(&i.message),
-                    i.suggestion
-                        .as_deref()
-                        .map(|s| format!(" — {}", escape(s)))
-                        .unwrap_or_default()
+                    i.suggestion.as_deref().map(|s| format!(" — {}", escape(s))).unwrap_or_default()
                 );
             }
             println!("\nMapped values:");
@@ -166,30 +134,19 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
                     .get(f)
                     .map(|c| format!("  → corrected to {:?}", c.as_deref().unwrap_or("")))
                     .unwrap_or_default();
-                println!(
-                    "  {f:<20} {}{corrected}",
-                    v.as_deref().map(escape).unwrap_or_else(|| "(blank)".into())
-                );
+                println!("  {f:<20} {}{corrected}", v.as_deref().map(escape).unwrap_or_else(|| "(blank)".into()));
             }
             println!("\nSource values:");
             for (f, v) in &it.source {
-                println!(
-                    "  {f:<20} {}",
-                    v.as_deref().map(escape).unwrap_or_else(|| "(blank)".into())
-                );
+                println!("  {f:<20} {}", v.as_deref().map(escape).unwrap_or_else(|| "(blank)".into()));
             }
             if let Some(c) = &it.candidates {
                 println!("\nDestination candidates:\n  {}", escape(&c.to_string()));
             }
         }
         QueueAction::Fix { id, changes } => {
-            let changes = changes
-                .iter()
-                .map(|c| parse_change(c))
-                .collect::<Result<Vec<_>>>()?;
-            let Some(item) = store.queue_item(id)? else {
-                bail!("no queue item {id}")
-            };
+            let changes = changes.iter().map(|c| parse_change(c)).collect::<Result<Vec<_>>>()?;
+            let Some(item) = store.queue_item(id)? else { bail!("no queue item {id}") };
             for (field, _) in &changes {
                 let known = match field.strip_prefix("source.") {
                     Some(f) => item.source.contains_key(f),
@@ -208,53 +165,29 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
             println!("Queue item {id} corrected; run `cutover queue reprocess {id}` to write it.");
         }
         QueueAction::Skip { id, reason } => {
-            let Some(item) = store.queue_item(id)? else {
-                bail!("no queue item {id}")
-            };
-            let run_id = store.begin_run(
-                RunKind::Reprocess,
-                &crate::store::os_user(),
-                &project.config.hash,
-            )?;
+            let Some(item) = store.queue_item(id)? else { bail!("no queue item {id}") };
+            let run_id = store.begin_run(RunKind::Reprocess, &crate::store::os_user(), &project.config.hash)?;
             store.begin_object(run_id, &item.object, 0, None)?;
             store.queue_skip(id, &reason, run_id)?;
-            let mut counts = crate::model::Counts {
-                extracted: 1,
-                ..Default::default()
-            };
+            let mut counts = crate::model::Counts { extracted: 1, ..Default::default() };
             counts.add(crate::model::Outcome::Skipped);
-            store.conn().execute(
-                "UPDATE run_objects SET extracted = 1, skipped = 1, done = 1 WHERE run_id = ?1",
-                [run_id],
-            )?;
+            store
+                .conn()
+                .execute("UPDATE run_objects SET extracted = 1, skipped = 1, done = 1 WHERE run_id = ?1", [run_id])?;
             store.finish_run(run_id, "completed", None)?;
-            println!(
-                "Queue item {id} ({} {}) skipped: {reason}",
-                item.object, item.source_id
-            );
+            println!("Queue item {id} ({} {}) skipped: {reason}", item.object, item.source_id);
         }
         QueueAction::Reprocess { .. } => {}
     }
     Ok(())
 }
 
-async fn reprocess(
-    project: &Project,
-    ids: Vec<i64>,
-    all: bool,
-    object: Option<String>,
-    reason: Option<String>,
-) -> i32 {
+async fn reprocess(project: &Project, ids: Vec<i64>, all: bool, object: Option<String>, reason: Option<String>) -> i32 {
     let ids = if all || object.is_some() || reason.is_some() {
-        match project.store().and_then(|s| {
-            s.queue_list(&QueueFilter {
-                object,
-                reason,
-                pending_only: true,
-                limit: None,
-                offset: 0,
-            })
-        }) {
+        match project
+            .store()
+            .and_then(|s| s.queue_list(&QueueFilter { object, reason, pending_only: true, limit: None, offset: 0 }))
+        {
             Ok(items) => items.into_iter().map(|i| i.id).collect(),
             Err(e) => return not_started(&e),
         }
@@ -275,13 +208,5 @@ async fn reprocess(
 
 /// Shows control characters as escapes: a value can never move the cursor or recolour the terminal.
 pub fn escape(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
+    s.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
 }

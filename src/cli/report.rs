@@ -19,15 +19,7 @@ fn header(out: &mut String, dry_run: bool) {
     let _ = writeln!(
         out,
         "  {:<12} {:>8} {:>9} {:>8} {:>8} {:>7} {:>7} {:>8} {:>7}",
-        "object",
-        "source",
-        "extracted",
-        "created",
-        "updated",
-        "merged",
-        "queued",
-        "skipped",
-        "failed"
+        "object", "source", "extracted", "created", "updated", "merged", "queued", "skipped", "failed"
     );
     if dry_run {
         let _ = writeln!(out, "  ({w}counts: nothing was written)");
@@ -53,20 +45,11 @@ pub fn run_table(summary: &RunSummary, dry_run: bool) -> String {
         "{} records in {:.1}s ({:.0} records/s)\n",
         totals.extracted,
         secs,
-        if secs > 0.0 {
-            totals.extracted as f64 / secs
-        } else {
-            0.0
-        }
+        if secs > 0.0 { totals.extracted as f64 / secs } else { 0.0 }
     );
     header(&mut out, dry_run);
     for (name, source, c) in &summary.objects {
-        row(
-            &mut out,
-            name,
-            &source.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
-            c,
-        );
+        row(&mut out, name, &source.map(|n| n.to_string()).unwrap_or_else(|| "-".into()), c);
     }
     row(&mut out, "total", "", &totals);
     let balanced = summary.objects.iter().all(|(_, _, c)| c.balanced());
@@ -108,21 +91,13 @@ pub fn runs_table(store: &Store) -> Result<String> {
             run.state,
             run.user,
             run.started_at,
-            run.reason
-                .as_deref()
-                .map(|r| format!(": {r}"))
-                .unwrap_or_default()
+            run.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
         );
         let counts = store.run_counts(run.id)?;
         if !counts.is_empty() {
             header(&mut out, false);
             for (name, source, c) in &counts {
-                row(
-                    &mut out,
-                    name,
-                    &source.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
-                    c,
-                );
+                row(&mut out, name, &source.map(|n| n.to_string()).unwrap_or_else(|| "-".into()), c);
             }
         }
         out.push('\n');
@@ -135,9 +110,5 @@ pub fn runs_table(store: &Store) -> Result<String> {
 
 /// One line per outcome, for scripts and tests.
 pub fn outcome_line(c: &Counts) -> String {
-    Outcome::ALL
-        .iter()
-        .map(|o| format!("{}={}", o.as_str(), c.get(*o)))
-        .collect::<Vec<_>>()
-        .join(" ")
+    Outcome::ALL.iter().map(|o| format!("{}={}", o.as_str(), c.get(*o))).collect::<Vec<_>>().join(" ")
 }

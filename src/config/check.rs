@@ -11,77 +11,42 @@ pub const DESTINATION_KINDS: &[&str] = &["sqlite"];
 pub fn static_rules(config: &ProjectConfig, problems: &mut Problems<'_>) {
     let p = &config.project;
     if p.batch_size == 0 || p.batch_size > 100_000 {
-        problems.add(
-            "project.batch_size",
-            format!("must be between 1 and 100000, not {}", p.batch_size),
-        );
+        problems.add("project.batch_size", format!("must be between 1 and 100000, not {}", p.batch_size));
     }
     if !(p.halt_error_rate > 0.0 && p.halt_error_rate <= 1.0) {
         problems.add(
             "project.halt_error_rate",
-            format!(
-                "must be a fraction above 0 and at most 1 (e.g. 0.25), not {}",
-                p.halt_error_rate
-            ),
+            format!("must be a fraction above 0 and at most 1 (e.g. 0.25), not {}", p.halt_error_rate),
         );
     }
-    if p.default_region
-        .parse::<phonenumber::country::Id>()
-        .is_err()
-    {
+    if p.default_region.parse::<phonenumber::country::Id>().is_err() {
         problems.add(
             "project.default_region",
-            format!(
-                "'{}' is not a country code (use ISO 3166 alpha-2, e.g. US, GB, DE)",
-                p.default_region
-            ),
+            format!("'{}' is not a country code (use ISO 3166 alpha-2, e.g. US, GB, DE)", p.default_region),
         );
     }
     check_connection("source", &config.source, SOURCE_KINDS, problems);
-    check_connection(
-        "destination",
-        &config.destination,
-        DESTINATION_KINDS,
-        problems,
-    );
+    check_connection("destination", &config.destination, DESTINATION_KINDS, problems);
     for key in config.destination.picklists.keys() {
-        check_object_field_key(
-            config,
-            &format!("destination.picklists.\"{key}\""),
-            key,
-            problems,
-        );
+        check_object_field_key(config, &format!("destination.picklists.\"{key}\""), key, problems);
     }
     for (key, ty) in &config.destination.types {
         let path = format!("destination.types.\"{key}\"");
         check_object_field_key(config, &path, key, problems);
         if FieldType::parse(ty).is_none() {
-            problems.add(
-                path,
-                format!(
-                    "unknown type '{ty}'; one of: {}",
-                    FieldType::NAMES.join(", ")
-                ),
-            );
+            problems.add(path, format!("unknown type '{ty}'; one of: {}", FieldType::NAMES.join(", ")));
         }
     }
 
     if config.objects.is_empty() {
-        problems.add(
-            "objects",
-            "no objects to migrate: add at least one [objects.NAME] table",
-        );
+        problems.add("objects", "no objects to migrate: add at least one [objects.NAME] table");
     }
     for (name, object) in &config.objects {
         let base = format!("objects.{name}");
         if MergeRule::parse(&object.merge).is_none() {
             problems.add(
                 format!("{base}.merge"),
-                format!(
-                    "unknown merge rule '{}'; one of: {}",
-                    object.merge,
-                    MergeRule::NAMES.join(", ")
-                ),
+                format!("unknown merge rule '{}'; one of: {}", object.merge, MergeRule::NAMES.join(", ")),
             );
         }
         if object.fields.is_empty() {
@@ -101,41 +66,19 @@ pub fn static_rules(config: &ProjectConfig, problems: &mut Problems<'_>) {
     }
 }
 
-fn check_connection(
-    key: &str,
-    conn: &super::ConnectionConfig,
-    kinds: &[&str],
-    problems: &mut Problems<'_>,
-) {
+fn check_connection(key: &str, conn: &super::ConnectionConfig, kinds: &[&str], problems: &mut Problems<'_>) {
     if !kinds.contains(&conn.kind.as_str()) {
-        problems.add(
-            format!("{key}.kind"),
-            format!(
-                "unknown {key} kind '{}'; one of: {}",
-                conn.kind,
-                kinds.join(", ")
-            ),
-        );
+        problems
+            .add(format!("{key}.kind"), format!("unknown {key} kind '{}'; one of: {}", conn.kind, kinds.join(", ")));
     } else if conn.path.as_deref().is_none_or(str::is_empty) {
-        problems.add(
-            format!("{key}.path"),
-            format!("a {} {key} needs a path", conn.kind),
-        );
+        problems.add(format!("{key}.path"), format!("a {} {key} needs a path", conn.kind));
     }
 }
 
-fn check_object_field_key(
-    config: &ProjectConfig,
-    path: &str,
-    key: &str,
-    problems: &mut Problems<'_>,
-) {
+fn check_object_field_key(config: &ProjectConfig, path: &str, key: &str, problems: &mut Problems<'_>) {
     match key.split_once('.') {
         Some((object, _))
-            if config
-                .objects
-                .values()
-                .any(|o| o.destination.as_deref() == Some(object))
+            if config.objects.values().any(|o| o.destination.as_deref() == Some(object))
                 || config.objects.contains_key(object) => {}
         Some((object, _)) => problems.add(path, format!("no object writes to '{object}'")),
         None => problems.add(path, "expected \"object.field\""),
@@ -143,14 +86,7 @@ fn check_object_field_key(
 }
 
 fn check_field(config: &ProjectConfig, key: &str, spec: &FieldSpec, problems: &mut Problems<'_>) {
-    let sources = [
-        spec.from.is_some(),
-        spec.concat.is_some(),
-        spec.split.is_some(),
-    ]
-    .iter()
-    .filter(|&&b| b)
-    .count();
+    let sources = [spec.from.is_some(), spec.concat.is_some(), spec.split.is_some()].iter().filter(|&&b| b).count();
     if sources > 1 {
         problems.add(key, "give only one of from, concat or split");
     }
@@ -158,10 +94,7 @@ fn check_field(config: &ProjectConfig, key: &str, spec: &FieldSpec, problems: &m
         problems.add(key, "no source: give from, concat, split or default");
     }
     if spec.concat.as_ref().is_some_and(Vec::is_empty) {
-        problems.add(
-            format!("{key}.concat"),
-            "concat needs at least one source field",
-        );
+        problems.add(format!("{key}.concat"), "concat needs at least one source field");
     }
     if spec.part.is_some() && spec.split.is_none() {
         problems.add(format!("{key}.part"), "part only applies with split");
@@ -169,26 +102,17 @@ fn check_field(config: &ProjectConfig, key: &str, spec: &FieldSpec, problems: &m
     if let Some(SplitPart::Named(name)) = &spec.part
         && !["first", "rest", "last"].contains(&name.as_str())
     {
-        problems.add(
-            format!("{key}.part"),
-            format!("unknown part '{name}'; use first, rest, last or an index"),
-        );
+        problems.add(format!("{key}.part"), format!("unknown part '{name}'; use first, rest, last or an index"));
     }
     if spec.separator.is_some() && spec.concat.is_none() && spec.split.is_none() {
-        problems.add(
-            format!("{key}.separator"),
-            "separator only applies with concat or split",
-        );
+        problems.add(format!("{key}.separator"), "separator only applies with concat or split");
     }
     if let Some(t) = &spec.transform {
         for name in t.items() {
             if Transform::parse(name).is_none() {
                 problems.add(
                     format!("{key}.transform"),
-                    format!(
-                        "unknown transform '{name}'; one of: {}",
-                        Transform::NAMES.join(", ")
-                    ),
+                    format!("unknown transform '{name}'; one of: {}", Transform::NAMES.join(", ")),
                 );
             }
         }
@@ -199,28 +123,18 @@ fn check_field(config: &ProjectConfig, key: &str, spec: &FieldSpec, problems: &m
         let known: Vec<&str> = config.translations.keys().map(String::as_str).collect();
         problems.add(
             format!("{key}.translate"),
-            format!(
-                "no translation table '{table}' under [translations] (known: {})",
-                list_or_none(&known)
-            ),
+            format!("no translation table '{table}' under [translations] (known: {})", list_or_none(&known)),
         );
     }
     if let Some(parent) = &spec.parent
         && !config.objects.contains_key(parent)
     {
-        problems.add(
-            format!("{key}.parent"),
-            format!("parent '{parent}' is not an object of this project"),
-        );
+        problems.add(format!("{key}.parent"), format!("parent '{parent}' is not an object of this project"));
     }
 }
 
 fn list_or_none(items: &[&str]) -> String {
-    if items.is_empty() {
-        "none".into()
-    } else {
-        items.join(", ")
-    }
+    if items.is_empty() { "none".into() } else { items.join(", ") }
 }
 
 /// Orders objects so that every parent comes before its children (stable in file order).
@@ -286,20 +200,14 @@ pub fn against_schemas<'a>(
                 let has = |f: &str| fields.iter().any(|x| x == f);
                 let source = object.source_name(name);
                 if !has(&object.id) {
-                    problems.add(
-                        format!("{base}.id"),
-                        format!("source '{source}' has no field '{}'", object.id),
-                    );
+                    problems.add(format!("{base}.id"), format!("source '{source}' has no field '{}'", object.id));
                 }
                 for (field, spec) in &object.fields {
                     for used in spec.source_fields() {
                         if !has(used) {
                             problems.add(
                                 format!("{base}.fields.{field}"),
-                                format!(
-                                    "unknown source field '{used}' (source '{source}' has: {})",
-                                    fields.join(", ")
-                                ),
+                                format!("unknown source field '{used}' (source '{source}' has: {})", fields.join(", ")),
                             );
                         }
                     }
@@ -308,19 +216,14 @@ pub fn against_schemas<'a>(
                     if !has(excluded) {
                         problems.add(
                             format!("{base}.exclude"),
-                            format!(
-                                "excluded field '{excluded}' does not exist in source '{source}'"
-                            ),
+                            format!("excluded field '{excluded}' does not exist in source '{source}'"),
                         );
                     }
                 }
                 for field in fields {
                     let used = *field == object.id
                         || object.exclude.contains(field)
-                        || object
-                            .fields
-                            .values()
-                            .any(|s| s.source_fields().contains(&field.as_str()));
+                        || object.fields.values().any(|s| s.source_fields().contains(&field.as_str()));
                     if !used {
                         problems.add(
                             format!("{base}.exclude"),
@@ -343,25 +246,17 @@ pub fn against_schemas<'a>(
                             format!("destination '{}' has no field '{field}'", dest.object),
                         ),
                         Some(df) => {
-                            if spec.parent.is_some()
-                                && !matches!(df.ty, FieldType::Integer | FieldType::Text)
-                            {
+                            if spec.parent.is_some() && !matches!(df.ty, FieldType::Integer | FieldType::Text) {
                                 problems.add(
                                     format!("{base}.fields.{field}.parent"),
-                                    format!(
-                                        "'{field}' holds {:?} values, it cannot hold a record id",
-                                        df.ty
-                                    ),
+                                    format!("'{field}' holds {:?} values, it cannot hold a record id", df.ty),
                                 );
                             }
                         }
                     }
                 }
                 for df in &dest.fields {
-                    if df.required
-                        && df.name != dest.id_field
-                        && !object.fields.contains_key(&df.name)
-                    {
+                    if df.required && df.name != dest.id_field && !object.fields.contains_key(&df.name) {
                         problems.add(
                             format!("{base}.fields"),
                             format!(

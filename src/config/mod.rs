@@ -191,10 +191,8 @@ pub enum Transform {
 }
 
 impl Transform {
-    pub const NAMES: &'static [&'static str] = &[
-        "trim", "lower", "upper", "email", "phone", "date", "datetime", "decimal", "integer",
-        "boolean", "owner",
-    ];
+    pub const NAMES: &'static [&'static str] =
+        &["trim", "lower", "upper", "email", "phone", "date", "datetime", "decimal", "integer", "boolean", "owner"];
 
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
@@ -228,8 +226,7 @@ pub enum MergeRule {
 }
 
 impl MergeRule {
-    pub const NAMES: &'static [&'static str] =
-        &["fill_blanks", "source_wins", "destination_wins", "queue"];
+    pub const NAMES: &'static [&'static str] = &["fill_blanks", "source_wins", "destination_wins", "queue"];
 
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
@@ -326,13 +323,7 @@ impl fmt::Display for ConfigError {
         )?;
         for p in &self.problems {
             match p.line {
-                Some(line) => writeln!(
-                    f,
-                    "  {}:{line}: {}: {}",
-                    self.file.display(),
-                    p.key,
-                    p.message
-                )?,
+                Some(line) => writeln!(f, "  {}:{line}: {}: {}", self.file.display(), p.key, p.message)?,
                 None => writeln!(f, "  {}: {}: {}", self.file.display(), p.key, p.message)?,
             }
         }
@@ -350,19 +341,12 @@ pub struct Problems<'a> {
 
 impl<'a> Problems<'a> {
     pub fn new(spans: &'a Spans) -> Self {
-        Self {
-            spans,
-            list: Vec::new(),
-        }
+        Self { spans, list: Vec::new() }
     }
     pub fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
         let key = key.into();
         let line = self.spans.line_of(&key);
-        self.list.push(Problem {
-            key,
-            line,
-            message: message.into(),
-        });
+        self.list.push(Problem { key, line, message: message.into() });
     }
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
@@ -398,44 +382,29 @@ impl LoadedConfig {
 pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: path.to_path_buf(),
-        problems: vec![Problem {
-            key: "(file)".into(),
-            line: None,
-            message: format!("cannot read: {e}"),
-        }],
+        problems: vec![Problem { key: "(file)".into(), line: None, message: format!("cannot read: {e}") }],
     })?;
     parse(path, &text)
 }
 
 /// Parses and checks a project file's text; `path` names it in messages and anchors relative paths.
 pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
-    let fail = |problems| ConfigError {
-        file: path.to_path_buf(),
-        problems,
-    };
+    let fail = |problems| ConfigError { file: path.to_path_buf(), problems };
     let spans = Spans::parse(text);
-    let deserializer =
-        toml::Deserializer::parse(text).map_err(|e| fail(vec![toml_problem(text, &e)]))?;
+    let deserializer = toml::Deserializer::parse(text).map_err(|e| fail(vec![toml_problem(text, &e)]))?;
     let mut unknown = Vec::new();
-    let config: ProjectConfig =
-        serde_ignored::deserialize(deserializer, |p| unknown.push(p.to_string()))
-            .map_err(|e| fail(vec![toml_problem(text, &e)]))?;
+    let config: ProjectConfig = serde_ignored::deserialize(deserializer, |p| unknown.push(p.to_string()))
+        .map_err(|e| fail(vec![toml_problem(text, &e)]))?;
 
     let mut problems = Problems::new(&spans);
     for key in unknown {
-        problems.add(
-            key,
-            "unknown key (check its spelling; see config.example.toml)",
-        );
+        problems.add(key, "unknown key (check its spelling; see config.example.toml)");
     }
     check::static_rules(&config, &mut problems);
     let order = match check::parent_order(&config) {
         Ok(order) => order,
         Err(cycle) => {
-            problems.add(
-                "objects",
-                format!("parent references form a cycle: {}", cycle.join(" → ")),
-            );
+            problems.add("objects", format!("parent references form a cycle: {}", cycle.join(" → ")));
             Vec::new()
         }
     };
@@ -443,30 +412,16 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
         return Err(fail(problems.into_vec()));
     }
     let hash = format!("{:016x}", fnv1a(text.as_bytes()));
-    Ok(LoadedConfig {
-        path: path.to_path_buf(),
-        config,
-        spans,
-        order,
-        hash,
-    })
+    Ok(LoadedConfig { path: path.to_path_buf(), config, spans, order, hash })
 }
 
 fn toml_problem(text: &str, e: &toml::de::Error) -> Problem {
     let line = e.span().map(|s| line_of_offset(text, s.start));
-    Problem {
-        key: "(syntax)".into(),
-        line,
-        message: e.message().trim().to_string(),
-    }
+    Problem { key: "(syntax)".into(), line, message: e.message().trim().to_string() }
 }
 
 pub(crate) fn line_of_offset(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 /// A stable 64-bit hash (FNV-1a) for identifying a config or report version.

@@ -11,10 +11,7 @@ pub struct Spans {
 
 impl Spans {
     pub fn parse(text: &str) -> Self {
-        Self {
-            text: text.to_string(),
-            doc: toml_edit::Document::parse(text.to_string()).ok(),
-        }
+        Self { text: text.to_string(), doc: toml_edit::Document::parse(text.to_string()).ok() }
     }
 
     /// Line of the deepest key of `path` (dotted, as serde_ignored and our checks write it) that
@@ -71,9 +68,6 @@ mod tests {
 
     #[test]
     fn quoted_segments_keep_their_dots() {
-        assert_eq!(
-            split_path(r#"destination.types."deals.amount""#),
-            vec!["destination", "types", "deals.amount"]
-        );
+        assert_eq!(split_path(r#"destination.types."deals.amount""#), vec!["destination", "types", "deals.amount"]);
     }
 }

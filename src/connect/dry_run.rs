@@ -16,10 +16,7 @@ pub struct DryRunDestination {
 
 impl DryRunDestination {
     pub fn new(inner: Arc<dyn Destination>) -> Self {
-        Self {
-            inner,
-            next_id: AtomicU64::new(1),
-        }
+        Self { inner, next_id: AtomicU64::new(1) }
     }
 }
 
@@ -43,34 +40,16 @@ impl Destination for DryRunDestination {
     ) -> Result<(Vec<(String, Vec<Value>)>, Cursor, bool)> {
         self.inner.scan(object, fields, after, max).await
     }
-    async fn read(
-        &self,
-        object: &str,
-        ids: &[String],
-        fields: &[String],
-    ) -> Result<HashMap<String, Vec<Value>>> {
-        let real: Vec<String> = ids
-            .iter()
-            .filter(|i| !i.starts_with("dry-"))
-            .cloned()
-            .collect();
+    async fn read(&self, object: &str, ids: &[String], fields: &[String]) -> Result<HashMap<String, Vec<Value>>> {
+        let real: Vec<String> = ids.iter().filter(|i| !i.starts_with("dry-")).cloned().collect();
         let mut out = self.inner.read(object, &real, fields).await?;
         for id in ids.iter().filter(|i| i.starts_with("dry-")) {
             out.insert(id.clone(), vec![None; fields.len()]);
         }
         Ok(out)
     }
-    async fn create(&self, _object: &str, records: &NewRecords) -> Result<Vec<WriteResult>> {
-        Ok(records
-            .rows
-            .iter()
-            .map(|_| {
-                Ok(format!(
-                    "dry-{}",
-                    self.next_id.fetch_add(1, Ordering::Relaxed)
-                ))
-            })
-            .collect())
+    async fn create(&self, _object: &str, records: NewRecords) -> Result<Vec<WriteResult>> {
+        Ok(records.rows.iter().map(|_| Ok(format!("dry-{}", self.next_id.fetch_add(1, Ordering::Relaxed)))).collect())
     }
     async fn update(&self, _object: &str, changes: &[Change]) -> Result<Vec<WriteResult>> {
         Ok(changes.iter().map(|c| Ok(c.dest_id.clone())).collect())

@@ -47,13 +47,7 @@ pub trait Source: Send + Sync {
     /// The source's own count of records, checked against what extraction read.
     async fn count(&self, object: &str) -> Result<u64>;
     /// Up to `max` records from `cursor` on; `id_field` names each record's id.
-    async fn read_batch(
-        &self,
-        object: &str,
-        id_field: &str,
-        cursor: &Cursor,
-        max: usize,
-    ) -> Result<Batch>;
+    async fn read_batch(&self, object: &str, id_field: &str, cursor: &Cursor, max: usize) -> Result<Batch>;
 }
 
 /// Records to create: values aligned with `fields`.
@@ -89,14 +83,9 @@ pub trait Destination: Send + Sync {
         max: usize,
     ) -> Result<(Vec<(String, Vec<Value>)>, Cursor, bool)>;
     /// Fetches records by id; ids that do not exist are absent from the answer.
-    async fn read(
-        &self,
-        object: &str,
-        ids: &[String],
-        fields: &[String],
-    ) -> Result<HashMap<String, Vec<Value>>>;
+    async fn read(&self, object: &str, ids: &[String], fields: &[String]) -> Result<HashMap<String, Vec<Value>>>;
     /// Creates records; one result per row, in order.
-    async fn create(&self, object: &str, records: &NewRecords) -> Result<Vec<WriteResult>>;
+    async fn create(&self, object: &str, records: NewRecords) -> Result<Vec<WriteResult>>;
     /// Applies changes; one result per change, in order (Ok holds the id).
     async fn update(&self, object: &str, changes: &[Change]) -> Result<Vec<WriteResult>>;
     /// Deletes records (used by rollback); one result per id, in order.
@@ -104,10 +93,7 @@ pub trait Destination: Send + Sync {
 }
 
 fn resolve_path(project: &LoadedConfig, conn: &ConnectionConfig, role: &str) -> Result<PathBuf> {
-    let path = conn
-        .path
-        .as_deref()
-        .ok_or_else(|| eyre!("{role}.path is missing"))?;
+    let path = conn.path.as_deref().ok_or_else(|| eyre!("{role}.path is missing"))?;
     Ok(project.base_dir().join(path))
 }
 
@@ -125,20 +111,12 @@ pub fn open_destination(project: &LoadedConfig) -> Result<Arc<dyn Destination>> 
     let conn = &project.config.destination;
     let path = resolve_path(project, conn, "destination")?;
     match conn.kind.as_str() {
-        "sqlite" => Ok(Arc::new(sqlite::SqliteDestination::open(
-            &path,
-            conn,
-            &project.config,
-        )?)),
+        "sqlite" => Ok(Arc::new(sqlite::SqliteDestination::open(&path, conn, &project.config)?)),
         other => Err(eyre!("unknown destination kind '{other}'")),
     }
 }
 
 /// Runs blocking work (file and SQLite I/O) off the async threads.
-pub(crate) async fn blocking<R: Send + 'static>(
-    f: impl FnOnce() -> Result<R> + Send + 'static,
-) -> Result<R> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| eyre!("background task failed: {e}"))?
+pub(crate) async fn blocking<R: Send + 'static>(f: impl FnOnce() -> Result<R> + Send + 'static) -> Result<R> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| eyre!("background task failed: {e}"))?
 }

@@ -3,9 +3,7 @@
 
 use super::{Batch, Change, Cursor, Destination, NewRecords, Source, WriteResult, blocking};
 use crate::config::{ConnectionConfig, OwnersTable, PicklistTable, ProjectConfig};
-use crate::model::{
-    DestField, DestSchema, DestUser, Extracted, FieldNames, FieldType, SourceRecord, Value,
-};
+use crate::model::{DestField, DestSchema, DestUser, Extracted, FieldNames, FieldType, SourceRecord, Value};
 use async_trait::async_trait;
 use color_eyre::eyre::{Result, WrapErr, bail, eyre};
 use indexmap::IndexMap;
@@ -18,8 +16,7 @@ use std::sync::{Arc, Mutex};
 type Shared = Arc<Mutex<Connection>>;
 
 fn lock(conn: &Shared) -> Result<std::sync::MutexGuard<'_, Connection>> {
-    conn.lock()
-        .map_err(|_| eyre!("SQLite connection lock poisoned"))
+    conn.lock().map_err(|_| eyre!("SQLite connection lock poisoned"))
 }
 
 /// Quotes an identifier for SQL; identifiers are never spliced unquoted.
@@ -36,8 +33,7 @@ fn open_existing(path: &Path, read_only: bool) -> Result<Connection> {
     } else {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
-    let conn = Connection::open_with_flags(path, flags)
-        .wrap_err_with(|| format!("cannot open {}", path.display()))?;
+    let conn = Connection::open_with_flags(path, flags).wrap_err_with(|| format!("cannot open {}", path.display()))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     Ok(conn)
 }
@@ -57,10 +53,7 @@ fn text_of(v: ValueRef<'_>) -> std::result::Result<Value, &'static str> {
     })
 }
 
-fn table_columns(
-    conn: &Connection,
-    table: &str,
-) -> Result<Vec<(String, String, bool, bool, bool)>> {
+fn table_columns(conn: &Connection, table: &str) -> Result<Vec<(String, String, bool, bool, bool)>> {
     let mut stmt = conn.prepare(&format!("PRAGMA table_info({})", ident(table)))?;
     let cols = stmt
         .query_map([], |r| {
@@ -86,10 +79,7 @@ pub struct SqliteSource {
 impl SqliteSource {
     pub fn open(path: &Path) -> Result<Self> {
         let conn = open_existing(path, true)?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        Ok(Self { path: path.to_path_buf(), conn: Arc::new(Mutex::new(conn)) })
     }
 }
 
@@ -114,34 +104,19 @@ impl Source for SqliteSource {
     async fn count(&self, object: &str) -> Result<u64> {
         let (conn, object) = (self.conn.clone(), object.to_string());
         blocking(move || {
-            let n: i64 = lock(&conn)?.query_row(
-                &format!("SELECT COUNT(*) FROM {}", ident(&object)),
-                [],
-                |r| r.get(0),
-            )?;
+            let n: i64 =
+                lock(&conn)?.query_row(&format!("SELECT COUNT(*) FROM {}", ident(&object)), [], |r| r.get(0))?;
             Ok(n as u64)
         })
         .await
     }
 
-    async fn read_batch(
-        &self,
-        object: &str,
-        id_field: &str,
-        cursor: &Cursor,
-        max: usize,
-    ) -> Result<Batch> {
-        let (conn, object, id_field) =
-            (self.conn.clone(), object.to_string(), id_field.to_string());
+    async fn read_batch(&self, object: &str, id_field: &str, cursor: &Cursor, max: usize) -> Result<Batch> {
+        let (conn, object, id_field) = (self.conn.clone(), object.to_string(), id_field.to_string());
         let after: i64 = if cursor.0.is_empty() {
             i64::MIN
         } else {
-            cursor.0.parse().map_err(|_| {
-                eyre!(
-                    "invalid checkpoint cursor '{}' for table {object}",
-                    cursor.0
-                )
-            })?
+            cursor.0.parse().map_err(|_| eyre!("invalid checkpoint cursor '{}' for table {object}", cursor.0))?
         };
         blocking(move || {
             let conn = lock(&conn)?;
@@ -174,36 +149,18 @@ impl Source for SqliteSource {
                         }
                     }
                 }
-                let source_id = values[id_index]
-                    .clone()
-                    .unwrap_or_else(|| format!("rowid:{last}"));
+                let source_id = values[id_index].clone().unwrap_or_else(|| format!("rowid:{last}"));
                 if let Some(message) = bad {
-                    records.push(Extracted::Malformed {
-                        source_id,
-                        origin,
-                        message,
-                    });
+                    records.push(Extracted::Malformed { source_id, origin, message });
                 } else if values[id_index].is_none() {
                     let message = format!("{origin}: the id field '{id_field}' is empty");
-                    records.push(Extracted::Malformed {
-                        source_id,
-                        origin,
-                        message,
-                    });
+                    records.push(Extracted::Malformed { source_id, origin, message });
                 } else {
-                    records.push(Extracted::Record(SourceRecord {
-                        source_id,
-                        origin,
-                        values,
-                    }));
+                    records.push(Extracted::Record(SourceRecord { source_id, origin, values }));
                 }
             }
             let done = records.len() < max;
-            Ok(Batch {
-                records,
-                next: Cursor(last.to_string()),
-                done,
-            })
+            Ok(Batch { records, next: Cursor(last.to_string()), done })
         })
         .await
     }
@@ -223,18 +180,10 @@ pub struct SqliteDestination {
 }
 
 impl SqliteDestination {
-    pub fn open(
-        path: &Path,
-        conn_config: &ConnectionConfig,
-        _project: &ProjectConfig,
-    ) -> Result<Self> {
+    pub fn open(path: &Path, conn_config: &ConnectionConfig, _project: &ProjectConfig) -> Result<Self> {
         let conn = open_existing(path, false)?;
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")?;
-        let types = conn_config
-            .types
-            .iter()
-            .filter_map(|(k, v)| FieldType::parse(v).map(|t| (k.clone(), t)))
-            .collect();
+        let types = conn_config.types.iter().filter_map(|(k, v)| FieldType::parse(v).map(|t| (k.clone(), t))).collect();
         Ok(Self {
             path: path.to_path_buf(),
             conn: Arc::new(Mutex::new(conn)),
@@ -246,19 +195,11 @@ impl SqliteDestination {
     }
 
     async fn cached_schema(&self, object: &str) -> Result<Arc<DestSchema>> {
-        if let Some(s) = self
-            .schemas
-            .lock()
-            .map_err(|_| eyre!("schema cache poisoned"))?
-            .get(object)
-        {
+        if let Some(s) = self.schemas.lock().map_err(|_| eyre!("schema cache poisoned"))?.get(object) {
             return Ok(s.clone());
         }
         let schema = Arc::new(self.schema(object).await?);
-        self.schemas
-            .lock()
-            .map_err(|_| eyre!("schema cache poisoned"))?
-            .insert(object.to_string(), schema.clone());
+        self.schemas.lock().map_err(|_| eyre!("schema cache poisoned"))?.insert(object.to_string(), schema.clone());
         Ok(schema)
     }
 }
@@ -290,35 +231,44 @@ fn declared_type(decl: &str) -> (FieldType, Option<usize>) {
     (ty, length)
 }
 
-/// Binds a pipeline value as the column's native type.
-fn bind_value(ty: FieldType, v: &Value) -> rusqlite::types::Value {
-    use rusqlite::types::Value as Sql;
+/// A pipeline value bound as the column's native type, borrowing its text (no copy per field).
+enum Bound<'a> {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(&'a str),
+}
+
+impl rusqlite::ToSql for Bound<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            Bound::Null => ValueRef::Null,
+            Bound::Integer(i) => ValueRef::Integer(*i),
+            Bound::Real(f) => ValueRef::Real(*f),
+            Bound::Text(s) => ValueRef::Text(s.as_bytes()),
+        }))
+    }
+}
+
+fn bind(ty: FieldType, v: Option<&str>) -> Bound<'_> {
     match v {
-        None => Sql::Null,
+        None => Bound::Null,
         Some(s) => match ty {
-            FieldType::Integer => s
-                .parse::<i64>()
-                .map(Sql::Integer)
-                .unwrap_or_else(|_| Sql::Text(s.clone())),
-            FieldType::Number => s
-                .parse::<f64>()
-                .map(Sql::Real)
-                .unwrap_or_else(|_| Sql::Text(s.clone())),
-            FieldType::Boolean => match s.as_str() {
-                "true" => Sql::Integer(1),
-                "false" => Sql::Integer(0),
-                _ => Sql::Text(s.clone()),
+            FieldType::Integer => s.parse::<i64>().map(Bound::Integer).unwrap_or(Bound::Text(s)),
+            FieldType::Number => s.parse::<f64>().map(Bound::Real).unwrap_or(Bound::Text(s)),
+            FieldType::Boolean => match s {
+                "true" => Bound::Integer(1),
+                "false" => Bound::Integer(0),
+                _ => Bound::Text(s),
             },
-            _ => Sql::Text(s.clone()),
+            _ => Bound::Text(s),
         },
     }
 }
 
 fn field_types(schema: &DestSchema, fields: &[String]) -> Vec<FieldType> {
-    fields
-        .iter()
-        .map(|f| schema.field(f).map(|d| d.ty).unwrap_or(FieldType::Text))
-        .collect()
+    fields.iter().map(|f| schema.field(f).map(|d| d.ty).unwrap_or(FieldType::Text)).collect()
 }
 
 #[async_trait]
@@ -332,18 +282,12 @@ impl Destination for SqliteDestination {
         let picklists: Vec<(String, PicklistTable)> = self
             .picklists
             .iter()
-            .filter_map(|(k, t)| {
-                k.strip_prefix(&format!("{object}."))
-                    .map(|f| (f.to_string(), t.clone()))
-            })
+            .filter_map(|(k, t)| k.strip_prefix(&format!("{object}.")).map(|f| (f.to_string(), t.clone())))
             .collect();
         let types: Vec<(String, FieldType)> = self
             .types
             .iter()
-            .filter_map(|(k, t)| {
-                k.strip_prefix(&format!("{object}."))
-                    .map(|f| (f.to_string(), *t))
-            })
+            .filter_map(|(k, t)| k.strip_prefix(&format!("{object}.")).map(|f| (f.to_string(), *t)))
             .collect();
         let path = self.path.clone();
         blocking(move || {
@@ -352,11 +296,7 @@ impl Destination for SqliteDestination {
             if cols.is_empty() {
                 bail!("{} has no table '{object}'", path.display());
             }
-            let id_field = cols
-                .iter()
-                .find(|c| c.4)
-                .map(|c| c.0.clone())
-                .unwrap_or_else(|| "id".into());
+            let id_field = cols.iter().find(|c| c.4).map(|c| c.0.clone()).unwrap_or_else(|| "id".into());
             let mut fields = Vec::with_capacity(cols.len());
             for (name, decl, notnull, has_default, pk) in cols {
                 let (mut ty, max_length) = declared_type(&decl);
@@ -366,16 +306,9 @@ impl Destination for SqliteDestination {
                 let picklist = match picklists.iter().find(|(f, _)| *f == name) {
                     None => None,
                     Some((_, t)) => {
-                        let sql = format!(
-                            "SELECT DISTINCT {} FROM {} ORDER BY 1",
-                            ident(&t.column),
-                            ident(&t.table)
-                        );
+                        let sql = format!("SELECT DISTINCT {} FROM {} ORDER BY 1", ident(&t.column), ident(&t.table));
                         let mut stmt = conn.prepare(&sql).wrap_err_with(|| {
-                            format!(
-                                "picklist for {object}.{name}: table {}.{}",
-                                t.table, t.column
-                            )
+                            format!("picklist for {object}.{name}: table {}.{}", t.table, t.column)
                         })?;
                         let values = stmt
                             .query_map([], |r| r.get_ref(0).map(|v| text_of(v).ok().flatten()))?
@@ -384,19 +317,9 @@ impl Destination for SqliteDestination {
                         Some(values)
                     }
                 };
-                fields.push(DestField {
-                    required: notnull && !has_default && !pk,
-                    name,
-                    ty,
-                    max_length,
-                    picklist,
-                });
+                fields.push(DestField { required: notnull && !has_default && !pk, name, ty, max_length, picklist });
             }
-            Ok(DestSchema {
-                object,
-                id_field,
-                fields,
-            })
+            Ok(DestSchema { object, id_field, fields })
         })
         .await
     }
@@ -407,17 +330,8 @@ impl Destination for SqliteDestination {
         };
         let conn = self.conn.clone();
         blocking(move || {
-            let names = owners
-                .name
-                .items()
-                .iter()
-                .map(|c| format!("COALESCE({}, '')", ident(c)))
-                .collect::<Vec<_>>();
-            let email = owners
-                .email
-                .as_deref()
-                .map(ident)
-                .unwrap_or_else(|| "NULL".into());
+            let names = owners.name.items().iter().map(|c| format!("COALESCE({}, '')", ident(c))).collect::<Vec<_>>();
+            let email = owners.email.as_deref().map(ident).unwrap_or_else(|| "NULL".into());
             let sql = format!(
                 "SELECT {}, TRIM({}), {email} FROM {}",
                 ident(&owners.id),
@@ -425,9 +339,7 @@ impl Destination for SqliteDestination {
                 ident(&owners.table)
             );
             let conn = lock(&conn)?;
-            let mut stmt = conn
-                .prepare(&sql)
-                .wrap_err_with(|| format!("reading users from table {}", owners.table))?;
+            let mut stmt = conn.prepare(&sql).wrap_err_with(|| format!("reading users from table {}", owners.table))?;
             let users = stmt
                 .query_map([], |r| {
                     Ok(DestUser {
@@ -480,21 +392,13 @@ impl Destination for SqliteDestination {
         .await
     }
 
-    async fn read(
-        &self,
-        object: &str,
-        ids: &[String],
-        fields: &[String],
-    ) -> Result<HashMap<String, Vec<Value>>> {
+    async fn read(&self, object: &str, ids: &[String], fields: &[String]) -> Result<HashMap<String, Vec<Value>>> {
         let schema = self.cached_schema(object).await?;
         let (conn, ids, fields) = (self.conn.clone(), ids.to_vec(), fields.to_vec());
         blocking(move || {
             let conn = lock(&conn)?;
             let cols: Vec<String> = fields.iter().map(|f| ident(f)).collect();
-            let id_ty = schema
-                .field(&schema.id_field)
-                .map(|f| f.ty)
-                .unwrap_or(FieldType::Integer);
+            let id_ty = schema.field(&schema.id_field).map(|f| f.ty).unwrap_or(FieldType::Integer);
             let mut out = HashMap::with_capacity(ids.len());
             for chunk in ids.chunks(500) {
                 let sql = format!(
@@ -507,7 +411,7 @@ impl Destination for SqliteDestination {
                     vec!["?"; chunk.len()].join(",")
                 );
                 let mut stmt = conn.prepare_cached(&sql)?;
-                let params = chunk.iter().map(|id| bind_value(id_ty, &Some(id.clone())));
+                let params = chunk.iter().map(|id| bind(id_ty, Some(id)));
                 let mut rows = stmt.query(params_from_iter(params))?;
                 while let Some(row) = rows.next()? {
                     let id = text_of(row.get_ref(0)?).ok().flatten().unwrap_or_default();
@@ -522,9 +426,9 @@ impl Destination for SqliteDestination {
         .await
     }
 
-    async fn create(&self, object: &str, records: &NewRecords) -> Result<Vec<WriteResult>> {
+    async fn create(&self, object: &str, records: NewRecords) -> Result<Vec<WriteResult>> {
         let schema = self.cached_schema(object).await?;
-        let (conn, records) = (self.conn.clone(), records.clone());
+        let conn = self.conn.clone();
         blocking(move || {
             let mut conn = lock(&conn)?;
             let tx = conn.transaction()?;
@@ -539,14 +443,11 @@ impl Destination for SqliteDestination {
             );
             let mut results = Vec::with_capacity(records.rows.len());
             {
-                let mut stmt = tx
-                    .prepare_cached(&sql)
-                    .wrap_err_with(|| format!("insert into {}", schema.object))?;
+                let mut stmt = tx.prepare_cached(&sql).wrap_err_with(|| format!("insert into {}", schema.object))?;
                 for row in &records.rows {
-                    let params = row.iter().zip(&types).map(|(v, t)| bind_value(*t, v));
-                    let result = stmt.query_row(params_from_iter(params), |r| {
-                        r.get_ref(0).map(|v| text_of(v).ok().flatten())
-                    });
+                    let params = row.iter().zip(&types).map(|(v, t)| bind(*t, v.as_deref()));
+                    let result =
+                        stmt.query_row(params_from_iter(params), |r| r.get_ref(0).map(|v| text_of(v).ok().flatten()));
                     results.push(match result {
                         Ok(Some(id)) => Ok(id),
                         Ok(None) => Err("the destination returned no id".to_string()),
@@ -566,43 +467,29 @@ impl Destination for SqliteDestination {
         blocking(move || {
             let mut conn = lock(&conn)?;
             let tx = conn.transaction()?;
-            let id_ty = schema
-                .field(&schema.id_field)
-                .map(|f| f.ty)
-                .unwrap_or(FieldType::Integer);
+            let id_ty = schema.field(&schema.id_field).map(|f| f.ty).unwrap_or(FieldType::Integer);
             let mut results = Vec::with_capacity(changes.len());
             for change in &changes {
                 if change.values.is_empty() {
                     results.push(Ok(change.dest_id.clone()));
                     continue;
                 }
-                let sets: Vec<String> = change
-                    .values
-                    .iter()
-                    .map(|(f, _)| format!("{} = ?", ident(f)))
-                    .collect();
+                let sets: Vec<String> = change.values.iter().map(|(f, _)| format!("{} = ?", ident(f))).collect();
                 let sql = format!(
                     "UPDATE {} SET {} WHERE {} = ?",
                     ident(&schema.object),
                     sets.join(", "),
                     ident(&schema.id_field)
                 );
-                let mut params: Vec<rusqlite::types::Value> = change
+                let mut params: Vec<Bound<'_>> = change
                     .values
                     .iter()
-                    .map(|(f, v)| {
-                        bind_value(schema.field(f).map(|d| d.ty).unwrap_or(FieldType::Text), v)
-                    })
+                    .map(|(f, v)| bind(schema.field(f).map(|d| d.ty).unwrap_or(FieldType::Text), v.as_deref()))
                     .collect();
-                params.push(bind_value(id_ty, &Some(change.dest_id.clone())));
-                let result = tx
-                    .prepare_cached(&sql)
-                    .and_then(|mut s| s.execute(params_from_iter(params)));
+                params.push(bind(id_ty, Some(&change.dest_id)));
+                let result = tx.prepare_cached(&sql).and_then(|mut s| s.execute(params_from_iter(params)));
                 results.push(match result {
-                    Ok(0) => Err(format!(
-                        "record {} no longer exists in {}",
-                        change.dest_id, schema.object
-                    )),
+                    Ok(0) => Err(format!("record {} no longer exists in {}", change.dest_id, schema.object)),
                     Ok(_) => Ok(change.dest_id.clone()),
                     Err(e) => Err(e.to_string()),
                 });
@@ -619,20 +506,13 @@ impl Destination for SqliteDestination {
         blocking(move || {
             let mut conn = lock(&conn)?;
             let tx = conn.transaction()?;
-            let id_ty = schema
-                .field(&schema.id_field)
-                .map(|f| f.ty)
-                .unwrap_or(FieldType::Integer);
-            let sql = format!(
-                "DELETE FROM {} WHERE {} = ?",
-                ident(&schema.object),
-                ident(&schema.id_field)
-            );
+            let id_ty = schema.field(&schema.id_field).map(|f| f.ty).unwrap_or(FieldType::Integer);
+            let sql = format!("DELETE FROM {} WHERE {} = ?", ident(&schema.object), ident(&schema.id_field));
             let mut results = Vec::with_capacity(ids.len());
             {
                 let mut stmt = tx.prepare_cached(&sql)?;
                 for id in &ids {
-                    results.push(match stmt.execute([bind_value(id_ty, &Some(id.clone()))]) {
+                    results.push(match stmt.execute([bind(id_ty, Some(id))]) {
                         Ok(0) => Err(format!("record {id} does not exist in {}", schema.object)),
                         Ok(_) => Ok(id.clone()),
                         Err(e) => Err(e.to_string()),

@@ -173,19 +173,9 @@ const WORDS: &[&str] = &[
     "Dunder",
     "Sterling",
 ];
-const SUFFIX: &[&str] = &[
-    "Inc", "LLC", "GmbH", "Ltd", "Group", "Labs", "Systems", "Partners", "Holdings", "Co",
-];
-const INDUSTRY: &[&str] = &[
-    "Software",
-    "Manufacturing",
-    "Retail",
-    "Healthcare",
-    "Finance",
-    "Logistics",
-    "Education",
-    "Media",
-];
+const SUFFIX: &[&str] = &["Inc", "LLC", "GmbH", "Ltd", "Group", "Labs", "Systems", "Partners", "Holdings", "Co"];
+const INDUSTRY: &[&str] =
+    &["Software", "Manufacturing", "Retail", "Healthcare", "Finance", "Logistics", "Education", "Media"];
 const CITIES: &[(&str, &str)] = &[
     ("New York", "United States"),
     ("San Francisco", "United States"),
@@ -196,18 +186,9 @@ const CITIES: &[(&str, &str)] = &[
     ("Lisbon", "Portugal"),
     ("Toronto", "Canada"),
 ];
-const AREAS: &[&str] = &[
-    "212", "312", "415", "617", "206", "512", "303", "404", "305", "702",
-];
-const STAGES: &[&str] = &[
-    "Lead In",
-    "Contact Made",
-    "Demo Scheduled",
-    "Proposal Made",
-    "Negotiations Started",
-    "Won",
-    "Lost",
-];
+const AREAS: &[&str] = &["212", "312", "415", "617", "206", "512", "303", "404", "305", "702"];
+const STAGES: &[&str] =
+    &["Lead In", "Contact Made", "Demo Scheduled", "Proposal Made", "Negotiations Started", "Won", "Lost"];
 const UNMAPPED_STAGES: &[&str] = &["On Hold", "Partner Referral"];
 const LABELS: &[&str] = &["Customer", "Hot lead", "Cold lead", ""];
 const NOTE_TEXT: &[&str] = &[
@@ -255,20 +236,12 @@ fn phone_formatted(i: usize, style: usize) -> String {
 }
 
 fn person_name(i: usize) -> (String, String) {
-    (
-        FIRST[(i * 7) % FIRST.len()].to_string(),
-        LAST[(i * 13 + i / 40) % LAST.len()].to_string(),
-    )
+    (FIRST[(i * 7) % FIRST.len()].to_string(), LAST[(i * 13 + i / 40) % LAST.len()].to_string())
 }
 
 fn email_of(i: usize, domain: &str) -> String {
     let (f, l) = person_name(i);
-    let clean = |s: &str| {
-        s.to_lowercase()
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .collect::<String>()
-    };
+    let clean = |s: &str| s.to_lowercase().chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>();
     format!("{}.{}{}@{}", clean(&f), clean(&l), i, domain)
 }
 
@@ -280,9 +253,7 @@ fn company_domain(i: usize) -> String {
 fn timestamp(rng: &mut Rng, style: usize) -> String {
     let (y, m, d) = (2021 + rng.below(4), 1 + rng.below(12), 1 + rng.below(28));
     let (h, min, s) = (rng.below(24), rng.below(60), rng.below(60));
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     match style % 10 {
         0 => format!("{m:02}/{d:02}/{y}"),
         1 => format!("{d} {} {y}", MONTHS[m - 1]),
@@ -296,11 +267,7 @@ pub fn generate() -> Vec<(String, Vec<u8>)> {
     let owner_name = |o: usize| format!("{} {}", OWNERS[o].0, OWNERS[o].1);
     // One rep's name is typed differently in the export than in the destination.
     let source_owner = |o: usize| {
-        if o == 11 {
-            "  lena   VOGEL".to_string()
-        } else {
-            owner_name(o)
-        }
+        if o == 11 { "  lena   VOGEL".to_string() } else { owner_name(o) }
     };
 
     let mut orgs = csv_writer(false);
@@ -320,16 +287,8 @@ pub fn generate() -> Vec<(String, Vec<u8>)> {
     );
     for i in 0..COMPANIES {
         let (city, country) = CITIES[i % CITIES.len()];
-        let name = format!(
-            "{} {}",
-            WORDS[i % WORDS.len()],
-            SUFFIX[(i / WORDS.len()) % SUFFIX.len()]
-        );
-        let website = if i % 9 == 4 {
-            format!("https://www.{}/", company_domain(i))
-        } else {
-            company_domain(i)
-        };
+        let name = format!("{} {}", WORDS[i % WORDS.len()], SUFFIX[(i / WORDS.len()) % SUFFIX.len()]);
+        let website = if i % 9 == 4 { format!("https://www.{}/", company_domain(i)) } else { company_domain(i) };
         let owner = rng.below(UNPROVISIONED_OWNER);
         let t = timestamp(&mut rng, i);
         row(
@@ -349,20 +308,7 @@ pub fn generate() -> Vec<(String, Vec<u8>)> {
     }
 
     let mut persons = csv_writer(false);
-    row(
-        &mut persons,
-        &[
-            "id",
-            "name",
-            "email",
-            "phone",
-            "org_id",
-            "owner_name",
-            "label",
-            "add_time",
-            "visible_to",
-        ],
-    );
+    row(&mut persons, &["id", "name", "email", "phone", "org_id", "owner_name", "label", "add_time", "visible_to"]);
     let mut existing_rows = Vec::new();
     for i in 0..CONTACTS {
         let (f, l) = person_name(i);
@@ -374,17 +320,11 @@ pub fn generate() -> Vec<(String, Vec<u8>)> {
             1 => format!("  {email} "),
             2 => {
                 let mut c = email.chars();
-                c.next()
-                    .map(|x| x.to_uppercase().collect::<String>() + c.as_str())
-                    .unwrap_or_default()
+                c.next().map(|x| x.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
             }
             _ => email.clone(),
         };
-        let owner = if unprovisioned_contact(i) {
-            UNPROVISIONED_OWNER
-        } else {
-            rng.below(UNPROVISIONED_OWNER)
-        };
+        let owner = if unprovisioned_contact(i) { UNPROVISIONED_OWNER } else { rng.below(UNPROVISIONED_OWNER) };
         let label = rng.pick(LABELS);
         let t = timestamp(&mut rng, i / 3);
         row(
@@ -431,11 +371,7 @@ pub fn generate() -> Vec<(String, Vec<u8>)> {
     );
     for i in 0..DEALS {
         let org = rng.below(COMPANIES);
-        let stage = if unmapped_deal(i) {
-            UNMAPPED_STAGES[i % 2]
-        } else {
-            STAGES[rng.below(STAGES.len())]
-        };
+        let stage = if unmapped_deal(i) { UNMAPPED_STAGES[i % 2] } else { STAGES[rng.below(STAGES.len())] };
         let status = match stage {
             "Won" => "won",
             "Lost" => "lost",
@@ -448,18 +384,11 @@ pub fn generate() -> Vec<(String, Vec<u8>)> {
         } else {
             format!("{whole}.{cents:02}")
         };
-        let close = if i % 10 == 3 {
-            String::new()
-        } else {
-            format!("2025-{:02}-{:02}", 1 + rng.below(12), 1 + rng.below(28))
-        };
+        let close =
+            if i % 10 == 3 { String::new() } else { format!("2025-{:02}-{:02}", 1 + rng.below(12), 1 + rng.below(28)) };
         let owner = rng.below(UNPROVISIONED_OWNER);
         let t = timestamp(&mut rng, i);
-        let title = format!(
-            "{} — {} seats",
-            WORDS[org % WORDS.len()],
-            5 + rng.below(500)
-        );
+        let title = format!("{} — {} seats", WORDS[org % WORDS.len()], 5 + rng.below(500));
         row(
             &mut deals,
             &[
@@ -477,14 +406,9 @@ pub fn generate() -> Vec<(String, Vec<u8>)> {
         );
     }
 
-    let held: Vec<usize> = (0..CONTACTS)
-        .filter(|&i| unprovisioned_contact(i))
-        .collect();
+    let held: Vec<usize> = (0..CONTACTS).filter(|&i| unprovisioned_contact(i)).collect();
     let mut notes = csv_writer(true);
-    row(
-        &mut notes,
-        &["id", "content", "person_id", "user_name", "add_time"],
-    );
+    row(&mut notes, &["id", "content", "person_id", "user_name", "add_time"]);
     for i in 0..NOTES {
         let person = if i % 88 == 0 && i / 88 < held.len() * NOTES_PER_UNPROVISIONED {
             held[i / 88 / NOTES_PER_UNPROVISIONED]
@@ -650,23 +574,10 @@ mod tests {
 
     #[test]
     fn built_in_cases_have_the_documented_sizes() {
-        assert_eq!(
-            (0..CONTACTS).filter(|&i| unprovisioned_contact(i)).count(),
-            UNPROVISIONED_CONTACTS
-        );
-        assert_eq!(
-            (0..CONTACTS)
-                .filter(|&i| existing_contact(i).is_some())
-                .count(),
-            EXISTING_CONTACTS
-        );
-        assert_eq!(
-            (0..DEALS).filter(|&i| unmapped_deal(i)).count(),
-            UNMAPPED_STAGE_DEALS
-        );
-        assert!(
-            (0..CONTACTS).all(|i| !(unprovisioned_contact(i) && existing_contact(i).is_some()))
-        );
+        assert_eq!((0..CONTACTS).filter(|&i| unprovisioned_contact(i)).count(), UNPROVISIONED_CONTACTS);
+        assert_eq!((0..CONTACTS).filter(|&i| existing_contact(i).is_some()).count(), EXISTING_CONTACTS);
+        assert_eq!((0..DEALS).filter(|&i| unmapped_deal(i)).count(), UNMAPPED_STAGE_DEALS);
+        assert!((0..CONTACTS).all(|i| !(unprovisioned_contact(i) && existing_contact(i).is_some())));
     }
 
     #[test]
@@ -674,11 +585,8 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for i in 0..CONTACTS {
             for style in 0..5 {
-                let e164 = crate::pipeline::transform::phone(
-                    &phone_formatted(i, style),
-                    phonenumber::country::Id::US,
-                )
-                .unwrap_or_else(|e| panic!("contact {i} style {style}: {e:?}"));
+                let e164 = crate::pipeline::transform::phone(&phone_formatted(i, style), phonenumber::country::Id::US)
+                    .unwrap_or_else(|e| panic!("contact {i} style {style}: {e:?}"));
                 if style == 0 {
                     assert!(seen.insert(e164), "phone of contact {i} repeats");
                 }

@@ -10,30 +10,12 @@ use std::path::{Path, PathBuf};
 
 /// The demo's files, as committed under `assets/demo/`.
 pub const FILES: &[(&str, &[u8])] = &[
-    (
-        "cutover.toml",
-        include_bytes!("../../assets/demo/cutover.toml"),
-    ),
-    (
-        "source/organizations.csv",
-        include_bytes!("../../assets/demo/source/organizations.csv"),
-    ),
-    (
-        "source/persons.csv",
-        include_bytes!("../../assets/demo/source/persons.csv"),
-    ),
-    (
-        "source/deals.csv",
-        include_bytes!("../../assets/demo/source/deals.csv"),
-    ),
-    (
-        "source/notes.csv",
-        include_bytes!("../../assets/demo/source/notes.csv"),
-    ),
-    (
-        "destination.sql",
-        include_bytes!("../../assets/demo/destination.sql"),
-    ),
+    ("cutover.toml", include_bytes!("../../assets/demo/cutover.toml")),
+    ("source/organizations.csv", include_bytes!("../../assets/demo/source/organizations.csv")),
+    ("source/persons.csv", include_bytes!("../../assets/demo/source/persons.csv")),
+    ("source/deals.csv", include_bytes!("../../assets/demo/source/deals.csv")),
+    ("source/notes.csv", include_bytes!("../../assets/demo/source/notes.csv")),
+    ("destination.sql", include_bytes!("../../assets/demo/destination.sql")),
 ];
 
 const MARKER: &str = ".cutover-demo";
@@ -42,39 +24,23 @@ const MARKER: &str = ".cutover-demo";
 /// An earlier demo there is replaced; any other non-empty folder is left alone.
 pub fn setup(dir: &Path) -> Result<PathBuf> {
     if dir.exists() {
-        let empty = std::fs::read_dir(dir)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(false);
+        let empty = std::fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false);
         if !empty && !dir.join(MARKER).exists() {
-            bail!(
-                "{} exists and is not a Cutover demo folder; choose another with --dir",
-                dir.display()
-            );
+            bail!("{} exists and is not a Cutover demo folder; choose another with --dir", dir.display());
         }
         if !empty {
-            std::fs::remove_dir_all(dir)
-                .wrap_err_with(|| format!("cannot clear the old demo in {}", dir.display()))?;
+            std::fs::remove_dir_all(dir).wrap_err_with(|| format!("cannot clear the old demo in {}", dir.display()))?;
         }
     }
-    std::fs::create_dir_all(dir.join("source"))
-        .wrap_err_with(|| format!("cannot create {}", dir.display()))?;
-    std::fs::write(
-        dir.join(MARKER),
-        "Created by `cutover demo`; replaced on the next run.\n",
-    )?;
+    std::fs::create_dir_all(dir.join("source")).wrap_err_with(|| format!("cannot create {}", dir.display()))?;
+    std::fs::write(dir.join(MARKER), "Created by `cutover demo`; replaced on the next run.\n")?;
     for (name, bytes) in FILES {
         std::fs::write(dir.join(name), bytes).wrap_err_with(|| format!("cannot write {name}"))?;
     }
-    let sql = std::str::from_utf8(
-        FILES
-            .iter()
-            .find(|(n, _)| *n == "destination.sql")
-            .map(|(_, b)| *b)
-            .unwrap_or_default(),
-    )?;
+    let sql =
+        std::str::from_utf8(FILES.iter().find(|(n, _)| *n == "destination.sql").map(|(_, b)| *b).unwrap_or_default())?;
     let conn = rusqlite::Connection::open(dir.join("destination.db"))?;
-    conn.execute_batch(sql)
-        .wrap_err("building the demo destination")?;
+    conn.execute_batch(sql).wrap_err("building the demo destination")?;
     Ok(dir.join("cutover.toml"))
 }
 
@@ -85,8 +51,7 @@ pub fn regenerate(dir: &Path) -> Result<()> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::write(&path, bytes)
-            .wrap_err_with(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(&path, bytes).wrap_err_with(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
 }
@@ -105,10 +70,7 @@ pub async fn command(dir: PathBuf, setup_only: bool, regen: Option<PathBuf>) -> 
         Ok(f) => f,
         Err(e) => return not_started(&e),
     };
-    println!(
-        "Demo project set up in {}/ (Pipedrive-style CSV export → HubSpot-style SQLite)",
-        dir.display()
-    );
+    println!("Demo project set up in {}/ (Pipedrive-style CSV export → HubSpot-style SQLite)", dir.display());
     if setup_only {
         return 0;
     }

@@ -6,7 +6,7 @@
 use super::map::Mapped;
 use super::plan::{KeyKind, ObjectPlan};
 use super::transform;
-use crate::store::Store;
+use crate::store::{MatchIndex, Store};
 use color_eyre::eyre::Result;
 use std::collections::HashMap;
 
@@ -35,37 +35,13 @@ pub enum Decision {
 /// What dedupe needs to ask the state store.
 pub trait MatchLookup {
     /// The destination id Cutover wrote this source record to, and the run that wrote it.
-    fn written(&self, object: &str, source_id: &str) -> Result<Option<(String, i64)>>;
-    fn candidates(
-        &self,
-        object: &str,
-        key: &str,
-        value: &str,
-    ) -> Result<Vec<(String, Option<i64>)>>;
-}
-
-impl MatchLookup for Store {
-    fn written(&self, object: &str, source_id: &str) -> Result<Option<(String, i64)>> {
-        self.id_map_entry(object, source_id)
-    }
-    fn candidates(
-        &self,
-        object: &str,
-        key: &str,
-        value: &str,
-    ) -> Result<Vec<(String, Option<i64>)>> {
-        self.match_candidates(object, key, value)
-    }
+    fn written(&self, object: &str, source_id: &str) -> Result<Option<(String, Option<i64>)>>;
+    fn candidates(&self, object: &str, key: &str, value: &str) -> Result<Vec<(String, Option<i64>)>>;
 }
 
 /// Normalises a match key value so that equal people compare equal: emails by case, phones by
 /// E.164, other text by case and surrounding space. `None` when there is nothing to match on.
-pub fn normalize_key(
-    kind: KeyKind,
-    value: &str,
-    already: bool,
-    region: phonenumber::country::Id,
-) -> Option<String> {
+pub fn normalize_key(kind: KeyKind, value: &str, already: bool, region: phonenumber::country::Id) -> Option<String> {
     let v = value.trim();
     if v.is_empty() {
         return None;
@@ -75,10 +51,58 @@ pub fn normalize_key(
     }
     Some(match kind {
         KeyKind::Email => transform::email(v).unwrap_or_else(|_| v.to_lowercase()),
-        KeyKind::Phone => transform::phone(v, region)
-            .unwrap_or_else(|_| v.chars().filter(char::is_ascii_digit).collect()),
+        KeyKind::Phone => {
+            transform::phone(v, region).unwrap_or_else(|_| v.chars().filter(char::is_ascii_digit).collect())
+        }
         KeyKind::Text => v.to_lowercase(),
     })
+}
+
+/// The answers to every lookup a batch will make, fetched with a few set queries instead of
+/// several single-row queries per record.
+#[derive(Debug, Default)]
+pub struct Prefetched {
+    written: HashMap<String, (String, Option<i64>)>,
+    keys: HashMap<(String, String), Vec<(String, Option<i64>)>>,
+}
+
+impl Prefetched {
+    pub fn load<'a>(
+        store: &Store,
+        index: &mut MatchIndex,
+        deduper: &BatchDeduper<'_>,
+        records: impl Iterator<Item = &'a Mapped>,
+    ) -> Result<Self> {
+        let object = &deduper.plan.name;
+        let mut ids: Vec<&str> = Vec::new();
+        let mut values: HashMap<String, Vec<String>> = HashMap::new();
+        for r in records {
+            ids.push(&r.source.source_id);
+            for (k, v) in deduper.keys_of(&r.values) {
+                values.entry(k).or_default().push(v);
+            }
+        }
+        let mut out = Prefetched::default();
+        for (sid, dest, run) in store.id_map_entries(object, &index.maybe_written(&ids))? {
+            out.written.insert(sid, (dest, Some(run)));
+        }
+        for (key, vals) in values {
+            let refs: Vec<&str> = vals.iter().map(String::as_str).collect();
+            for (value, dest, run) in index.candidates_many(object, &key, &refs)? {
+                out.keys.entry((key.clone(), value)).or_default().push((dest, run));
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl MatchLookup for Prefetched {
+    fn written(&self, _object: &str, source_id: &str) -> Result<Option<(String, Option<i64>)>> {
+        Ok(self.written.get(source_id).cloned())
+    }
+    fn candidates(&self, _object: &str, key: &str, value: &str) -> Result<Vec<(String, Option<i64>)>> {
+        Ok(self.keys.get(&(key.to_string(), value.to_string())).cloned().unwrap_or_default())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -100,13 +124,7 @@ pub struct BatchDeduper<'p> {
 
 impl<'p> BatchDeduper<'p> {
     pub fn new(plan: &'p ObjectPlan, run_id: i64, region: phonenumber::country::Id) -> Self {
-        Self {
-            plan,
-            run_id,
-            region,
-            pending: HashMap::new(),
-            lead_of_dest: HashMap::new(),
-        }
+        Self { plan, run_id, region, pending: HashMap::new(), lead_of_dest: HashMap::new() }
     }
 
     /// The normalised match keys of a record's values: (key, value).
@@ -116,31 +134,21 @@ impl<'p> BatchDeduper<'p> {
             .iter()
             .filter_map(|k| {
                 let v = values.get(k.index)?.as_deref()?;
-                normalize_key(k.kind, v, k.mapped_normalised, self.region)
-                    .map(|n| (k.field.clone(), n))
+                normalize_key(k.kind, v, k.mapped_normalised, self.region).map(|n| (k.field.clone(), n))
             })
             .collect()
     }
 
-    pub fn decide(
-        &mut self,
-        lookup: &impl MatchLookup,
-        position: usize,
-        record: &Mapped,
-    ) -> Result<Decision> {
+    pub fn decide(&mut self, lookup: &impl MatchLookup, position: usize, record: &Mapped) -> Result<Decision> {
         let object = &self.plan.name;
         let sid = &record.source.source_id;
         let keys = self.keys_of(&record.values);
         let mut decision = None;
         // 1. The record's own id: written before by Cutover, or repeated in this batch.
         if let Some(&lead) = self.pending.get(&("source_id".to_string(), sid.clone())) {
-            decision = Some(Decision::IntoLead {
-                lead,
-                matched_by: "source_id".into(),
-            });
+            decision = Some(Decision::IntoLead { lead, matched_by: "source_id".into() });
         } else if let Some((dest_id, run)) = lookup.written(object, sid)? {
-            decision =
-                Some(self.resolve_one(Target::Dest(dest_id, run == self.run_id), "source_id"));
+            decision = Some(self.resolve_one(Target::Dest(dest_id, run == Some(self.run_id)), "source_id"));
         }
         // 2. The match keys, in order; the first key with any candidate decides.
         if decision.is_none() {
@@ -171,10 +179,7 @@ impl<'p> BatchDeduper<'p> {
                                 Target::Lead(p) => format!("batch record #{}", p + 1),
                             })
                             .collect();
-                        decision = Some(Decision::Ambiguous {
-                            matched_by: key.clone(),
-                            candidates,
-                        });
+                        decision = Some(Decision::Ambiguous { matched_by: key.clone(), candidates });
                     }
                 }
                 break;
@@ -199,32 +204,18 @@ impl<'p> BatchDeduper<'p> {
 
     fn resolve_one(&self, target: Target, key: &str) -> Decision {
         match target {
-            Target::Lead(lead) => Decision::IntoLead {
-                lead,
-                matched_by: key.to_string(),
-            },
+            Target::Lead(lead) => Decision::IntoLead { lead, matched_by: key.to_string() },
             Target::Dest(dest_id, written_this_run) => match self.lead_of_dest.get(&dest_id) {
-                Some(&lead) => Decision::IntoLead {
-                    lead,
-                    matched_by: key.to_string(),
-                },
-                None => Decision::Update {
-                    dest_id,
-                    matched_by: key.to_string(),
-                    written_this_run,
-                },
+                Some(&lead) => Decision::IntoLead { lead, matched_by: key.to_string() },
+                None => Decision::Update { dest_id, matched_by: key.to_string(), written_this_run },
             },
         }
     }
 
     fn register(&mut self, position: usize, sid: &str, keys: &[(String, String)]) {
-        self.pending
-            .entry(("source_id".into(), sid.to_string()))
-            .or_insert(position);
+        self.pending.entry(("source_id".into(), sid.to_string())).or_insert(position);
         for (k, v) in keys {
-            self.pending
-                .entry((k.clone(), v.clone()))
-                .or_insert(position);
+            self.pending.entry((k.clone(), v.clone())).or_insert(position);
         }
     }
 }
@@ -238,24 +229,15 @@ mod tests {
     use std::sync::Arc;
 
     struct Fake {
-        written: HashMap<String, (String, i64)>,
+        written: HashMap<String, (String, Option<i64>)>,
         keys: HashMap<(String, String), Vec<(String, Option<i64>)>>,
     }
     impl MatchLookup for Fake {
-        fn written(&self, _: &str, sid: &str) -> Result<Option<(String, i64)>> {
+        fn written(&self, _: &str, sid: &str) -> Result<Option<(String, Option<i64>)>> {
             Ok(self.written.get(sid).cloned())
         }
-        fn candidates(
-            &self,
-            _: &str,
-            key: &str,
-            value: &str,
-        ) -> Result<Vec<(String, Option<i64>)>> {
-            Ok(self
-                .keys
-                .get(&(key.to_string(), value.to_string()))
-                .cloned()
-                .unwrap_or_default())
+        fn candidates(&self, _: &str, key: &str, value: &str) -> Result<Vec<(String, Option<i64>)>> {
+            Ok(self.keys.get(&(key.to_string(), value.to_string())).cloned().unwrap_or_default())
         }
     }
 
@@ -269,35 +251,17 @@ mod tests {
             dest_fields: vec!["email".to_string(), "phone".to_string()].into(),
             rules: Vec::new(),
             match_keys: vec![
-                MatchKey {
-                    field: "email".into(),
-                    index: 0,
-                    kind: KeyKind::Email,
-                    mapped_normalised: true,
-                },
-                MatchKey {
-                    field: "phone".into(),
-                    index: 1,
-                    kind: KeyKind::Phone,
-                    mapped_normalised: true,
-                },
+                MatchKey { field: "email".into(), index: 0, kind: KeyKind::Email, mapped_normalised: true },
+                MatchKey { field: "phone".into(), index: 1, kind: KeyKind::Phone, mapped_normalised: true },
             ],
             merge: MergeRule::FillBlanks,
-            schema: Arc::new(DestSchema {
-                object: "contacts".into(),
-                id_field: "id".into(),
-                fields: vec![],
-            }),
+            schema: Arc::new(DestSchema { object: "contacts".into(), id_field: "id".into(), fields: vec![] }),
         }
     }
 
     fn rec(id: &str, email: Option<&str>, phone: Option<&str>) -> Mapped {
         Mapped {
-            source: SourceRecord {
-                source_id: id.into(),
-                origin: String::new(),
-                values: vec![],
-            },
+            source: SourceRecord { source_id: id.into(), origin: String::new(), values: vec![] },
             values: vec![email.map(str::to_string), phone.map(str::to_string)],
             issues: vec![],
             waiting_on: None,
@@ -307,105 +271,49 @@ mod tests {
     #[test]
     fn keys_in_order_and_in_batch_duplicates() {
         let mut keys = HashMap::new();
-        keys.insert(
-            ("email".into(), "a@x.com".into()),
-            vec![("10".into(), None)],
-        );
-        keys.insert(
-            ("phone".into(), "+14155552671".into()),
-            vec![("11".into(), None), ("12".into(), None)],
-        );
-        keys.insert(
-            ("email".into(), "run@x.com".into()),
-            vec![("13".into(), Some(5))],
-        );
+        keys.insert(("email".into(), "a@x.com".into()), vec![("10".into(), None)]);
+        keys.insert(("phone".into(), "+14155552671".into()), vec![("11".into(), None), ("12".into(), None)]);
+        keys.insert(("email".into(), "run@x.com".into()), vec![("13".into(), Some(5))]);
         let mut written = HashMap::new();
-        written.insert("s9".to_string(), ("99".to_string(), 4));
+        written.insert("s9".to_string(), ("99".to_string(), Some(4)));
         let fake = Fake { written, keys };
         let plan = plan();
         let mut d = BatchDeduper::new(&plan, 5, phonenumber::country::Id::US);
 
-        let upd = d
-            .decide(&fake, 0, &rec("s1", Some("a@x.com"), Some("+14155552671")))
-            .expect("decide");
+        let upd = d.decide(&fake, 0, &rec("s1", Some("a@x.com"), Some("+16175550100"))).expect("decide");
         assert_eq!(
             upd,
-            Decision::Update {
-                dest_id: "10".into(),
-                matched_by: "email".into(),
-                written_this_run: false
-            },
+            Decision::Update { dest_id: "10".into(), matched_by: "email".into(), written_this_run: false },
             "email decides before phone"
         );
-        let amb = d
-            .decide(&fake, 1, &rec("s2", None, Some("+14155552671")))
-            .expect("decide");
+        let amb = d.decide(&fake, 1, &rec("s2", None, Some("+14155552671"))).expect("decide");
         assert!(matches!(amb, Decision::Ambiguous { ref candidates, .. } if candidates.len() == 2));
-        let new = d
-            .decide(&fake, 2, &rec("s3", Some("new@x.com"), None))
-            .expect("decide");
+        let new = d.decide(&fake, 2, &rec("s3", Some("new@x.com"), None)).expect("decide");
         assert_eq!(new, Decision::Create);
-        let dup = d
-            .decide(&fake, 3, &rec("s4", Some("new@x.com"), None))
-            .expect("decide");
-        assert_eq!(
-            dup,
-            Decision::IntoLead {
-                lead: 2,
-                matched_by: "email".into()
-            }
-        );
-        let again = d
-            .decide(&fake, 4, &rec("s5", Some("a@x.com"), None))
-            .expect("decide");
+        let dup = d.decide(&fake, 3, &rec("s4", Some("new@x.com"), None)).expect("decide");
+        assert_eq!(dup, Decision::IntoLead { lead: 2, matched_by: "email".into() });
+        let again = d.decide(&fake, 4, &rec("s5", Some("a@x.com"), None)).expect("decide");
         assert_eq!(
             again,
-            Decision::IntoLead {
-                lead: 0,
-                matched_by: "email".into()
-            },
+            Decision::IntoLead { lead: 0, matched_by: "email".into() },
             "second update of one record merges into the first"
         );
         let rerun = d.decide(&fake, 5, &rec("s9", None, None)).expect("decide");
         assert_eq!(
             rerun,
-            Decision::Update {
-                dest_id: "99".into(),
-                matched_by: "source_id".into(),
-                written_this_run: false
-            }
+            Decision::Update { dest_id: "99".into(), matched_by: "source_id".into(), written_this_run: false }
         );
-        let same_run = d
-            .decide(&fake, 6, &rec("s6", Some("run@x.com"), None))
-            .expect("decide");
-        assert!(matches!(
-            same_run,
-            Decision::Update {
-                written_this_run: true,
-                ..
-            }
-        ));
+        let same_run = d.decide(&fake, 6, &rec("s6", Some("run@x.com"), None)).expect("decide");
+        assert!(matches!(same_run, Decision::Update { written_this_run: true, .. }));
         let repeated_id = d.decide(&fake, 7, &rec("s3", None, None)).expect("decide");
-        assert_eq!(
-            repeated_id,
-            Decision::IntoLead {
-                lead: 2,
-                matched_by: "source_id".into()
-            }
-        );
+        assert_eq!(repeated_id, Decision::IntoLead { lead: 2, matched_by: "source_id".into() });
     }
 
     #[test]
     fn normalisation_compares_people_not_formats() {
         let us = phonenumber::country::Id::US;
-        assert_eq!(
-            normalize_key(KeyKind::Email, " Ann@X.com ", false, us).as_deref(),
-            Some("ann@x.com")
-        );
-        assert_eq!(
-            normalize_key(KeyKind::Phone, "(415) 555-2671", false, us).as_deref(),
-            Some("+14155552671")
-        );
+        assert_eq!(normalize_key(KeyKind::Email, " Ann@X.com ", false, us).as_deref(), Some("ann@x.com"));
+        assert_eq!(normalize_key(KeyKind::Phone, "(415) 555-2671", false, us).as_deref(), Some("+14155552671"));
         assert_eq!(normalize_key(KeyKind::Text, "  ", false, us), None);
     }
 }

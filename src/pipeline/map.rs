@@ -31,10 +31,7 @@ pub struct Owners {
 }
 
 fn fold(s: &str) -> String {
-    s.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase()
+    s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
 }
 
 impl Owners {
@@ -56,11 +53,7 @@ impl Owners {
 
     fn direct(&self, v: &str) -> Option<String> {
         let k = fold(v);
-        self.ids
-            .get(v.trim())
-            .or_else(|| self.by_email.get(&k))
-            .or_else(|| self.by_name.get(&k))
-            .cloned()
+        self.ids.get(v.trim()).or_else(|| self.by_email.get(&k)).or_else(|| self.by_name.get(&k)).cloned()
     }
 
     pub fn is_user(&self, id: &str) -> bool {
@@ -71,10 +64,7 @@ impl Owners {
         if let Some(target) = self.aliases.get(&fold(value)) {
             return self.direct(target).ok_or_else(|| Rejection {
                 rule: Rule::OwnerNotProvisioned,
-                message: format!(
-                    "owner '{}' is aliased to '{target}', which is not a destination user",
-                    value.trim()
-                ),
+                message: format!("owner '{}' is aliased to '{target}', which is not a destination user", value.trim()),
                 suggestion: Some("fix the alias under [owners.aliases]".into()),
             });
         }
@@ -119,39 +109,20 @@ fn split_part(s: &str, sep: &str, part: Part) -> Option<String> {
         Part::Index(i) => {
             let pieces: Vec<&str> = s.split(sep).collect();
             let idx = if i < 0 { pieces.len() as i64 + i } else { i };
-            usize::try_from(idx)
-                .ok()
-                .and_then(|i| pieces.get(i))
-                .map(|p| p.to_string())
+            usize::try_from(idx).ok().and_then(|i| pieces.get(i)).map(|p| p.to_string())
         }
     };
-    piece
-        .map(|p| p.trim().to_string())
-        .filter(|p| !p.is_empty())
+    piece.map(|p| p.trim().to_string()).filter(|p| !p.is_empty())
 }
 
 impl Mapper {
-    pub fn new(
-        plan: Arc<ObjectPlan>,
-        settings: TransformSettings,
-        owners: Arc<Owners>,
-        store: Store,
-    ) -> Self {
-        Self {
-            plan,
-            settings,
-            owners,
-            store,
-        }
+    pub fn new(plan: Arc<ObjectPlan>, settings: TransformSettings, owners: Arc<Owners>, store: Store) -> Self {
+        Self { plan, settings, owners, store }
     }
 
     /// Maps one record. `corrections` are the operator's: `source.FIELD` replaces a source value
     /// before mapping, any other key replaces the mapped value of that destination field.
-    pub fn map(
-        &self,
-        record: SourceRecord,
-        corrections: &IndexMap<String, Option<String>>,
-    ) -> Result<Mapped> {
+    pub fn map(&self, record: SourceRecord, corrections: &IndexMap<String, Option<String>>) -> Result<Mapped> {
         let mut source = record;
         for (key, value) in corrections {
             if let Some(field) = key.strip_prefix("source.")
@@ -183,12 +154,7 @@ impl Mapper {
                 }
             }
         }
-        Ok(Mapped {
-            source,
-            values,
-            issues,
-            waiting_on,
-        })
+        Ok(Mapped { source, values, issues, waiting_on })
     }
 
     fn map_value(
@@ -220,9 +186,7 @@ impl Mapper {
                         return Err(Rejection {
                             rule: Rule::ParentNotWritten,
                             message: format!("parent {parent} {key} is held in the conflict queue"),
-                            suggestion: Some(format!(
-                                "fix {parent} {key}; this record is released when it is written"
-                            )),
+                            suggestion: Some(format!("fix {parent} {key}; this record is released when it is written")),
                         });
                     }
                     return Err(Rejection {
@@ -252,27 +216,15 @@ fn extract(rule: &FieldRule, values: &[Value]) -> Value {
         SourceExpr::Nothing => None,
         SourceExpr::Field(i) => get(*i),
         SourceExpr::Concat(list, sep) => {
-            let parts: Vec<String> = list
-                .iter()
-                .filter_map(|i| get(*i))
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect();
-            if parts.is_empty() {
-                None
-            } else {
-                Some(parts.join(sep))
-            }
+            let parts: Vec<String> =
+                list.iter().filter_map(|i| get(*i)).map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+            if parts.is_empty() { None } else { Some(parts.join(sep)) }
         }
         SourceExpr::Split(i, sep, part) => get(*i).and_then(|s| split_part(&s, sep, *part)),
     }
 }
 
-fn translate(
-    table: &str,
-    entries: &IndexMap<String, String>,
-    value: &str,
-) -> Result<String, Rejection> {
+fn translate(table: &str, entries: &IndexMap<String, String>, value: &str) -> Result<String, Rejection> {
     let v = value.trim();
     if let Some(t) = entries.get(v) {
         return Ok(t.clone());
@@ -293,9 +245,7 @@ fn translate(
             Some((_, k)) => {
                 format!("did you mean '{k}'? or add \"{v}\" = \"…\" under [translations.{table}]")
             }
-            None => format!(
-                "add \"{v}\" = \"…\" under [translations.{table}], or set the field on the queued records"
-            ),
+            None => format!("add \"{v}\" = \"…\" under [translations.{table}], or set the field on the queued records"),
         }),
     })
 }
@@ -311,16 +261,8 @@ mod tests {
 
     fn users() -> Vec<DestUser> {
         vec![
-            DestUser {
-                id: "7".into(),
-                name: "Ana López".into(),
-                email: Some("ana@acme.example".into()),
-            },
-            DestUser {
-                id: "9".into(),
-                name: "Bo Chen".into(),
-                email: None,
-            },
+            DestUser { id: "7".into(), name: "Ana López".into(), email: Some("ana@acme.example".into()) },
+            DestUser { id: "9".into(), name: "Bo Chen".into(), email: None },
         ]
     }
 
@@ -338,51 +280,27 @@ mod tests {
         assert!(err.message.contains("aliased"));
         let err = o.resolve("Ana Lopez").expect_err("not exact");
         assert_eq!(err.rule, Rule::OwnerNotProvisioned);
-        assert!(
-            err.suggestion
-                .as_deref()
-                .is_some_and(|s| s.contains("Ana López")),
-            "{err:?}"
-        );
+        assert!(err.suggestion.as_deref().is_some_and(|s| s.contains("Ana López")), "{err:?}");
     }
 
     #[test]
     fn translations_match_case_insensitively_and_suggest() {
         let mut t = IndexMap::new();
         t.insert("Qualified".to_string(), "qualifiedtobuy".to_string());
-        assert_eq!(
-            translate("stage", &t, " qualified ").as_deref(),
-            Ok("qualifiedtobuy")
-        );
+        assert_eq!(translate("stage", &t, " qualified ").as_deref(), Ok("qualifiedtobuy"));
         let err = translate("stage", &t, "Qualifed").expect_err("typo");
         assert_eq!(err.rule, Rule::NoTranslation);
-        assert!(
-            err.suggestion
-                .as_deref()
-                .is_some_and(|s| s.contains("did you mean 'Qualified'"))
-        );
+        assert!(err.suggestion.as_deref().is_some_and(|s| s.contains("did you mean 'Qualified'")));
         let err = translate("stage", &t, "On Hold").expect_err("missing");
         assert!(err.message.contains("'On Hold'"));
     }
 
     #[test]
     fn split_parts() {
-        assert_eq!(
-            split_part("Mary Ann Smith", " ", Part::First).as_deref(),
-            Some("Mary")
-        );
-        assert_eq!(
-            split_part("Mary Ann Smith", " ", Part::Rest).as_deref(),
-            Some("Ann Smith")
-        );
-        assert_eq!(
-            split_part("Mary Ann Smith", " ", Part::Last).as_deref(),
-            Some("Smith")
-        );
-        assert_eq!(
-            split_part("Mary Ann Smith", " ", Part::Index(-2)).as_deref(),
-            Some("Ann")
-        );
+        assert_eq!(split_part("Mary Ann Smith", " ", Part::First).as_deref(), Some("Mary"));
+        assert_eq!(split_part("Mary Ann Smith", " ", Part::Rest).as_deref(), Some("Ann Smith"));
+        assert_eq!(split_part("Mary Ann Smith", " ", Part::Last).as_deref(), Some("Smith"));
+        assert_eq!(split_part("Mary Ann Smith", " ", Part::Index(-2)).as_deref(), Some("Ann"));
         assert_eq!(split_part("Cher", " ", Part::Rest), None);
         assert_eq!(split_part("Cher", " ", Part::Index(5)), None);
     }

@@ -5,9 +5,11 @@
 
 pub mod dedupe;
 pub mod map;
+pub mod phone_validity;
 pub mod plan;
 pub mod progress;
 pub mod run;
+pub mod timings;
 pub mod transform;
 pub mod validate;
 

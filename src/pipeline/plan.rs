@@ -79,14 +79,9 @@ impl ObjectPlan {
         source_fields: FieldNames,
         schema: Arc<DestSchema>,
     ) -> Result<Self> {
-        let object = project
-            .object(name)
-            .ok_or_else(|| eyre!("no object '{name}' in the project"))?;
+        let object = project.object(name).ok_or_else(|| eyre!("no object '{name}' in the project"))?;
         let pos = |f: &str| {
-            source_fields
-                .iter()
-                .position(|x| x == f)
-                .ok_or_else(|| eyre!("objects.{name}: unknown source field '{f}'"))
+            source_fields.iter().position(|x| x == f).ok_or_else(|| eyre!("objects.{name}: unknown source field '{f}'"))
         };
         let mut rules = Vec::with_capacity(object.fields.len());
         for (dest, spec) in &object.fields {
@@ -94,10 +89,7 @@ impl ObjectPlan {
             let expr = if let Some(f) = &spec.from {
                 SourceExpr::Field(pos(f)?)
             } else if let Some(list) = &spec.concat {
-                SourceExpr::Concat(
-                    list.iter().map(|f| pos(f)).collect::<Result<_>>()?,
-                    separator,
-                )
+                SourceExpr::Concat(list.iter().map(|f| pos(f)).collect::<Result<_>>()?, separator)
             } else if let Some(f) = &spec.split {
                 let part = match &spec.part {
                     None => Part::First,
@@ -118,16 +110,9 @@ impl ObjectPlan {
                 dest: dest.clone(),
                 expr,
                 owner: transforms.contains(&Transform::Owner),
-                transforms: transforms
-                    .into_iter()
-                    .filter(|t| *t != Transform::Owner)
-                    .collect(),
+                transforms: transforms.into_iter().filter(|t| *t != Transform::Owner).collect(),
                 translate: spec.translate.as_ref().and_then(|t| {
-                    project
-                        .config
-                        .translations
-                        .get(t)
-                        .map(|entries| (t.clone(), Arc::new(entries.clone())))
+                    project.config.translations.get(t).map(|entries| (t.clone(), Arc::new(entries.clone())))
                 }),
                 parent: spec.parent.clone(),
                 default: spec.default.clone(),
@@ -135,11 +120,7 @@ impl ObjectPlan {
                 max_length: spec.max_length.or(field.and_then(|f| f.max_length)),
             });
         }
-        let dest_fields: FieldNames = rules
-            .iter()
-            .map(|r| r.dest.clone())
-            .collect::<Vec<_>>()
-            .into();
+        let dest_fields: FieldNames = rules.iter().map(|r| r.dest.clone()).collect::<Vec<_>>().into();
         let match_keys = object
             .match_keys
             .iter()
@@ -147,13 +128,9 @@ impl ObjectPlan {
                 let index = dest_fields.iter().position(|f| f == k)?;
                 let rule = &rules[index];
                 let ty = schema.field(k).map(|f| f.ty);
-                let kind = if rule.transforms.contains(&Transform::Email)
-                    || ty == Some(FieldType::Email)
-                {
+                let kind = if rule.transforms.contains(&Transform::Email) || ty == Some(FieldType::Email) {
                     KeyKind::Email
-                } else if rule.transforms.contains(&Transform::Phone)
-                    || ty == Some(FieldType::Phone)
-                {
+                } else if rule.transforms.contains(&Transform::Phone) || ty == Some(FieldType::Phone) {
                     KeyKind::Phone
                 } else {
                     KeyKind::Text
@@ -163,12 +140,7 @@ impl ObjectPlan {
                     KeyKind::Phone => rule.transforms.contains(&Transform::Phone),
                     KeyKind::Text => false,
                 };
-                Some(MatchKey {
-                    field: k.clone(),
-                    index,
-                    kind,
-                    mapped_normalised,
-                })
+                Some(MatchKey { field: k.clone(), index, kind, mapped_normalised })
             })
             .collect();
         Ok(Self {

@@ -39,11 +39,7 @@ impl Progress {
             phase: "starting".into(),
             objects: objects
                 .iter()
-                .map(|n| ObjectProgress {
-                    name: n.clone(),
-                    total: None,
-                    counts: Counts::default(),
-                })
+                .map(|n| ObjectProgress { name: n.clone(), total: None, counts: Counts::default() })
                 .collect(),
             current: None,
         }

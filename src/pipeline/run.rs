@@ -6,14 +6,13 @@ use super::dedupe::{BatchDeduper, Decision};
 use super::map::{Mapped, Mapper, Owners, is_blank};
 use super::plan::ObjectPlan;
 use super::progress::{Progress, RunState};
+use super::timings::{Stage, Timings};
 use super::transform::TransformSettings;
 use super::validate::validate;
 use crate::config::{ConfigError, LoadedConfig, MergeRule, Problems, check};
 use crate::connect::{Change, Cursor, Destination, NewRecords, Source};
-use crate::model::{
-    Counts, DestSchema, Extracted, FieldNames, Issue, Outcome, Rule, SourceRecord, Value,
-};
-use crate::store::{AuditRow, BatchCommit, QueueItem, QueueWrite, RunKind, Store, os_user};
+use crate::model::{Counts, DestSchema, Extracted, FieldNames, Issue, Outcome, Rule, SourceRecord, Value};
+use crate::store::{AuditRow, BatchCommit, MatchIndex, QueueItem, QueueWrite, RunKind, Store, match_index, os_user};
 use color_eyre::eyre::{Result, WrapErr, eyre};
 use indexmap::IndexMap;
 use std::collections::{HashMap, HashSet};
@@ -59,10 +58,7 @@ pub struct RunFailure {
 
 impl<E: Into<color_eyre::Report>> From<E> for RunFailure {
     fn from(e: E) -> Self {
-        RunFailure {
-            started: false,
-            error: e.into(),
-        }
+        RunFailure { started: false, error: e.into() }
     }
 }
 
@@ -77,18 +73,16 @@ pub struct Engine {
     source: Arc<dyn Source>,
     dest: Arc<dyn Destination>,
     store: Arc<Mutex<Store>>,
+    index: Mutex<MatchIndex>,
     store_path: PathBuf,
     settings: TransformSettings,
     progress: watch::Sender<Progress>,
+    timings: Arc<Timings>,
 }
 
 /// One position of a batch, as the consumer receives it.
 pub enum Item {
-    Malformed {
-        source_id: String,
-        origin: String,
-        message: String,
-    },
+    Malformed { source_id: String, origin: String, message: String },
     Mapped(Mapped),
 }
 
@@ -133,24 +127,28 @@ impl Engine {
             .default_region
             .parse()
             .map_err(|_| eyre!("project.default_region is not a country code"))?;
-        let settings = TransformSettings {
-            region,
-            day_first: project.config.project.day_first,
-        };
+        let settings = TransformSettings { region, day_first: project.config.project.day_first };
         let (progress, _) = watch::channel(Progress::new("idle", &project.order));
         Ok(Self {
             project,
             source,
             dest,
             store: Arc::new(Mutex::new(store)),
+            index: Mutex::new(MatchIndex::open(&match_index::path_for(&store_path))?),
             store_path,
             settings,
             progress,
+            timings: Arc::default(),
         })
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Progress> {
         self.progress.subscribe()
+    }
+
+    /// Time spent per stage since this engine was made.
+    pub fn timings(&self) -> &Timings {
+        &self.timings
     }
 
     pub fn store(&self) -> &Arc<Mutex<Store>> {
@@ -165,18 +163,9 @@ impl Engine {
             let Some(object) = self.project.object(name) else {
                 continue;
             };
-            let src = self
-                .source
-                .fields(object.source_name(name))
-                .await
-                .map_err(|e| format!("{e:#}"));
+            let src = self.source.fields(object.source_name(name)).await.map_err(|e| format!("{e:#}"));
             source_fields.insert(name.clone(), src);
-            let dst = self
-                .dest
-                .schema(object.destination_name(name))
-                .await
-                .map(Arc::new)
-                .map_err(|e| format!("{e:#}"));
+            let dst = self.dest.schema(object.destination_name(name)).await.map(Arc::new).map_err(|e| format!("{e:#}"));
             dest_schemas.insert(name.clone(), dst);
         }
         let mut problems = Problems::new(&self.project.spans);
@@ -197,34 +186,16 @@ impl Engine {
             &mut problems,
         );
         if !problems.is_empty() {
-            return Err(ConfigError {
-                file: self.project.path.clone(),
-                problems: problems.into_vec(),
-            }
-            .into());
+            return Err(ConfigError { file: self.project.path.clone(), problems: problems.into_vec() }.into());
         }
         let mut plans = Vec::new();
         for name in &self.project.order {
-            let fields = source_fields
-                .remove(name)
-                .and_then(Result::ok)
-                .ok_or_else(|| eyre!("no fields for {name}"))?;
-            let schema = dest_schemas
-                .remove(name)
-                .and_then(Result::ok)
-                .ok_or_else(|| eyre!("no schema for {name}"))?;
-            plans.push(Arc::new(ObjectPlan::build(
-                &self.project,
-                name,
-                fields,
-                schema,
-            )?));
+            let fields =
+                source_fields.remove(name).and_then(Result::ok).ok_or_else(|| eyre!("no fields for {name}"))?;
+            let schema = dest_schemas.remove(name).and_then(Result::ok).ok_or_else(|| eyre!("no schema for {name}"))?;
+            plans.push(Arc::new(ObjectPlan::build(&self.project, name, fields, schema)?));
         }
-        let users = self
-            .dest
-            .users()
-            .await
-            .wrap_err("reading the destination's users")?;
+        let users = self.dest.users().await.wrap_err("reading the destination's users")?;
         let owners = Arc::new(Owners::new(&users, &self.project.config.owners.aliases));
         Ok(Prepared { plans, owners })
     }
@@ -251,10 +222,7 @@ impl Engine {
         started_at: Instant,
         result: Result<Finish>,
     ) -> std::result::Result<RunSummary, RunFailure> {
-        let failure = |error| RunFailure {
-            started: true,
-            error,
-        };
+        let failure = |error| RunFailure { started: true, error };
         let store = self.store.clone();
         match result {
             Ok(finish) => {
@@ -272,22 +240,13 @@ impl Engine {
                     p.phase = state.into();
                 });
                 info!(run_id, state, "run finished");
-                Ok(RunSummary {
-                    run_id,
-                    kind,
-                    finish,
-                    objects,
-                    elapsed: started_at.elapsed(),
-                })
+                Ok(RunSummary { run_id, kind, finish, objects, elapsed: started_at.elapsed() })
             }
             Err(e) => {
                 let message = format!("{e:#}");
                 warn!(run_id, error = %message, "run failed");
-                let _ = sync(|| {
-                    lock(&store).and_then(|s| s.finish_run(run_id, "failed", Some(&message)))
-                });
-                self.progress
-                    .send_modify(|p| p.state = RunState::Failed(message));
+                let _ = sync(|| lock(&store).and_then(|s| s.finish_run(run_id, "failed", Some(&message))));
+                self.progress.send_modify(|p| p.state = RunState::Failed(message));
                 Err(failure(e))
             }
         }
@@ -307,42 +266,47 @@ impl Engine {
                 p.phase = format!("indexing {} in the destination", plan.dest_object);
             });
             self.refresh_match_index(plan).await?;
-            self.progress
-                .send_modify(|p| p.phase = format!("migrating {}", plan.name));
-            if let Some(halt) = self
-                .run_object(run_id, position, plan, prepared, total)
-                .await?
-            {
+            self.progress.send_modify(|p| p.phase = format!("migrating {}", plan.name));
+            if let Some(halt) = self.run_object(run_id, position, plan, prepared, total).await? {
                 return Ok(Finish::Halted(halt));
             }
         }
         Ok(Finish::Completed)
     }
 
-    /// Pages through the destination and stores the normalised match keys of its records.
+    fn index(&self) -> Result<MutexGuard<'_, MatchIndex>> {
+        self.index.lock().map_err(|_| eyre!("match index lock poisoned"))
+    }
+
+    /// Rebuilds the object's match index from a scan of the destination, normalising each key
+    /// the way the mapping does, and leaves its transaction open for the run's own writes.
     async fn refresh_match_index(&self, plan: &ObjectPlan) -> Result<()> {
+        sync(|| -> Result<()> {
+            let mut index = self.index()?;
+            index.begin(&plan.name)?;
+            index.clear(&plan.name)?;
+            // The records Cutover wrote before: a re-run finds them by id and updates them.
+            index.note_written(lock(&self.store)?.id_map_ids(&plan.name)?);
+            Ok(())
+        })?;
         if plan.match_keys.is_empty() {
             return Ok(());
         }
-        sync(|| lock(&self.store)?.begin_match_refresh(&plan.name))?;
         let fields: Vec<String> = plan.match_keys.iter().map(|k| k.field.clone()).collect();
         let mut cursor = Cursor::start();
         loop {
-            let (rows, next, done) = self
-                .dest
-                .scan(&plan.dest_object, &fields, &cursor, 5000)
-                .await?;
+            let (rows, next, done) = self.dest.scan(&plan.dest_object, &fields, &cursor, 5000).await?;
             let mut keys = Vec::with_capacity(rows.len() * fields.len());
             for (id, values) in rows {
                 for (k, v) in plan.match_keys.iter().zip(values) {
-                    if let Some(n) = v.and_then(|v| {
-                        super::dedupe::normalize_key(k.kind, &v, false, self.settings.region)
-                    }) {
+                    if let Some(n) =
+                        v.and_then(|v| super::dedupe::normalize_key(k.kind, &v, false, self.settings.region))
+                    {
                         keys.push((k.field.clone(), n, id.clone()));
                     }
                 }
             }
-            sync(|| lock(&self.store)?.add_scanned_keys(&plan.name, &keys))?;
+            sync(|| self.index()?.add(&plan.name, &keys, None))?;
             cursor = next;
             if done {
                 return Ok(());
@@ -350,13 +314,23 @@ impl Engine {
         }
     }
 
+    /// Before a reprocess: the index must be whole; an interrupted one is rebuilt.
+    async fn ensure_match_index(&self, plan: &ObjectPlan) -> Result<()> {
+        if sync(|| self.index()?.is_clean(&plan.name))? {
+            sync(|| -> Result<()> {
+                let mut index = self.index()?;
+                index.begin(&plan.name)?;
+                index.load_filter(&plan.name)?;
+                index.note_written(lock(&self.store)?.id_map_ids(&plan.name)?);
+                Ok(())
+            })
+        } else {
+            self.refresh_match_index(plan).await
+        }
+    }
+
     fn mapper(&self, plan: &Arc<ObjectPlan>, owners: &Arc<Owners>) -> Result<Mapper> {
-        Ok(Mapper::new(
-            plan.clone(),
-            self.settings.clone(),
-            owners.clone(),
-            Store::open_reader(&self.store_path)?,
-        ))
+        Ok(Mapper::new(plan.clone(), self.settings.clone(), owners.clone(), Store::open_reader(&self.store_path)?))
     }
 
     /// Returns the halt reason if the run must stop.
@@ -374,16 +348,13 @@ impl Engine {
         let source = self.source.clone();
         let producer_plan = plan.clone();
         let no_corrections = IndexMap::new();
+        let timings = self.timings.clone();
         let producer = tokio::spawn(async move {
             let mut cursor = Cursor::start();
             loop {
+                let started = Instant::now();
                 let batch = match source
-                    .read_batch(
-                        &producer_plan.source_object,
-                        &producer_plan.id_field,
-                        &cursor,
-                        batch_size,
-                    )
+                    .read_batch(&producer_plan.source_object, &producer_plan.id_field, &cursor, batch_size)
                     .await
                 {
                     Ok(b) => b,
@@ -392,33 +363,24 @@ impl Engine {
                         return;
                     }
                 };
+                timings.add(Stage::Extract, started.elapsed());
+                let started = Instant::now();
                 let mapped = sync(|| {
                     batch
                         .records
                         .into_iter()
                         .map(|r| match r {
-                            Extracted::Record(rec) => {
-                                mapper.map(rec, &no_corrections).map(Item::Mapped)
+                            Extracted::Record(rec) => mapper.map(rec, &no_corrections).map(Item::Mapped),
+                            Extracted::Malformed { source_id, origin, message } => {
+                                Ok(Item::Malformed { source_id, origin, message })
                             }
-                            Extracted::Malformed {
-                                source_id,
-                                origin,
-                                message,
-                            } => Ok(Item::Malformed {
-                                source_id,
-                                origin,
-                                message,
-                            }),
                         })
                         .collect::<Result<Vec<_>>>()
                 });
+                timings.add(Stage::Map, started.elapsed());
                 let done = batch.done;
                 let next = batch.next.clone();
-                let msg = mapped.map(|items| MappedBatch {
-                    items,
-                    next: batch.next,
-                    done,
-                });
+                let msg = mapped.map(|items| MappedBatch { items, next: batch.next, done });
                 let failed = msg.is_err();
                 if tx.send(msg).await.is_err() || done || failed {
                     return;
@@ -437,21 +399,19 @@ impl Engine {
             let n = items.len() as u64;
             let before = counts;
             let commit = self
-                .process_batch(
-                    run_id,
-                    plan,
-                    &prepared.owners,
-                    items,
-                    &mut counts,
-                    Some(next.0),
-                    done,
-                    resolve_queue,
-                )
+                .process_batch(run_id, plan, &prepared.owners, items, &mut counts, Some(next.0), done, resolve_queue)
                 .await?;
             let rules = rule_tally(&commit);
-            sync(|| lock(&self.store)?.commit_batch(&commit))?;
-            self.progress
-                .send_modify(|p| p.objects[position].counts = counts);
+            self.timings.time(Stage::Commit, || sync(|| lock(&self.store)?.commit_batch(&commit)))?;
+            self.timings.time(Stage::Index, || {
+                sync(|| -> Result<()> {
+                    let mut index = self.index()?;
+                    index.add(&plan.name, &commit.match_keys, Some(run_id))?;
+                    index.note_written(commit.id_map.iter().map(|(sid, _)| sid));
+                    Ok(())
+                })
+            })?;
+            self.progress.send_modify(|p| p.objects[position].counts = counts);
             let bad = (counts.failed - before.failed) + (counts.queued - before.queued);
             if n >= 20 && bad as f64 / n as f64 > threshold {
                 halt = Some(format!(
@@ -477,7 +437,9 @@ impl Engine {
                 plan.name, counts.extracted
             ));
         }
+        sync(|| self.index()?.finish())?;
         self.check_invariant(run_id, &plan.name, &counts)?;
+        info!(object = %plan.name, records = counts.extracted, timings = %self.timings.summary(), "object done");
         Ok(halt)
     }
 
@@ -515,9 +477,14 @@ impl Engine {
         let mut decisions: Vec<Option<Decision>> = vec![None; n];
 
         // Dedupe, against the store's match index and earlier records of the batch.
+        let started = Instant::now();
         sync(|| -> Result<()> {
-            let store = lock(&self.store)?;
             let mut dedupe = BatchDeduper::new(plan, run_id, self.settings.region);
+            let clean = items.iter().filter_map(|i| match i {
+                Item::Mapped(m) if m.issues.is_empty() => Some(m),
+                _ => None,
+            });
+            let known = super::dedupe::Prefetched::load(&*lock(&self.store)?, &mut *self.index()?, &dedupe, clean)?;
             for (i, item) in items.iter().enumerate() {
                 match item {
                     Item::Malformed { message, .. } => {
@@ -530,13 +497,9 @@ impl Engine {
                         slots[i].issues = issues;
                     }
                     Item::Mapped(m) => {
-                        let d = dedupe.decide(&*store, i, m)?;
+                        let d = dedupe.decide(&known, i, m)?;
                         if plan.merge == MergeRule::Queue
-                            && let Decision::Update {
-                                dest_id,
-                                matched_by,
-                                ..
-                            } = &d
+                            && let Decision::Update { dest_id, matched_by, .. } = &d
                         {
                             slots[i].issues.push(Issue {
                                 field: matched_by.clone(),
@@ -555,17 +518,16 @@ impl Engine {
             Ok(())
         })?;
 
+        self.timings.add(Stage::Dedupe, started.elapsed());
+
         // Read the destination records about to be updated, and the candidates of ambiguous matches.
         let mut wanted: Vec<String> = Vec::new();
         for d in decisions.iter().flatten() {
             match d {
                 Decision::Update { dest_id, .. } => wanted.push(dest_id.clone()),
-                Decision::Ambiguous { candidates, .. } => wanted.extend(
-                    candidates
-                        .iter()
-                        .filter(|c| !c.starts_with("batch"))
-                        .cloned(),
-                ),
+                Decision::Ambiguous { candidates, .. } => {
+                    wanted.extend(candidates.iter().filter(|c| !c.starts_with("batch")).cloned())
+                }
                 _ => {}
             }
         }
@@ -575,7 +537,10 @@ impl Engine {
         } else {
             wanted.sort();
             wanted.dedup();
-            self.dest.read(&plan.dest_object, &wanted, &fields).await?
+            let started = Instant::now();
+            let read = self.dest.read(&plan.dest_object, &wanted, &fields).await?;
+            self.timings.add(Stage::ReadDestination, started.elapsed());
+            read
         };
 
         // Merge: leads hold the final values of the records to write.
@@ -591,11 +556,7 @@ impl Engine {
             };
             match decision {
                 Decision::Create => finals[i] = Some(m.values.clone()),
-                Decision::Update {
-                    dest_id,
-                    matched_by,
-                    written_this_run,
-                } => {
+                Decision::Update { dest_id, matched_by, written_this_run } => {
                     slots[i].matched_by = Some(matched_by);
                     match current.get(&dest_id) {
                         Some(cur) => {
@@ -604,9 +565,8 @@ impl Engine {
                         }
                         None => {
                             // The destination no longer has it: write it anew.
-                            slots[i].detail = Some(format!(
-                                "destination record {dest_id} no longer exists; created anew"
-                            ));
+                            slots[i].detail =
+                                Some(format!("destination record {dest_id} no longer exists; created anew"));
                             decisions[i] = Some(Decision::Create);
                             finals[i] = Some(m.values.clone());
                         }
@@ -618,18 +578,10 @@ impl Engine {
                         finals[lead] = Some(merge(&lead_values, &m.values, plan.merge));
                     }
                 }
-                Decision::Ambiguous {
-                    matched_by,
-                    candidates,
-                } => {
+                Decision::Ambiguous { matched_by, candidates } => {
                     let sides: IndexMap<&String, Option<IndexMap<&String, &Value>>> = candidates
                         .iter()
-                        .map(|c| {
-                            (
-                                c,
-                                current.get(c).map(|vals| fields.iter().zip(vals).collect()),
-                            )
-                        })
+                        .map(|c| (c, current.get(c).map(|vals| fields.iter().zip(vals).collect())))
                         .collect();
                     slots[i].candidates = Some(serde_json::to_string(&sides)?);
                     slots[i].issues.push(Issue {
@@ -637,12 +589,7 @@ impl Engine {
                         rule: Rule::AmbiguousMatch,
                         value: m
                             .values
-                            .get(
-                                plan.dest_fields
-                                    .iter()
-                                    .position(|f| *f == matched_by)
-                                    .unwrap_or(0),
-                            )
+                            .get(plan.dest_fields.iter().position(|f| *f == matched_by).unwrap_or(0))
                             .cloned()
                             .flatten(),
                         message: format!(
@@ -650,9 +597,7 @@ impl Engine {
                             candidates.len(),
                             candidates.join(", ")
                         ),
-                        suggestion: Some(
-                            "choose the record to merge into, create new, or skip".into(),
-                        ),
+                        suggestion: Some("choose the record to merge into, create new, or skip".into()),
                     });
                     slots[i].outcome = Some(Outcome::Queued);
                     decisions[i] = None;
@@ -663,9 +608,8 @@ impl Engine {
         // Validate the final values of every record about to be written.
         for i in 0..n {
             if let Some(values) = &finals[i] {
-                let written: Option<Vec<bool>> = updates
-                    .get(&i)
-                    .map(|(_, cur, _)| cur.iter().zip(values).map(|(c, v)| c != v).collect());
+                let written: Option<Vec<bool>> =
+                    updates.get(&i).map(|(_, cur, _)| cur.iter().zip(values).map(|(c, v)| c != v).collect());
                 let issues = validate(plan, owners, values, &[], written.as_deref());
                 if !issues.is_empty() {
                     slots[i].issues = issues;
@@ -678,27 +622,23 @@ impl Engine {
         }
 
         // Write: creates and updates in batches, one result per record.
-        let creates: Vec<usize> = (0..n)
-            .filter(|&i| finals[i].is_some() && !updates.contains_key(&i))
-            .collect();
+        let dedupe_keys = BatchDeduper::new(plan, run_id, self.settings.region);
+        let mut keys: Vec<Vec<(String, String)>> = vec![Vec::new(); n];
+        let creates: Vec<usize> = (0..n).filter(|&i| finals[i].is_some() && !updates.contains_key(&i)).collect();
         if !creates.is_empty() {
-            let rows = creates.iter().filter_map(|&i| finals[i].clone()).collect();
-            let results = self
-                .dest
-                .create(
-                    &plan.dest_object,
-                    &NewRecords {
-                        fields: plan.dest_fields.clone(),
-                        rows,
-                    },
-                )
-                .await?;
+            // Keys are taken before the values move into the write.
+            for &i in &creates {
+                if let Some(values) = &finals[i] {
+                    keys[i] = dedupe_keys.keys_of(values);
+                }
+            }
+            let rows = creates.iter().filter_map(|&i| finals[i].take()).collect();
+            let started = Instant::now();
+            let results =
+                self.dest.create(&plan.dest_object, NewRecords { fields: plan.dest_fields.clone(), rows }).await?;
+            self.timings.add(Stage::Write, started.elapsed());
             if results.len() != creates.len() {
-                return Err(eyre!(
-                    "the destination answered {} results for {} records",
-                    results.len(),
-                    creates.len()
-                ));
+                return Err(eyre!("the destination answered {} results for {} records", results.len(), creates.len()));
             }
             for (&i, r) in creates.iter().zip(results) {
                 match r {
@@ -718,59 +658,40 @@ impl Engine {
         let mut changes = Vec::with_capacity(order.len());
         for &i in &order {
             let (dest_id, cur, _) = &updates[&i];
-            let fin = finals[i]
-                .as_ref()
-                .ok_or_else(|| eyre!("update without values"))?;
+            let fin = finals[i].as_ref().ok_or_else(|| eyre!("update without values"))?;
             let changed: Vec<usize> = (0..fields.len()).filter(|&f| cur[f] != fin[f]).collect();
             if !changed.is_empty() {
-                let before: IndexMap<&String, &Value> =
-                    changed.iter().map(|&f| (&fields[f], &cur[f])).collect();
+                let before: IndexMap<&String, &Value> = changed.iter().map(|&f| (&fields[f], &cur[f])).collect();
                 slots[i].before_image = Some(serde_json::to_string(&before)?);
             }
             slots[i].detail = Some(if changed.is_empty() {
                 "no change".into()
             } else {
-                format!(
-                    "changed {}",
-                    changed
-                        .iter()
-                        .map(|&f| fields[f].as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
+                format!("changed {}", changed.iter().map(|&f| fields[f].as_str()).collect::<Vec<_>>().join(", "))
             });
+            keys[i] = dedupe_keys.keys_of(fin);
             changes.push(Change {
                 dest_id: dest_id.clone(),
-                values: changed
-                    .iter()
-                    .map(|&f| (fields[f].clone(), fin[f].clone()))
-                    .collect(),
+                values: changed.iter().map(|&f| (fields[f].clone(), fin[f].clone())).collect(),
             });
         }
         if !changes.is_empty() {
+            let started = Instant::now();
             let results = self.dest.update(&plan.dest_object, &changes).await?;
+            self.timings.add(Stage::Write, started.elapsed());
             if results.len() != changes.len() {
-                return Err(eyre!(
-                    "the destination answered {} results for {} updates",
-                    results.len(),
-                    changes.len()
-                ));
+                return Err(eyre!("the destination answered {} results for {} updates", results.len(), changes.len()));
             }
             for (&i, r) in order.iter().zip(results) {
                 let written_this_run = updates[&i].2;
                 match r {
                     Ok(id) => {
-                        slots[i].outcome = Some(if written_this_run {
-                            Outcome::Merged
-                        } else {
-                            Outcome::Updated
-                        });
+                        slots[i].outcome = Some(if written_this_run { Outcome::Merged } else { Outcome::Updated });
                         slots[i].dest_id = Some(id);
                     }
                     Err(msg) => {
                         slots[i].outcome = Some(Outcome::Failed);
-                        slots[i].detail =
-                            Some(format!("the destination refused the update: {msg}"));
+                        slots[i].detail = Some(format!("the destination refused the update: {msg}"));
                         slots[i].before_image = None;
                     }
                 }
@@ -789,15 +710,12 @@ impl Engine {
                     (Some(Outcome::Created | Outcome::Updated | Outcome::Merged), Some(id)) => {
                         slots[i].outcome = Some(Outcome::Merged);
                         slots[i].dest_id = Some(id);
-                        slots[i].detail = Some(format!(
-                            "merged with source record {lead_sid} of the same batch"
-                        ));
+                        slots[i].detail = Some(format!("merged with source record {lead_sid} of the same batch"));
                     }
                     (Some(Outcome::Failed), _) => {
                         slots[i].outcome = Some(Outcome::Failed);
-                        slots[i].detail = Some(format!(
-                            "merged with source record {lead_sid}, which the destination refused"
-                        ));
+                        slots[i].detail =
+                            Some(format!("merged with source record {lead_sid}, which the destination refused"));
                     }
                     _ => {
                         slots[i].outcome = Some(Outcome::Queued);
@@ -806,12 +724,8 @@ impl Engine {
                             field,
                             rule: Rule::MatchNeedsDecision,
                             value: None,
-                            message: format!(
-                                "duplicate of source record {lead_sid}, which is held in the queue"
-                            ),
-                            suggestion: Some(format!(
-                                "fix {lead_sid} first, then reprocess this one"
-                            )),
+                            message: format!("duplicate of source record {lead_sid}, which is held in the queue"),
+                            suggestion: Some(format!("fix {lead_sid} first, then reprocess this one")),
                         });
                     }
                 }
@@ -819,14 +733,7 @@ impl Engine {
         }
 
         // Assemble the commit.
-        let dedupe = BatchDeduper::new(plan, run_id, self.settings.region);
-        let mut commit = BatchCommit {
-            run_id,
-            object: plan.name.clone(),
-            cursor,
-            done,
-            ..Default::default()
-        };
+        let mut commit = BatchCommit { run_id, object: plan.name.clone(), cursor, done, ..Default::default() };
         for (i, item) in items.into_iter().enumerate() {
             let slot = std::mem::take(&mut slots[i]);
             let outcome = slot.outcome.unwrap_or(Outcome::Queued);
@@ -842,11 +749,7 @@ impl Engine {
                 Item::Mapped(m) => {
                     let sid = m.source.source_id.clone();
                     if outcome == Outcome::Queued {
-                        let reason = slot
-                            .issues
-                            .first()
-                            .map(|i| i.rule.as_str())
-                            .unwrap_or("invalid_value");
+                        let reason = slot.issues.first().map(|i| i.rule.as_str()).unwrap_or("invalid_value");
                         commit.queue.push(QueueWrite {
                             source_id: sid.clone(),
                             origin: m.source.origin.clone(),
@@ -860,10 +763,13 @@ impl Engine {
                     }
                     if let Some(dest_id) = &slot.dest_id {
                         commit.id_map.push((sid.clone(), dest_id.clone()));
-                        if let Some(values) = finals[i].as_ref().or(Some(&m.values)) {
-                            for (k, v) in dedupe.keys_of(values) {
-                                commit.match_keys.push((k, v, dest_id.clone()));
-                            }
+                        let own = if keys[i].is_empty() {
+                            dedupe_keys.keys_of(&m.values)
+                        } else {
+                            std::mem::take(&mut keys[i])
+                        };
+                        for (k, v) in own {
+                            commit.match_keys.push((k, v, dest_id.clone()));
                         }
                         if resolve_queue {
                             commit.resolved.push(sid.clone());
@@ -884,8 +790,7 @@ impl Engine {
                         outcome: outcome.as_str(),
                         dest_id: slot.dest_id,
                         matched_by: slot.matched_by,
-                        merge_rule: matches!(outcome, Outcome::Updated | Outcome::Merged)
-                            .then(|| plan.merge.as_str()),
+                        merge_rule: matches!(outcome, Outcome::Updated | Outcome::Merged).then(|| plan.merge.as_str()),
                         detail,
                         before_image: slot.before_image,
                     });
@@ -905,35 +810,23 @@ impl Engine {
         {
             let store = sync(|| lock(&self.store))?;
             for &id in ids {
-                let item = store
-                    .queue_item(id)?
-                    .ok_or_else(|| eyre!("no queue item {id}"))?;
+                let item = store.queue_item(id)?.ok_or_else(|| eyre!("no queue item {id}"))?;
                 if !item.status.is_pending() {
-                    return Err(eyre!(
-                        "queue item {id} is {}; only open items are reprocessed",
-                        item.status.as_str()
-                    )
-                    .into());
+                    return Err(
+                        eyre!("queue item {id} is {}; only open items are reprocessed", item.status.as_str()).into()
+                    );
                 }
                 wanted.entry(item.object.clone()).or_default().push(item);
             }
         }
-        let run_id = sync(|| {
-            lock(&self.store)?.begin_run(RunKind::Reprocess, &os_user(), &self.project.hash)
-        })?;
+        let run_id = sync(|| lock(&self.store)?.begin_run(RunKind::Reprocess, &os_user(), &self.project.hash))?;
         self.progress.send_modify(|p| {
             *p = Progress::new("reprocess", &self.project.order);
             p.run_id = Some(run_id);
             p.state = RunState::Running;
         });
         let result = self.reprocess_objects(run_id, &prepared, wanted).await;
-        self.finish(
-            run_id,
-            RunKind::Reprocess,
-            started_at,
-            result.map(|()| Finish::Completed),
-        )
-        .await
+        self.finish(run_id, RunKind::Reprocess, started_at, result.map(|()| Finish::Completed)).await
     }
 
     async fn reprocess_objects(
@@ -948,35 +841,26 @@ impl Engine {
                 continue;
             };
             sync(|| lock(&self.store)?.begin_object(run_id, &plan.name, position, None))?;
+            self.ensure_match_index(plan).await?;
             let mapper = self.mapper(plan, &prepared.owners)?;
             let mut counts = Counts::default();
             for chunk in items.chunks(self.project.config.project.batch_size) {
                 let batch: Vec<Item> = sync(|| {
                     chunk
                         .iter()
-                        .map(|q| {
-                            mapper
-                                .map(source_record(plan, q), &q.corrections)
-                                .map(Item::Mapped)
-                        })
+                        .map(|q| mapper.map(source_record(plan, q), &q.corrections).map(Item::Mapped))
                         .collect::<Result<_>>()
                 })?;
-                let commit = self
-                    .process_batch(
-                        run_id,
-                        plan,
-                        &prepared.owners,
-                        batch,
-                        &mut counts,
-                        None,
-                        false,
-                        true,
-                    )
-                    .await?;
+                let commit =
+                    self.process_batch(run_id, plan, &prepared.owners, batch, &mut counts, None, false, true).await?;
                 let written: Vec<String> = commit.id_map.iter().map(|(s, _)| s.clone()).collect();
                 sync(|| -> Result<()> {
                     let store = &mut *lock(&self.store)?;
                     store.commit_batch(&commit)?;
+                    let mut index = self.index()?;
+                    index.add(&plan.name, &commit.match_keys, Some(run_id))?;
+                    index.note_written(commit.id_map.iter().map(|(sid, _)| sid));
+                    drop(index);
                     // Release children held until these records were written.
                     for sid in &written {
                         for child in store.queue_waiting_on(&plan.name, sid)? {
@@ -989,9 +873,9 @@ impl Engine {
                     }
                     Ok(())
                 })?;
-                self.progress
-                    .send_modify(|p| p.objects[position].counts = counts);
+                self.progress.send_modify(|p| p.objects[position].counts = counts);
             }
+            sync(|| self.index()?.finish())?;
             self.check_invariant(run_id, &plan.name, &counts)?;
         }
         Ok(())
@@ -1003,11 +887,7 @@ fn source_record(plan: &ObjectPlan, item: &QueueItem) -> SourceRecord {
     SourceRecord {
         source_id: item.source_id.clone(),
         origin: item.origin.clone(),
-        values: plan
-            .source_fields
-            .iter()
-            .map(|f| item.source.get(f).cloned().flatten())
-            .collect(),
+        values: plan.source_fields.iter().map(|f| item.source.get(f).cloned().flatten()).collect(),
     }
 }
 
@@ -1022,25 +902,13 @@ fn rule_tally(commit: &BatchCommit) -> String {
     for q in &commit.queue {
         *tally.entry(q.reason.clone()).or_default() += 1;
     }
-    let failed = commit
-        .audit
-        .iter()
-        .filter(|a| a.outcome == "failed")
-        .count() as u64;
+    let failed = commit.audit.iter().filter(|a| a.outcome == "failed").count() as u64;
     if failed > 0 {
         tally.insert("failed writes or unreadable rows".into(), failed);
     }
     tally.sort_by(|_, a, _, b| b.cmp(a));
-    let parts: Vec<String> = tally
-        .iter()
-        .take(3)
-        .map(|(k, v)| format!("{k} ({v})"))
-        .collect();
-    if parts.is_empty() {
-        "none".into()
-    } else {
-        parts.join(", ")
-    }
+    let parts: Vec<String> = tally.iter().take(3).map(|(k, v)| format!("{k} ({v})")).collect();
+    if parts.is_empty() { "none".into() } else { parts.join(", ") }
 }
 
 /// Applies a merge rule: `current` is what the destination (or the lead record) holds.
@@ -1065,14 +933,8 @@ mod tests {
         let s = |v: &str| Some(v.to_string());
         let cur = vec![s("Ann"), None, s("old")];
         let inc = vec![s("Anne"), s("+1"), None];
-        assert_eq!(
-            merge(&cur, &inc, MergeRule::FillBlanks),
-            vec![s("Ann"), s("+1"), s("old")]
-        );
-        assert_eq!(
-            merge(&cur, &inc, MergeRule::SourceWins),
-            vec![s("Anne"), s("+1"), s("old")]
-        );
+        assert_eq!(merge(&cur, &inc, MergeRule::FillBlanks), vec![s("Ann"), s("+1"), s("old")]);
+        assert_eq!(merge(&cur, &inc, MergeRule::SourceWins), vec![s("Anne"), s("+1"), s("old")]);
         assert_eq!(merge(&cur, &inc, MergeRule::DestinationWins), cur);
     }
 }

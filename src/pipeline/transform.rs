@@ -15,11 +15,7 @@ pub struct Rejection {
 
 impl Rejection {
     fn new(rule: Rule, message: impl Into<String>) -> Self {
-        Self {
-            rule,
-            message: message.into(),
-            suggestion: None,
-        }
+        Self { rule, message: message.into(), suggestion: None }
     }
     fn suggest(mut self, s: impl Into<String>) -> Self {
         self.suggestion = Some(s.into());
@@ -35,22 +31,17 @@ pub struct TransformSettings {
 }
 
 /// Applies one transform (not `owner`, which the mapper resolves against destination users).
-pub fn apply(
-    t: Transform,
-    value: String,
-    settings: &TransformSettings,
-) -> Result<String, Rejection> {
+pub fn apply(t: Transform, value: String, settings: &TransformSettings) -> Result<String, Rejection> {
     match t {
         Transform::Trim => Ok(value.trim().to_string()),
         Transform::Lower => Ok(value.to_lowercase()),
         Transform::Upper => Ok(value.to_uppercase()),
         Transform::Email => email(&value),
         Transform::Phone => phone(&value, settings.region),
-        Transform::Date => {
-            parse_when(&value, settings.day_first).map(|w| w.date().format("%Y-%m-%d").to_string())
+        Transform::Date => parse_when(&value, settings.day_first).map(|w| w.date().format("%Y-%m-%d").to_string()),
+        Transform::Datetime => {
+            parse_when(&value, settings.day_first).map(|w| w.format("%Y-%m-%dT%H:%M:%SZ").to_string())
         }
-        Transform::Datetime => parse_when(&value, settings.day_first)
-            .map(|w| w.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
         Transform::Decimal => decimal(&value),
         Transform::Integer => integer(&value),
         Transform::Boolean => boolean(&value),
@@ -68,19 +59,14 @@ pub fn email(value: &str) -> Result<String, Rejection> {
                 && !domain.starts_with('.')
                 && !domain.ends_with('.')
                 && !domain.contains('@')
-                && !v
-                    .chars()
-                    .any(|c| c.is_whitespace() || c.is_control() || c == ',' || c == ';')
+                && !v.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',' || c == ';')
         }
         None => false,
     };
     if valid {
         Ok(v)
     } else {
-        let r = Rejection::new(
-            Rule::InvalidEmail,
-            format!("'{}' is not an email address", value.trim()),
-        );
+        let r = Rejection::new(Rule::InvalidEmail, format!("'{}' is not an email address", value.trim()));
         Err(if value.contains(';') || value.contains(',') {
             r.suggest("the field holds several addresses: keep one")
         } else {
@@ -93,32 +79,29 @@ pub fn email(value: &str) -> Result<String, Rejection> {
 pub fn phone(value: &str, region: phonenumber::country::Id) -> Result<String, Rejection> {
     let trimmed = value.trim();
     let parsed = phonenumber::parse(Some(region), trimmed).map_err(|e| {
-        Rejection::new(
-            Rule::InvalidPhone,
-            format!("'{trimmed}' is not a phone number ({e})"),
-        )
-        .suggest("write it with its country code, e.g. +44 20 7946 0958")
+        Rejection::new(Rule::InvalidPhone, format!("'{trimmed}' is not a phone number ({e})"))
+            .suggest("write it with its country code, e.g. +44 20 7946 0958")
     })?;
-    if !phonenumber::is_valid(&parsed) {
+    if !super::phone_validity::is_valid(&parsed) {
         return Err(Rejection::new(
             Rule::InvalidPhone,
             format!("'{trimmed}' is not a valid number for region {region:?}"),
         )
         .suggest("check the digits, or write it with its country code"));
     }
-    Ok(parsed.format().mode(phonenumber::Mode::E164).to_string())
+    // E.164 is "+", the country code and the national significant number (with Italian-style
+    // leading zeros); writing it directly avoids the formatter's pattern lookups.
+    let national = parsed.national();
+    let mut out = format!("+{}", parsed.code().value());
+    for _ in 0..national.zeros() {
+        out.push('0');
+    }
+    out.push_str(&national.value().to_string());
+    Ok(out)
 }
 
-const DATE_FORMATS: &[&str] = &[
-    "%Y-%m-%d",
-    "%Y/%m/%d",
-    "%d.%m.%Y",
-    "%d %b %Y",
-    "%d %B %Y",
-    "%b %d, %Y",
-    "%B %d, %Y",
-    "%b %d %Y",
-];
+const DATE_FORMATS: &[&str] =
+    &["%Y-%m-%d", "%Y/%m/%d", "%d.%m.%Y", "%d %b %Y", "%d %B %Y", "%b %d, %Y", "%B %d, %Y", "%b %d %Y"];
 const DATETIME_FORMATS: &[&str] = &[
     "%Y-%m-%d %H:%M:%S",
     "%Y-%m-%dT%H:%M:%S",
@@ -132,18 +115,12 @@ const DATETIME_FORMATS: &[&str] = &[
 pub fn parse_when(value: &str, day_first: bool) -> Result<NaiveDateTime, Rejection> {
     let v = value.trim();
     let reject = || {
-        Rejection::new(
-            Rule::InvalidDate,
-            format!("'{v}' is not a date Cutover can read"),
-        )
-        .suggest("use YYYY-MM-DD (or YYYY-MM-DD HH:MM:SS)")
+        Rejection::new(Rule::InvalidDate, format!("'{v}' is not a date Cutover can read"))
+            .suggest("use YYYY-MM-DD (or YYYY-MM-DD HH:MM:SS)")
     };
     if v.starts_with("0000") || v.starts_with("00/00") || v.starts_with("00.00") {
-        return Err(Rejection::new(
-            Rule::InvalidDate,
-            format!("'{v}' is a zero date: there is no such day"),
-        )
-        .suggest("leave the field blank in the source, or give the real date"));
+        return Err(Rejection::new(Rule::InvalidDate, format!("'{v}' is a zero date: there is no such day"))
+            .suggest("leave the field blank in the source, or give the real date"));
     }
     if let Ok(dt) = DateTime::parse_from_rfc3339(v) {
         return Ok(dt.naive_utc());
@@ -171,11 +148,7 @@ pub fn parse_when(value: &str, day_first: bool) -> Result<NaiveDateTime, Rejecti
         if nums[2].len() != 4 {
             return Err(reject());
         }
-        let (month, day) = if day_first || first > 12 {
-            (second, first)
-        } else {
-            (first, second)
-        };
+        let (month, day) = if day_first || first > 12 { (second, first) } else { (first, second) };
         let date = NaiveDate::from_ymd_opt(year, month, day).ok_or_else(reject)?;
         let time = match time_part {
             None => NaiveTime::MIN,
@@ -192,10 +165,7 @@ pub fn parse_when(value: &str, day_first: bool) -> Result<NaiveDateTime, Rejecti
 /// An exact decimal as text: thousands separators removed, digits never rounded.
 pub fn decimal(value: &str) -> Result<String, Rejection> {
     let v = value.trim();
-    let reject = || {
-        Rejection::new(Rule::Type, format!("'{v}' is not a number"))
-            .suggest("write it like 1234.50")
-    };
+    let reject = || Rejection::new(Rule::Type, format!("'{v}' is not a number")).suggest("write it like 1234.50");
     let unsigned = v.strip_prefix('-').unwrap_or(v);
     let (int_part, frac) = match unsigned.split_once('.') {
         Some((i, f)) => (i, Some(f)),
@@ -241,10 +211,7 @@ pub fn boolean(value: &str) -> Result<String, Rejection> {
     match v.as_str() {
         "true" | "yes" | "y" | "1" | "t" => Ok("true".into()),
         "false" | "no" | "n" | "0" | "f" => Ok("false".into()),
-        _ => Err(Rejection::new(
-            Rule::Type,
-            format!("'{}' is not yes/no", value.trim()),
-        )),
+        _ => Err(Rejection::new(Rule::Type, format!("'{}' is not yes/no", value.trim()))),
     }
 }
 
@@ -254,35 +221,22 @@ mod tests {
     use phonenumber::country::Id;
 
     fn settings() -> TransformSettings {
-        TransformSettings {
-            region: Id::US,
-            day_first: false,
-        }
+        TransformSettings { region: Id::US, day_first: false }
     }
 
     #[test]
     fn phones_become_e164() {
-        for input in [
-            "(415) 555-2671",
-            "415.555.2671",
-            "+1 415 555 2671",
-            "4155552671",
-            " 1-415-555-2671 ",
-        ] {
-            assert_eq!(
-                phone(input, Id::US).as_deref(),
-                Ok("+14155552671"),
-                "{input}"
-            );
+        for input in ["(415) 555-2671", "415.555.2671", "+1 415 555 2671", "4155552671", " 1-415-555-2671 "] {
+            assert_eq!(phone(input, Id::US).as_deref(), Ok("+14155552671"), "{input}");
         }
-        assert_eq!(
-            phone("+44 20 7946 0958", Id::US).as_deref(),
-            Ok("+442079460958")
-        );
-        assert_eq!(
-            phone("020 7946 0958", Id::GB).as_deref(),
-            Ok("+442079460958")
-        );
+        assert_eq!(phone("+44 20 7946 0958", Id::US).as_deref(), Ok("+442079460958"));
+        assert_eq!(phone("020 7946 0958", Id::GB).as_deref(), Ok("+442079460958"));
+        assert_eq!(phone("+39 02 3661 8300", Id::US).as_deref(), Ok("+390236618300"), "Italian leading zero kept");
+        for input in ["+39 02 3661 8300", "+44 20 7946 0958", "(415) 555-2671", "+49 30 901820", "+61 2 9374 4000"] {
+            let parsed = phonenumber::parse(Some(Id::US), input).expect(input);
+            let library = parsed.format().mode(phonenumber::Mode::E164).to_string();
+            assert_eq!(phone(input, Id::US).as_deref(), Ok(library.as_str()), "same E.164 as the library's formatter");
+        }
         let err = phone("12", Id::US).expect_err("too short");
         assert_eq!(err.rule, Rule::InvalidPhone);
         assert!(phone("not a phone", Id::US).is_err());
@@ -290,26 +244,11 @@ mod tests {
 
     #[test]
     fn emails_are_trimmed_lowercased_and_checked() {
-        assert_eq!(
-            email("  Ann.Lee@Example.COM ").as_deref(),
-            Ok("ann.lee@example.com")
-        );
-        for bad in [
-            "ann",
-            "ann@",
-            "@example.com",
-            "ann@example",
-            "a b@example.com",
-            "a@x.com; b@y.com",
-        ] {
+        assert_eq!(email("  Ann.Lee@Example.COM ").as_deref(), Ok("ann.lee@example.com"));
+        for bad in ["ann", "ann@", "@example.com", "ann@example", "a b@example.com", "a@x.com; b@y.com"] {
             assert_eq!(email(bad).expect_err(bad).rule, Rule::InvalidEmail, "{bad}");
         }
-        assert!(
-            email("a@x.com, b@y.com")
-                .expect_err("two")
-                .suggestion
-                .is_some()
-        );
+        assert!(email("a@x.com, b@y.com").expect_err("two").suggestion.is_some());
     }
 
     #[test]
@@ -328,27 +267,14 @@ mod tests {
         ] {
             assert_eq!(date(input).as_deref(), Ok("2024-03-05"), "{input}");
         }
-        assert_eq!(
-            date("25/03/2024").as_deref(),
-            Ok("2024-03-25"),
-            "a first number above 12 is a day"
-        );
-        let dmy = TransformSettings {
-            day_first: true,
-            ..settings()
-        };
-        assert_eq!(
-            apply(Transform::Date, "03/05/2024".into(), &dmy).as_deref(),
-            Ok("2024-05-03")
-        );
+        assert_eq!(date("25/03/2024").as_deref(), Ok("2024-03-25"), "a first number above 12 is a day");
+        let dmy = TransformSettings { day_first: true, ..settings() };
+        assert_eq!(apply(Transform::Date, "03/05/2024".into(), &dmy).as_deref(), Ok("2024-05-03"));
         assert_eq!(
             apply(Transform::Datetime, "2024-03-05T14:22:01+02:00".into(), &s).as_deref(),
             Ok("2024-03-05T12:22:01Z")
         );
-        assert_eq!(
-            apply(Transform::Datetime, "03/05/2024 2:05 PM".into(), &s).as_deref(),
-            Ok("2024-03-05T14:05:00Z")
-        );
+        assert_eq!(apply(Transform::Datetime, "03/05/2024 2:05 PM".into(), &s).as_deref(), Ok("2024-03-05T14:05:00Z"));
         let zero = date("0000-00-00").expect_err("zero date");
         assert_eq!(zero.rule, Rule::InvalidDate);
         assert!(zero.message.contains("zero date"));

@@ -55,11 +55,7 @@ pub fn validate(
         {
             issues.push(issue(
                 Rule::Length,
-                format!(
-                    "'{}' holds {} characters; the destination takes at most {max}",
-                    rule.dest,
-                    v.chars().count()
-                ),
+                format!("'{}' holds {} characters; the destination takes at most {max}", rule.dest, v.chars().count()),
                 Some(format!("shorten it to {max} characters")),
             ));
             continue;
@@ -69,12 +65,7 @@ pub fn validate(
         {
             let close = list
                 .iter()
-                .map(|a| {
-                    (
-                        strsim::jaro_winkler(&a.to_lowercase(), &v.to_lowercase()),
-                        a,
-                    )
-                })
+                .map(|a| (strsim::jaro_winkler(&a.to_lowercase(), &v.to_lowercase()), a))
                 .max_by(|a, b| a.0.total_cmp(&b.0))
                 .filter(|(s, _)| *s > 0.85);
             let shown: Vec<&str> = list.iter().take(8).map(String::as_str).collect();
@@ -83,11 +74,7 @@ pub fn validate(
                 format!("'{v}' is not an allowed value of '{}'", rule.dest),
                 Some(match close {
                     Some((_, a)) => format!("did you mean '{a}'?"),
-                    None => format!(
-                        "one of: {}{}",
-                        shown.join(", "),
-                        if list.len() > 8 { ", …" } else { "" }
-                    ),
+                    None => format!("one of: {}{}", shown.join(", "), if list.len() > 8 { ", …" } else { "" }),
                 }),
             ));
             continue;
@@ -113,9 +100,7 @@ fn type_problem(ty: FieldType, v: &str) -> Option<String> {
         FieldType::Datetime => chrono::DateTime::parse_from_rfc3339(v).is_ok(),
         FieldType::Boolean => matches!(v, "true" | "false"),
         FieldType::Email => transform::email(v).is_ok_and(|e| e == v),
-        FieldType::Phone => {
-            v.starts_with('+') && v.len() > 4 && v[1..].bytes().all(|b| b.is_ascii_digit())
-        }
+        FieldType::Phone => v.starts_with('+') && v.len() > 4 && v[1..].bytes().all(|b| b.is_ascii_digit()),
     };
     (!ok).then(|| {
         let what = match ty {
@@ -185,11 +170,7 @@ mod tests {
                 fields: vec![
                     f("dealname", FieldType::Text, None),
                     f("amount", FieldType::Decimal, None),
-                    f(
-                        "dealstage",
-                        FieldType::Text,
-                        Some(vec!["closedwon", "closedlost"]),
-                    ),
+                    f("dealstage", FieldType::Text, Some(vec!["closedwon", "closedlost"])),
                     f("owner", FieldType::Integer, None),
                     f("closedate", FieldType::Date, None),
                 ],
@@ -199,25 +180,12 @@ mod tests {
 
     #[test]
     fn every_rule_reports_its_field() {
-        let owners = Owners::new(
-            &[DestUser {
-                id: "7".into(),
-                name: "Ann".into(),
-                email: None,
-            }],
-            &Default::default(),
-        );
+        let owners = Owners::new(&[DestUser { id: "7".into(), name: "Ann".into(), email: None }], &Default::default());
         let vals = |v: [Option<&str>; 5]| v.map(|x| x.map(String::from)).to_vec();
         let ok = validate(
             &plan(),
             &owners,
-            &vals([
-                Some("Deal"),
-                Some("10.50"),
-                Some("closedwon"),
-                Some("7"),
-                Some("2024-01-31"),
-            ]),
+            &vals([Some("Deal"), Some("10.50"), Some("closedwon"), Some("7"), Some("2024-01-31")]),
             &[],
             None,
         );
@@ -225,13 +193,7 @@ mod tests {
         let bad = validate(
             &plan(),
             &owners,
-            &vals([
-                None,
-                Some("ten"),
-                Some("closedwn"),
-                Some("8"),
-                Some("31/01/2024"),
-            ]),
+            &vals([None, Some("ten"), Some("closedwn"), Some("8"), Some("31/01/2024")]),
             &[],
             None,
         );
@@ -246,17 +208,8 @@ mod tests {
                 ("closedate".into(), Rule::Type),
             ]
         );
-        assert_eq!(
-            bad[2].suggestion.as_deref(),
-            Some("did you mean 'closedwon'?")
-        );
-        let long = validate(
-            &plan(),
-            &owners,
-            &vals([Some("Too long"), None, None, None, None]),
-            &[],
-            None,
-        );
+        assert_eq!(bad[2].suggestion.as_deref(), Some("did you mean 'closedwon'?"));
+        let long = validate(&plan(), &owners, &vals([Some("Too long"), None, None, None, None]), &[], None);
         assert_eq!(long[0].rule, Rule::Length);
         let legacy = vals([Some("Deal"), Some("ten"), None, None, None]);
         let only_name = [true, false, false, false, false];
@@ -265,9 +218,6 @@ mod tests {
             "unwritten fields are not judged"
         );
         let blank_required = vals([None, None, None, None, None]);
-        assert_eq!(
-            validate(&plan(), &owners, &blank_required, &[], Some(&[false; 5]))[0].rule,
-            Rule::Required
-        );
+        assert_eq!(validate(&plan(), &owners, &blank_required, &[], Some(&[false; 5]))[0].rule, Rule::Required);
     }
 }

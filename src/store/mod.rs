@@ -1,10 +1,12 @@
 //! The state store: one SQLite file per project (WAL). Durable truth lives here — runs, outcome
-//! counters with their checkpoints, the per-record audit log, the id map, the match keys and the
+//! counters with their checkpoints, the per-record audit log, the id map and the
 //! conflict queue. A batch's outcomes and the checkpoint covering them commit in one transaction.
 
+pub mod match_index;
 mod queue;
 mod schema;
 
+pub use match_index::MatchIndex;
 pub use queue::{QueueFilter, QueueItem, QueueStatus};
 
 use crate::model::{Counts, Outcome};
@@ -87,6 +89,7 @@ pub struct BatchCommit {
     pub done: bool,
     pub audit: Vec<AuditRow>,
     pub id_map: Vec<(String, String)>,
+    /// Match keys of the records written: (key, value, destination id); they go to the match index.
     pub match_keys: Vec<(String, String, String)>,
     pub queue: Vec<QueueWrite>,
     /// Source ids whose open queue items are now resolved (the record was written).
@@ -94,9 +97,7 @@ pub struct BatchCommit {
 }
 
 pub fn now() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 /// The operating-system user, recorded as "who" in the audit log.
@@ -110,23 +111,17 @@ pub fn os_user() -> String {
 impl Store {
     /// Opens (creating and migrating as needed) the store at `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path)
-            .wrap_err_with(|| format!("cannot open state store {}", path.display()))?;
+        let conn = Connection::open(path).wrap_err_with(|| format!("cannot open state store {}", path.display()))?;
         Self::setup(conn, path)
     }
 
     /// Opens an existing store for reading only (a second connection beside the writer).
     pub fn open_reader(path: &Path) -> Result<Self> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .wrap_err_with(|| format!("cannot open state store {}", path.display()))?;
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .wrap_err_with(|| format!("cannot open state store {}", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
-        Ok(Self {
-            conn,
-            path: path.to_path_buf(),
-        })
+        Ok(Self { conn, path: path.to_path_buf() })
     }
 
     fn setup(mut conn: Connection, path: &Path) -> Result<Self> {
@@ -134,8 +129,7 @@ impl Store {
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-32000;",
         )?;
-        let version: usize =
-            conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+        let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
         if version > schema::MIGRATIONS.len() {
             bail!(
                 "state store {} was written by a newer Cutover (schema {version}, this one knows {})",
@@ -145,15 +139,11 @@ impl Store {
         }
         for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version) {
             let tx = conn.transaction()?;
-            tx.execute_batch(sql)
-                .wrap_err_with(|| format!("state store migration {}", i + 1))?;
+            tx.execute_batch(sql).wrap_err_with(|| format!("state store migration {}", i + 1))?;
             tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
             tx.commit()?;
         }
-        Ok(Self {
-            conn,
-            path: path.to_path_buf(),
-        })
+        Ok(Self { conn, path: path.to_path_buf() })
     }
 
     pub fn path(&self) -> &Path {
@@ -182,13 +172,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn begin_object(
-        &self,
-        run_id: i64,
-        object: &str,
-        position: usize,
-        source_count: Option<u64>,
-    ) -> Result<()> {
+    pub fn begin_object(&self, run_id: i64, object: &str, position: usize, source_count: Option<u64>) -> Result<()> {
         self.conn.execute(
             "INSERT INTO run_objects (run_id, object, position, source_count) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (run_id, object) DO UPDATE SET source_count = excluded.source_count",
@@ -209,12 +193,10 @@ impl Store {
     }
 
     pub fn runs(&self) -> Result<Vec<RunInfo>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, kind, state, reason, started_at, ended_at, user FROM runs ORDER BY id DESC",
-        )?;
-        let rows = stmt
-            .query_map([], run_info)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, kind, state, reason, started_at, ended_at, user FROM runs ORDER BY id DESC")?;
+        let rows = stmt.query_map([], run_info)?.collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -247,12 +229,11 @@ impl Store {
 
     /// Outcomes of a run counted from the audit log, to check the counters against.
     pub fn audit_counts(&self, run_id: i64, object: &str) -> Result<Counts> {
-        let mut stmt =
-            self.conn.prepare("SELECT outcome, COUNT(*) FROM audit WHERE run_id = ?1 AND object = ?2 GROUP BY outcome")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT outcome, COUNT(*) FROM audit WHERE run_id = ?1 AND object = ?2 GROUP BY outcome")?;
         let mut counts = Counts::default();
-        let rows = stmt.query_map(params![run_id, object], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-        })?;
+        let rows = stmt.query_map(params![run_id, object], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
         for row in rows {
             let (outcome, n) = row?;
             if let Some(o) = Outcome::parse(&outcome) {
@@ -266,66 +247,40 @@ impl Store {
     // ---- id map and match keys ----------------------------------------------------------------
 
     pub fn dest_id(&self, object: &str, source_id: &str) -> Result<Option<String>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT dest_id FROM id_map WHERE object = ?1 AND source_id = ?2")?;
-        Ok(stmt
-            .query_row(params![object, source_id], |r| r.get(0))
-            .optional()?)
-    }
-
-    /// Destination records whose normalised `key` equals `value`, with the run that wrote them
-    /// (`None` for records that were in the destination before Cutover).
-    pub fn match_candidates(
-        &self,
-        object: &str,
-        key: &str,
-        value: &str,
-    ) -> Result<Vec<(String, Option<i64>)>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT dest_id, run_id FROM match_keys WHERE object = ?1 AND key = ?2 AND value = ?3",
-        )?;
-        let rows = stmt
-            .query_map(params![object, key, value], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+        let mut stmt = self.conn.prepare_cached("SELECT dest_id FROM id_map WHERE object = ?1 AND source_id = ?2")?;
+        Ok(stmt.query_row(params![object, source_id], |r| r.get(0)).optional()?)
     }
 
     /// The destination id a source record was written to, and the run that wrote it.
     pub fn id_map_entry(&self, object: &str, source_id: &str) -> Result<Option<(String, i64)>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT dest_id, run_id FROM id_map WHERE object = ?1 AND source_id = ?2",
-        )?;
-        Ok(stmt
-            .query_row(params![object, source_id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?)
+        let mut stmt =
+            self.conn.prepare_cached("SELECT dest_id, run_id FROM id_map WHERE object = ?1 AND source_id = ?2")?;
+        Ok(stmt.query_row(params![object, source_id], |r| Ok((r.get(0)?, r.get(1)?))).optional()?)
     }
 
-    /// Replaces the scanned (pre-existing) match keys of an object, keeping those Cutover wrote.
-    pub fn begin_match_refresh(&self, object: &str) -> Result<()> {
-        self.conn.execute(
-            "DELETE FROM match_keys WHERE object = ?1 AND run_id IS NULL",
-            [object],
-        )?;
-        Ok(())
+    /// The source ids of an object that have an id-map entry.
+    pub fn id_map_ids(&self, object: &str) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare("SELECT source_id FROM id_map WHERE object = ?1")?;
+        let rows = stmt.query_map([object], |r| r.get(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
     }
 
-    pub fn add_scanned_keys(
-        &mut self,
-        object: &str,
-        keys: &[(String, String, String)],
-    ) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO match_keys (object, key, value, dest_id, run_id) VALUES (?1, ?2, ?3, ?4, NULL)",
-            )?;
-            for (key, value, dest_id) in keys {
-                stmt.execute(params![object, key, value, dest_id])?;
+    /// Id-map entries of many source records at once: (source id, destination id, run).
+    pub fn id_map_entries(&self, object: &str, source_ids: &[&str]) -> Result<Vec<(String, String, i64)>> {
+        let mut out = Vec::new();
+        for chunk in source_ids.chunks(500) {
+            let sql = format!(
+                "SELECT source_id, dest_id, run_id FROM id_map WHERE object = ?1 AND source_id IN ({})",
+                placeholders(2, chunk.len())
+            );
+            let mut stmt = self.conn.prepare_cached(&sql)?;
+            let params = std::iter::once(&object).chain(chunk.iter());
+            let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            for row in rows {
+                out.push(row?);
             }
         }
-        tx.commit()?;
-        Ok(())
+        Ok(out)
     }
 
     // ---- the batch commit ---------------------------------------------------------------------
@@ -360,13 +315,6 @@ impl Store {
             )?;
             for (source_id, dest_id) in &batch.id_map {
                 idmap.execute(params![batch.object, source_id, dest_id, batch.run_id])?;
-            }
-            let mut keys = tx.prepare_cached(
-                "INSERT INTO match_keys (object, key, value, dest_id, run_id) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT DO UPDATE SET run_id = excluded.run_id",
-            )?;
-            for (key, value, dest_id) in &batch.match_keys {
-                keys.execute(params![batch.object, key, value, dest_id, batch.run_id])?;
             }
             let mut queue = tx.prepare_cached(
                 "INSERT INTO queue (object, source_id, origin, run_id, status, reason, source, mapped, issues, candidates,
@@ -450,20 +398,18 @@ impl Store {
     }
 
     /// Records an operator action (a correction, a skip) in the audit log.
-    pub fn audit_action(
-        &self,
-        run_id: i64,
-        object: &str,
-        source_id: &str,
-        action: &str,
-        detail: &str,
-    ) -> Result<()> {
+    pub fn audit_action(&self, run_id: i64, object: &str, source_id: &str, action: &str, detail: &str) -> Result<()> {
         self.conn.execute(
             "INSERT INTO audit (run_id, at, user, object, source_id, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![run_id, now(), os_user(), object, source_id, action, detail],
         )?;
         Ok(())
     }
+}
+
+/// "?3, ?4, …" — `n` numbered placeholders from `first` on.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
 }
 
 fn run_info(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunInfo> {
@@ -488,15 +434,9 @@ mod tests {
         let path = dir.path().join("s.db");
         drop(Store::open(&path).expect("first open"));
         let store = Store::open(&path).expect("second open");
-        let v: i64 = store
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .expect("version");
+        let v: i64 = store.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
         assert_eq!(v as usize, schema::MIGRATIONS.len());
-        store
-            .conn
-            .execute_batch("PRAGMA user_version = 99")
-            .expect("bump");
+        store.conn.execute_batch("PRAGMA user_version = 99").expect("bump");
         drop(store);
         let err = Store::open(&path).err().expect("newer schema refused");
         assert!(err.to_string().contains("newer Cutover"), "{err}");
@@ -507,13 +447,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut store = Store::open(&dir.path().join("s.db")).expect("open");
         let run = store.begin_run(RunKind::Full, "tester", "h").expect("run");
-        store
-            .begin_object(run, "contacts", 0, Some(2))
-            .expect("object");
-        let mut counts = Counts {
-            extracted: 2,
-            ..Counts::default()
-        };
+        store.begin_object(run, "contacts", 0, Some(2)).expect("object");
+        let mut counts = Counts { extracted: 2, ..Counts::default() };
         counts.add(Outcome::Created);
         counts.add(Outcome::Queued);
         store
@@ -530,11 +465,7 @@ mod tests {
                         dest_id: Some("10".into()),
                         ..Default::default()
                     },
-                    AuditRow {
-                        source_id: "2".into(),
-                        outcome: "queued",
-                        ..Default::default()
-                    },
+                    AuditRow { source_id: "2".into(), outcome: "queued", ..Default::default() },
                 ],
                 id_map: vec![("1".into(), "10".into())],
                 match_keys: vec![("email".into(), "a@b.c".into(), "10".into())],
@@ -551,22 +482,10 @@ mod tests {
                 resolved: vec![],
             })
             .expect("commit");
-        assert_eq!(
-            store.dest_id("contacts", "1").expect("id"),
-            Some("10".into())
-        );
-        assert_eq!(
-            store
-                .match_candidates("contacts", "email", "a@b.c")
-                .expect("keys"),
-            vec![("10".into(), Some(run))]
-        );
+        assert_eq!(store.dest_id("contacts", "1").expect("id"), Some("10".into()));
         assert!(store.is_queued("contacts", "2").expect("queued"));
         let counts = store.run_counts(run).expect("counts");
-        assert_eq!(
-            counts[0].2,
-            store.audit_counts(run, "contacts").expect("audit")
-        );
+        assert_eq!(counts[0].2, store.audit_counts(run, "contacts").expect("audit"));
         assert!(counts[0].2.balanced());
     }
 }

@@ -141,9 +141,7 @@ impl Store {
             filter.offset
         ));
         let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(args), item)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), item)?.collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -154,22 +152,13 @@ impl Store {
              GROUP BY object, reason ORDER BY object, reason",
         )?;
         let rows = stmt
-            .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
-            })?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
     pub fn queue_item(&self, id: i64) -> Result<Option<QueueItem>> {
-        Ok(self
-            .conn
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM queue WHERE id = ?1"),
-                [id],
-                item,
-            )
-            .optional()?)
+        Ok(self.conn.query_row(&format!("SELECT {COLUMNS} FROM queue WHERE id = ?1"), [id], item).optional()?)
     }
 
     /// Pending items held until the given parent record is written.
@@ -178,26 +167,15 @@ impl Store {
             "SELECT id FROM queue WHERE waiting_object = ?1 AND waiting_source_id = ?2
              AND status IN ('open', 'fixed', 'claimed') ORDER BY id",
         )?;
-        let ids = stmt
-            .query_map(params![object, source_id], |r| r.get(0))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let ids = stmt.query_map(params![object, source_id], |r| r.get(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(ids)
     }
 
     /// Stores corrections on a pending item (they apply at the next reprocess) and audits them.
-    pub fn queue_correct(
-        &self,
-        id: i64,
-        changes: &[(String, Option<String>)],
-    ) -> Result<QueueItem> {
-        let Some(mut it) = self.queue_item(id)? else {
-            bail!("no queue item {id}")
-        };
+    pub fn queue_correct(&self, id: i64, changes: &[(String, Option<String>)]) -> Result<QueueItem> {
+        let Some(mut it) = self.queue_item(id)? else { bail!("no queue item {id}") };
         if !it.status.is_pending() {
-            bail!(
-                "queue item {id} is {} — only open items can be corrected",
-                it.status.as_str()
-            );
+            bail!("queue item {id} is {} — only open items can be corrected", it.status.as_str());
         }
         for (field, value) in changes {
             it.corrections.insert(field.clone(), value.clone());
@@ -210,12 +188,7 @@ impl Store {
         let detail = changes
             .iter()
             .map(|(f, v)| {
-                format!(
-                    "{f} = {}",
-                    v.as_deref()
-                        .map(|s| format!("{s:?}"))
-                        .unwrap_or_else(|| "(blank)".into())
-                )
+                format!("{f} = {}", v.as_deref().map(|s| format!("{s:?}")).unwrap_or_else(|| "(blank)".into()))
             })
             .collect::<Vec<_>>()
             .join(", ");
@@ -226,19 +199,11 @@ impl Store {
 
     /// Skips a pending item with a reason; it will not be written.
     pub fn queue_skip(&self, id: i64, reason: &str, run_id: i64) -> Result<QueueItem> {
-        let Some(mut it) = self.queue_item(id)? else {
-            bail!("no queue item {id}")
-        };
+        let Some(mut it) = self.queue_item(id)? else { bail!("no queue item {id}") };
         if !it.status.is_pending() {
-            bail!(
-                "queue item {id} is {} — only open items can be skipped",
-                it.status.as_str()
-            );
+            bail!("queue item {id} is {} — only open items can be skipped", it.status.as_str());
         }
-        self.conn.execute(
-            "UPDATE queue SET status = 'skipped', updated_at = ?2 WHERE id = ?1",
-            params![id, now()],
-        )?;
+        self.conn.execute("UPDATE queue SET status = 'skipped', updated_at = ?2 WHERE id = ?1", params![id, now()])?;
         self.audit_action(run_id, &it.object, &it.source_id, "skipped", reason)?;
         it.status = QueueStatus::Skipped;
         Ok(it)

@@ -2,7 +2,7 @@
 //! transaction; `PRAGMA user_version` records how far a store has come.
 
 pub const MIGRATIONS: &[&str] = &[
-    // 1: runs, outcomes, checkpoints, audit, id map, match keys, queue.
+    // 1: runs, outcomes, checkpoints, audit, id map, queue.
     r#"
     CREATE TABLE runs (
         id          INTEGER PRIMARY KEY,
@@ -53,16 +53,6 @@ pub const MIGRATIONS: &[&str] = &[
         dest_id   TEXT NOT NULL,
         run_id    INTEGER NOT NULL,
         PRIMARY KEY (object, source_id)
-    ) WITHOUT ROWID;
-    -- Normalised match keys of destination records: scanned at the start of each run, and
-    -- extended with every record Cutover writes (run_id set).
-    CREATE TABLE match_keys (
-        object  TEXT NOT NULL,
-        key     TEXT NOT NULL,
-        value   TEXT NOT NULL,
-        dest_id TEXT NOT NULL,
-        run_id  INTEGER,
-        PRIMARY KEY (object, key, value, dest_id)
     ) WITHOUT ROWID;
     CREATE TABLE queue (
         id                INTEGER PRIMARY KEY,
