@@ -52,7 +52,7 @@ impl Project {
 
     pub fn engine(&self) -> Result<Engine> {
         let source = connect::open_source(&self.config)?;
-        let dest = connect::open_destination(&self.config)?;
+        let dest = connect::open_destination(&self.config, false)?;
         Engine::new(self.config.clone(), source, dest, self.store_path.clone())
     }
 
@@ -60,7 +60,7 @@ impl Project {
     /// of the state store, against a destination that only pretends to write.
     pub fn preview_engine(&self) -> Result<Preview> {
         let source = connect::open_source(&self.config)?;
-        let dest = Arc::new(DryRunDestination::new(connect::open_destination(&self.config)?));
+        let dest = Arc::new(DryRunDestination::new(connect::open_destination(&self.config, true)?));
         let scratch = tempfile::tempdir().wrap_err("creating a scratch folder for the preview")?;
         let copy = scratch.path().join("preview.state.db");
         if self.store_path.is_file() {

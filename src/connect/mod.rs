@@ -107,11 +107,12 @@ pub fn open_source(project: &LoadedConfig) -> Result<Arc<dyn Source>> {
     }
 }
 
-pub fn open_destination(project: &LoadedConfig) -> Result<Arc<dyn Destination>> {
+/// Opens the destination; `read_only` for previews, which must not change it in any way.
+pub fn open_destination(project: &LoadedConfig, read_only: bool) -> Result<Arc<dyn Destination>> {
     let conn = &project.config.destination;
     let path = resolve_path(project, conn, "destination")?;
     match conn.kind.as_str() {
-        "sqlite" => Ok(Arc::new(sqlite::SqliteDestination::open(&path, conn, &project.config)?)),
+        "sqlite" => Ok(Arc::new(sqlite::SqliteDestination::open(&path, conn, read_only)?)),
         other => Err(eyre!("unknown destination kind '{other}'")),
     }
 }

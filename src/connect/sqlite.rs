@@ -2,7 +2,7 @@
 //! users table and picklist tables named in the project file).
 
 use super::{Batch, Change, Cursor, Destination, NewRecords, Source, WriteResult, blocking};
-use crate::config::{ConnectionConfig, OwnersTable, PicklistTable, ProjectConfig};
+use crate::config::{ConnectionConfig, OwnersTable, PicklistTable};
 use crate::model::{DestField, DestSchema, DestUser, Extracted, FieldNames, FieldType, SourceRecord, Value};
 use async_trait::async_trait;
 use color_eyre::eyre::{Result, WrapErr, bail, eyre};
@@ -180,9 +180,10 @@ pub struct SqliteDestination {
 }
 
 impl SqliteDestination {
-    pub fn open(path: &Path, conn_config: &ConnectionConfig, _project: &ProjectConfig) -> Result<Self> {
-        let conn = open_existing(path, false)?;
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")?;
+    /// Opens the destination database; `read_only` for previews. Its journal mode is left as its
+    /// owner set it: a migration tool has no business changing how someone's database logs.
+    pub fn open(path: &Path, conn_config: &ConnectionConfig, read_only: bool) -> Result<Self> {
+        let conn = open_existing(path, read_only)?;
         let types = conn_config.types.iter().filter_map(|(k, v)| FieldType::parse(v).map(|t| (k.clone(), t))).collect();
         Ok(Self {
             path: path.to_path_buf(),

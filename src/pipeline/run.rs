@@ -557,8 +557,23 @@ impl Engine {
             match decision {
                 Decision::Create => finals[i] = Some(m.values.clone()),
                 Decision::Update { dest_id, matched_by, written_this_run } => {
-                    slots[i].matched_by = Some(matched_by);
+                    slots[i].matched_by = Some(matched_by.clone());
                     match current.get(&dest_id) {
+                        Some(cur)
+                            if let Some(message) = self.stale_match(plan, &matched_by, &dest_id, cur, &m.values) =>
+                        {
+                            slots[i].issues.push(Issue {
+                                field: matched_by,
+                                rule: Rule::AmbiguousMatch,
+                                value: None,
+                                message,
+                                suggestion: Some(
+                                    "reprocess it: the next attempt matches on the destination's current values".into(),
+                                ),
+                            });
+                            slots[i].outcome = Some(Outcome::Queued);
+                            decisions[i] = None;
+                        }
                         Some(cur) => {
                             finals[i] = Some(merge(cur, &m.values, plan.merge));
                             updates.insert(i, (dest_id, cur.clone(), written_this_run));
@@ -799,6 +814,33 @@ impl Engine {
         }
         commit.counts = *counts;
         Ok(commit)
+    }
+
+    /// Verifies a key match against the destination record as it is now. The match index keeps
+    /// hashes and is as old as the run's scan, so a collision or an edit made in the destination
+    /// since then must not merge a record into the wrong one. `None` when the match holds.
+    fn stale_match(
+        &self,
+        plan: &ObjectPlan,
+        key: &str,
+        dest_id: &str,
+        current: &[Value],
+        ours: &[Value],
+    ) -> Option<String> {
+        let mk = plan.match_keys.iter().find(|k| k.field == key)?;
+        let region = self.settings.region;
+        let want = ours
+            .get(mk.index)?
+            .as_deref()
+            .and_then(|v| super::dedupe::normalize_key(mk.kind, v, mk.mapped_normalised, region));
+        let have =
+            current.get(mk.index)?.as_deref().and_then(|v| super::dedupe::normalize_key(mk.kind, v, false, region));
+        (want != have).then(|| {
+            format!(
+                "destination record {dest_id} was found by {key}, but its {key} is now {}",
+                have.map(|h| format!("'{h}'")).unwrap_or_else(|| "blank".into())
+            )
+        })
     }
 
     /// Sends held records again through map → dedupe → validate → write, with their corrections.

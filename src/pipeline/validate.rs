@@ -40,7 +40,8 @@ pub fn validate(
             }
             continue;
         };
-        if !checked {
+        // A parent reference holds an id the destination itself gave (from the id map).
+        if !checked || rule.parent.is_some() {
             continue;
         }
         let field = plan.schema.field(&rule.dest);

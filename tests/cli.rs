@@ -1,0 +1,122 @@
+//! The real binary, as a script or an operator at a shell uses it: the demo, the queue commands,
+//! previews, and exit codes that tell success, halted and could-not-start apart.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn cutover(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(args)
+        .current_dir(cwd)
+        .env("CUTOVER_LOG", cwd.join("cutover.log"))
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+#[test]
+fn the_demo_and_the_queue_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = cutover(&["demo"], dir.path());
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    for line in [
+        "companies         400       400      400        0       0       0        0       0",
+        "contacts         4200      4200     3366      800       0      34        0       0",
+        "deals            1800      1800     1660        0       0     140        0       0",
+        "notes            6000      6000     5932        0       0      68        0       0",
+        "Every record accounted for: yes",
+        "deals        no_translation              140",
+    ] {
+        assert!(stdout.contains(line), "missing '{line}' in:\n{stdout}");
+    }
+    assert!(!stderr.contains("INFO") && !stderr.contains("WARN"), "logs go to the file, not the terminal:\n{stderr}");
+    assert!(std::fs::read_to_string(dir.path().join("cutover.log")).expect("log file").contains("run finished"));
+
+    let demo = dir.path().join("cutover-demo");
+    let demo_s = demo.to_str().expect("utf-8 path");
+    let out = cutover(&["queue", "list", "-p", demo_s, "--reason", "no_translation", "--limit", "1"], dir.path());
+    let (stdout, _) = text(&out);
+    let id = stdout
+        .lines()
+        .find_map(|l| {
+            l.trim_start().split_whitespace().next().and_then(|w| w.parse::<i64>().ok()).filter(|_| l.contains("deals"))
+        })
+        .expect("a deal in the list");
+    let id = id.to_string();
+    let out = cutover(&["queue", "fix", &id, "dealstage=closedwon", "-p", demo_s], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let out = cutover(&["queue", "fix", &id, "dealstge=closedwon", "-p", demo_s], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("deals has no field 'dealstge'"), "{:?}", text(&out));
+    let out = cutover(&["queue", "reprocess", &id, "-p", demo_s], dir.path());
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("deals               -         1        1"), "{stdout}");
+    assert!(stdout.contains("deals        no_translation              139"), "{stdout}");
+    let out = cutover(&["queue", "show", &id, "-p", demo_s], dir.path());
+    assert!(text(&out).0.contains("(resolved)"), "{:?}", text(&out));
+
+    // A preview of the whole project reports and writes nothing.
+    let before = std::fs::read(demo.join("destination.db")).expect("dest");
+    let out = cutover(&["run", demo_s, "--dry-run"], dir.path());
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("Preview (dry run) completed"), "{stdout}");
+    assert!(std::fs::read(demo.join("destination.db")).expect("dest") == before, "a preview changed the destination");
+
+    let out = cutover(&["runs", demo_s], dir.path());
+    assert!(text(&out).0.contains("Run 2 reprocess — completed"), "{:?}", text(&out));
+}
+
+#[test]
+fn exit_codes_tell_outcomes_apart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Could not start: a project file with problems.
+    std::fs::write(dir.path().join("cutover.toml"), "[project]\nname = 1\n").expect("write");
+    let out = cutover(&["run"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("cutover.toml"), "{:?}", text(&out));
+    // Could not start: no project here.
+    let empty = tempfile::tempdir().expect("tempdir");
+    let out = cutover(&["run"], empty.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("no cutover.toml in ."), "{:?}", text(&out));
+    // Halted: most records of a batch cannot be written.
+    let halt = dir.path().join("halt");
+    std::fs::create_dir_all(halt.join("source")).expect("mkdir");
+    let mut csv = String::from("id,name\n");
+    for i in 0..50 {
+        csv.push_str(&format!("{i},{}\n", if i < 10 { "ok" } else { "" }));
+    }
+    std::fs::write(halt.join("source/people.csv"), csv).expect("csv");
+    rusqlite::Connection::open(halt.join("dest.db"))
+        .expect("db")
+        .execute_batch("CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT NOT NULL);")
+        .expect("schema");
+    std::fs::write(
+        halt.join("cutover.toml"),
+        "[project]\nname = \"h\"\nbatch_size = 25\nhalt_error_rate = 0.3\n[source]\nkind = \"csv\"\npath = \"source\"\n\
+         [destination]\nkind = \"sqlite\"\npath = \"dest.db\"\n[objects.people.fields]\nname = { from = \"name\" }\n",
+    )
+    .expect("toml");
+    let out = cutover(&["run", halt.to_str().expect("path")], dir.path());
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(stdout.contains("HALTED: 15 of 25 records in batch 1 of people"), "{stdout}");
+    assert!(stdout.contains("required (15)"), "{stdout}");
+}
+
+#[test]
+fn help_explains_each_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (stdout, _) = text(&cutover(&["--help"], dir.path()));
+    for cmd in ["demo", "run", "check", "runs", "queue", "bench"] {
+        assert!(stdout.contains(cmd), "{cmd} missing from --help:\n{stdout}");
+    }
+    let (stdout, _) = text(&cutover(&["queue", "fix", "--help"], dir.path()));
+    assert!(stdout.contains("source.FIELD=VALUE"), "{stdout}");
+}

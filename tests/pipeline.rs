@@ -1,0 +1,247 @@
+//! The stages on small, deliberately messy data: bad rows become outcomes naming file and line,
+//! dedupe finds people across formats and batches, merge rules do what they say, a high error
+//! rate halts, and a preview writes nothing.
+
+mod common;
+use common::{TestProject, counts_of};
+use cutover::model::Rule;
+use cutover::pipeline::Finish;
+use cutover::store::{QueueFilter, RunKind};
+
+fn toml(batch: usize, merge: &str, halt: f64) -> String {
+    format!(
+        r#"[project]
+name = "test"
+batch_size = {batch}
+halt_error_rate = {halt}
+
+[source]
+kind = "csv"
+path = "source"
+
+[destination]
+kind = "sqlite"
+path = "destination.db"
+owners = {{ table = "users", id = "id", name = "name", email = "email" }}
+
+[objects.companies]
+match = ["name"]
+
+[objects.companies.fields]
+name = {{ from = "name", transform = "trim" }}
+
+[objects.contacts]
+match = ["email", "phone"]
+merge = "{merge}"
+
+[objects.contacts.fields]
+name = {{ from = "name" }}
+email = {{ from = "email", transform = "email" }}
+phone = {{ from = "phone", transform = "phone" }}
+company_id = {{ from = "company", parent = "companies" }}
+owner_id = {{ from = "owner", transform = "owner" }}
+signed_up = {{ from = "signed_up", transform = "date" }}
+"#
+    )
+}
+
+const DEST: &str = "
+CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT, email TEXT);
+INSERT INTO users VALUES (1, 'Ann Owner', 'ann@corp.example');
+CREATE TABLE companies (id INTEGER PRIMARY KEY AUTOINCREMENT, name VARCHAR(20) NOT NULL);
+CREATE TABLE contacts (id INTEGER PRIMARY KEY AUTOINCREMENT, name VARCHAR(30), email TEXT, phone TEXT,
+                       company_id INTEGER, owner_id INTEGER, signed_up DATE);
+INSERT INTO contacts (id, name, email, phone) VALUES
+    (500, 'Existing', 'Dup@Example.com', NULL),
+    (501, 'Twin A', 'twin@example.com', NULL),
+    (502, 'Twin B', 'TWIN@example.com', NULL),
+    (503, 'By Phone', NULL, '(415) 555-2671');
+";
+const COMPANIES: &str = "id,name\nc1,Acme\nc2,Globex\n";
+
+fn queue_rules(p: &TestProject, object: &str) -> Vec<(String, Rule, String)> {
+    let store = p.project().store().expect("store");
+    let items = store
+        .queue_list(&QueueFilter { object: Some(object.into()), pending_only: true, ..Default::default() })
+        .expect("queue");
+    items.iter().flat_map(|i| i.issues.iter().map(|x| (i.source_id.clone(), x.rule, x.field.clone()))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_rows_become_outcomes_that_name_file_and_line() {
+    let mut contacts = b"id,name,email,phone,company,owner,signed_up\n".to_vec();
+    contacts.extend_from_slice(b"1,Good One,one@example.com,415-555-0101,c1,Ann Owner,2024-01-02\n");
+    contacts.extend_from_slice(b"2,Too,many,fields,c1,Ann Owner,2024-01-02,extra\n");
+    contacts.extend_from_slice(b"3,Bad \xff UTF8,three@example.com,,c1,Ann Owner,\n");
+    contacts.extend_from_slice(b",No Id,noid@example.com,,c1,Ann Owner,\n");
+    contacts.extend_from_slice(b"5,Zero Date,five@example.com,,c1,Ann Owner,0000-00-00\n");
+    contacts.extend_from_slice(b"6,Bad Phone,six@example.com,12,c1,Ann Owner,\n");
+    contacts.extend_from_slice(b"7,Ghost Owner,seven@example.com,,c1,Casper,\n");
+    contacts.extend_from_slice(b"8,No Company,eight@example.com,,c9,Ann Owner,\n");
+    contacts.extend_from_slice(b"9,\"Quoted, with\nnewline\",nine@example.com,,c2,ann@corp.example,03/04/2024\n");
+    let csv = String::from_utf8_lossy(&contacts).into_owned();
+    // Write raw bytes: the invalid UTF-8 must reach the reader as it is.
+    let p = TestProject::new(&toml(100, "fill_blanks", 1.0), &[("companies", COMPANIES), ("contacts", &csv)], DEST);
+    std::fs::write(p.path().join("source/contacts.csv"), &contacts).expect("raw csv");
+
+    let run = p.run().await.expect("runs");
+    let c = counts_of(&run, "contacts");
+    assert_eq!((c.extracted, c.created, c.failed, c.queued), (9, 2, 3, 4), "{c:?}");
+    assert!(c.balanced());
+
+    let store = p.project().store().expect("store");
+    let failed: Vec<(String, String)> = store
+        .conn()
+        .prepare("SELECT source_id, detail FROM audit WHERE outcome = 'failed' ORDER BY id")
+        .expect("q")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("failed rows");
+    assert_eq!(failed[0].0, "2");
+    assert!(failed[0].1.starts_with("contacts.csv:3: expected 7 fields"), "{}", failed[0].1);
+    assert!(failed[1].1.starts_with("contacts.csv:4: field 'name' is not valid UTF-8"), "{}", failed[1].1);
+    assert_eq!(failed[2].0, "line:5");
+    assert!(failed[2].1.contains("the id field 'id' is empty"), "{}", failed[2].1);
+
+    let rules = queue_rules(&p, "contacts");
+    assert!(rules.contains(&("5".into(), Rule::InvalidDate, "signed_up".into())), "{rules:?}");
+    assert!(rules.contains(&("6".into(), Rule::InvalidPhone, "phone".into())), "{rules:?}");
+    assert!(rules.contains(&("7".into(), Rule::OwnerNotProvisioned, "owner_id".into())), "{rules:?}");
+    assert!(rules.contains(&("8".into(), Rule::ParentMissing, "company_id".into())), "{rules:?}");
+
+    // Nothing bad landed; the good rows did, with remapped parents and normalised values.
+    assert_eq!(p.count("SELECT COUNT(*) FROM contacts WHERE id > 503"), 2);
+    assert_eq!(
+        p.count("SELECT COUNT(*) FROM contacts WHERE signed_up IS NULL AND id > 503"),
+        0,
+        "no zero date turned into NULL"
+    );
+    let (name, phone, date): (String, Option<String>, String) = p
+        .dest()
+        .query_row("SELECT name, phone, signed_up FROM contacts WHERE email = 'nine@example.com'", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .expect("nine");
+    assert_eq!((name.as_str(), phone, date.as_str()), ("Quoted, with\nnewline", None, "2024-03-04"));
+    assert_eq!(
+        p.count("SELECT COUNT(*) FROM contacts c JOIN companies co ON co.id = c.company_id WHERE c.id > 503"),
+        2
+    );
+}
+
+fn people(rows: &[&str]) -> String {
+    let mut s = String::from("id,name,email,phone,company,owner,signed_up\n");
+    for r in rows {
+        s.push_str(r);
+        s.push('\n');
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedupe_finds_people_across_formats_batches_and_runs() {
+    let csv = people(&[
+        "1,Dup Person,  dup@example.COM ,415-555-0199,c1,Ann Owner,", // existing 500 by email (case, spaces)
+        "2,New Person,new@example.com,,c1,Ann Owner,",
+        "3,New Again,NEW@example.com,,c2,Ann Owner,",   // same batch as 2
+        "4,Phone Match,,+1 415 555 2671,c1,Ann Owner,", // existing 503 by phone format
+        "5,Twin,twin@example.com,,c1,Ann Owner,",       // two destination candidates
+        "6,Later Batch,new@example.com,,c1,Ann Owner,", // batch 2, duplicate of 2
+    ]);
+    let p = TestProject::new(&toml(5, "fill_blanks", 1.0), &[("companies", COMPANIES), ("contacts", &csv)], DEST);
+    let run = p.run().await.expect("runs");
+    let c = counts_of(&run, "contacts");
+    assert_eq!((c.created, c.updated, c.merged, c.queued), (1, 2, 2, 1), "{c:?}");
+    assert_eq!(p.count("SELECT COUNT(*) FROM contacts WHERE lower(email) = 'new@example.com'"), 1, "never duplicated");
+    // fill_blanks: 500 keeps its name, gains the phone and company.
+    let (name, phone, company): (String, String, Option<i64>) = p
+        .dest()
+        .query_row("SELECT name, phone, company_id FROM contacts WHERE id = 500", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .expect("500");
+    assert_eq!((name.as_str(), phone.as_str()), ("Existing", "+14155550199"));
+    assert!(company.is_some());
+    let ambiguous = queue_rules(&p, "contacts");
+    assert_eq!(ambiguous, vec![("5".to_string(), Rule::AmbiguousMatch, "email".to_string())]);
+    let store = p.project().store().expect("store");
+    let held = store.queue_list(&QueueFilter { pending_only: true, ..Default::default() }).expect("q");
+    let sides = held[0].candidates.as_ref().expect("both sides kept").to_string();
+    assert!(sides.contains("Twin A") && sides.contains("Twin B"), "{sides}");
+    // Both source records merged into one id: their children would find it.
+    assert_eq!(store.dest_id("contacts", "2").expect("id"), store.dest_id("contacts", "6").expect("id"));
+
+    // A re-run writes nothing new.
+    let again = p.run().await.expect("again");
+    let c = counts_of(&again, "contacts");
+    assert_eq!(c.created, 0, "{c:?}");
+    assert_eq!(p.count("SELECT COUNT(*) FROM contacts"), 4 + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_rules_do_what_they_say() {
+    let csv = people(&["1,Renamed,dup@example.com,,c1,Ann Owner,"]);
+    for (rule, name, queued) in
+        [("source_wins", "Renamed", 0), ("destination_wins", "Existing", 0), ("queue", "Existing", 1)]
+    {
+        let p = TestProject::new(&toml(10, rule, 1.0), &[("companies", COMPANIES), ("contacts", &csv)], DEST);
+        let run = p.run().await.expect("runs");
+        let got: String =
+            p.dest().query_row("SELECT name FROM contacts WHERE id = 500", [], |r| r.get(0)).expect("500");
+        assert_eq!(got, name, "{rule}");
+        assert_eq!(counts_of(&run, "contacts").queued, queued, "{rule}");
+        if queued == 1 {
+            assert_eq!(queue_rules(&p, "contacts")[0].1, Rule::MatchNeedsDecision);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_high_error_rate_halts_and_keeps_what_was_done() {
+    let rows: Vec<String> = (1..=60)
+        .map(|i| {
+            let owner = if i > 20 { "Nobody Known" } else { "Ann Owner" };
+            format!("{i},Person {i},p{i}@example.com,,c1,{owner},")
+        })
+        .collect();
+    let refs: Vec<&str> = rows.iter().map(String::as_str).collect();
+    let p = TestProject::new(
+        &toml(20, "fill_blanks", 0.25),
+        &[("companies", COMPANIES), ("contacts", &people(&refs))],
+        DEST,
+    );
+    let run = p.run().await.expect("runs");
+    let Finish::Halted(reason) = &run.finish else { panic!("expected a halt, got {:?}", run.finish) };
+    assert!(reason.contains("20 of 20 records in batch 2 of contacts"), "{reason}");
+    assert!(reason.contains("owner_not_provisioned (20)"), "{reason}");
+    let c = counts_of(&run, "contacts");
+    assert_eq!((c.extracted, c.created, c.queued), (40, 20, 20), "stops after the batch that tripped");
+    assert_eq!(p.count("SELECT COUNT(*) FROM contacts WHERE id > 503"), 20, "the first batch stays written");
+    let store = p.project().store().expect("store");
+    let state = store.run(run.run_id).expect("run").expect("exists");
+    assert_eq!((state.state.as_str(), state.reason.as_deref()), ("halted", Some(reason.as_str())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preview_counts_everything_and_writes_nothing() {
+    let csv = people(&[
+        "1,Dup,dup@example.com,,c1,Ann Owner,",
+        "2,New,new@example.com,,c1,Ann Owner,",
+        "3,Ghost,g@example.com,,c1,Casper,",
+    ]);
+    let p = TestProject::new(&toml(10, "fill_blanks", 1.0), &[("companies", COMPANIES), ("contacts", &csv)], DEST);
+    let before = std::fs::read(p.path().join("destination.db")).expect("dest bytes");
+    let preview = p.project().preview_engine().expect("preview");
+    let run = preview.engine.run(RunKind::Preview).await.expect("preview runs");
+    let c = counts_of(&run, "contacts");
+    assert_eq!((c.created, c.updated, c.queued), (1, 1, 1));
+    assert_eq!(counts_of(&run, "companies").created, 2);
+    assert_eq!(p.count("SELECT COUNT(*) FROM companies"), 0, "nothing written");
+    assert_eq!(p.count("SELECT COUNT(*) FROM contacts"), 4);
+    let after = std::fs::read(p.path().join("destination.db")).expect("dest bytes");
+    assert!(after == before, "the destination file changed during a preview");
+    let store = p.project().store().expect("store");
+    assert!(store.runs().expect("runs").is_empty(), "the project's own state is untouched");
+    assert!(store.queue_list(&QueueFilter::default()).expect("queue").is_empty());
+}
