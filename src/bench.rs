@@ -80,7 +80,7 @@ pub fn generate(dir: &Path, records: u64, existing: u64, batch_size: usize) -> R
     let file = std::fs::File::create(dir.join("source/persons.csv"))?;
     let mut w = csv::Writer::from_writer(std::io::BufWriter::with_capacity(1 << 20, file));
     w.write_record(["id", "name", "email", "phone", "owner_name", "add_time"])?;
-    let stride = if existing == 0 { u64::MAX } else { (records / existing).max(1) };
+    let stride = records.checked_div(existing).map_or(u64::MAX, |s| s.max(1));
     for i in 0..records {
         let email = if i % 3 == 0 {
             format!("Person.{i}@Example{}.com", i % 997)

@@ -42,9 +42,7 @@ fn the_demo_and_the_queue_from_the_command_line() {
     let (stdout, _) = text(&out);
     let id = stdout
         .lines()
-        .find_map(|l| {
-            l.trim_start().split_whitespace().next().and_then(|w| w.parse::<i64>().ok()).filter(|_| l.contains("deals"))
-        })
+        .find_map(|l| l.split_whitespace().next().and_then(|w| w.parse::<i64>().ok()).filter(|_| l.contains("deals")))
         .expect("a deal in the list");
     let id = id.to_string();
     let out = cutover(&["queue", "fix", &id, "dealstage=closedwon", "-p", demo_s], dir.path());

@@ -125,3 +125,12 @@ fn a_syntax_error_names_its_line() {
     assert_eq!(e.problems.len(), 1);
     assert_eq!(e.problems[0].line, Some(3), "{e}");
 }
+
+#[test]
+fn the_documented_example_is_a_valid_project_file() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+    match cutover::config::load(&path) {
+        Ok(loaded) => assert_eq!(loaded.order, ["companies", "contacts", "deals"]),
+        Err(e) => panic!("config.example.toml does not pass its own checks:\n{e}"),
+    }
+}

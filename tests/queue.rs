@@ -38,7 +38,7 @@ async fn corrections_reprocess_in_place_and_release_children() {
     assert_eq!(still.status, QueueStatus::Open);
     assert_eq!(still.issues[0].rule, Rule::Picklist);
     assert_eq!(still.issues[0].suggestion.as_deref(), Some("did you mean 'qualifiedtobuy'?"));
-    assert_eq!(store.dest_id("deals", &deals[0].source_id).expect("id map").is_some(), true);
+    assert!(store.dest_id("deals", &deals[0].source_id).expect("id map").is_some());
 
     // The correction is in the audit log with who and when.
     let (user, detail): (String, String) = store

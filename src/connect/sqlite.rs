@@ -53,7 +53,16 @@ fn text_of(v: ValueRef<'_>) -> std::result::Result<Value, &'static str> {
     })
 }
 
-fn table_columns(conn: &Connection, table: &str) -> Result<Vec<(String, String, bool, bool, bool)>> {
+/// A column as `PRAGMA table_info` describes it.
+struct Column {
+    name: String,
+    declared: String,
+    not_null: bool,
+    has_default: bool,
+    primary_key: bool,
+}
+
+fn table_columns(conn: &Connection, table: &str) -> Result<Vec<Column>> {
     let mut stmt = conn.prepare(&format!("PRAGMA table_info({})", ident(table)))?;
     let cols = stmt
         .query_map([], |r| {
@@ -62,7 +71,7 @@ fn table_columns(conn: &Connection, table: &str) -> Result<Vec<(String, String, 
             let notnull: bool = r.get(3)?;
             let default: Option<String> = r.get(4)?;
             let pk: i64 = r.get(5)?;
-            Ok((name, ty, notnull, default.is_some(), pk > 0))
+            Ok(Column { name, declared: ty, not_null: notnull, has_default: default.is_some(), primary_key: pk > 0 })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(cols)
@@ -96,7 +105,7 @@ impl Source for SqliteSource {
             if cols.is_empty() {
                 bail!("{} has no table '{object}'", path.display());
             }
-            Ok(cols.into_iter().map(|c| c.0).collect::<Vec<_>>().into())
+            Ok(cols.into_iter().map(|c| c.name).collect::<Vec<_>>().into())
         })
         .await
     }
@@ -123,9 +132,9 @@ impl Source for SqliteSource {
             let cols = table_columns(&conn, &object)?;
             let id_index = cols
                 .iter()
-                .position(|c| c.0 == id_field)
+                .position(|c| c.name == id_field)
                 .ok_or_else(|| eyre!("table {object} has no id column '{id_field}'"))?;
-            let list: Vec<String> = cols.iter().map(|c| ident(&c.0)).collect();
+            let list: Vec<String> = cols.iter().map(|c| ident(&c.name)).collect();
             let sql = format!(
                 "SELECT rowid, {} FROM {} WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
                 list.join(", "),
@@ -144,7 +153,7 @@ impl Source for SqliteSource {
                     match text_of(row.get_ref(i + 1)?) {
                         Ok(v) => values.push(v),
                         Err(what) => {
-                            bad = Some(format!("{origin}: field '{}' holds {what}", col.0));
+                            bad = Some(format!("{origin}: field '{}' holds {what}", col.name));
                             values.push(None);
                         }
                     }
@@ -207,10 +216,8 @@ impl SqliteDestination {
 
 fn declared_type(decl: &str) -> (FieldType, Option<usize>) {
     let upper = decl.to_ascii_uppercase();
-    let length = upper
-        .split_once('(')
-        .and_then(|(_, rest)| rest.split(|c| c == ')' || c == ',').next())
-        .and_then(|n| n.trim().parse().ok());
+    let length =
+        upper.split_once('(').and_then(|(_, rest)| rest.split([')', ',']).next()).and_then(|n| n.trim().parse().ok());
     let ty = if upper.contains("INT") {
         FieldType::Integer
     } else if upper.contains("CHAR") || upper.contains("CLOB") || upper.contains("TEXT") {
@@ -297,9 +304,9 @@ impl Destination for SqliteDestination {
             if cols.is_empty() {
                 bail!("{} has no table '{object}'", path.display());
             }
-            let id_field = cols.iter().find(|c| c.4).map(|c| c.0.clone()).unwrap_or_else(|| "id".into());
+            let id_field = cols.iter().find(|c| c.primary_key).map(|c| c.name.clone()).unwrap_or_else(|| "id".into());
             let mut fields = Vec::with_capacity(cols.len());
-            for (name, decl, notnull, has_default, pk) in cols {
+            for Column { name, declared: decl, not_null: notnull, has_default, primary_key: pk } in cols {
                 let (mut ty, max_length) = declared_type(&decl);
                 if let Some((_, t)) = types.iter().find(|(f, _)| *f == name) {
                     ty = *t;

@@ -32,6 +32,9 @@ pub enum Decision {
     },
 }
 
+/// A destination id and the run that wrote it (`None`: there before Cutover, or found by a scan).
+pub type Written = (String, Option<i64>);
+
 /// What dedupe needs to ask the state store.
 pub trait MatchLookup {
     /// The destination id Cutover wrote this source record to, and the run that wrote it.
@@ -62,8 +65,8 @@ pub fn normalize_key(kind: KeyKind, value: &str, already: bool, region: phonenum
 /// several single-row queries per record.
 #[derive(Debug, Default)]
 pub struct Prefetched {
-    written: HashMap<String, (String, Option<i64>)>,
-    keys: HashMap<(String, String), Vec<(String, Option<i64>)>>,
+    written: HashMap<String, Written>,
+    keys: HashMap<(String, String), Vec<Written>>,
 }
 
 impl Prefetched {
@@ -229,8 +232,8 @@ mod tests {
     use std::sync::Arc;
 
     struct Fake {
-        written: HashMap<String, (String, Option<i64>)>,
-        keys: HashMap<(String, String), Vec<(String, Option<i64>)>>,
+        written: HashMap<String, Written>,
+        keys: HashMap<(String, String), Vec<Written>>,
     }
     impl MatchLookup for Fake {
         fn written(&self, _: &str, sid: &str) -> Result<Option<(String, Option<i64>)>> {

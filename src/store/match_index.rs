@@ -57,7 +57,7 @@ impl Bloom {
     fn probes(k: i64, h: i64) -> impl Iterator<Item = usize> {
         let mut x = (h as u64) ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         x = (x ^ (x >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        let (a, b) = (x, (x >> 29 | x << 35) | 1);
+        let (a, b) = (x, x.rotate_right(29) | 1);
         let mask = (Self::WORDS as u64 * 64) - 1;
         (0..4u64).map(move |i| (a.wrapping_add(i.wrapping_mul(b)) & mask) as usize)
     }
