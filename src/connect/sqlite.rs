@@ -442,20 +442,28 @@ impl Destination for SqliteDestination {
             let tx = conn.transaction()?;
             let types = field_types(&schema, &records.fields);
             let cols: Vec<String> = records.fields.iter().map(|f| ident(f)).collect();
-            let sql = format!(
-                "INSERT INTO {} ({}) VALUES ({}) RETURNING {}",
+            // An INTEGER PRIMARY KEY is the rowid: its new value is last_insert_rowid(), which
+            // is cheaper than RETURNING. Other keys are read back with RETURNING.
+            let rowid_key = table_columns(&tx, &schema.object)?
+                .iter()
+                .any(|c| c.primary_key && c.name == schema.id_field && c.declared.eq_ignore_ascii_case("INTEGER"));
+            let insert = format!(
+                "INSERT INTO {} ({}) VALUES ({})",
                 ident(&schema.object),
                 cols.join(", "),
-                vec!["?"; cols.len()].join(", "),
-                ident(&schema.id_field)
+                vec!["?"; cols.len()].join(", ")
             );
+            let sql = if rowid_key { insert } else { format!("{insert} RETURNING {}", ident(&schema.id_field)) };
             let mut results = Vec::with_capacity(records.rows.len());
             {
                 let mut stmt = tx.prepare_cached(&sql).wrap_err_with(|| format!("insert into {}", schema.object))?;
                 for row in &records.rows {
-                    let params = row.iter().zip(&types).map(|(v, t)| bind(*t, v.as_deref()));
-                    let result =
-                        stmt.query_row(params_from_iter(params), |r| r.get_ref(0).map(|v| text_of(v).ok().flatten()));
+                    let params = params_from_iter(row.iter().zip(&types).map(|(v, t)| bind(*t, v.as_deref())));
+                    let result = if rowid_key {
+                        stmt.execute(params).map(|_| Some(tx.last_insert_rowid().to_string()))
+                    } else {
+                        stmt.query_row(params, |r| r.get_ref(0).map(|v| text_of(v).ok().flatten()))
+                    };
                     results.push(match result {
                         Ok(Some(id)) => Ok(id),
                         Ok(None) => Err("the destination returned no id".to_string()),

@@ -3,7 +3,6 @@
 //! then each configured match key — against the destination's match index and against records
 //! earlier in the same batch. One candidate decides; several hold the record for an operator.
 
-use super::map::Mapped;
 use super::plan::{KeyKind, ObjectPlan};
 use super::transform;
 use crate::store::{MatchIndex, Store};
@@ -35,11 +34,15 @@ pub enum Decision {
 /// A destination id and the run that wrote it (`None`: there before Cutover, or found by a scan).
 pub type Written = (String, Option<i64>);
 
-/// What dedupe needs to ask the state store.
+/// A record's normalised match keys: (position in the plan's `match_keys`, value).
+pub type RecordKeys = Vec<(usize, String)>;
+
+/// What dedupe needs to ask the state store and the match index.
 pub trait MatchLookup {
     /// The destination id Cutover wrote this source record to, and the run that wrote it.
-    fn written(&self, object: &str, source_id: &str) -> Result<Option<(String, Option<i64>)>>;
-    fn candidates(&self, object: &str, key: &str, value: &str) -> Result<Vec<(String, Option<i64>)>>;
+    fn written(&self, source_id: &str) -> Option<Written>;
+    /// Destination records whose key (by position) has this normalised value.
+    fn candidates(&self, key: usize, value: &str) -> Vec<Written>;
 }
 
 /// Normalises a match key value so that equal people compare equal: emails by case, phones by
@@ -66,33 +69,36 @@ pub fn normalize_key(kind: KeyKind, value: &str, already: bool, region: phonenum
 #[derive(Debug, Default)]
 pub struct Prefetched {
     written: HashMap<String, Written>,
-    keys: HashMap<(String, String), Vec<Written>>,
+    /// Per key position: value → candidates.
+    keys: Vec<HashMap<String, Vec<Written>>>,
 }
 
 impl Prefetched {
+    /// `records`: (source id, keys) of the records to decide.
     pub fn load<'a>(
         store: &Store,
         index: &mut MatchIndex,
-        deduper: &BatchDeduper<'_>,
-        records: impl Iterator<Item = &'a Mapped>,
+        plan: &ObjectPlan,
+        records: impl Iterator<Item = (&'a str, &'a RecordKeys)>,
     ) -> Result<Self> {
-        let object = &deduper.plan.name;
         let mut ids: Vec<&str> = Vec::new();
-        let mut values: HashMap<String, Vec<String>> = HashMap::new();
-        for r in records {
-            ids.push(&r.source.source_id);
-            for (k, v) in deduper.keys_of(&r.values) {
-                values.entry(k).or_default().push(v);
+        let mut values: Vec<Vec<&str>> = vec![Vec::new(); plan.match_keys.len()];
+        for (sid, keys) in records {
+            ids.push(sid);
+            for (k, v) in keys {
+                values[*k].push(v);
             }
         }
-        let mut out = Prefetched::default();
-        for (sid, dest, run) in store.id_map_entries(object, &index.maybe_written(&ids))? {
+        let mut out = Prefetched { written: HashMap::new(), keys: vec![HashMap::new(); plan.match_keys.len()] };
+        for (sid, dest, run) in store.id_map_entries(&plan.name, &index.maybe_written(&ids))? {
             out.written.insert(sid, (dest, Some(run)));
         }
-        for (key, vals) in values {
-            let refs: Vec<&str> = vals.iter().map(String::as_str).collect();
-            for (value, dest, run) in index.candidates_many(object, &key, &refs)? {
-                out.keys.entry((key.clone(), value)).or_default().push((dest, run));
+        for (k, vals) in values.iter().enumerate() {
+            if vals.is_empty() {
+                continue;
+            }
+            for (value, dest, run) in index.candidates_many(&plan.name, &plan.match_keys[k].field, vals)? {
+                out.keys[k].entry(value).or_default().push((dest, run));
             }
         }
         Ok(out)
@@ -100,11 +106,11 @@ impl Prefetched {
 }
 
 impl MatchLookup for Prefetched {
-    fn written(&self, _object: &str, source_id: &str) -> Result<Option<(String, Option<i64>)>> {
-        Ok(self.written.get(source_id).cloned())
+    fn written(&self, source_id: &str) -> Option<Written> {
+        self.written.get(source_id).cloned()
     }
-    fn candidates(&self, _object: &str, key: &str, value: &str) -> Result<Vec<(String, Option<i64>)>> {
-        Ok(self.keys.get(&(key.to_string(), value.to_string())).cloned().unwrap_or_default())
+    fn candidates(&self, key: usize, value: &str) -> Vec<Written> {
+        self.keys.get(key).and_then(|m| m.get(value)).cloned().unwrap_or_default()
     }
 }
 
@@ -119,45 +125,56 @@ pub struct BatchDeduper<'p> {
     plan: &'p ObjectPlan,
     run_id: i64,
     region: phonenumber::country::Id,
-    /// (key, value) → lead position in the batch.
-    pending: HashMap<(String, String), usize>,
+    /// Source id → lead position in the batch.
+    pending_ids: HashMap<String, usize>,
+    /// Per key position: value → lead position in the batch.
+    pending_keys: Vec<HashMap<String, usize>>,
     /// destination id → lead position, for records this batch already updates.
     lead_of_dest: HashMap<String, usize>,
 }
 
 impl<'p> BatchDeduper<'p> {
     pub fn new(plan: &'p ObjectPlan, run_id: i64, region: phonenumber::country::Id) -> Self {
-        Self { plan, run_id, region, pending: HashMap::new(), lead_of_dest: HashMap::new() }
+        Self {
+            plan,
+            run_id,
+            region,
+            pending_ids: HashMap::new(),
+            pending_keys: vec![HashMap::new(); plan.match_keys.len()],
+            lead_of_dest: HashMap::new(),
+        }
     }
 
-    /// The normalised match keys of a record's values: (key, value).
-    pub fn keys_of(&self, values: &[Option<String>]) -> Vec<(String, String)> {
+    /// The normalised match keys of a record's values.
+    pub fn keys_of(&self, values: &[Option<String>]) -> RecordKeys {
         self.plan
             .match_keys
             .iter()
-            .filter_map(|k| {
+            .enumerate()
+            .filter_map(|(i, k)| {
                 let v = values.get(k.index)?.as_deref()?;
-                normalize_key(k.kind, v, k.mapped_normalised, self.region).map(|n| (k.field.clone(), n))
+                normalize_key(k.kind, v, k.mapped_normalised, self.region).map(|n| (i, n))
             })
             .collect()
     }
 
-    pub fn decide(&mut self, lookup: &impl MatchLookup, position: usize, record: &Mapped) -> Result<Decision> {
-        let object = &self.plan.name;
-        let sid = &record.source.source_id;
-        let keys = self.keys_of(&record.values);
+    fn key_name(&self, key: usize) -> String {
+        self.plan.match_keys.get(key).map(|k| k.field.clone()).unwrap_or_default()
+    }
+
+    pub fn decide(&mut self, lookup: &impl MatchLookup, position: usize, sid: &str, keys: &RecordKeys) -> Decision {
         let mut decision = None;
         // 1. The record's own id: written before by Cutover, or repeated in this batch.
-        if let Some(&lead) = self.pending.get(&("source_id".to_string(), sid.clone())) {
+        if let Some(&lead) = self.pending_ids.get(sid) {
             decision = Some(Decision::IntoLead { lead, matched_by: "source_id".into() });
-        } else if let Some((dest_id, run)) = lookup.written(object, sid)? {
-            decision = Some(self.resolve_one(Target::Dest(dest_id, run == Some(self.run_id)), "source_id"));
+        } else if let Some((dest_id, run)) = lookup.written(sid) {
+            decision = Some(self.resolve_one(Target::Dest(dest_id, run == Some(self.run_id)), "source_id".into()));
         }
         // 2. The match keys, in order; the first key with any candidate decides.
         if decision.is_none() {
-            for (key, value) in &keys {
+            for (key, value) in keys {
                 let mut targets: Vec<Target> = Vec::new();
-                for (dest_id, run) in lookup.candidates(object, key, value)? {
+                for (dest_id, run) in lookup.candidates(*key, value) {
                     let t = match self.lead_of_dest.get(&dest_id) {
                         Some(&lead) => Target::Lead(lead),
                         None => Target::Dest(dest_id, run == Some(self.run_id)),
@@ -166,14 +183,14 @@ impl<'p> BatchDeduper<'p> {
                         targets.push(t);
                     }
                 }
-                if let Some(&lead) = self.pending.get(&(key.clone(), value.clone()))
+                if let Some(&lead) = self.pending_keys[*key].get(value.as_str())
                     && !targets.contains(&Target::Lead(lead))
                 {
                     targets.push(Target::Lead(lead));
                 }
                 match targets.len() {
                     0 => continue,
-                    1 => decision = Some(self.resolve_one(targets.remove(0), key)),
+                    1 => decision = Some(self.resolve_one(targets.remove(0), self.key_name(*key))),
                     _ => {
                         let candidates = targets
                             .into_iter()
@@ -182,7 +199,7 @@ impl<'p> BatchDeduper<'p> {
                                 Target::Lead(p) => format!("batch record #{}", p + 1),
                             })
                             .collect();
-                        decision = Some(Decision::Ambiguous { matched_by: key.clone(), candidates });
+                        decision = Some(Decision::Ambiguous { matched_by: self.key_name(*key), candidates });
                     }
                 }
                 break;
@@ -191,34 +208,34 @@ impl<'p> BatchDeduper<'p> {
         let decision = decision.unwrap_or(Decision::Create);
         // Records that will be written lead later duplicates of this batch.
         match &decision {
-            Decision::Create => self.register(position, sid, &keys),
+            Decision::Create => self.register(position, sid, keys),
             Decision::Update { dest_id, .. } => {
                 self.lead_of_dest.insert(dest_id.clone(), position);
-                self.register(position, sid, &keys);
+                self.register(position, sid, keys);
             }
             Decision::IntoLead { lead, .. } => {
                 let lead = *lead;
-                self.register(lead, sid, &keys);
+                self.register(lead, sid, keys);
             }
             Decision::Ambiguous { .. } => {}
         }
-        Ok(decision)
+        decision
     }
 
-    fn resolve_one(&self, target: Target, key: &str) -> Decision {
+    fn resolve_one(&self, target: Target, key: String) -> Decision {
         match target {
-            Target::Lead(lead) => Decision::IntoLead { lead, matched_by: key.to_string() },
+            Target::Lead(lead) => Decision::IntoLead { lead, matched_by: key },
             Target::Dest(dest_id, written_this_run) => match self.lead_of_dest.get(&dest_id) {
-                Some(&lead) => Decision::IntoLead { lead, matched_by: key.to_string() },
-                None => Decision::Update { dest_id, matched_by: key.to_string(), written_this_run },
+                Some(&lead) => Decision::IntoLead { lead, matched_by: key },
+                None => Decision::Update { dest_id, matched_by: key, written_this_run },
             },
         }
     }
 
-    fn register(&mut self, position: usize, sid: &str, keys: &[(String, String)]) {
-        self.pending.entry(("source_id".into(), sid.to_string())).or_insert(position);
+    fn register(&mut self, position: usize, sid: &str, keys: &RecordKeys) {
+        self.pending_ids.entry(sid.to_string()).or_insert(position);
         for (k, v) in keys {
-            self.pending.entry((k.clone(), v.clone())).or_insert(position);
+            self.pending_keys[*k].entry(v.clone()).or_insert(position);
         }
     }
 }
@@ -227,7 +244,7 @@ impl<'p> BatchDeduper<'p> {
 mod tests {
     use super::*;
     use crate::config::MergeRule;
-    use crate::model::{DestSchema, SourceRecord};
+    use crate::model::DestSchema;
     use crate::pipeline::plan::MatchKey;
     use std::sync::Arc;
 
@@ -236,11 +253,12 @@ mod tests {
         keys: HashMap<(String, String), Vec<Written>>,
     }
     impl MatchLookup for Fake {
-        fn written(&self, _: &str, sid: &str) -> Result<Option<(String, Option<i64>)>> {
-            Ok(self.written.get(sid).cloned())
+        fn written(&self, sid: &str) -> Option<Written> {
+            self.written.get(sid).cloned()
         }
-        fn candidates(&self, _: &str, key: &str, value: &str) -> Result<Vec<(String, Option<i64>)>> {
-            Ok(self.keys.get(&(key.to_string(), value.to_string())).cloned().unwrap_or_default())
+        fn candidates(&self, key: usize, value: &str) -> Vec<Written> {
+            let name = ["email", "phone"][key];
+            self.keys.get(&(name.to_string(), value.to_string())).cloned().unwrap_or_default()
         }
     }
 
@@ -262,13 +280,17 @@ mod tests {
         }
     }
 
-    fn rec(id: &str, email: Option<&str>, phone: Option<&str>) -> Mapped {
-        Mapped {
-            source: SourceRecord { source_id: id.into(), origin: String::new(), values: vec![] },
-            values: vec![email.map(str::to_string), phone.map(str::to_string)],
-            issues: vec![],
-            waiting_on: None,
-        }
+    fn decide(
+        d: &mut BatchDeduper<'_>,
+        fake: &Fake,
+        pos: usize,
+        id: &str,
+        email: Option<&str>,
+        phone: Option<&str>,
+    ) -> Decision {
+        let values = vec![email.map(str::to_string), phone.map(str::to_string)];
+        let keys = d.keys_of(&values);
+        d.decide(fake, pos, id, &keys)
     }
 
     #[test]
@@ -283,32 +305,32 @@ mod tests {
         let plan = plan();
         let mut d = BatchDeduper::new(&plan, 5, phonenumber::country::Id::US);
 
-        let upd = d.decide(&fake, 0, &rec("s1", Some("a@x.com"), Some("+16175550100"))).expect("decide");
+        let upd = decide(&mut d, &fake, 0, "s1", Some("a@x.com"), Some("+16175550100"));
         assert_eq!(
             upd,
             Decision::Update { dest_id: "10".into(), matched_by: "email".into(), written_this_run: false },
             "email decides before phone"
         );
-        let amb = d.decide(&fake, 1, &rec("s2", None, Some("+14155552671"))).expect("decide");
+        let amb = decide(&mut d, &fake, 1, "s2", None, Some("+14155552671"));
         assert!(matches!(amb, Decision::Ambiguous { ref candidates, .. } if candidates.len() == 2));
-        let new = d.decide(&fake, 2, &rec("s3", Some("new@x.com"), None)).expect("decide");
+        let new = decide(&mut d, &fake, 2, "s3", Some("new@x.com"), None);
         assert_eq!(new, Decision::Create);
-        let dup = d.decide(&fake, 3, &rec("s4", Some("new@x.com"), None)).expect("decide");
+        let dup = decide(&mut d, &fake, 3, "s4", Some("new@x.com"), None);
         assert_eq!(dup, Decision::IntoLead { lead: 2, matched_by: "email".into() });
-        let again = d.decide(&fake, 4, &rec("s5", Some("a@x.com"), None)).expect("decide");
+        let again = decide(&mut d, &fake, 4, "s5", Some("a@x.com"), None);
         assert_eq!(
             again,
             Decision::IntoLead { lead: 0, matched_by: "email".into() },
             "second update of one record merges into the first"
         );
-        let rerun = d.decide(&fake, 5, &rec("s9", None, None)).expect("decide");
+        let rerun = decide(&mut d, &fake, 5, "s9", None, None);
         assert_eq!(
             rerun,
             Decision::Update { dest_id: "99".into(), matched_by: "source_id".into(), written_this_run: false }
         );
-        let same_run = d.decide(&fake, 6, &rec("s6", Some("run@x.com"), None)).expect("decide");
+        let same_run = decide(&mut d, &fake, 6, "s6", Some("run@x.com"), None);
         assert!(matches!(same_run, Decision::Update { written_this_run: true, .. }));
-        let repeated_id = d.decide(&fake, 7, &rec("s3", None, None)).expect("decide");
+        let repeated_id = decide(&mut d, &fake, 7, "s3", None, None);
         assert_eq!(repeated_id, Decision::IntoLead { lead: 2, matched_by: "source_id".into() });
     }
 

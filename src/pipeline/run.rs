@@ -2,7 +2,7 @@
 //! while this task dedupes, validates, writes and commits them. Every record read ends with
 //! exactly one outcome, committed with the checkpoint that covers it.
 
-use super::dedupe::{BatchDeduper, Decision};
+use super::dedupe::{BatchDeduper, Decision, RecordKeys};
 use super::map::{Mapped, Mapper, Owners, is_blank};
 use super::plan::ObjectPlan;
 use super::progress::{Progress, RunState};
@@ -480,11 +480,18 @@ impl Engine {
         let started = Instant::now();
         sync(|| -> Result<()> {
             let mut dedupe = BatchDeduper::new(plan, run_id, self.settings.region);
-            let clean = items.iter().filter_map(|i| match i {
-                Item::Mapped(m) if m.issues.is_empty() => Some(m),
+            let record_keys: Vec<RecordKeys> = items
+                .iter()
+                .map(|i| match i {
+                    Item::Mapped(m) if m.issues.is_empty() => dedupe.keys_of(&m.values),
+                    _ => Vec::new(),
+                })
+                .collect();
+            let clean = items.iter().zip(&record_keys).filter_map(|(i, k)| match i {
+                Item::Mapped(m) if m.issues.is_empty() => Some((m.source.source_id.as_str(), k)),
                 _ => None,
             });
-            let known = super::dedupe::Prefetched::load(&*lock(&self.store)?, &mut *self.index()?, &dedupe, clean)?;
+            let known = super::dedupe::Prefetched::load(&*lock(&self.store)?, &mut *self.index()?, plan, clean)?;
             for (i, item) in items.iter().enumerate() {
                 match item {
                     Item::Malformed { message, .. } => {
@@ -497,7 +504,7 @@ impl Engine {
                         slots[i].issues = issues;
                     }
                     Item::Mapped(m) => {
-                        let d = dedupe.decide(&known, i, m)?;
+                        let d = dedupe.decide(&known, i, &m.source.source_id, &record_keys[i]);
                         if plan.merge == MergeRule::Queue
                             && let Decision::Update { dest_id, matched_by, .. } = &d
                         {
@@ -638,7 +645,7 @@ impl Engine {
 
         // Write: creates and updates in batches, one result per record.
         let dedupe_keys = BatchDeduper::new(plan, run_id, self.settings.region);
-        let mut keys: Vec<Vec<(String, String)>> = vec![Vec::new(); n];
+        let mut keys: Vec<RecordKeys> = vec![Vec::new(); n];
         let creates: Vec<usize> = (0..n).filter(|&i| finals[i].is_some() && !updates.contains_key(&i)).collect();
         if !creates.is_empty() {
             // Keys are taken before the values move into the write.
@@ -784,7 +791,7 @@ impl Engine {
                             std::mem::take(&mut keys[i])
                         };
                         for (k, v) in own {
-                            commit.match_keys.push((k, v, dest_id.clone()));
+                            commit.match_keys.push((plan.match_keys[k].field.clone(), v, dest_id.clone()));
                         }
                         if resolve_queue {
                             commit.resolved.push(sid.clone());

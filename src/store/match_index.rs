@@ -17,7 +17,8 @@ pub struct MatchIndex {
     conn: Connection,
     path: PathBuf,
     open_object: Option<String>,
-    key_ids: std::collections::HashMap<(String, String), i64>,
+    /// (object, key) → number, looked up without allocating (an object has a few keys).
+    key_ids: Vec<(String, String, i64)>,
     filter: Bloom,
     /// Recent keys, written to SQLite in key order when full: sorted inserts touch each leaf page
     /// once per flush, where hashed keys inserted one by one each land on a random page.
@@ -170,14 +171,14 @@ impl MatchIndex {
     }
 
     fn key_id(&mut self, object: &str, key: &str) -> Result<i64> {
-        if let Some(&k) = self.key_ids.get(&(object.to_string(), key.to_string())) {
-            return Ok(k);
+        if let Some((_, _, k)) = self.key_ids.iter().find(|(o, n, _)| o == object && n == key) {
+            return Ok(*k);
         }
         self.conn.execute("INSERT OR IGNORE INTO key_names (object, key) VALUES (?1, ?2)", [object, key])?;
         let k: i64 =
             self.conn
                 .query_row("SELECT k FROM key_names WHERE object = ?1 AND key = ?2", [object, key], |r| r.get(0))?;
-        self.key_ids.insert((object.to_string(), key.to_string()), k);
+        self.key_ids.push((object.to_string(), key.to_string(), k));
         Ok(k)
     }
 
