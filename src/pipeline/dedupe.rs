@@ -80,6 +80,8 @@ impl Prefetched {
         index: &mut MatchIndex,
         plan: &ObjectPlan,
         records: impl Iterator<Item = (&'a str, &'a RecordKeys)>,
+        in_flight: &HashMap<String, String>,
+        run_id: i64,
     ) -> Result<Self> {
         let mut ids: Vec<&str> = Vec::new();
         let mut values: Vec<Vec<&str>> = vec![Vec::new(); plan.match_keys.len()];
@@ -90,6 +92,14 @@ impl Prefetched {
             }
         }
         let mut out = Prefetched { written: HashMap::new(), keys: vec![HashMap::new(); plan.match_keys.len()] };
+        // Batches still on their way into the store are known from memory.
+        ids.retain(|sid| match in_flight.get(*sid) {
+            Some(dest) => {
+                out.written.insert(sid.to_string(), (dest.clone(), Some(run_id)));
+                false
+            }
+            None => true,
+        });
         for (sid, dest, run) in store.id_map_entries(&plan.name, &index.maybe_written(&ids))? {
             out.written.insert(sid, (dest, Some(run)));
         }

@@ -94,7 +94,12 @@ pub struct Mapper {
     settings: TransformSettings,
     owners: Arc<Owners>,
     store: Store,
+    /// Owner values repeat on nearly every record: each distinct one is resolved once.
+    owner_cache: std::cell::RefCell<HashMap<String, Result<String, Rejection>>>,
 }
+
+/// Distinct owner values remembered per mapper (a source has a few dozen owners, not thousands).
+const OWNER_CACHE: usize = 10_000;
 
 fn blank(v: &Value) -> bool {
     v.as_deref().is_none_or(|s| s.trim().is_empty())
@@ -117,7 +122,7 @@ fn split_part(s: &str, sep: &str, part: Part) -> Option<String> {
 
 impl Mapper {
     pub fn new(plan: Arc<ObjectPlan>, settings: TransformSettings, owners: Arc<Owners>, store: Store) -> Self {
-        Self { plan, settings, owners, store }
+        Self { plan, settings, owners, store, owner_cache: Default::default() }
     }
 
     /// Maps one record. `corrections` are the operator's: `source.FIELD` replaces a source value
@@ -173,7 +178,7 @@ impl Mapper {
             v = translate(table, entries, &v)?;
         }
         if rule.owner {
-            v = self.owners.resolve(&v)?;
+            v = self.resolve_owner(v)?;
         }
         if let Some(parent) = &rule.parent {
             let key = v.trim().to_string();
@@ -207,6 +212,20 @@ impl Mapper {
             };
         }
         Ok(Some(v))
+    }
+}
+
+impl Mapper {
+    fn resolve_owner(&self, value: String) -> Result<String, Rejection> {
+        if let Some(hit) = self.owner_cache.borrow().get(&value) {
+            return hit.clone();
+        }
+        let resolved = self.owners.resolve(&value);
+        let mut cache = self.owner_cache.borrow_mut();
+        if cache.len() < OWNER_CACHE {
+            cache.insert(value, resolved.clone());
+        }
+        resolved
     }
 }
 

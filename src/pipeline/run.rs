@@ -92,6 +92,48 @@ struct MappedBatch {
     done: bool,
 }
 
+/// Where dedupe looks up what was written: a store connection, and the id-map entries of
+/// batches handed to the writer thread but not yet committed (source id → destination id).
+pub(crate) struct Lookups<'a> {
+    store: &'a Mutex<Store>,
+    in_flight: &'a HashMap<String, String>,
+}
+
+/// Id-map entries of batches handed to the writer thread and not yet confirmed committed.
+#[derive(Default)]
+struct InFlight {
+    ids: HashMap<String, String>,
+    batches: Vec<(u64, Vec<String>)>,
+}
+
+impl InFlight {
+    fn add(&mut self, batch: u64, id_map: &[(String, String)]) {
+        for (sid, dest) in id_map {
+            self.ids.insert(sid.clone(), dest.clone());
+        }
+        self.batches.push((batch, id_map.iter().map(|(sid, _)| sid.clone()).collect()));
+    }
+
+    /// Forgets batches the writer confirmed; `block` waits for all of them (the writer is done).
+    fn settle(&mut self, done: &std::sync::mpsc::Receiver<(u64, Result<()>)>, block: bool) -> Result<()> {
+        loop {
+            let next = if block { done.recv().ok() } else { done.try_recv().ok() };
+            let Some((confirmed, result)) = next else { return Ok(()) };
+            result?;
+            let ids = &mut self.ids;
+            self.batches.retain(|(batch, sids)| {
+                let keep = *batch > confirmed;
+                if !keep {
+                    sids.iter().for_each(|sid| {
+                        ids.remove(sid);
+                    });
+                }
+                keep
+            });
+        }
+    }
+}
+
 /// What became of one position of a batch.
 #[derive(Default)]
 struct Slot {
@@ -392,42 +434,90 @@ impl Engine {
         let mut counts = Counts::default();
         let threshold = self.project.config.project.halt_error_rate;
         let mut halt = None;
+
+        // The store commit of batch k runs on a writer thread while batch k+1 is deduped and
+        // written; at most one batch waits behind the one being committed. Dedupe sees the
+        // uncommitted batches through `in_flight`.
+        let (commit_tx, commit_rx) = std::sync::mpsc::sync_channel::<(u64, BatchCommit)>(1);
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<(u64, Result<()>)>();
+        let writer = {
+            let (store, timings) = (self.store.clone(), self.timings.clone());
+            tokio::task::spawn_blocking(move || {
+                for (no, commit) in commit_rx {
+                    let started = Instant::now();
+                    let result = lock(&store).and_then(|mut s| s.commit_batch(&commit));
+                    timings.add(Stage::Commit, started.elapsed());
+                    let failed = result.is_err();
+                    if done_tx.send((no, result)).is_err() || failed {
+                        return;
+                    }
+                }
+            })
+        };
+        let reader = Mutex::new(Store::open_reader(&self.store_path)?);
+        let mut in_flight = InFlight::default();
         let mut batch_no = 0u64;
-        while let Some(msg) = rx.recv().await {
-            let MappedBatch { items, next, done } = msg?;
-            batch_no += 1;
-            let n = items.len() as u64;
-            let before = counts;
-            let commit = self
-                .process_batch(run_id, plan, &prepared.owners, items, &mut counts, Some(next.0), done, resolve_queue)
-                .await?;
-            let rules = rule_tally(&commit);
-            self.timings.time(Stage::Commit, || sync(|| lock(&self.store)?.commit_batch(&commit)))?;
-            self.timings.time(Stage::Index, || {
-                sync(|| -> Result<()> {
-                    let mut index = self.index()?;
-                    index.add(&plan.name, &commit.match_keys, Some(run_id))?;
-                    index.note_written(commit.id_map.iter().map(|(sid, _)| sid));
-                    Ok(())
-                })
-            })?;
-            self.progress.send_modify(|p| p.objects[position].counts = counts);
-            let bad = (counts.failed - before.failed) + (counts.queued - before.queued);
-            if n >= 20 && bad as f64 / n as f64 > threshold {
-                halt = Some(format!(
-                    "{bad} of {n} records in batch {batch_no} of {} were failed or queued ({:.0}%, above the \
-                     halt threshold of {:.0}%); most common: {}",
-                    plan.name,
-                    100.0 * bad as f64 / n as f64,
-                    100.0 * threshold,
-                    rules
-                ));
-                break;
+        let outcome: Result<()> = async {
+            while let Some(msg) = rx.recv().await {
+                let MappedBatch { items, next, done } = msg?;
+                batch_no += 1;
+                let n = items.len() as u64;
+                let before = counts;
+                let lookups = Lookups { store: &reader, in_flight: &in_flight.ids };
+                let commit = self
+                    .process_batch(
+                        run_id,
+                        plan,
+                        &prepared.owners,
+                        items,
+                        &mut counts,
+                        Some(next.0),
+                        done,
+                        resolve_queue,
+                        &lookups,
+                    )
+                    .await?;
+                let rules = rule_tally(&commit);
+                self.timings.time(Stage::Index, || {
+                    sync(|| -> Result<()> {
+                        let mut index = self.index()?;
+                        index.add(&plan.name, &commit.match_keys, Some(run_id))?;
+                        index.note_written(commit.id_map.iter().map(|(sid, _)| sid));
+                        Ok(())
+                    })
+                })?;
+                in_flight.add(batch_no, &commit.id_map);
+                sync(|| commit_tx.send((batch_no, commit)).is_ok())
+                    .then_some(())
+                    .ok_or_else(|| eyre!("the store writer stopped"))?;
+                in_flight.settle(&done_rx, false)?;
+                self.progress.send_modify(|p| p.objects[position].counts = counts);
+                let bad = (counts.failed - before.failed) + (counts.queued - before.queued);
+                if n >= 20 && bad as f64 / n as f64 > threshold {
+                    halt = Some(format!(
+                        "{bad} of {n} records in batch {batch_no} of {} were failed or queued ({:.0}%, above the \
+                         halt threshold of {:.0}%); most common: {}",
+                        plan.name,
+                        100.0 * bad as f64 / n as f64,
+                        100.0 * threshold,
+                        rules
+                    ));
+                    break;
+                }
+                if done {
+                    break;
+                }
             }
-            if done {
-                break;
-            }
+            Ok(())
         }
+        .await;
+        // Whatever happened, every batch handed to the writer is committed before going on.
+        drop(commit_tx);
+        let written = writer.await;
+        let settled = in_flight.settle(&done_rx, true);
+        outcome?;
+        settled?;
+        written.map_err(|e| eyre!("the store writer failed: {e}"))?;
         drop(rx);
         let _ = producer.await;
         if halt.is_none() && counts.extracted != total {
@@ -471,6 +561,7 @@ impl Engine {
         cursor: Option<String>,
         done: bool,
         resolve_queue: bool,
+        lookups: &Lookups<'_>,
     ) -> Result<BatchCommit> {
         let n = items.len();
         let mut slots: Vec<Slot> = (0..n).map(|_| Slot::default()).collect();
@@ -491,7 +582,14 @@ impl Engine {
                 Item::Mapped(m) if m.issues.is_empty() => Some((m.source.source_id.as_str(), k)),
                 _ => None,
             });
-            let known = super::dedupe::Prefetched::load(&*lock(&self.store)?, &mut *self.index()?, plan, clean)?;
+            let known = super::dedupe::Prefetched::load(
+                &*lock(lookups.store)?,
+                &mut *self.index()?,
+                plan,
+                clean,
+                lookups.in_flight,
+                run_id,
+            )?;
             for (i, item) in items.iter().enumerate() {
                 match item {
                     Item::Malformed { message, .. } => {
@@ -900,8 +998,12 @@ impl Engine {
                         .map(|q| mapper.map(source_record(plan, q), &q.corrections).map(Item::Mapped))
                         .collect::<Result<_>>()
                 })?;
-                let commit =
-                    self.process_batch(run_id, plan, &prepared.owners, batch, &mut counts, None, false, true).await?;
+                let commit = {
+                    let none = HashMap::new();
+                    let lookups = Lookups { store: &self.store, in_flight: &none };
+                    self.process_batch(run_id, plan, &prepared.owners, batch, &mut counts, None, false, true, &lookups)
+                        .await?
+                };
                 let written: Vec<String> = commit.id_map.iter().map(|(s, _)| s.clone()).collect();
                 sync(|| -> Result<()> {
                     let store = &mut *lock(&self.store)?;

@@ -122,17 +122,21 @@ pub fn parse_when(value: &str, day_first: bool) -> Result<NaiveDateTime, Rejecti
         return Err(Rejection::new(Rule::InvalidDate, format!("'{v}' is a zero date: there is no such day"))
             .suggest("leave the field blank in the source, or give the real date"));
     }
-    if let Ok(dt) = DateTime::parse_from_rfc3339(v) {
-        return Ok(dt.naive_utc());
-    }
-    for f in DATETIME_FORMATS {
-        if let Ok(dt) = NaiveDateTime::parse_from_str(v, f) {
-            return Ok(dt);
+    // "03/05/2024" can only be a slashed date: skip the formats that cannot match it.
+    let slashed = v.contains('/') && !v.as_bytes().get(..4).is_some_and(|p| p.iter().all(u8::is_ascii_digit));
+    if !slashed {
+        if let Ok(dt) = DateTime::parse_from_rfc3339(v) {
+            return Ok(dt.naive_utc());
         }
-    }
-    for f in DATE_FORMATS {
-        if let Ok(d) = NaiveDate::parse_from_str(v, f) {
-            return Ok(d.and_time(NaiveTime::MIN));
+        for f in DATETIME_FORMATS {
+            if let Ok(dt) = NaiveDateTime::parse_from_str(v, f) {
+                return Ok(dt);
+            }
+        }
+        for f in DATE_FORMATS {
+            if let Ok(d) = NaiveDate::parse_from_str(v, f) {
+                return Ok(d.and_time(NaiveTime::MIN));
+            }
         }
     }
     // Slashed dates: month first unless configured otherwise; a first number above 12 can only be a day.
