@@ -2,7 +2,7 @@
 
 use super::{EXIT_FAILED, EXIT_OK, not_started, report_run};
 use crate::project::Project;
-use crate::store::{QueueFilter, RunKind};
+use crate::store::QueueFilter;
 use clap::Subcommand;
 use color_eyre::eyre::{Result, bail};
 use std::path::PathBuf;
@@ -165,16 +165,7 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
             println!("Queue item {id} corrected; run `cutover queue reprocess {id}` to write it.");
         }
         QueueAction::Skip { id, reason } => {
-            let Some(item) = store.queue_item(id)? else { bail!("no queue item {id}") };
-            let run_id = store.begin_run(RunKind::Reprocess, &crate::store::os_user(), &project.config.hash)?;
-            store.begin_object(run_id, &item.object, 0, None)?;
-            store.queue_skip(id, &reason, run_id)?;
-            let mut counts = crate::model::Counts { extracted: 1, ..Default::default() };
-            counts.add(crate::model::Outcome::Skipped);
-            store
-                .conn()
-                .execute("UPDATE run_objects SET extracted = 1, skipped = 1, done = 1 WHERE run_id = ?1", [run_id])?;
-            store.finish_run(run_id, "completed", None)?;
+            let (_, item) = store.skip_queued(id, &reason, &project.config.hash)?;
             println!("Queue item {id} ({} {}) skipped: {reason}", item.object, item.source_id);
         }
         QueueAction::Reprocess { .. } => {}

@@ -197,8 +197,36 @@ impl Store {
         Ok(it)
     }
 
-    /// Skips a pending item with a reason; it will not be written.
-    pub fn queue_skip(&self, id: i64, reason: &str, run_id: i64) -> Result<QueueItem> {
+    /// Skips a pending item with a reason, as a run of its own: the record's outcome is
+    /// `skipped`, counted and audited, in one transaction.
+    pub fn skip_queued(&self, id: i64, reason: &str, config_hash: &str) -> Result<(i64, QueueItem)> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let result = (|| -> Result<(i64, QueueItem)> {
+            let Some(item) = self.queue_item(id)? else { bail!("no queue item {id}") };
+            let run_id = self.begin_run(super::RunKind::Reprocess, &super::os_user(), config_hash)?;
+            self.begin_object(run_id, &item.object, 0, None)?;
+            let item = self.queue_skip(id, reason, run_id)?;
+            self.conn.execute(
+                "UPDATE run_objects SET extracted = 1, skipped = 1, done = 1 WHERE run_id = ?1 AND object = ?2",
+                params![run_id, item.object],
+            )?;
+            self.finish_run(run_id, "completed", None)?;
+            Ok((run_id, item))
+        })();
+        match result {
+            Ok(done) => {
+                self.conn.execute_batch("COMMIT")?;
+                Ok(done)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    /// Marks a pending item skipped and audits the reason (inside `skip_queued`'s run).
+    fn queue_skip(&self, id: i64, reason: &str, run_id: i64) -> Result<QueueItem> {
         let Some(mut it) = self.queue_item(id)? else { bail!("no queue item {id}") };
         if !it.status.is_pending() {
             bail!("queue item {id} is {} — only open items can be skipped", it.status.as_str());
