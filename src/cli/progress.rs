@@ -24,13 +24,14 @@ pub fn spawn(mut rx: watch::Receiver<Progress>, tty: bool) -> Display {
         let bar = tty.then(|| {
             let bar = ProgressBar::new(0);
             bar.set_style(
-                ProgressStyle::with_template("{spinner} {msg:<28} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta})")
+                ProgressStyle::with_template("{spinner} {prefix:<30} [{bar:30}] {msg}")
                     .unwrap_or_else(|_| ProgressStyle::default_bar())
                     .progress_chars("=> "),
             );
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
+        let started = std::time::Instant::now();
         let mut last_line = std::time::Instant::now();
         let mut last_object = None;
         loop {
@@ -40,9 +41,11 @@ pub fn spawn(mut rx: watch::Receiver<Progress>, tty: bool) -> Display {
             }
             let p = rx.borrow_and_update().clone();
             if let Some(bar) = &bar {
-                bar.set_length(p.total().max(1));
-                bar.set_position(p.processed());
-                bar.set_message(p.phase.clone());
+                let (done, total) = (p.processed(), p.total());
+                bar.set_length(total.max(1));
+                bar.set_position(done);
+                bar.set_prefix(p.phase.clone());
+                bar.set_message(rate_line(done, total, started.elapsed()));
             } else {
                 // Plain lines for logs and pipes: one when an object finishes, one every 5 s.
                 if p.current != last_object {
@@ -76,4 +79,46 @@ pub fn spawn(mut rx: watch::Receiver<Progress>, tty: bool) -> Display {
 
 fn line(o: &crate::pipeline::progress::ObjectProgress) -> String {
     format!("{}: {} of {} records processed", o.name, o.counts.extracted, o.total.unwrap_or(0))
+}
+
+/// "84,000 / 400,000 · 30,123 records/s · about 11 s left"
+fn rate_line(done: u64, total: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64();
+    let rate = if secs > 0.5 { done as f64 / secs } else { 0.0 };
+    let mut line = format!("{} / {}", thousands(done), thousands(total));
+    if rate > 0.0 {
+        line.push_str(&format!(" · {} records/s", thousands(rate as u64)));
+        if total > done {
+            line.push_str(&format!(" · about {} s left", ((total - done) as f64 / rate).ceil() as u64));
+        }
+    }
+    line
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_line_reads_well() {
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(12), "12");
+        assert_eq!(
+            rate_line(84_000, 400_000, Duration::from_secs(2)),
+            "84,000 / 400,000 · 42,000 records/s · about 8 s left"
+        );
+        assert_eq!(rate_line(0, 10, Duration::ZERO), "0 / 10");
+    }
 }
