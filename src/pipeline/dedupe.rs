@@ -3,8 +3,11 @@
 //! then each configured match key — against the destination's match index and against records
 //! earlier in the same batch. One candidate decides; several hold the record for an operator.
 
+use super::map::is_blank;
 use super::plan::{KeyKind, ObjectPlan};
 use super::transform;
+use crate::config::MergeRule;
+use crate::model::Value;
 use crate::store::{MatchIndex, Store};
 use color_eyre::eyre::Result;
 use std::collections::HashMap;
@@ -250,10 +253,22 @@ impl<'p> BatchDeduper<'p> {
     }
 }
 
+/// Applies a merge rule: `current` is what the destination (or the lead record) holds.
+pub fn merge(current: &[Value], incoming: &[Value], rule: MergeRule) -> Vec<Value> {
+    current
+        .iter()
+        .zip(incoming)
+        .map(|(cur, inc)| match rule {
+            MergeRule::FillBlanks if is_blank(cur) && !is_blank(inc) => inc.clone(),
+            MergeRule::SourceWins if !is_blank(inc) => inc.clone(),
+            _ => cur.clone(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::MergeRule;
     use crate::model::DestSchema;
     use crate::pipeline::plan::MatchKey;
     use std::sync::Arc;
@@ -350,5 +365,15 @@ mod tests {
         assert_eq!(normalize_key(KeyKind::Email, " Ann@X.com ", false, us).as_deref(), Some("ann@x.com"));
         assert_eq!(normalize_key(KeyKind::Phone, "(415) 555-2671", false, us).as_deref(), Some("+14155552671"));
         assert_eq!(normalize_key(KeyKind::Text, "  ", false, us), None);
+    }
+
+    #[test]
+    fn merge_rules() {
+        let s = |v: &str| Some(v.to_string());
+        let cur = vec![s("Ann"), None, s("old")];
+        let inc = vec![s("Anne"), s("+1"), None];
+        assert_eq!(merge(&cur, &inc, MergeRule::FillBlanks), vec![s("Ann"), s("+1"), s("old")]);
+        assert_eq!(merge(&cur, &inc, MergeRule::SourceWins), vec![s("Anne"), s("+1"), s("old")]);
+        assert_eq!(merge(&cur, &inc, MergeRule::DestinationWins), cur);
     }
 }

@@ -1,9 +1,11 @@
 //! The pipeline: extract → map → dedupe → validate → write, one module a stage; `run` drives them.
 //!
-//! Extraction is the source connector's `read_batch` (see `connect`), streamed by the producer
-//! task in `run`; writing is the destination connector's batched create/update, driven from `run`.
+//! `extract` streams batches from the source connector and maps them on a producer task;
+//! `run` dedupes, validates and writes each batch, and hands its commit to the store writer.
 
+pub mod commit;
 pub mod dedupe;
+pub mod extract;
 pub mod map;
 pub mod phone_validity;
 pub mod plan;
@@ -12,6 +14,7 @@ pub mod run;
 pub mod timings;
 pub mod transform;
 pub mod validate;
+pub mod write;
 
 pub use progress::{Progress, RunState};
 pub use run::{Engine, Finish, RunFailure, RunSummary};

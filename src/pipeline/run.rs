@@ -2,16 +2,19 @@
 //! while this task dedupes, validates, writes and commits them. Every record read ends with
 //! exactly one outcome, committed with the checkpoint that covers it.
 
-use super::dedupe::{BatchDeduper, Decision, RecordKeys};
-use super::map::{Mapped, Mapper, Owners, is_blank};
+use super::commit::CommitWriter;
+use super::dedupe::{BatchDeduper, Decision, RecordKeys, merge};
+use super::extract::{self, Item, MappedBatch};
+use super::map::{Mapper, Owners};
 use super::plan::ObjectPlan;
 use super::progress::{Progress, RunState};
 use super::timings::{Stage, Timings};
 use super::transform::TransformSettings;
 use super::validate::validate;
+use super::write;
 use crate::config::{ConfigError, LoadedConfig, MergeRule, Problems, check};
-use crate::connect::{Change, Cursor, Destination, NewRecords, Source};
-use crate::model::{Counts, DestSchema, Extracted, FieldNames, Issue, Outcome, Rule, SourceRecord, Value};
+use crate::connect::{Cursor, Destination, Source};
+use crate::model::{Counts, DestSchema, FieldNames, Issue, Outcome, Rule, SourceRecord, Value};
 use crate::store::{AuditRow, BatchCommit, MatchIndex, QueueItem, QueueWrite, RunKind, Store, match_index, os_user};
 use color_eyre::eyre::{Result, WrapErr, eyre};
 use indexmap::IndexMap;
@@ -19,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 /// How a run ended.
@@ -80,58 +83,11 @@ pub struct Engine {
     timings: Arc<Timings>,
 }
 
-/// One position of a batch, as the consumer receives it.
-pub enum Item {
-    Malformed { source_id: String, origin: String, message: String },
-    Mapped(Mapped),
-}
-
-struct MappedBatch {
-    items: Vec<Item>,
-    next: Cursor,
-    done: bool,
-}
-
 /// Where dedupe looks up what was written: a store connection, and the id-map entries of
 /// batches handed to the writer thread but not yet committed (source id → destination id).
 pub(crate) struct Lookups<'a> {
     store: &'a Mutex<Store>,
     in_flight: &'a HashMap<String, String>,
-}
-
-/// Id-map entries of batches handed to the writer thread and not yet confirmed committed.
-#[derive(Default)]
-struct InFlight {
-    ids: HashMap<String, String>,
-    batches: Vec<(u64, Vec<String>)>,
-}
-
-impl InFlight {
-    fn add(&mut self, batch: u64, id_map: &[(String, String)]) {
-        for (sid, dest) in id_map {
-            self.ids.insert(sid.clone(), dest.clone());
-        }
-        self.batches.push((batch, id_map.iter().map(|(sid, _)| sid.clone()).collect()));
-    }
-
-    /// Forgets batches the writer confirmed; `block` waits for all of them (the writer is done).
-    fn settle(&mut self, done: &std::sync::mpsc::Receiver<(u64, Result<()>)>, block: bool) -> Result<()> {
-        loop {
-            let next = if block { done.recv().ok() } else { done.try_recv().ok() };
-            let Some((confirmed, result)) = next else { return Ok(()) };
-            result?;
-            let ids = &mut self.ids;
-            self.batches.retain(|(batch, sids)| {
-                let keep = *batch > confirmed;
-                if !keep {
-                    sids.iter().for_each(|sid| {
-                        ids.remove(sid);
-                    });
-                }
-                keep
-            });
-        }
-    }
 }
 
 /// What became of one position of a batch.
@@ -385,77 +341,16 @@ impl Engine {
         total: u64,
     ) -> Result<Option<String>> {
         let batch_size = self.project.config.project.batch_size;
-        let (tx, mut rx) = mpsc::channel::<Result<MappedBatch>>(2);
         let mapper = self.mapper(plan, &prepared.owners)?;
-        let source = self.source.clone();
-        let producer_plan = plan.clone();
-        let no_corrections = IndexMap::new();
-        let timings = self.timings.clone();
-        let producer = tokio::spawn(async move {
-            let mut cursor = Cursor::start();
-            loop {
-                let started = Instant::now();
-                let batch = match source
-                    .read_batch(&producer_plan.source_object, &producer_plan.id_field, &cursor, batch_size)
-                    .await
-                {
-                    Ok(b) => b,
-                    Err(e) => {
-                        let _ = tx.send(Err(e)).await;
-                        return;
-                    }
-                };
-                timings.add(Stage::Extract, started.elapsed());
-                let started = Instant::now();
-                let mapped = sync(|| {
-                    batch
-                        .records
-                        .into_iter()
-                        .map(|r| match r {
-                            Extracted::Record(rec) => mapper.map(rec, &no_corrections).map(Item::Mapped),
-                            Extracted::Malformed { source_id, origin, message } => {
-                                Ok(Item::Malformed { source_id, origin, message })
-                            }
-                        })
-                        .collect::<Result<Vec<_>>>()
-                });
-                timings.add(Stage::Map, started.elapsed());
-                let done = batch.done;
-                let next = batch.next.clone();
-                let msg = mapped.map(|items| MappedBatch { items, next: batch.next, done });
-                let failed = msg.is_err();
-                if tx.send(msg).await.is_err() || done || failed {
-                    return;
-                }
-                cursor = next;
-            }
-        });
+        let (mut rx, producer) =
+            extract::spawn(self.source.clone(), plan.clone(), mapper, batch_size, self.timings.clone());
         let resolve_queue = sync(|| lock(&self.store)?.open_queue_count(&plan.name))? > 0;
         let mut counts = Counts::default();
         let threshold = self.project.config.project.halt_error_rate;
         let mut halt = None;
 
-        // The store commit of batch k runs on a writer thread while batch k+1 is deduped and
-        // written; at most one batch waits behind the one being committed. Dedupe sees the
-        // uncommitted batches through `in_flight`.
-        let (commit_tx, commit_rx) = std::sync::mpsc::sync_channel::<(u64, BatchCommit)>(1);
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<(u64, Result<()>)>();
-        let writer = {
-            let (store, timings) = (self.store.clone(), self.timings.clone());
-            tokio::task::spawn_blocking(move || {
-                for (no, commit) in commit_rx {
-                    let started = Instant::now();
-                    let result = lock(&store).and_then(|mut s| s.commit_batch(&commit));
-                    timings.add(Stage::Commit, started.elapsed());
-                    let failed = result.is_err();
-                    if done_tx.send((no, result)).is_err() || failed {
-                        return;
-                    }
-                }
-            })
-        };
+        let mut writer = CommitWriter::start(self.store.clone(), self.timings.clone());
         let reader = Mutex::new(Store::open_reader(&self.store_path)?);
-        let mut in_flight = InFlight::default();
         let mut batch_no = 0u64;
         let outcome: Result<()> = async {
             while let Some(msg) = rx.recv().await {
@@ -463,7 +358,7 @@ impl Engine {
                 batch_no += 1;
                 let n = items.len() as u64;
                 let before = counts;
-                let lookups = Lookups { store: &reader, in_flight: &in_flight.ids };
+                let lookups = Lookups { store: &reader, in_flight: writer.in_flight() };
                 let commit = self
                     .process_batch(
                         run_id,
@@ -486,11 +381,7 @@ impl Engine {
                         Ok(())
                     })
                 })?;
-                in_flight.add(batch_no, &commit.id_map);
-                sync(|| commit_tx.send((batch_no, commit)).is_ok())
-                    .then_some(())
-                    .ok_or_else(|| eyre!("the store writer stopped"))?;
-                in_flight.settle(&done_rx, false)?;
+                writer.send(batch_no, commit)?;
                 self.progress.send_modify(|p| p.objects[position].counts = counts);
                 let bad = (counts.failed - before.failed) + (counts.queued - before.queued);
                 if n >= 20 && bad as f64 / n as f64 > threshold {
@@ -512,12 +403,9 @@ impl Engine {
         }
         .await;
         // Whatever happened, every batch handed to the writer is committed before going on.
-        drop(commit_tx);
-        let written = writer.await;
-        let settled = in_flight.settle(&done_rx, true);
+        let written = writer.finish().await;
         outcome?;
-        settled?;
-        written.map_err(|e| eyre!("the store writer failed: {e}"))?;
+        written?;
         drop(rx);
         let _ = producer.await;
         if halt.is_none() && counts.extracted != total {
@@ -754,12 +642,8 @@ impl Engine {
             }
             let rows = creates.iter().filter_map(|&i| finals[i].take()).collect();
             let started = Instant::now();
-            let results =
-                self.dest.create(&plan.dest_object, NewRecords { fields: plan.dest_fields.clone(), rows }).await?;
+            let results = write::create(self.dest.as_ref(), plan, rows).await?;
             self.timings.add(Stage::Write, started.elapsed());
-            if results.len() != creates.len() {
-                return Err(eyre!("the destination answered {} results for {} records", results.len(), creates.len()));
-            }
             for (&i, r) in creates.iter().zip(results) {
                 match r {
                     Ok(id) => {
@@ -779,29 +663,16 @@ impl Engine {
         for &i in &order {
             let (dest_id, cur, _) = &updates[&i];
             let fin = finals[i].as_ref().ok_or_else(|| eyre!("update without values"))?;
-            let changed: Vec<usize> = (0..fields.len()).filter(|&f| cur[f] != fin[f]).collect();
-            if !changed.is_empty() {
-                let before: IndexMap<&String, &Value> = changed.iter().map(|&f| (&fields[f], &cur[f])).collect();
-                slots[i].before_image = Some(serde_json::to_string(&before)?);
-            }
-            slots[i].detail = Some(if changed.is_empty() {
-                "no change".into()
-            } else {
-                format!("changed {}", changed.iter().map(|&f| fields[f].as_str()).collect::<Vec<_>>().join(", "))
-            });
+            let planned = write::plan_update(&fields, dest_id, cur, fin)?;
+            slots[i].before_image = planned.before_image;
+            slots[i].detail = Some(planned.detail);
             keys[i] = dedupe_keys.keys_of(fin);
-            changes.push(Change {
-                dest_id: dest_id.clone(),
-                values: changed.iter().map(|&f| (fields[f].clone(), fin[f].clone())).collect(),
-            });
+            changes.push(planned.change);
         }
         if !changes.is_empty() {
             let started = Instant::now();
-            let results = self.dest.update(&plan.dest_object, &changes).await?;
+            let results = write::update(self.dest.as_ref(), plan, &changes).await?;
             self.timings.add(Stage::Write, started.elapsed());
-            if results.len() != changes.len() {
-                return Err(eyre!("the destination answered {} results for {} updates", results.len(), changes.len()));
-            }
             for (&i, r) in order.iter().zip(results) {
                 let written_this_run = updates[&i].2;
                 match r {
@@ -1060,32 +931,4 @@ fn rule_tally(commit: &BatchCommit) -> String {
     tally.sort_by(|_, a, _, b| b.cmp(a));
     let parts: Vec<String> = tally.iter().take(3).map(|(k, v)| format!("{k} ({v})")).collect();
     if parts.is_empty() { "none".into() } else { parts.join(", ") }
-}
-
-/// Applies a merge rule: `current` is what the destination (or the lead record) holds.
-pub fn merge(current: &[Value], incoming: &[Value], rule: MergeRule) -> Vec<Value> {
-    current
-        .iter()
-        .zip(incoming)
-        .map(|(cur, inc)| match rule {
-            MergeRule::FillBlanks if is_blank(cur) && !is_blank(inc) => inc.clone(),
-            MergeRule::SourceWins if !is_blank(inc) => inc.clone(),
-            _ => cur.clone(),
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn merge_rules() {
-        let s = |v: &str| Some(v.to_string());
-        let cur = vec![s("Ann"), None, s("old")];
-        let inc = vec![s("Anne"), s("+1"), None];
-        assert_eq!(merge(&cur, &inc, MergeRule::FillBlanks), vec![s("Ann"), s("+1"), s("old")]);
-        assert_eq!(merge(&cur, &inc, MergeRule::SourceWins), vec![s("Anne"), s("+1"), s("old")]);
-        assert_eq!(merge(&cur, &inc, MergeRule::DestinationWins), cur);
-    }
 }

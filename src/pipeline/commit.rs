@@ -1,0 +1,91 @@
+//! Committing batches to the state store, behind the pipeline: the commit of batch k (its
+//! outcomes, audit rows, id map, queue items and checkpoint, in one transaction) runs on a writer
+//! thread while batch k+1 is deduped and written. At most one batch waits behind the one being
+//! committed. Until the writer confirms a batch, its id-map entries are kept in memory, so dedupe
+//! of the very next batch still finds the records it wrote.
+
+use super::timings::{Stage, Timings};
+use crate::store::{BatchCommit, Store};
+use color_eyre::eyre::{Result, eyre};
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::task::JoinHandle;
+
+pub struct CommitWriter {
+    send: Option<SyncSender<(u64, BatchCommit)>>,
+    confirmed: Receiver<(u64, Result<()>)>,
+    handle: JoinHandle<()>,
+    /// Source id → destination id of batches not yet confirmed committed.
+    in_flight: HashMap<String, String>,
+    batches: Vec<(u64, Vec<String>)>,
+}
+
+impl CommitWriter {
+    pub fn start(store: Arc<Mutex<Store>>, timings: Arc<Timings>) -> Self {
+        let (send, batches) = std::sync::mpsc::sync_channel::<(u64, BatchCommit)>(1);
+        let (confirm, confirmed) = std::sync::mpsc::channel::<(u64, Result<()>)>();
+        let handle = tokio::task::spawn_blocking(move || {
+            for (no, commit) in batches {
+                let started = Instant::now();
+                let result = store
+                    .lock()
+                    .map_err(|_| eyre!("state store lock poisoned"))
+                    .and_then(|mut s| s.commit_batch(&commit));
+                timings.add(Stage::Commit, started.elapsed());
+                let failed = result.is_err();
+                if confirm.send((no, result)).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Self { send: Some(send), confirmed, handle, in_flight: HashMap::new(), batches: Vec::new() }
+    }
+
+    /// The id-map entries handed over but not yet committed.
+    pub fn in_flight(&self) -> &HashMap<String, String> {
+        &self.in_flight
+    }
+
+    /// Hands a batch to the writer; waits while another batch is already waiting.
+    pub fn send(&mut self, batch: u64, commit: BatchCommit) -> Result<()> {
+        for (sid, dest) in &commit.id_map {
+            self.in_flight.insert(sid.clone(), dest.clone());
+        }
+        self.batches.push((batch, commit.id_map.iter().map(|(sid, _)| sid.clone()).collect()));
+        let send = self.send.as_ref().ok_or_else(|| eyre!("the store writer is closed"))?;
+        let sent = tokio::task::block_in_place(|| send.send((batch, commit)).is_ok());
+        if !sent {
+            return Err(eyre!("the store writer stopped"));
+        }
+        self.settle(false)
+    }
+
+    /// Waits until every batch handed over is committed; returns the first failure.
+    pub async fn finish(mut self) -> Result<()> {
+        self.send = None;
+        let joined = (&mut self.handle).await;
+        self.settle(true)?;
+        joined.map_err(|e| eyre!("the store writer failed: {e}"))
+    }
+
+    /// Forgets batches the writer confirmed; `all` waits for every one (the writer is closing).
+    fn settle(&mut self, all: bool) -> Result<()> {
+        loop {
+            let next = if all { self.confirmed.recv().ok() } else { self.confirmed.try_recv().ok() };
+            let Some((confirmed, result)) = next else { return Ok(()) };
+            result?;
+            let ids = &mut self.in_flight;
+            self.batches.retain(|(batch, sids)| {
+                let keep = *batch > confirmed;
+                if !keep {
+                    for sid in sids {
+                        ids.remove(sid);
+                    }
+                }
+                keep
+            });
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The extract stage: a producer task streams a source object in batches from a resumable
+//! cursor and maps each batch, so the next batch is read and mapped while the current one is
+//! deduped and written. At most two mapped batches wait: memory stays flat as the source grows.
+
+use super::map::{Mapped, Mapper};
+use super::plan::ObjectPlan;
+use super::timings::{Stage, Timings};
+use crate::connect::{Cursor, Source};
+use crate::model::Extracted;
+use color_eyre::eyre::Result;
+use indexmap::IndexMap;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// One position of a batch: a mapped record, or a row the source could not read.
+pub enum Item {
+    Malformed { source_id: String, origin: String, message: String },
+    Mapped(Mapped),
+}
+
+/// A mapped batch and where the source continues after it.
+pub struct MappedBatch {
+    pub items: Vec<Item>,
+    pub next: Cursor,
+    pub done: bool,
+}
+
+/// Starts the producer. It stops after the last batch, on the first error (which it sends), or
+/// when the receiver is dropped.
+pub fn spawn(
+    source: Arc<dyn Source>,
+    plan: Arc<ObjectPlan>,
+    mapper: Mapper,
+    batch_size: usize,
+    timings: Arc<Timings>,
+) -> (mpsc::Receiver<Result<MappedBatch>>, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel::<Result<MappedBatch>>(2);
+    let handle = tokio::spawn(async move {
+        let no_corrections = IndexMap::new();
+        let mut cursor = Cursor::start();
+        loop {
+            let started = Instant::now();
+            let batch = match source.read_batch(&plan.source_object, &plan.id_field, &cursor, batch_size).await {
+                Ok(b) => b,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
+            timings.add(Stage::Extract, started.elapsed());
+            let started = Instant::now();
+            // Mapping is CPU work with store reads for parent ids: keep it off the async threads' queue.
+            let mapped = tokio::task::block_in_place(|| {
+                batch
+                    .records
+                    .into_iter()
+                    .map(|r| match r {
+                        Extracted::Record(rec) => mapper.map(rec, &no_corrections).map(Item::Mapped),
+                        Extracted::Malformed { source_id, origin, message } => {
+                            Ok(Item::Malformed { source_id, origin, message })
+                        }
+                    })
+                    .collect::<Result<Vec<_>>>()
+            });
+            timings.add(Stage::Map, started.elapsed());
+            let done = batch.done;
+            let next = batch.next.clone();
+            let msg = mapped.map(|items| MappedBatch { items, next: batch.next, done });
+            let failed = msg.is_err();
+            if tx.send(msg).await.is_err() || done || failed {
+                return;
+            }
+            cursor = next;
+        }
+    });
+    (rx, handle)
+}

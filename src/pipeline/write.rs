@@ -1,0 +1,74 @@
+//! The write stage: creates and updates go to the destination in batches, and every record gets
+//! its own answer (its destination id, or the destination's message). An update changes only the
+//! fields whose value differs, and keeps a before-image of what it overwrote for the audit log.
+
+use super::plan::ObjectPlan;
+use crate::connect::{Change, Destination, NewRecords, WriteResult};
+use crate::model::Value;
+use color_eyre::eyre::{Result, eyre};
+use indexmap::IndexMap;
+
+/// One destination record to update.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedUpdate {
+    pub change: Change,
+    /// JSON of the changed fields' values before the update; `None` when nothing changes.
+    pub before_image: Option<String>,
+    /// "changed a, b" or "no change", for the audit log.
+    pub detail: String,
+}
+
+/// Compares the destination's current values with the final ones.
+pub fn plan_update(fields: &[String], dest_id: &str, current: &[Value], target: &[Value]) -> Result<PlannedUpdate> {
+    let changed: Vec<usize> = (0..fields.len()).filter(|&f| current.get(f) != target.get(f)).collect();
+    let before_image = if changed.is_empty() {
+        None
+    } else {
+        let before: IndexMap<&String, &Value> = changed.iter().map(|&f| (&fields[f], &current[f])).collect();
+        Some(serde_json::to_string(&before)?)
+    };
+    let detail = if changed.is_empty() {
+        "no change".to_string()
+    } else {
+        format!("changed {}", changed.iter().map(|&f| fields[f].as_str()).collect::<Vec<_>>().join(", "))
+    };
+    let values = changed.iter().map(|&f| (fields[f].clone(), target[f].clone())).collect();
+    Ok(PlannedUpdate { change: Change { dest_id: dest_id.to_string(), values }, before_image, detail })
+}
+
+/// Creates records (values aligned with the plan's destination fields); one answer per record.
+pub async fn create(dest: &dyn Destination, plan: &ObjectPlan, rows: Vec<Vec<Value>>) -> Result<Vec<WriteResult>> {
+    let n = rows.len();
+    let results = dest.create(&plan.dest_object, NewRecords { fields: plan.dest_fields.clone(), rows }).await?;
+    if results.len() != n {
+        return Err(eyre!("the destination answered {} results for {n} new records", results.len()));
+    }
+    Ok(results)
+}
+
+/// Applies changes; one answer per change.
+pub async fn update(dest: &dyn Destination, plan: &ObjectPlan, changes: &[Change]) -> Result<Vec<WriteResult>> {
+    let results = dest.update(&plan.dest_object, changes).await?;
+    if results.len() != changes.len() {
+        return Err(eyre!("the destination answered {} results for {} updates", results.len(), changes.len()));
+    }
+    Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_update_changes_only_what_differs_and_keeps_what_it_overwrote() {
+        let fields: Vec<String> = ["name", "phone", "owner"].map(String::from).to_vec();
+        let s = |v: &str| Some(v.to_string());
+        let planned = plan_update(&fields, "7", &[s("Ann"), None, s("3")], &[s("Ann"), s("+1"), s("4")]).expect("plan");
+        assert_eq!(planned.change.values, vec![("phone".to_string(), s("+1")), ("owner".to_string(), s("4"))]);
+        assert_eq!(planned.before_image.as_deref(), Some(r#"{"phone":null,"owner":"3"}"#));
+        assert_eq!(planned.detail, "changed phone, owner");
+        let same = plan_update(&fields, "7", &[s("Ann"), None, None], &[s("Ann"), None, None]).expect("plan");
+        assert!(same.change.values.is_empty() && same.before_image.is_none());
+        assert_eq!(same.detail, "no change");
+    }
+}
