@@ -25,8 +25,9 @@ pub struct MatchIndex {
     buffer: BTreeMap<(i64, i64, String), Option<i64>>,
 }
 
-/// How many keys wait in memory before a flush (~100 bytes each).
-const BUFFER_KEYS: usize = 250_000;
+/// How many keys wait in memory before a flush (~100 bytes each). Measured on the 1M bench:
+/// 32k flushes cheapest; 250k spends its time on cache misses in the tree, 8k on SQLite.
+const BUFFER_KEYS: usize = 32_000;
 
 /// The filter also remembers which source ids have an id-map entry, so the state store is asked
 /// only about ids it may know (a first run asks it nothing). This is the filter's key number for them.
@@ -55,12 +56,12 @@ impl Bloom {
             self.bits.iter_mut().for_each(|w| *w = 0);
         }
     }
+    /// Four bits within one 512-bit block, so a lookup touches one cache line, not four.
     fn probes(k: i64, h: i64) -> impl Iterator<Item = usize> {
         let mut x = (h as u64) ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         x = (x ^ (x >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        let (a, b) = (x, x.rotate_right(29) | 1);
-        let mask = (Self::WORDS as u64 * 64) - 1;
-        (0..4u64).map(move |i| (a.wrapping_add(i.wrapping_mul(b)) & mask) as usize)
+        let block = ((x >> 36) as usize % (Self::WORDS / 8)) * 512;
+        (0..4u32).map(move |i| block + ((x >> (i * 9)) & 511) as usize)
     }
     fn insert(&mut self, k: i64, h: i64) {
         if self.bits.is_empty() {
