@@ -64,6 +64,8 @@ fn the_demo_and_the_queue_from_the_command_line() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains("Preview (dry run) completed"), "{stdout}");
+    assert!(stdout.contains("What a run would do (nothing was written)"), "{stdout}");
+    assert!(stdout.contains("A run would hold 241 records in the conflict queue"), "{stdout}");
     assert!(std::fs::read(demo.join("destination.db")).expect("dest") == before, "a preview changed the destination");
 
     let out = cutover(&["runs", demo_s], dir.path());

@@ -137,7 +137,16 @@ async fn finish_run(project: &Project, engine: &crate::pipeline::Engine, kind: R
     let show = progress::spawn(engine.subscribe(), std::io::stderr().is_terminal());
     let result = engine.run(kind).await;
     show.finish().await;
-    report_run(project, result, dry_run)
+    let succeeded = result.is_ok();
+    let code = report_run(project, result, dry_run);
+    // A preview's queue lives in its scratch store: say what a run would hold, and why.
+    if dry_run
+        && succeeded
+        && let Ok(store) = engine.store().lock()
+    {
+        print!("{}", report::queue_summary(&store, true));
+    }
+    code
 }
 
 pub fn report_run(project: &Project, result: Result<RunSummary, RunFailure>, dry_run: bool) -> i32 {

@@ -15,15 +15,14 @@ fn row(out: &mut String, name: &str, source: &str, c: &Counts) {
 }
 
 fn header(out: &mut String, dry_run: bool) {
-    let w = if dry_run { "would " } else { "" };
+    if dry_run {
+        let _ = writeln!(out, "  What a run would do (nothing was written):");
+    }
     let _ = writeln!(
         out,
         "  {:<12} {:>8} {:>9} {:>8} {:>8} {:>7} {:>7} {:>8} {:>7}",
         "object", "source", "extracted", "created", "updated", "merged", "queued", "skipped", "failed"
     );
-    if dry_run {
-        let _ = writeln!(out, "  ({w}counts: nothing was written)");
-    }
 }
 
 pub fn run_table(summary: &RunSummary, dry_run: bool) -> String {
@@ -62,13 +61,26 @@ pub fn run_table(summary: &RunSummary, dry_run: bool) -> String {
 }
 
 pub fn queue_hint(store: &Store) -> String {
+    queue_summary(store, false)
+}
+
+/// The held records by object and reason; `preview` words it as what a run would hold.
+pub fn queue_summary(store: &Store, preview: bool) -> String {
     let Ok(summary) = store.queue_summary() else {
         return String::new();
     };
     if summary.is_empty() {
-        return "Conflict queue: empty.\n".into();
+        return if preview { "A run would hold nothing in the conflict queue.\n" } else { "Conflict queue: empty.\n" }
+            .into();
     }
     let total: u64 = summary.iter().map(|r| r.2).sum();
+    if preview {
+        let mut out = format!("A run would hold {total} records in the conflict queue:\n");
+        for (object, reason, n) in &summary {
+            let _ = writeln!(out, "  {object:<12} {reason:<24} {n:>6}");
+        }
+        return out;
+    }
     let mut out = format!("Conflict queue: {total} records held (nothing was written for them):\n");
     for (object, reason, n) in &summary {
         let _ = writeln!(out, "  {object:<12} {reason:<24} {n:>6}");

@@ -9,6 +9,7 @@ use crate::connect::{Cursor, Source};
 use crate::model::Extracted;
 use color_eyre::eyre::Result;
 use indexmap::IndexMap;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -27,12 +28,16 @@ pub struct MappedBatch {
     pub done: bool,
 }
 
+/// The operator's corrections, by source id (see `Store::corrections_for`).
+pub type Corrections = HashMap<String, IndexMap<String, Option<String>>>;
+
 /// Starts the producer. It stops after the last batch, on the first error (which it sends), or
-/// when the receiver is dropped.
+/// when the receiver is dropped. Records the operator corrected are mapped with their corrections.
 pub fn spawn(
     source: Arc<dyn Source>,
     plan: Arc<ObjectPlan>,
     mapper: Mapper,
+    corrections: Corrections,
     batch_size: usize,
     timings: Arc<Timings>,
 ) -> (mpsc::Receiver<Result<MappedBatch>>, JoinHandle<()>) {
@@ -57,7 +62,10 @@ pub fn spawn(
                     .records
                     .into_iter()
                     .map(|r| match r {
-                        Extracted::Record(rec) => mapper.map(rec, &no_corrections).map(Item::Mapped),
+                        Extracted::Record(rec) => {
+                            let fixes = corrections.get(&rec.source_id).unwrap_or(&no_corrections);
+                            mapper.map(rec, fixes).map(Item::Mapped)
+                        }
                         Extracted::Malformed { source_id, origin, message } => {
                             Ok(Item::Malformed { source_id, origin, message })
                         }

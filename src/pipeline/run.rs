@@ -342,8 +342,9 @@ impl Engine {
     ) -> Result<Option<String>> {
         let batch_size = self.project.config.project.batch_size;
         let mapper = self.mapper(plan, &prepared.owners)?;
+        let corrections = sync(|| lock(&self.store)?.corrections_for(&plan.name))?;
         let (mut rx, producer) =
-            extract::spawn(self.source.clone(), plan.clone(), mapper, batch_size, self.timings.clone());
+            extract::spawn(self.source.clone(), plan.clone(), mapper, corrections, batch_size, self.timings.clone());
         let resolve_queue = sync(|| lock(&self.store)?.open_queue_count(&plan.name))? > 0;
         let mut counts = Counts::default();
         let threshold = self.project.config.project.halt_error_rate;

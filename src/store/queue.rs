@@ -6,6 +6,7 @@ use color_eyre::eyre::{Result, bail};
 use indexmap::IndexMap;
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
+use std::collections::HashMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -159,6 +160,23 @@ impl Store {
 
     pub fn queue_item(&self, id: i64) -> Result<Option<QueueItem>> {
         Ok(self.conn.query_row(&format!("SELECT {COLUMNS} FROM queue WHERE id = ?1"), [id], item).optional()?)
+    }
+
+    /// The operator's corrections of an object's records (source id → corrections): decisions
+    /// that every later run re-applies, so a re-run never undoes the triage.
+    pub fn corrections_for(&self, object: &str) -> Result<HashMap<String, IndexMap<String, Option<String>>>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT source_id, corrections FROM queue WHERE object = ?1 AND corrections != '{}' AND status != 'skipped'",
+        )?;
+        let rows = stmt.query_map([object], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (sid, json) = row?;
+            let corrections = serde_json::from_str(&json)
+                .map_err(|e| color_eyre::eyre::eyre!("corrections of {object} {sid} are unreadable: {e}"))?;
+            out.insert(sid, corrections);
+        }
+        Ok(out)
     }
 
     /// Pending items held until the given parent record is written.
