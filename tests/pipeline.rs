@@ -245,3 +245,25 @@ async fn a_preview_counts_everything_and_writes_nothing() {
     assert!(store.runs().expect("runs").is_empty(), "the project's own state is untouched");
     assert!(store.queue_list(&QueueFilter::default()).expect("queue").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_run_at_a_time_and_killed_runs_are_marked_interrupted() {
+    let csv = people(&["1,Ann,ann@example.com,,c1,Ann Owner,"]);
+    let p = TestProject::new(&toml(10, "fill_blanks", 1.0), &[("companies", COMPANIES), ("contacts", &csv)], DEST);
+    let project = p.project();
+    // A run that was killed: it stays "running" in the store.
+    let store = project.store().expect("store");
+    let killed = store.begin_run(RunKind::Full, "someone", "h").expect("run");
+    // While another process holds the project's run lock, a run does not start.
+    let held = cutover::store::RunLock::acquire(&project.store_path).expect("lock");
+    let refused = p.run().await.expect_err("refused");
+    assert!(!refused.started);
+    assert!(format!("{:#}", refused.error).contains("another Cutover process is running this project"));
+    assert_eq!(p.count("SELECT COUNT(*) FROM contacts"), 4, "nothing written");
+    drop(held);
+    let run = p.run().await.expect("runs once the lock is free");
+    assert_eq!(counts_of(&run, "contacts").created, 1);
+    let old = store.run(killed).expect("run").expect("exists");
+    assert_eq!(old.state, "interrupted");
+    assert!(old.reason.as_deref().is_some_and(|r| r.contains("what it committed is kept")));
+}

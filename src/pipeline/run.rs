@@ -15,7 +15,9 @@ use super::write;
 use crate::config::{ConfigError, LoadedConfig, MergeRule, Problems, check};
 use crate::connect::{Cursor, Destination, Source};
 use crate::model::{Counts, DestSchema, FieldNames, Issue, Outcome, Rule, SourceRecord, Value};
-use crate::store::{AuditRow, BatchCommit, MatchIndex, QueueItem, QueueWrite, RunKind, Store, match_index, os_user};
+use crate::store::{
+    AuditRow, BatchCommit, MatchIndex, QueueItem, QueueWrite, RunKind, RunLock, Store, match_index, os_user,
+};
 use color_eyre::eyre::{Result, WrapErr, eyre};
 use indexmap::IndexMap;
 use std::collections::{HashMap, HashSet};
@@ -201,8 +203,16 @@ impl Engine {
     /// A full pass over every object of the project (also used for previews, on a scratch store).
     pub async fn run(&self, kind: RunKind) -> std::result::Result<RunSummary, RunFailure> {
         let started_at = Instant::now();
+        let _lock = RunLock::acquire(&self.store_path)?;
         let prepared = self.prepare().await?;
-        let run_id = sync(|| lock(&self.store)?.begin_run(kind, &os_user(), &self.project.hash))?;
+        let run_id = sync(|| -> Result<i64> {
+            let store = lock(&self.store)?;
+            let interrupted = store.mark_interrupted()?;
+            if interrupted > 0 {
+                warn!(interrupted, "earlier runs had stopped without finishing");
+            }
+            store.begin_run(kind, &os_user(), &self.project.hash)
+        })?;
         info!(run_id, kind = kind.as_str(), "run started");
         self.progress.send_modify(|p| {
             *p = Progress::new(kind.as_str(), &self.project.order);
@@ -824,6 +834,7 @@ impl Engine {
     /// Children waiting on a parent that gets written are released in the same run.
     pub async fn reprocess(&self, ids: &[i64]) -> std::result::Result<RunSummary, RunFailure> {
         let started_at = Instant::now();
+        let _lock = RunLock::acquire(&self.store_path)?;
         let prepared = self.prepare().await?;
         let mut wanted: HashMap<String, Vec<QueueItem>> = HashMap::new();
         {

@@ -4,10 +4,12 @@
 
 pub mod match_index;
 mod queue;
+pub mod run_lock;
 mod schema;
 
 pub use match_index::MatchIndex;
 pub use queue::{QueueFilter, QueueItem, QueueStatus};
+pub use run_lock::RunLock;
 
 use crate::model::{Counts, Outcome};
 use color_eyre::eyre::{Result, WrapErr, bail};
@@ -105,7 +107,20 @@ pub fn os_user() -> String {
     ["USER", "USERNAME", "LOGNAME"]
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .or_else(uid)
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// The numeric user id, where no user name is in the environment (cron, containers).
+#[cfg(unix)]
+fn uid() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").ok().map(|m| format!("uid {}", m.uid()))
+}
+
+#[cfg(not(unix))]
+fn uid() -> Option<String> {
+    None
 }
 
 impl Store {
@@ -162,6 +177,17 @@ impl Store {
             params![kind.as_str(), now(), user, config_hash],
         )?;
         Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Runs still marked running when a new one starts (under the run lock) were stopped by a
+    /// crash or a kill: they are marked interrupted. Returns how many.
+    pub fn mark_interrupted(&self) -> Result<usize> {
+        Ok(self.conn.execute(
+            "UPDATE runs SET state = 'interrupted', ended_at = ?1,
+                    reason = 'the process stopped before the run finished; what it committed is kept'
+             WHERE state = 'running'",
+            [now()],
+        )?)
     }
 
     pub fn finish_run(&self, run_id: i64, state: &str, reason: Option<&str>) -> Result<()> {

@@ -1,0 +1,64 @@
+//! One run at a time per project: an exclusive lock on `<name>.state.lock` beside the store,
+//! held for the whole run. The operating system releases it when the process ends, however it
+//! ends, so a killed run never leaves a stale lock behind.
+
+use color_eyre::eyre::{Result, WrapErr, bail};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+pub struct RunLock {
+    _file: File,
+}
+
+/// `cutover.state.db` → `cutover.state.lock`.
+pub fn path_for(store: &Path) -> PathBuf {
+    store.with_extension("lock")
+}
+
+impl RunLock {
+    pub fn acquire(store: &Path) -> Result<Self> {
+        let path = path_for(store);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .wrap_err_with(|| format!("cannot open the run lock {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                bail!(
+                    "another Cutover process is running this project ({}; {}); wait for it, or stop it",
+                    path.display(),
+                    holder.trim()
+                );
+            }
+            Err(TryLockError::Error(e)) => return Err(e).wrap_err_with(|| format!("cannot lock {}", path.display())),
+        }
+        file.set_len(0)?;
+        file.rewind()?;
+        write!(file, "pid {} since {}", std::process::id(), super::now())?;
+        Ok(Self { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_run_is_refused_while_the_first_holds_the_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = dir.path().join("p.state.db");
+        let first = RunLock::acquire(&store).expect("first");
+        let err = RunLock::acquire(&store).err().expect("second refused");
+        assert!(err.to_string().contains("another Cutover process is running this project"), "{err}");
+        assert!(err.to_string().contains(&format!("pid {}", std::process::id())), "{err}");
+        drop(first);
+        RunLock::acquire(&store).expect("free again");
+    }
+}
