@@ -50,6 +50,9 @@ fn the_demo_and_the_queue_from_the_command_line() {
     let out = cutover(&["queue", "fix", &id, "dealstge=closedwon", "-p", demo_s], dir.path());
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).1.contains("deals has no field 'dealstge'"), "{:?}", text(&out));
+    let out = cutover(&["queue", "fix", "dealstage=closedwon", "-p", demo_s], dir.path());
+    assert_eq!(out.status.code(), Some(1), "a fix without ids or filter is refused");
+    assert!(text(&out).1.contains("name the records"), "{:?}", text(&out));
     let out = cutover(&["queue", "reprocess", &id, "-p", demo_s], dir.path());
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
@@ -68,8 +71,16 @@ fn the_demo_and_the_queue_from_the_command_line() {
     assert!(stdout.contains("A run would hold 241 records in the conflict queue"), "{stdout}");
     assert!(std::fs::read(demo.join("destination.db")).expect("dest") == before, "a preview changed the destination");
 
+    // Bulk: every deal held for its stage, in one command.
+    let out =
+        cutover(&["queue", "fix", "--reason", "no_translation", "dealstage=closedlost", "-p", demo_s], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert!(text(&out).0.contains("139 queue items corrected"), "{:?}", text(&out));
+    let out = cutover(&["queue", "reprocess", "--reason", "no_translation", "-p", demo_s], dir.path());
+    assert!(text(&out).0.contains("deals               -       139      139"), "{:?}", text(&out));
+
     let out = cutover(&["runs", demo_s], dir.path());
-    assert!(text(&out).0.contains("Run 2 reprocess — completed"), "{:?}", text(&out));
+    assert!(text(&out).0.contains("Run 3 reprocess — completed"), "{:?}", text(&out));
 }
 
 #[test]

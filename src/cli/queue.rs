@@ -24,12 +24,18 @@ pub enum QueueAction {
     },
     /// One held record: source values, mapped values, each field's issue, corrections.
     Show { id: i64 },
-    /// Correct fields of a held record (FIELD=VALUE; `source.FIELD=VALUE` corrects a source value
-    /// before mapping; `FIELD=` blanks it). Applied at the next reprocess.
+    /// Correct fields of held records, by id (`fix 35 dealstage=closedwon`) or every held record
+    /// of --object / --reason (`fix --reason no_translation dealstage=closedwon`). FIELD is a
+    /// destination field; `source.FIELD=VALUE` corrects a source value before mapping; `FIELD=`
+    /// blanks it. All records are checked first: either all are corrected or none. The
+    /// corrections apply at the next reprocess, and again in every later run.
     Fix {
-        id: i64,
-        #[arg(required = true, value_name = "FIELD=VALUE")]
-        changes: Vec<String>,
+        #[arg(required = true, value_name = "ID|FIELD=VALUE")]
+        args: Vec<String>,
+        #[arg(long)]
+        object: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Send held records again through map → dedupe → validate → write.
     Reprocess {
@@ -144,25 +150,32 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
                 println!("\nDestination candidates:\n  {}", escape(&c.to_string()));
             }
         }
-        QueueAction::Fix { id, changes } => {
-            let changes = changes.iter().map(|c| parse_change(c)).collect::<Result<Vec<_>>>()?;
-            let Some(item) = store.queue_item(id)? else { bail!("no queue item {id}") };
-            for (field, _) in &changes {
-                let known = match field.strip_prefix("source.") {
-                    Some(f) => item.source.contains_key(f),
-                    None => item.mapped.contains_key(field),
-                };
-                if !known {
-                    let fields: Vec<&str> = item.mapped.keys().map(String::as_str).collect();
-                    bail!(
-                        "{} has no field '{field}' (fields: {}; source fields as source.NAME)",
-                        item.object,
-                        fields.join(", ")
-                    );
+        QueueAction::Fix { args, object, reason } => {
+            let (mut ids, mut changes) = (Vec::new(), Vec::new());
+            for arg in &args {
+                match arg.parse::<i64>() {
+                    Ok(id) if !arg.contains('=') => ids.push(id),
+                    _ => changes.push(parse_change(arg)?),
                 }
             }
-            store.queue_correct(id, &changes)?;
-            println!("Queue item {id} corrected; run `cutover queue reprocess {id}` to write it.");
+            if changes.is_empty() {
+                bail!("nothing to correct: give FIELD=VALUE");
+            }
+            if ids.is_empty() {
+                if object.is_none() && reason.is_none() {
+                    bail!(
+                        "name the records: queue item ids, or --object / --reason for every held record that matches"
+                    );
+                }
+                let filter = QueueFilter { object, reason, pending_only: true, limit: None, offset: 0 };
+                ids = store.queue_list(&filter)?.iter().map(|i| i.id).collect();
+                if ids.is_empty() {
+                    bail!("no held record matches");
+                }
+            }
+            let n = store.queue_correct_many(&ids, &changes)?;
+            let what = if n == 1 { format!("Queue item {}", ids[0]) } else { format!("{n} queue items") };
+            println!("{what} corrected; run `cutover queue reprocess` with the same ids or filter to write them.");
         }
         QueueAction::Skip { id, reason } => {
             let (_, item) = store.skip_queued(id, &reason, &project.config.hash)?;

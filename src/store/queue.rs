@@ -215,6 +215,43 @@ impl Store {
         Ok(it)
     }
 
+    /// Corrects several pending items at once: every field is checked on every item first, and
+    /// all are corrected in one transaction, or none.
+    pub fn queue_correct_many(&self, ids: &[i64], changes: &[(String, Option<String>)]) -> Result<usize> {
+        for &id in ids {
+            let Some(item) = self.queue_item(id)? else { bail!("no queue item {id}") };
+            if !item.status.is_pending() {
+                bail!("queue item {id} is {} — only held records can be corrected", item.status.as_str());
+            }
+            for (field, _) in changes {
+                let known = match field.strip_prefix("source.") {
+                    Some(f) => item.source.contains_key(f),
+                    None => item.mapped.contains_key(field),
+                };
+                if !known {
+                    let fields: Vec<&str> = item.mapped.keys().map(String::as_str).collect();
+                    bail!(
+                        "{} has no field '{field}' (fields: {}; source fields as source.NAME); nothing was corrected",
+                        item.object,
+                        fields.join(", ")
+                    );
+                }
+            }
+        }
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let result = ids.iter().try_for_each(|&id| self.queue_correct(id, changes).map(|_| ()));
+        match result {
+            Ok(()) => {
+                self.conn.execute_batch("COMMIT")?;
+                Ok(ids.len())
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
     /// Skips a pending item with a reason, as a run of its own: the record's outcome is
     /// `skipped`, counted and audited, in one transaction.
     pub fn skip_queued(&self, id: i64, reason: &str, config_hash: &str) -> Result<(i64, QueueItem)> {
