@@ -179,6 +179,38 @@ async fn dedupe_finds_people_across_formats_batches_and_runs() {
     assert_eq!(p.count("SELECT COUNT(*) FROM contacts"), 4 + 1);
 }
 
+/// The match index learns each batch's keys behind the engine (see `pipeline::index_writer`):
+/// a duplicate one, two or three batches after its first record must still be found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_are_found_at_every_distance_in_batches() {
+    let csv = people(&[
+        "10,A,a@ex.com,,c1,Ann Owner,",             // batch 1
+        "11,B,b@ex.com,,c1,Ann Owner,",             //
+        "12,A2,a@ex.com,,c1,Ann Owner,",            // batch 2: 10, one batch later
+        "13,C,c@ex.com,415-555-0142,c1,Ann Owner,", //
+        "14,B2,B@EX.com,,c1,Ann Owner,",            // batch 3: 11, two batches later
+        "15,C2,,+1 (415) 555-0142,c1,Ann Owner,",   //          13 by phone, one batch later
+        "16,A3,a@ex.com,,c1,Ann Owner,",            // batch 4: 10, three batches later
+        "17,D,d@ex.com,,c1,Ann Owner,",             //
+        "18,D2, d@ex.com ,,c1,Ann Owner,",          // batch 5: 17, in the next batch
+        "19,C3,c@ex.com,,c1,Ann Owner,",            //          13, three batches later
+        "20,E,e@ex.com,,c1,Ann Owner,",             // batch 6
+    ]);
+    let p = TestProject::new(&toml(2, "fill_blanks", 1.0), &[("companies", COMPANIES), ("contacts", &csv)], DEST);
+    let run = p.run().await.expect("runs");
+    let c = counts_of(&run, "contacts");
+    assert_eq!(c.created, 5, "10, 11, 13, 17, 20: {c:?}");
+    assert_eq!(c.updated + c.merged, 6, "{c:?}");
+    assert_eq!(p.count("SELECT COUNT(*) FROM contacts WHERE id > 503"), 5);
+    for email in ["a@ex.com", "b@ex.com", "c@ex.com", "d@ex.com"] {
+        assert_eq!(p.count(&format!("SELECT COUNT(*) FROM contacts WHERE email = '{email}'")), 1, "{email}");
+    }
+    let store = p.project().store().expect("store");
+    for (first, dup) in [("10", "12"), ("10", "16"), ("11", "14"), ("13", "15"), ("13", "19"), ("17", "18")] {
+        assert_eq!(store.dest_id("contacts", first).expect("id"), store.dest_id("contacts", dup).expect("id"));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merge_rules_do_what_they_say() {
     let csv = people(&["1,Renamed,dup@example.com,,c1,Ann Owner,"]);

@@ -7,7 +7,7 @@
 use super::timings::{Stage, Timings};
 use crate::store::{BatchCommit, Store};
 use color_eyre::eyre::{Result, eyre};
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -77,8 +77,11 @@ impl CommitWriter {
             let Some((confirmed, result)) = next else { return Ok(()) };
             result?;
             let ids = &mut self.in_flight;
+            // The newest batch stays known until the next one is sent: the match index learns
+            // its source ids only after the next lookup (see `index_writer`).
+            let newest = self.batches.last().map(|(b, _)| *b);
             self.batches.retain(|(batch, sids)| {
-                let keep = *batch > confirmed;
+                let keep = *batch > confirmed || (!all && Some(*batch) == newest);
                 if !keep {
                     for sid in sids {
                         ids.remove(sid);

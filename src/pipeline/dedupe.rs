@@ -10,7 +10,7 @@ use crate::config::MergeRule;
 use crate::model::Value;
 use crate::store::{MatchIndex, Store};
 use color_eyre::eyre::Result;
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 /// What the write stage should do with a mapped record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,13 +77,15 @@ pub struct Prefetched {
 }
 
 impl Prefetched {
-    /// `records`: (source id, keys) of the records to decide.
+    /// `records`: (source id, keys) of the records to decide. `pending`: (key, value, destination
+    /// id) of records this run wrote that are not in the index yet.
     pub fn load<'a>(
         store: &Store,
         index: &mut MatchIndex,
         plan: &ObjectPlan,
         records: impl Iterator<Item = (&'a str, &'a RecordKeys)>,
         in_flight: &HashMap<String, String>,
+        pending: &[(String, String, String)],
         run_id: i64,
     ) -> Result<Self> {
         let mut ids: Vec<&str> = Vec::new();
@@ -112,6 +114,24 @@ impl Prefetched {
             }
             for (value, dest, run) in index.candidates_many(&plan.name, &plan.match_keys[k].field, vals)? {
                 out.keys[k].entry(value).or_default().push((dest, run));
+            }
+        }
+        if !pending.is_empty() {
+            let mut by_value: HashMap<(usize, &str), Vec<&str>> = HashMap::new();
+            for (field, value, dest) in pending {
+                if let Some(k) = plan.match_keys.iter().position(|m| &m.field == field) {
+                    by_value.entry((k, value.as_str())).or_default().push(dest.as_str());
+                }
+            }
+            for (k, vals) in values.iter().enumerate() {
+                for v in vals {
+                    for dest in by_value.get(&(k, *v)).into_iter().flatten() {
+                        let found = out.keys[k].entry(v.to_string()).or_default();
+                        if !found.iter().any(|(d, _)| d == dest) {
+                            found.push((dest.to_string(), Some(run_id)));
+                        }
+                    }
+                }
             }
         }
         Ok(out)

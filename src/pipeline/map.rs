@@ -6,8 +6,8 @@ use super::transform::{self, Rejection, TransformSettings};
 use crate::model::{DestUser, Issue, Rule, SourceRecord, Value};
 use crate::store::Store;
 use color_eyre::eyre::Result;
+use foldhash::HashMap;
 use indexmap::IndexMap;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// A record after mapping: its destination values aligned with the plan's `dest_fields`.

@@ -6,6 +6,7 @@
 pub mod commit;
 pub mod dedupe;
 pub mod extract;
+pub mod index_writer;
 pub mod map;
 pub mod phone_validity;
 pub mod plan;

@@ -5,6 +5,7 @@
 use super::commit::CommitWriter;
 use super::dedupe::{BatchDeduper, Decision, RecordKeys, merge};
 use super::extract::{self, Item, MappedBatch};
+use super::index_writer::{IndexBatch, IndexWriter};
 use super::map::{Mapper, Owners};
 use super::plan::ObjectPlan;
 use super::progress::{Progress, RunState};
@@ -19,8 +20,8 @@ use crate::store::{
     AuditRow, BatchCommit, MatchIndex, QueueItem, QueueWrite, RunKind, RunLock, Store, match_index, os_user,
 };
 use color_eyre::eyre::{Result, WrapErr, eyre};
+use foldhash::{HashMap, HashMapExt, HashSet};
 use indexmap::IndexMap;
-use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -78,7 +79,7 @@ pub struct Engine {
     source: Arc<dyn Source>,
     dest: Arc<dyn Destination>,
     store: Arc<Mutex<Store>>,
-    index: Mutex<MatchIndex>,
+    index: Arc<Mutex<MatchIndex>>,
     store_path: PathBuf,
     settings: TransformSettings,
     progress: watch::Sender<Progress>,
@@ -90,6 +91,8 @@ pub struct Engine {
 pub(crate) struct Lookups<'a> {
     store: &'a Mutex<Store>,
     in_flight: &'a HashMap<String, String>,
+    /// The match-index writer of a run, holding the keys of the batch written last.
+    index_writer: Option<&'a Mutex<IndexWriter>>,
 }
 
 /// What became of one position of a batch.
@@ -134,7 +137,7 @@ impl Engine {
             source,
             dest,
             store: Arc::new(Mutex::new(store)),
-            index: Mutex::new(MatchIndex::open(&match_index::path_for(&store_path))?),
+            index: Arc::new(Mutex::new(MatchIndex::open(&match_index::path_for(&store_path))?)),
             store_path,
             settings,
             progress,
@@ -361,6 +364,7 @@ impl Engine {
         let mut halt = None;
 
         let mut writer = CommitWriter::start(self.store.clone(), self.timings.clone());
+        let index_writer = Mutex::new(IndexWriter::start(self.index.clone(), self.timings.clone()));
         let reader = Mutex::new(Store::open_reader(&self.store_path)?);
         let mut batch_no = 0u64;
         let outcome: Result<()> = async {
@@ -369,7 +373,8 @@ impl Engine {
                 batch_no += 1;
                 let n = items.len() as u64;
                 let before = counts;
-                let lookups = Lookups { store: &reader, in_flight: writer.in_flight() };
+                let lookups =
+                    Lookups { store: &reader, in_flight: writer.in_flight(), index_writer: Some(&index_writer) };
                 let commit = self
                     .process_batch(
                         run_id,
@@ -384,14 +389,14 @@ impl Engine {
                     )
                     .await?;
                 let rules = rule_tally(&commit);
-                self.timings.time(Stage::Index, || {
-                    sync(|| -> Result<()> {
-                        let mut index = self.index()?;
-                        index.add(&plan.name, &commit.match_keys, Some(run_id))?;
-                        index.note_written(commit.id_map.iter().map(|(sid, _)| sid));
-                        Ok(())
-                    })
-                })?;
+                let mut commit = commit;
+                let for_index = IndexBatch {
+                    object: plan.name.clone(),
+                    run_id,
+                    keys: std::mem::take(&mut commit.match_keys),
+                    written: commit.id_map.iter().map(|(sid, _)| sid.clone()).collect(),
+                };
+                index_writer.lock().map_err(|_| eyre!("match index writer lock poisoned"))?.defer(for_index)?;
                 writer.send(batch_no, commit)?;
                 self.progress.send_modify(|p| p.objects[position].counts = counts);
                 let bad = (counts.failed - before.failed) + (counts.queued - before.queued);
@@ -413,10 +418,15 @@ impl Engine {
             Ok(())
         }
         .await;
-        // Whatever happened, every batch handed to the writer is committed before going on.
+        // Whatever happened, every batch handed to the writers is committed before going on.
         let written = writer.finish().await;
+        let indexed = match index_writer.into_inner() {
+            Ok(w) => w.finish().await,
+            Err(_) => Err(eyre!("match index writer lock poisoned")),
+        };
         outcome?;
         written?;
+        indexed?;
         drop(rx);
         let _ = producer.await;
         if halt.is_none() && counts.extracted != total {
@@ -481,14 +491,27 @@ impl Engine {
                 Item::Mapped(m) if m.issues.is_empty() => Some((m.source.source_id.as_str(), k)),
                 _ => None,
             });
+            let mut index_writer = match lookups.index_writer {
+                Some(w) => Some(w.lock().map_err(|_| eyre!("match index writer lock poisoned"))?),
+                None => None,
+            };
+            if let Some(w) = index_writer.as_mut() {
+                w.wait_applied()?;
+            }
             let known = super::dedupe::Prefetched::load(
                 &*lock(lookups.store)?,
                 &mut *self.index()?,
                 plan,
                 clean,
                 lookups.in_flight,
+                index_writer.as_ref().map_or(&[][..], |w| w.pending()),
                 run_id,
             )?;
+            // The lookup has seen the previous batch's keys: they may go into the index now,
+            // while this batch is validated and written.
+            if let Some(w) = index_writer.as_mut() {
+                w.release()?;
+            }
             for (i, item) in items.iter().enumerate() {
                 match item {
                     Item::Malformed { message, .. } => {
@@ -537,7 +560,7 @@ impl Engine {
         }
         let fields: Vec<String> = plan.dest_fields.to_vec();
         let current = if wanted.is_empty() {
-            HashMap::new()
+            std::collections::HashMap::new()
         } else {
             wanted.sort();
             wanted.dedup();
@@ -883,7 +906,7 @@ impl Engine {
                 })?;
                 let commit = {
                     let none = HashMap::new();
-                    let lookups = Lookups { store: &self.store, in_flight: &none };
+                    let lookups = Lookups { store: &self.store, in_flight: &none, index_writer: None };
                     self.process_batch(run_id, plan, &prepared.owners, batch, &mut counts, None, false, true, &lookups)
                         .await?
                 };

@@ -3,7 +3,7 @@
 
 use crate::config::Transform;
 use crate::model::Rule;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
 /// Why a value could not be transformed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,10 +38,8 @@ pub fn apply(t: Transform, value: String, settings: &TransformSettings) -> Resul
         Transform::Upper => Ok(value.to_uppercase()),
         Transform::Email => email(&value),
         Transform::Phone => phone(&value, settings.region),
-        Transform::Date => parse_when(&value, settings.day_first).map(|w| w.date().format("%Y-%m-%d").to_string()),
-        Transform::Datetime => {
-            parse_when(&value, settings.day_first).map(|w| w.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-        }
+        Transform::Date => parse_when(&value, settings.day_first).map(|w| iso_date(&w)),
+        Transform::Datetime => parse_when(&value, settings.day_first).map(|w| iso_datetime(&w)),
         Transform::Decimal => decimal(&value),
         Transform::Integer => integer(&value),
         Transform::Boolean => boolean(&value),
@@ -98,6 +96,45 @@ pub fn phone(value: &str, region: phonenumber::country::Id) -> Result<String, Re
     }
     out.push_str(&national.value().to_string());
     Ok(out)
+}
+
+/// `YYYY-MM-DD`, written directly: chrono's `format` parses its pattern string on every call.
+fn iso_date(w: &NaiveDateTime) -> String {
+    let mut out = String::with_capacity(20);
+    push_date(&mut out, w);
+    out
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` (UTC, whole seconds).
+fn iso_datetime(w: &NaiveDateTime) -> String {
+    let mut out = String::with_capacity(20);
+    push_date(&mut out, w);
+    for (sep, n) in [('T', w.hour()), (':', w.minute()), (':', w.second())] {
+        out.push(sep);
+        push_digits(&mut out, n, 2);
+    }
+    out.push('Z');
+    out
+}
+
+fn push_date(out: &mut String, w: &NaiveDateTime) {
+    let year = w.year();
+    if !(0..=9999).contains(&year) {
+        // Outside four digits ISO-8601 needs a sign; chrono's own formatting writes it.
+        out.push_str(&w.date().format("%Y").to_string());
+    } else {
+        push_digits(out, year as u32, 4);
+    }
+    out.push('-');
+    push_digits(out, w.month(), 2);
+    out.push('-');
+    push_digits(out, w.day(), 2);
+}
+
+fn push_digits(out: &mut String, n: u32, width: u32) {
+    for i in (0..width).rev() {
+        out.push(char::from(b'0' + ((n / 10u32.pow(i)) % 10) as u8));
+    }
 }
 
 const DATE_FORMATS: &[&str] =
@@ -226,6 +263,20 @@ mod tests {
 
     fn settings() -> TransformSettings {
         TransformSettings { region: Id::US, day_first: false }
+    }
+
+    #[test]
+    fn iso_formatting_equals_chronos() {
+        let mut day = NaiveDate::from_ymd_opt(1, 1, 1).expect("date").and_hms_opt(0, 0, 0).expect("time");
+        let end = NaiveDate::from_ymd_opt(9999, 12, 31).expect("date").and_hms_opt(0, 0, 0).expect("time");
+        let mut n = 0u32;
+        while day <= end {
+            let w = day + chrono::Duration::seconds(i64::from(n % 86_400));
+            assert_eq!(iso_date(&w), w.format("%Y-%m-%d").to_string());
+            assert_eq!(iso_datetime(&w), w.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+            day += chrono::Duration::days(1 + i64::from(n % 7));
+            n = n.wrapping_mul(31).wrapping_add(7919);
+        }
     }
 
     #[test]

@@ -86,10 +86,32 @@ const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS keys (
         k       INTEGER NOT NULL,
         h       INTEGER NOT NULL,
-        dest_id TEXT NOT NULL,
+        dest_id NOT NULL, -- no type: integers stay integers, text stays text ('007' too)
         run_id  INTEGER,
         PRIMARY KEY (k, h, dest_id)
     ) WITHOUT ROWID;";
+
+/// The layout version; an index file of another version is discarded and rebuilt.
+const VERSION: i64 = 2;
+
+/// Destination ids that are plain integers (most databases, HubSpot) are stored as integers:
+/// half the bytes of their text, so more of the index stays in the page cache.
+fn id_value(dest_id: &str) -> rusqlite::types::Value {
+    match dest_id.parse::<i64>() {
+        Ok(n) if n.to_string() == dest_id => rusqlite::types::Value::Integer(n),
+        _ => rusqlite::types::Value::Text(dest_id.to_string()),
+    }
+}
+
+fn id_text(v: rusqlite::types::ValueRef<'_>) -> rusqlite::Result<String> {
+    match v {
+        rusqlite::types::ValueRef::Integer(n) => Ok(n.to_string()),
+        other => Ok(other
+            .as_str()
+            .map_err(|_| rusqlite::Error::InvalidColumnType(0, "dest_id".into(), other.data_type()))?
+            .to_string()),
+    }
+}
 
 fn hash(value: &str) -> i64 {
     crate::config::fnv1a(value.as_bytes()) as i64
@@ -107,7 +129,13 @@ pub fn path_for(store: &Path) -> PathBuf {
 fn connect(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)?;
     conn.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-64000;")?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let empty: bool = conn.query_row("SELECT COUNT(*) = 0 FROM sqlite_schema", [], |r| r.get(0))?;
+    if version != VERSION && !empty {
+        return Err(color_eyre::eyre::eyre!("match index of layout {version}, not {VERSION}"));
+    }
     conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(&format!("PRAGMA user_version = {VERSION}"))?;
     Ok(conn)
 }
 
@@ -115,7 +143,10 @@ impl MatchIndex {
     /// Opens the index; a file that cannot be read is discarded and started afresh (it is a cache).
     pub fn open(path: &Path) -> Result<Self> {
         let conn = match connect(path).and_then(|c| {
-            c.query_row("PRAGMA quick_check", [], |r| r.get::<_, String>(0))?;
+            let check: String = c.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+            if check != "ok" {
+                return Err(color_eyre::eyre::eyre!("match index damaged: {check}"));
+            }
             Ok(c)
         }) {
             Ok(c) => c,
@@ -201,7 +232,7 @@ impl MatchIndex {
              ON CONFLICT DO UPDATE SET run_id = COALESCE(excluded.run_id, run_id)",
         )?;
         for ((k, h, dest_id), run_id) in std::mem::take(&mut self.buffer) {
-            stmt.execute(params![k, h, dest_id, run_id])?;
+            stmt.execute(params![k, h, id_value(&dest_id), run_id])?;
         }
         Ok(())
     }
@@ -277,7 +308,8 @@ impl MatchIndex {
             let params = std::iter::once(k).chain(chunk.iter().copied());
             let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
             while let Some(row) = rows.next()? {
-                let (h, dest_id, run_id): (i64, String, Option<i64>) = (row.get(0)?, row.get(1)?, row.get(2)?);
+                let (h, dest_id, run_id): (i64, String, Option<i64>) =
+                    (row.get(0)?, id_text(row.get_ref(1)?)?, row.get(2)?);
                 if self.buffer.contains_key(&(k, h, dest_id.clone())) {
                     continue; // the buffered entry is newer
                 }
@@ -317,6 +349,8 @@ mod tests {
         let mut idx = MatchIndex::open(&path).expect("open");
         idx.begin("contacts").expect("begin");
         idx.add("contacts", &[("email".into(), "a@x.com".into(), "7".into())], Some(3)).expect("add");
+        idx.add("contacts", &[("phone".into(), "+1".into(), "007".into())], Some(3)).expect("add");
+        idx.add("contacts", &[("phone".into(), "+2".into(), "0xa1".into())], Some(3)).expect("add");
         assert!(!idx.is_clean("contacts").expect("flag"), "dirty while the transaction is open");
         assert_eq!(
             idx.candidates_many("contacts", "email", &["a@x.com", "b@x.com"]).expect("q"),
@@ -324,6 +358,10 @@ mod tests {
         );
         idx.finish().expect("finish");
         assert!(idx.is_clean("contacts").expect("flag"));
+        let ids = idx.candidates_many("contacts", "phone", &["+1", "+2"]).expect("q");
+        let mut ids: Vec<&str> = ids.iter().map(|(_, id, _)| id.as_str()).collect();
+        ids.sort();
+        assert_eq!(ids, ["007", "0xa1"], "ids that merely look numeric come back as written");
         idx.begin("contacts").expect("begin again");
         let found =
             |idx: &mut MatchIndex| idx.candidates_many("contacts", "email", &["a@x.com", "zz@x.com"]).expect("q").len();
