@@ -17,6 +17,7 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_NOT_STARTED: i32 = 2;
 pub const EXIT_HALTED: i32 = 3;
+pub const EXIT_CANCELLED: i32 = 4;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -159,6 +160,7 @@ pub fn report_run(project: &Project, result: Result<RunSummary, RunFailure>, dry
             match summary.finish {
                 Finish::Completed => EXIT_OK,
                 Finish::Halted(_) => EXIT_HALTED,
+                Finish::Cancelled => EXIT_CANCELLED,
             }
         }
         Err(RunFailure { started: false, error }) => not_started(&error),

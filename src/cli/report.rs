@@ -37,6 +37,7 @@ pub fn run_table(summary: &RunSummary, dry_run: bool) -> String {
     let state = match &summary.finish {
         Finish::Completed => "completed".to_string(),
         Finish::Halted(reason) => format!("HALTED: {reason}"),
+        Finish::Cancelled => "CANCELLED by the operator (what was written stays written and audited)".to_string(),
     };
     let _ = writeln!(out, "{what} {state}");
     let _ = writeln!(

@@ -7,7 +7,11 @@ use crate::model::Counts;
 pub enum RunState {
     Starting,
     Running,
+    /// Stopped at a batch boundary by the operator; everything before is committed.
+    Paused,
     Completed,
+    /// Stopped by the operator after a batch; what was written stays written and audited.
+    Cancelled,
     Halted(String),
     Failed(String),
 }
@@ -52,4 +56,12 @@ impl Progress {
     pub fn total(&self) -> u64 {
         self.objects.iter().map(|o| o.total.unwrap_or(0)).sum()
     }
+}
+
+/// What the operator wants of a run; the engine looks at it between batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Go,
+    Pause,
+    Cancel,
 }

@@ -8,7 +8,7 @@ use super::extract::{self, Item, MappedBatch};
 use super::index_writer::{IndexBatch, IndexWriter};
 use super::map::{Mapper, Owners};
 use super::plan::ObjectPlan;
-use super::progress::{Progress, RunState};
+use super::progress::{Control, Progress, RunState};
 use super::timings::{Stage, Timings};
 use super::transform::TransformSettings;
 use super::validate::validate;
@@ -33,6 +33,8 @@ use tracing::{info, warn};
 pub enum Finish {
     Completed,
     Halted(String),
+    /// The operator cancelled after a batch.
+    Cancelled,
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +85,7 @@ pub struct Engine {
     store_path: PathBuf,
     settings: TransformSettings,
     progress: watch::Sender<Progress>,
+    control: Arc<watch::Sender<Control>>,
     timings: Arc<Timings>,
 }
 
@@ -132,6 +135,7 @@ impl Engine {
             .map_err(|_| eyre!("project.default_region is not a country code"))?;
         let settings = TransformSettings { region, day_first: project.config.project.day_first };
         let (progress, _) = watch::channel(Progress::new("idle", &project.order));
+        let (control, _) = watch::channel(Control::Go);
         Ok(Self {
             project,
             source,
@@ -141,8 +145,38 @@ impl Engine {
             store_path,
             settings,
             progress,
+            control: Arc::new(control),
             timings: Arc::default(),
         })
+    }
+
+    /// Pause, resume and cancel for whoever drives this engine (console, signal handler).
+    /// The engine looks between batches: a batch in progress always finishes and commits.
+    pub fn controller(&self) -> Arc<watch::Sender<Control>> {
+        self.control.clone()
+    }
+
+    /// Waits while paused; true when the operator cancelled.
+    async fn checkpoint_control(&self) -> bool {
+        let mut rx = self.control.subscribe();
+        loop {
+            let wanted = *rx.borrow_and_update();
+            match wanted {
+                Control::Go => return false,
+                Control::Cancel => return true,
+                Control::Pause => {
+                    self.progress.send_if_modified(|p| {
+                        let changed = p.state != RunState::Paused;
+                        p.state = RunState::Paused;
+                        changed
+                    });
+                    if rx.changed().await.is_err() {
+                        return false;
+                    }
+                    self.progress.send_modify(|p| p.state = RunState::Running);
+                }
+            }
+        }
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Progress> {
@@ -217,6 +251,7 @@ impl Engine {
             store.begin_run(kind, &os_user(), &self.project.hash)
         })?;
         info!(run_id, kind = kind.as_str(), "run started");
+        self.control.send_replace(Control::Go);
         self.progress.send_modify(|p| {
             *p = Progress::new(kind.as_str(), &self.project.order);
             p.run_id = Some(run_id);
@@ -240,6 +275,7 @@ impl Engine {
                 let (state, reason) = match &finish {
                     Finish::Completed => ("completed", None),
                     Finish::Halted(r) => ("halted", Some(r.as_str())),
+                    Finish::Cancelled => ("cancelled", Some("cancelled by the operator")),
                 };
                 sync(|| lock(&store)?.finish_run(run_id, state, reason)).map_err(failure)?;
                 let objects = sync(|| lock(&store)?.run_counts(run_id)).map_err(failure)?;
@@ -247,6 +283,7 @@ impl Engine {
                     p.state = match &finish {
                         Finish::Completed => RunState::Completed,
                         Finish::Halted(r) => RunState::Halted(r.clone()),
+                        Finish::Cancelled => RunState::Cancelled,
                     };
                     p.phase = state.into();
                 });
@@ -278,8 +315,8 @@ impl Engine {
             });
             self.refresh_match_index(plan).await?;
             self.progress.send_modify(|p| p.phase = format!("migrating {}", plan.name));
-            if let Some(halt) = self.run_object(run_id, position, plan, prepared, total).await? {
-                return Ok(Finish::Halted(halt));
+            if let Some(stop) = self.run_object(run_id, position, plan, prepared, total).await? {
+                return Ok(stop);
             }
         }
         Ok(Finish::Completed)
@@ -344,7 +381,7 @@ impl Engine {
         Ok(Mapper::new(plan.clone(), self.settings.clone(), owners.clone(), Store::open_reader(&self.store_path)?))
     }
 
-    /// Returns the halt reason if the run must stop.
+    /// Returns how the run stops if it must stop here (halted, cancelled).
     async fn run_object(
         &self,
         run_id: i64,
@@ -352,7 +389,7 @@ impl Engine {
         plan: &Arc<ObjectPlan>,
         prepared: &Prepared,
         total: u64,
-    ) -> Result<Option<String>> {
+    ) -> Result<Option<Finish>> {
         let batch_size = self.project.config.project.batch_size;
         let mapper = self.mapper(plan, &prepared.owners)?;
         let corrections = sync(|| lock(&self.store)?.corrections_for(&plan.name))?;
@@ -362,6 +399,7 @@ impl Engine {
         let mut counts = Counts::default();
         let threshold = self.project.config.project.halt_error_rate;
         let mut halt = None;
+        let mut cancelled = false;
 
         let mut writer = CommitWriter::start(self.store.clone(), self.timings.clone());
         let index_writer = Mutex::new(IndexWriter::start(self.index.clone(), self.timings.clone()));
@@ -414,6 +452,10 @@ impl Engine {
                 if done {
                     break;
                 }
+                if self.checkpoint_control().await {
+                    cancelled = true;
+                    break;
+                }
             }
             Ok(())
         }
@@ -429,6 +471,12 @@ impl Engine {
         indexed?;
         drop(rx);
         let _ = producer.await;
+        if cancelled {
+            sync(|| self.index()?.finish())?;
+            self.check_invariant(run_id, &plan.name, &counts)?;
+            info!(object = %plan.name, records = counts.extracted, "cancelled by the operator");
+            return Ok(Some(Finish::Cancelled));
+        }
         if halt.is_none() && counts.extracted != total {
             halt = Some(format!(
                 "{}: the source reported {total} records but {} were read — the source changed during the run or \
@@ -439,7 +487,7 @@ impl Engine {
         sync(|| self.index()?.finish())?;
         self.check_invariant(run_id, &plan.name, &counts)?;
         info!(object = %plan.name, records = counts.extracted, timings = %self.timings.summary(), "object done");
-        Ok(halt)
+        Ok(halt.map(Finish::Halted))
     }
 
     /// Every extracted record has exactly one outcome, in the counters and in the audit log.
