@@ -2,7 +2,8 @@
 //!
 //! Layers, data flowing one way: `connect` (sources and destinations) → `pipeline` (extract → map →
 //! dedupe → validate → write) → `store` (the SQLite state: runs, audit, queue, id map, checkpoints).
-//! `project` ties a project file to its connectors and store; `cli` is the command line.
+//! `project` ties a project file to its connectors and store; `tui` is the console over the
+//! engine; `cli` is the command line.
 
 pub mod bench;
 pub mod cli;
@@ -14,3 +15,4 @@ pub mod model;
 pub mod pipeline;
 pub mod project;
 pub mod store;
+pub mod tui;

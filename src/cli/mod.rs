@@ -29,8 +29,9 @@ pub struct Cli {
     /// Write logs here instead of the data folder's logs/cutover.log.
     #[arg(long, global = true, env = "CUTOVER_LOG")]
     pub log_file: Option<PathBuf>,
+    /// No command: open the console on the project in the current folder.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -44,9 +45,19 @@ pub enum Command {
         /// Only set the folder up; do not run.
         #[arg(long)]
         setup_only: bool,
+        /// Open the console on the demo instead of running it headless.
+        #[arg(long, conflicts_with = "setup_only")]
+        console: bool,
         /// Write the demo data files from the generator into this folder (for maintainers).
         #[arg(long, hide = true)]
         regenerate: Option<PathBuf>,
+    },
+    /// Open the console (the default with no command): watch runs, work the queue, read the audit log.
+    /// Keys are listed with `?`; your own keymap goes in the file `CUTOVER_KEYMAP` names, or
+    /// keymap.toml in Cutover's config folder.
+    Open {
+        /// Project file, or a folder holding cutover.toml (default: the current folder).
+        project: Option<PathBuf>,
     },
     /// Run a migration headless: every object, parents first.
     Run {
@@ -94,18 +105,45 @@ pub fn main_with(cli: Cli) -> i32 {
             return EXIT_NOT_STARTED;
         }
     };
-    runtime.block_on(dispatch(cli.command))
+    runtime.block_on(dispatch(cli.command.unwrap_or(Command::Open { project: None })))
 }
 
 async fn dispatch(command: Command) -> i32 {
     match command {
-        Command::Demo { dir, setup_only, regenerate } => crate::demo::command(dir, setup_only, regenerate).await,
+        Command::Demo { dir, setup_only, console, regenerate } => {
+            crate::demo::command(dir, setup_only, console, regenerate).await
+        }
+        Command::Open { project } => match Project::load(project.as_deref()) {
+            Ok(p) => open_console(p).await,
+            Err(e) => not_started(&e),
+        },
         Command::Run { project, dry_run } => run_command(project, dry_run).await,
         Command::Check { project } => check_command(project).await,
         Command::Runs { project } => runs_command(project),
         Command::Queue { project, action } => queue::command(project, action).await,
         Command::Bench { records, existing, batch_size, dir } => {
             crate::bench::command(records, existing, batch_size, dir).await
+        }
+    }
+}
+
+/// Runs the console until the operator quits. It needs a terminal on both ends.
+pub async fn open_console(project: Project) -> i32 {
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        eprintln!(
+            "error: the console needs a terminal; for scripts use `cutover run`, `cutover queue`, `cutover runs`"
+        );
+        return EXIT_NOT_STARTED;
+    }
+    let keymap = match crate::tui::keymap::Keymap::load(crate::tui::keymap_path().as_deref()) {
+        Ok(k) => k,
+        Err(e) => return not_started(&e),
+    };
+    match crate::tui::open(project, keymap).await {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            EXIT_FAILED
         }
     }
 }

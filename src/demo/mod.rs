@@ -56,7 +56,7 @@ pub fn regenerate(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-pub async fn command(dir: PathBuf, setup_only: bool, regen: Option<PathBuf>) -> i32 {
+pub async fn command(dir: PathBuf, setup_only: bool, console: bool, regen: Option<PathBuf>) -> i32 {
     if let Some(target) = regen {
         return match regenerate(&target) {
             Ok(()) => {
@@ -78,6 +78,9 @@ pub async fn command(dir: PathBuf, setup_only: bool, regen: Option<PathBuf>) -> 
         Ok(p) => p,
         Err(e) => return not_started(&e),
     };
+    if console {
+        return crate::cli::open_console(project).await;
+    }
     println!("Running the migration headless…\n");
     let code = run_project(&project, false).await;
     if code != EXIT_NOT_STARTED {

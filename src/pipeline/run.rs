@@ -188,6 +188,10 @@ impl Engine {
         &self.timings
     }
 
+    pub fn store_path(&self) -> &std::path::Path {
+        &self.store_path
+    }
+
     pub fn store(&self) -> &Arc<Mutex<Store>> {
         &self.store
     }

@@ -2,6 +2,7 @@
 //! counters with their checkpoints, the per-record audit log, the id map and the
 //! conflict queue. A batch's outcomes and the checkpoint covering them commit in one transaction.
 
+pub mod audit;
 pub mod match_index;
 mod queue;
 pub mod run_lock;

@@ -1,0 +1,63 @@
+//! Reading the audit log a page at a time, newest first: keyset paging on the row id, so the
+//! page after a million rows costs what the first one does.
+
+use super::Store;
+use color_eyre::eyre::Result;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub run_id: i64,
+    pub at: String,
+    pub user: String,
+    pub object: String,
+    pub source_id: String,
+    pub outcome: String,
+    pub dest_id: Option<String>,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub object: Option<String>,
+    pub outcome: Option<String>,
+    pub source_id: Option<String>,
+}
+
+impl Store {
+    /// Up to `limit` rows older than `before` (all when `None`), newest first, and whether
+    /// older rows remain.
+    pub fn audit_page(&self, query: &AuditQuery, before: Option<i64>, limit: usize) -> Result<(Vec<AuditEntry>, bool)> {
+        let mut sql = String::from(
+            "SELECT id, run_id, at, user, object, source_id, outcome, dest_id, detail FROM audit WHERE id < ?1",
+        );
+        let mut args: Vec<rusqlite::types::Value> = vec![before.unwrap_or(i64::MAX).into()];
+        for (column, value) in [("object", &query.object), ("outcome", &query.outcome), ("source_id", &query.source_id)]
+        {
+            if let Some(v) = value {
+                args.push(v.clone().into());
+                sql.push_str(&format!(" AND {column} = ?{}", args.len()));
+            }
+        }
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", limit + 1));
+        let mut stmt = self.conn().prepare(&sql)?;
+        let mut rows = stmt
+            .query_map(rusqlite::params_from_iter(args), |r| {
+                Ok(AuditEntry {
+                    id: r.get(0)?,
+                    run_id: r.get(1)?,
+                    at: r.get(2)?,
+                    user: r.get(3)?,
+                    object: r.get(4)?,
+                    source_id: r.get(5)?,
+                    outcome: r.get(6)?,
+                    dest_id: r.get(7)?,
+                    detail: r.get(8)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        Ok((rows, more))
+    }
+}

@@ -1,0 +1,98 @@
+//! The console: a ratatui TUI over the engine. Elm-shaped — `update` (pure) turns messages into
+//! state changes and effects, `render` draws state, `runner` carries effects out on other tasks.
+//! The loop here only moves messages: it never waits on the store or a connector.
+
+pub mod keymap;
+pub mod render;
+pub mod runner;
+pub mod state;
+pub mod text;
+pub mod update;
+
+use crate::project::Project;
+use color_eyre::eyre::{Result, WrapErr};
+use crossterm::event::{Event, EventStream};
+use futures_util::StreamExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Where the user's keymap lives: `CUTOVER_KEYMAP`, else `keymap.toml` in the config folder.
+pub fn keymap_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CUTOVER_KEYMAP") {
+        return Some(PathBuf::from(p));
+    }
+    directories::ProjectDirs::from("", "", "cutover").map(|d| d.config_dir().join("keymap.toml"))
+}
+
+/// Opens the console on a project and returns when the operator quits.
+/// Load the keymap first ([`keymap::Keymap::load`]): bad input fails before the terminal is taken.
+pub async fn open(project: Project, keymap: keymap::Keymap) -> Result<()> {
+    let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let mut state = state::AppState::new(&project.config, keymap, color);
+    let project = Arc::new(project);
+
+    let mut terminal = ratatui::try_init().wrap_err("cannot open the terminal for the console")?;
+    let result = event_loop(&mut terminal, &mut state, project).await;
+    ratatui::restore();
+    result
+}
+
+async fn event_loop(
+    terminal: &mut ratatui::DefaultTerminal,
+    state: &mut state::AppState,
+    project: Arc<Project>,
+) -> Result<()> {
+    let started = Instant::now();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let runner = runner::Runner::new(project, tx, started);
+    for effect in update::startup() {
+        runner.run(effect);
+    }
+    let mut events = EventStream::new();
+    let mut frames = tokio::time::interval(Duration::from_millis(33));
+    frames.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut dirty = true;
+    loop {
+        tokio::select! {
+            event = events.next() => {
+                match event {
+                    Some(Ok(Event::Key(key))) => {
+                        for effect in update::update(state, update::Msg::Key(key)) {
+                            runner.run(effect);
+                        }
+                    }
+                    Some(Ok(Event::Resize(_, _))) => {}
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(e).wrap_err("reading the terminal"),
+                    None => return Ok(()),
+                }
+                dirty = true;
+            }
+            Some(msg) = rx.recv() => {
+                let mut pending = vec![msg];
+                while let Ok(m) = rx.try_recv() {
+                    pending.push(m);
+                }
+                for m in pending {
+                    for effect in update::update(state, m) {
+                        runner.run(effect);
+                    }
+                }
+                dirty = true;
+            }
+            _ = frames.tick() => {
+                if dirty {
+                    let size = terminal.size()?;
+                    state.page_rows = size.height.saturating_sub(12).max(1) as usize;
+                    terminal.draw(|f| render::render(state, f))?;
+                    dirty = false;
+                }
+            }
+        }
+        if state.quit {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Pane 1: live sync — per object a processed/total bar, the outcome counters, records/s and ETA,
+//! the run state, and a sparkline of the current object's rate.
+
+use super::{Theme, thousands};
+use crate::tui::keymap::Action;
+use crate::tui::state::{AppState, Live};
+use crate::tui::update::rate;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph, Row, Sparkline, Table};
+
+fn bar(done: u64, total: Option<u64>, width: usize) -> String {
+    match total {
+        Some(t) if t > 0 => {
+            let frac = (done as f64 / t as f64).clamp(0.0, 1.0);
+            let filled = (frac * width as f64).round() as usize;
+            format!("{}{} {:>3.0}%", "█".repeat(filled), "░".repeat(width - filled), frac * 100.0)
+        }
+        Some(_) => format!("{} 100%", "█".repeat(width)),
+        None => format!("{} ---%", "░".repeat(width)),
+    }
+}
+
+fn eta(live: &Live, i: usize) -> String {
+    let o = &live.progress.objects[i];
+    let r = live.samples.get(i).map(rate).unwrap_or(0.0);
+    match o.total {
+        Some(t) if o.counts.extracted >= t => "done".into(),
+        Some(t) if r > 0.0 && live.active() => {
+            let secs = ((t - o.counts.extracted) as f64 / r).ceil() as u64;
+            format!("{}:{:02}", secs / 60, secs % 60)
+        }
+        _ => "—".into(),
+    }
+}
+
+pub fn render(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
+    let [head, table, spark, keys] =
+        Layout::vertical([Constraint::Length(2), Constraint::Min(4), Constraint::Length(5), Constraint::Length(2)])
+            .areas(area);
+    let layer = state.pane.layer();
+    let k = |a| state.keymap.key_for(layer, a);
+    let head_text = match &state.live {
+        None => vec![
+            Line::from(format!("Project {} — nothing run from this console yet.", state.project)),
+            Line::from(Span::styled(
+                format!("{} test sync (writes nothing) · {} full run", k(Action::Preview), k(Action::StartRun)),
+                theme.muted,
+            )),
+        ],
+        Some(live) => {
+            let style = match &live.progress.state {
+                crate::pipeline::RunState::Halted(_) | crate::pipeline::RunState::Failed(_) => theme.error,
+                crate::pipeline::RunState::Completed => theme.ok,
+                _ => theme.warn,
+            };
+            vec![
+                Line::from(vec![Span::raw(format!("{}: ", live.mode.label())), Span::styled(live.state_word(), style)]),
+                Line::from(Span::styled(
+                    format!(
+                        "{} · {} of {} records",
+                        live.progress.phase,
+                        thousands(live.progress.processed()),
+                        thousands(live.progress.total())
+                    ),
+                    theme.muted,
+                )),
+            ]
+        }
+    };
+    frame.render_widget(Paragraph::new(head_text), head);
+
+    let header =
+        Row::new(["object", "progress", "created", "updated", "merged", "queued", "skipped", "failed", "rec/s", "ETA"])
+            .style(theme.accent);
+    let rows: Vec<Row> = match &state.live {
+        None => state.objects.iter().map(|o| Row::new(vec![o.clone(), bar(0, None, 5)])).collect(),
+        Some(live) => live
+            .progress
+            .objects
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                let c = &o.counts;
+                let r = live.samples.get(i).map(rate).unwrap_or(0.0);
+                Row::new(vec![
+                    o.name.clone(),
+                    bar(c.extracted, o.total, 5),
+                    c.created.to_string(),
+                    c.updated.to_string(),
+                    c.merged.to_string(),
+                    c.queued.to_string(),
+                    c.skipped.to_string(),
+                    c.failed.to_string(),
+                    if live.active() && r > 0.0 { format!("{:.0}", r) } else { "—".into() },
+                    eta(live, i),
+                ])
+            })
+            .collect(),
+    };
+    // Fits 80 columns exactly: 9 + 10 + 6×7 + 6 + 4 and nine gaps.
+    let widths = [
+        Constraint::Length(9),
+        Constraint::Length(10),
+        Constraint::Length(7),
+        Constraint::Length(7),
+        Constraint::Length(7),
+        Constraint::Length(7),
+        Constraint::Length(7),
+        Constraint::Length(7),
+        Constraint::Length(6),
+        Constraint::Length(4),
+    ];
+    frame.render_widget(
+        Table::new(rows, widths).header(header).column_spacing(1).block(Block::default().borders(Borders::TOP)),
+        table,
+    );
+
+    let (title, data): (String, Vec<u64>) = match &state.live {
+        Some(live) => {
+            let i = live.progress.current.unwrap_or(0);
+            let name = live.progress.objects.get(i).map(|o| o.name.clone()).unwrap_or_default();
+            (format!(" records/s: {name} "), live.rates.get(i).map(|r| r.iter().copied().collect()).unwrap_or_default())
+        }
+        None => (" records/s ".into(), Vec::new()),
+    };
+    frame.render_widget(
+        Sparkline::default().block(Block::default().borders(Borders::TOP).title(title)).data(&data).style(theme.ok),
+        spark,
+    );
+    let hint = format!(
+        "{} test sync · {} full run · {} pause · {} resume · {} cancel · {} queue",
+        k(Action::Preview),
+        k(Action::StartRun),
+        k(Action::Pause),
+        k(Action::Resume),
+        k(Action::Cancel),
+        k(Action::PaneQueue)
+    );
+    frame.render_widget(
+        Paragraph::new(Span::styled(hint, theme.muted)).block(Block::default().borders(Borders::TOP)),
+        keys,
+    );
+}

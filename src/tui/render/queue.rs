@@ -1,0 +1,178 @@
+//! Pane 3: the conflict queue — counts per reason, the filtered list (windowed from the store),
+//! and the selected record's fields: source value, mapped value (or the correction), issue.
+
+use super::{Theme, fit};
+use crate::tui::keymap::Action;
+use crate::tui::state::AppState;
+use crate::tui::text::{shown, shown_opt};
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph, Row, Table, TableState};
+
+pub fn render(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
+    let q = &state.queue;
+    let [filters, body, note] =
+        Layout::vertical([Constraint::Length(2), Constraint::Min(6), Constraint::Length(1)]).areas(area);
+
+    // Counts per reason (of the object filter), then the filters in force.
+    let mut reasons: Vec<(String, u64)> = Vec::new();
+    for (o, r, n) in &q.summary {
+        if q.query.object.as_ref().is_none_or(|f| f == o) {
+            match reasons.iter_mut().find(|(x, _)| x == r) {
+                Some((_, c)) => *c += n,
+                None => reasons.push((r.clone(), *n)),
+            }
+        }
+    }
+    let total: u64 = reasons.iter().map(|(_, n)| n).sum();
+    let mut counts = vec![Span::styled(format!("{total} open: "), theme.accent)];
+    for (i, (r, n)) in reasons.iter().enumerate() {
+        if i > 0 {
+            counts.push(Span::raw(" · "));
+        }
+        let style = if q.query.reason.as_ref() == Some(r) { theme.selected } else { Style::default() };
+        counts.push(Span::styled(format!("{r} {n}"), style));
+    }
+    let layer = state.pane.layer();
+    let k = |a| state.keymap.key_for(layer, a);
+    let filter_line = Line::from(vec![
+        Span::styled(
+            format!(
+                "object: {} ({}) · reason: {} ({}) · marked: {} ",
+                q.query.object.as_deref().unwrap_or("all"),
+                k(Action::FilterObject),
+                q.query.reason.as_deref().unwrap_or("all"),
+                k(Action::FilterReason),
+                q.marked.len()
+            ),
+            theme.muted,
+        ),
+        if q.loading { Span::styled("loading…", theme.muted) } else { Span::raw("") },
+    ]);
+    frame.render_widget(Paragraph::new(vec![Line::from(counts), filter_line]), filters);
+
+    let wide = body.width >= 110;
+    let (list_area, detail_area) = if wide {
+        let [l, d] = Layout::horizontal([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(body);
+        (l, d)
+    } else {
+        let [l, d] = Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(body);
+        (l, d)
+    };
+    list(state, frame, list_area, theme);
+    detail(state, frame, detail_area, theme);
+
+    let note_line = match &q.note {
+        Some((true, text)) => Line::from(Span::styled(text.clone(), theme.error)),
+        Some((false, text)) => Line::from(Span::styled(text.clone(), theme.ok)),
+        None => Line::from(Span::styled(
+            format!(
+                "{} fields · {} edit · {} mark · {} mark all · {} set on marked · {} reprocess · {} skip",
+                k(Action::FocusDetail),
+                k(Action::EditField),
+                k(Action::ToggleMark),
+                k(Action::MarkAll),
+                k(Action::EditMarked),
+                k(Action::Reprocess),
+                k(Action::Skip)
+            ),
+            theme.muted,
+        )),
+    };
+    frame.render_widget(Paragraph::new(note_line), note);
+}
+
+fn list(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
+    let q = &state.queue;
+    let rows: Vec<Row> = q
+        .items
+        .iter()
+        .map(|i| {
+            let mark = if q.marked.contains(&i.id) { "●" } else { " " };
+            let status = if i.status.as_str() == "open" { String::new() } else { format!(" [{}]", i.status.as_str()) };
+            Row::new(vec![
+                mark.to_string(),
+                format!("#{}", i.id),
+                i.object.clone(),
+                shown(&i.source_id),
+                format!("{}{status}", i.reason),
+            ])
+        })
+        .collect();
+    let mut table_state = TableState::default();
+    if let Some(sel) = q.cursor.checked_sub(q.offset).filter(|s| *s < q.items.len()) {
+        table_state.select(Some(sel));
+    }
+    let title = format!(" {} of {} ", if q.total == 0 { 0 } else { q.cursor + 1 }, q.total);
+    let border = if q.focus_detail { theme.muted } else { theme.accent };
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(1),
+            Constraint::Length(5),
+            Constraint::Length(9),
+            Constraint::Length(9),
+            Constraint::Min(10),
+        ],
+    )
+    .header(Row::new(["", "id", "object", "source", "reason"]).style(theme.accent))
+    .row_highlight_style(theme.selected)
+    .block(Block::default().borders(Borders::ALL).title(title).border_style(border));
+    frame.render_stateful_widget(table, area, &mut table_state);
+}
+
+fn detail(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
+    let q = &state.queue;
+    let border = if q.focus_detail { theme.accent } else { theme.muted };
+    let Some(item) = q.selected() else {
+        let text = if q.total == 0 { "Nothing waiting in the queue for this filter." } else { "" };
+        frame.render_widget(
+            Paragraph::new(text).block(Block::default().borders(Borders::ALL).title(" record ").border_style(border)),
+            area,
+        );
+        return;
+    };
+    let fields = q.fields();
+    // Source values are keyed by source field: find each destination field's `from`.
+    let mapping = state.mapping.objects.iter().find(|o| o.name == item.object);
+    let source_of = |f: &str| -> Option<String> {
+        let from = mapping.and_then(|m| m.rows.iter().find(|r| r.dest == f)).map(|r| r.from.as_str()).unwrap_or(f);
+        item.source.get(from).map(|v| shown_opt(v.as_deref()))
+    };
+    let rows: Vec<Row> = fields
+        .iter()
+        .map(|f| {
+            let source = source_of(f).unwrap_or_default();
+            let (mapped, corrected) = match item.corrections.get(f) {
+                Some(v) => (shown_opt(v.as_deref()), true),
+                None => (item.mapped.get(f).map(|v| shown_opt(v.as_deref())).unwrap_or_default(), false),
+            };
+            let issue = item.issues.iter().find(|i| &i.field == f);
+            let issue_text = issue.map(|i| format!("{}: {}", i.rule.as_str(), shown(&i.message))).unwrap_or_default();
+            let style = if issue.is_some() { theme.error } else { Style::default() };
+            Row::new(vec![
+                f.clone(),
+                fit(&source, 16),
+                if corrected { format!("{} (fixed)", fit(&mapped, 12)) } else { fit(&mapped, 20) },
+                issue_text,
+            ])
+            .style(style)
+        })
+        .collect();
+    let mut table_state = TableState::default();
+    if q.focus_detail {
+        table_state.select(Some(q.field.min(fields.len().saturating_sub(1))));
+    }
+    let waiting = item.waiting_on.as_ref().map(|(o, s)| format!(" · waits for {o} {}", shown(s))).unwrap_or_default();
+    let title = format!(" #{} {} {} · {}{} ", item.id, item.object, shown(&item.source_id), item.origin, waiting);
+    let table =
+        Table::new(rows, [Constraint::Length(16), Constraint::Length(16), Constraint::Length(20), Constraint::Min(10)])
+            .header(Row::new(["field", "source", "mapped", "issue"]).style(theme.accent))
+            .row_highlight_style(theme.selected)
+            .block(
+                Block::default().borders(Borders::ALL).title(fit(&title, area.width as usize - 2)).border_style(border),
+            );
+    frame.render_stateful_widget(table, area, &mut table_state);
+}

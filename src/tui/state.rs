@@ -1,0 +1,362 @@
+//! Everything the console shows, as plain data: `update` changes it, `render` only reads it.
+
+use super::keymap::Keymap;
+use crate::config::LoadedConfig;
+use crate::model::Counts;
+use crate::pipeline::progress::Control;
+use crate::pipeline::{Progress, RunState};
+use crate::store::QueueItem;
+use ratatui_textarea::TextArea;
+use std::collections::{BTreeSet, VecDeque};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    Overview,
+    Mapping,
+    Queue,
+    Audit,
+    Reconcile,
+}
+
+impl Pane {
+    pub const ALL: [Pane; 5] = [Pane::Overview, Pane::Mapping, Pane::Queue, Pane::Audit, Pane::Reconcile];
+
+    pub fn layer(self) -> &'static str {
+        match self {
+            Pane::Overview => "overview",
+            Pane::Mapping => "mapping",
+            Pane::Queue => "queue",
+            Pane::Audit => "audit",
+            Pane::Reconcile => "reconcile",
+        }
+    }
+    pub fn title(self) -> &'static str {
+        match self {
+            Pane::Overview => "Overview",
+            Pane::Mapping => "Mapping",
+            Pane::Queue => "Queue",
+            Pane::Audit => "Audit log",
+            Pane::Reconcile => "Reconciliation",
+        }
+    }
+    pub fn index(self) -> usize {
+        Pane::ALL.iter().position(|p| *p == self).unwrap_or(0)
+    }
+}
+
+/// What kind of engine work is under way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    Preview,
+    Full,
+    Reprocess,
+}
+
+impl RunMode {
+    pub fn label(self) -> &'static str {
+        match self {
+            RunMode::Preview => "test sync (dry run)",
+            RunMode::Full => "full run",
+            RunMode::Reprocess => "reprocess",
+        }
+    }
+}
+
+/// The run the console started (or last started), from the engine's watch channel.
+#[derive(Debug, Clone)]
+pub struct Live {
+    pub mode: RunMode,
+    pub progress: Progress,
+    /// Seconds since the console started, when the run began.
+    pub started_at: f64,
+    /// Per object: (time, processed) of the last samples, for records/s.
+    pub samples: Vec<VecDeque<(f64, u64)>>,
+    /// Per object: records/s over time, for the sparkline.
+    pub rates: Vec<VecDeque<u64>>,
+    /// Set once the engine task returned.
+    pub ended: Option<String>,
+    pub control: Control,
+}
+
+impl Live {
+    pub fn active(&self) -> bool {
+        self.ended.is_none()
+    }
+    pub fn state_word(&self) -> String {
+        if let Some(end) = &self.ended
+            && !matches!(
+                self.progress.state,
+                RunState::Completed | RunState::Halted(_) | RunState::Cancelled | RunState::Failed(_)
+            )
+        {
+            return end.clone();
+        }
+        match &self.progress.state {
+            RunState::Starting => "starting".into(),
+            RunState::Running if self.control == Control::Pause => "pausing after this batch".into(),
+            RunState::Running if self.control == Control::Cancel => "cancelling after this batch".into(),
+            RunState::Running => match self.mode {
+                RunMode::Preview => "previewing".into(),
+                RunMode::Full => "running".into(),
+                RunMode::Reprocess => "reprocessing".into(),
+            },
+            RunState::Paused => "paused".into(),
+            RunState::Completed if self.mode == RunMode::Preview => "preview done (nothing written)".into(),
+            RunState::Completed => "done".into(),
+            RunState::Cancelled => "cancelled".into(),
+            RunState::Halted(r) => format!("halted: {r}"),
+            RunState::Failed(e) => format!("failed: {e}"),
+        }
+    }
+}
+
+/// Which queue items are shown.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueQuery {
+    pub object: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct QueueView {
+    /// Pending items per (object, reason), for the counts and the filters.
+    pub summary: Vec<(String, String, u64)>,
+    pub query: QueueQuery,
+    /// The loaded window of the filtered list, starting at `offset`.
+    pub items: Vec<QueueItem>,
+    pub offset: usize,
+    pub total: usize,
+    /// Absolute position of the selection in the filtered list.
+    pub cursor: usize,
+    /// Selected row of the detail (fields of the record).
+    pub field: usize,
+    pub focus_detail: bool,
+    pub marked: BTreeSet<i64>,
+    /// The inline result of the last fix, reprocess or skip.
+    pub note: Option<(bool, String)>,
+    pub loading: bool,
+}
+
+impl QueueView {
+    pub fn selected(&self) -> Option<&QueueItem> {
+        self.cursor.checked_sub(self.offset).and_then(|i| self.items.get(i))
+    }
+    /// The records an action applies to: the marked ones, else the selected one.
+    pub fn targets(&self) -> Vec<i64> {
+        if self.marked.is_empty() {
+            self.selected().map(|i| vec![i.id]).unwrap_or_default()
+        } else {
+            self.marked.iter().copied().collect()
+        }
+    }
+    /// The fields the detail lists for the selected item: every mapped field, then source-only ones.
+    pub fn fields(&self) -> Vec<String> {
+        let Some(item) = self.selected() else { return Vec::new() };
+        let mut out: Vec<String> = item.mapped.keys().cloned().collect();
+        for i in &item.issues {
+            if !out.contains(&i.field) && !i.field.is_empty() {
+                out.push(i.field.clone());
+            }
+        }
+        out
+    }
+    pub fn reasons(&self) -> Vec<String> {
+        let mut r: Vec<String> = self
+            .summary
+            .iter()
+            .filter(|(o, _, _)| self.query.object.as_ref().is_none_or(|q| q == o))
+            .map(|(_, r, _)| r.clone())
+            .collect();
+        r.sort();
+        r.dedup();
+        r
+    }
+}
+
+pub use crate::store::audit::{AuditEntry, AuditQuery};
+
+pub const AUDIT_OUTCOMES: &[&str] = &["created", "updated", "merged", "queued", "skipped", "failed"];
+
+#[derive(Debug, Default)]
+pub struct AuditView {
+    pub query: AuditQuery,
+    pub rows: Vec<AuditEntry>,
+    /// `before` id of each page shown so far (None: the newest page); the last is the current one.
+    pub pages: Vec<Option<i64>>,
+    pub cursor: usize,
+    /// Whether an older page exists.
+    pub more: bool,
+    pub loading: bool,
+}
+
+/// One object's balance in the latest real run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BalanceRow {
+    pub object: String,
+    pub source: Option<u64>,
+    pub counts: Counts,
+    pub open_queue: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct ReconcileView {
+    pub run: Option<(i64, String, String)>,
+    pub rows: Vec<BalanceRow>,
+}
+
+/// A mapping row as the project file states it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappingRow {
+    pub dest: String,
+    pub from: String,
+    pub transform: String,
+    pub required: bool,
+    pub note: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappingObject {
+    pub name: String,
+    pub source: String,
+    pub destination: String,
+    pub match_keys: Vec<String>,
+    pub merge: String,
+    pub rows: Vec<MappingRow>,
+    pub excluded: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct MappingView {
+    pub objects: Vec<MappingObject>,
+    pub object: usize,
+    pub cursor: usize,
+}
+
+/// What a confirmation step confirms.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Confirm {
+    Quit,
+    Cancel,
+    Skip { ids: Vec<i64>, reason: String },
+}
+
+/// What the text box being edited is for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EditTarget {
+    /// Set `field` on these queue items (the selected one, or every marked one).
+    Field {
+        ids: Vec<i64>,
+        field: String,
+    },
+    SkipReason {
+        ids: Vec<i64>,
+    },
+    AuditSearch,
+}
+
+pub enum Modal {
+    Help,
+    Confirm { question: String, what: Confirm },
+    Edit { target: EditTarget, input: Box<TextArea<'static>> },
+}
+
+pub struct AppState {
+    pub project: String,
+    pub pane: Pane,
+    pub keymap: Keymap,
+    pub objects: Vec<String>,
+    pub live: Option<Live>,
+    pub queue: QueueView,
+    pub audit: AuditView,
+    pub mapping: MappingView,
+    pub reconcile: ReconcileView,
+    pub modal: Option<Modal>,
+    /// One line for the last thing that happened: (is it bad news, text).
+    pub status: Option<(bool, String)>,
+    /// Rows a page moves (set from the terminal height).
+    pub page_rows: usize,
+    pub quit: bool,
+    /// Quit once the engine task has returned (the operator quit during a run).
+    pub quit_after_run: bool,
+    pub color: bool,
+}
+
+impl AppState {
+    pub fn new(config: &LoadedConfig, keymap: Keymap, color: bool) -> Self {
+        Self {
+            project: config.config.project.name.clone(),
+            pane: Pane::Overview,
+            keymap,
+            objects: config.order.clone(),
+            live: None,
+            queue: QueueView::default(),
+            audit: AuditView { pages: vec![None], ..Default::default() },
+            mapping: MappingView { objects: mapping_objects(config), ..Default::default() },
+            reconcile: ReconcileView::default(),
+            modal: None,
+            status: None,
+            page_rows: 10,
+            quit: false,
+            quit_after_run: false,
+            color,
+        }
+    }
+
+    pub fn run_active(&self) -> bool {
+        self.live.as_ref().is_some_and(Live::active)
+    }
+}
+
+fn mapping_objects(config: &LoadedConfig) -> Vec<MappingObject> {
+    config
+        .order
+        .iter()
+        .filter_map(|name| config.config.objects.get(name).map(|o| (name, o)))
+        .map(|(name, o)| MappingObject {
+            name: name.clone(),
+            source: o.source.clone().unwrap_or_else(|| name.clone()),
+            destination: o.destination.clone().unwrap_or_else(|| name.clone()),
+            match_keys: o.match_keys.clone(),
+            merge: o.merge.clone(),
+            excluded: o.exclude.clone(),
+            rows: o
+                .fields
+                .iter()
+                .map(|(dest, f)| {
+                    let from = if let Some(c) = &f.concat {
+                        format!("concat({})", c.join(", "))
+                    } else if let Some(s) = &f.split {
+                        format!("split({s})")
+                    } else {
+                        f.from.clone().unwrap_or_else(|| "—".into())
+                    };
+                    let mut transform: Vec<String> = f
+                        .transform
+                        .as_ref()
+                        .map(|t| t.items().into_iter().map(String::from).collect())
+                        .unwrap_or_default();
+                    if let Some(t) = &f.translate {
+                        transform.push(format!("translate:{t}"));
+                    }
+                    let mut note = Vec::new();
+                    if let Some(p) = &f.parent {
+                        note.push(format!("parent → {p}"));
+                    }
+                    if let Some(d) = &f.default {
+                        note.push(format!("default {d:?}"));
+                    }
+                    if let Some(n) = f.max_length {
+                        note.push(format!("≤{n} chars"));
+                    }
+                    MappingRow {
+                        dest: dest.clone(),
+                        from,
+                        transform: transform.join(", "),
+                        required: f.required,
+                        note: note.join("; "),
+                    }
+                })
+                .collect(),
+        })
+        .collect()
+}

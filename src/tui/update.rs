@@ -1,0 +1,597 @@
+//! `update(state, msg) -> effects`: the console's only way to change state. Pure — no I/O, no
+//! clock, no terminal — so every key path is unit-tested; effects are the only route to the
+//! engine and the store.
+
+use super::keymap::{Action, Key};
+use super::state::*;
+use crate::pipeline::Progress;
+use crate::pipeline::progress::Control;
+use crate::store::QueueItem;
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind};
+use ratatui_textarea::TextArea;
+use std::collections::VecDeque;
+
+/// Rows of the queue fetched per page (windowed: a million rows stay a page away).
+pub const QUEUE_PAGE: usize = 200;
+pub const AUDIT_PAGE: usize = 200;
+
+#[derive(Debug)]
+pub enum Msg {
+    Key(KeyEvent),
+    /// A new snapshot from the engine; `now` is seconds since the console started.
+    Progress {
+        progress: Progress,
+        now: f64,
+    },
+    /// The engine task returned: a one-line summary, and whether it went wrong.
+    RunEnded {
+        summary: String,
+        failed: bool,
+    },
+    /// A page of the queue for `query` (answers to an older query are dropped).
+    QueueLoaded {
+        query: QueueQuery,
+        summary: Vec<(String, String, u64)>,
+        items: Vec<QueueItem>,
+        offset: usize,
+        total: usize,
+    },
+    QueueIds(Vec<i64>),
+    AuditLoaded {
+        query: AuditQuery,
+        before: Option<i64>,
+        rows: Vec<AuditEntry>,
+        more: bool,
+    },
+    BalanceLoaded {
+        run: Option<(i64, String, String)>,
+        rows: Vec<BalanceRow>,
+    },
+    /// A fix, reprocess or skip finished: what to tell the operator, and whether it went wrong.
+    Done {
+        message: String,
+        failed: bool,
+    },
+    Failed(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    StartRun { mode: RunMode },
+    Control(Control),
+    LoadQueue { query: QueueQuery, offset: usize },
+    LoadQueueIds { query: QueueQuery },
+    LoadAudit { query: AuditQuery, before: Option<i64> },
+    LoadBalance,
+    Fix { ids: Vec<i64>, field: String, value: Option<String> },
+    Reprocess { ids: Vec<i64> },
+    Skip { ids: Vec<i64>, reason: String },
+}
+
+/// Effects to run when the console opens.
+pub fn startup() -> Vec<Effect> {
+    vec![
+        Effect::LoadQueue { query: QueueQuery::default(), offset: 0 },
+        Effect::LoadAudit { query: AuditQuery::default(), before: None },
+        Effect::LoadBalance,
+    ]
+}
+
+pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
+    match msg {
+        Msg::Key(key) if key.kind != KeyEventKind::Release => on_key(state, key),
+        Msg::Key(_) => Vec::new(),
+        Msg::Progress { progress, now } => {
+            on_progress(state, progress, now);
+            Vec::new()
+        }
+        Msg::RunEnded { summary, failed } => {
+            if state.quit_after_run {
+                state.quit = true;
+            }
+            let mode = state.live.as_ref().map(|l| l.mode);
+            if let Some(live) = state.live.as_mut() {
+                live.ended = Some(summary.clone());
+            }
+            state.status = Some((failed, summary));
+            if mode == Some(RunMode::Preview) {
+                return Vec::new(); // a preview changed nothing to reload
+            }
+            reload_all(state)
+        }
+        Msg::QueueLoaded { query, summary, items, offset, total } => {
+            let q = &mut state.queue;
+            if query != q.query {
+                return Vec::new(); // answered after the filter changed again
+            }
+            q.summary = summary;
+            q.items = items;
+            q.offset = offset;
+            q.total = total;
+            q.loading = false;
+            if q.cursor >= total {
+                q.cursor = total.saturating_sub(1);
+            }
+            // Marks of records no longer pending fall away with them.
+            if !q.marked.is_empty() && offset == 0 && total <= QUEUE_PAGE {
+                let present: Vec<i64> = q.items.iter().map(|i| i.id).collect();
+                q.marked.retain(|id| present.contains(id));
+            }
+            if q.cursor < q.offset || q.cursor >= q.offset + q.items.len().max(1) {
+                return vec![Effect::LoadQueue { query: q.query.clone(), offset: page_of(q.cursor, QUEUE_PAGE) }];
+            }
+            Vec::new()
+        }
+        Msg::QueueIds(ids) => {
+            let n = ids.len();
+            state.queue.marked.extend(ids);
+            state.status = Some((false, format!("marked {n} records (of this filter)")));
+            Vec::new()
+        }
+        Msg::AuditLoaded { query, before, rows, more } => {
+            let a = &mut state.audit;
+            if query != a.query || a.pages.last().copied().flatten() != before {
+                return Vec::new(); // answered after the filter or page changed again
+            }
+            a.rows = rows;
+            a.more = more;
+            a.loading = false;
+            a.cursor = a.cursor.min(a.rows.len().saturating_sub(1));
+            Vec::new()
+        }
+        Msg::BalanceLoaded { run, rows } => {
+            state.reconcile.run = run;
+            state.reconcile.rows = rows;
+            Vec::new()
+        }
+        Msg::Done { message, failed } => {
+            // The queue pane shows it inline; elsewhere the status line does.
+            if state.pane != Pane::Queue {
+                state.status = Some((failed, message.clone()));
+            }
+            state.queue.note = Some((failed, message));
+            reload_all(state)
+        }
+        Msg::Failed(message) => {
+            state.status = Some((true, message));
+            state.queue.loading = false;
+            state.audit.loading = false;
+            Vec::new()
+        }
+    }
+}
+
+fn page_of(cursor: usize, page: usize) -> usize {
+    cursor - cursor % page
+}
+
+fn reload_all(state: &mut AppState) -> Vec<Effect> {
+    state.queue.loading = true;
+    vec![
+        Effect::LoadQueue { query: state.queue.query.clone(), offset: page_of(state.queue.cursor, QUEUE_PAGE) },
+        Effect::LoadAudit { query: state.audit.query.clone(), before: state.audit.pages.last().copied().flatten() },
+        Effect::LoadBalance,
+    ]
+}
+
+fn on_progress(state: &mut AppState, progress: Progress, now: f64) {
+    let live = match state.live.as_mut() {
+        Some(l) if l.progress.kind == progress.kind || l.progress.run_id.is_none() => l,
+        _ => return,
+    };
+    if live.samples.is_empty() {
+        live.started_at = now;
+    }
+    if live.samples.len() != progress.objects.len() {
+        live.samples = vec![VecDeque::new(); progress.objects.len()];
+        live.rates = vec![VecDeque::new(); progress.objects.len()];
+    }
+    for (i, o) in progress.objects.iter().enumerate() {
+        let s = &mut live.samples[i];
+        s.push_back((now, o.counts.extracted));
+        while s.len() > 2 && s.front().is_some_and(|(t, _)| now - t > 3.0) {
+            s.pop_front();
+        }
+        // One sparkline point per second of the object's activity.
+        let rates = &mut live.rates[i];
+        if o.counts.extracted > 0 && o.total.is_some_and(|t| o.counts.extracted <= t) {
+            let due = rates.len() as f64 <= now - live.started_at;
+            if due {
+                rates.push_back(rate(s) as u64);
+                if rates.len() > 120 {
+                    rates.pop_front();
+                }
+            }
+        }
+    }
+    live.progress = progress;
+}
+
+/// Records/s over the samples kept (the last ~3 s).
+pub fn rate(samples: &VecDeque<(f64, u64)>) -> f64 {
+    match (samples.front(), samples.back()) {
+        (Some((t0, n0)), Some((t1, n1))) if t1 > t0 => (n1.saturating_sub(*n0)) as f64 / (t1 - t0),
+        _ => 0.0,
+    }
+}
+
+fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Effect> {
+    if let Some(modal) = state.modal.take() {
+        return on_modal_key(state, modal, key);
+    }
+    let Some(action) = state.keymap.action(state.pane.layer(), Key::from_event(&key)) else {
+        return Vec::new();
+    };
+    on_action(state, action)
+}
+
+fn on_modal_key(state: &mut AppState, modal: Modal, key: KeyEvent) -> Vec<Effect> {
+    match modal {
+        Modal::Help => {
+            // Any key closes the help; it is not also taken as a command.
+            Vec::new()
+        }
+        Modal::Confirm { question, what } => match key.code {
+            KeyCode::Char('y') | KeyCode::Char('Y') => confirmed(state, what),
+            KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => {
+                state.status = Some((false, "nothing done".into()));
+                Vec::new()
+            }
+            _ => {
+                state.modal = Some(Modal::Confirm { question, what });
+                Vec::new()
+            }
+        },
+        Modal::Edit { target, mut input } => match key.code {
+            KeyCode::Esc => {
+                state.status = Some((false, "edit abandoned; nothing changed".into()));
+                Vec::new()
+            }
+            KeyCode::Enter => {
+                let text = input.lines().join(" ");
+                submit_edit(state, target, text)
+            }
+            _ => {
+                input.input(key);
+                state.modal = Some(Modal::Edit { target, input });
+                Vec::new()
+            }
+        },
+    }
+}
+
+fn submit_edit(state: &mut AppState, target: EditTarget, text: String) -> Vec<Effect> {
+    match target {
+        EditTarget::Field { ids, field } => {
+            let value = if text.is_empty() { None } else { Some(text) };
+            vec![Effect::Fix { ids, field, value }]
+        }
+        EditTarget::SkipReason { ids } => {
+            let reason = text.trim().to_string();
+            if reason.is_empty() {
+                state.status = Some((true, "a skip needs a reason; nothing skipped".into()));
+                return Vec::new();
+            }
+            let question = format!(
+                "Skip {} record(s) with the reason \"{}\"? They will not be migrated; the audit log keeps why.",
+                ids.len(),
+                super::text::shown(&reason)
+            );
+            state.modal = Some(Modal::Confirm { question, what: Confirm::Skip { ids, reason } });
+            Vec::new()
+        }
+        EditTarget::AuditSearch => {
+            let id = text.trim();
+            state.audit.query.source_id = if id.is_empty() { None } else { Some(id.to_string()) };
+            audit_reload(state)
+        }
+    }
+}
+
+fn confirmed(state: &mut AppState, what: Confirm) -> Vec<Effect> {
+    match what {
+        Confirm::Quit => {
+            if state.run_active() {
+                // Leave after the engine has committed its current batch and stopped.
+                state.quit_after_run = true;
+                if let Some(live) = state.live.as_mut() {
+                    live.control = Control::Cancel;
+                }
+                state.status = Some((false, "stopping the run after its current batch, then closing…".into()));
+                return vec![Effect::Control(Control::Cancel)];
+            }
+            state.quit = true;
+            Vec::new()
+        }
+        Confirm::Cancel => {
+            if let Some(live) = state.live.as_mut() {
+                live.control = Control::Cancel;
+            }
+            vec![Effect::Control(Control::Cancel)]
+        }
+        Confirm::Skip { ids, reason } => {
+            state.queue.marked.clear();
+            vec![Effect::Skip { ids, reason }]
+        }
+    }
+}
+
+fn text_input(initial: &str) -> TextArea<'static> {
+    let mut t = TextArea::new(vec![initial.to_string()]);
+    t.move_cursor(ratatui_textarea::CursorMove::End);
+    t
+}
+
+fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
+    use Action::*;
+    match action {
+        Quit => {
+            if state.run_active() {
+                state.modal = Some(Modal::Confirm {
+                    question: "A run is active. Quit anyway? The run is cancelled after its current batch is \
+                               committed; what was written stays written and audited."
+                        .into(),
+                    what: Confirm::Quit,
+                });
+            } else {
+                state.quit = true;
+            }
+            Vec::new()
+        }
+        Help => {
+            state.modal = Some(Modal::Help);
+            Vec::new()
+        }
+        NextPane => switch(state, Pane::ALL[(state.pane.index() + 1) % Pane::ALL.len()]),
+        PrevPane => switch(state, Pane::ALL[(state.pane.index() + Pane::ALL.len() - 1) % Pane::ALL.len()]),
+        PaneOverview => switch(state, Pane::Overview),
+        PaneMapping => switch(state, Pane::Mapping),
+        PaneQueue => switch(state, Pane::Queue),
+        PaneAudit => switch(state, Pane::Audit),
+        PaneReconcile => switch(state, Pane::Reconcile),
+        Up => move_by(state, -1),
+        Down => move_by(state, 1),
+        PageUp => move_by(state, -(state.page_rows.max(1) as i64)),
+        PageDown => move_by(state, state.page_rows.max(1) as i64),
+        Top => move_by(state, i64::MIN / 2),
+        Bottom => move_by(state, i64::MAX / 2),
+        Back => {
+            if state.pane == Pane::Queue && state.queue.focus_detail {
+                state.queue.focus_detail = false;
+            }
+            Vec::new()
+        }
+        Preview | StartRun => {
+            if state.run_active() {
+                state.status = Some((true, "a run is already active".into()));
+                return Vec::new();
+            }
+            let mode = if action == Preview { RunMode::Preview } else { RunMode::Full };
+            start(state, mode);
+            vec![Effect::StartRun { mode }]
+        }
+        Pause | Resume => {
+            let Some(live) = state.live.as_mut().filter(|l| l.active() && l.mode != RunMode::Reprocess) else {
+                state.status = Some((true, "no run to pause or resume".into()));
+                return Vec::new();
+            };
+            live.control = if action == Pause { Control::Pause } else { Control::Go };
+            vec![Effect::Control(live.control)]
+        }
+        Cancel => {
+            if !state.live.as_ref().is_some_and(|l| l.active() && l.mode != RunMode::Reprocess) {
+                state.status = Some((true, "no run to cancel".into()));
+                return Vec::new();
+            }
+            state.modal = Some(Modal::Confirm {
+                question: "Cancel the run after its current batch? What was written stays written and audited.".into(),
+                what: Confirm::Cancel,
+            });
+            Vec::new()
+        }
+        PrevObject | NextObject => {
+            let n = state.mapping.objects.len().max(1);
+            let m = &mut state.mapping;
+            m.object = if action == NextObject { (m.object + 1) % n } else { (m.object + n - 1) % n };
+            m.cursor = 0;
+            Vec::new()
+        }
+        FilterObject => match state.pane {
+            Pane::Queue => {
+                let objects: Vec<String> = state.queue.summary.iter().map(|(o, _, _)| o.clone()).collect();
+                let mut objects = objects;
+                objects.dedup();
+                state.queue.query.object = cycle(&objects, state.queue.query.object.as_deref());
+                state.queue.query.reason = None;
+                queue_reload(state)
+            }
+            Pane::Audit => {
+                state.audit.query.object = cycle(&state.objects, state.audit.query.object.as_deref());
+                audit_reload(state)
+            }
+            _ => Vec::new(),
+        },
+        FilterReason => {
+            let reasons = state.queue.reasons();
+            state.queue.query.reason = cycle(&reasons, state.queue.query.reason.as_deref());
+            queue_reload(state)
+        }
+        FilterOutcome => {
+            let outcomes: Vec<String> = AUDIT_OUTCOMES.iter().map(|s| s.to_string()).collect();
+            state.audit.query.outcome = cycle(&outcomes, state.audit.query.outcome.as_deref());
+            audit_reload(state)
+        }
+        Search => {
+            let current = state.audit.query.source_id.clone().unwrap_or_default();
+            state.modal = Some(Modal::Edit { target: EditTarget::AuditSearch, input: Box::new(text_input(&current)) });
+            Vec::new()
+        }
+        FocusDetail => {
+            if state.queue.selected().is_some() {
+                state.queue.focus_detail = !state.queue.focus_detail;
+            }
+            Vec::new()
+        }
+        EditField | EditMarked => {
+            let q = &state.queue;
+            let Some(item) = q.selected() else {
+                state.status = Some((true, "no record selected".into()));
+                return Vec::new();
+            };
+            let fields = q.fields();
+            let Some(field) = fields.get(q.field).cloned() else {
+                state.status = Some((true, "select a field first (enter, then ↑/↓)".into()));
+                return Vec::new();
+            };
+            let ids = if action == EditMarked {
+                if q.marked.is_empty() {
+                    state.status = Some((true, "no records marked (space marks, a marks the whole filter)".into()));
+                    return Vec::new();
+                }
+                q.marked.iter().copied().collect()
+            } else {
+                vec![item.id]
+            };
+            let current =
+                item.corrections.get(&field).cloned().flatten().or_else(|| item.mapped.get(&field).cloned().flatten());
+            let input = text_input(&current.unwrap_or_default());
+            state.modal = Some(Modal::Edit { target: EditTarget::Field { ids, field }, input: Box::new(input) });
+            Vec::new()
+        }
+        ToggleMark => {
+            if let Some(id) = state.queue.selected().map(|i| i.id)
+                && !state.queue.marked.remove(&id)
+            {
+                state.queue.marked.insert(id);
+            }
+            move_by(state, 1)
+        }
+        MarkAll => vec![Effect::LoadQueueIds { query: state.queue.query.clone() }],
+        ClearMarks => {
+            state.queue.marked.clear();
+            Vec::new()
+        }
+        Reprocess => {
+            if state.run_active() {
+                state.status = Some((true, "wait for the active run to finish".into()));
+                return Vec::new();
+            }
+            let ids = state.queue.targets();
+            if ids.is_empty() {
+                return Vec::new();
+            }
+            state.queue.marked.clear();
+            start(state, RunMode::Reprocess);
+            state.queue.note = Some((false, format!("reprocessing {} record(s)…", ids.len())));
+            vec![Effect::Reprocess { ids }]
+        }
+        Skip => {
+            let ids = state.queue.targets();
+            if ids.is_empty() {
+                return Vec::new();
+            }
+            state.modal = Some(Modal::Edit { target: EditTarget::SkipReason { ids }, input: Box::new(text_input("")) });
+            Vec::new()
+        }
+    }
+}
+
+fn start(state: &mut AppState, mode: RunMode) {
+    state.live = Some(Live {
+        mode,
+        progress: Progress::new("starting", &state.objects),
+        started_at: 0.0,
+        samples: Vec::new(),
+        rates: Vec::new(),
+        ended: None,
+        control: Control::Go,
+    });
+}
+
+/// The next value of a filter: all → first → … → last → all.
+fn cycle(values: &[String], current: Option<&str>) -> Option<String> {
+    match current {
+        None => values.first().cloned(),
+        Some(c) => values.iter().position(|v| v == c).and_then(|i| values.get(i + 1)).cloned(),
+    }
+}
+
+fn switch(state: &mut AppState, pane: Pane) -> Vec<Effect> {
+    state.pane = pane;
+    match pane {
+        Pane::Reconcile => vec![Effect::LoadBalance],
+        _ => Vec::new(),
+    }
+}
+
+fn queue_reload(state: &mut AppState) -> Vec<Effect> {
+    let q = &mut state.queue;
+    q.cursor = 0;
+    q.field = 0;
+    q.loading = true;
+    vec![Effect::LoadQueue { query: q.query.clone(), offset: 0 }]
+}
+
+fn audit_reload(state: &mut AppState) -> Vec<Effect> {
+    let a = &mut state.audit;
+    a.pages = vec![None];
+    a.cursor = 0;
+    a.loading = true;
+    vec![Effect::LoadAudit { query: a.query.clone(), before: None }]
+}
+
+fn clamp_move(pos: usize, delta: i64, len: usize) -> usize {
+    if len == 0 {
+        return 0;
+    }
+    (pos as i64).saturating_add(delta).clamp(0, len as i64 - 1) as usize
+}
+
+fn move_by(state: &mut AppState, delta: i64) -> Vec<Effect> {
+    match state.pane {
+        Pane::Queue if state.queue.focus_detail => {
+            let n = state.queue.fields().len();
+            state.queue.field = clamp_move(state.queue.field, delta, n);
+            Vec::new()
+        }
+        Pane::Queue => {
+            let q = &mut state.queue;
+            let before = q.cursor;
+            q.cursor = clamp_move(q.cursor, delta, q.total);
+            if q.cursor != before {
+                q.field = 0;
+            }
+            if q.total > 0 && (q.cursor < q.offset || q.cursor >= q.offset + q.items.len()) && !q.loading {
+                q.loading = true;
+                return vec![Effect::LoadQueue { query: q.query.clone(), offset: page_of(q.cursor, QUEUE_PAGE) }];
+            }
+            Vec::new()
+        }
+        Pane::Audit => {
+            let a = &mut state.audit;
+            let target = a.cursor as i64 + delta.clamp(-(AUDIT_PAGE as i64) * 1000, AUDIT_PAGE as i64 * 1000);
+            if target >= a.rows.len() as i64 && a.more && !a.loading && delta > 0 && delta < i64::MAX / 4 {
+                // Older page: keyset paging by id, instant at any depth.
+                let before = a.rows.last().map(|r| r.id);
+                a.pages.push(before);
+                a.cursor = 0;
+                a.loading = true;
+                return vec![Effect::LoadAudit { query: a.query.clone(), before }];
+            }
+            if target < 0 && a.pages.len() > 1 && !a.loading && delta > i64::MIN / 4 {
+                a.pages.pop();
+                a.cursor = AUDIT_PAGE - 1;
+                a.loading = true;
+                return vec![Effect::LoadAudit { query: a.query.clone(), before: a.pages.last().copied().flatten() }];
+            }
+            a.cursor = clamp_move(a.cursor, delta, a.rows.len());
+            Vec::new()
+        }
+        Pane::Mapping => {
+            let n = state.mapping.objects.get(state.mapping.object).map_or(0, |o| o.rows.len());
+            state.mapping.cursor = clamp_move(state.mapping.cursor, delta, n);
+            Vec::new()
+        }
+        Pane::Overview | Pane::Reconcile => Vec::new(),
+    }
+}
