@@ -595,3 +595,200 @@ fn move_by(state: &mut AppState, delta: i64) -> Vec<Effect> {
         Pane::Overview | Pane::Reconcile => Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Issue, Rule};
+    use crate::store::QueueStatus;
+    use crossterm::event::{KeyCode, KeyModifiers};
+
+    fn state() -> (tempfile::TempDir, AppState) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = crate::demo::setup(&dir.path().join("demo")).expect("demo");
+        let config = crate::config::load(&file).expect("config");
+        let s = AppState::new(&config, super::super::keymap::Keymap::defaults(), false);
+        (dir, s)
+    }
+
+    fn key(s: &mut AppState, code: KeyCode) -> Vec<Effect> {
+        update(s, Msg::Key(KeyEvent::new(code, KeyModifiers::NONE)))
+    }
+    fn ch(s: &mut AppState, c: char) -> Vec<Effect> {
+        key(s, KeyCode::Char(c))
+    }
+
+    pub fn deal(id: i64) -> QueueItem {
+        QueueItem {
+            id,
+            object: "deals".into(),
+            source_id: format!("{}", 20000 + id),
+            origin: "deals.csv:7".into(),
+            run_id: 1,
+            status: QueueStatus::Open,
+            reason: "no_translation".into(),
+            source: [("stage".to_string(), Some("Partner Referral".to_string()))].into_iter().collect(),
+            mapped: [("dealname".to_string(), Some("Acme".to_string())), ("dealstage".to_string(), None)]
+                .into_iter()
+                .collect(),
+            issues: vec![Issue {
+                field: "dealstage".into(),
+                rule: Rule::NoTranslation,
+                value: Some("Partner Referral".into()),
+                message: "no entry for 'Partner Referral'".into(),
+                suggestion: None,
+            }],
+            candidates: None,
+            corrections: Default::default(),
+            waiting_on: None,
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    fn loaded(s: &mut AppState, ids: std::ops::RangeInclusive<i64>) {
+        let items: Vec<QueueItem> = ids.map(deal).collect();
+        let total = items.len();
+        let query = s.queue.query.clone();
+        let summary = vec![("deals".into(), "no_translation".into(), total as u64)];
+        update(s, Msg::QueueLoaded { query, summary, items, offset: 0, total });
+    }
+
+    #[test]
+    fn panes_switch_by_number_and_tab_and_help_takes_one_key() {
+        let (_d, mut s) = state();
+        ch(&mut s, '3');
+        assert_eq!(s.pane, Pane::Queue);
+        key(&mut s, KeyCode::Tab);
+        assert_eq!(s.pane, Pane::Audit);
+        assert_eq!(key(&mut s, KeyCode::Tab), vec![Effect::LoadBalance], "the reconciliation pane refreshes");
+        ch(&mut s, '?');
+        assert!(matches!(s.modal, Some(Modal::Help)));
+        ch(&mut s, '1');
+        assert!(s.modal.is_none());
+        assert_eq!(s.pane, Pane::Reconcile, "the key that closes help is not also a command");
+        ch(&mut s, 'q');
+        assert!(s.quit, "nothing running: q quits at once");
+    }
+
+    #[test]
+    fn edit_a_field_in_place_then_reprocess() {
+        let (_d, mut s) = state();
+        ch(&mut s, '3');
+        loaded(&mut s, 35..=40);
+        ch(&mut s, 'j');
+        assert_eq!(s.queue.selected().map(|i| i.id), Some(36));
+        key(&mut s, KeyCode::Enter);
+        ch(&mut s, 'j');
+        ch(&mut s, 'e');
+        assert!(matches!(&s.modal, Some(Modal::Edit { target: EditTarget::Field { field, ids }, .. })
+            if field == "dealstage" && ids == &vec![36]));
+        for c in "closedwon".chars() {
+            ch(&mut s, c);
+        }
+        let fx = key(&mut s, KeyCode::Enter);
+        assert_eq!(fx, vec![Effect::Fix { ids: vec![36], field: "dealstage".into(), value: Some("closedwon".into()) }]);
+        assert!(s.modal.is_none());
+        let fx = ch(&mut s, 'r');
+        assert_eq!(fx, vec![Effect::Reprocess { ids: vec![36] }]);
+        assert!(s.run_active());
+        assert_eq!(ch(&mut s, 'r'), Vec::<Effect>::new(), "one engine job at a time");
+    }
+
+    #[test]
+    fn bulk_mark_set_and_skip_with_a_reason_after_confirmation() {
+        let (_d, mut s) = state();
+        ch(&mut s, '3');
+        loaded(&mut s, 35..=37);
+        assert_eq!(ch(&mut s, 'a'), vec![Effect::LoadQueueIds { query: QueueQuery::default() }]);
+        update(&mut s, Msg::QueueIds(vec![35, 36, 37]));
+        key(&mut s, KeyCode::Enter);
+        ch(&mut s, 'j');
+        ch(&mut s, 'E');
+        assert!(matches!(&s.modal, Some(Modal::Edit { target: EditTarget::Field { ids, .. }, .. }) if ids.len() == 3));
+        key(&mut s, KeyCode::Esc);
+        assert!(s.modal.is_none(), "esc abandons the edit");
+        ch(&mut s, 's');
+        assert_eq!(key(&mut s, KeyCode::Enter), Vec::<Effect>::new(), "an empty reason is refused");
+        assert!(s.status.as_ref().is_some_and(|(bad, t)| *bad && t.contains("needs a reason")));
+        ch(&mut s, 's');
+        for c in "duplicate of 34".chars() {
+            ch(&mut s, c);
+        }
+        assert_eq!(key(&mut s, KeyCode::Enter), Vec::<Effect>::new(), "asks first");
+        assert!(matches!(s.modal, Some(Modal::Confirm { .. })));
+        let fx = ch(&mut s, 'y');
+        assert_eq!(fx, vec![Effect::Skip { ids: vec![35, 36, 37], reason: "duplicate of 34".into() }]);
+        assert!(s.queue.marked.is_empty());
+    }
+
+    #[test]
+    fn quitting_during_a_run_asks_then_cancels_and_closes_when_it_stops() {
+        let (_d, mut s) = state();
+        assert_eq!(ch(&mut s, 'R'), vec![Effect::StartRun { mode: RunMode::Full }]);
+        ch(&mut s, 'q');
+        assert!(!s.quit && matches!(s.modal, Some(Modal::Confirm { .. })));
+        ch(&mut s, 'n');
+        assert!(!s.quit && s.modal.is_none());
+        ch(&mut s, 'q');
+        assert_eq!(ch(&mut s, 'y'), vec![Effect::Control(Control::Cancel)]);
+        assert!(!s.quit, "waits for the batch to commit");
+        update(&mut s, Msg::RunEnded { summary: "cancelled".into(), failed: false });
+        assert!(s.quit);
+    }
+
+    #[test]
+    fn pause_resume_and_cancel_go_to_the_engine() {
+        let (_d, mut s) = state();
+        assert!(ch(&mut s, 'p').is_empty(), "nothing to pause");
+        ch(&mut s, 'R');
+        assert_eq!(ch(&mut s, 'p'), vec![Effect::Control(Control::Pause)]);
+        assert_eq!(ch(&mut s, 'c'), vec![Effect::Control(Control::Go)]);
+        assert!(ch(&mut s, 'x').is_empty());
+        assert_eq!(ch(&mut s, 'y'), vec![Effect::Control(Control::Cancel)]);
+        assert!(ch(&mut s, 'R').is_empty(), "a run is already active");
+    }
+
+    #[test]
+    fn answers_to_an_older_filter_are_dropped() {
+        let (_d, mut s) = state();
+        ch(&mut s, '3');
+        loaded(&mut s, 35..=37);
+        ch(&mut s, 'f');
+        assert_eq!(s.queue.query.reason.as_deref(), Some("no_translation"));
+        let stale = Msg::QueueLoaded {
+            query: QueueQuery::default(),
+            summary: vec![],
+            items: vec![deal(99)],
+            offset: 0,
+            total: 1,
+        };
+        update(&mut s, stale);
+        assert_ne!(s.queue.items.first().map(|i| i.id), Some(99));
+    }
+
+    #[test]
+    fn the_audit_log_pages_by_keyset() {
+        let (_d, mut s) = state();
+        ch(&mut s, '4');
+        let row = |id| AuditEntry {
+            id,
+            run_id: 1,
+            at: "2026-01-01T00:00:00.000Z".into(),
+            user: "op".into(),
+            object: "deals".into(),
+            source_id: id.to_string(),
+            outcome: "created".into(),
+            dest_id: None,
+            detail: None,
+        };
+        let rows: Vec<AuditEntry> = (801..=1000).rev().map(row).collect();
+        update(&mut s, Msg::AuditLoaded { query: AuditQuery::default(), before: None, rows, more: true });
+        ch(&mut s, 'G');
+        assert_eq!(s.audit.cursor, AUDIT_PAGE - 1);
+        let fx = ch(&mut s, 'j');
+        assert_eq!(fx, vec![Effect::LoadAudit { query: AuditQuery::default(), before: Some(801) }]);
+        let fx = ch(&mut s, 'k');
+        assert!(fx.is_empty(), "one load at a time");
+    }
+}

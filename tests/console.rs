@@ -1,0 +1,196 @@
+//! The console's panes drawn on ratatui's TestBackend at 80×24 and 120×40 (insta snapshots), a
+//! terminal too small to use, and hostile record values that must not reach the terminal.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use cutover::model::{Counts, Issue, Rule};
+use cutover::pipeline::{Progress, RunState};
+use cutover::store::audit::{AuditEntry, AuditQuery};
+use cutover::store::{QueueItem, QueueStatus};
+use cutover::tui::keymap::Keymap;
+use cutover::tui::render::render;
+use cutover::tui::state::{AppState, BalanceRow, QueueQuery};
+use cutover::tui::update::{Msg, update};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+fn state() -> (tempfile::TempDir, AppState) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = cutover::demo::setup(&dir.path().join("demo")).expect("demo");
+    let config = cutover::config::load(&file).expect("config");
+    (dir, AppState::new(&config, Keymap::defaults(), false))
+}
+
+fn press(s: &mut AppState, c: char) {
+    update(s, Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)));
+}
+
+fn item(id: i64, object: &str, reason: &str, field: &str, source: &str) -> QueueItem {
+    QueueItem {
+        id,
+        object: object.into(),
+        source_id: (20000 + id).to_string(),
+        origin: format!("{object}.csv:{}", id + 1),
+        run_id: 1,
+        status: QueueStatus::Open,
+        reason: reason.into(),
+        source: [("stage".to_string(), Some(source.to_string()))].into_iter().collect(),
+        mapped: [("dealname".to_string(), Some(format!("Deal {id}"))), (field.to_string(), None)].into_iter().collect(),
+        issues: vec![Issue {
+            field: field.into(),
+            rule: Rule::NoTranslation,
+            value: Some(source.into()),
+            message: format!("no entry for '{source}' in translation table deal_stage"),
+            suggestion: None,
+        }],
+        candidates: None,
+        corrections: Default::default(),
+        waiting_on: None,
+        created_at: String::new(),
+        updated_at: String::new(),
+    }
+}
+
+/// A console after a demo run: live counters, a queue, an audit page, a balance.
+fn busy_state() -> (tempfile::TempDir, AppState) {
+    let (dir, mut s) = state();
+    press(&mut s, 'R');
+    let mut p = Progress::new("full", &s.objects);
+    p.run_id = Some(1);
+    p.state = RunState::Running;
+    p.phase = "migrating deals".into();
+    p.current = Some(2);
+    let totals = [400u64, 4200, 1800, 6000];
+    let done = [400u64, 4200, 900, 0];
+    for (i, o) in p.objects.iter_mut().enumerate() {
+        o.total = Some(totals[i]);
+        o.counts = Counts { extracted: done[i], created: done[i] * 9 / 10, queued: done[i] / 10, ..Default::default() };
+    }
+    for t in 0..6 {
+        let mut q = p.clone();
+        q.objects[2].counts.extracted = 300 + t * 120;
+        update(&mut s, Msg::Progress { progress: q, now: t as f64 });
+    }
+    update(&mut s, Msg::Progress { progress: p, now: 6.0 });
+    let items = vec![
+        item(35, "deals", "no_translation", "dealstage", "Partner Referral"),
+        item(36, "deals", "no_translation", "dealstage", "On Hold"),
+        item(37, "deals", "no_translation", "dealstage", "Partner Referral"),
+    ];
+    update(
+        &mut s,
+        Msg::QueueLoaded {
+            query: QueueQuery::default(),
+            summary: vec![
+                ("contacts".into(), "owner_not_provisioned".into(), 34),
+                ("deals".into(), "no_translation".into(), 140),
+            ],
+            items,
+            offset: 0,
+            total: 3,
+        },
+    );
+    let rows = (0..30)
+        .map(|i| AuditEntry {
+            id: 12_000 - i,
+            run_id: 1,
+            at: "2026-11-22T06:11:04.123Z".into(),
+            user: "operator".into(),
+            object: "deals".into(),
+            source_id: (21_000 - i).to_string(),
+            outcome: if i % 5 == 0 { "queued".into() } else { "created".into() },
+            dest_id: if i % 5 == 0 { None } else { Some((4_000_000 - i).to_string()) },
+            detail: if i % 5 == 0 { Some("dealstage: no_translation".into()) } else { None },
+        })
+        .collect();
+    update(&mut s, Msg::AuditLoaded { query: AuditQuery::default(), before: None, rows, more: true });
+    let balance = |object: &str, n: u64, queued: u64| BalanceRow {
+        object: object.into(),
+        source: Some(n),
+        counts: Counts { extracted: n, created: n - queued, queued, ..Default::default() },
+        open_queue: queued,
+    };
+    update(
+        &mut s,
+        Msg::BalanceLoaded {
+            run: Some((1, "full".into(), "completed".into())),
+            rows: vec![balance("companies", 400, 0), balance("contacts", 4200, 34), balance("deals", 1800, 140)],
+        },
+    );
+    (dir, s)
+}
+
+fn draw(s: &AppState, w: u16, h: u16) -> Terminal<TestBackend> {
+    let mut t = Terminal::new(TestBackend::new(w, h)).expect("terminal");
+    t.draw(|f| render(s, f)).expect("draw");
+    t
+}
+
+#[test]
+fn every_pane_at_80x24_and_120x40() {
+    let (_d, mut s) = busy_state();
+    for (key, name) in [('1', "overview"), ('2', "mapping"), ('3', "queue"), ('4', "audit"), ('5', "reconcile")] {
+        press(&mut s, key);
+        for (w, h) in [(80, 24), (120, 40)] {
+            insta::assert_snapshot!(format!("{name}_{w}x{h}"), draw(&s, w, h).backend());
+        }
+    }
+}
+
+#[test]
+fn help_confirmation_and_editing_are_drawn_over_the_pane() {
+    let (_d, mut s) = busy_state();
+    press(&mut s, '3');
+    press(&mut s, '?');
+    insta::assert_snapshot!("queue_help_80x24", draw(&s, 80, 24).backend());
+    press(&mut s, 'x');
+    update(&mut s, Msg::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)));
+    press(&mut s, 'j');
+    press(&mut s, 'e');
+    for c in "closedwon".chars() {
+        press(&mut s, c);
+    }
+    insta::assert_snapshot!("queue_edit_80x24", draw(&s, 80, 24).backend());
+    press(&mut s, 'q'); // typed into the box, not quitting
+    assert!(!s.quit);
+    update(&mut s, Msg::Key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE)));
+    press(&mut s, '1');
+    press(&mut s, 'x');
+    insta::assert_snapshot!("overview_confirm_cancel_80x24", draw(&s, 80, 24).backend());
+}
+
+#[test]
+fn a_tiny_terminal_gets_a_message_not_a_panic() {
+    let (_d, mut s) = busy_state();
+    for key in ['1', '2', '3', '4', '5', '?'] {
+        press(&mut s, key);
+        for (w, h) in [(79, 24), (30, 8), (1, 1), (0, 0)] {
+            draw(&s, w, h);
+        }
+    }
+    insta::assert_snapshot!("too_small_40x10", draw(&s, 40, 10).backend());
+}
+
+#[test]
+fn record_values_cannot_move_the_cursor_or_recolour_the_terminal() {
+    let (_d, mut s) = state();
+    let mut evil = item(1, "deals", "no_translation", "dealstage", "\u{1b}[2J\u{1b}[31mPWNED\u{7}\r\n");
+    evil.source_id = "x\u{1b}]0;title\u{7}".into();
+    update(
+        &mut s,
+        Msg::QueueLoaded {
+            query: QueueQuery::default(),
+            summary: vec![("deals".into(), "no_translation".into(), 1)],
+            items: vec![evil],
+            offset: 0,
+            total: 1,
+        },
+    );
+    press(&mut s, '3');
+    let t = draw(&s, 120, 40);
+    let buffer = t.backend().buffer();
+    for cell in buffer.content() {
+        assert!(!cell.symbol().chars().any(|c| c.is_control()), "a control character reached a cell: {:?}", cell.symbol());
+    }
+    let screen = t.backend().to_string();
+    assert!(screen.contains("\\e[2J\\e[31m"), "escaped, still readable: {screen}");
+}
