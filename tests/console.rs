@@ -189,7 +189,11 @@ fn record_values_cannot_move_the_cursor_or_recolour_the_terminal() {
     let t = draw(&s, 120, 40);
     let buffer = t.backend().buffer();
     for cell in buffer.content() {
-        assert!(!cell.symbol().chars().any(|c| c.is_control()), "a control character reached a cell: {:?}", cell.symbol());
+        assert!(
+            !cell.symbol().chars().any(|c| c.is_control()),
+            "a control character reached a cell: {:?}",
+            cell.symbol()
+        );
     }
     let screen = t.backend().to_string();
     assert!(screen.contains("\\e[2J\\e[31m"), "escaped, still readable: {screen}");
