@@ -39,6 +39,10 @@ impl Store {
                 sql.push_str(&format!(" AND {column} = ?{}", args.len()));
             }
         }
+        if query.source_id.is_some() && query.object.is_none() {
+            // Lets the (object, source_id) index answer: a scan of the whole log otherwise.
+            sql.push_str(" AND object IN (SELECT object FROM run_objects GROUP BY object)");
+        }
         sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", limit + 1));
         let mut stmt = self.conn().prepare(&sql)?;
         let mut rows = stmt
@@ -59,5 +63,43 @@ impl Store {
         let more = rows.len() > limit;
         rows.truncate(limit);
         Ok((rows, more))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_filter_pages_through_an_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("p.state.db")).expect("store");
+        for q in [
+            AuditQuery::default(),
+            AuditQuery { object: Some("deals".into()), ..Default::default() },
+            AuditQuery { outcome: Some("failed".into()), ..Default::default() },
+            AuditQuery { object: Some("deals".into()), outcome: Some("failed".into()), ..Default::default() },
+            AuditQuery { source_id: Some("7".into()), ..Default::default() },
+        ] {
+            store.audit_page(&q, None, 10).expect("page");
+            let mut sql = String::from("EXPLAIN QUERY PLAN SELECT id FROM audit WHERE id < 5");
+            for (c, v) in [("object", &q.object), ("outcome", &q.outcome), ("source_id", &q.source_id)] {
+                if let Some(v) = v {
+                    sql.push_str(&format!(" AND {c} = '{v}'"));
+                }
+            }
+            if q.source_id.is_some() && q.object.is_none() {
+                sql.push_str(" AND object IN (SELECT object FROM run_objects GROUP BY object)");
+            }
+            sql.push_str(" ORDER BY id DESC LIMIT 11");
+            let mut stmt = store.conn().prepare(&sql).expect("plan");
+            let plan: Vec<String> =
+                stmt.query_map([], |r| r.get::<_, String>(3)).expect("rows").collect::<Result<_, _>>().expect("plan");
+            let first = &plan[0];
+            assert!(first.starts_with("SEARCH audit"), "{q:?}: {plan:?}");
+            if q.source_id.is_none() {
+                assert!(!plan.iter().any(|p| p.contains("ORDER BY")), "no sort of the whole log: {q:?}: {plan:?}");
+            }
+        }
     }
 }

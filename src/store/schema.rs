@@ -76,9 +76,10 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX queue_status ON queue (status, object, reason);
     CREATE INDEX queue_waiting ON queue (waiting_object, waiting_source_id) WHERE waiting_object IS NOT NULL;
     "#,
-    // 2: the console pages the audit log newest first by outcome, or object and outcome: these
-    // keep such a page instant at a million rows (an index entry ends with the row id).
+    // 2: the console pages the audit log newest first by object, outcome, or both: these keep
+    // such a page instant at a million rows (an index entry ends with the row id).
     r#"
+    CREATE INDEX audit_object ON audit (object);
     CREATE INDEX audit_outcome ON audit (outcome);
     CREATE INDEX audit_object_outcome ON audit (object, outcome);
     "#,
