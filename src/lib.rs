@@ -15,4 +15,5 @@ pub mod model;
 pub mod pipeline;
 pub mod project;
 pub mod store;
+pub mod text;
 pub mod tui;

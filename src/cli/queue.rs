@@ -104,7 +104,7 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
                     it.source_id,
                     it.status.as_str(),
                     it.reason,
-                    escape(&first)
+                    crate::text::shown(&first)
                 );
             }
         }
@@ -128,9 +128,12 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
                     "  {} [{}] value {}: {}{}",
                     i.field,
                     i.rule,
-                    i.value.as_deref().map(|v| format!("{:?}", escape(v))).unwrap_or_else(|| "(blank)".into()),
-                    escape(&i.message),
-                    i.suggestion.as_deref().map(|s| format!(" — {}", escape(s))).unwrap_or_default()
+                    i.value
+                        .as_deref()
+                        .map(|v| format!("{:?}", crate::text::shown(v)))
+                        .unwrap_or_else(|| "(blank)".into()),
+                    crate::text::shown(&i.message),
+                    i.suggestion.as_deref().map(|s| format!(" — {}", crate::text::shown(s))).unwrap_or_default()
                 );
             }
             println!("\nMapped values:");
@@ -140,14 +143,17 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
                     .get(f)
                     .map(|c| format!("  → corrected to {:?}", c.as_deref().unwrap_or("")))
                     .unwrap_or_default();
-                println!("  {f:<20} {}{corrected}", v.as_deref().map(escape).unwrap_or_else(|| "(blank)".into()));
+                println!(
+                    "  {f:<20} {}{corrected}",
+                    v.as_deref().map(crate::text::shown).unwrap_or_else(|| "(blank)".into())
+                );
             }
             println!("\nSource values:");
             for (f, v) in &it.source {
-                println!("  {f:<20} {}", v.as_deref().map(escape).unwrap_or_else(|| "(blank)".into()));
+                println!("  {f:<20} {}", v.as_deref().map(crate::text::shown).unwrap_or_else(|| "(blank)".into()));
             }
             if let Some(c) = &it.candidates {
-                println!("\nDestination candidates:\n  {}", escape(&c.to_string()));
+                println!("\nDestination candidates:\n  {}", crate::text::shown(&c.to_string()));
             }
         }
         QueueAction::Fix { args, object, reason } => {
@@ -208,9 +214,4 @@ async fn reprocess(project: &Project, ids: Vec<i64>, all: bool, object: Option<S
     };
     let result = engine.reprocess(&ids).await;
     report_run(project, result, false)
-}
-
-/// Shows control characters as escapes: a value can never move the cursor or recolour the terminal.
-pub fn escape(s: &str) -> String {
-    s.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
 }

@@ -6,7 +6,7 @@ pub mod keymap;
 pub mod render;
 pub mod runner;
 pub mod state;
-pub mod text;
+
 pub mod update;
 
 use crate::project::Project;

@@ -60,7 +60,7 @@ impl Runner {
                 self.query(move |_| {
                     let store = project.store()?;
                     let n = store.queue_correct_many(&ids, &[(field.clone(), value.clone())])?;
-                    let v = value.as_deref().map(super::text::shown).unwrap_or_else(|| "blank".into());
+                    let v = value.as_deref().map(crate::text::shown).unwrap_or_else(|| "blank".into());
                     let which = if ids.len() == 1 { format!("record #{}", ids[0]) } else { format!("{n} records") };
                     Ok(Msg::Done { message: format!("{field} = {v} on {which}; r reprocesses it now"), failed: false })
                 })
@@ -199,7 +199,7 @@ fn reprocess_report(store: &Store, ids: &[i64]) -> Result<String> {
                 let why = item
                     .issues
                     .first()
-                    .map(|i| format!("{}: {}", i.field, super::text::shown(&i.message)))
+                    .map(|i| format!("{}: {}", i.field, crate::text::shown(&i.message)))
                     .unwrap_or_else(|| item.reason.clone());
                 still.push(format!("#{id} still queued — {why}"));
             }

@@ -275,7 +275,7 @@ fn submit_edit(state: &mut AppState, target: EditTarget, text: String) -> Vec<Ef
             let question = format!(
                 "Skip {} record(s) with the reason \"{}\"? They will not be migrated; the audit log keeps why.",
                 ids.len(),
-                super::text::shown(&reason)
+                crate::text::shown(&reason)
             );
             state.modal = Some(Modal::Confirm { question, what: Confirm::Skip { ids, reason } });
             Vec::new()

@@ -1,9 +1,9 @@
 //! Pane 4: the audit log, newest first, a page at a time from the store (keyset paging).
 
 use super::{Theme, fit};
+use crate::text::{shown, shown_opt};
 use crate::tui::keymap::Action;
 use crate::tui::state::AppState;
-use crate::tui::text::{shown, shown_opt};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};

@@ -2,9 +2,9 @@
 //! and the selected record's fields: source value, mapped value (or the correction), issue.
 
 use super::{Theme, fit};
+use crate::text::{shown, shown_opt};
 use crate::tui::keymap::Action;
 use crate::tui::state::AppState;
-use crate::tui::text::{shown, shown_opt};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;

@@ -1,6 +1,6 @@
-//! Record values on screen: control characters escaped, so a value can never move the cursor,
-//! recolour the terminal or break a line. Everything the console shows from a record goes
-//! through [`shown`].
+//! Record values shown to people, in the console and on the command line: control characters
+//! escaped, so a value can never move the cursor, recolour the terminal or break a line.
+//! Everything either shows from a record goes through [`shown`].
 
 /// The value with every control character (C0, DEL, C1) written as a visible escape.
 pub fn shown(value: &str) -> String {
