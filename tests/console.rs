@@ -47,6 +47,8 @@ fn item(id: i64, object: &str, reason: &str, field: &str, source: &str) -> Queue
         waiting_on: None,
         created_at: String::new(),
         updated_at: String::new(),
+        claimed_by: None,
+        claimed_at: None,
     }
 }
 

@@ -229,6 +229,58 @@ async fn merge_rules_do_what_they_say() {
     }
 }
 
+/// The decisions an operator takes on a held match: merge into the chosen candidate, create new;
+/// a choice outside the candidates is refused and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_decide_held_matches() {
+    let csv = people(&[
+        "5,Twin,twin@example.com,415-555-0100,c1,Ann Owner,", // ambiguous: 501 and 502
+        "7,Renamed,dup@example.com,,c1,Ann Owner,",           // merge = queue: matches 500, held
+    ]);
+    let p = TestProject::new(&toml(10, "queue", 1.0), &[("companies", COMPANIES), ("contacts", &csv)], DEST);
+    p.run().await.expect("runs");
+    let store = p.project().store().expect("store");
+    let held = store.queue_list(&QueueFilter { pending_only: true, ..Default::default() }).expect("q");
+    let twin = held.iter().find(|i| i.source_id == "5").expect("5 held");
+    let renamed = held.iter().find(|i| i.source_id == "7").expect("7 held");
+    assert_eq!(twin.candidate_ids(), vec!["501".to_string(), "502".to_string()]);
+    // The undecided match carries the destination record's values for the side-by-side view.
+    assert_eq!(renamed.candidate_ids(), vec!["500".to_string()]);
+    assert!(renamed.candidates.as_ref().expect("sides").to_string().contains("Existing"));
+
+    let err = store
+        .queue_correct_many(&[twin.id], &[("@match".into(), Some("500".into()))])
+        .expect_err("500 is not one of its candidates");
+    assert!(err.to_string().contains("one of its candidates (501, 502)"), "{err}");
+    assert!(store.queue_item(twin.id).expect("item").expect("it").corrections.is_empty(), "nothing half-done");
+
+    store.queue_correct_many(&[twin.id], &[("@match".into(), Some("502".into()))]).expect("merge into 502");
+    store.queue_correct_many(&[renamed.id], &[("@match".into(), Some("new".into()))]).expect("create new");
+    let engine = p.project().engine().expect("engine");
+    let run = engine.reprocess(&[twin.id, renamed.id]).await.expect("reprocess");
+    let c = run.totals();
+    assert_eq!((c.extracted, c.created, c.updated, c.queued), (2, 1, 1, 0), "{c:?}");
+    // 502 kept its values and gained the phone (the queue rule merges as fill_blanks); 501 untouched.
+    let (name, phone): (String, Option<String>) = p
+        .dest()
+        .query_row("SELECT name, phone FROM contacts WHERE id = 502", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("502");
+    assert_eq!((name.as_str(), phone.as_deref()), ("Twin B", Some("+14155550100")));
+    assert_eq!(p.count("SELECT COUNT(*) FROM contacts WHERE id = 501 AND phone IS NULL"), 1);
+    assert_eq!(store.dest_id("contacts", "5").expect("id"), Some("502".to_string()));
+    // "Create new" wrote a second record beside 500, as asked.
+    assert_eq!(p.count("SELECT COUNT(*) FROM contacts WHERE lower(email) = 'dup@example.com'"), 2);
+    let matched_by: String = store
+        .conn()
+        .query_row("SELECT matched_by FROM audit WHERE source_id = '5' AND outcome = 'updated'", [], |r| r.get(0))
+        .expect("audited");
+    assert_eq!(matched_by, "operator's choice");
+    // A later full run keeps the decisions: nothing is duplicated or re-queued.
+    let again = p.run().await.expect("again");
+    assert_eq!(counts_of(&again, "contacts").queued, 0);
+    assert_eq!(p.count("SELECT COUNT(*) FROM contacts WHERE lower(email) = 'dup@example.com'"), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_high_error_rate_halts_and_keeps_what_was_done() {
     let rows: Vec<String> = (1..=60)

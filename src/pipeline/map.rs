@@ -18,6 +18,30 @@ pub struct Mapped {
     pub issues: Vec<Issue>,
     /// The parent this record waits for, when its parent is held in the queue.
     pub waiting_on: Option<(String, String)>,
+    /// An operator's decision on a held match (the [`MATCH_CHOICE`] correction).
+    pub match_choice: Option<MatchChoice>,
+}
+
+/// The correction key holding an operator's decision on an ambiguous or undecided match:
+/// [`CREATE_NEW`], or the destination id to merge into.
+pub const MATCH_CHOICE: &str = "@match";
+pub const CREATE_NEW: &str = "new";
+
+/// What an operator decided for a record whose match needed a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MatchChoice {
+    CreateNew,
+    MergeInto(String),
+}
+
+impl MatchChoice {
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.trim() {
+            "" => None,
+            CREATE_NEW => Some(Self::CreateNew),
+            id => Some(Self::MergeInto(id.to_string())),
+        }
+    }
 }
 
 /// Resolves source owner values (display names, emails) to destination user ids.
@@ -159,7 +183,8 @@ impl Mapper {
                 }
             }
         }
-        Ok(Mapped { source, values, issues, waiting_on })
+        let match_choice = corrections.get(MATCH_CHOICE).cloned().flatten().as_deref().and_then(MatchChoice::parse);
+        Ok(Mapped { source, values, issues, waiting_on, match_choice })
     }
 
     fn map_value(

@@ -3,10 +3,10 @@
 //! exactly one outcome, committed with the checkpoint that covers it.
 
 use super::commit::CommitWriter;
-use super::dedupe::{BatchDeduper, Decision, RecordKeys, merge};
+use super::dedupe::{BatchDeduper, Decision, MatchLookup, RecordKeys, merge};
 use super::extract::{self, Item, MappedBatch};
 use super::index_writer::{IndexBatch, IndexWriter};
-use super::map::{Mapper, Owners};
+use super::map::{MATCH_CHOICE, MatchChoice, Mapper, Owners};
 use super::plan::ObjectPlan;
 use super::progress::{Control, Progress, RunState};
 use super::timings::{Stage, Timings};
@@ -165,17 +165,31 @@ impl Engine {
                 Control::Go => return false,
                 Control::Cancel => return true,
                 Control::Pause => {
-                    self.progress.send_if_modified(|p| {
+                    let newly = self.progress.send_if_modified(|p| {
                         let changed = p.state != RunState::Paused;
                         p.state = RunState::Paused;
                         changed
                     });
+                    // Other consoles on the project read the run's state from the store.
+                    if newly {
+                        self.record_run_state("paused");
+                    }
                     if rx.changed().await.is_err() {
                         return false;
                     }
                     self.progress.send_modify(|p| p.state = RunState::Running);
+                    self.record_run_state("running");
                 }
             }
+        }
+    }
+
+    /// Records a pause or resume in the store; a failure only costs other consoles the news.
+    fn record_run_state(&self, state: &str) {
+        let Some(run_id) = self.progress.borrow().run_id else { return };
+        let done = sync(|| lock(&self.store)?.set_run_state(run_id, state));
+        if let Err(e) = done {
+            tracing::warn!("could not record run {run_id} as {state}: {e:#}");
         }
     }
 
@@ -527,6 +541,8 @@ impl Engine {
         let n = items.len();
         let mut slots: Vec<Slot> = (0..n).map(|_| Slot::default()).collect();
         let mut decisions: Vec<Option<Decision>> = vec![None; n];
+        // Matches held for an operator (merge rule "queue"): the destination record they match.
+        let mut undecided: Vec<Option<String>> = vec![None; n];
 
         // Dedupe, against the store's match index and earlier records of the batch.
         let started = Instant::now();
@@ -575,10 +591,25 @@ impl Engine {
                         issues.extend(validate(plan, owners, &m.values, &m.issues, None));
                         slots[i].issues = issues;
                     }
+                    Item::Mapped(m) if m.match_choice.is_some() && known.written(&m.source.source_id).is_none() => {
+                        // The operator decided this record's match: no dedupe second-guesses it.
+                        // (Once written, the id map leads a later run to the same record.)
+                        decisions[i] = Some(match &m.match_choice {
+                            Some(MatchChoice::MergeInto(dest_id)) => Decision::Update {
+                                dest_id: dest_id.clone(),
+                                matched_by: OPERATOR_CHOICE.into(),
+                                written_this_run: false,
+                            },
+                            _ => Decision::Create,
+                        });
+                    }
                     Item::Mapped(m) => {
                         let d = dedupe.decide(&known, i, &m.source.source_id, &record_keys[i]);
+                        // Under the "queue" rule a match waits for a person — but not the
+                        // record's own earlier write, found by its source id.
                         if plan.merge == MergeRule::Queue
                             && let Decision::Update { dest_id, matched_by, .. } = &d
+                            && matched_by != "source_id"
                         {
                             slots[i].issues.push(Issue {
                                 field: matched_by.clone(),
@@ -587,7 +618,7 @@ impl Engine {
                                 message: format!("matches destination record {dest_id}; this object has no merge rule"),
                                 suggestion: Some("merge into it, create new, or skip".into()),
                             });
-                            slots[i].candidates = Some(serde_json::to_string(&[dest_id])?);
+                            undecided[i] = Some(dest_id.clone());
                             continue;
                         }
                         decisions[i] = Some(d);
@@ -610,6 +641,7 @@ impl Engine {
                 _ => {}
             }
         }
+        wanted.extend(undecided.iter().flatten().cloned());
         let fields: Vec<String> = plan.dest_fields.to_vec();
         let current = if wanted.is_empty() {
             std::collections::HashMap::new()
@@ -625,6 +657,19 @@ impl Engine {
         // Merge: leads hold the final values of the records to write.
         let mut finals: Vec<Option<Vec<Value>>> = vec![None; n];
         let mut updates: HashMap<usize, (String, Vec<Value>, bool)> = HashMap::new();
+        // The side-by-side an operator decides from: each candidate's current values.
+        let sides = |ids: &[String]| -> Result<String> {
+            let sides: IndexMap<&String, Option<IndexMap<&String, &Value>>> = ids
+                .iter()
+                .map(|c| (c, current.get(c).map(|vals| fields.iter().zip(vals).collect())))
+                .collect();
+            Ok(serde_json::to_string(&sides)?)
+        };
+        for i in 0..n {
+            if let Some(dest_id) = &undecided[i] {
+                slots[i].candidates = Some(sides(std::slice::from_ref(dest_id))?);
+            }
+        }
         for i in 0..n {
             let Item::Mapped(m) = &items[i] else { continue };
             let Some(decision) = decisions[i].clone() else {
@@ -654,8 +699,19 @@ impl Engine {
                             decisions[i] = None;
                         }
                         Some(cur) => {
-                            finals[i] = Some(merge(cur, &m.values, plan.merge));
+                            finals[i] = Some(merge(cur, &m.values, merge_rule_for(plan, &matched_by)));
                             updates.insert(i, (dest_id, cur.clone(), written_this_run));
+                        }
+                        None if matched_by == OPERATOR_CHOICE => {
+                            slots[i].issues.push(Issue {
+                                field: MATCH_CHOICE.into(),
+                                rule: Rule::AmbiguousMatch,
+                                value: Some(dest_id.clone()),
+                                message: format!("the chosen destination record {dest_id} no longer exists"),
+                                suggestion: Some("choose another record to merge into, or create new".into()),
+                            });
+                            slots[i].outcome = Some(Outcome::Queued);
+                            decisions[i] = None;
                         }
                         None => {
                             // The destination no longer has it: write it anew.
@@ -673,11 +729,7 @@ impl Engine {
                     }
                 }
                 Decision::Ambiguous { matched_by, candidates } => {
-                    let sides: IndexMap<&String, Option<IndexMap<&String, &Value>>> = candidates
-                        .iter()
-                        .map(|c| (c, current.get(c).map(|vals| fields.iter().zip(vals).collect())))
-                        .collect();
-                    slots[i].candidates = Some(serde_json::to_string(&sides)?);
+                    slots[i].candidates = Some(sides(&candidates)?);
                     slots[i].issues.push(Issue {
                         field: matched_by.clone(),
                         rule: Rule::AmbiguousMatch,
@@ -866,8 +918,9 @@ impl Engine {
                         source_id: sid,
                         outcome: outcome.as_str(),
                         dest_id: slot.dest_id,
+                        merge_rule: matches!(outcome, Outcome::Updated | Outcome::Merged)
+                            .then(|| merge_rule_for(plan, slot.matched_by.as_deref().unwrap_or_default()).as_str()),
                         matched_by: slot.matched_by,
-                        merge_rule: matches!(outcome, Outcome::Updated | Outcome::Merged).then(|| plan.merge.as_str()),
                         detail,
                         before_image: slot.before_image,
                     });
@@ -989,6 +1042,15 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// What a match is called in the audit log when an operator chose the record.
+pub const OPERATOR_CHOICE: &str = "operator's choice";
+
+/// The merge rule applied to a match. An operator's "merge into this one" on an object whose rule
+/// is `queue` keeps the destination's values and fills its blanks.
+fn merge_rule_for(plan: &ObjectPlan, matched_by: &str) -> MergeRule {
+    if matched_by == OPERATOR_CHOICE && plan.merge == MergeRule::Queue { MergeRule::FillBlanks } else { plan.merge }
 }
 
 /// The source record a queue item was made from, realigned with the source's current fields.

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod match_index;
+pub mod claims;
 mod queue;
 pub mod run_lock;
 mod schema;
@@ -186,9 +187,15 @@ impl Store {
         Ok(self.conn.execute(
             "UPDATE runs SET state = 'interrupted', ended_at = ?1,
                     reason = 'the process stopped before the run finished; what it committed is kept'
-             WHERE state = 'running'",
+             WHERE state IN ('running', 'paused')",
             [now()],
         )?)
+    }
+
+    /// Running ⇄ paused, for whoever watches the store.
+    pub fn set_run_state(&self, run_id: i64, state: &str) -> Result<()> {
+        self.conn.execute("UPDATE runs SET state = ?2 WHERE id = ?1 AND ended_at IS NULL", params![run_id, state])?;
+        Ok(())
     }
 
     pub fn finish_run(&self, run_id: i64, state: &str, reason: Option<&str>) -> Result<()> {

@@ -74,6 +74,9 @@ pub struct QueueItem {
     pub waiting_on: Option<(String, String)>,
     pub created_at: String,
     pub updated_at: String,
+    /// The console editing it, while its claim lasts (see [`Store::queue_claim`]).
+    pub claimed_by: Option<String>,
+    pub claimed_at: Option<String>,
 }
 
 /// Which queue items to list.
@@ -88,7 +91,7 @@ pub struct QueueFilter {
 }
 
 const COLUMNS: &str = "id, object, source_id, origin, run_id, status, reason, source, mapped, issues, candidates, \
-                       corrections, waiting_object, waiting_source_id, created_at, updated_at";
+                       corrections, waiting_object, waiting_source_id, created_at, updated_at, claimed_by, claimed_at";
 
 fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueItem> {
     let json = |i: usize| -> rusqlite::Result<String> { r.get(i) };
@@ -118,7 +121,46 @@ fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueItem> {
         waiting_on: waiting_object.zip(waiting_source),
         created_at: r.get(14)?,
         updated_at: r.get(15)?,
+        claimed_by: r.get(16)?,
+        claimed_at: r.get(17)?,
     })
+}
+
+impl QueueItem {
+    /// Destination ids an operator may merge this record into (an ambiguous or undecided match).
+    pub fn candidate_ids(&self) -> Vec<String> {
+        match &self.candidates {
+            Some(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+            Some(serde_json::Value::Array(ids)) => {
+                ids.iter().map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A match decision names "new" or one of the record's candidates; anything else would merge a
+/// record into an arbitrary destination record.
+fn check_match_choice(item: &QueueItem, value: Option<&str>) -> Result<()> {
+    use crate::pipeline::map::{CREATE_NEW, MATCH_CHOICE};
+    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else { return Ok(()) };
+    let ids = item.candidate_ids();
+    if v == CREATE_NEW || ids.iter().any(|c| c == v) {
+        return Ok(());
+    }
+    if ids.is_empty() {
+        bail!(
+            "queue item {} ({} {}) has no match to decide; {MATCH_CHOICE} applies to ambiguous or undecided matches",
+            item.id,
+            item.object,
+            item.source_id
+        );
+    }
+    bail!(
+        "queue item {}: {MATCH_CHOICE} must be '{CREATE_NEW}' or one of its candidates ({}), not '{v}'; nothing was corrected",
+        item.id,
+        ids.join(", ")
+    )
 }
 
 impl Store {
@@ -223,7 +265,11 @@ impl Store {
             if !item.status.is_pending() {
                 bail!("queue item {id} is {} — only held records can be corrected", item.status.as_str());
             }
-            for (field, _) in changes {
+            for (field, value) in changes {
+                if field == crate::pipeline::map::MATCH_CHOICE {
+                    check_match_choice(&item, value.as_deref())?;
+                    continue;
+                }
                 let known = match field.strip_prefix("source.") {
                     Some(f) => item.source.contains_key(f),
                     None => item.mapped.contains_key(field),

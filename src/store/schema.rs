@@ -83,4 +83,10 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX audit_outcome ON audit (outcome);
     CREATE INDEX audit_object_outcome ON audit (object, outcome);
     "#,
+    // 3: claims — an operator editing a held record holds it for a while, so a second console on
+    // the same project shows it as taken (the claim lapses by itself if its console dies).
+    r#"
+    ALTER TABLE queue ADD COLUMN claimed_by TEXT;
+    ALTER TABLE queue ADD COLUMN claimed_at TEXT;
+    "#,
 ];

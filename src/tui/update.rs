@@ -643,6 +643,8 @@ mod tests {
             waiting_on: None,
             created_at: String::new(),
             updated_at: String::new(),
+            claimed_by: None,
+            claimed_at: None,
         }
     }
 
