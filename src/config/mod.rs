@@ -8,6 +8,7 @@
 //!    (unknown fields, unmapped source fields, required destination fields with no source).
 
 pub mod check;
+pub mod edit;
 mod spans;
 
 use indexmap::IndexMap;
@@ -366,6 +367,8 @@ pub struct LoadedConfig {
     pub order: Vec<String>,
     /// Hash of the file's text: which mapping a run used.
     pub hash: String,
+    /// The file's text as read (the console's mapping editor edits it, keeping its layout).
+    pub text: String,
 }
 
 impl LoadedConfig {
@@ -412,7 +415,7 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
         return Err(fail(problems.into_vec()));
     }
     let hash = format!("{:016x}", fnv1a(text.as_bytes()));
-    Ok(LoadedConfig { path: path.to_path_buf(), config, spans, order, hash })
+    Ok(LoadedConfig { path: path.to_path_buf(), config, spans, order, hash, text: text.to_string() })
 }
 
 fn toml_problem(text: &str, e: &toml::de::Error) -> Problem {

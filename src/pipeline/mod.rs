@@ -12,6 +12,7 @@ pub mod phone_validity;
 pub mod plan;
 pub mod progress;
 pub mod run;
+pub mod sample;
 pub mod timings;
 pub mod transform;
 pub mod validate;

@@ -255,6 +255,19 @@ impl Engine {
         Ok(Prepared { plans, owners })
     }
 
+    /// The first `n` records of `object` mapped and validated with the current rules; writes
+    /// nothing. Fails with the project file's problems (every one) when the mapping does not check.
+    pub async fn sample(&self, object: &str, n: usize) -> Result<super::sample::Sample> {
+        let prepared = self.prepare().await?;
+        let plan = prepared
+            .plans
+            .iter()
+            .find(|p| p.name == object)
+            .ok_or_else(|| eyre!("no object '{object}' in the project"))?;
+        let batch = super::sample::read(self.source.as_ref(), plan, n).await?;
+        sync(|| super::sample::map(batch, plan, &prepared.owners, &self.mapper(plan, &prepared.owners)?, n))
+    }
+
     /// A full pass over every object of the project (also used for previews, on a scratch store).
     pub async fn run(&self, kind: RunKind) -> std::result::Result<RunSummary, RunFailure> {
         let started_at = Instant::now();

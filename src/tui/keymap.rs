@@ -49,6 +49,16 @@ pub enum Action {
     EditMarked,
     Reprocess,
     Skip,
+    PrevCandidate,
+    NextCandidate,
+    MergeInto,
+    CreateNew,
+    EditRow,
+    AddField,
+    AddTranslation,
+    ExcludeField,
+    SaveMapping,
+    DiscardMapping,
 }
 
 /// The layers a binding can live in: one per pane, and `global` for all of them.

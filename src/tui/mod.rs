@@ -30,6 +30,8 @@ pub fn keymap_path() -> Option<PathBuf> {
 /// Load the keymap first ([`keymap::Keymap::load`]): bad input fails before the terminal is taken.
 pub async fn open(project: Project, keymap: keymap::Keymap) -> Result<()> {
     let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    // Make (or migrate) the state store once, before anything reads it concurrently.
+    drop(project.store()?);
     let mut state = state::AppState::new(&project.config, keymap, color);
     let project = Arc::new(project);
 
@@ -46,15 +48,17 @@ async fn event_loop(
 ) -> Result<()> {
     let started = Instant::now();
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let runner = runner::Runner::new(project, tx, started);
+    let runner = runner::Runner::new(project, tx, started, state.me.clone());
     for effect in update::startup() {
         runner.run(effect);
     }
     let mut events = EventStream::new();
     let mut frames = tokio::time::interval(Duration::from_millis(33));
     frames.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut dirty = true;
-    loop {
+    let result = loop {
         tokio::select! {
             event = events.next() => {
                 match event {
@@ -65,8 +69,8 @@ async fn event_loop(
                     }
                     Some(Ok(Event::Resize(_, _))) => {}
                     Some(Ok(_)) => continue,
-                    Some(Err(e)) => return Err(e).wrap_err("reading the terminal"),
-                    None => return Ok(()),
+                    Some(Err(e)) => break Err(e).wrap_err("reading the terminal"),
+                    None => break Ok(()),
                 }
                 dirty = true;
             }
@@ -82,17 +86,28 @@ async fn event_loop(
                 }
                 dirty = true;
             }
+            _ = ticks.tick() => {
+                for effect in update::update(state, update::Msg::Tick) {
+                    runner.run(effect);
+                }
+            }
             _ = frames.tick() => {
                 if dirty {
-                    let size = terminal.size()?;
-                    state.page_rows = size.height.saturating_sub(12).max(1) as usize;
-                    terminal.draw(|f| render::render(state, f))?;
+                    let drawn = terminal.size().and_then(|size| {
+                        state.page_rows = size.height.saturating_sub(12).max(1) as usize;
+                        terminal.draw(|f| render::render(state, f)).map(|_| ())
+                    });
+                    if let Err(e) = drawn {
+                        break Err(e).wrap_err("drawing the console");
+                    }
                     dirty = false;
                 }
             }
         }
         if state.quit {
-            return Ok(());
+            break Ok(());
         }
-    }
+    };
+    runner.release_all();
+    result
 }

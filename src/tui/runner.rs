@@ -1,31 +1,106 @@
 //! Carries out the effects `update` asks for, off the render path: engine work on its own tokio
 //! task, store queries on blocking threads. Every answer comes back as a [`Msg`].
 
-use super::state::{BalanceRow, QueueQuery, RunMode};
+use super::state::{BalanceRow, ObservedRun, QueueQuery, RunMode, SampleView};
+use crate::config::{ConfigError, Problem};
+use crate::pipeline::progress::ObjectProgress;
 use super::update::{AUDIT_PAGE, Effect, Msg, QUEUE_PAGE};
 use crate::pipeline::progress::Control;
 use crate::pipeline::{Engine, Finish, RunFailure, RunSummary};
 use crate::project::Project;
 use crate::store::{QueueFilter, QueueStatus, RunKind, Store};
 use color_eyre::eyre::{Result, eyre};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 
 pub struct Runner {
-    project: Arc<Project>,
+    /// Replaced when the mapping editor saves the project file: later runs use the new mapping.
+    project: Arc<RwLock<Arc<Project>>>,
     tx: mpsc::UnboundedSender<Msg>,
     control: Arc<Mutex<Option<Arc<watch::Sender<Control>>>>>,
     started: Instant,
+    /// The connection that watches the store for other writers, and the last version it saw.
+    watcher: Arc<Mutex<Option<(Store, i64)>>>,
+    me: String,
 }
 
 impl Runner {
-    pub fn new(project: Arc<Project>, tx: mpsc::UnboundedSender<Msg>, started: Instant) -> Self {
-        Self { project, tx, control: Arc::default(), started }
+    pub fn new(project: Arc<Project>, tx: mpsc::UnboundedSender<Msg>, started: Instant, me: String) -> Self {
+        Self {
+            project: Arc::new(RwLock::new(project)),
+            tx,
+            control: Arc::default(),
+            started,
+            watcher: Arc::default(),
+            me,
+        }
+    }
+
+    fn project(&self) -> Arc<Project> {
+        match self.project.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Lets go of every claim this console holds (on quit).
+    pub fn release_all(&self) {
+        if let Ok(store) = Store::open(&self.project().store_path) {
+            let _ = store.queue_release(None, &self.me);
+        }
     }
 
     pub fn run(&self, effect: Effect) {
         match effect {
+            Effect::Poll => self.poll(),
+            Effect::Claim { ids, field, current } => {
+                let me = self.me.clone();
+                self.write(move |store| match store.queue_claim(&ids, &me)? {
+                    Ok(()) => Ok(Msg::Claimed { ids, field, current }),
+                    Err(t) => Ok(Msg::Failed(format!(
+                        "record #{} is being edited by {} since {} — leave it to them",
+                        t.id,
+                        crate::text::shown(&t.by),
+                        t.since.get(11..19).unwrap_or(&t.since)
+                    ))),
+                })
+            }
+            Effect::Release { ids } => {
+                let me = self.me.clone();
+                self.write(move |store| {
+                    store.queue_release(Some(&ids), &me)?;
+                    Ok(Msg::Done { message: "edit abandoned; nothing changed".into(), failed: false })
+                })
+            }
+            Effect::Decide { id, choice } => {
+                let project = self.project();
+                let tx = self.tx.clone();
+                let this = self.clone_handle();
+                tokio::task::spawn_blocking(move || {
+                    let stored = project.store().and_then(|s| {
+                        s.queue_correct_many(&[id], &[(crate::pipeline::map::MATCH_CHOICE.to_string(), Some(choice))])
+                    });
+                    match stored {
+                        Ok(_) => this.start(RunMode::Reprocess, vec![id]),
+                        Err(e) => {
+                            let _ = tx.send(Msg::RunEnded { summary: format!("not decided: {e:#}"), failed: true });
+                        }
+                    }
+                });
+            }
+            Effect::SampleMapping { text, object, version } => {
+                let project = self.project();
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let result = match edited_engine(&project, &text) {
+                        Ok(engine) => engine.sample(&object, SAMPLE_RECORDS).await.map_err(problems_of),
+                        Err(problems) => Err(problems),
+                    };
+                    let _ = tx.send(Msg::Sampled(SampleView { object, version, result }));
+                });
+            }
+            Effect::SaveMapping { text, expected } => self.save_mapping(text, expected),
             Effect::StartRun { mode } => self.start(mode, Vec::new()),
             Effect::Reprocess { ids } => self.start(RunMode::Reprocess, ids),
             Effect::Control(c) => {
@@ -44,7 +119,14 @@ impl Runner {
                     })
                     .map(|(_, _, n)| *n as usize)
                     .sum();
-                let items = store.queue_list(&filter(&query, Some(QUEUE_PAGE), offset))?;
+                let mut items = store.queue_list(&filter(&query, Some(QUEUE_PAGE), offset))?;
+                // A lapsed claim holds nothing.
+                let cutoff = crate::store::claims::claim_cutoff();
+                for i in &mut items {
+                    if i.claimed_at.as_ref().is_none_or(|at| *at <= cutoff) {
+                        i.claimed_by = None;
+                    }
+                }
                 Ok(Msg::QueueLoaded { query, summary, items, offset, total })
             }),
             Effect::LoadQueueIds { query } => self.query(move |store| {
@@ -56,19 +138,19 @@ impl Runner {
             }),
             Effect::LoadBalance => self.query(balance),
             Effect::Fix { ids, field, value } => {
-                let project = self.project.clone();
-                self.query(move |_| {
-                    let store = project.store()?;
-                    let n = store.queue_correct_many(&ids, &[(field.clone(), value.clone())])?;
+                let me = self.me.clone();
+                self.write(move |store| {
+                    let corrected = store.queue_correct_many(&ids, &[(field.clone(), value.clone())]);
+                    store.queue_release(Some(&ids), &me)?;
+                    let n = corrected?;
                     let v = value.as_deref().map(crate::text::shown).unwrap_or_else(|| "blank".into());
                     let which = if ids.len() == 1 { format!("record #{}", ids[0]) } else { format!("{n} records") };
                     Ok(Msg::Done { message: format!("{field} = {v} on {which}; r reprocesses it now"), failed: false })
                 })
             }
             Effect::Skip { ids, reason } => {
-                let project = self.project.clone();
-                self.query(move |_| {
-                    let store = project.store()?;
+                let project = self.project();
+                self.write(move |store| {
                     for id in &ids {
                         store.skip_queued(*id, &reason, &project.config.hash)?;
                     }
@@ -78,13 +160,108 @@ impl Runner {
         }
     }
 
+    /// A change to the store on a blocking thread (a writing connection), answered as a message.
+    fn write(&self, f: impl FnOnce(&Store) -> Result<Msg> + Send + 'static) {
+        let tx = self.tx.clone();
+        let path = self.project().store_path.clone();
+        tokio::task::spawn_blocking(move || {
+            let msg = Store::open(&path).and_then(|s| f(&s)).unwrap_or_else(|e| Msg::Failed(format!("{e:#}")));
+            let _ = tx.send(msg);
+        });
+    }
+
+    /// A handle for tasks that start engine work later (same channels, same project).
+    fn clone_handle(&self) -> Runner {
+        Runner {
+            project: self.project.clone(),
+            tx: self.tx.clone(),
+            control: self.control.clone(),
+            started: self.started,
+            watcher: self.watcher.clone(),
+            me: self.me.clone(),
+        }
+    }
+
+    /// Looks whether another connection committed to the store (a run in another console, a
+    /// claim, a fix); if so, says so with the newest run. Skipped while the last look is running.
+    fn poll(&self) {
+        let tx = self.tx.clone();
+        let watcher = self.watcher.clone();
+        let path = self.project().store_path.clone();
+        let started = self.started;
+        tokio::task::spawn_blocking(move || {
+            let Ok(mut guard) = watcher.try_lock() else { return };
+            if guard.is_none() {
+                if !path.exists() {
+                    return;
+                }
+                match Store::open_reader(&path) {
+                    Ok(s) => *guard = Some((s, i64::MIN)),
+                    Err(_) => return,
+                }
+            }
+            let Some((store, seen)) = guard.as_mut() else { return };
+            let Ok(version) = store.data_version() else { return };
+            if version == *seen {
+                return;
+            }
+            *seen = version;
+            match observed(store) {
+                Ok(latest) => {
+                    let _ = tx.send(Msg::StoreChanged { latest, now: started.elapsed().as_secs_f64() });
+                }
+                Err(e) => tracing::warn!("watching the store: {e:#}"),
+            }
+        });
+    }
+
+    /// Checks the edited project file against both systems, then writes it in place of the
+    /// old one (a new file renamed over it: never half-written) and reloads the project.
+    fn save_mapping(&self, text: String, expected: String) {
+        let project_lock = self.project.clone();
+        let project = self.project();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let version_problems = |problems| Msg::SaveFailed { problems, version: u64::MAX };
+            let engine = match edited_engine(&project, &text) {
+                Ok(e) => e,
+                Err(problems) => {
+                    let _ = tx.send(version_problems(problems));
+                    return;
+                }
+            };
+            if let Err(e) = engine.prepare().await {
+                let _ = tx.send(version_problems(problems_of(e)));
+                return;
+            }
+            let path = project.config.path.clone();
+            let written = tokio::task::spawn_blocking(move || write_project_file(&path, &text, &expected).map(|()| text))
+                .await
+                .map_err(|e| eyre!("{e}"))
+                .and_then(|r| r);
+            let msg = match written.and_then(|text| {
+                let reloaded = Project::load(Some(&project.config.path))?;
+                Ok((text, reloaded))
+            }) {
+                Ok((text, reloaded)) => {
+                    if let Ok(mut p) = project_lock.write() {
+                        *p = Arc::new(reloaded);
+                    }
+                    Msg::Saved { text }
+                }
+                Err(e) => version_problems(vec![Problem { key: "(file)".into(), line: None, message: format!("{e:#}") }]),
+            };
+            let _ = tx.send(msg);
+        });
+    }
+
     /// A store query on a blocking thread, answered as a message (or `Failed`).
     fn query(&self, f: impl FnOnce(&Store) -> Result<Msg> + Send + 'static) {
         let tx = self.tx.clone();
-        let path = self.project.store_path.clone();
+        let path = self.project().store_path.clone();
         tokio::task::spawn_blocking(move || {
-            // Before the first run there is no state store yet: make the empty one.
-            let store = if path.exists() { Store::open_reader(&path) } else { Store::open(&path) };
+            // `tui::open` made the store before the console started.
+            let store = Store::open_reader(&path);
             let msg = store.and_then(|s| f(&s)).unwrap_or_else(|e| Msg::Failed(format!("{e:#}")));
             let _ = tx.send(msg);
         });
@@ -92,7 +269,7 @@ impl Runner {
 
     /// Starts engine work on its own task; its progress is forwarded as it changes.
     fn start(&self, mode: RunMode, ids: Vec<i64>) {
-        let project = self.project.clone();
+        let project = self.project();
         let tx = self.tx.clone();
         let control = self.control.clone();
         let started = self.started;
@@ -154,6 +331,89 @@ impl Runner {
             let _ = tx.send(Msg::RunEnded { summary, failed });
         });
     }
+}
+
+/// Records of the mapping editor's live sample.
+pub const SAMPLE_RECORDS: usize = 5;
+
+/// An engine over the project with the edited text in place of the file's: it reads both systems
+/// and writes nothing (a dry-run destination). Problems of the text come back as a list.
+fn edited_engine(project: &Project, text: &str) -> std::result::Result<Engine, Vec<Problem>> {
+    let config = crate::config::parse(&project.config.path, text).map_err(|e| e.problems)?;
+    let config = Arc::new(config);
+    let one = |e: color_eyre::Report| vec![Problem { key: "(connection)".into(), line: None, message: format!("{e:#}") }];
+    let source = crate::connect::open_source(&config).map_err(one)?;
+    let dest = crate::connect::open_destination(&config, true).map_err(one)?;
+    let dest = Arc::new(crate::connect::dry_run::DryRunDestination::new(dest));
+    Engine::new(config, source, dest, project.store_path.clone()).map_err(one)
+}
+
+/// Every problem of a failed check, or the one error that stopped it.
+fn problems_of(e: color_eyre::Report) -> Vec<Problem> {
+    match e.downcast::<ConfigError>() {
+        Ok(c) => c.problems,
+        Err(e) => vec![Problem { key: "(sample)".into(), line: None, message: format!("{e:#}") }],
+    }
+}
+
+/// Writes the project file only if nobody changed it since the console read it; through a new
+/// file renamed over the old one, so a crash leaves the old file or the new one, never half of one.
+fn write_project_file(path: &std::path::Path, text: &str, expected: &str) -> Result<()> {
+    let on_disk = std::fs::read_to_string(path).map_err(|e| eyre!("cannot read {}: {e}", path.display()))?;
+    if on_disk != expected {
+        return Err(eyre!(
+            "{} changed on disk since the console read it; nothing written (D discards your changes, or merge by hand)",
+            path.display()
+        ));
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or_else(|| std::path::Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| eyre!("cannot write in {}: {e}", dir.display()))?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let _ = std::fs::set_permissions(tmp.path(), meta.permissions());
+    }
+    tmp.persist(path).map_err(|e| eyre!("cannot replace {}: {}", path.display(), e.error))?;
+    Ok(())
+}
+
+/// The newest run of the store, with its counters, and whether its process still runs.
+fn observed(store: &Store) -> Result<Option<ObservedRun>> {
+    let Some(run) = store.runs()?.into_iter().next() else { return Ok(None) };
+    let objects = store
+        .run_counts(run.id)?
+        .into_iter()
+        .map(|(name, total, counts)| ObjectProgress { name, total, counts })
+        .collect();
+    let holder = lock_holder(store.path());
+    let me = std::process::id();
+    let open = run.ended_at.is_none();
+    Ok(Some(ObservedRun {
+        id: run.id,
+        kind: run.kind,
+        state: run.state,
+        reason: run.reason,
+        user: run.user,
+        alive: open && holder.is_none_or(|pid| pid_alive(pid)),
+        mine: open && holder == Some(me),
+        objects,
+    }))
+}
+
+/// The process id written in the run lock file (`pid N since …`).
+fn lock_holder(store: &std::path::Path) -> Option<u32> {
+    let text = std::fs::read_to_string(crate::store::run_lock::path_for(store)).ok()?;
+    text.strip_prefix("pid ")?.split_whitespace().next()?.parse().ok()
+}
+
+#[cfg(target_os = "linux")]
+fn pid_alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pid_alive(_pid: u32) -> bool {
+    true
 }
 
 fn filter(query: &QueueQuery, limit: Option<usize>, offset: usize) -> QueueFilter {

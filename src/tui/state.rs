@@ -76,6 +76,9 @@ pub struct Live {
     /// Set once the engine task returned.
     pub ended: Option<String>,
     pub control: Control,
+    /// A run another console (or a headless `cutover run`) started, seen through the store:
+    /// who runs it, for the header. This console cannot pause or cancel it.
+    pub remote: Option<String>,
 }
 
 impl Live {
@@ -135,6 +138,8 @@ pub struct QueueView {
     /// The inline result of the last fix, reprocess or skip.
     pub note: Option<(bool, String)>,
     pub loading: bool,
+    /// For an ambiguous or undecided match: which destination candidate is chosen.
+    pub candidate: usize,
 }
 
 impl QueueView {
@@ -159,6 +164,13 @@ impl QueueView {
             }
         }
         out
+    }
+    /// The console holding the selected record (or any marked one), when it is not `me`.
+    pub fn taken(&self, ids: &[i64], me: &str) -> Option<(i64, String)> {
+        self.items
+            .iter()
+            .filter(|i| ids.contains(&i.id))
+            .find_map(|i| i.claimed_by.as_ref().filter(|by| *by != me).map(|by| (i.id, by.clone())))
     }
     pub fn reasons(&self) -> Vec<String> {
         let mut r: Vec<String> = self
@@ -209,9 +221,22 @@ pub struct ReconcileView {
 pub struct MappingRow {
     pub dest: String,
     pub from: String,
+    /// The source fields it reads.
+    pub reads: Vec<String>,
     pub transform: String,
+    /// The translation table it uses, if any.
+    pub translate: Option<String>,
     pub required: bool,
     pub note: String,
+}
+
+/// What a row of the mapping table stands for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MappingLine<'a> {
+    Mapped(&'a MappingRow),
+    /// A source field neither mapped nor excluded (the sample tells which fields exist).
+    Unmapped(&'a str),
+    Excluded(&'a str),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -221,8 +246,19 @@ pub struct MappingObject {
     pub destination: String,
     pub match_keys: Vec<String>,
     pub merge: String,
+    /// The source field holding each record's id.
+    pub id: String,
     pub rows: Vec<MappingRow>,
     pub excluded: Vec<String>,
+}
+
+/// The sample's answer for one object at one version of the edited text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleView {
+    pub object: String,
+    pub version: u64,
+    /// The mapped records, or every problem the project file has against the two systems.
+    pub result: Result<crate::pipeline::sample::Sample, Vec<crate::config::Problem>>,
 }
 
 #[derive(Debug, Default)]
@@ -230,6 +266,48 @@ pub struct MappingView {
     pub objects: Vec<MappingObject>,
     pub object: usize,
     pub cursor: usize,
+    /// The project file as edited here; `saved` as it is on disk.
+    pub text: String,
+    pub saved: String,
+    pub path: std::path::PathBuf,
+    /// Bumped at each edit: samples answered for an older text are dropped.
+    pub version: u64,
+    /// The latest sample of each object (answers may arrive in any order).
+    pub samples: std::collections::BTreeMap<String, SampleView>,
+    /// Each object's source fields, from its last sample that read them (kept while the edited
+    /// file has problems, so unmapped fields still show).
+    pub source_fields: std::collections::BTreeMap<String, Vec<String>>,
+    pub sampling: bool,
+    pub saving: bool,
+}
+
+impl MappingView {
+    pub fn dirty(&self) -> bool {
+        self.text != self.saved
+    }
+    pub fn current(&self) -> Option<&MappingObject> {
+        self.objects.get(self.object)
+    }
+    /// The sample of the selected object, when it answers the current text.
+    pub fn sample(&self) -> Option<&SampleView> {
+        self.current().and_then(|o| self.samples.get(&o.name)).filter(|s| s.version == self.version)
+    }
+    /// The table's rows: mapped fields, then source fields neither mapped nor excluded, then
+    /// the excluded ones.
+    pub fn lines(&self) -> Vec<MappingLine<'_>> {
+        let Some(obj) = self.current() else { return Vec::new() };
+        let mut out: Vec<MappingLine> = obj.rows.iter().map(MappingLine::Mapped).collect();
+        if let Some(fields) = self.source_fields.get(&obj.name) {
+            for f in fields {
+                let read = obj.rows.iter().any(|r| r.reads.contains(f));
+                if !read && *f != obj.id && !obj.excluded.contains(f) {
+                    out.push(MappingLine::Unmapped(f));
+                }
+            }
+        }
+        out.extend(obj.excluded.iter().map(|f| MappingLine::Excluded(f)));
+        out
+    }
 }
 
 /// What a confirmation step confirms.
@@ -238,11 +316,24 @@ pub enum Confirm {
     Quit,
     Cancel,
     Skip { ids: Vec<i64>, reason: String },
+    /// Merge into a destination record (`Some(id)`) or create a new one (`None`).
+    Decide { id: i64, merge_into: Option<String> },
+    /// Leave the mapping editor's unsaved changes behind.
+    DiscardMapping,
 }
 
 /// What the text box being edited is for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EditTarget {
+    /// A mapping row of `object` (`original`: the destination field it replaces; None adds one).
+    MappingRow {
+        object: String,
+        original: Option<String>,
+    },
+    /// An entry of a translation table.
+    Translation {
+        table: String,
+    },
     /// Set `field` on these queue items (the selected one, or every marked one).
     Field {
         ids: Vec<i64>,
@@ -255,9 +346,10 @@ pub enum EditTarget {
 }
 
 pub enum Modal {
-    Help,
+    /// The keys of the pane; `scroll` rows are scrolled past (a short terminal shows part).
+    Help { scroll: u16 },
     Confirm { question: String, what: Confirm },
-    Edit { target: EditTarget, input: Box<TextArea<'static>> },
+    Edit { target: EditTarget, input: Box<TextArea<'static>>, error: Option<String> },
 }
 
 pub struct AppState {
@@ -271,6 +363,8 @@ pub struct AppState {
     pub mapping: MappingView,
     pub reconcile: ReconcileView,
     pub modal: Option<Modal>,
+    /// This console, as claims name it (see `store::claims`).
+    pub me: String,
     /// One line for the last thing that happened: (is it bad news, text).
     pub status: Option<(bool, String)>,
     /// Rows a page moves (set from the terminal height).
@@ -291,9 +385,16 @@ impl AppState {
             live: None,
             queue: QueueView::default(),
             audit: AuditView { pages: vec![None], ..Default::default() },
-            mapping: MappingView { objects: mapping_objects(config), ..Default::default() },
+            mapping: MappingView {
+                objects: mapping_objects(config),
+                text: config.text.clone(),
+                saved: config.text.clone(),
+                path: config.path.clone(),
+                ..Default::default()
+            },
             reconcile: ReconcileView::default(),
             modal: None,
+            me: crate::store::claims::console_identity(),
             status: None,
             page_rows: 10,
             quit: false,
@@ -307,7 +408,7 @@ impl AppState {
     }
 }
 
-fn mapping_objects(config: &LoadedConfig) -> Vec<MappingObject> {
+pub fn mapping_objects(config: &LoadedConfig) -> Vec<MappingObject> {
     config
         .order
         .iter()
@@ -318,6 +419,7 @@ fn mapping_objects(config: &LoadedConfig) -> Vec<MappingObject> {
             destination: o.destination.clone().unwrap_or_else(|| name.clone()),
             match_keys: o.match_keys.clone(),
             merge: o.merge.clone(),
+            id: o.id.clone(),
             excluded: o.exclude.clone(),
             rows: o
                 .fields
@@ -351,6 +453,8 @@ fn mapping_objects(config: &LoadedConfig) -> Vec<MappingObject> {
                     MappingRow {
                         dest: dest.clone(),
                         from,
+                        reads: f.source_fields().into_iter().map(String::from).collect(),
+                        translate: f.translate.clone(),
                         transform: transform.join(", "),
                         required: f.required,
                         note: note.join("; "),
@@ -359,4 +463,20 @@ fn mapping_objects(config: &LoadedConfig) -> Vec<MappingObject> {
                 .collect(),
         })
         .collect()
+}
+
+/// The newest run in the store, as a console polling it sees it (see `Effect::Poll`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservedRun {
+    pub id: i64,
+    pub kind: String,
+    /// running, paused, completed, halted, cancelled, failed, interrupted.
+    pub state: String,
+    pub reason: Option<String>,
+    pub user: String,
+    /// Still going: not ended, and the process holding the run lock is alive.
+    pub alive: bool,
+    /// The process that holds the run lock is this console.
+    pub mine: bool,
+    pub objects: Vec<crate::pipeline::progress::ObjectProgress>,
 }

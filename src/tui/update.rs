@@ -4,8 +4,9 @@
 
 use super::keymap::{Action, Key};
 use super::state::*;
-use crate::pipeline::Progress;
+use crate::pipeline::{Progress, RunState};
 use crate::pipeline::progress::Control;
+use crate::pipeline::map::CREATE_NEW;
 use crate::store::QueueItem;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind};
 use ratatui_textarea::TextArea;
@@ -53,6 +54,30 @@ pub enum Msg {
         failed: bool,
     },
     Failed(String),
+    /// A second has passed: time to look whether the store changed.
+    Tick,
+    /// Another connection committed to the store; `latest` is its newest run.
+    StoreChanged {
+        latest: Option<ObservedRun>,
+        now: f64,
+    },
+    /// The mapping sample answered.
+    Sampled(SampleView),
+    /// The edited project file was checked and written.
+    Saved {
+        text: String,
+    },
+    /// The edited project file was not saved: its problems (or why it could not be written).
+    SaveFailed {
+        problems: Vec<crate::config::Problem>,
+        version: u64,
+    },
+    /// The store granted this console the records to edit.
+    Claimed {
+        ids: Vec<i64>,
+        field: String,
+        current: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +91,18 @@ pub enum Effect {
     Fix { ids: Vec<i64>, field: String, value: Option<String> },
     Reprocess { ids: Vec<i64> },
     Skip { ids: Vec<i64>, reason: String },
+    /// Look (cheaply) whether another connection changed the store.
+    Poll,
+    /// Claim records before editing them; answered `Claimed` or `Failed` naming the holder.
+    Claim { ids: Vec<i64>, field: String, current: String },
+    Release { ids: Vec<i64> },
+    /// Map the first records of `object` with the edited text (answered `Sampled`).
+    SampleMapping { text: String, object: String, version: u64 },
+    /// Check the edited text against both systems and write it, if the file on disk is still
+    /// `expected` (answered `Saved` or `SaveFailed`).
+    SaveMapping { text: String, expected: String },
+    /// Record an operator's match decision (`MATCH_CHOICE`) and reprocess the record at once.
+    Decide { id: i64, choice: String },
 }
 
 /// Effects to run when the console opens.
@@ -158,6 +195,106 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
             state.audit.loading = false;
             Vec::new()
         }
+        Msg::Tick => vec![Effect::Poll],
+        Msg::Sampled(sample) => {
+            let m = &mut state.mapping;
+            if sample.version == m.version {
+                m.sampling = false;
+            }
+            if let Ok(ok) = &sample.result {
+                m.source_fields.insert(sample.object.clone(), ok.source_fields.clone());
+            }
+            m.samples.insert(sample.object.clone(), sample);
+            m.cursor = m.cursor.min(m.lines().len().saturating_sub(1));
+            Vec::new()
+        }
+        Msg::Saved { text } => {
+            let m = &mut state.mapping;
+            m.saving = false;
+            m.saved = text;
+            if let Ok(config) = crate::config::parse(&m.path, &m.saved) {
+                state.objects = config.order.clone();
+            }
+            let file = state.mapping.path.display().to_string();
+            state.status = Some((false, format!("saved {file}; the next run uses it")));
+            Vec::new()
+        }
+        Msg::SaveFailed { problems, .. } => {
+            let m = &mut state.mapping;
+            let version = m.version;
+            m.saving = false;
+            let n = problems.len();
+            let first = problems.first().map(|p| format!("{}: {}", p.key, p.message)).unwrap_or_default();
+            if let Some(object) = m.current().map(|o| o.name.clone()) {
+                m.samples.insert(object.clone(), SampleView { object, version, result: Err(problems) });
+            }
+            state.status = Some((true, format!("not saved — {n} problem{}: {first}", if n == 1 { "" } else { "s" })));
+            Vec::new()
+        }
+        Msg::StoreChanged { latest, now } => {
+            observe(state, latest, now);
+            reload_all(state)
+        }
+        Msg::Claimed { ids, field, current } => {
+            if state.modal.is_some() {
+                // Something else took the screen meanwhile: do not hold records nobody edits.
+                return vec![Effect::Release { ids }];
+            }
+            open_edit(state, EditTarget::Field { ids, field }, &current);
+            Vec::new()
+        }
+    }
+}
+
+/// Shows a run that another console or a headless `cutover run` drives, from the store.
+fn observe(state: &mut AppState, latest: Option<ObservedRun>, now: f64) {
+    let Some(run) = latest.filter(|r| !r.mine && r.kind != "preview") else { return };
+    if state.live.as_ref().is_some_and(|l| l.remote.is_none() && l.active()) {
+        return; // this console's own run: its engine reports first-hand
+    }
+    let same = state.live.as_ref().is_some_and(|l| l.remote.is_some() && l.progress.run_id == Some(run.id));
+    let going = run.alive && matches!(run.state.as_str(), "running" | "paused");
+    if !same && !going {
+        return; // an old run: the reconciliation and audit panes show it
+    }
+    let mode = match run.kind.as_str() {
+        "reprocess" => RunMode::Reprocess,
+        _ => RunMode::Full,
+    };
+    let kind: &'static str = match run.kind.as_str() {
+        "reprocess" => "reprocess",
+        "delta" => "delta",
+        _ => "full",
+    };
+    let run_state = match run.state.as_str() {
+        "running" if run.alive => RunState::Running,
+        "paused" if run.alive => RunState::Paused,
+        "running" | "paused" => RunState::Failed("its process is gone (interrupted)".into()),
+        "completed" => RunState::Completed,
+        "cancelled" => RunState::Cancelled,
+        "halted" => RunState::Halted(run.reason.clone().unwrap_or_default()),
+        other => RunState::Failed(run.reason.clone().unwrap_or_else(|| other.to_string())),
+    };
+    if !same {
+        start(state, mode);
+        if let Some(live) = state.live.as_mut() {
+            live.remote = Some(format!("run {} by {}, in another console or process", run.id, run.user));
+        }
+    }
+    let progress = Progress {
+        run_id: Some(run.id),
+        kind,
+        state: run_state,
+        phase: format!("run {} · {}", run.id, run.state),
+        current: None,
+        objects: run.objects,
+    };
+    on_progress(state, progress, now);
+    if let Some(live) = state.live.as_mut()
+        && !going
+        && live.ended.is_none()
+    {
+        live.ended = Some(format!("run {} {} (in another console)", run.id, run.state));
     }
 }
 
@@ -227,8 +364,20 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Effect> {
 
 fn on_modal_key(state: &mut AppState, modal: Modal, key: KeyEvent) -> Vec<Effect> {
     match modal {
-        Modal::Help => {
-            // Any key closes the help; it is not also taken as a command.
+        Modal::Help { scroll } => {
+            // Arrows and j/k scroll a help taller than the screen; any other key closes it and is
+            // not also taken as a command.
+            let scroll = match key.code {
+                KeyCode::Down | KeyCode::Char('j') => Some(scroll.saturating_add(1)),
+                KeyCode::Up | KeyCode::Char('k') => Some(scroll.saturating_sub(1)),
+                KeyCode::PageDown => Some(scroll.saturating_add(10)),
+                KeyCode::PageUp => Some(scroll.saturating_sub(10)),
+                _ => None,
+            };
+            let rows = state.keymap.help(state.pane.layer()).len() as u16;
+            if let Some(scroll) = scroll {
+                state.modal = Some(Modal::Help { scroll: scroll.min(rows.saturating_sub(1)) });
+            }
             Vec::new()
         }
         Modal::Confirm { question, what } => match key.code {
@@ -242,18 +391,26 @@ fn on_modal_key(state: &mut AppState, modal: Modal, key: KeyEvent) -> Vec<Effect
                 Vec::new()
             }
         },
-        Modal::Edit { target, mut input } => match key.code {
+        Modal::Edit { target, mut input, error } => match key.code {
             KeyCode::Esc => {
                 state.status = Some((false, "edit abandoned; nothing changed".into()));
-                Vec::new()
+                match target {
+                    EditTarget::Field { ids, .. } => vec![Effect::Release { ids }],
+                    _ => Vec::new(),
+                }
             }
             KeyCode::Enter => {
                 let text = input.lines().join(" ");
-                submit_edit(state, target, text)
+                match target {
+                    EditTarget::MappingRow { .. } | EditTarget::Translation { .. } => {
+                        submit_mapping_edit(state, target, input, text)
+                    }
+                    _ => submit_edit(state, target, text),
+                }
             }
             _ => {
                 input.input(key);
-                state.modal = Some(Modal::Edit { target, input });
+                state.modal = Some(Modal::Edit { target, input, error });
                 Vec::new()
             }
         },
@@ -280,6 +437,7 @@ fn submit_edit(state: &mut AppState, target: EditTarget, text: String) -> Vec<Ef
             state.modal = Some(Modal::Confirm { question, what: Confirm::Skip { ids, reason } });
             Vec::new()
         }
+        EditTarget::MappingRow { .. } | EditTarget::Translation { .. } => Vec::new(),
         EditTarget::AuditSearch => {
             let id = text.trim();
             state.audit.query.source_id = if id.is_empty() { None } else { Some(id.to_string()) };
@@ -313,7 +471,208 @@ fn confirmed(state: &mut AppState, what: Confirm) -> Vec<Effect> {
             state.queue.marked.clear();
             vec![Effect::Skip { ids, reason }]
         }
+        Confirm::Decide { id, merge_into } => {
+            if state.run_active() {
+                state.status = Some((true, "wait for the active run to finish".into()));
+                return Vec::new();
+            }
+            start(state, RunMode::Reprocess);
+            let choice = merge_into.clone().unwrap_or_else(|| CREATE_NEW.to_string());
+            state.queue.note = Some((
+                false,
+                match merge_into {
+                    Some(dest) => format!("merging #{id} into destination record {}…", crate::text::shown(&dest)),
+                    None => format!("creating #{id} as a new record…"),
+                },
+            ));
+            vec![Effect::Decide { id, choice }]
+        }
+        Confirm::DiscardMapping => {
+            discard_mapping(state);
+            Vec::new()
+        }
     }
+}
+
+fn open_edit(state: &mut AppState, target: EditTarget, initial: &str) {
+    state.modal = Some(Modal::Edit { target, input: Box::new(text_input(initial)), error: None });
+}
+
+/// Applies a mapping-row or translation line to the edited text; on a problem the editor stays
+/// open with the operator's line and the reason.
+fn submit_mapping_edit(
+    state: &mut AppState,
+    target: EditTarget,
+    input: Box<TextArea<'static>>,
+    line: String,
+) -> Vec<Effect> {
+    let m = &state.mapping;
+    let (edited, what) = match &target {
+        EditTarget::MappingRow { object, original } => (
+            crate::config::edit::set_field(&m.text, object, original.as_deref(), &line),
+            format!("objects.{object}.fields changed"),
+        ),
+        EditTarget::Translation { table } => {
+            (crate::config::edit::add_translation(&m.text, table, &line), format!("translations.{table} changed"))
+        }
+        _ => return Vec::new(),
+    };
+    match edited.and_then(|text| apply_text(state, text, &what)) {
+        Ok(effects) => effects,
+        Err(error) => {
+            state.modal = Some(Modal::Edit { target, input, error: Some(error) });
+            Vec::new()
+        }
+    }
+}
+
+/// Takes an edited project text if it still checks (the checks that need no connection); the
+/// sample then checks it against both systems.
+fn apply_text(state: &mut AppState, text: String, what: &str) -> Result<Vec<Effect>, String> {
+    let m = &mut state.mapping;
+    let config = crate::config::parse(&m.path, &text).map_err(|e| {
+        let n = e.problems.len();
+        let first: Vec<String> = e
+            .problems
+            .iter()
+            .take(2)
+            .map(|p| format!("{}{}: {}", p.key, p.line.map(|l| format!(" (line {l})")).unwrap_or_default(), p.message))
+            .collect();
+        format!("{n} problem{}: {}", if n == 1 { "" } else { "s" }, first.join("; "))
+    })?;
+    let name = m.current().map(|o| o.name.clone());
+    m.objects = mapping_objects(&config);
+    m.object = name.and_then(|n| m.objects.iter().position(|o| o.name == n)).unwrap_or(0);
+    m.text = text;
+    m.version += 1;
+    m.cursor = m.cursor.min(m.lines().len().saturating_sub(1));
+    state.status = Some((false, format!("{what} (unsaved: w saves, D discards)")));
+    Ok(sample_effect(state))
+}
+
+fn sample_effect(state: &mut AppState) -> Vec<Effect> {
+    let m = &mut state.mapping;
+    let Some(object) = m.current().map(|o| o.name.clone()) else { return Vec::new() };
+    if m.sample().is_some() {
+        return Vec::new();
+    }
+    m.sampling = true;
+    vec![Effect::SampleMapping { text: m.text.clone(), object, version: m.version }]
+}
+
+fn discard_mapping(state: &mut AppState) {
+    let m = &mut state.mapping;
+    let saved = m.saved.clone();
+    match crate::config::parse(&m.path, &saved) {
+        Ok(config) => {
+            m.objects = mapping_objects(&config);
+            m.text = saved;
+            m.version += 1;
+            m.cursor = 0;
+            m.object = m.object.min(m.objects.len().saturating_sub(1));
+            state.status = Some((false, "unsaved mapping changes discarded".into()));
+        }
+        Err(e) => state.status = Some((true, format!("{e}"))),
+    }
+}
+
+fn mapping_action(state: &mut AppState, action: Action) -> Vec<Effect> {
+    use crate::config::edit;
+    let m = &state.mapping;
+    let Some(obj) = m.current() else { return Vec::new() };
+    let object = obj.name.clone();
+    let lines = m.lines();
+    let line = lines.get(m.cursor).cloned();
+    match action {
+        Action::EditRow => match line {
+            Some(MappingLine::Mapped(row)) => {
+                let dest = row.dest.clone();
+                let current = edit::field_line(&m.text, &object, &dest).unwrap_or_default();
+                open_edit(state, EditTarget::MappingRow { object, original: Some(dest) }, &current);
+            }
+            Some(MappingLine::Unmapped(f)) => {
+                let proposal = edit::from_line(f, f);
+                open_edit(state, EditTarget::MappingRow { object, original: None }, &proposal);
+            }
+            Some(MappingLine::Excluded(f)) => {
+                let f = f.to_string();
+                state.status = Some((true, format!("{f} is excluded: x takes it off the list, then e maps it")));
+            }
+            None => {}
+        },
+        Action::AddField => {
+            open_edit(state, EditTarget::MappingRow { object, original: None }, r#"field = { from = "" }"#);
+        }
+        Action::AddTranslation => {
+            let Some(MappingLine::Mapped(row)) = line else {
+                state.status = Some((true, "select a mapped row that translates values".into()));
+                return Vec::new();
+            };
+            let Some(table) = row.translate.clone() else {
+                let dest = row.dest.clone();
+                state.status = Some((
+                    true,
+                    format!(r#"{dest} has no translation table: e edits the row (translate = "TABLE")"#),
+                ));
+                return Vec::new();
+            };
+            // Offer the first value the sample could not translate.
+            let missing = m.sample().and_then(|s| s.result.as_ref().ok()).and_then(|sample| {
+                sample.records.iter().flat_map(|r| &r.issues).find_map(|i| {
+                    (i.field == row.dest && i.rule == crate::model::Rule::NoTranslation).then(|| i.value.clone()).flatten()
+                })
+            });
+            let key = toml_edit::Key::new(missing.unwrap_or_default()).display_repr().to_string();
+            open_edit(state, EditTarget::Translation { table }, &format!(r#"{key} = """#));
+        }
+        Action::ExcludeField => {
+            let result = match line {
+                Some(MappingLine::Mapped(row)) => {
+                    let (dest, reads) = (row.dest.clone(), row.reads.clone());
+                    let excluded = obj.excluded.clone();
+                    edit::remove_field(&m.text, &object, &dest).and_then(|mut text| {
+                        for f in reads.iter().filter(|f| !excluded.contains(f)) {
+                            text = edit::toggle_exclude(&text, &object, f)?.0;
+                        }
+                        Ok((text, format!("{dest} unmapped; {} excluded", if reads.is_empty() { "nothing".into() } else { reads.join(", ") })))
+                    })
+                }
+                Some(MappingLine::Unmapped(f) | MappingLine::Excluded(f)) => {
+                    let f = f.to_string();
+                    edit::toggle_exclude(&m.text, &object, &f).map(|(text, now)| {
+                        (text, if now { format!("{f} excluded") } else { format!("{f} no longer excluded") })
+                    })
+                }
+                None => return Vec::new(),
+            };
+            match result.and_then(|(text, what)| apply_text(state, text, &what)) {
+                Ok(effects) => return effects,
+                Err(e) => state.status = Some((true, e)),
+            }
+        }
+        Action::SaveMapping => {
+            if !m.dirty() {
+                state.status = Some((false, "nothing to save: the mapping is as the file has it".into()));
+            } else if !m.saving {
+                let effect = Effect::SaveMapping { text: m.text.clone(), expected: m.saved.clone() };
+                state.mapping.saving = true;
+                state.status = Some((false, "checking the mapping against both systems, then saving…".into()));
+                return vec![effect];
+            }
+        }
+        Action::DiscardMapping => {
+            if m.dirty() {
+                state.modal = Some(Modal::Confirm {
+                    question: "Discard the mapping changes not saved to the project file?".into(),
+                    what: Confirm::DiscardMapping,
+                });
+            } else {
+                state.status = Some((false, "no unsaved changes".into()));
+            }
+        }
+        _ => {}
+    }
+    Vec::new()
 }
 
 fn text_input(initial: &str) -> TextArea<'static> {
@@ -339,7 +698,7 @@ fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
             Vec::new()
         }
         Help => {
-            state.modal = Some(Modal::Help);
+            state.modal = Some(Modal::Help { scroll: 0 });
             Vec::new()
         }
         NextPane => switch(state, Pane::ALL[(state.pane.index() + 1) % Pane::ALL.len()]),
@@ -370,6 +729,11 @@ fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
             start(state, mode);
             vec![Effect::StartRun { mode }]
         }
+        Pause | Resume | Cancel if state.live.as_ref().is_some_and(|l| l.active() && l.remote.is_some()) => {
+            let who = state.live.as_ref().and_then(|l| l.remote.clone()).unwrap_or_default();
+            state.status = Some((true, format!("{who}: pause, resume or cancel it where it runs")));
+            Vec::new()
+        }
         Pause | Resume => {
             let Some(live) = state.live.as_mut().filter(|l| l.active() && l.mode != RunMode::Reprocess) else {
                 state.status = Some((true, "no run to pause or resume".into()));
@@ -394,7 +758,7 @@ fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
             let m = &mut state.mapping;
             m.object = if action == NextObject { (m.object + 1) % n } else { (m.object + n - 1) % n };
             m.cursor = 0;
-            Vec::new()
+            sample_effect(state)
         }
         FilterObject => match state.pane {
             Pane::Queue => {
@@ -423,7 +787,7 @@ fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
         }
         Search => {
             let current = state.audit.query.source_id.clone().unwrap_or_default();
-            state.modal = Some(Modal::Edit { target: EditTarget::AuditSearch, input: Box::new(text_input(&current)) });
+            open_edit(state, EditTarget::AuditSearch, &current);
             Vec::new()
         }
         FocusDetail => {
@@ -454,9 +818,11 @@ fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
             };
             let current =
                 item.corrections.get(&field).cloned().flatten().or_else(|| item.mapped.get(&field).cloned().flatten());
-            let input = text_input(&current.unwrap_or_default());
-            state.modal = Some(Modal::Edit { target: EditTarget::Field { ids, field }, input: Box::new(input) });
-            Vec::new()
+            if let Some(refused) = taken(state, &ids) {
+                return refused;
+            }
+            // The editor opens once the store has given this console the records (`Msg::Claimed`).
+            vec![Effect::Claim { ids, field, current: current.unwrap_or_default() }]
         }
         ToggleMark => {
             if let Some(id) = state.queue.selected().map(|i| i.id)
@@ -480,20 +846,79 @@ fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
             if ids.is_empty() {
                 return Vec::new();
             }
+            if let Some(refused) = taken(state, &ids) {
+                return refused;
+            }
             state.queue.marked.clear();
             start(state, RunMode::Reprocess);
             state.queue.note = Some((false, format!("reprocessing {} record(s)…", ids.len())));
             vec![Effect::Reprocess { ids }]
+        }
+        EditRow | AddField | AddTranslation | ExcludeField | SaveMapping | DiscardMapping => mapping_action(state, action),
+        PrevCandidate | NextCandidate => {
+            let n = state.queue.selected().map_or(0, |i| i.candidate_ids().len());
+            if n == 0 {
+                state.status = Some((true, "this record has no match to decide".into()));
+                return Vec::new();
+            }
+            let q = &mut state.queue;
+            q.candidate = if action == NextCandidate { (q.candidate + 1) % n } else { (q.candidate + n - 1) % n };
+            Vec::new()
+        }
+        MergeInto | CreateNew => {
+            let Some(item) = state.queue.selected() else { return Vec::new() };
+            let candidates = item.candidate_ids();
+            if candidates.is_empty() {
+                state.status = Some((true, "this record has no match to decide (only ambiguous or undecided matches)".into()));
+                return Vec::new();
+            }
+            let id = item.id;
+            let object = item.object.clone();
+            let source_id = crate::text::shown(&item.source_id);
+            if let Some(refused) = taken(state, &[id]) {
+                return refused;
+            }
+            let (question, merge_into) = if action == MergeInto {
+                let dest = candidates[state.queue.candidate.min(candidates.len() - 1)].clone();
+                (
+                    format!(
+                        "Merge {object} {source_id} (#{id}) into destination record {}? It is written now, by the \
+                         object's merge rule, and audited as the operator's choice.",
+                        crate::text::shown(&dest)
+                    ),
+                    Some(dest),
+                )
+            } else {
+                (
+                    format!(
+                        "Create {object} {source_id} (#{id}) as a new record, beside the {} that match? It is written now.",
+                        candidates.len()
+                    ),
+                    None,
+                )
+            };
+            state.modal = Some(Modal::Confirm { question, what: Confirm::Decide { id, merge_into } });
+            Vec::new()
         }
         Skip => {
             let ids = state.queue.targets();
             if ids.is_empty() {
                 return Vec::new();
             }
-            state.modal = Some(Modal::Edit { target: EditTarget::SkipReason { ids }, input: Box::new(text_input("")) });
+            if let Some(refused) = taken(state, &ids) {
+                return refused;
+            }
+            open_edit(state, EditTarget::SkipReason { ids }, "");
             Vec::new()
         }
     }
+}
+
+/// Refuses to act on records another console is editing; names who.
+fn taken(state: &mut AppState, ids: &[i64]) -> Option<Vec<Effect>> {
+    let (id, by) = state.queue.taken(ids, &state.me)?;
+    state.status = Some((true, format!("record #{id} is being edited by {} — leave it to them", crate::text::shown(&by))));
+    Some(Vec::new())
 }
 
 fn start(state: &mut AppState, mode: RunMode) {
@@ -505,6 +930,7 @@ fn start(state: &mut AppState, mode: RunMode) {
         rates: Vec::new(),
         ended: None,
         control: Control::Go,
+        remote: None,
     });
 }
 
@@ -520,6 +946,7 @@ fn switch(state: &mut AppState, pane: Pane) -> Vec<Effect> {
     state.pane = pane;
     match pane {
         Pane::Reconcile => vec![Effect::LoadBalance],
+        Pane::Mapping => sample_effect(state),
         _ => Vec::new(),
     }
 }
@@ -560,6 +987,7 @@ fn move_by(state: &mut AppState, delta: i64) -> Vec<Effect> {
             q.cursor = clamp_move(q.cursor, delta, q.total);
             if q.cursor != before {
                 q.field = 0;
+                q.candidate = 0;
             }
             if q.total > 0 && (q.cursor < q.offset || q.cursor >= q.offset + q.items.len()) && !q.loading {
                 q.loading = true;
@@ -588,7 +1016,7 @@ fn move_by(state: &mut AppState, delta: i64) -> Vec<Effect> {
             Vec::new()
         }
         Pane::Mapping => {
-            let n = state.mapping.objects.get(state.mapping.object).map_or(0, |o| o.rows.len());
+            let n = state.mapping.lines().len();
             state.mapping.cursor = clamp_move(state.mapping.cursor, delta, n);
             Vec::new()
         }
@@ -665,7 +1093,7 @@ mod tests {
         assert_eq!(s.pane, Pane::Audit);
         assert_eq!(key(&mut s, KeyCode::Tab), vec![Effect::LoadBalance], "the reconciliation pane refreshes");
         ch(&mut s, '?');
-        assert!(matches!(s.modal, Some(Modal::Help)));
+        assert!(matches!(s.modal, Some(Modal::Help { scroll: 0 })));
         ch(&mut s, '1');
         assert!(s.modal.is_none());
         assert_eq!(s.pane, Pane::Reconcile, "the key that closes help is not also a command");
@@ -682,7 +1110,11 @@ mod tests {
         assert_eq!(s.queue.selected().map(|i| i.id), Some(36));
         key(&mut s, KeyCode::Enter);
         ch(&mut s, 'j');
-        ch(&mut s, 'e');
+        // The record is claimed first; the editor opens when the store grants it.
+        let fx = ch(&mut s, 'e');
+        assert_eq!(fx, vec![Effect::Claim { ids: vec![36], field: "dealstage".into(), current: String::new() }]);
+        assert!(s.modal.is_none());
+        update(&mut s, Msg::Claimed { ids: vec![36], field: "dealstage".into(), current: String::new() });
         assert!(matches!(&s.modal, Some(Modal::Edit { target: EditTarget::Field { field, ids }, .. })
             if field == "dealstage" && ids == &vec![36]));
         for c in "closedwon".chars() {
@@ -706,10 +1138,13 @@ mod tests {
         update(&mut s, Msg::QueueIds(vec![35, 36, 37]));
         key(&mut s, KeyCode::Enter);
         ch(&mut s, 'j');
-        ch(&mut s, 'E');
+        let fx = ch(&mut s, 'E');
+        assert!(matches!(&fx[..], [Effect::Claim { ids, .. }] if ids.len() == 3));
+        update(&mut s, Msg::Claimed { ids: vec![35, 36, 37], field: "dealstage".into(), current: String::new() });
         assert!(matches!(&s.modal, Some(Modal::Edit { target: EditTarget::Field { ids, .. }, .. }) if ids.len() == 3));
-        key(&mut s, KeyCode::Esc);
+        let fx = key(&mut s, KeyCode::Esc);
         assert!(s.modal.is_none(), "esc abandons the edit");
+        assert_eq!(fx, vec![Effect::Release { ids: vec![35, 36, 37] }], "and lets go of the records");
         ch(&mut s, 's');
         assert_eq!(key(&mut s, KeyCode::Enter), Vec::<Effect>::new(), "an empty reason is refused");
         assert!(s.status.as_ref().is_some_and(|(bad, t)| *bad && t.contains("needs a reason")));

@@ -73,9 +73,9 @@ pub fn render(state: &AppState, frame: &mut Frame) {
     }
     render_status(state, frame, status, &theme);
     match &state.modal {
-        Some(Modal::Help) => help(state, frame, area, &theme),
+        Some(Modal::Help { scroll }) => help(state, frame, area, *scroll, &theme),
         Some(Modal::Confirm { question, .. }) => confirm(frame, area, question, &theme),
-        Some(Modal::Edit { target, input }) => edit(frame, area, target, input, &theme),
+        Some(Modal::Edit { target, input, error }) => edit(frame, area, target, input, error.as_deref(), &theme),
         None => {}
     }
 }
@@ -147,20 +147,22 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
     Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h }
 }
 
-fn help(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
+fn help(state: &AppState, frame: &mut Frame, area: Rect, scroll: u16, theme: &Theme) {
     let rows = state.keymap.help(state.pane.layer());
     let width = 72;
-    let height = (rows.len() as u16 + 4).min(area.height - 2);
+    let height = (rows.len() as u16 + 2).min(area.height.saturating_sub(2));
+    let overflows = rows.len() as u16 + 2 > height;
     let r = centered(area, width, height);
     let lines: Vec<Line> = rows
         .iter()
         .map(|(k, d)| Line::from(vec![Span::styled(format!("{k:>14}  "), theme.accent), Span::raw(d.clone())]))
         .collect();
     frame.render_widget(Clear, r);
+    let how = if overflows { "j/k scroll, any other key closes" } else { "any key closes" };
     frame.render_widget(
-        Paragraph::new(lines).block(
-            Block::default().borders(Borders::ALL).title(format!(" Keys: {} (any key closes) ", state.pane.title())),
-        ),
+        Paragraph::new(lines)
+            .scroll((scroll, 0))
+            .block(Block::default().borders(Borders::ALL).title(format!(" Keys: {} ({how}) ", state.pane.title()))),
         r,
     );
 }
@@ -191,26 +193,42 @@ fn edit(
     area: Rect,
     target: &super::state::EditTarget,
     input: &ratatui_textarea::TextArea<'static>,
+    error: Option<&str>,
     theme: &Theme,
 ) {
     use super::state::EditTarget;
+    let hint = match target {
+        EditTarget::MappingRow { .. } => {
+            r#" dest = { from = "src", transform = "trim", translate = "T", default = "x" } · enter · esc"#
+        }
+        EditTarget::Translation { .. } => r#" "source value" = "destination value" · enter adds it · esc"#,
+        _ => " enter saves · esc abandons · empty clears the value",
+    };
     let title = match target {
+        EditTarget::MappingRow { object, original: Some(dest) } => format!(" {object}: edit the mapping of {dest} "),
+        EditTarget::MappingRow { object, original: None } => format!(" {object}: map a destination field "),
+        EditTarget::Translation { table } => format!(" Add to translations.{table} "),
         EditTarget::Field { ids, field } if ids.len() == 1 => format!(" Set {field} on record #{} ", ids[0]),
         EditTarget::Field { ids, field } => format!(" Set {field} on {} marked records ", ids.len()),
         EditTarget::SkipReason { ids } => format!(" Why skip {} record(s)? ", ids.len()),
         EditTarget::AuditSearch => " Source id (empty: all) ".to_string(),
     };
-    let r = centered(area, 70, 5);
+    let width = if matches!(target, EditTarget::MappingRow { .. }) { 96 } else { 70 };
+    let r = centered(area, width, if error.is_some() { 7 } else { 5 });
     frame.render_widget(Clear, r);
-    let [field, hint] = Layout::vertical([Constraint::Length(3), Constraint::Length(1)]).areas(r);
+    let [field, hint_area, error_area] =
+        Layout::vertical([Constraint::Length(3), Constraint::Length(1), Constraint::Min(0)]).areas(r);
     let mut input = input.clone();
     input.set_block(Block::default().borders(Borders::ALL).title(title).border_style(theme.accent));
     input.set_cursor_line_style(Style::default());
     frame.render_widget(&input, field);
-    frame.render_widget(
-        Paragraph::new(Span::styled(" enter saves · esc abandons · empty clears the value", theme.muted)),
-        hint,
-    );
+    frame.render_widget(Paragraph::new(Span::styled(fit(hint, hint_area.width as usize), theme.muted)), hint_area);
+    if let Some(e) = error {
+        frame.render_widget(
+            Paragraph::new(Span::styled(format!(" NOT APPLIED: {e}"), theme.error)).wrap(Wrap { trim: true }),
+            error_area,
+        );
+    }
 }
 
 /// `n` as 1,234,567.

@@ -55,8 +55,13 @@ pub fn render(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
                 crate::pipeline::RunState::Completed => theme.ok,
                 _ => theme.warn,
             };
+            let whose = live.remote.as_ref().map(|r| format!(" — {r}")).unwrap_or_default();
             vec![
-                Line::from(vec![Span::raw(format!("{}: ", live.mode.label())), Span::styled(live.state_word(), style)]),
+                Line::from(vec![
+                    Span::raw(format!("{}: ", live.mode.label())),
+                    Span::styled(live.state_word(), style),
+                    Span::styled(whose, theme.muted),
+                ]),
                 Line::from(Span::styled(
                     format!(
                         "{} · {} of {} records",
@@ -112,8 +117,16 @@ pub fn render(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
         Constraint::Length(6),
         Constraint::Length(4),
     ];
+    // A test sync's counts are what a run would do: the table says so.
+    let title = match &state.live {
+        Some(live) if live.mode == crate::tui::state::RunMode::Preview => " what a run WOULD do (nothing written) ",
+        _ => "",
+    };
     frame.render_widget(
-        Table::new(rows, widths).header(header).column_spacing(1).block(Block::default().borders(Borders::TOP)),
+        Table::new(rows, widths)
+            .header(header)
+            .column_spacing(1)
+            .block(Block::default().borders(Borders::TOP).title(Span::styled(title, theme.warn))),
         table,
     );
 

@@ -91,7 +91,12 @@ fn list(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
         .iter()
         .map(|i| {
             let mark = if q.marked.contains(&i.id) { "●" } else { " " };
-            let status = if i.status.as_str() == "open" { String::new() } else { format!(" [{}]", i.status.as_str()) };
+            let status = match &i.claimed_by {
+                Some(by) if *by != state.me => format!(" [TAKEN by {}]", shown(by)),
+                Some(_) => " [editing here]".to_string(),
+                None if i.status.as_str() == "open" => String::new(),
+                None => format!(" [{}]", i.status.as_str()),
+            };
             Row::new(vec![
                 mark.to_string(),
                 format!("#{}", i.id),
@@ -134,6 +139,10 @@ fn detail(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
         );
         return;
     };
+    if !item.candidate_ids().is_empty() {
+        decide(state, frame, area, theme);
+        return;
+    }
     let fields = q.fields();
     // Source values are keyed by source field: find each destination field's `from`.
     let mapping = state.mapping.objects.iter().find(|o| o.name == item.object);
@@ -166,7 +175,9 @@ fn detail(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
         table_state.select(Some(q.field.min(fields.len().saturating_sub(1))));
     }
     let waiting = item.waiting_on.as_ref().map(|(o, s)| format!(" · waits for {o} {}", shown(s))).unwrap_or_default();
-    let title = format!(" #{} {} {} · {}{} ", item.id, item.object, shown(&item.source_id), item.origin, waiting);
+    let taken = taken_note(state, item);
+    let title =
+        format!(" #{} {} {} · {}{}{} ", item.id, item.object, shown(&item.source_id), item.origin, waiting, taken);
     let table =
         Table::new(rows, [Constraint::Length(16), Constraint::Length(16), Constraint::Length(20), Constraint::Min(10)])
             .header(Row::new(["field", "source", "mapped", "issue"]).style(theme.accent))
@@ -175,4 +186,89 @@ fn detail(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
                 Block::default().borders(Borders::ALL).title(fit(&title, area.width as usize - 2)).border_style(border),
             );
     frame.render_stateful_widget(table, area, &mut table_state);
+}
+
+fn taken_note(state: &AppState, item: &crate::store::QueueItem) -> String {
+    match &item.claimed_by {
+        Some(by) if *by != state.me => format!(" · TAKEN by {}", shown(by)),
+        _ => String::new(),
+    }
+}
+
+/// An ambiguous or undecided match: the record beside each destination candidate, field by field,
+/// with the chosen candidate marked; `M` merges into it, `N` creates new, `s` skips.
+fn decide(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
+    let q = &state.queue;
+    let Some(item) = q.selected() else { return };
+    let ids = item.candidate_ids();
+    let chosen = q.candidate.min(ids.len().saturating_sub(1));
+    let values = |id: &str, field: &str| -> String {
+        match item.candidates.as_ref().and_then(|c| c.get(id)) {
+            Some(serde_json::Value::Object(fields)) => match fields.get(field) {
+                Some(serde_json::Value::String(v)) => shown(v),
+                Some(serde_json::Value::Null) | None => "—".into(),
+                Some(other) => shown(&other.to_string()),
+            },
+            _ => "(not read)".into(),
+        }
+    };
+    // As many candidate columns as fit, keeping the chosen one in view.
+    let col = 18usize;
+    let fit_n = ((area.width as usize).saturating_sub(2 + 16 + col) / col).max(1);
+    let start = chosen.saturating_sub(fit_n - 1);
+    let shown_ids: Vec<&String> = ids.iter().skip(start).take(fit_n).collect();
+    let fields: Vec<&String> = item.mapped.keys().collect();
+    let rows: Vec<Row> = fields
+        .iter()
+        .map(|f| {
+            let ours = item.mapped.get(*f).map(|v| shown_opt(v.as_deref())).unwrap_or_default();
+            let mut cells = vec![(*f).clone(), fit(&ours, col - 1)];
+            let mut differs = false;
+            for id in &shown_ids {
+                let theirs = values(id, f);
+                differs |= theirs != ours && theirs != "—" && !ours.is_empty();
+                cells.push(fit(&theirs, col - 1));
+            }
+            let issue = item.issues.iter().any(|i| &i.field == *f);
+            let style = if issue {
+                theme.error
+            } else if differs {
+                theme.warn
+            } else {
+                Style::default()
+            };
+            Row::new(cells).style(style)
+        })
+        .collect();
+    let mut header = vec!["field".to_string(), "this record".to_string()];
+    for (i, id) in shown_ids.iter().enumerate() {
+        let mark = if start + i == chosen { "▶ " } else { "  " };
+        header.push(format!("{mark}{}", shown(id)));
+    }
+    let mut widths = vec![Constraint::Length(16), Constraint::Length(col as u16)];
+    widths.extend(shown_ids.iter().map(|_| Constraint::Length(col as u16)));
+    let layer = state.pane.layer();
+    let k = |a| state.keymap.key_for(layer, a);
+    let reason = item.issues.first().map(|i| shown(&i.message)).unwrap_or_default();
+    let title = format!(
+        " #{} {} {}: {} · {}/{} choose ({} of {}) · {} merge into {} · {} create new · {} skip{} ",
+        item.id,
+        item.object,
+        shown(&item.source_id),
+        reason,
+        k(Action::PrevCandidate),
+        k(Action::NextCandidate),
+        chosen + 1,
+        ids.len(),
+        k(Action::MergeInto),
+        ids.get(chosen).map(|s| shown(s)).unwrap_or_default(),
+        k(Action::CreateNew),
+        k(Action::Skip),
+        taken_note(state, item)
+    );
+    let border = if q.focus_detail { theme.accent } else { theme.muted };
+    let table = Table::new(rows, widths).header(Row::new(header).style(theme.accent)).block(
+        Block::default().borders(Borders::ALL).title(fit(&title, area.width as usize - 2)).border_style(border),
+    );
+    frame.render_widget(table, area);
 }
