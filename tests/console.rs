@@ -148,6 +148,8 @@ fn help_confirmation_and_editing_are_drawn_over_the_pane() {
     update(&mut s, Msg::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)));
     press(&mut s, 'j');
     press(&mut s, 'e');
+    // The editor opens once the store grants the claim.
+    update(&mut s, Msg::Claimed { ids: vec![35], field: "dealstage".into(), current: String::new() });
     for c in "closedwon".chars() {
         press(&mut s, c);
     }

@@ -6,9 +6,10 @@ use toml_edit::{DocumentMut, InlineTable, Item, Table, Value};
 
 /// One `key = value` line the operator typed, e.g. `dealstage = { from = "stage" }`.
 fn one_line(line: &str) -> Result<(String, Value), String> {
-    let doc: DocumentMut = line.trim().parse().map_err(|e: toml_edit::TomlError| {
-        format!("not a TOML line `key = value`: {}", e.message().trim())
-    })?;
+    let doc: DocumentMut = line
+        .trim()
+        .parse()
+        .map_err(|e: toml_edit::TomlError| format!("not a TOML line `key = value`: {}", e.message().trim()))?;
     let mut entries = doc.as_table().iter();
     let (key, item) = entries.next().ok_or("type one line: key = value")?;
     if entries.next().is_some() {
@@ -201,7 +202,9 @@ dealstage = { from = "stage", translate = "deal_stage" }
         assert!(out.contains(r#""On Hold" = "appointmentscheduled""#), "{out}");
         let err = add_translation(&out, "deal_stage", r#""Won" = "closedlost""#).expect_err("exists");
         assert!(err.contains("already maps \"Won\" to \"closedwon\""), "{err}");
-        assert!(add_translation(TEXT, "deal_stage", r#""X" = """#).expect_err("blank").contains("give the destination"));
+        assert!(
+            add_translation(TEXT, "deal_stage", r#""X" = """#).expect_err("blank").contains("give the destination")
+        );
         let out = add_translation(TEXT, "lifecycle", r#"Customer = "customer""#).expect("new table");
         assert!(out.contains("[translations.lifecycle]"), "{out}");
     }

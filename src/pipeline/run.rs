@@ -6,7 +6,7 @@ use super::commit::CommitWriter;
 use super::dedupe::{BatchDeduper, Decision, MatchLookup, RecordKeys, merge};
 use super::extract::{self, Item, MappedBatch};
 use super::index_writer::{IndexBatch, IndexWriter};
-use super::map::{MATCH_CHOICE, MatchChoice, Mapper, Owners};
+use super::map::{MATCH_CHOICE, Mapper, MatchChoice, Owners};
 use super::plan::ObjectPlan;
 use super::progress::{Control, Progress, RunState};
 use super::timings::{Stage, Timings};
@@ -672,10 +672,8 @@ impl Engine {
         let mut updates: HashMap<usize, (String, Vec<Value>, bool)> = HashMap::new();
         // The side-by-side an operator decides from: each candidate's current values.
         let sides = |ids: &[String]| -> Result<String> {
-            let sides: IndexMap<&String, Option<IndexMap<&String, &Value>>> = ids
-                .iter()
-                .map(|c| (c, current.get(c).map(|vals| fields.iter().zip(vals).collect())))
-                .collect();
+            let sides: IndexMap<&String, Option<IndexMap<&String, &Value>>> =
+                ids.iter().map(|c| (c, current.get(c).map(|vals| fields.iter().zip(vals).collect()))).collect();
             Ok(serde_json::to_string(&sides)?)
         };
         for i in 0..n {

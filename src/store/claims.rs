@@ -34,7 +34,8 @@ impl Store {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let result = (|| -> Result<std::result::Result<(), Taken>> {
             let cutoff = claim_cutoff();
-            let mut check = self.conn.prepare_cached("SELECT status, claimed_by, claimed_at FROM queue WHERE id = ?1")?;
+            let mut check =
+                self.conn.prepare_cached("SELECT status, claimed_by, claimed_at FROM queue WHERE id = ?1")?;
             for &id in ids {
                 let row: Option<(String, Option<String>, Option<String>)> = check
                     .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -52,7 +53,8 @@ impl Store {
                 }
             }
             let at = now();
-            let mut claim = self.conn.prepare_cached("UPDATE queue SET claimed_by = ?2, claimed_at = ?3 WHERE id = ?1")?;
+            let mut claim =
+                self.conn.prepare_cached("UPDATE queue SET claimed_by = ?2, claimed_at = ?3 WHERE id = ?1")?;
             for &id in ids {
                 claim.execute(params![id, who, at])?;
             }

@@ -3,8 +3,8 @@
 //! conflict queue. A batch's outcomes and the checkpoint covering them commit in one transaction.
 
 pub mod audit;
-pub mod match_index;
 pub mod claims;
+pub mod match_index;
 mod queue;
 pub mod run_lock;
 mod schema;

@@ -2,10 +2,10 @@
 //! task, store queries on blocking threads. Every answer comes back as a [`Msg`].
 
 use super::state::{BalanceRow, ObservedRun, QueueQuery, RunMode, SampleView};
-use crate::config::{ConfigError, Problem};
-use crate::pipeline::progress::ObjectProgress;
 use super::update::{AUDIT_PAGE, Effect, Msg, QUEUE_PAGE};
+use crate::config::{ConfigError, Problem};
 use crate::pipeline::progress::Control;
+use crate::pipeline::progress::ObjectProgress;
 use crate::pipeline::{Engine, Finish, RunFailure, RunSummary};
 use crate::project::Project;
 use crate::store::{QueueFilter, QueueStatus, RunKind, Store};
@@ -235,10 +235,11 @@ impl Runner {
                 return;
             }
             let path = project.config.path.clone();
-            let written = tokio::task::spawn_blocking(move || write_project_file(&path, &text, &expected).map(|()| text))
-                .await
-                .map_err(|e| eyre!("{e}"))
-                .and_then(|r| r);
+            let written =
+                tokio::task::spawn_blocking(move || write_project_file(&path, &text, &expected).map(|()| text))
+                    .await
+                    .map_err(|e| eyre!("{e}"))
+                    .and_then(|r| r);
             let msg = match written.and_then(|text| {
                 let reloaded = Project::load(Some(&project.config.path))?;
                 Ok((text, reloaded))
@@ -249,7 +250,9 @@ impl Runner {
                     }
                     Msg::Saved { text }
                 }
-                Err(e) => version_problems(vec![Problem { key: "(file)".into(), line: None, message: format!("{e:#}") }]),
+                Err(e) => {
+                    version_problems(vec![Problem { key: "(file)".into(), line: None, message: format!("{e:#}") }])
+                }
             };
             let _ = tx.send(msg);
         });
@@ -341,7 +344,8 @@ pub const SAMPLE_RECORDS: usize = 5;
 fn edited_engine(project: &Project, text: &str) -> std::result::Result<Engine, Vec<Problem>> {
     let config = crate::config::parse(&project.config.path, text).map_err(|e| e.problems)?;
     let config = Arc::new(config);
-    let one = |e: color_eyre::Report| vec![Problem { key: "(connection)".into(), line: None, message: format!("{e:#}") }];
+    let one =
+        |e: color_eyre::Report| vec![Problem { key: "(connection)".into(), line: None, message: format!("{e:#}") }];
     let source = crate::connect::open_source(&config).map_err(one)?;
     let dest = crate::connect::open_destination(&config, true).map_err(one)?;
     let dest = Arc::new(crate::connect::dry_run::DryRunDestination::new(dest));
@@ -394,7 +398,7 @@ fn observed(store: &Store) -> Result<Option<ObservedRun>> {
         state: run.state,
         reason: run.reason,
         user: run.user,
-        alive: open && holder.is_none_or(|pid| pid_alive(pid)),
+        alive: open && holder.is_none_or(pid_alive),
         mine: open && holder == Some(me),
         objects,
     }))
@@ -490,4 +494,34 @@ fn balance(store: &Store) -> Result<Msg> {
         rows.push(BalanceRow { object, source, counts, open_queue });
     }
     Ok(Msg::BalanceLoaded { run: Some((run.id, run.kind.clone(), run.state.clone())), rows })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_project_file_is_replaced_whole_and_only_if_nobody_changed_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cutover.toml");
+        std::fs::write(&path, "# mine\na = 1\n").expect("write");
+        write_project_file(&path, "# mine\na = 2\n", "# mine\na = 1\n").expect("saved");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "# mine\na = 2\n");
+        // Someone edited it meanwhile: refused, and their text stays.
+        let err = write_project_file(&path, "# mine\na = 3\n", "# mine\na = 1\n").expect_err("changed on disk");
+        assert!(err.to_string().contains("changed on disk since the console read it"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "# mine\na = 2\n");
+        let leftovers = std::fs::read_dir(dir.path()).expect("dir").count();
+        assert_eq!(leftovers, 1, "no temporary file left behind");
+    }
+
+    #[test]
+    fn the_run_lock_names_its_process() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = dir.path().join("p.state.db");
+        assert_eq!(lock_holder(&store), None);
+        let _lock = crate::store::RunLock::acquire(&store).expect("lock");
+        assert_eq!(lock_holder(&store), Some(std::process::id()));
+        assert!(pid_alive(std::process::id()));
+    }
 }

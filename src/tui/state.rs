@@ -315,9 +315,15 @@ impl MappingView {
 pub enum Confirm {
     Quit,
     Cancel,
-    Skip { ids: Vec<i64>, reason: String },
+    Skip {
+        ids: Vec<i64>,
+        reason: String,
+    },
     /// Merge into a destination record (`Some(id)`) or create a new one (`None`).
-    Decide { id: i64, merge_into: Option<String> },
+    Decide {
+        id: i64,
+        merge_into: Option<String>,
+    },
     /// Leave the mapping editor's unsaved changes behind.
     DiscardMapping,
 }
@@ -347,9 +353,18 @@ pub enum EditTarget {
 
 pub enum Modal {
     /// The keys of the pane; `scroll` rows are scrolled past (a short terminal shows part).
-    Help { scroll: u16 },
-    Confirm { question: String, what: Confirm },
-    Edit { target: EditTarget, input: Box<TextArea<'static>>, error: Option<String> },
+    Help {
+        scroll: u16,
+    },
+    Confirm {
+        question: String,
+        what: Confirm,
+    },
+    Edit {
+        target: EditTarget,
+        input: Box<TextArea<'static>>,
+        error: Option<String>,
+    },
 }
 
 pub struct AppState {

@@ -4,9 +4,9 @@
 
 use super::keymap::{Action, Key};
 use super::state::*;
-use crate::pipeline::{Progress, RunState};
-use crate::pipeline::progress::Control;
 use crate::pipeline::map::CREATE_NEW;
+use crate::pipeline::progress::Control;
+use crate::pipeline::{Progress, RunState};
 use crate::store::QueueItem;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind};
 use ratatui_textarea::TextArea;
@@ -82,27 +82,62 @@ pub enum Msg {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    StartRun { mode: RunMode },
+    StartRun {
+        mode: RunMode,
+    },
     Control(Control),
-    LoadQueue { query: QueueQuery, offset: usize },
-    LoadQueueIds { query: QueueQuery },
-    LoadAudit { query: AuditQuery, before: Option<i64> },
+    LoadQueue {
+        query: QueueQuery,
+        offset: usize,
+    },
+    LoadQueueIds {
+        query: QueueQuery,
+    },
+    LoadAudit {
+        query: AuditQuery,
+        before: Option<i64>,
+    },
     LoadBalance,
-    Fix { ids: Vec<i64>, field: String, value: Option<String> },
-    Reprocess { ids: Vec<i64> },
-    Skip { ids: Vec<i64>, reason: String },
+    Fix {
+        ids: Vec<i64>,
+        field: String,
+        value: Option<String>,
+    },
+    Reprocess {
+        ids: Vec<i64>,
+    },
+    Skip {
+        ids: Vec<i64>,
+        reason: String,
+    },
     /// Look (cheaply) whether another connection changed the store.
     Poll,
     /// Claim records before editing them; answered `Claimed` or `Failed` naming the holder.
-    Claim { ids: Vec<i64>, field: String, current: String },
-    Release { ids: Vec<i64> },
+    Claim {
+        ids: Vec<i64>,
+        field: String,
+        current: String,
+    },
+    Release {
+        ids: Vec<i64>,
+    },
     /// Map the first records of `object` with the edited text (answered `Sampled`).
-    SampleMapping { text: String, object: String, version: u64 },
+    SampleMapping {
+        text: String,
+        object: String,
+        version: u64,
+    },
     /// Check the edited text against both systems and write it, if the file on disk is still
     /// `expected` (answered `Saved` or `SaveFailed`).
-    SaveMapping { text: String, expected: String },
+    SaveMapping {
+        text: String,
+        expected: String,
+    },
     /// Record an operator's match decision (`MATCH_CHOICE`) and reprocess the record at once.
-    Decide { id: i64, choice: String },
+    Decide {
+        id: i64,
+        choice: String,
+    },
 }
 
 /// Effects to run when the console opens.
@@ -610,16 +645,16 @@ fn mapping_action(state: &mut AppState, action: Action) -> Vec<Effect> {
             };
             let Some(table) = row.translate.clone() else {
                 let dest = row.dest.clone();
-                state.status = Some((
-                    true,
-                    format!(r#"{dest} has no translation table: e edits the row (translate = "TABLE")"#),
-                ));
+                state.status =
+                    Some((true, format!(r#"{dest} has no translation table: e edits the row (translate = "TABLE")"#)));
                 return Vec::new();
             };
             // Offer the first value the sample could not translate.
             let missing = m.sample().and_then(|s| s.result.as_ref().ok()).and_then(|sample| {
                 sample.records.iter().flat_map(|r| &r.issues).find_map(|i| {
-                    (i.field == row.dest && i.rule == crate::model::Rule::NoTranslation).then(|| i.value.clone()).flatten()
+                    (i.field == row.dest && i.rule == crate::model::Rule::NoTranslation)
+                        .then(|| i.value.clone())
+                        .flatten()
                 })
             });
             let key = toml_edit::Key::new(missing.unwrap_or_default()).display_repr().to_string();
@@ -634,7 +669,13 @@ fn mapping_action(state: &mut AppState, action: Action) -> Vec<Effect> {
                         for f in reads.iter().filter(|f| !excluded.contains(f)) {
                             text = edit::toggle_exclude(&text, &object, f)?.0;
                         }
-                        Ok((text, format!("{dest} unmapped; {} excluded", if reads.is_empty() { "nothing".into() } else { reads.join(", ") })))
+                        Ok((
+                            text,
+                            format!(
+                                "{dest} unmapped; {} excluded",
+                                if reads.is_empty() { "nothing".into() } else { reads.join(", ") }
+                            ),
+                        ))
                     })
                 }
                 Some(MappingLine::Unmapped(f) | MappingLine::Excluded(f)) => {
@@ -854,7 +895,9 @@ fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
             state.queue.note = Some((false, format!("reprocessing {} record(s)…", ids.len())));
             vec![Effect::Reprocess { ids }]
         }
-        EditRow | AddField | AddTranslation | ExcludeField | SaveMapping | DiscardMapping => mapping_action(state, action),
+        EditRow | AddField | AddTranslation | ExcludeField | SaveMapping | DiscardMapping => {
+            mapping_action(state, action)
+        }
         PrevCandidate | NextCandidate => {
             let n = state.queue.selected().map_or(0, |i| i.candidate_ids().len());
             if n == 0 {
@@ -869,7 +912,8 @@ fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
             let Some(item) = state.queue.selected() else { return Vec::new() };
             let candidates = item.candidate_ids();
             if candidates.is_empty() {
-                state.status = Some((true, "this record has no match to decide (only ambiguous or undecided matches)".into()));
+                state.status =
+                    Some((true, "this record has no match to decide (only ambiguous or undecided matches)".into()));
                 return Vec::new();
             }
             let id = item.id;
@@ -917,7 +961,8 @@ fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
 /// Refuses to act on records another console is editing; names who.
 fn taken(state: &mut AppState, ids: &[i64]) -> Option<Vec<Effect>> {
     let (id, by) = state.queue.taken(ids, &state.me)?;
-    state.status = Some((true, format!("record #{id} is being edited by {} — leave it to them", crate::text::shown(&by))));
+    state.status =
+        Some((true, format!("record #{id} is being edited by {} — leave it to them", crate::text::shown(&by))));
     Some(Vec::new())
 }
 

@@ -153,7 +153,8 @@ fn render_sample(state: &AppState, frame: &mut Frame, area: Rect, line: Option<&
         .records
         .iter()
         .map(|r| {
-            let source = source_field.and_then(|f| r.source.get(f)).map(|v| shown_opt(v.as_deref())).unwrap_or_default();
+            let source =
+                source_field.and_then(|f| r.source.get(f)).map(|v| shown_opt(v.as_deref())).unwrap_or_default();
             let mapped = dest_field.and_then(|f| r.values.get(f)).map(|v| shown_opt(v.as_deref())).unwrap_or_default();
             let issue = dest_field.and_then(|f| r.issues.iter().find(|i| i.field == f));
             let others = r.issues.iter().filter(|i| Some(i.field.as_str()) != dest_field).count();

@@ -149,7 +149,7 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
 
 fn help(state: &AppState, frame: &mut Frame, area: Rect, scroll: u16, theme: &Theme) {
     let rows = state.keymap.help(state.pane.layer());
-    let width = 72;
+    let width = area.width.saturating_sub(2).min(90);
     let height = (rows.len() as u16 + 2).min(area.height.saturating_sub(2));
     let overflows = rows.len() as u16 + 2 > height;
     let r = centered(area, width, height);

@@ -177,7 +177,7 @@ fn detail(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
     let waiting = item.waiting_on.as_ref().map(|(o, s)| format!(" · waits for {o} {}", shown(s))).unwrap_or_default();
     let taken = taken_note(state, item);
     let title =
-        format!(" #{} {} {} · {}{}{} ", item.id, item.object, shown(&item.source_id), item.origin, waiting, taken);
+        format!("{taken} #{} {} {} · {}{} ", item.id, item.object, shown(&item.source_id), item.origin, waiting);
     let table =
         Table::new(rows, [Constraint::Length(16), Constraint::Length(16), Constraint::Length(20), Constraint::Min(10)])
             .header(Row::new(["field", "source", "mapped", "issue"]).style(theme.accent))
@@ -190,7 +190,7 @@ fn detail(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
 
 fn taken_note(state: &AppState, item: &crate::store::QueueItem) -> String {
     match &item.claimed_by {
-        Some(by) if *by != state.me => format!(" · TAKEN by {}", shown(by)),
+        Some(by) if *by != state.me => format!(" TAKEN by {} ·", shown(by)),
         _ => String::new(),
     }
 }
@@ -251,7 +251,8 @@ fn decide(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
     let k = |a| state.keymap.key_for(layer, a);
     let reason = item.issues.first().map(|i| shown(&i.message)).unwrap_or_default();
     let title = format!(
-        " #{} {} {}: {} · {}/{} choose ({} of {}) · {} merge into {} · {} create new · {} skip{} ",
+        "{} #{} {} {}: {} · {}/{} choose ({} of {}) · {} merge into {} · {} create new · {} skip ",
+        taken_note(state, item),
         item.id,
         item.object,
         shown(&item.source_id),
@@ -264,11 +265,10 @@ fn decide(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
         ids.get(chosen).map(|s| shown(s)).unwrap_or_default(),
         k(Action::CreateNew),
         k(Action::Skip),
-        taken_note(state, item)
     );
     let border = if q.focus_detail { theme.accent } else { theme.muted };
-    let table = Table::new(rows, widths).header(Row::new(header).style(theme.accent)).block(
-        Block::default().borders(Borders::ALL).title(fit(&title, area.width as usize - 2)).border_style(border),
-    );
+    let table = Table::new(rows, widths)
+        .header(Row::new(header).style(theme.accent))
+        .block(Block::default().borders(Borders::ALL).title(fit(&title, area.width as usize - 2)).border_style(border));
     frame.render_widget(table, area);
 }
