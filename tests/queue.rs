@@ -26,6 +26,11 @@ async fn corrections_reprocess_in_place_and_release_children() {
     assert!(matches!(first.issues[0].value.as_deref(), Some("On Hold" | "Partner Referral")));
     assert_eq!(first.source.get("stage").cloned().flatten(), first.issues[0].value, "the raw source value is kept");
 
+    // A match decision is refused on a record that has no match to decide.
+    let err =
+        store.queue_correct_many(&[deals[0].id], &[("@match".into(), Some("new".into()))]).expect_err("no candidates");
+    assert!(err.to_string().contains("has no match to decide"), "{err}");
+
     // A correction with a typo stays held, with the new issue; the right one is written.
     store.queue_correct(deals[0].id, &[("dealstage".into(), Some("qualifiedtobuy".into()))]).expect("fix");
     store.queue_correct(deals[1].id, &[("dealstage".into(), Some("qualifedtobuy".into()))]).expect("fix");

@@ -27,7 +27,8 @@ pub enum QueueAction {
     /// Correct fields of held records, by id (`fix 35 dealstage=closedwon`) or every held record
     /// of --object / --reason (`fix --reason no_translation dealstage=closedwon`). FIELD is a
     /// destination field; `source.FIELD=VALUE` corrects a source value before mapping; `FIELD=`
-    /// blanks it. All records are checked first: either all are corrected or none. The
+    /// blanks it; `@match=ID` merges an ambiguous match into candidate ID, `@match=new` creates
+    /// it anew. All records are checked first: either all are corrected or none. The
     /// corrections apply at the next reprocess, and again in every later run.
     Fix {
         #[arg(required = true, value_name = "ID|FIELD=VALUE")]

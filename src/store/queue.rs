@@ -145,9 +145,6 @@ fn check_match_choice(item: &QueueItem, value: Option<&str>) -> Result<()> {
     use crate::pipeline::map::{CREATE_NEW, MATCH_CHOICE};
     let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else { return Ok(()) };
     let ids = item.candidate_ids();
-    if v == CREATE_NEW || ids.iter().any(|c| c == v) {
-        return Ok(());
-    }
     if ids.is_empty() {
         bail!(
             "queue item {} ({} {}) has no match to decide; {MATCH_CHOICE} applies to ambiguous or undecided matches",
@@ -155,6 +152,9 @@ fn check_match_choice(item: &QueueItem, value: Option<&str>) -> Result<()> {
             item.object,
             item.source_id
         );
+    }
+    if v == CREATE_NEW || ids.iter().any(|c| c == v) {
+        return Ok(());
     }
     bail!(
         "queue item {}: {MATCH_CHOICE} must be '{CREATE_NEW}' or one of its candidates ({}), not '{v}'; nothing was corrected",
