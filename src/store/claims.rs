@@ -31,8 +31,7 @@ impl Store {
     /// Claims pending records for `who`, all or none: refused with the first holder when another
     /// console's claim on any of them is still in force. Renews `who`'s own claims.
     pub fn queue_claim(&self, ids: &[i64], who: &str) -> Result<std::result::Result<(), Taken>> {
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        let result = (|| -> Result<std::result::Result<(), Taken>> {
+        self.immediate(|| -> Result<std::result::Result<(), Taken>> {
             let cutoff = claim_cutoff();
             let mut check =
                 self.conn.prepare_cached("SELECT status, claimed_by, claimed_at FROM queue WHERE id = ?1")?;
@@ -59,17 +58,7 @@ impl Store {
                 claim.execute(params![id, who, at])?;
             }
             Ok(Ok(()))
-        })();
-        match result {
-            Ok(done) => {
-                self.conn.execute_batch("COMMIT")?;
-                Ok(done)
-            }
-            Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                Err(e)
-            }
-        }
+        })
     }
 
     /// Lets go of `who`'s claims on these records (all of them when `ids` is `None`).

@@ -171,6 +171,22 @@ impl Store {
         &self.conn
     }
 
+    /// Runs `f` in one write transaction (taken at once, so two writers queue instead of
+    /// failing midway): all of it is committed, or none of it.
+    pub(crate) fn immediate<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        match f() {
+            Ok(done) => {
+                self.conn.execute_batch("COMMIT")?;
+                Ok(done)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
     // ---- runs ------------------------------------------------------------------------------
 
     pub fn begin_run(&self, kind: RunKind, user: &str, config_hash: &str) -> Result<i64> {

@@ -284,25 +284,16 @@ impl Store {
                 }
             }
         }
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        let result = ids.iter().try_for_each(|&id| self.queue_correct(id, changes).map(|_| ()));
-        match result {
-            Ok(()) => {
-                self.conn.execute_batch("COMMIT")?;
-                Ok(ids.len())
-            }
-            Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                Err(e)
-            }
-        }
+        self.immediate(|| {
+            ids.iter().try_for_each(|&id| self.queue_correct(id, changes).map(|_| ()))?;
+            Ok(ids.len())
+        })
     }
 
     /// Skips a pending item with a reason, as a run of its own: the record's outcome is
     /// `skipped`, counted and audited, in one transaction.
     pub fn skip_queued(&self, id: i64, reason: &str, config_hash: &str) -> Result<(i64, QueueItem)> {
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        let result = (|| -> Result<(i64, QueueItem)> {
+        self.immediate(|| -> Result<(i64, QueueItem)> {
             let Some(item) = self.queue_item(id)? else { bail!("no queue item {id}") };
             let run_id = self.begin_run(super::RunKind::Reprocess, &super::os_user(), config_hash)?;
             self.begin_object(run_id, &item.object, 0, None)?;
@@ -313,17 +304,7 @@ impl Store {
             )?;
             self.finish_run(run_id, "completed", None)?;
             Ok((run_id, item))
-        })();
-        match result {
-            Ok(done) => {
-                self.conn.execute_batch("COMMIT")?;
-                Ok(done)
-            }
-            Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                Err(e)
-            }
-        }
+        })
     }
 
     /// Marks a pending item skipped and audits the reason (inside `skip_queued`'s run).
