@@ -1,55 +1,32 @@
 //! The console's panes drawn on ratatui's TestBackend at 80×24 and 120×40 (insta snapshots), a
 //! terminal too small to use, and hostile record values that must not reach the terminal.
 
+mod common;
+use common::console::{ch, demo_state as state, draw, held};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use cutover::model::{Counts, Issue, Rule};
 use cutover::pipeline::{Progress, RunState};
+use cutover::store::QueueItem;
 use cutover::store::audit::{AuditEntry, AuditQuery};
-use cutover::store::{QueueItem, QueueStatus};
-use cutover::tui::keymap::Keymap;
-use cutover::tui::render::render;
 use cutover::tui::state::{AppState, BalanceRow, QueueQuery};
 use cutover::tui::update::{Msg, update};
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
-
-fn state() -> (tempfile::TempDir, AppState) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = cutover::demo::setup(&dir.path().join("demo")).expect("demo");
-    let config = cutover::config::load(&file).expect("config");
-    (dir, AppState::new(&config, Keymap::defaults(), false))
-}
 
 fn press(s: &mut AppState, c: char) {
-    update(s, Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)));
+    ch(s, c);
 }
 
 fn item(id: i64, object: &str, reason: &str, field: &str, source: &str) -> QueueItem {
-    QueueItem {
-        id,
-        object: object.into(),
-        source_id: (20000 + id).to_string(),
-        origin: format!("{object}.csv:{}", id + 1),
-        run_id: 1,
-        status: QueueStatus::Open,
-        reason: reason.into(),
-        source: [("stage".to_string(), Some(source.to_string()))].into_iter().collect(),
-        mapped: [("dealname".to_string(), Some(format!("Deal {id}"))), (field.to_string(), None)].into_iter().collect(),
-        issues: vec![Issue {
-            field: field.into(),
-            rule: Rule::NoTranslation,
-            value: Some(source.into()),
-            message: format!("no entry for '{source}' in translation table deal_stage"),
-            suggestion: None,
-        }],
-        candidates: None,
-        corrections: Default::default(),
-        waiting_on: None,
-        created_at: String::new(),
-        updated_at: String::new(),
-        claimed_by: None,
-        claimed_at: None,
-    }
+    let mut it = held(id, object, &(20000 + id).to_string(), reason);
+    it.source = [("stage".to_string(), Some(source.to_string()))].into_iter().collect();
+    it.mapped = [("dealname".to_string(), Some(format!("Deal {id}"))), (field.to_string(), None)].into_iter().collect();
+    it.issues = vec![Issue {
+        field: field.into(),
+        rule: Rule::NoTranslation,
+        value: Some(source.into()),
+        message: format!("no entry for '{source}' in translation table deal_stage"),
+        suggestion: None,
+    }];
+    it
 }
 
 /// A console after a demo run: live counters, a queue, an audit page, a balance.
@@ -119,12 +96,6 @@ fn busy_state() -> (tempfile::TempDir, AppState) {
         },
     );
     (dir, s)
-}
-
-fn draw(s: &AppState, w: u16, h: u16) -> Terminal<TestBackend> {
-    let mut t = Terminal::new(TestBackend::new(w, h)).expect("terminal");
-    t.draw(|f| render(s, f)).expect("draw");
-    t
 }
 
 #[test]

@@ -1,33 +1,22 @@
 //! Console flows added with the mapping editor, claims, remote runs and match decisions: `update`
 //! driven key by key (no terminal), with snapshots of what the operator then sees.
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+mod common;
+use common::console::{ch, demo_state, draw, held, key};
+use crossterm::event::KeyCode;
 use cutover::model::{Counts, Issue, Rule};
 use cutover::pipeline::progress::ObjectProgress;
 use cutover::pipeline::sample::{Sample, SampleRecord};
-use cutover::store::{QueueItem, QueueStatus};
-use cutover::tui::keymap::Keymap;
-use cutover::tui::render::render;
+use cutover::store::QueueItem;
 use cutover::tui::state::{AppState, Confirm, EditTarget, Modal, ObservedRun, Pane, QueueQuery, SampleView};
 use cutover::tui::update::{Effect, Msg, update};
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
 
 fn state() -> (tempfile::TempDir, AppState) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = cutover::demo::setup(&dir.path().join("demo")).expect("demo");
-    let config = cutover::config::load(&file).expect("config");
-    let mut s = AppState::new(&config, Keymap::defaults(), false);
+    let (dir, mut s) = demo_state();
     s.me = "ann (console pid 1)".into();
     (dir, s)
 }
 
-fn key(s: &mut AppState, code: KeyCode) -> Vec<Effect> {
-    update(s, Msg::Key(KeyEvent::new(code, KeyModifiers::NONE)))
-}
-fn ch(s: &mut AppState, c: char) -> Vec<Effect> {
-    key(s, KeyCode::Char(c))
-}
 fn typed(s: &mut AppState, text: &str) {
     for c in text.chars() {
         ch(s, c);
@@ -37,11 +26,6 @@ fn clear_input(s: &mut AppState) {
     for _ in 0..80 {
         key(s, KeyCode::Backspace);
     }
-}
-fn draw(s: &AppState, w: u16, h: u16) -> Terminal<TestBackend> {
-    let mut t = Terminal::new(TestBackend::new(w, h)).expect("terminal");
-    t.draw(|f| render(s, f)).expect("draw");
-    t
 }
 fn modal_error(s: &AppState) -> Option<String> {
     match &s.modal {
@@ -179,40 +163,27 @@ fn unmapped_fields_show_and_exclusion_toggles_and_discard_restores() {
 
 fn ambiguous(id: i64) -> QueueItem {
     let s = |v: &str| Some(v.to_string());
-    QueueItem {
-        id,
-        object: "contacts".into(),
-        source_id: "5".into(),
-        origin: "persons.csv:6".into(),
-        run_id: 1,
-        status: QueueStatus::Open,
-        reason: "ambiguous_match".into(),
-        source: [("name".to_string(), s("Twin"))].into_iter().collect(),
-        mapped: [
-            ("firstname".to_string(), s("Twin")),
-            ("email".to_string(), s("twin@example.com")),
-            ("phone".to_string(), s("+14155550100")),
-        ]
-        .into_iter()
-        .collect(),
-        issues: vec![Issue {
-            field: "email".into(),
-            rule: Rule::AmbiguousMatch,
-            value: s("twin@example.com"),
-            message: "2 destination records match on email: 501, 502".into(),
-            suggestion: s("choose the record to merge into, create new, or skip"),
-        }],
-        candidates: Some(serde_json::json!({
-            "501": { "firstname": "Twin A", "email": "twin@example.com", "phone": null },
-            "502": { "firstname": "Twin B", "email": "TWIN@example.com", "phone": "+14155550100" }
-        })),
-        corrections: Default::default(),
-        waiting_on: None,
-        created_at: String::new(),
-        updated_at: String::new(),
-        claimed_by: None,
-        claimed_at: None,
-    }
+    let mut it = held(id, "contacts", "5", "ambiguous_match");
+    it.source = [("name".to_string(), s("Twin"))].into_iter().collect();
+    it.mapped = [
+        ("firstname".to_string(), s("Twin")),
+        ("email".to_string(), s("twin@example.com")),
+        ("phone".to_string(), s("+14155550100")),
+    ]
+    .into_iter()
+    .collect();
+    it.issues = vec![Issue {
+        field: "email".into(),
+        rule: Rule::AmbiguousMatch,
+        value: s("twin@example.com"),
+        message: "2 destination records match on email: 501, 502".into(),
+        suggestion: s("choose the record to merge into, create new, or skip"),
+    }];
+    it.candidates = Some(serde_json::json!({
+        "501": { "firstname": "Twin A", "email": "twin@example.com", "phone": null },
+        "502": { "firstname": "Twin B", "email": "TWIN@example.com", "phone": "+14155550100" }
+    }));
+    it
 }
 
 fn queue_with(s: &mut AppState, items: Vec<QueueItem>) {

@@ -1,6 +1,8 @@
 //! Helpers for integration tests: small projects in temporary folders, run through the real engine.
 #![allow(dead_code)]
 
+pub mod console;
+
 use cutover::model::Counts;
 use cutover::pipeline::{RunFailure, RunSummary};
 use cutover::project::Project;
