@@ -2,7 +2,8 @@
 //!
 //! Layers, data flowing one way: `connect` (sources and destinations) → `pipeline` (extract → map →
 //! dedupe → validate → write) → `store` (the SQLite state: runs, audit, queue, id map, checkpoints).
-//! `project` ties a project file to its connectors and store; `tui` is the console over the
+//! `reconcile` proves a migration complete (counts, read-back, distributions, sums, links) and
+//! records the sign-off. `project` ties a project file to its connectors and store; `tui` is the console over the
 //! engine; `cli` is the command line.
 
 pub mod bench;
@@ -14,6 +15,7 @@ pub mod logging;
 pub mod model;
 pub mod pipeline;
 pub mod project;
+pub mod reconcile;
 pub mod store;
 pub mod text;
 pub mod tui;

@@ -3,6 +3,7 @@
 
 mod progress;
 mod queue;
+mod reconcile;
 pub mod report;
 
 use crate::config::ConfigError;
@@ -80,6 +81,53 @@ pub enum Command {
         #[command(subcommand)]
         action: queue::QueueAction,
     },
+    /// Reconcile: prove the migration complete — counts per object, read-back of written records,
+    /// value distributions, exact sums and parent links. Exit 0 when balanced, 3 when not.
+    Reconcile {
+        /// Project file, or a folder holding cutover.toml (default: the current folder).
+        project: Option<PathBuf>,
+        #[command(flatten)]
+        sample: reconcile::SampleArgs,
+        #[arg(long, value_enum, default_value = "markdown")]
+        format: reconcile::ReportFormat,
+        /// Write the report to this file (whole, or not at all) instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Sign the migration off: reconciles again and records who, when, the notes and the report's
+    /// hash. Refused while anything is open, unless each open discrepancy is accepted with a reason.
+    Signoff {
+        /// Project file, or a folder holding cutover.toml (default: the current folder).
+        project: Option<PathBuf>,
+        /// What was checked, and by whom (recorded with the sign-off).
+        #[arg(long)]
+        notes: String,
+        /// Accept a remaining discrepancy by the key the report gives it: KEY=REASON (repeatable).
+        #[arg(long, value_name = "KEY=REASON")]
+        accept: Vec<String>,
+        #[command(flatten)]
+        sample: reconcile::SampleArgs,
+    },
+    /// Export the conflict queue or the audit log as CSV or JSON Lines (streamed; any size).
+    Export {
+        what: reconcile::ExportWhat,
+        /// Project file, or a folder holding cutover.toml (default: the current folder).
+        project: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: reconcile::ExportFormatArg,
+        /// Write to this file (whole, or not at all) instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Only this object.
+        #[arg(long)]
+        object: Option<String>,
+        /// Queue: only this status (open, fixed, skipped, resolved); audit: only this outcome.
+        #[arg(long)]
+        status: Option<String>,
+        /// Audit: only this run.
+        #[arg(long)]
+        run: Option<i64>,
+    },
     /// Benchmark the full pipeline on generated contacts and print records/s and peak memory.
     Bench {
         /// Contacts to migrate.
@@ -121,6 +169,16 @@ async fn dispatch(command: Command) -> i32 {
         Command::Check { project } => check_command(project).await,
         Command::Runs { project } => runs_command(project),
         Command::Queue { project, action } => queue::command(project, action).await,
+        Command::Reconcile { project, sample, format, output } => {
+            reconcile::reconcile_command(project, sample, format, output).await
+        }
+        Command::Signoff { project, notes, accept, sample } => {
+            reconcile::signoff_command(project, notes, accept, sample).await
+        }
+        Command::Export { what, project, format, output, object, status, run } => {
+            let filter = crate::store::export::ExportFilter { object, status, run };
+            reconcile::export_command(what, project, format, output, filter)
+        }
         Command::Bench { records, existing, batch_size, dir } => {
             crate::bench::command(records, existing, batch_size, dir).await
         }

@@ -50,10 +50,10 @@ impl CommitWriter {
 
     /// Hands a batch to the writer; waits while another batch is already waiting.
     pub fn send(&mut self, batch: u64, commit: BatchCommit) -> Result<()> {
-        for (sid, dest) in &commit.id_map {
-            self.in_flight.insert(sid.clone(), dest.clone());
+        for w in &commit.id_map {
+            self.in_flight.insert(w.source_id.clone(), w.dest_id.clone());
         }
-        self.batches.push((batch, commit.id_map.iter().map(|(sid, _)| sid.clone()).collect()));
+        self.batches.push((batch, commit.id_map.iter().map(|w| w.source_id.clone()).collect()));
         let send = self.send.as_ref().ok_or_else(|| eyre!("the store writer is closed"))?;
         let sent = tokio::task::block_in_place(|| send.send((batch, commit)).is_ok());
         if !sent {

@@ -17,7 +17,7 @@ use crate::config::{ConfigError, LoadedConfig, MergeRule, Problems, check};
 use crate::connect::{Cursor, Destination, Source};
 use crate::model::{Counts, DestSchema, FieldNames, Issue, Outcome, Rule, SourceRecord, Value};
 use crate::store::{
-    AuditRow, BatchCommit, MatchIndex, QueueItem, QueueWrite, RunKind, RunLock, Store, match_index, os_user,
+    AuditRow, BatchCommit, IdMapWrite, MatchIndex, QueueItem, QueueWrite, RunKind, RunLock, Store, match_index, os_user,
 };
 use color_eyre::eyre::{Result, WrapErr, eyre};
 use foldhash::{HashMap, HashMapExt, HashSet};
@@ -106,6 +106,8 @@ struct Slot {
     matched_by: Option<String>,
     detail: Option<String>,
     before_image: Option<String>,
+    /// JSON of what the destination should hold after the write (mapped fields, merge applied).
+    written: Option<String>,
     issues: Vec<Issue>,
     candidates: Option<String>,
 }
@@ -208,6 +210,14 @@ impl Engine {
 
     pub fn store(&self) -> &Arc<Mutex<Store>> {
         &self.store
+    }
+
+    pub fn source(&self) -> &Arc<dyn Source> {
+        &self.source
+    }
+
+    pub fn destination(&self) -> &Arc<dyn Destination> {
+        &self.dest
     }
 
     /// Reads the schemas of both systems and checks the mappings against them, reporting every problem.
@@ -463,7 +473,7 @@ impl Engine {
                     object: plan.name.clone(),
                     run_id,
                     keys: std::mem::take(&mut commit.match_keys),
-                    written: commit.id_map.iter().map(|(sid, _)| sid.clone()).collect(),
+                    written: commit.id_map.iter().map(|w| w.source_id.clone()).collect(),
                 };
                 index_writer.lock().map_err(|_| eyre!("match index writer lock poisoned"))?.defer(for_index)?;
                 writer.send(batch_no, commit)?;
@@ -787,6 +797,7 @@ impl Engine {
             for &i in &creates {
                 if let Some(values) = &finals[i] {
                     keys[i] = dedupe_keys.keys_of(values);
+                    slots[i].written = Some(json_object(&fields, values)?);
                 }
             }
             let rows = creates.iter().filter_map(|&i| finals[i].take()).collect();
@@ -815,6 +826,7 @@ impl Engine {
             let planned = write::plan_update(&fields, dest_id, cur, fin)?;
             slots[i].before_image = planned.before_image;
             slots[i].detail = Some(planned.detail);
+            slots[i].written = Some(json_object(&fields, fin)?);
             keys[i] = dedupe_keys.keys_of(fin);
             changes.push(planned.change);
         }
@@ -833,6 +845,7 @@ impl Engine {
                         slots[i].outcome = Some(Outcome::Failed);
                         slots[i].detail = Some(format!("the destination refused the update: {msg}"));
                         slots[i].before_image = None;
+                        slots[i].written = None;
                     }
                 }
             }
@@ -850,6 +863,7 @@ impl Engine {
                     (Some(Outcome::Created | Outcome::Updated | Outcome::Merged), Some(id)) => {
                         slots[i].outcome = Some(Outcome::Merged);
                         slots[i].dest_id = Some(id);
+                        slots[i].written = slots[lead].written.clone();
                         slots[i].detail = Some(format!("merged with source record {lead_sid} of the same batch"));
                     }
                     (Some(Outcome::Failed), _) => {
@@ -902,7 +916,11 @@ impl Engine {
                         });
                     }
                     if let Some(dest_id) = &slot.dest_id {
-                        commit.id_map.push((sid.clone(), dest_id.clone()));
+                        commit.id_map.push(IdMapWrite {
+                            source_id: sid.clone(),
+                            dest_id: dest_id.clone(),
+                            written: slot.written,
+                        });
                         let own = if keys[i].is_empty() {
                             dedupe_keys.keys_of(&m.values)
                         } else {
@@ -1026,13 +1044,13 @@ impl Engine {
                     self.process_batch(run_id, plan, &prepared.owners, batch, &mut counts, None, false, true, &lookups)
                         .await?
                 };
-                let written: Vec<String> = commit.id_map.iter().map(|(s, _)| s.clone()).collect();
+                let written: Vec<String> = commit.id_map.iter().map(|w| w.source_id.clone()).collect();
                 sync(|| -> Result<()> {
                     let store = &mut *lock(&self.store)?;
                     store.commit_batch(&commit)?;
                     let mut index = self.index()?;
                     index.add(&plan.name, &commit.match_keys, Some(run_id))?;
-                    index.note_written(commit.id_map.iter().map(|(sid, _)| sid));
+                    index.note_written(commit.id_map.iter().map(|w| &w.source_id));
                     drop(index);
                     // Release children held until these records were written.
                     for sid in &written {

@@ -4,14 +4,19 @@
 
 pub mod audit;
 pub mod claims;
+pub mod export;
+mod ledger;
 pub mod match_index;
 mod queue;
 pub mod run_lock;
 mod schema;
+mod signoff;
 
+pub use ledger::Written;
 pub use match_index::MatchIndex;
 pub use queue::{QueueFilter, QueueItem, QueueStatus};
 pub use run_lock::RunLock;
+pub use signoff::{Acceptance, NewSignOff, SignOff};
 
 use crate::model::{Counts, Outcome};
 use color_eyre::eyre::{Result, WrapErr, bail};
@@ -81,6 +86,15 @@ pub struct QueueWrite {
     pub waiting_on: Option<(String, String)>,
 }
 
+/// A record written: where it went, and what the destination should now hold for its mapped
+/// fields (JSON object; read-back, delta and rollback compare the destination with it).
+#[derive(Debug, Clone, Default)]
+pub struct IdMapWrite {
+    pub source_id: String,
+    pub dest_id: String,
+    pub written: Option<String>,
+}
+
 /// Everything one batch changes in the store, committed in one transaction.
 #[derive(Debug, Default)]
 pub struct BatchCommit {
@@ -92,7 +106,7 @@ pub struct BatchCommit {
     pub cursor: Option<String>,
     pub done: bool,
     pub audit: Vec<AuditRow>,
-    pub id_map: Vec<(String, String)>,
+    pub id_map: Vec<IdMapWrite>,
     /// Match keys of the records written: (key, value, destination id); they go to the match index.
     pub match_keys: Vec<(String, String, String)>,
     pub queue: Vec<QueueWrite>,
@@ -360,11 +374,12 @@ impl Store {
                 ])?;
             }
             let mut idmap = tx.prepare_cached(
-                "INSERT INTO id_map (object, source_id, dest_id, run_id) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (object, source_id) DO UPDATE SET dest_id = excluded.dest_id, run_id = excluded.run_id",
+                "INSERT INTO id_map (object, source_id, dest_id, run_id, written) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (object, source_id) DO UPDATE SET dest_id = excluded.dest_id, run_id = excluded.run_id,
+                    written = excluded.written",
             )?;
-            for (source_id, dest_id) in &batch.id_map {
-                idmap.execute(params![batch.object, source_id, dest_id, batch.run_id])?;
+            for w in &batch.id_map {
+                idmap.execute(params![batch.object, w.source_id, w.dest_id, batch.run_id, w.written])?;
             }
             let mut queue = tx.prepare_cached(
                 "INSERT INTO queue (object, source_id, origin, run_id, status, reason, source, mapped, issues, candidates,

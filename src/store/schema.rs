@@ -89,4 +89,20 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE queue ADD COLUMN claimed_by TEXT;
     ALTER TABLE queue ADD COLUMN claimed_at TEXT;
     "#,
+    // 4: reconciliation — what each written record should now hold in the destination (read-back
+    // compares it field by field), and the sign-offs with what they accepted.
+    r#"
+    ALTER TABLE id_map ADD COLUMN written TEXT;
+    CREATE TABLE signoffs (
+        id          INTEGER PRIMARY KEY,
+        at          TEXT NOT NULL,
+        user        TEXT NOT NULL,
+        notes       TEXT NOT NULL,
+        report_hash TEXT NOT NULL,
+        verdict     TEXT NOT NULL,
+        last_run_id INTEGER,
+        accepted    TEXT NOT NULL,
+        report      TEXT NOT NULL
+    );
+    "#,
 ];

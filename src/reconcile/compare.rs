@@ -1,0 +1,94 @@
+//! Whether the destination holds what Cutover wrote, field by field. Systems hand values back in
+//! their own spelling ("1234.5" for "1234.50", "1" for "true", "" for nothing), so values are
+//! compared by the destination field's type, never as floating point.
+
+use crate::model::FieldType;
+use rust_decimal::Decimal;
+use std::str::FromStr;
+
+/// A value as a number, exactly; `None` for blank or text that is not a number.
+pub fn decimal(value: &str) -> Option<Decimal> {
+    let v = value.trim();
+    if v.is_empty() {
+        return None;
+    }
+    Decimal::from_str(v).or_else(|_| Decimal::from_scientific(v)).ok()
+}
+
+fn blank(v: Option<&str>) -> Option<&str> {
+    v.filter(|s| !s.trim().is_empty())
+}
+
+fn boolean(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "t" | "y" => Some(true),
+        "false" | "0" | "no" | "f" | "n" => Some(false),
+        _ => None,
+    }
+}
+
+/// True when `actual` (read back from the destination) is the value `expected` (what was written).
+pub fn same(ty: FieldType, expected: Option<&str>, actual: Option<&str>) -> bool {
+    match (blank(expected), blank(actual)) {
+        (None, None) => true,
+        (None, Some(_)) | (Some(_), None) => false,
+        (Some(e), Some(a)) => {
+            if e == a {
+                return true;
+            }
+            match ty {
+                FieldType::Integer | FieldType::Number | FieldType::Decimal => {
+                    matches!((decimal(e), decimal(a)), (Some(x), Some(y)) if x == y)
+                }
+                FieldType::Boolean => matches!((boolean(e), boolean(a)), (Some(x), Some(y)) if x == y),
+                FieldType::Email => e.eq_ignore_ascii_case(a),
+                _ => false,
+            }
+        }
+    }
+}
+
+/// The value a distribution counts: numbers and booleans in one spelling, blanks as none.
+pub fn canonical(ty: FieldType, value: Option<&str>) -> Option<String> {
+    let v = blank(value)?;
+    Some(match ty {
+        FieldType::Integer | FieldType::Number | FieldType::Decimal => {
+            decimal(v).map(|d| d.normalize().to_string()).unwrap_or_else(|| v.to_string())
+        }
+        FieldType::Boolean => boolean(v).map(|b| b.to_string()).unwrap_or_else(|| v.to_string()),
+        FieldType::Email => v.to_ascii_lowercase(),
+        _ => v.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_compare_exactly_whatever_their_spelling() {
+        assert!(same(FieldType::Decimal, Some("1234.50"), Some("1234.5")));
+        assert!(same(FieldType::Integer, Some("7"), Some("7.0")));
+        assert!(!same(FieldType::Decimal, Some("0.3"), Some("0.30000000000000004")));
+        assert!(!same(FieldType::Decimal, Some("10"), Some("ten")));
+        assert!(same(FieldType::Number, Some("1e3"), Some("1000")));
+    }
+
+    #[test]
+    fn blanks_are_nothing_and_text_is_exact() {
+        assert!(same(FieldType::Text, None, Some("")));
+        assert!(same(FieldType::Text, Some("  "), None));
+        assert!(!same(FieldType::Text, Some("Ann"), Some("ann")));
+        assert!(!same(FieldType::Text, Some("Ann"), None));
+        assert!(same(FieldType::Email, Some("Ann@x.io"), Some("ann@x.io")));
+        assert!(same(FieldType::Boolean, Some("true"), Some("1")));
+        assert!(!same(FieldType::Boolean, Some("true"), Some("0")));
+    }
+
+    #[test]
+    fn canonical_values_group_spellings_together() {
+        assert_eq!(canonical(FieldType::Decimal, Some("1.50")), Some("1.5".into()));
+        assert_eq!(canonical(FieldType::Boolean, Some("1")), Some("true".into()));
+        assert_eq!(canonical(FieldType::Text, Some("")), None);
+    }
+}

@@ -1,0 +1,396 @@
+//! Reconciliation: proof that a migration is complete. It reads the state store and both systems
+//! and answers, per object: is every source record accounted for (counts), does the destination
+//! hold what Cutover wrote (read-back), do the value distributions and money sums agree, does
+//! every child point at a parent that exists (relationships)? What does not agree is a
+//! discrepancy, named by a stable key so an operator can accept it with a reason at sign-off.
+
+mod compare;
+pub mod format;
+mod outcomes;
+mod population;
+pub mod signoff;
+
+pub use compare::{canonical, decimal, same};
+
+use crate::pipeline::Engine;
+use crate::store::{now, os_user};
+use color_eyre::eyre::{Result, eyre};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// How many source ids a list in the report holds; the totals are always exact.
+pub const LIST_CAP: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Options {
+    /// Records per object compared field by field (seeded sample).
+    pub sample: usize,
+    /// Compare every written record instead of a sample.
+    pub all: bool,
+    pub seed: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { sample: 200, all: false, seed: 1 }
+    }
+}
+
+/// Source ids, up to [`LIST_CAP`] of them, and how many there are in all.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordList {
+    pub total: u64,
+    pub ids: Vec<String>,
+}
+
+impl RecordList {
+    pub fn push(&mut self, id: impl Into<String>) {
+        self.total += 1;
+        if self.ids.len() < LIST_CAP {
+            self.ids.push(id.into());
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+}
+
+/// Source records in scope against what became of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountCheck {
+    /// The source's own count, where it gives one.
+    pub source_count: Option<u64>,
+    /// Records read from the source now.
+    pub in_source: u64,
+    pub written: u64,
+    pub queued: u64,
+    pub skipped: u64,
+    pub failed: RecordList,
+    /// In the source, but no run gave them an outcome.
+    pub no_outcome: RecordList,
+    /// Written by Cutover, but no longer in the source.
+    pub not_in_source: RecordList,
+}
+
+impl CountCheck {
+    pub fn accounted(&self) -> u64 {
+        self.written + self.queued + self.skipped + self.failed.total
+    }
+
+    pub fn balanced(&self) -> bool {
+        self.no_outcome.is_empty() && self.not_in_source.is_empty() && self.accounted() == self.in_source
+    }
+}
+
+/// A field whose destination value is not what Cutover wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldDiff {
+    pub source_id: String,
+    pub dest_id: String,
+    pub field: String,
+    pub wrote: Option<String>,
+    pub found: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadBack {
+    /// Written records in the destination.
+    pub written: u64,
+    /// Records compared field by field.
+    pub checked: u64,
+    pub identical: u64,
+    /// Records written before Cutover kept what it wrote (nothing to compare them with).
+    pub no_image: u64,
+    /// Written records the destination no longer has (every written record is looked up).
+    pub missing: RecordList,
+    pub differences: Vec<FieldDiff>,
+    pub differences_total: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DistRow {
+    pub value: Option<String>,
+    /// A readable name for the value (an owner's name for an owner id).
+    pub label: Option<String>,
+    pub mapped: u64,
+    pub destination: u64,
+}
+
+/// Counts per value of a categorical field: the mapped source (what Cutover wrote, after the
+/// merge rule) against the destination, over the written records the destination still has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Distribution {
+    pub field: String,
+    pub rows: Vec<DistRow>,
+}
+
+impl Distribution {
+    pub fn balanced(&self) -> bool {
+        self.rows.iter().all(|r| r.mapped == r.destination)
+    }
+}
+
+/// An exact decimal sum of a numeric field, mapped source against destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SumCheck {
+    pub field: String,
+    pub mapped: String,
+    pub destination: String,
+    /// Values that are not numbers, on each side (never silently left out of a sum).
+    pub mapped_not_numbers: u64,
+    pub destination_not_numbers: u64,
+}
+
+impl SumCheck {
+    pub fn balanced(&self) -> bool {
+        self.mapped == self.destination && self.mapped_not_numbers == self.destination_not_numbers
+    }
+}
+
+/// Children against their parents in the destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Relationship {
+    pub field: String,
+    pub parent: String,
+    /// Written children with a parent reference.
+    pub linked: u64,
+    /// Children whose parent does not exist in the destination.
+    pub orphans: RecordList,
+    /// Sampled children pointing at another parent than the one Cutover wrote.
+    pub wrong_parent: RecordList,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectReport {
+    pub object: String,
+    pub counts: CountCheck,
+    pub readback: ReadBack,
+    pub distributions: Vec<Distribution>,
+    pub sums: Vec<SumCheck>,
+    pub relationships: Vec<Relationship>,
+}
+
+/// Something that does not balance. `key` is stable between reports of the same state, so a
+/// sign-off can name it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Discrepancy {
+    pub key: String,
+    pub object: String,
+    pub check: String,
+    pub summary: String,
+    pub records: RecordList,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub project: String,
+    pub generated_at: String,
+    pub generated_by: String,
+    /// The newest run in the store when the report was made.
+    pub last_run_id: Option<i64>,
+    pub options: Options,
+    pub objects: Vec<ObjectReport>,
+    pub discrepancies: Vec<Discrepancy>,
+}
+
+impl Report {
+    pub fn balanced(&self) -> bool {
+        self.discrepancies.is_empty()
+    }
+
+    pub fn verdict(&self) -> &'static str {
+        if self.balanced() { "balanced" } else { "not balanced" }
+    }
+
+    pub fn to_json(&self) -> Result<String> {
+        Ok(serde_json::to_string_pretty(self)?)
+    }
+
+    /// SHA-256 of the JSON report: what a sign-off approved, byte for byte.
+    pub fn hash(&self) -> Result<String> {
+        let digest = Sha256::digest(serde_json::to_vec(self)?);
+        Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    pub fn discrepancy(&self, key: &str) -> Option<&Discrepancy> {
+        self.discrepancies.iter().find(|d| d.key == key)
+    }
+}
+
+/// Reconciles every object of the project, parents first. Reads both systems; writes nothing.
+pub async fn build(engine: &Engine, options: Options) -> Result<Report> {
+    let prepared = engine.prepare().await?;
+    let users = engine.destination().users().await?;
+    let last_run_id = {
+        let store = engine.store().lock().map_err(|_| eyre!("state store lock poisoned"))?;
+        store.last_run_id()?
+    };
+    if last_run_id.is_none() {
+        return Err(eyre!("nothing has run yet: run the migration (`cutover run`) before reconciling it"));
+    }
+    let mut objects = Vec::new();
+    for plan in &prepared.plans {
+        let counts = outcomes::check(engine, plan).await?;
+        let pop = population::check(engine, plan, &prepared.plans, &users, options).await?;
+        objects.push(ObjectReport {
+            object: plan.name.clone(),
+            counts,
+            readback: pop.readback,
+            distributions: pop.distributions,
+            sums: pop.sums,
+            relationships: pop.relationships,
+        });
+    }
+    let queued = {
+        let store = engine.store().lock().map_err(|_| eyre!("state store lock poisoned"))?;
+        let mut held = Vec::new();
+        for plan in &prepared.plans {
+            held.push((plan.name.clone(), store.pending_queue(&plan.name)?));
+        }
+        held
+    };
+    let discrepancies = discrepancies(&objects, &queued, options);
+    Ok(Report {
+        project: engine.project.config.project.name.clone(),
+        generated_at: now(),
+        generated_by: os_user(),
+        last_run_id,
+        options,
+        objects,
+        discrepancies,
+    })
+}
+
+fn list(ids: impl IntoIterator<Item = String>) -> RecordList {
+    let mut l = RecordList::default();
+    for id in ids {
+        l.push(id);
+    }
+    l
+}
+
+/// Every check that does not balance, in report order.
+fn discrepancies(
+    objects: &[ObjectReport],
+    queued: &[(String, Vec<(String, String)>)],
+    options: Options,
+) -> Vec<Discrepancy> {
+    let mut out = Vec::new();
+    let mut add = |object: &str, check: &str, key: String, summary: String, records: RecordList| {
+        out.push(Discrepancy { key, object: object.into(), check: check.into(), summary, records });
+    };
+    for o in objects {
+        let name = o.object.as_str();
+        let c = &o.counts;
+        if !c.no_outcome.is_empty() {
+            add(
+                name,
+                "counts",
+                format!("{name}/no_outcome"),
+                format!("{} source records have no outcome: no run has processed them", c.no_outcome.total),
+                c.no_outcome.clone(),
+            );
+        }
+        if !c.failed.is_empty() {
+            add(
+                name,
+                "counts",
+                format!("{name}/failed"),
+                format!("{} records failed: the destination refused them", c.failed.total),
+                c.failed.clone(),
+            );
+        }
+        let mut reasons: Vec<(String, RecordList)> = Vec::new();
+        if let Some((_, held)) = queued.iter().find(|(n, _)| n == name) {
+            for (sid, reason) in held {
+                match reasons.iter_mut().find(|(r, _)| r == reason) {
+                    Some((_, l)) => l.push(sid.clone()),
+                    None => reasons.push((reason.clone(), list([sid.clone()]))),
+                }
+            }
+        }
+        for (reason, records) in reasons {
+            add(
+                name,
+                "queue",
+                format!("{name}/queued/{reason}"),
+                format!("{} records held in the conflict queue ({reason})", records.total),
+                records,
+            );
+        }
+        if !c.not_in_source.is_empty() {
+            add(
+                name,
+                "counts",
+                format!("{name}/not_in_source"),
+                format!("{} written records are no longer in the source", c.not_in_source.total),
+                c.not_in_source.clone(),
+            );
+        }
+        let r = &o.readback;
+        if !r.missing.is_empty() {
+            add(
+                name,
+                "read-back",
+                format!("{name}/missing"),
+                format!("{} written records are missing from the destination", r.missing.total),
+                r.missing.clone(),
+            );
+        }
+        let mut by_field: Vec<(String, RecordList)> = Vec::new();
+        for d in &r.differences {
+            match by_field.iter_mut().find(|(f, _)| *f == d.field) {
+                Some((_, l)) => l.push(d.source_id.clone()),
+                None => by_field.push((d.field.clone(), list([d.source_id.clone()]))),
+            }
+        }
+        for (field, records) in &by_field {
+            add(
+                name,
+                "read-back",
+                format!("{name}/readback/{field}"),
+                format!("{field} differs from what Cutover wrote on {} records", records.total),
+                records.clone(),
+            );
+        }
+        for d in o.distributions.iter().filter(|d| !d.balanced()) {
+            // With every record compared, the read-back already names the records.
+            if options.all && by_field.iter().any(|(f, _)| *f == d.field) {
+                continue;
+            }
+            let off: u64 = d.rows.iter().map(|r| r.mapped.abs_diff(r.destination)).sum();
+            add(
+                name,
+                "distribution",
+                format!("{name}/distribution/{}", d.field),
+                format!("{} values differ between the mapped source and the destination ({off} counts off)", d.field),
+                RecordList::default(),
+            );
+        }
+        for s in o.sums.iter().filter(|s| !s.balanced()) {
+            add(
+                name,
+                "sum",
+                format!("{name}/sum/{}", s.field),
+                format!("sum of {}: mapped source {} vs destination {}", s.field, s.mapped, s.destination),
+                RecordList::default(),
+            );
+        }
+        for rel in &o.relationships {
+            if !rel.orphans.is_empty() {
+                add(
+                    name,
+                    "relationship",
+                    format!("{name}/orphans/{}", rel.field),
+                    format!(
+                        "{} records point at a {} that does not exist ({})",
+                        rel.orphans.total, rel.parent, rel.field
+                    ),
+                    rel.orphans.clone(),
+                );
+            }
+        }
+    }
+    out
+}

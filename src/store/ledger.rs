@@ -1,0 +1,60 @@
+//! What reconciliation reads from the store: each record's latest outcome, the id map with what
+//! was written, and the records still held — streamed, so a million records stay cheap.
+
+use super::Store;
+use crate::model::Outcome;
+use color_eyre::eyre::Result;
+use rusqlite::params;
+use std::collections::HashMap;
+
+/// One written record: its destination id and the JSON of what it should hold there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    pub source_id: String,
+    pub dest_id: String,
+    pub written: Option<String>,
+}
+
+impl Store {
+    /// Each source record's latest outcome in any run (corrections and other actions aside).
+    pub fn latest_outcomes(&self, object: &str) -> Result<HashMap<String, Outcome>> {
+        let mut stmt = self.conn().prepare("SELECT source_id, outcome FROM audit WHERE object = ?1 ORDER BY id")?;
+        let mut rows = stmt.query([object])?;
+        let mut out = HashMap::new();
+        while let Some(r) = rows.next()? {
+            let outcome: String = r.get(1)?;
+            if let Some(o) = Outcome::parse(&outcome) {
+                out.insert(r.get::<_, String>(0)?, o);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` id-map entries of an object after source id `after`, in source-id order.
+    pub fn written_page(&self, object: &str, after: &str, limit: usize) -> Result<Vec<Written>> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT source_id, dest_id, written FROM id_map WHERE object = ?1 AND source_id > ?2
+             ORDER BY source_id LIMIT ?3",
+        )?;
+        let rows = stmt
+            .query_map(params![object, after, limit as i64], |r| {
+                Ok(Written { source_id: r.get(0)?, dest_id: r.get(1)?, written: r.get(2)? })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// The held records of an object: (source id, reason), in queue order.
+    pub fn pending_queue(&self, object: &str) -> Result<Vec<(String, String)>> {
+        let mut stmt = self.conn().prepare(
+            "SELECT source_id, reason FROM queue WHERE object = ?1 AND status IN ('open', 'fixed', 'claimed') ORDER BY id",
+        )?;
+        let rows = stmt.query_map([object], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// The newest run of the project, if any.
+    pub fn last_run_id(&self) -> Result<Option<i64>> {
+        Ok(self.conn().query_row("SELECT MAX(id) FROM runs", [], |r| r.get(0))?)
+    }
+}
