@@ -131,3 +131,63 @@ fn help_explains_each_command() {
     let (stdout, _) = text(&cutover(&["queue", "fix", "--help"], dir.path()));
     assert!(stdout.contains("source.FIELD=VALUE"), "{stdout}");
 }
+
+#[test]
+fn reconcile_signoff_and_exports_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert_eq!(cutover(&["demo"], dir.path()).status.code(), Some(0));
+    let demo = dir.path().join("cutover-demo");
+
+    // Not balanced while 242 records are held: exit 3, the verdict first, every key named.
+    let out = cutover(&["reconcile"], &demo);
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(stdout.contains("**Verdict: NOT BALANCED** — 3 discrepancies"), "{stdout}");
+    assert!(stdout.contains("| `deals/queued/no_translation` | queue | 140 |"), "{stdout}");
+    assert!(stdout.contains("| amount | 210496864.45 | 210496864.45 | 0/0 | yes |"), "{stdout}");
+
+    // The JSON report goes to a file, whole.
+    let out = cutover(&["reconcile", "--format", "json", "-o", "report.json"], &demo);
+    assert_eq!(out.status.code(), Some(3));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(demo.join("report.json")).expect("report")).expect("json");
+    assert_eq!(json["discrepancies"].as_array().map(Vec::len), Some(3));
+    assert_eq!(json["objects"][1]["counts"]["queued"], 34);
+
+    // Sign-off: refused with what is open; recorded once each is accepted with a reason.
+    let out = cutover(&["signoff", "--notes", "dry run of the cutover"], &demo);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr.contains("cannot sign off: 3 discrepancies"), "{stderr}");
+    let out = cutover(
+        &[
+            "signoff",
+            "--notes",
+            "rehearsal sign-off",
+            "--accept",
+            "contacts/queued/owner_not_provisioned=Dana left; her contacts go to the pool next week",
+            "--accept",
+            "deals/queued/no_translation=partner deals move with the partner portal",
+            "--accept",
+            "notes/queued/parent_not_written=follow their contacts",
+        ],
+        &demo,
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("balanced with accepted exceptions"), "{stdout}");
+    assert!(stdout.contains("accepted deals/queued/no_translation (140 records)"), "{stdout}");
+    let (stdout, _) = text(&cutover(&["reconcile"], &demo));
+    assert!(stdout.contains("**Signed off** by"), "{stdout}");
+
+    // Exports: every held record, as CSV and as JSON Lines with nested values.
+    let out = cutover(&["export", "queue", "--format", "csv", "-o", "queue.csv"], &demo);
+    assert_eq!(out.status.code(), Some(0));
+    let mut csv = csv::Reader::from_path(demo.join("queue.csv")).expect("csv");
+    assert_eq!(csv.records().count(), 242);
+    let out = cutover(&["export", "audit", "--format", "jsonl", "--object", "deals"], &demo);
+    let (stdout, _) = text(&out);
+    assert_eq!(stdout.lines().count(), 1800);
+    let first: serde_json::Value = serde_json::from_str(stdout.lines().next().expect("a line")).expect("jsonl");
+    assert_eq!(first["object"], "deals");
+}

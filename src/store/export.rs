@@ -65,7 +65,7 @@ const AUDIT_COLUMNS: &[&str] = &[
 const AUDIT_JSON: &[&str] = &["before_image"];
 
 enum Sink<'a> {
-    Csv(csv::Writer<&'a mut dyn Write>),
+    Csv(Box<csv::Writer<&'a mut dyn Write>>),
     Jsonl(&'a mut dyn Write),
 }
 
@@ -106,7 +106,7 @@ impl Store {
             ExportFormat::Csv => {
                 let mut w = csv::Writer::from_writer(out);
                 w.write_record(columns)?;
-                Sink::Csv(w)
+                Sink::Csv(Box::new(w))
             }
             ExportFormat::Jsonl => Sink::Jsonl(out),
         };

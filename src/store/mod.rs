@@ -532,7 +532,7 @@ mod tests {
                     },
                     AuditRow { source_id: "2".into(), outcome: "queued", ..Default::default() },
                 ],
-                id_map: vec![("1".into(), "10".into())],
+                id_map: vec![IdMapWrite { source_id: "1".into(), dest_id: "10".into(), written: None }],
                 match_keys: vec![("email".into(), "a@b.c".into(), "10".into())],
                 queue: vec![QueueWrite {
                     source_id: "2".into(),
