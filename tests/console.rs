@@ -93,6 +93,8 @@ fn busy_state() -> (tempfile::TempDir, AppState) {
         Msg::BalanceLoaded {
             run: Some((1, "full".into(), "completed".into())),
             rows: vec![balance("companies", 400, 0), balance("contacts", 4200, 34), balance("deals", 1800, 140)],
+            latest_run: Some(1),
+            signoff: None,
         },
     );
     (dir, s)

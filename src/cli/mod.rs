@@ -4,6 +4,7 @@
 mod progress;
 mod queue;
 mod reconcile;
+pub use reconcile::write_output;
 pub mod report;
 
 use crate::config::ConfigError;

@@ -59,6 +59,11 @@ pub enum Action {
     ExcludeField,
     SaveMapping,
     DiscardMapping,
+    Reconcile,
+    Expand,
+    Accept,
+    SignOff,
+    WriteReport,
 }
 
 /// The layers a binding can live in: one per pane, and `global` for all of them.

@@ -101,6 +101,48 @@ impl Runner {
                 });
             }
             Effect::SaveMapping { text, expected } => self.save_mapping(text, expected),
+            Effect::Reconcile => {
+                let project = self.project();
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let result = async {
+                        let p = project.clone();
+                        let engine =
+                            tokio::task::spawn_blocking(move || p.engine()).await.map_err(|e| eyre!("{e}"))??;
+                        crate::reconcile::build(&engine, crate::reconcile::Options::default()).await
+                    }
+                    .await;
+                    let _ = tx.send(Msg::Reconciled(result.map(Box::new).map_err(|e| format!("{e:#}"))));
+                });
+            }
+            Effect::SignOff { report, notes, accepted } => {
+                let path = self.project().store_path.clone();
+                let tx = self.tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let result = (|| -> Result<std::result::Result<crate::store::SignOff, String>> {
+                        // No run may start while the sign-off is recorded.
+                        let _lock = crate::store::RunLock::acquire(&path)?;
+                        let store = Store::open(&path)?;
+                        crate::reconcile::signoff::sign_off(&store, &report, &notes, &accepted)
+                    })();
+                    let msg = match result {
+                        Ok(done) => Msg::SignedOff(done),
+                        Err(e) => Msg::SignedOff(Err(format!("{e:#}"))),
+                    };
+                    let _ = tx.send(msg);
+                });
+            }
+            Effect::WriteReport { report } => {
+                let project = self.project();
+                let tx = self.tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let msg = match write_report(&project, &report) {
+                        Ok(names) => Msg::Done { message: format!("report written: {names}"), failed: false },
+                        Err(e) => Msg::Failed(format!("could not write the report: {e:#}")),
+                    };
+                    let _ = tx.send(msg);
+                });
+            }
             Effect::StartRun { mode } => self.start(mode, Vec::new()),
             Effect::Reprocess { ids } => self.start(RunMode::Reprocess, ids),
             Effect::Control(c) => {
@@ -483,17 +525,31 @@ fn reprocess_report(store: &Store, ids: &[i64]) -> Result<String> {
 }
 
 /// The counts of the latest real run, per object, with what is still open in the queue.
+/// Writes `<project>.reconciliation.md` and `.json` beside the project file, each whole or not at all.
+pub fn write_report(project: &Project, report: &crate::reconcile::Report) -> Result<String> {
+    let stem = project.config.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = project.config.base_dir();
+    let signoff = Store::open_reader(&project.store_path).and_then(|s| s.latest_signoff()).ok().flatten();
+    let md = dir.join(format!("{stem}.reconciliation.md"));
+    let json = dir.join(format!("{stem}.reconciliation.json"));
+    crate::cli::write_output(Some(&md), |out| Ok(crate::reconcile::format::markdown(report, signoff.as_ref(), out)?))?;
+    crate::cli::write_output(Some(&json), |out| Ok(writeln!(out, "{}", report.to_json()?)?))?;
+    Ok(format!("{} and {}", md.display(), json.display()))
+}
+
 fn balance(store: &Store) -> Result<Msg> {
     let runs = store.runs()?;
-    let Some(run) = runs.iter().rev().find(|r| r.kind == "full") else {
-        return Ok(Msg::BalanceLoaded { run: None, rows: Vec::new() });
+    let latest_run = store.last_run_id()?;
+    let signoff = store.latest_signoff()?;
+    let Some(run) = runs.iter().find(|r| r.kind == "full") else {
+        return Ok(Msg::BalanceLoaded { run: None, rows: Vec::new(), latest_run, signoff });
     };
     let mut rows = Vec::new();
     for (object, source, counts) in store.run_counts(run.id)? {
         let open_queue = store.open_queue_count(&object)?;
         rows.push(BalanceRow { object, source, counts, open_queue });
     }
-    Ok(Msg::BalanceLoaded { run: Some((run.id, run.kind.clone(), run.state.clone())), rows })
+    Ok(Msg::BalanceLoaded { run: Some((run.id, run.kind.clone(), run.state.clone())), rows, latest_run, signoff })
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@ use crate::config::LoadedConfig;
 use crate::model::Counts;
 use crate::pipeline::progress::Control;
 use crate::pipeline::{Progress, RunState};
-use crate::store::QueueItem;
+use crate::reconcile::Report;
+use crate::store::{QueueItem, SignOff};
 use ratatui_textarea::TextArea;
 use std::collections::{BTreeSet, VecDeque};
 
@@ -210,10 +211,228 @@ pub struct BalanceRow {
     pub open_queue: u64,
 }
 
+/// The reconciliation pane: the counts balance of the latest run (read from the store, free),
+/// and the newest full reconciliation report with its sign-off.
 #[derive(Debug, Default)]
 pub struct ReconcileView {
     pub run: Option<(i64, String, String)>,
     pub rows: Vec<BalanceRow>,
+    /// The newest run in the store: a report made before it is out of date.
+    pub latest_run: Option<i64>,
+    pub report: Option<Box<Report>>,
+    pub signoff: Option<SignOff>,
+    /// A reconciliation is being made.
+    pub working: bool,
+    pub error: Option<String>,
+    /// Sections and discrepancies opened (by id).
+    pub open: BTreeSet<String>,
+    pub cursor: usize,
+    /// Discrepancies accepted here for the coming sign-off: (key, reason).
+    pub accepted: Vec<(String, String)>,
+}
+
+/// One row of the reconciliation pane.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReconLine {
+    Section {
+        id: String,
+        title: String,
+        ok: bool,
+        open: bool,
+    },
+    Discrepancy {
+        key: String,
+        summary: String,
+        accepted: Option<String>,
+        open: bool,
+    },
+    /// A record behind a discrepancy or a difference: enter shows it in the queue or audit log.
+    Record {
+        object: String,
+        source_id: String,
+        queue_reason: Option<String>,
+        text: String,
+    },
+    Detail {
+        text: String,
+        ok: bool,
+    },
+}
+
+/// Records of a discrepancy listed in the pane (the report file lists up to its cap).
+pub const RECON_RECORDS: usize = 50;
+
+impl ReconcileView {
+    /// The report is older than the newest run.
+    pub fn stale(&self) -> bool {
+        match (&self.report, self.latest_run) {
+            (Some(r), Some(latest)) => r.last_run_id.is_some_and(|id| id < latest),
+            _ => false,
+        }
+    }
+
+    /// The sign-off approved this very report and no run came after it.
+    pub fn signed(&self) -> bool {
+        match (&self.signoff, &self.report) {
+            (Some(s), Some(r)) => s.voided_by_run.is_none() && r.hash().is_ok_and(|h| h == s.report_hash),
+            _ => false,
+        }
+    }
+
+    pub fn reason_for(&self, key: &str) -> Option<&str> {
+        self.accepted.iter().find(|(k, _)| k == key).map(|(_, r)| r.as_str())
+    }
+
+    pub fn lines(&self) -> Vec<ReconLine> {
+        let Some(report) = &self.report else { return Vec::new() };
+        let mut out = Vec::new();
+        let section = |out: &mut Vec<ReconLine>, id: &str, title: String, ok: bool| -> bool {
+            let open = self.open.contains(id);
+            out.push(ReconLine::Section { id: id.to_string(), title, ok, open });
+            open
+        };
+        let n = report.discrepancies.len();
+        let title = if n == 0 {
+            "Discrepancies: none".to_string()
+        } else {
+            let accepted = report.discrepancies.iter().filter(|d| self.reason_for(&d.key).is_some()).count();
+            format!("Discrepancies: {n} ({accepted} accepted for sign-off)")
+        };
+        if section(&mut out, "discrepancies", title, n == 0) {
+            for d in &report.discrepancies {
+                let open = self.open.contains(&d.key);
+                out.push(ReconLine::Discrepancy {
+                    key: d.key.clone(),
+                    summary: d.summary.clone(),
+                    accepted: self.reason_for(&d.key).map(str::to_string),
+                    open,
+                });
+                if open {
+                    let queue_reason = d.key.split_once("/queued/").map(|(_, r)| r.to_string());
+                    for id in d.records.ids.iter().take(RECON_RECORDS) {
+                        out.push(ReconLine::Record {
+                            object: d.object.clone(),
+                            source_id: id.clone(),
+                            queue_reason: queue_reason.clone(),
+                            text: format!("{} {}", d.object, crate::text::shown(id)),
+                        });
+                    }
+                    let more = d.records.total.saturating_sub(RECON_RECORDS.min(d.records.ids.len()) as u64);
+                    if more > 0 {
+                        out.push(ReconLine::Detail {
+                            text: format!("… and {more} more (w writes them all to the report file)"),
+                            ok: false,
+                        });
+                    }
+                    if d.records.total == 0 {
+                        out.push(ReconLine::Detail {
+                            text: "an aggregate check: the object's section shows the values".into(),
+                            ok: false,
+                        });
+                    }
+                }
+            }
+        }
+        for o in &report.objects {
+            let c = &o.counts;
+            let broken = report.discrepancies.iter().filter(|d| d.object == o.object).count();
+            let title = format!(
+                "{}: {} in source = {} written + {} held + {} skipped + {} failed{}",
+                o.object,
+                c.in_source,
+                c.written,
+                c.queued,
+                c.skipped,
+                c.failed.total,
+                if broken == 0 { String::new() } else { format!(" · {broken} discrepancies") }
+            );
+            if !section(&mut out, &format!("object:{}", o.object), title, broken == 0) {
+                continue;
+            }
+            let detail = |text: String, ok: bool| ReconLine::Detail { text, ok };
+            out.push(detail(
+                format!(
+                    "counts: source says {}, read {}; no outcome {}, no longer in source {}",
+                    c.source_count.map(|n| n.to_string()).unwrap_or_else(|| "—".into()),
+                    c.in_source,
+                    c.no_outcome.total,
+                    c.not_in_source.total
+                ),
+                c.balanced(),
+            ));
+            let r = &o.readback;
+            out.push(detail(
+                format!(
+                    "read-back: {} written, {} missing; {} compared field by field, {} identical",
+                    r.written, r.missing.total, r.checked, r.identical
+                ),
+                r.missing.is_empty() && r.differences_total == 0,
+            ));
+            for d in r.differences.iter().take(RECON_RECORDS) {
+                out.push(ReconLine::Record {
+                    object: o.object.clone(),
+                    source_id: d.source_id.clone(),
+                    queue_reason: None,
+                    text: format!(
+                        "{} {}: {} wrote {} · destination has {}",
+                        o.object,
+                        crate::text::shown(&d.source_id),
+                        d.field,
+                        crate::text::shown_opt(d.wrote.as_deref()),
+                        crate::text::shown_opt(d.found.as_deref())
+                    ),
+                });
+            }
+            for dist in &o.distributions {
+                let off: Vec<String> = dist
+                    .rows
+                    .iter()
+                    .filter(|r| r.mapped != r.destination)
+                    .map(|r| {
+                        let v = r.label.clone().or_else(|| r.value.clone()).unwrap_or_else(|| "∅".into());
+                        format!("{} {}≠{}", crate::text::shown(&v), r.mapped, r.destination)
+                    })
+                    .collect();
+                let text = if off.is_empty() {
+                    let top: Vec<String> = dist
+                        .rows
+                        .iter()
+                        .take(4)
+                        .map(|r| {
+                            let v = r.label.clone().or_else(|| r.value.clone()).unwrap_or_else(|| "∅".into());
+                            format!("{} {}", crate::text::shown(&v), r.mapped)
+                        })
+                        .collect();
+                    format!(
+                        "distribution of {}: same ({} values: {}{})",
+                        dist.field,
+                        dist.rows.len(),
+                        top.join(", "),
+                        if dist.rows.len() > 4 { ", …" } else { "" }
+                    )
+                } else {
+                    format!("distribution of {}: DIFFERENT — {}", dist.field, off.join(", "))
+                };
+                out.push(detail(text, off.is_empty()));
+            }
+            for s in &o.sums {
+                out.push(detail(
+                    format!("sum of {}: mapped source {} · destination {}", s.field, s.mapped, s.destination),
+                    s.balanced(),
+                ));
+            }
+            for rel in &o.relationships {
+                out.push(detail(
+                    format!(
+                        "{} → {}: {} linked, {} pointing at nothing, {} at another parent (sample)",
+                        rel.field, rel.parent, rel.linked, rel.orphans.total, rel.wrong_parent.total
+                    ),
+                    rel.orphans.is_empty() && rel.wrong_parent.is_empty(),
+                ));
+            }
+        }
+        out
+    }
 }
 
 /// A mapping row as the project file states it.
@@ -326,6 +545,10 @@ pub enum Confirm {
     },
     /// Leave the mapping editor's unsaved changes behind.
     DiscardMapping,
+    /// Sign the migration off with these notes and acceptances.
+    SignOff {
+        notes: String,
+    },
 }
 
 /// What the text box being edited is for.
@@ -349,6 +572,11 @@ pub enum EditTarget {
         ids: Vec<i64>,
     },
     AuditSearch,
+    /// Why a discrepancy is accepted.
+    AcceptReason {
+        key: String,
+    },
+    SignOffNotes,
 }
 
 pub enum Modal {
@@ -380,6 +608,8 @@ pub struct AppState {
     pub modal: Option<Modal>,
     /// This console, as claims name it (see `store::claims`).
     pub me: String,
+    /// The operating-system user, as a sign-off records it.
+    pub user: String,
     /// One line for the last thing that happened: (is it bad news, text).
     pub status: Option<(bool, String)>,
     /// Rows a page moves (set from the terminal height).
@@ -410,6 +640,7 @@ impl AppState {
             reconcile: ReconcileView::default(),
             modal: None,
             me: crate::store::claims::console_identity(),
+            user: crate::store::os_user(),
             status: None,
             page_rows: 10,
             quit: false,

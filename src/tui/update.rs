@@ -47,7 +47,13 @@ pub enum Msg {
     BalanceLoaded {
         run: Option<(i64, String, String)>,
         rows: Vec<BalanceRow>,
+        latest_run: Option<i64>,
+        signoff: Option<crate::store::SignOff>,
     },
+    /// A reconciliation report, or why none could be made.
+    Reconciled(Result<Box<crate::reconcile::Report>, String>),
+    /// The sign-off was recorded, or refused (why).
+    SignedOff(Result<crate::store::SignOff, String>),
     /// A fix, reprocess or skip finished: what to tell the operator, and whether it went wrong.
     Done {
         message: String,
@@ -138,6 +144,18 @@ pub enum Effect {
         id: i64,
         choice: String,
     },
+    /// Reconcile the project against both systems (answered `Reconciled`).
+    Reconcile,
+    /// Record a sign-off of `report` (answered `SignedOff`).
+    SignOff {
+        report: Box<crate::reconcile::Report>,
+        notes: String,
+        accepted: Vec<(String, String)>,
+    },
+    /// Write the report as Markdown and JSON beside the project file (answered `Done`).
+    WriteReport {
+        report: Box<crate::reconcile::Report>,
+    },
 }
 
 /// Effects to run when the console opens.
@@ -211,9 +229,51 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
             a.cursor = a.cursor.min(a.rows.len().saturating_sub(1));
             Vec::new()
         }
-        Msg::BalanceLoaded { run, rows } => {
-            state.reconcile.run = run;
-            state.reconcile.rows = rows;
+        Msg::BalanceLoaded { run, rows, latest_run, signoff } => {
+            let r = &mut state.reconcile;
+            r.run = run;
+            r.rows = rows;
+            r.latest_run = latest_run;
+            r.signoff = signoff;
+            Vec::new()
+        }
+        Msg::Reconciled(result) => {
+            let r = &mut state.reconcile;
+            r.working = false;
+            match result {
+                Ok(report) => {
+                    r.error = None;
+                    if r.report.is_none() {
+                        r.open.insert("discrepancies".into());
+                    }
+                    // Acceptances carry over only to discrepancies the new report still has; a
+                    // console opened after a sign-off starts from what it accepted.
+                    if r.accepted.is_empty()
+                        && let Some(s) = r.signoff.as_ref().filter(|s| s.voided_by_run.is_none())
+                    {
+                        r.accepted = s.accepted.iter().map(|a| (a.key.clone(), a.reason.clone())).collect();
+                    }
+                    r.accepted.retain(|(key, _)| report.discrepancy(key).is_some());
+                    let verdict = report.verdict();
+                    r.report = Some(report);
+                    r.cursor = r.cursor.min(r.lines().len().saturating_sub(1));
+                    state.status = Some((false, format!("reconciled: {verdict}")));
+                }
+                Err(e) => {
+                    r.error = Some(e.clone());
+                    state.status = Some((true, format!("could not reconcile: {e}")));
+                }
+            }
+            Vec::new()
+        }
+        Msg::SignedOff(result) => {
+            match result {
+                Ok(s) => {
+                    state.status = Some((false, format!("signed off by {} at {} ({})", s.user, s.at, s.verdict)));
+                    state.reconcile.signoff = Some(s);
+                }
+                Err(e) => state.status = Some((true, format!("not signed off: {e}"))),
+            }
             Vec::new()
         }
         Msg::Done { message, failed } => {
@@ -478,6 +538,50 @@ fn submit_edit(state: &mut AppState, target: EditTarget, text: String) -> Vec<Ef
             state.audit.query.source_id = if id.is_empty() { None } else { Some(id.to_string()) };
             audit_reload(state)
         }
+        EditTarget::AcceptReason { key } => {
+            let reason = text.trim().to_string();
+            if reason.is_empty() {
+                state.status = Some((true, "accepting a discrepancy needs a reason; nothing accepted".into()));
+            } else {
+                state.status = Some((false, format!("{key} accepted for the sign-off")));
+                state.reconcile.accepted.push((key, reason));
+            }
+            Vec::new()
+        }
+        EditTarget::SignOffNotes => {
+            let notes = text.trim().to_string();
+            if notes.is_empty() {
+                state.status = Some((true, "a sign-off needs notes: what was checked, and by whom".into()));
+                return Vec::new();
+            }
+            let Some(report) = &state.reconcile.report else { return Vec::new() };
+            let hash = report.hash().unwrap_or_default();
+            let accepted: Vec<String> = state
+                .reconcile
+                .accepted
+                .iter()
+                .map(|(key, reason)| {
+                    let n = report.discrepancy(key).map_or(0, |d| d.records.total);
+                    format!("{key} ({n} records): {}", crate::text::shown(reason))
+                })
+                .collect();
+            let mut question = format!(
+                "Sign off \"{}\" as {}?\nIt approves the report made {} (hash {}), recorded as {}.",
+                crate::text::shown(&state.project),
+                if accepted.is_empty() { "balanced" } else { "balanced with accepted exceptions" },
+                report.generated_at,
+                &hash[..hash.len().min(12)],
+                crate::text::shown(&state.user)
+            );
+            if !accepted.is_empty() {
+                question.push_str("\nAccepting:");
+                for a in &accepted {
+                    question.push_str(&format!("\n• {a}"));
+                }
+            }
+            state.modal = Some(Modal::Confirm { question, what: Confirm::SignOff { notes } });
+            Vec::new()
+        }
     }
 }
 
@@ -526,6 +630,12 @@ fn confirmed(state: &mut AppState, what: Confirm) -> Vec<Effect> {
             discard_mapping(state);
             Vec::new()
         }
+        Confirm::SignOff { notes } => match &state.reconcile.report {
+            Some(report) => {
+                vec![Effect::SignOff { report: report.clone(), notes, accepted: state.reconcile.accepted.clone() }]
+            }
+            None => Vec::new(),
+        },
     }
 }
 
@@ -944,6 +1054,8 @@ fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
             state.modal = Some(Modal::Confirm { question, what: Confirm::Decide { id, merge_into } });
             Vec::new()
         }
+        Reconcile => start_reconcile(state),
+        Expand | Accept | SignOff | WriteReport => reconcile_action(state, action),
         Skip => {
             let ids = state.queue.targets();
             if ids.is_empty() {
@@ -987,9 +1099,108 @@ fn cycle(values: &[String], current: Option<&str>) -> Option<String> {
     }
 }
 
+fn start_reconcile(state: &mut AppState) -> Vec<Effect> {
+    let r = &state.reconcile;
+    if r.working {
+        state.status = Some((false, "already reconciling…".into()));
+        return Vec::new();
+    }
+    if state.run_active() {
+        state.status = Some((true, "wait for the active run to finish, then reconcile".into()));
+        return Vec::new();
+    }
+    state.reconcile.working = true;
+    state.status = Some((false, "reconciling: reading the source and the destination…".into()));
+    vec![Effect::Reconcile]
+}
+
+fn reconcile_action(state: &mut AppState, action: Action) -> Vec<Effect> {
+    let r = &mut state.reconcile;
+    let line = r.lines().get(r.cursor).cloned();
+    match action {
+        Action::Expand => match line {
+            Some(ReconLine::Section { id, .. }) => toggle(&mut r.open, id),
+            Some(ReconLine::Discrepancy { key, .. }) => toggle(&mut r.open, key),
+            Some(ReconLine::Record { object, source_id, queue_reason: Some(reason), .. }) => {
+                state.queue.query = QueueQuery { object: Some(object), reason: Some(reason) };
+                state.status = Some((false, format!("{} is among these held records", crate::text::shown(&source_id))));
+                state.pane = Pane::Queue;
+                queue_reload(state)
+            }
+            Some(ReconLine::Record { object, source_id, .. }) => {
+                state.audit.query = AuditQuery { object: Some(object), outcome: None, source_id: Some(source_id) };
+                state.pane = Pane::Audit;
+                audit_reload(state)
+            }
+            _ => Vec::new(),
+        },
+        Action::Accept => {
+            let Some(ReconLine::Discrepancy { key, .. }) = line else {
+                state.status = Some((true, "select a discrepancy to accept (open the list with enter)".into()));
+                return Vec::new();
+            };
+            if let Some(pos) = r.accepted.iter().position(|(k, _)| *k == key) {
+                r.accepted.remove(pos);
+                state.status = Some((false, format!("{key} no longer accepted")));
+            } else {
+                open_edit(state, EditTarget::AcceptReason { key }, "");
+            }
+            Vec::new()
+        }
+        Action::SignOff => {
+            let Some(report) = &r.report else {
+                state.status = Some((true, "reconcile first (r)".into()));
+                return Vec::new();
+            };
+            if r.stale() {
+                state.status = Some((true, "a run came after this report: r reconciles again".into()));
+                return Vec::new();
+            }
+            let open = report.discrepancies.iter().filter(|d| r.reason_for(&d.key).is_none()).count();
+            if open > 0 {
+                state.status = Some((
+                    true,
+                    format!(
+                        "cannot sign off: {open} discrepancies are neither resolved nor accepted (a accepts the \
+                         selected one with a reason)"
+                    ),
+                ));
+                return Vec::new();
+            }
+            if state.run_active() {
+                state.status = Some((true, "wait for the active run to finish".into()));
+                return Vec::new();
+            }
+            state.status = None;
+            open_edit(state, EditTarget::SignOffNotes, "");
+            Vec::new()
+        }
+        Action::WriteReport => match &r.report {
+            Some(report) => vec![Effect::WriteReport { report: report.clone() }],
+            None => {
+                state.status = Some((true, "reconcile first (r)".into()));
+                Vec::new()
+            }
+        },
+        _ => Vec::new(),
+    }
+}
+
+fn toggle(set: &mut std::collections::BTreeSet<String>, id: String) -> Vec<Effect> {
+    if !set.remove(&id) {
+        set.insert(id);
+    }
+    Vec::new()
+}
+
 fn switch(state: &mut AppState, pane: Pane) -> Vec<Effect> {
     state.pane = pane;
     match pane {
+        Pane::Reconcile if state.reconcile.report.is_none() && !state.reconcile.working && !state.run_active() => {
+            let mut effects = vec![Effect::LoadBalance];
+            effects.extend(start_reconcile(state));
+            effects
+        }
         Pane::Reconcile => vec![Effect::LoadBalance],
         Pane::Mapping => sample_effect(state),
         _ => Vec::new(),
@@ -1065,7 +1276,12 @@ fn move_by(state: &mut AppState, delta: i64) -> Vec<Effect> {
             state.mapping.cursor = clamp_move(state.mapping.cursor, delta, n);
             Vec::new()
         }
-        Pane::Overview | Pane::Reconcile => Vec::new(),
+        Pane::Reconcile => {
+            let n = state.reconcile.lines().len();
+            state.reconcile.cursor = clamp_move(state.reconcile.cursor, delta, n);
+            Vec::new()
+        }
+        Pane::Overview => Vec::new(),
     }
 }
 
@@ -1136,7 +1352,14 @@ mod tests {
         assert_eq!(s.pane, Pane::Queue);
         key(&mut s, KeyCode::Tab);
         assert_eq!(s.pane, Pane::Audit);
-        assert_eq!(key(&mut s, KeyCode::Tab), vec![Effect::LoadBalance], "the reconciliation pane refreshes");
+        assert_eq!(
+            key(&mut s, KeyCode::Tab),
+            vec![Effect::LoadBalance, Effect::Reconcile],
+            "the reconciliation pane refreshes, and reconciles the first time"
+        );
+        assert!(s.reconcile.working);
+        ch(&mut s, '1');
+        assert_eq!(ch(&mut s, '5'), vec![Effect::LoadBalance], "not twice while one is being made");
         ch(&mut s, '?');
         assert!(matches!(s.modal, Some(Modal::Help { scroll: 0 })));
         ch(&mut s, '1');

@@ -168,22 +168,27 @@ fn help(state: &AppState, frame: &mut Frame, area: Rect, scroll: u16, theme: &Th
 }
 
 fn confirm(frame: &mut Frame, area: Rect, question: &str, theme: &Theme) {
-    let r = centered(area, 64, 8);
+    // Sized to the question (a sign-off lists everything it accepts); the answer keys sit in
+    // the frame, so they show even when a long question is cut.
+    let width = area.width.saturating_sub(4).clamp(20, 90);
+    let inner = width.saturating_sub(2).max(1) as usize;
+    let rows: usize = question.lines().map(|l| l.chars().count().div_ceil(inner).max(1)).sum::<usize>() + 1;
+    let r = centered(area, width, (rows as u16 + 2).clamp(5, area.height.saturating_sub(2)));
     frame.render_widget(Clear, r);
-    let text = vec![
-        Line::from(question.to_string()),
-        Line::from(""),
-        Line::from(vec![
-            Span::styled("y", theme.accent),
-            Span::raw(" yes   "),
-            Span::styled("n", theme.accent),
-            Span::raw(" / esc no"),
-        ]),
-    ];
+    let text: Vec<Line> = question.lines().map(|l| Line::from(l.to_string())).collect();
     frame.render_widget(
-        Paragraph::new(text)
-            .wrap(Wrap { trim: true })
-            .block(Block::default().borders(Borders::ALL).title(" Confirm ").border_style(theme.warn)),
+        Paragraph::new(text).wrap(Wrap { trim: true }).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" Confirm ")
+                .title_bottom(Line::from(vec![
+                    Span::styled(" y", theme.accent),
+                    Span::raw(" yes   "),
+                    Span::styled("n", theme.accent),
+                    Span::raw(" / esc no "),
+                ]))
+                .border_style(theme.warn),
+        ),
         r,
     );
 }
@@ -202,7 +207,10 @@ fn edit(
             r#" dest = { from = "src", transform = "trim", translate = "T", default = "x" } · enter · esc"#
         }
         EditTarget::Translation { .. } => r#" "source value" = "destination value" · enter adds it · esc"#,
-        _ => " enter saves · esc abandons · empty clears the value",
+        EditTarget::Field { .. } => " enter saves · esc abandons · empty clears the value",
+        EditTarget::AcceptReason { .. } | EditTarget::SkipReason { .. } => " enter takes the reason · esc abandons",
+        EditTarget::SignOffNotes => " enter, then a confirmation names everything accepted · esc abandons",
+        EditTarget::AuditSearch => " enter filters · esc abandons · empty shows every record",
     };
     let title = match target {
         EditTarget::MappingRow { object, original: Some(dest) } => format!(" {object}: edit the mapping of {dest} "),
@@ -212,6 +220,8 @@ fn edit(
         EditTarget::Field { ids, field } => format!(" Set {field} on {} marked records ", ids.len()),
         EditTarget::SkipReason { ids } => format!(" Why skip {} record(s)? ", ids.len()),
         EditTarget::AuditSearch => " Source id (empty: all) ".to_string(),
+        EditTarget::AcceptReason { key } => format!(" Why accept {key}? (recorded with the sign-off) "),
+        EditTarget::SignOffNotes => " Sign-off notes: what was checked, and by whom ".to_string(),
     };
     let width = if matches!(target, EditTarget::MappingRow { .. }) { 96 } else { 70 };
     let r = centered(area, width, if error.is_some() { 7 } else { 5 });
