@@ -314,6 +314,15 @@ fn runs_command(project: Option<PathBuf>) -> i32 {
         let project = Project::load(project.as_deref())?;
         let store = project.store()?;
         print!("{}", report::runs_table(&store)?);
+        match store.latest_signoff()? {
+            None => println!("Not signed off: `cutover reconcile`, then `cutover signoff --notes \"…\"`."),
+            Some(s) => match s.voided_by_run {
+                Some(run) => {
+                    println!("Sign-off of {} by {} is void: run {run} came after it. Reconcile again.", s.at, s.user)
+                }
+                None => println!("Signed off by {} at {} ({}); report {}.", s.user, s.at, s.verdict, s.report_hash),
+            },
+        }
         Ok(())
     })();
     match result {

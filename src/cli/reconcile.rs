@@ -89,10 +89,16 @@ pub async fn reconcile_command(
         Ok(p) => p,
         Err(e) => return not_started(&e),
     };
+    // A run must not move records while they are being counted.
+    let lock = match RunLock::acquire(&project.store_path) {
+        Ok(l) => l,
+        Err(e) => return not_started(&e),
+    };
     let report = match build(&project, sample.options()).await {
         Ok(r) => r,
         Err(e) => return not_started(&e),
     };
+    drop(lock);
     let signoff = project.store().and_then(|s| s.latest_signoff()).ok().flatten();
     let written = write_output(output.as_deref(), |out| {
         match format_arg {
@@ -101,7 +107,9 @@ pub async fn reconcile_command(
         }
         Ok(())
     });
-    if let Err(e) = written {
+    if let Err(e) = written
+        && !broken_pipe(&e)
+    {
         eprintln!("error: {e:#}");
         return EXIT_NOT_STARTED;
     }
@@ -109,6 +117,17 @@ pub async fn reconcile_command(
         eprintln!("Report written to {} ({}).", path.display(), report.verdict());
     }
     if report.balanced() { EXIT_OK } else { EXIT_HALTED }
+}
+
+fn broken_pipe(e: &color_eyre::Report) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<csv::Error>().is_some_and(
+                |e| matches!(e.kind(), csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe),
+            )
+            || c.downcast_ref::<serde_json::Error>()
+                .is_some_and(|e| e.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe))
+    })
 }
 
 /// `KEY=REASON` → (key, reason).
@@ -182,6 +201,8 @@ pub fn export_command(
             }
             EXIT_OK
         }
+        // `cutover export audit | head`: the reader has all it wanted.
+        Err(e) if broken_pipe(&e) => EXIT_OK,
         Err(e) => not_started(&e),
     }
 }
