@@ -4,6 +4,7 @@
 mod progress;
 mod queue;
 mod reconcile;
+mod signals;
 pub use reconcile::write_output;
 pub mod report;
 
@@ -69,6 +70,10 @@ pub enum Command {
         /// and change nothing in the project's state.
         #[arg(long)]
         dry_run: bool,
+        /// Continue the last full run that did not complete (killed, stopped with Ctrl-C, halted,
+        /// cancelled) from its checkpoints, under the same run.
+        #[arg(long, conflicts_with = "dry_run")]
+        resume: bool,
     },
     /// Check a project file against the source and destination schemas, reporting every problem.
     Check { project: Option<PathBuf> },
@@ -166,7 +171,7 @@ async fn dispatch(command: Command) -> i32 {
             Ok(p) => open_console(p).await,
             Err(e) => not_started(&e),
         },
-        Command::Run { project, dry_run } => run_command(project, dry_run).await,
+        Command::Run { project, dry_run, resume } => run_command(project, dry_run, resume).await,
         Command::Check { project } => check_command(project).await,
         Command::Runs { project } => runs_command(project),
         Command::Queue { project, action } => queue::command(project, action).await,
@@ -218,22 +223,34 @@ pub fn not_started(e: &color_eyre::Report) -> i32 {
 }
 
 pub async fn run_project(project: &Project, dry_run: bool) -> i32 {
+    run_project_with(project, dry_run, false).await
+}
+
+async fn run_project_with(project: &Project, dry_run: bool, resume: bool) -> i32 {
     if dry_run {
         match project.preview_engine() {
-            Ok(preview) => finish_run(project, &preview.engine, RunKind::Preview, true).await,
+            Ok(preview) => finish_run(project, &preview.engine, RunKind::Preview, true, false).await,
             Err(e) => not_started(&e),
         }
     } else {
         match project.engine() {
-            Ok(engine) => finish_run(project, &engine, RunKind::Full, false).await,
+            Ok(engine) => finish_run(project, &engine, RunKind::Full, false, resume).await,
             Err(e) => not_started(&e),
         }
     }
 }
 
-async fn finish_run(project: &Project, engine: &crate::pipeline::Engine, kind: RunKind, dry_run: bool) -> i32 {
+async fn finish_run(
+    project: &Project,
+    engine: &crate::pipeline::Engine,
+    kind: RunKind,
+    dry_run: bool,
+    resume: bool,
+) -> i32 {
     let show = progress::spawn(engine.subscribe(), std::io::stderr().is_terminal());
-    let result = engine.run(kind).await;
+    let signals = signals::watch(engine.controller());
+    let result = if resume { engine.resume().await } else { engine.run(kind).await };
+    signals.stop();
     show.finish().await;
     let succeeded = result.is_ok();
     let code = report_run(project, result, dry_run);
@@ -256,8 +273,21 @@ pub fn report_run(project: &Project, result: Result<RunSummary, RunFailure>, dry
             }
             match summary.finish {
                 Finish::Completed => EXIT_OK,
-                Finish::Halted(_) => EXIT_HALTED,
-                Finish::Cancelled => EXIT_CANCELLED,
+                Finish::Halted(_) => {
+                    if !dry_run {
+                        println!(
+                            "After fixing the cause (the mapping, the queue), `cutover run --resume` continues after \
+                             the last committed batch."
+                        );
+                    }
+                    EXIT_HALTED
+                }
+                Finish::Cancelled => {
+                    if !dry_run {
+                        println!("Stopped at a checkpoint: `cutover run --resume` continues from there.");
+                    }
+                    EXIT_CANCELLED
+                }
             }
         }
         Err(RunFailure { started: false, error }) => not_started(&error),
@@ -269,12 +299,12 @@ pub fn report_run(project: &Project, result: Result<RunSummary, RunFailure>, dry
     }
 }
 
-async fn run_command(project: Option<PathBuf>, dry_run: bool) -> i32 {
+async fn run_command(project: Option<PathBuf>, dry_run: bool, resume: bool) -> i32 {
     let project = match Project::load(project.as_deref()) {
         Ok(p) => p,
         Err(e) => return not_started(&e),
     };
-    run_project(&project, dry_run).await
+    run_project_with(&project, dry_run, resume).await
 }
 
 async fn check_command(project: Option<PathBuf>) -> i32 {

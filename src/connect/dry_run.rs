@@ -57,4 +57,7 @@ impl Destination for DryRunDestination {
     async fn delete(&self, _object: &str, ids: &[String]) -> Result<Vec<WriteResult>> {
         Ok(ids.iter().map(|i| Ok(i.clone())).collect())
     }
+    async fn marked(&self, namespace: &str, object: &str) -> Result<Vec<(String, String)>> {
+        self.inner.marked(namespace, object).await
+    }
 }

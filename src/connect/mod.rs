@@ -55,6 +55,20 @@ pub trait Source: Send + Sync {
 pub struct NewRecords {
     pub fields: FieldNames,
     pub rows: Vec<Vec<Value>>,
+    /// Each row's source record, for the destination to mark it with (see [`Marks`]).
+    pub marks: Option<Marks>,
+}
+
+/// Idempotency markers: a destination that cannot share a transaction with the state store
+/// records, with each record it creates, which source record it came from — in the same write.
+/// After a crash between the destination's write and the store's commit, the engine finds the
+/// records already created ([`Destination::marked`]) and adopts them instead of creating them again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marks {
+    /// Separates projects writing into the same destination.
+    pub namespace: String,
+    /// One per row.
+    pub source_ids: Vec<String>,
 }
 
 /// Changes to one existing destination record.
@@ -90,6 +104,11 @@ pub trait Destination: Send + Sync {
     async fn update(&self, object: &str, changes: &[Change]) -> Result<Vec<WriteResult>>;
     /// Deletes records (used by rollback); one result per id, in order.
     async fn delete(&self, object: &str, ids: &[String]) -> Result<Vec<WriteResult>>;
+    /// Every record created with a marker of `namespace` in `object`: (source id, destination id).
+    /// Destinations that keep no markers answer nothing.
+    async fn marked(&self, _namespace: &str, _object: &str) -> Result<Vec<(String, String)>> {
+        Ok(Vec::new())
+    }
 }
 
 fn resolve_path(project: &LoadedConfig, conn: &ConnectionConfig, role: &str) -> Result<PathBuf> {

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use color_eyre::eyre::{Result, WrapErr, bail, eyre};
 use indexmap::IndexMap;
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OpenFlags, params_from_iter};
+use rusqlite::{Connection, OpenFlags, params, params_from_iter};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -275,6 +275,21 @@ fn bind(ty: FieldType, v: Option<&str>) -> Bound<'_> {
     }
 }
 
+/// Where the destination keeps Cutover's idempotency markers (see `connect::Marks`): a table of
+/// its own beside the migrated ones, written in the same transaction as the records.
+const MARKS_TABLE: &str = "CREATE TABLE IF NOT EXISTS cutover_marks (
+    namespace TEXT NOT NULL,
+    object    TEXT NOT NULL,
+    source_id TEXT NOT NULL,
+    dest_id   TEXT NOT NULL,
+    PRIMARY KEY (namespace, object, source_id)
+)";
+
+fn has_table(conn: &Connection, name: &str) -> Result<bool> {
+    let mut stmt = conn.prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")?;
+    Ok(stmt.exists([name])?)
+}
+
 fn field_types(schema: &DestSchema, fields: &[String]) -> Vec<FieldType> {
     fields.iter().map(|f| schema.field(f).map(|d| d.ty).unwrap_or(FieldType::Text)).collect()
 }
@@ -455,6 +470,9 @@ impl Destination for SqliteDestination {
             );
             let sql = if rowid_key { insert } else { format!("{insert} RETURNING {}", ident(&schema.id_field)) };
             let mut results = Vec::with_capacity(records.rows.len());
+            if records.marks.is_some() {
+                tx.execute_batch(MARKS_TABLE)?;
+            }
             {
                 let mut stmt = tx.prepare_cached(&sql).wrap_err_with(|| format!("insert into {}", schema.object))?;
                 for row in &records.rows {
@@ -469,6 +487,17 @@ impl Destination for SqliteDestination {
                         Ok(None) => Err("the destination returned no id".to_string()),
                         Err(e) => Err(e.to_string()),
                     });
+                }
+            }
+            if let Some(marks) = &records.marks {
+                // The marker commits with the record, or neither does.
+                let mut mark = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO cutover_marks (namespace, object, source_id, dest_id) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for (sid, result) in marks.source_ids.iter().zip(&results) {
+                    if let Ok(id) = result {
+                        mark.execute(params![marks.namespace, schema.object, sid, id])?;
+                    }
                 }
             }
             tx.commit()?;
@@ -535,8 +564,32 @@ impl Destination for SqliteDestination {
                     });
                 }
             }
+            if has_table(&tx, "cutover_marks")? {
+                let mut unmark = tx.prepare_cached("DELETE FROM cutover_marks WHERE object = ?1 AND dest_id = ?2")?;
+                for id in results.iter().flatten() {
+                    unmark.execute(params![schema.object, id])?;
+                }
+            }
             tx.commit()?;
             Ok(results)
+        })
+        .await
+    }
+
+    async fn marked(&self, namespace: &str, object: &str) -> Result<Vec<(String, String)>> {
+        let schema = self.cached_schema(object).await?;
+        let (conn, namespace) = (self.conn.clone(), namespace.to_string());
+        blocking(move || {
+            let conn = lock(&conn)?;
+            if !has_table(&conn, "cutover_marks")? {
+                return Ok(Vec::new());
+            }
+            let mut stmt =
+                conn.prepare("SELECT source_id, dest_id FROM cutover_marks WHERE namespace = ?1 AND object = ?2")?;
+            let rows = stmt
+                .query_map(params![namespace, schema.object], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
         })
         .await
     }

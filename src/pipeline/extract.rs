@@ -31,20 +31,22 @@ pub struct MappedBatch {
 /// The operator's corrections, by source id (see `Store::corrections_for`).
 pub type Corrections = HashMap<String, IndexMap<String, Option<String>>>;
 
-/// Starts the producer. It stops after the last batch, on the first error (which it sends), or
-/// when the receiver is dropped. Records the operator corrected are mapped with their corrections.
+/// Starts the producer at `cursor` (the start, or a resumed run's checkpoint). It stops after
+/// the last batch, on the first error (which it sends), or when the receiver is dropped. Records
+/// the operator corrected are mapped with their corrections.
 pub fn spawn(
     source: Arc<dyn Source>,
     plan: Arc<ObjectPlan>,
     mapper: Mapper,
     corrections: Corrections,
     batch_size: usize,
+    cursor: Cursor,
     timings: Arc<Timings>,
 ) -> (mpsc::Receiver<Result<MappedBatch>>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel::<Result<MappedBatch>>(2);
     let handle = tokio::spawn(async move {
         let no_corrections = IndexMap::new();
-        let mut cursor = Cursor::start();
+        let mut cursor = cursor;
         loop {
             let started = Instant::now();
             let batch = match source.read_batch(&plan.source_object, &plan.id_field, &cursor, batch_size).await {

@@ -14,7 +14,7 @@ use super::transform::TransformSettings;
 use super::validate::validate;
 use super::write;
 use crate::config::{ConfigError, LoadedConfig, MergeRule, Problems, check};
-use crate::connect::{Cursor, Destination, Source};
+use crate::connect::{Cursor, Destination, Marks, Source};
 use crate::model::{Counts, DestSchema, FieldNames, Issue, Outcome, Rule, SourceRecord, Value};
 use crate::store::{
     AuditRow, BatchCommit, IdMapWrite, MatchIndex, QueueItem, QueueWrite, RunKind, RunLock, Store, match_index, os_user,
@@ -96,6 +96,14 @@ pub(crate) struct Lookups<'a> {
     in_flight: &'a HashMap<String, String>,
     /// The match-index writer of a run, holding the keys of the batch written last.
     index_writer: Option<&'a Mutex<IndexWriter>>,
+    /// Records an interrupted attempt created (source id → destination id): adopted, not re-created.
+    recovered: &'a HashMap<String, String>,
+}
+
+/// Where an object's pass starts: the beginning, or a resumed run's checkpoint.
+struct Start {
+    cursor: Cursor,
+    counts: Counts,
 }
 
 /// What became of one position of a batch.
@@ -280,6 +288,17 @@ impl Engine {
 
     /// A full pass over every object of the project (also used for previews, on a scratch store).
     pub async fn run(&self, kind: RunKind) -> std::result::Result<RunSummary, RunFailure> {
+        self.start_run(kind, false).await
+    }
+
+    /// Continues the newest full run that did not complete (killed, stopped, halted, cancelled)
+    /// from its checkpoints, under the same run id: each object goes on after its last committed
+    /// batch, and records the interrupted attempt created are adopted, never created twice.
+    pub async fn resume(&self) -> std::result::Result<RunSummary, RunFailure> {
+        self.start_run(RunKind::Full, true).await
+    }
+
+    async fn start_run(&self, kind: RunKind, resume: bool) -> std::result::Result<RunSummary, RunFailure> {
         let started_at = Instant::now();
         let _lock = RunLock::acquire(&self.store_path)?;
         let prepared = self.prepare().await?;
@@ -289,16 +308,21 @@ impl Engine {
             if interrupted > 0 {
                 warn!(interrupted, "earlier runs had stopped without finishing");
             }
+            if resume {
+                let run = store.resumable_run()?.map_err(|why| eyre!(why))?;
+                store.resume_run(run.id, &self.project.hash)?;
+                return Ok(run.id);
+            }
             store.begin_run(kind, &os_user(), &self.project.hash)
         })?;
-        info!(run_id, kind = kind.as_str(), "run started");
+        info!(run_id, kind = kind.as_str(), resume, "run started");
         self.control.send_replace(Control::Go);
         self.progress.send_modify(|p| {
             *p = Progress::new(kind.as_str(), &self.project.order);
             p.run_id = Some(run_id);
             p.state = RunState::Running;
         });
-        let result = self.run_objects(run_id, &prepared).await;
+        let result = self.run_objects(run_id, &prepared, resume).await;
         self.finish(run_id, kind, started_at, result).await
     }
 
@@ -341,13 +365,22 @@ impl Engine {
         }
     }
 
-    async fn run_objects(&self, run_id: i64, prepared: &Prepared) -> Result<Finish> {
+    async fn run_objects(&self, run_id: i64, prepared: &Prepared, resume: bool) -> Result<Finish> {
         for (position, plan) in prepared.plans.iter().enumerate() {
             let total = self
                 .source
                 .count(&plan.source_object)
                 .await
                 .wrap_err_with(|| format!("counting {} in the source", plan.name))?;
+            let checkpoint = if resume { sync(|| lock(&self.store)?.checkpoint(run_id, &plan.name))? } else { None };
+            if let Some(done) = checkpoint.as_ref().filter(|c| c.done) {
+                let counts = done.counts;
+                self.progress.send_modify(|p| {
+                    p.objects[position].total = Some(total);
+                    p.objects[position].counts = counts;
+                });
+                continue;
+            }
             sync(|| lock(&self.store)?.begin_object(run_id, &plan.name, position, Some(total)))?;
             self.progress.send_modify(|p| {
                 p.current = Some(position);
@@ -355,12 +388,53 @@ impl Engine {
                 p.phase = format!("indexing {} in the destination", plan.dest_object);
             });
             self.refresh_match_index(plan).await?;
-            self.progress.send_modify(|p| p.phase = format!("migrating {}", plan.name));
-            if let Some(stop) = self.run_object(run_id, position, plan, prepared, total).await? {
+            let recovered = self.recover_created(plan).await?;
+            let start = match checkpoint {
+                Some(c) => {
+                    info!(object = %plan.name, records = c.counts.extracted, "resuming after the last checkpoint");
+                    Start { cursor: Cursor(c.cursor.unwrap_or_default()), counts: c.counts }
+                }
+                None => Start { cursor: Cursor::start(), counts: Counts::default() },
+            };
+            self.progress.send_modify(|p| {
+                p.objects[position].counts = start.counts;
+                p.phase = format!("migrating {}", plan.name);
+            });
+            if let Some(stop) = self.run_object(run_id, position, plan, prepared, total, start, &recovered).await? {
                 return Ok(stop);
             }
         }
         Ok(Finish::Completed)
+    }
+
+    /// Records the destination holds with this project's marker but the id map does not know:
+    /// created by an attempt killed between the destination's write and the store's commit.
+    /// They are adopted (outcome created, nothing written again). Only records that still exist.
+    async fn recover_created(&self, plan: &ObjectPlan) -> Result<HashMap<String, String>> {
+        let marked = self
+            .dest
+            .marked(&self.project.config.project.name, &plan.dest_object)
+            .await
+            .wrap_err_with(|| format!("reading Cutover's markers in {}", plan.dest_object))?;
+        if marked.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let known: HashSet<String> = sync(|| lock(&self.store)?.id_map_ids(&plan.name))?.into_iter().collect();
+        let unknown: Vec<(String, String)> = marked.into_iter().filter(|(sid, _)| !known.contains(sid)).collect();
+        if unknown.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let ids: Vec<String> = unknown.iter().map(|(_, d)| d.clone()).collect();
+        let exists = self.dest.read(&plan.dest_object, &ids, &[]).await?;
+        let recovered: HashMap<String, String> = unknown.into_iter().filter(|(_, d)| exists.contains_key(d)).collect();
+        if !recovered.is_empty() {
+            warn!(
+                object = %plan.name,
+                records = recovered.len(),
+                "records created by an interrupted attempt found by their markers: adopted, not created again"
+            );
+        }
+        Ok(recovered)
     }
 
     fn index(&self) -> Result<MutexGuard<'_, MatchIndex>> {
@@ -423,6 +497,7 @@ impl Engine {
     }
 
     /// Returns how the run stops if it must stop here (halted, cancelled).
+    #[allow(clippy::too_many_arguments)]
     async fn run_object(
         &self,
         run_id: i64,
@@ -430,14 +505,23 @@ impl Engine {
         plan: &Arc<ObjectPlan>,
         prepared: &Prepared,
         total: u64,
+        start: Start,
+        recovered: &HashMap<String, String>,
     ) -> Result<Option<Finish>> {
         let batch_size = self.project.config.project.batch_size;
         let mapper = self.mapper(plan, &prepared.owners)?;
         let corrections = sync(|| lock(&self.store)?.corrections_for(&plan.name))?;
-        let (mut rx, producer) =
-            extract::spawn(self.source.clone(), plan.clone(), mapper, corrections, batch_size, self.timings.clone());
+        let (mut rx, producer) = extract::spawn(
+            self.source.clone(),
+            plan.clone(),
+            mapper,
+            corrections,
+            batch_size,
+            start.cursor,
+            self.timings.clone(),
+        );
         let resolve_queue = sync(|| lock(&self.store)?.open_queue_count(&plan.name))? > 0;
-        let mut counts = Counts::default();
+        let mut counts = start.counts;
         let threshold = self.project.config.project.halt_error_rate;
         let mut halt = None;
         let mut cancelled = false;
@@ -452,8 +536,12 @@ impl Engine {
                 batch_no += 1;
                 let n = items.len() as u64;
                 let before = counts;
-                let lookups =
-                    Lookups { store: &reader, in_flight: writer.in_flight(), index_writer: Some(&index_writer) };
+                let lookups = Lookups {
+                    store: &reader,
+                    in_flight: writer.in_flight(),
+                    index_writer: Some(&index_writer),
+                    recovered,
+                };
                 let commit = self
                     .process_batch(
                         run_id,
@@ -566,6 +654,8 @@ impl Engine {
         let mut decisions: Vec<Option<Decision>> = vec![None; n];
         // Matches held for an operator (merge rule "queue"): the destination record they match.
         let mut undecided: Vec<Option<String>> = vec![None; n];
+        // Records an interrupted attempt already created: their destination id.
+        let mut adopted: Vec<Option<String>> = vec![None; n];
 
         // Dedupe, against the store's match index and earlier records of the batch.
         let started = Instant::now();
@@ -613,6 +703,13 @@ impl Engine {
                         let mut issues = m.issues.clone();
                         issues.extend(validate(plan, owners, &m.values, &m.issues, None));
                         slots[i].issues = issues;
+                    }
+                    Item::Mapped(m) if lookups.recovered.contains_key(&m.source.source_id) => {
+                        // Created by an interrupted attempt: the decision an uninterrupted run
+                        // made. Its keys still go into the batch, for duplicates after it.
+                        let _ = dedupe.decide(&known, i, &m.source.source_id, &record_keys[i]);
+                        decisions[i] = Some(Decision::Create);
+                        adopted[i] = lookups.recovered.get(&m.source.source_id).cloned();
                     }
                     Item::Mapped(m) if m.match_choice.is_some() && known.written(&m.source.source_id).is_none() => {
                         // The operator decided this record's match: no dedupe second-guesses it.
@@ -791,7 +888,18 @@ impl Engine {
         // Write: creates and updates in batches, one result per record.
         let dedupe_keys = BatchDeduper::new(plan, run_id, self.settings.region);
         let mut keys: Vec<RecordKeys> = vec![Vec::new(); n];
-        let creates: Vec<usize> = (0..n).filter(|&i| finals[i].is_some() && !updates.contains_key(&i)).collect();
+        let mut creates: Vec<usize> = (0..n).filter(|&i| finals[i].is_some() && !updates.contains_key(&i)).collect();
+        creates.retain(|&i| {
+            let Some(dest_id) = adopted[i].take() else { return true };
+            if let Some(values) = finals[i].take() {
+                keys[i] = dedupe_keys.keys_of(&values);
+                slots[i].written = json_object(&fields, &values).ok();
+            }
+            slots[i].outcome = Some(Outcome::Created);
+            slots[i].dest_id = Some(dest_id);
+            slots[i].detail = Some("created by an interrupted attempt; found by its marker, not created again".into());
+            false
+        });
         if !creates.is_empty() {
             // Keys are taken before the values move into the write.
             for &i in &creates {
@@ -801,8 +909,16 @@ impl Engine {
                 }
             }
             let rows = creates.iter().filter_map(|&i| finals[i].take()).collect();
+            let source_ids = creates
+                .iter()
+                .map(|&i| match &items[i] {
+                    Item::Mapped(m) => m.source.source_id.clone(),
+                    Item::Malformed { source_id, .. } => source_id.clone(),
+                })
+                .collect();
+            let marks = Marks { namespace: self.project.config.project.name.clone(), source_ids };
             let started = Instant::now();
-            let results = write::create(self.dest.as_ref(), plan, rows).await?;
+            let results = write::create(self.dest.as_ref(), plan, rows, marks).await?;
             self.timings.add(Stage::Write, started.elapsed());
             for (&i, r) in creates.iter().zip(results) {
                 match r {
@@ -1029,6 +1145,8 @@ impl Engine {
             };
             sync(|| lock(&self.store)?.begin_object(run_id, &plan.name, position, None))?;
             self.ensure_match_index(plan).await?;
+            // A reprocess killed after its write finds its records here, instead of writing twice.
+            let recovered = self.recover_created(plan).await?;
             let mapper = self.mapper(plan, &prepared.owners)?;
             let mut counts = Counts::default();
             for chunk in items.chunks(self.project.config.project.batch_size) {
@@ -1040,7 +1158,8 @@ impl Engine {
                 })?;
                 let commit = {
                     let none = HashMap::new();
-                    let lookups = Lookups { store: &self.store, in_flight: &none, index_writer: None };
+                    let lookups =
+                        Lookups { store: &self.store, in_flight: &none, index_writer: None, recovered: &recovered };
                     self.process_batch(run_id, plan, &prepared.owners, batch, &mut counts, None, false, true, &lookups)
                         .await?
                 };

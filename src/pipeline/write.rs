@@ -3,7 +3,7 @@
 //! fields whose value differs, and keeps a before-image of what it overwrote for the audit log.
 
 use super::plan::ObjectPlan;
-use crate::connect::{Change, Destination, NewRecords, WriteResult};
+use crate::connect::{Change, Destination, Marks, NewRecords, WriteResult};
 use crate::model::Value;
 use color_eyre::eyre::{Result, eyre};
 use indexmap::IndexMap;
@@ -36,10 +36,17 @@ pub fn plan_update(fields: &[String], dest_id: &str, current: &[Value], target: 
     Ok(PlannedUpdate { change: Change { dest_id: dest_id.to_string(), values }, before_image, detail })
 }
 
-/// Creates records (values aligned with the plan's destination fields); one answer per record.
-pub async fn create(dest: &dyn Destination, plan: &ObjectPlan, rows: Vec<Vec<Value>>) -> Result<Vec<WriteResult>> {
+/// Creates records (values aligned with the plan's destination fields), each marked with its
+/// source record; one answer per record.
+pub async fn create(
+    dest: &dyn Destination,
+    plan: &ObjectPlan,
+    rows: Vec<Vec<Value>>,
+    marks: Marks,
+) -> Result<Vec<WriteResult>> {
     let n = rows.len();
-    let results = dest.create(&plan.dest_object, NewRecords { fields: plan.dest_fields.clone(), rows }).await?;
+    let records = NewRecords { fields: plan.dest_fields.clone(), rows, marks: Some(marks) };
+    let results = dest.create(&plan.dest_object, records).await?;
     if results.len() != n {
         return Err(eyre!("the destination answered {} results for {n} new records", results.len()));
     }

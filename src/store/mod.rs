@@ -3,6 +3,7 @@
 //! conflict queue. A batch's outcomes and the checkpoint covering them commit in one transaction.
 
 pub mod audit;
+mod checkpoint;
 pub mod claims;
 pub mod export;
 mod ledger;
@@ -12,6 +13,7 @@ pub mod run_lock;
 mod schema;
 mod signoff;
 
+pub use checkpoint::{Checkpoint, RESUMABLE};
 pub use ledger::Written;
 pub use match_index::MatchIndex;
 pub use queue::{QueueFilter, QueueItem, QueueStatus};
@@ -477,7 +479,7 @@ fn placeholders(first: usize, n: usize) -> String {
     (first..first + n).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
 }
 
-fn run_info(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunInfo> {
+pub(crate) fn run_info(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunInfo> {
     Ok(RunInfo {
         id: r.get(0)?,
         kind: r.get(1)?,
