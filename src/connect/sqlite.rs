@@ -283,7 +283,7 @@ const MARKS_TABLE: &str = "CREATE TABLE IF NOT EXISTS cutover_marks (
     source_id TEXT NOT NULL,
     dest_id   TEXT NOT NULL,
     PRIMARY KEY (namespace, object, source_id)
-)";
+) WITHOUT ROWID";
 
 fn has_table(conn: &Connection, name: &str) -> Result<bool> {
     let mut stmt = conn.prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")?;

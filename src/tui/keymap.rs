@@ -60,6 +60,7 @@ pub enum Action {
     SaveMapping,
     DiscardMapping,
     Reconcile,
+    ResumeRun,
     Expand,
     Accept,
     SignOff,

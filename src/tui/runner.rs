@@ -21,7 +21,7 @@ pub struct Runner {
     control: Arc<Mutex<Option<Arc<watch::Sender<Control>>>>>,
     started: Instant,
     /// The connection that watches the store for other writers, and the last version it saw.
-    watcher: Arc<Mutex<Option<(Store, i64)>>>,
+    watcher: Arc<Mutex<Option<(Store, i64, bool)>>>,
     me: String,
 }
 
@@ -238,19 +238,26 @@ impl Runner {
                     return;
                 }
                 match Store::open_reader(&path) {
-                    Ok(s) => *guard = Some((s, i64::MIN)),
+                    Ok(s) => *guard = Some((s, i64::MIN, false)),
                     Err(_) => return,
                 }
             }
-            let Some((store, seen)) = guard.as_mut() else { return };
+            let Some((store, seen, alive)) = guard.as_mut() else { return };
             let Ok(version) = store.data_version() else { return };
-            if version == *seen {
+            // A run killed elsewhere changes nothing in the store: while one was last seen
+            // alive, look again each time, so its death shows within a second.
+            if version == *seen && !*alive {
                 return;
             }
+            let changed = version != *seen;
             *seen = version;
             match observed(store) {
                 Ok(latest) => {
-                    let _ = tx.send(Msg::StoreChanged { latest, now: started.elapsed().as_secs_f64() });
+                    let now_alive = latest.as_ref().is_some_and(|r| r.alive);
+                    if changed || now_alive != *alive {
+                        let _ = tx.send(Msg::StoreChanged { latest, now: started.elapsed().as_secs_f64() });
+                    }
+                    *alive = now_alive;
                 }
                 Err(e) => tracing::warn!("watching the store: {e:#}"),
             }
@@ -353,6 +360,7 @@ impl Runner {
             let result = match mode {
                 RunMode::Preview => engine.run(RunKind::Preview).await,
                 RunMode::Full => engine.run(RunKind::Full).await,
+                RunMode::Resume => engine.resume().await,
                 RunMode::Reprocess => engine.reprocess(&ids).await,
             };
             // The last snapshot first, then the end.
@@ -454,7 +462,13 @@ fn lock_holder(store: &std::path::Path) -> Option<u32> {
 
 #[cfg(target_os = "linux")]
 fn pid_alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
+    // A killed process nobody has reaped yet is a zombie: dead, though /proc still lists it.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next()).is_some_and(|c| c != 'Z' && c != 'X')
+        }
+        Err(_) => false,
+    }
 }
 
 #[cfg(not(target_os = "linux"))]

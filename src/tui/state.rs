@@ -50,6 +50,8 @@ impl Pane {
 pub enum RunMode {
     Preview,
     Full,
+    /// The last unfinished full run, continued from its checkpoints.
+    Resume,
     Reprocess,
 }
 
@@ -58,6 +60,7 @@ impl RunMode {
         match self {
             RunMode::Preview => "test sync (dry run)",
             RunMode::Full => "full run",
+            RunMode::Resume => "resumed run",
             RunMode::Reprocess => "reprocess",
         }
     }
@@ -101,7 +104,7 @@ impl Live {
             RunState::Running if self.control == Control::Cancel => "cancelling after this batch".into(),
             RunState::Running => match self.mode {
                 RunMode::Preview => "previewing".into(),
-                RunMode::Full => "running".into(),
+                RunMode::Full | RunMode::Resume => "running".into(),
                 RunMode::Reprocess => "reprocessing".into(),
             },
             RunState::Paused => "paused".into(),

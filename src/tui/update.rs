@@ -871,12 +871,16 @@ fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
             }
             Vec::new()
         }
-        Preview | StartRun => {
+        Preview | StartRun | ResumeRun => {
             if state.run_active() {
                 state.status = Some((true, "a run is already active".into()));
                 return Vec::new();
             }
-            let mode = if action == Preview { RunMode::Preview } else { RunMode::Full };
+            let mode = match action {
+                Preview => RunMode::Preview,
+                ResumeRun => RunMode::Resume,
+                _ => RunMode::Full,
+            };
             start(state, mode);
             vec![Effect::StartRun { mode }]
         }
@@ -1425,6 +1429,15 @@ mod tests {
         let fx = ch(&mut s, 'y');
         assert_eq!(fx, vec![Effect::Skip { ids: vec![35, 36, 37], reason: "duplicate of 34".into() }]);
         assert!(s.queue.marked.is_empty());
+    }
+
+    #[test]
+    fn an_unfinished_run_is_continued_with_c_and_not_twice() {
+        let (_d, mut s) = state();
+        assert_eq!(ch(&mut s, 'C'), vec![Effect::StartRun { mode: RunMode::Resume }]);
+        assert_eq!(s.live.as_ref().map(|l| l.mode), Some(RunMode::Resume));
+        assert_eq!(ch(&mut s, 'C'), Vec::new());
+        assert_eq!(s.status, Some((true, "a run is already active".into())));
     }
 
     #[test]

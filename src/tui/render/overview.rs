@@ -36,19 +36,34 @@ fn eta(live: &Live, i: usize) -> String {
 }
 
 pub fn render(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
-    let [head, table, spark, keys] =
-        Layout::vertical([Constraint::Length(2), Constraint::Min(4), Constraint::Length(5), Constraint::Length(2)])
-            .areas(area);
     let layer = state.pane.layer();
     let k = |a| state.keymap.key_for(layer, a);
     let head_text = match &state.live {
-        None => vec![
-            Line::from(format!("Project {} — nothing run from this console yet.", state.project)),
-            Line::from(Span::styled(
-                format!("{} test sync (writes nothing) · {} full run", k(Action::Preview), k(Action::StartRun)),
+        None => {
+            // The newest full run did not finish (killed, stopped, halted): say it can go on.
+            let unfinished = state.reconcile.run.as_ref().filter(|(_, kind, st)| kind == "full" && st != "completed");
+            let mut lines = vec![Line::from(format!("Project {} — nothing run from this console yet.", state.project))];
+            if let Some((id, _, st)) = unfinished {
+                let st = if st == "running" || st == "paused" { "interrupted" } else { st.as_str() };
+                lines.push(Line::from(Span::styled(
+                    format!(
+                        "Run {id} did not finish ({st}): {} continues it from its checkpoint",
+                        k(Action::ResumeRun)
+                    ),
+                    theme.warn,
+                )));
+            }
+            lines.push(Line::from(Span::styled(
+                format!(
+                    "{} test sync (writes nothing) · {} full run{}",
+                    k(Action::Preview),
+                    k(Action::StartRun),
+                    if unfinished.is_some() { format!(" · {} continue", k(Action::ResumeRun)) } else { String::new() }
+                ),
                 theme.muted,
-            )),
-        ],
+            )));
+            lines
+        }
         Some(live) => {
             let style = match &live.progress.state {
                 crate::pipeline::RunState::Halted(_) | crate::pipeline::RunState::Failed(_) => theme.error,
@@ -74,6 +89,13 @@ pub fn render(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
             ]
         }
     };
+    let [head, table, spark, keys] = Layout::vertical([
+        Constraint::Length(head_text.len().clamp(2, 3) as u16),
+        Constraint::Min(4),
+        Constraint::Length(5),
+        Constraint::Length(2),
+    ])
+    .areas(area);
     frame.render_widget(Paragraph::new(head_text), head);
 
     let header =
