@@ -191,3 +191,25 @@ fn reconcile_signoff_and_exports_from_the_command_line() {
     let first: serde_json::Value = serde_json::from_str(stdout.lines().next().expect("a line")).expect("jsonl");
     assert_eq!(first["object"], "deals");
 }
+
+#[test]
+fn rollback_previews_then_undoes_a_run_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert_eq!(cutover(&["demo"], dir.path()).status.code(), Some(0));
+    let demo = dir.path().join("cutover-demo");
+    let out = cutover(&["rollback", "1", "--dry-run"], &demo);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("Rollback of run 1 — preview: nothing was changed"), "{stdout}");
+    assert!(stdout.contains("contacts         3366       800"), "{stdout}");
+    let out = cutover(&["rollback", "1"], &demo);
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("(itself run 2, audited record by record)"), "{stdout}");
+    let (runs, _) = text(&cutover(&["runs"], &demo));
+    assert!(runs.contains("Run 2 rollback — completed"), "{runs}");
+    assert!(runs.contains("rolled back run 1: 11358 deleted, 800 restored, 0 left for a decision"), "{runs}");
+    let out = cutover(&["rollback", "2"], &demo);
+    assert_eq!(out.status.code(), Some(2), "a rollback is not rolled back");
+    assert!(text(&out).1.contains("run 2 is a rollback run"));
+}

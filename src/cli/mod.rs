@@ -4,6 +4,7 @@
 mod progress;
 mod queue;
 mod reconcile;
+mod rollback;
 mod signals;
 pub use reconcile::write_output;
 pub mod report;
@@ -114,6 +115,26 @@ pub enum Command {
         #[command(flatten)]
         sample: reconcile::SampleArgs,
     },
+    /// Roll a run back: delete the records it created, restore the records it updated from their
+    /// before-images, unlink them. Records changed in the destination since are listed, not touched.
+    Rollback {
+        /// The run to roll back (`cutover runs` lists them).
+        run: i64,
+        /// Project file, or a folder holding cutover.toml (default: the current folder).
+        project: Option<PathBuf>,
+        /// Only this object.
+        #[arg(long)]
+        object: Option<String>,
+        /// Show what would be deleted, restored and left; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Roll this record back even though the destination changed it since (a source id; repeatable).
+        #[arg(long, value_name = "SOURCE_ID")]
+        anyway: Vec<String>,
+        /// Keep every record the destination changed since (audited as kept) instead of listing them.
+        #[arg(long, conflicts_with = "dry_run")]
+        keep: bool,
+    },
     /// Export the conflict queue or the audit log as CSV or JSON Lines (streamed; any size).
     Export {
         what: reconcile::ExportWhat,
@@ -180,6 +201,15 @@ async fn dispatch(command: Command) -> i32 {
         }
         Command::Signoff { project, notes, accept, sample } => {
             reconcile::signoff_command(project, notes, accept, sample).await
+        }
+        Command::Rollback { run, project, object, dry_run, anyway, keep } => {
+            let opts = crate::pipeline::rollback::RollbackOptions {
+                object,
+                dry_run,
+                anyway: anyway.into_iter().collect(),
+                keep,
+            };
+            rollback::command(run, project, opts).await
         }
         Command::Export { what, project, format, output, object, status, run } => {
             let filter = crate::store::export::ExportFilter { object, status, run };

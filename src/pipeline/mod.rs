@@ -11,6 +11,7 @@ pub mod map;
 pub mod phone_validity;
 pub mod plan;
 pub mod progress;
+pub mod rollback;
 pub mod run;
 pub mod sample;
 pub mod timings;

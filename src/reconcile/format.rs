@@ -104,18 +104,19 @@ fn object(o: &ObjectReport, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out)?;
     writeln!(
         out,
-        "| in source | source's count | written | held | skipped | failed | no outcome | no longer in source | balanced |"
+        "| in source | source's count | written | held | skipped | failed | rolled back | no outcome | no longer in source | balanced |"
     )?;
-    writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|---|")?;
+    writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")?;
     writeln!(
         out,
-        "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
         c.in_source,
         c.source_count.map(|n| n.to_string()).unwrap_or_else(|| "—".into()),
         c.written,
         c.queued,
         c.skipped,
         c.failed.total,
+        c.rolled_back,
         c.no_outcome.total,
         c.not_in_source.total,
         mark(c.balanced())

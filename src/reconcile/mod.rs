@@ -67,6 +67,9 @@ pub struct CountCheck {
     pub queued: u64,
     pub skipped: u64,
     pub failed: RecordList,
+    /// Written, then undone by a rollback (a later run writes them again).
+    #[serde(default)]
+    pub rolled_back: u64,
     /// In the source, but no run gave them an outcome.
     pub no_outcome: RecordList,
     /// Written by Cutover, but no longer in the source.
@@ -75,7 +78,7 @@ pub struct CountCheck {
 
 impl CountCheck {
     pub fn accounted(&self) -> u64 {
-        self.written + self.queued + self.skipped + self.failed.total
+        self.written + self.queued + self.skipped + self.failed.total + self.rolled_back
     }
 
     pub fn balanced(&self) -> bool {

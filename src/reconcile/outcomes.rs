@@ -11,7 +11,7 @@ use std::collections::HashMap;
 const PAGE: usize = 5000;
 
 pub async fn check(engine: &Engine, plan: &ObjectPlan) -> Result<CountCheck> {
-    let mut latest: HashMap<String, Outcome> = {
+    let mut latest: HashMap<String, Option<Outcome>> = {
         let store = engine.store().lock().map_err(|_| eyre!("state store lock poisoned"))?;
         tokio::task::block_in_place(|| store.latest_outcomes(&plan.name))?
     };
@@ -30,10 +30,11 @@ pub async fn check(engine: &Engine, plan: &ObjectPlan) -> Result<CountCheck> {
             };
             check.in_source += 1;
             match latest.remove(sid) {
-                Some(Outcome::Created | Outcome::Updated | Outcome::Merged) => check.written += 1,
-                Some(Outcome::Queued) => check.queued += 1,
-                Some(Outcome::Skipped) => check.skipped += 1,
-                Some(Outcome::Failed) => check.failed.push(sid.clone()),
+                Some(Some(Outcome::Created | Outcome::Updated | Outcome::Merged)) => check.written += 1,
+                Some(Some(Outcome::Queued)) => check.queued += 1,
+                Some(Some(Outcome::Skipped)) => check.skipped += 1,
+                Some(Some(Outcome::Failed)) => check.failed.push(sid.clone()),
+                Some(None) => check.rolled_back += 1,
                 None => check.no_outcome.push(sid.clone()),
             }
         }
@@ -45,7 +46,7 @@ pub async fn check(engine: &Engine, plan: &ObjectPlan) -> Result<CountCheck> {
     // What is left had an outcome but is gone from the source; only written ones matter.
     let mut gone: Vec<String> = latest
         .into_iter()
-        .filter(|(_, o)| matches!(o, Outcome::Created | Outcome::Updated | Outcome::Merged))
+        .filter(|(_, o)| matches!(o, Some(Outcome::Created | Outcome::Updated | Outcome::Merged)))
         .map(|(sid, _)| sid)
         .collect();
     gone.sort_unstable();

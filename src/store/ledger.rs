@@ -16,15 +16,18 @@ pub struct Written {
 }
 
 impl Store {
-    /// Each source record's latest outcome in any run (corrections and other actions aside).
-    pub fn latest_outcomes(&self, object: &str) -> Result<HashMap<String, Outcome>> {
+    /// Each source record's latest outcome in any run — `None` when a rollback undid it
+    /// (corrections and other actions aside).
+    pub fn latest_outcomes(&self, object: &str) -> Result<HashMap<String, Option<Outcome>>> {
         let mut stmt = self.conn().prepare("SELECT source_id, outcome FROM audit WHERE object = ?1 ORDER BY id")?;
         let mut rows = stmt.query([object])?;
         let mut out = HashMap::new();
         while let Some(r) = rows.next()? {
             let outcome: String = r.get(1)?;
             if let Some(o) = Outcome::parse(&outcome) {
-                out.insert(r.get::<_, String>(0)?, o);
+                out.insert(r.get::<_, String>(0)?, Some(o));
+            } else if outcome == "rolled_back" {
+                out.insert(r.get::<_, String>(0)?, None);
             }
         }
         Ok(out)
@@ -33,8 +36,9 @@ impl Store {
     /// Up to `limit` id-map entries of an object after source id `after`, in source-id order.
     pub fn written_page(&self, object: &str, after: &str, limit: usize) -> Result<Vec<Written>> {
         let mut stmt = self.conn().prepare_cached(
-            "SELECT source_id, dest_id, written FROM id_map WHERE object = ?1 AND source_id > ?2
-             ORDER BY source_id LIMIT ?3",
+            "SELECT m.source_id, m.dest_id, w.image FROM id_map m
+             LEFT JOIN written w ON w.object = m.object AND w.dest_id = m.dest_id
+             WHERE m.object = ?1 AND m.source_id > ?2 ORDER BY m.source_id LIMIT ?3",
         )?;
         let rows = stmt
             .query_map(params![object, after, limit as i64], |r| {

@@ -9,6 +9,7 @@ pub mod export;
 mod ledger;
 pub mod match_index;
 mod queue;
+pub mod rollback;
 pub mod run_lock;
 mod schema;
 mod signoff;
@@ -37,6 +38,7 @@ pub enum RunKind {
     Full,
     Preview,
     Reprocess,
+    Rollback,
 }
 
 impl RunKind {
@@ -45,6 +47,7 @@ impl RunKind {
             RunKind::Full => "full",
             RunKind::Preview => "preview",
             RunKind::Reprocess => "reprocess",
+            RunKind::Rollback => "rollback",
         }
     }
 }
@@ -88,8 +91,8 @@ pub struct QueueWrite {
     pub waiting_on: Option<(String, String)>,
 }
 
-/// A record written: where it went, and what the destination should now hold for its mapped
-/// fields (JSON object; read-back, delta and rollback compare the destination with it).
+/// A record written: where it went, and what that destination record should now hold in its
+/// mapped fields (JSON object; read-back, delta and rollback compare the destination with it).
 #[derive(Debug, Clone, Default)]
 pub struct IdMapWrite {
     pub source_id: String,
@@ -376,12 +379,18 @@ impl Store {
                 ])?;
             }
             let mut idmap = tx.prepare_cached(
-                "INSERT INTO id_map (object, source_id, dest_id, run_id, written) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (object, source_id) DO UPDATE SET dest_id = excluded.dest_id, run_id = excluded.run_id,
-                    written = excluded.written",
+                "INSERT INTO id_map (object, source_id, dest_id, run_id) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (object, source_id) DO UPDATE SET dest_id = excluded.dest_id, run_id = excluded.run_id",
+            )?;
+            let mut image = tx.prepare_cached(
+                "INSERT INTO written (object, dest_id, run_id, image) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (object, dest_id) DO UPDATE SET run_id = excluded.run_id, image = excluded.image",
             )?;
             for w in &batch.id_map {
-                idmap.execute(params![batch.object, w.source_id, w.dest_id, batch.run_id, w.written])?;
+                idmap.execute(params![batch.object, w.source_id, w.dest_id, batch.run_id])?;
+                if let Some(written) = &w.written {
+                    image.execute(params![batch.object, w.dest_id, batch.run_id, written])?;
+                }
             }
             let mut queue = tx.prepare_cached(
                 "INSERT INTO queue (object, source_id, origin, run_id, status, reason, source, mapped, issues, candidates,

@@ -89,10 +89,17 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE queue ADD COLUMN claimed_by TEXT;
     ALTER TABLE queue ADD COLUMN claimed_at TEXT;
     "#,
-    // 4: reconciliation — what each written record should now hold in the destination (read-back
-    // compares it field by field), and the sign-offs with what they accepted.
+    // 4: what each destination record Cutover wrote should now hold (its mapped fields, after
+    // the merge rule; the latest write wins, so a record merged into twice has one image) —
+    // read-back, rollback and delta compare the destination with it; and the sign-offs.
     r#"
-    ALTER TABLE id_map ADD COLUMN written TEXT;
+    CREATE TABLE written (
+        object  TEXT NOT NULL,
+        dest_id TEXT NOT NULL,
+        run_id  INTEGER NOT NULL,
+        image   TEXT NOT NULL,
+        PRIMARY KEY (object, dest_id)
+    ) WITHOUT ROWID;
     CREATE TABLE signoffs (
         id          INTEGER PRIMARY KEY,
         at          TEXT NOT NULL,
