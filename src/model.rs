@@ -123,6 +123,8 @@ pub enum Rule {
     ParentNotWritten,
     /// The parent record is not known at all.
     ParentMissing,
+    /// A delta would overwrite a record someone changed in the destination since Cutover wrote it.
+    ChangedInDestination,
     Required,
     Type,
     Length,
@@ -141,6 +143,7 @@ impl Rule {
             Rule::MatchNeedsDecision => "match_needs_decision",
             Rule::ParentNotWritten => "parent_not_written",
             Rule::ParentMissing => "parent_missing",
+            Rule::ChangedInDestination => "changed_in_destination",
             Rule::Required => "required",
             Rule::Type => "type",
             Rule::Length => "length",

@@ -10,6 +10,7 @@ pub use reconcile::write_output;
 pub mod report;
 
 use crate::config::ConfigError;
+use crate::pipeline::delta::DeltaMode;
 use crate::pipeline::{Finish, RunFailure, RunSummary};
 use crate::project::Project;
 use crate::store::RunKind;
@@ -75,6 +76,10 @@ pub enum Command {
         /// cancelled) from its checkpoints, under the same run.
         #[arg(long, conflicts_with = "dry_run")]
         resume: bool,
+        /// After a full run: only what is new (create-new), changed in the source (update-changed),
+        /// or both. A record changed in the destination since Cutover wrote it is queued, not overwritten.
+        #[arg(long, value_enum, conflicts_with = "resume")]
+        delta: Option<DeltaArg>,
     },
     /// Check a project file against the source and destination schemas, reporting every problem.
     Check { project: Option<PathBuf> },
@@ -192,7 +197,9 @@ async fn dispatch(command: Command) -> i32 {
             Ok(p) => open_console(p).await,
             Err(e) => not_started(&e),
         },
-        Command::Run { project, dry_run, resume } => run_command(project, dry_run, resume).await,
+        Command::Run { project, dry_run, resume, delta } => {
+            run_command(project, dry_run, resume, delta.map(DeltaArg::mode)).await
+        }
         Command::Check { project } => check_command(project).await,
         Command::Runs { project } => runs_command(project),
         Command::Queue { project, action } => queue::command(project, action).await,
@@ -252,19 +259,44 @@ pub fn not_started(e: &color_eyre::Report) -> i32 {
     EXIT_NOT_STARTED
 }
 
-pub async fn run_project(project: &Project, dry_run: bool) -> i32 {
-    run_project_with(project, dry_run, false).await
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeltaArg {
+    CreateNew,
+    UpdateChanged,
+    Both,
 }
 
-async fn run_project_with(project: &Project, dry_run: bool, resume: bool) -> i32 {
+impl DeltaArg {
+    fn mode(self) -> DeltaMode {
+        match self {
+            DeltaArg::CreateNew => DeltaMode::CreateNew,
+            DeltaArg::UpdateChanged => DeltaMode::UpdateChanged,
+            DeltaArg::Both => DeltaMode::Both,
+        }
+    }
+}
+
+/// Which run a `cutover run` starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    Full,
+    Resume,
+    Delta(DeltaMode),
+}
+
+pub async fn run_project(project: &Project, dry_run: bool) -> i32 {
+    run_project_with(project, dry_run, Start::Full).await
+}
+
+async fn run_project_with(project: &Project, dry_run: bool, start: Start) -> i32 {
     if dry_run {
         match project.preview_engine() {
-            Ok(preview) => finish_run(project, &preview.engine, RunKind::Preview, true, false).await,
+            Ok(preview) => finish_run(project, &preview.engine, RunKind::Preview, true, start).await,
             Err(e) => not_started(&e),
         }
     } else {
         match project.engine() {
-            Ok(engine) => finish_run(project, &engine, RunKind::Full, false, resume).await,
+            Ok(engine) => finish_run(project, &engine, RunKind::Full, false, start).await,
             Err(e) => not_started(&e),
         }
     }
@@ -275,11 +307,15 @@ async fn finish_run(
     engine: &crate::pipeline::Engine,
     kind: RunKind,
     dry_run: bool,
-    resume: bool,
+    start: Start,
 ) -> i32 {
     let show = progress::spawn(engine.subscribe(), std::io::stderr().is_terminal());
     let signals = signals::watch(engine.controller());
-    let result = if resume { engine.resume().await } else { engine.run(kind).await };
+    let result = match start {
+        Start::Resume => engine.resume().await,
+        Start::Delta(mode) => engine.delta(mode).await,
+        Start::Full => engine.run(kind).await,
+    };
     signals.stop();
     show.finish().await;
     let succeeded = result.is_ok();
@@ -329,12 +365,17 @@ pub fn report_run(project: &Project, result: Result<RunSummary, RunFailure>, dry
     }
 }
 
-async fn run_command(project: Option<PathBuf>, dry_run: bool, resume: bool) -> i32 {
+async fn run_command(project: Option<PathBuf>, dry_run: bool, resume: bool, delta: Option<DeltaMode>) -> i32 {
     let project = match Project::load(project.as_deref()) {
         Ok(p) => p,
         Err(e) => return not_started(&e),
     };
-    run_project_with(&project, dry_run, resume).await
+    let start = match (resume, delta) {
+        (true, _) => Start::Resume,
+        (false, Some(mode)) => Start::Delta(mode),
+        (false, None) => Start::Full,
+    };
+    run_project_with(&project, dry_run, start).await
 }
 
 async fn check_command(project: Option<PathBuf>) -> i32 {

@@ -202,6 +202,11 @@ pub fn against_schemas<'a>(
                 if !has(&object.id) {
                     problems.add(format!("{base}.id"), format!("source '{source}' has no field '{}'", object.id));
                 }
+                if let Some(m) = &object.modified
+                    && !has(m)
+                {
+                    problems.add(format!("{base}.modified"), format!("source '{source}' has no field '{m}'"));
+                }
                 for (field, spec) in &object.fields {
                     for used in spec.source_fields() {
                         if !has(used) {
@@ -222,6 +227,7 @@ pub fn against_schemas<'a>(
                 }
                 for field in fields {
                     let used = *field == object.id
+                        || object.modified.as_ref() == Some(field)
                         || object.exclude.contains(field)
                         || object.fields.values().any(|s| s.source_fields().contains(&field.as_str()));
                     if !used {

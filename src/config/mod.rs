@@ -115,6 +115,10 @@ pub struct ObjectConfig {
     /// What a single match does: fill_blanks, source_wins, destination_wins, or queue.
     #[serde(default = "default_merge")]
     pub merge: String,
+    /// The source field holding each record's last-modified time: delta runs take the records
+    /// modified after the previous run's high-water mark (without it, a content hash decides).
+    #[serde(default)]
+    pub modified: Option<String>,
     pub fields: IndexMap<String, FieldSpec>,
 }
 

@@ -322,6 +322,7 @@ mod tests {
             ],
             merge: MergeRule::FillBlanks,
             schema: Arc::new(DestSchema { object: "contacts".into(), id_field: "id".into(), fields: vec![] }),
+            modified: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! cursor and maps each batch, so the next batch is read and mapped while the current one is
 //! deduped and written. At most two mapped batches wait: memory stays flat as the source grows.
 
+use super::delta::DeltaFilter;
 use super::map::{Mapped, Mapper};
 use super::plan::ObjectPlan;
 use super::timings::{Stage, Timings};
@@ -31,6 +32,7 @@ pub struct MappedBatch {
 /// The operator's corrections, by source id (see `Store::corrections_for`).
 pub type Corrections = HashMap<String, IndexMap<String, Option<String>>>;
 
+#[allow(clippy::too_many_arguments)]
 /// Starts the producer at `cursor` (the start, or a resumed run's checkpoint). It stops after
 /// the last batch, on the first error (which it sends), or when the receiver is dropped. Records
 /// the operator corrected are mapped with their corrections.
@@ -41,6 +43,7 @@ pub fn spawn(
     corrections: Corrections,
     batch_size: usize,
     cursor: Cursor,
+    filter: Option<Arc<DeltaFilter>>,
     timings: Arc<Timings>,
 ) -> (mpsc::Receiver<Result<MappedBatch>>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel::<Result<MappedBatch>>(2);
@@ -49,13 +52,20 @@ pub fn spawn(
         let mut cursor = cursor;
         loop {
             let started = Instant::now();
-            let batch = match source.read_batch(&plan.source_object, &plan.id_field, &cursor, batch_size).await {
+            let mut batch = match source.read_batch(&plan.source_object, &plan.id_field, &cursor, batch_size).await {
                 Ok(b) => b,
                 Err(e) => {
                     let _ = tx.send(Err(e)).await;
                     return;
                 }
             };
+            if let Some(f) = &filter {
+                // A delta keeps what is new or changed; unreadable rows are always reported.
+                batch.records.retain(|r| match r {
+                    Extracted::Record(rec) => f.wants(rec),
+                    Extracted::Malformed { .. } => true,
+                });
+            }
             timings.add(Stage::Extract, started.elapsed());
             let started = Instant::now();
             // Mapping is CPU work with store reads for parent ids: keep it off the async threads' queue.

@@ -5,6 +5,7 @@
 
 pub mod commit;
 pub mod dedupe;
+pub mod delta;
 pub mod extract;
 pub mod index_writer;
 pub mod map;

@@ -70,6 +70,8 @@ pub struct ObjectPlan {
     pub match_keys: Vec<MatchKey>,
     pub merge: MergeRule,
     pub schema: Arc<DestSchema>,
+    /// Position of the source's modified-time field, when the object names one.
+    pub modified: Option<usize>,
 }
 
 impl ObjectPlan {
@@ -143,6 +145,7 @@ impl ObjectPlan {
                 Some(MatchKey { field: k.clone(), index, kind, mapped_normalised })
             })
             .collect();
+        let modified = object.modified.as_ref().and_then(|m| source_fields.iter().position(|f| f == m));
         Ok(Self {
             name: name.to_string(),
             source_object: object.source_name(name).to_string(),
@@ -153,6 +156,7 @@ impl ObjectPlan {
             rules,
             match_keys,
             merge: object.merge_rule(),
+            modified,
             schema,
         })
     }

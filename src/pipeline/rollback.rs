@@ -9,9 +9,9 @@
 
 use super::Engine;
 use super::plan::ObjectPlan;
+use crate::compare::same;
 use crate::connect::Change;
 use crate::model::{FieldType, Value};
-use crate::reconcile::same;
 use crate::store::rollback::{RolledBack, Written};
 use crate::store::{RunKind, RunLock, Store, os_user};
 use color_eyre::eyre::{Result, WrapErr, eyre};

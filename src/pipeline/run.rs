@@ -4,6 +4,7 @@
 
 use super::commit::CommitWriter;
 use super::dedupe::{BatchDeduper, Decision, MatchLookup, RecordKeys, merge};
+use super::delta::{DeltaFilter, DeltaMode};
 use super::extract::{self, Item, MappedBatch};
 use super::index_writer::{IndexBatch, IndexWriter};
 use super::map::{MATCH_CHOICE, Mapper, MatchChoice, Owners};
@@ -98,6 +99,19 @@ pub(crate) struct Lookups<'a> {
     index_writer: Option<&'a Mutex<IndexWriter>>,
     /// Records an interrupted attempt created (source id → destination id): adopted, not re-created.
     recovered: &'a HashMap<String, String>,
+    /// A delta run: a record changed in the destination since Cutover wrote it is not overwritten.
+    delta: bool,
+}
+
+/// One object's pass in a run.
+struct ObjectRun<'a> {
+    position: usize,
+    /// The source's own count.
+    total: u64,
+    start: Start,
+    recovered: &'a HashMap<String, String>,
+    /// A delta run's choice of records.
+    filter: Option<Arc<DeltaFilter>>,
 }
 
 /// Where an object's pass starts: the beginning, or a resumed run's checkpoint.
@@ -291,6 +305,13 @@ impl Engine {
         self.start_run(kind, false).await
     }
 
+    /// A delta run: only the records new or changed since the last run (see `pipeline::delta`);
+    /// a record someone changed in the destination since Cutover wrote it is queued as
+    /// `changed_in_destination`, never overwritten. As many deltas as needed: none duplicates.
+    pub async fn delta(&self, mode: DeltaMode) -> std::result::Result<RunSummary, RunFailure> {
+        self.start_run_with(RunKind::Delta, false, Some(mode)).await
+    }
+
     /// Continues the newest full run that did not complete (killed, stopped, halted, cancelled)
     /// from its checkpoints, under the same run id: each object goes on after its last committed
     /// batch, and records the interrupted attempt created are adopted, never created twice.
@@ -299,6 +320,15 @@ impl Engine {
     }
 
     async fn start_run(&self, kind: RunKind, resume: bool) -> std::result::Result<RunSummary, RunFailure> {
+        self.start_run_with(kind, resume, None).await
+    }
+
+    async fn start_run_with(
+        &self,
+        kind: RunKind,
+        resume: bool,
+        delta: Option<DeltaMode>,
+    ) -> std::result::Result<RunSummary, RunFailure> {
         let started_at = Instant::now();
         let _lock = RunLock::acquire(&self.store_path)?;
         let prepared = self.prepare().await?;
@@ -322,7 +352,7 @@ impl Engine {
             p.run_id = Some(run_id);
             p.state = RunState::Running;
         });
-        let result = self.run_objects(run_id, &prepared, resume).await;
+        let result = self.run_objects(run_id, &prepared, resume, delta).await;
         self.finish(run_id, kind, started_at, result).await
     }
 
@@ -365,7 +395,13 @@ impl Engine {
         }
     }
 
-    async fn run_objects(&self, run_id: i64, prepared: &Prepared, resume: bool) -> Result<Finish> {
+    async fn run_objects(
+        &self,
+        run_id: i64,
+        prepared: &Prepared,
+        resume: bool,
+        delta: Option<DeltaMode>,
+    ) -> Result<Finish> {
         for (position, plan) in prepared.plans.iter().enumerate() {
             let total = self
                 .source
@@ -400,7 +436,18 @@ impl Engine {
                 p.objects[position].counts = start.counts;
                 p.phase = format!("migrating {}", plan.name);
             });
-            if let Some(stop) = self.run_object(run_id, position, plan, prepared, total, start, &recovered).await? {
+            let filter = match delta {
+                Some(mode) => Some(Arc::new(sync(|| {
+                    DeltaFilter::load(&*lock(&self.store)?, plan, mode, self.settings.day_first)
+                })?)),
+                None => None,
+            };
+            if filter.is_some() {
+                // A delta takes part of the source: the source's count is no total to check against.
+                self.progress.send_modify(|p| p.objects[position].total = None);
+            }
+            let run = ObjectRun { position, total, start, recovered: &recovered, filter };
+            if let Some(stop) = self.run_object(run_id, plan, prepared, run).await? {
                 return Ok(stop);
             }
         }
@@ -497,17 +544,15 @@ impl Engine {
     }
 
     /// Returns how the run stops if it must stop here (halted, cancelled).
-    #[allow(clippy::too_many_arguments)]
     async fn run_object(
         &self,
         run_id: i64,
-        position: usize,
         plan: &Arc<ObjectPlan>,
         prepared: &Prepared,
-        total: u64,
-        start: Start,
-        recovered: &HashMap<String, String>,
+        run: ObjectRun<'_>,
     ) -> Result<Option<Finish>> {
+        let ObjectRun { position, total, start, recovered, filter } = run;
+        let delta = filter.is_some();
         let batch_size = self.project.config.project.batch_size;
         let mapper = self.mapper(plan, &prepared.owners)?;
         let corrections = sync(|| lock(&self.store)?.corrections_for(&plan.name))?;
@@ -518,6 +563,7 @@ impl Engine {
             corrections,
             batch_size,
             start.cursor,
+            filter,
             self.timings.clone(),
         );
         let resolve_queue = sync(|| lock(&self.store)?.open_queue_count(&plan.name))? > 0;
@@ -541,7 +587,19 @@ impl Engine {
                     in_flight: writer.in_flight(),
                     index_writer: Some(&index_writer),
                     recovered,
+                    delta,
                 };
+                let high_water = plan.modified.and_then(|i| {
+                    items
+                        .iter()
+                        .filter_map(|it| match it {
+                            Item::Mapped(m) => m.source.values.get(i).cloned().flatten(),
+                            Item::Malformed { .. } => None,
+                        })
+                        .filter(|v| !v.trim().is_empty())
+                        .map(|v| super::delta::modified_key(&v, self.settings.day_first))
+                        .max()
+                });
                 let commit = self
                     .process_batch(
                         run_id,
@@ -557,6 +615,7 @@ impl Engine {
                     .await?;
                 let rules = rule_tally(&commit);
                 let mut commit = commit;
+                commit.high_water = high_water;
                 let for_index = IndexBatch {
                     object: plan.name.clone(),
                     run_id,
@@ -606,7 +665,7 @@ impl Engine {
             info!(object = %plan.name, records = counts.extracted, "cancelled by the operator");
             return Ok(Some(Finish::Cancelled));
         }
-        if halt.is_none() && counts.extracted != total {
+        if halt.is_none() && !delta && counts.extracted != total {
             halt = Some(format!(
                 "{}: the source reported {total} records but {} were read — the source changed during the run or \
                  could not be read to the end",
@@ -788,6 +847,60 @@ impl Engine {
                 slots[i].candidates = Some(sides(std::slice::from_ref(dest_id))?);
             }
         }
+        // Records found by their own source id: Cutover wrote them in an earlier run.
+        let own: Vec<(usize, String)> = (0..n)
+            .filter_map(|i| match (&items[i], &decisions[i]) {
+                (Item::Mapped(m), Some(Decision::Update { dest_id, matched_by, written_this_run: false }))
+                    if matched_by == "source_id" && m.match_choice.is_none() =>
+                {
+                    Some((i, dest_id.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        // Those Cutover created follow the source; those it merged into keep the merge rule.
+        let follows_source: std::collections::HashSet<String> = if own.is_empty() {
+            Default::default()
+        } else {
+            let ids: Vec<String> = own.iter().map(|(_, d)| d.clone()).collect();
+            sync(|| lock(lookups.store)?.created_records(&plan.name, &ids))?
+        };
+        // A delta never overwrites what someone changed in the destination since Cutover wrote
+        // it: such a record waits in the queue with both versions (an operator's decision —
+        // `@match` — is the exception).
+        if lookups.delta && !own.is_empty() {
+            let ids: Vec<String> = own.iter().map(|(_, d)| d.clone()).collect();
+            let images = sync(|| lock(lookups.store)?.written_images(&plan.name, &ids))?;
+            for (i, dest_id) in own {
+                let (Some(image), Some(now)) = (images.get(&dest_id), current.get(&dest_id)) else { continue };
+                let wrote: IndexMap<String, Value> = serde_json::from_str(image)?;
+                let mut issues = Vec::new();
+                for (f, w) in &wrote {
+                    let Some(pos) = fields.iter().position(|x| x == f) else { continue };
+                    let found = now.get(pos).cloned().flatten();
+                    let ty = plan.schema.field(f).map(|d| d.ty).unwrap_or(crate::model::FieldType::Text);
+                    if !crate::compare::same(ty, w.as_deref(), found.as_deref()) {
+                        issues.push(Issue {
+                            field: f.clone(),
+                            rule: Rule::ChangedInDestination,
+                            value: found,
+                            message: format!(
+                                "changed in the destination since Cutover wrote {} there",
+                                crate::text::shown_opt(w.as_deref())
+                            ),
+                            suggestion: Some(format!(
+                                "keep the destination's version (skip), or overwrite it (@match={dest_id})"
+                            )),
+                        });
+                    }
+                }
+                if !issues.is_empty() {
+                    slots[i].issues = issues;
+                    slots[i].candidates = Some(sides(std::slice::from_ref(&dest_id))?);
+                    decisions[i] = None;
+                }
+            }
+        }
         for i in 0..n {
             let Item::Mapped(m) = &items[i] else { continue };
             let Some(decision) = decisions[i].clone() else {
@@ -817,7 +930,11 @@ impl Engine {
                             decisions[i] = None;
                         }
                         Some(cur) => {
-                            finals[i] = Some(merge(cur, &m.values, merge_rule_for(plan, &matched_by)));
+                            finals[i] = Some(if matched_by == "source_id" && follows_source.contains(&dest_id) {
+                                m.values.clone()
+                            } else {
+                                merge(cur, &m.values, merge_rule_for(plan, &matched_by))
+                            });
                             updates.insert(i, (dest_id, cur.clone(), written_this_run));
                         }
                         None if matched_by == OPERATOR_CHOICE => {
@@ -1036,6 +1153,8 @@ impl Engine {
                             source_id: sid.clone(),
                             dest_id: dest_id.clone(),
                             written: slot.written,
+                            source_hash: Some(super::delta::source_hash(&m.source.values)),
+                            created: outcome == Outcome::Created,
                         });
                         let own = if keys[i].is_empty() {
                             dedupe_keys.keys_of(&m.values)
@@ -1158,8 +1277,13 @@ impl Engine {
                 })?;
                 let commit = {
                     let none = HashMap::new();
-                    let lookups =
-                        Lookups { store: &self.store, in_flight: &none, index_writer: None, recovered: &recovered };
+                    let lookups = Lookups {
+                        store: &self.store,
+                        in_flight: &none,
+                        index_writer: None,
+                        recovered: &recovered,
+                        delta: false,
+                    };
                     self.process_batch(run_id, plan, &prepared.owners, batch, &mut counts, None, false, true, &lookups)
                         .await?
                 };

@@ -176,6 +176,7 @@ mod tests {
                     f("closedate", FieldType::Date, None),
                 ],
             }),
+            modified: None,
         }
     }
 

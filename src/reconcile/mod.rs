@@ -4,13 +4,12 @@
 //! every child point at a parent that exists (relationships)? What does not agree is a
 //! discrepancy, named by a stable key so an operator can accept it with a reason at sign-off.
 
-mod compare;
 pub mod format;
 mod outcomes;
 mod population;
 pub mod signoff;
 
-pub use compare::{canonical, decimal, same};
+pub use crate::compare::{canonical, decimal, same};
 
 use crate::pipeline::Engine;
 use crate::store::{now, os_user};

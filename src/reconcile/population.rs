@@ -3,8 +3,8 @@
 //! every record present counts towards the value distributions, the exact sums and the parent
 //! links. Then each parent reference is checked to exist.
 
-use super::compare::{canonical, decimal, same};
 use super::{DistRow, Distribution, FieldDiff, LIST_CAP, Options, ReadBack, RecordList, Relationship, SumCheck};
+use crate::compare::{canonical, decimal, same};
 use crate::model::{DestUser, FieldType, Value};
 use crate::pipeline::Engine;
 use crate::pipeline::plan::ObjectPlan;

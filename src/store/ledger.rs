@@ -4,7 +4,7 @@
 use super::Store;
 use crate::model::Outcome;
 use color_eyre::eyre::Result;
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use std::collections::HashMap;
 
 /// One written record: its destination id and the JSON of what it should hold there.
@@ -55,6 +55,52 @@ impl Store {
         )?;
         let rows = stmt.query_map([object], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
+    }
+
+    /// Each written record's source hash (`None` when written before hashes were kept).
+    pub fn source_hashes(&self, object: &str) -> Result<HashMap<String, Option<String>>> {
+        let mut stmt = self.conn().prepare("SELECT source_id, source_hash FROM id_map WHERE object = ?1")?;
+        let rows = stmt.query_map([object], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// The highest modified time the last full or delta run that finished the object read.
+    pub fn high_water(&self, object: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT ro.high_water FROM run_objects ro JOIN runs r ON r.id = ro.run_id
+                 WHERE ro.object = ?1 AND r.kind IN ('full', 'delta') AND ro.done = 1 AND ro.high_water IS NOT NULL
+                 ORDER BY r.id DESC LIMIT 1",
+                [object],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// What Cutover last wrote to these destination records (JSON of mapped fields), by id.
+    pub fn written_images(&self, object: &str, dest_ids: &[String]) -> Result<HashMap<String, String>> {
+        let mut out = HashMap::new();
+        let mut stmt = self.conn().prepare_cached("SELECT image FROM written WHERE object = ?1 AND dest_id = ?2")?;
+        for id in dest_ids {
+            if let Some(image) = stmt.query_row(params![object, id], |r| r.get::<_, String>(0)).optional()? {
+                out.insert(id.clone(), image);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Which of these destination records Cutover created (they follow the source on a re-run).
+    pub fn created_records(&self, object: &str, dest_ids: &[String]) -> Result<std::collections::HashSet<String>> {
+        let mut out = std::collections::HashSet::new();
+        let mut stmt =
+            self.conn().prepare_cached("SELECT 1 FROM written WHERE object = ?1 AND dest_id = ?2 AND created = 1")?;
+        for id in dest_ids {
+            if stmt.exists(params![object, id])? {
+                out.insert(id.clone());
+            }
+        }
+        Ok(out)
     }
 
     /// The newest run of the project, if any.

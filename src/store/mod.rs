@@ -39,6 +39,7 @@ pub enum RunKind {
     Preview,
     Reprocess,
     Rollback,
+    Delta,
 }
 
 impl RunKind {
@@ -48,6 +49,7 @@ impl RunKind {
             RunKind::Preview => "preview",
             RunKind::Reprocess => "reprocess",
             RunKind::Rollback => "rollback",
+            RunKind::Delta => "delta",
         }
     }
 }
@@ -98,6 +100,10 @@ pub struct IdMapWrite {
     pub source_id: String,
     pub dest_id: String,
     pub written: Option<String>,
+    /// Hash of the source values written (delta runs compare it).
+    pub source_hash: Option<String>,
+    /// Cutover created the destination record (rather than matching an existing one).
+    pub created: bool,
 }
 
 /// Everything one batch changes in the store, committed in one transaction.
@@ -117,6 +123,8 @@ pub struct BatchCommit {
     pub queue: Vec<QueueWrite>,
     /// Source ids whose open queue items are now resolved (the record was written).
     pub resolved: Vec<String>,
+    /// The highest modified time in the batch (see `delta::modified_key`).
+    pub high_water: Option<String>,
 }
 
 pub fn now() -> String {
@@ -379,17 +387,19 @@ impl Store {
                 ])?;
             }
             let mut idmap = tx.prepare_cached(
-                "INSERT INTO id_map (object, source_id, dest_id, run_id) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (object, source_id) DO UPDATE SET dest_id = excluded.dest_id, run_id = excluded.run_id",
+                "INSERT INTO id_map (object, source_id, dest_id, run_id, source_hash) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (object, source_id) DO UPDATE SET dest_id = excluded.dest_id, run_id = excluded.run_id,
+                    source_hash = excluded.source_hash",
             )?;
             let mut image = tx.prepare_cached(
-                "INSERT INTO written (object, dest_id, run_id, image) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (object, dest_id) DO UPDATE SET run_id = excluded.run_id, image = excluded.image",
+                "INSERT INTO written (object, dest_id, run_id, image, created) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (object, dest_id) DO UPDATE SET run_id = excluded.run_id, image = excluded.image,
+                    created = MAX(created, excluded.created)",
             )?;
             for w in &batch.id_map {
-                idmap.execute(params![batch.object, w.source_id, w.dest_id, batch.run_id])?;
+                idmap.execute(params![batch.object, w.source_id, w.dest_id, batch.run_id, w.source_hash])?;
                 if let Some(written) = &w.written {
-                    image.execute(params![batch.object, w.dest_id, batch.run_id, written])?;
+                    image.execute(params![batch.object, w.dest_id, batch.run_id, written, w.created])?;
                 }
             }
             let mut queue = tx.prepare_cached(
@@ -430,6 +440,13 @@ impl Store {
                 for source_id in &batch.resolved {
                     resolve.execute(params![batch.object, source_id, at])?;
                 }
+            }
+            if let Some(mark) = &batch.high_water {
+                tx.prepare_cached(
+                    "UPDATE run_objects SET high_water = ?3
+                     WHERE run_id = ?1 AND object = ?2 AND (high_water IS NULL OR high_water < ?3)",
+                )?
+                .execute(params![batch.run_id, batch.object, mark])?;
             }
             let c = &batch.counts;
             tx.prepare_cached(
@@ -534,6 +551,7 @@ mod tests {
                 counts,
                 cursor: Some("c1".into()),
                 done: true,
+                high_water: None,
                 audit: vec![
                     AuditRow {
                         source_id: "1".into(),
@@ -543,7 +561,13 @@ mod tests {
                     },
                     AuditRow { source_id: "2".into(), outcome: "queued", ..Default::default() },
                 ],
-                id_map: vec![IdMapWrite { source_id: "1".into(), dest_id: "10".into(), written: None }],
+                id_map: vec![IdMapWrite {
+                    source_id: "1".into(),
+                    dest_id: "10".into(),
+                    written: None,
+                    source_hash: None,
+                    created: false,
+                }],
                 match_keys: vec![("email".into(), "a@b.c".into(), "10".into())],
                 queue: vec![QueueWrite {
                     source_id: "2".into(),

@@ -98,6 +98,9 @@ pub const MIGRATIONS: &[&str] = &[
         dest_id TEXT NOT NULL,
         run_id  INTEGER NOT NULL,
         image   TEXT NOT NULL,
+        -- Cutover created the record (a re-run or delta makes it follow the source); otherwise it
+        -- matched an existing one, and the object's merge rule keeps deciding.
+        created INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (object, dest_id)
     ) WITHOUT ROWID;
     CREATE TABLE signoffs (
@@ -111,5 +114,11 @@ pub const MIGRATIONS: &[&str] = &[
         accepted    TEXT NOT NULL,
         report      TEXT NOT NULL
     );
+    "#,
+    // 5: delta runs — a hash of each written record's source values (what changed since?), and
+    // per object of a run the highest modified time it read (where the next delta starts).
+    r#"
+    ALTER TABLE id_map ADD COLUMN source_hash TEXT;
+    ALTER TABLE run_objects ADD COLUMN high_water TEXT;
     "#,
 ];
