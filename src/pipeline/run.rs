@@ -1341,15 +1341,30 @@ fn json_object(fields: &[String], values: &[Value]) -> Result<String> {
 
 /// "no_translation on dealstage (180), …" for a halt message.
 fn rule_tally(commit: &BatchCommit) -> String {
-    let mut tally: IndexMap<String, u64> = IndexMap::new();
+    // Per rule: how many, and the first few records, so the operator can look at them.
+    let mut tally: IndexMap<String, (u64, Vec<&str>)> = IndexMap::new();
     for q in &commit.queue {
-        *tally.entry(q.reason.clone()).or_default() += 1;
+        let e = tally.entry(q.reason.clone()).or_default();
+        e.0 += 1;
+        if e.1.len() < 3 {
+            e.1.push(&q.source_id);
+        }
     }
-    let failed = commit.audit.iter().filter(|a| a.outcome == "failed").count() as u64;
-    if failed > 0 {
-        tally.insert("failed writes or unreadable rows".into(), failed);
+    for a in commit.audit.iter().filter(|a| a.outcome == "failed") {
+        let e = tally.entry("failed writes or unreadable rows".into()).or_default();
+        e.0 += 1;
+        if e.1.len() < 3 {
+            e.1.push(&a.source_id);
+        }
     }
-    tally.sort_by(|_, a, _, b| b.cmp(a));
-    let parts: Vec<String> = tally.iter().take(3).map(|(k, v)| format!("{k} ({v})")).collect();
-    if parts.is_empty() { "none".into() } else { parts.join(", ") }
+    tally.sort_by(|_, a, _, b| b.0.cmp(&a.0));
+    let parts: Vec<String> = tally
+        .iter()
+        .take(3)
+        .map(|(k, (n, ids))| {
+            let ids: Vec<String> = ids.iter().map(|i| crate::text::shown(i)).collect();
+            format!("{k} ({n}, e.g. records {}{})", ids.join(", "), if *n > ids.len() as u64 { ", …" } else { "" })
+        })
+        .collect();
+    if parts.is_empty() { "none".into() } else { parts.join("; ") }
 }
