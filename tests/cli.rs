@@ -213,3 +213,34 @@ fn rollback_previews_then_undoes_a_run_from_the_command_line() {
     assert_eq!(out.status.code(), Some(2), "a rollback is not rolled back");
     assert!(text(&out).1.contains("run 2 is a rollback run"));
 }
+
+#[test]
+fn a_test_sync_on_a_seeded_sample_lists_every_issue_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert_eq!(cutover(&["demo", "--setup-only"], dir.path()).status.code(), Some(0));
+    let demo = dir.path().join("cutover-demo");
+    let out = cutover(&["run", "--dry-run", "--sample", "20"], &demo);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    // 20 of each, plus the parents they point at (no child is an orphan of the sample).
+    assert!(stdout.contains("deals            1800        20       19        0       0       1"), "{stdout}");
+    assert!(stdout.contains("notes            6000        20       20        0       0       0"), "{stdout}");
+    assert!(stdout.contains("Each record the sample would hold, and why:"), "{stdout}");
+    assert!(
+        stdout.contains("dealstage: no entry for 'Partner Referral' in translation table 'deal_stage'"),
+        "{stdout}"
+    );
+    assert!(!demo.join("cutover.state.db").exists(), "a test sync keeps no state");
+    let dest = rusqlite::Connection::open(demo.join("destination.db")).expect("dest");
+    let deals: i64 = dest.query_row("SELECT COUNT(*) FROM deals", [], |r| r.get(0)).expect("count");
+    assert_eq!(deals, 0, "nothing written");
+    // The same seed picks the same records; the values are there on request.
+    let again = text(&cutover(&["run", "--dry-run", "--sample", "20"], &demo)).0;
+    let strip = |s: &str| s.lines().filter(|l| !l.contains("records in")).collect::<Vec<_>>().join("\n");
+    assert_eq!(strip(&again), strip(&stdout));
+    let values = text(&cutover(&["run", "--dry-run", "--sample", "2", "--seed", "7", "--values"], &demo)).0;
+    assert!(values.contains("What each record of the sample would be written with:"), "{values}");
+    assert!(values.lines().any(|l| l.starts_with("  deals ") && l.contains("dealstage=")), "{values}");
+    let refused = cutover(&["run", "--sample", "20"], &demo);
+    assert_eq!(refused.status.code(), Some(2), "a sample is a test sync: --dry-run is required");
+}

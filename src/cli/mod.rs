@@ -80,6 +80,16 @@ pub enum Command {
         /// or both. A record changed in the destination since Cutover wrote it is queued, not overwritten.
         #[arg(long, value_enum, conflicts_with = "resume")]
         delta: Option<DeltaArg>,
+        /// With --dry-run: a test sync of N records per object (and the parents they point at),
+        /// listing every issue of each held record.
+        #[arg(long, value_name = "N", requires = "dry_run", conflicts_with = "delta")]
+        sample: Option<usize>,
+        /// The sample's seed: the same seed picks the same records.
+        #[arg(long, default_value_t = 1, requires = "sample")]
+        seed: u64,
+        /// With --sample: also print the values each sampled record would be written with.
+        #[arg(long, requires = "sample")]
+        values: bool,
     },
     /// Check a project file against the source and destination schemas, reporting every problem.
     Check { project: Option<PathBuf> },
@@ -197,8 +207,14 @@ async fn dispatch(command: Command) -> i32 {
             Ok(p) => open_console(p).await,
             Err(e) => not_started(&e),
         },
-        Command::Run { project, dry_run, resume, delta } => {
-            run_command(project, dry_run, resume, delta.map(DeltaArg::mode)).await
+        Command::Run { project, dry_run, resume, delta, sample, seed, values } => {
+            let start = match (resume, delta, sample) {
+                (true, _, _) => Start::Resume,
+                (false, Some(d), _) => Start::Delta(d.mode()),
+                (false, None, Some(n)) => Start::Sample { n, seed, values },
+                (false, None, None) => Start::Full,
+            };
+            run_command(project, dry_run, start).await
         }
         Command::Check { project } => check_command(project).await,
         Command::Runs { project } => runs_command(project),
@@ -282,6 +298,7 @@ enum Start {
     Full,
     Resume,
     Delta(DeltaMode),
+    Sample { n: usize, seed: u64, values: bool },
 }
 
 pub async fn run_project(project: &Project, dry_run: bool) -> i32 {
@@ -314,6 +331,7 @@ async fn finish_run(
     let result = match start {
         Start::Resume => engine.resume().await,
         Start::Delta(mode) => engine.delta(mode).await,
+        Start::Sample { n, seed, .. } => engine.preview_sample(n, seed).await,
         Start::Full => engine.run(kind).await,
     };
     signals.stop();
@@ -326,6 +344,9 @@ async fn finish_run(
         && let Ok(store) = engine.store().lock()
     {
         print!("{}", report::queue_summary(&store, true));
+        if let Start::Sample { values, .. } = start {
+            print!("{}", report::sample_details(&store, values));
+        }
     }
     code
 }
@@ -365,15 +386,10 @@ pub fn report_run(project: &Project, result: Result<RunSummary, RunFailure>, dry
     }
 }
 
-async fn run_command(project: Option<PathBuf>, dry_run: bool, resume: bool, delta: Option<DeltaMode>) -> i32 {
+async fn run_command(project: Option<PathBuf>, dry_run: bool, start: Start) -> i32 {
     let project = match Project::load(project.as_deref()) {
         Ok(p) => p,
         Err(e) => return not_started(&e),
-    };
-    let start = match (resume, delta) {
-        (true, _) => Start::Resume,
-        (false, Some(mode)) => Start::Delta(mode),
-        (false, None) => Start::Full,
     };
     run_project_with(&project, dry_run, start).await
 }

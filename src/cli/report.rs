@@ -61,6 +61,63 @@ pub fn run_table(summary: &RunSummary, dry_run: bool) -> String {
     out
 }
 
+/// A test sync's sample in detail: every held record with each issue; with `values`, what
+/// each written record would hold.
+pub fn sample_details(store: &Store, values: bool) -> String {
+    let mut out = String::new();
+    let held = store.queue_list(&crate::store::QueueFilter { pending_only: true, ..Default::default() });
+    if let Ok(held) = held
+        && !held.is_empty()
+    {
+        let _ = writeln!(out, "\nEach record the sample would hold, and why:");
+        for item in &held {
+            let _ = writeln!(
+                out,
+                "  {} {} ({}) — {}",
+                item.object,
+                crate::text::shown(&item.source_id),
+                crate::text::shown(&item.origin),
+                item.reason
+            );
+            for issue in &item.issues {
+                let _ = writeln!(
+                    out,
+                    "      {}: {}{}",
+                    issue.field,
+                    crate::text::shown(&issue.message),
+                    issue.suggestion.as_deref().map(|s| format!(" → {}", crate::text::shown(s))).unwrap_or_default()
+                );
+            }
+        }
+    }
+    if values {
+        let rows = store.conn().prepare(
+            "SELECT a.object, a.source_id, a.outcome, w.image FROM audit a
+             LEFT JOIN written w ON w.object = a.object AND w.dest_id = a.dest_id
+             WHERE a.outcome IN ('created', 'updated', 'merged') ORDER BY a.id",
+        );
+        if let Ok(mut stmt) = rows {
+            let _ = writeln!(out, "\nWhat each record of the sample would be written with:");
+            let lines = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            });
+            for (object, sid, outcome, image) in lines.into_iter().flatten().flatten() {
+                let image: indexmap::IndexMap<String, Option<String>> =
+                    image.and_then(|i| serde_json::from_str(&i).ok()).unwrap_or_default();
+                let fields: Vec<String> =
+                    image.iter().map(|(k, v)| format!("{k}={}", crate::text::shown_opt(v.as_deref()))).collect();
+                let _ = writeln!(out, "  {object} {} → {outcome}: {}", crate::text::shown(&sid), fields.join(", "));
+            }
+        }
+    }
+    out
+}
+
 pub fn queue_hint(store: &Store) -> String {
     queue_summary(store, false)
 }

@@ -2,9 +2,9 @@
 //! cursor and maps each batch, so the next batch is read and mapped while the current one is
 //! deduped and written. At most two mapped batches wait: memory stays flat as the source grows.
 
-use super::delta::DeltaFilter;
 use super::map::{Mapped, Mapper};
 use super::plan::ObjectPlan;
+use super::scope::Scope;
 use super::timings::{Stage, Timings};
 use crate::connect::{Cursor, Source};
 use crate::model::Extracted;
@@ -43,7 +43,7 @@ pub fn spawn(
     corrections: Corrections,
     batch_size: usize,
     cursor: Cursor,
-    filter: Option<Arc<DeltaFilter>>,
+    filter: Option<Arc<Scope>>,
     timings: Arc<Timings>,
 ) -> (mpsc::Receiver<Result<MappedBatch>>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel::<Result<MappedBatch>>(2);
@@ -60,7 +60,7 @@ pub fn spawn(
                 }
             };
             if let Some(f) = &filter {
-                // A delta keeps what is new or changed; unreadable rows are always reported.
+                // A delta or a sample keeps its part; unreadable rows are always reported.
                 batch.records.retain(|r| match r {
                     Extracted::Record(rec) => f.wants(rec),
                     Extracted::Malformed { .. } => true,

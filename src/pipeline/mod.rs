@@ -15,6 +15,7 @@ pub mod progress;
 pub mod rollback;
 pub mod run;
 pub mod sample;
+pub mod scope;
 pub mod timings;
 pub mod transform;
 pub mod validate;

@@ -10,6 +10,7 @@ use super::index_writer::{IndexBatch, IndexWriter};
 use super::map::{MATCH_CHOICE, Mapper, MatchChoice, Owners};
 use super::plan::ObjectPlan;
 use super::progress::{Control, Progress, RunState};
+use super::scope::{Part, Scope};
 use super::timings::{Stage, Timings};
 use super::transform::TransformSettings;
 use super::validate::validate;
@@ -110,8 +111,8 @@ struct ObjectRun<'a> {
     total: u64,
     start: Start,
     recovered: &'a HashMap<String, String>,
-    /// A delta run's choice of records.
-    filter: Option<Arc<DeltaFilter>>,
+    /// A delta's or a sample's choice of records.
+    filter: Option<Arc<Scope>>,
 }
 
 /// Where an object's pass starts: the beginning, or a resumed run's checkpoint.
@@ -309,7 +310,13 @@ impl Engine {
     /// a record someone changed in the destination since Cutover wrote it is queued as
     /// `changed_in_destination`, never overwritten. As many deltas as needed: none duplicates.
     pub async fn delta(&self, mode: DeltaMode) -> std::result::Result<RunSummary, RunFailure> {
-        self.start_run_with(RunKind::Delta, false, Some(mode)).await
+        self.start_run_with(RunKind::Delta, false, Some(Part::Delta(mode))).await
+    }
+
+    /// A test sync of `n` records per object chosen by `seed` (and the parents they point at),
+    /// for a preview engine: every issue and mapped value of the sample, nothing written.
+    pub async fn preview_sample(&self, n: usize, seed: u64) -> std::result::Result<RunSummary, RunFailure> {
+        self.start_run_with(RunKind::Preview, false, Some(Part::Sample { n, seed })).await
     }
 
     /// Continues the newest full run that did not complete (killed, stopped, halted, cancelled)
@@ -327,7 +334,7 @@ impl Engine {
         &self,
         kind: RunKind,
         resume: bool,
-        delta: Option<DeltaMode>,
+        part: Option<Part>,
     ) -> std::result::Result<RunSummary, RunFailure> {
         let started_at = Instant::now();
         let _lock = RunLock::acquire(&self.store_path)?;
@@ -352,7 +359,7 @@ impl Engine {
             p.run_id = Some(run_id);
             p.state = RunState::Running;
         });
-        let result = self.run_objects(run_id, &prepared, resume, delta).await;
+        let result = self.run_objects(run_id, &prepared, resume, part).await;
         self.finish(run_id, kind, started_at, result).await
     }
 
@@ -395,13 +402,14 @@ impl Engine {
         }
     }
 
-    async fn run_objects(
-        &self,
-        run_id: i64,
-        prepared: &Prepared,
-        resume: bool,
-        delta: Option<DeltaMode>,
-    ) -> Result<Finish> {
+    async fn run_objects(&self, run_id: i64, prepared: &Prepared, resume: bool, part: Option<Part>) -> Result<Finish> {
+        let mut sampled = match part {
+            Some(Part::Sample { n, seed }) => {
+                self.progress.send_modify(|p| p.phase = "choosing the sample".into());
+                super::scope::sample(self.source.as_ref(), &prepared.plans, n, seed).await?
+            }
+            _ => std::collections::HashMap::new(),
+        };
         for (position, plan) in prepared.plans.iter().enumerate() {
             let total = self
                 .source
@@ -436,15 +444,17 @@ impl Engine {
                 p.objects[position].counts = start.counts;
                 p.phase = format!("migrating {}", plan.name);
             });
-            let filter = match delta {
-                Some(mode) => Some(Arc::new(sync(|| {
+            let filter = match part {
+                Some(Part::Delta(mode)) => Some(Arc::new(Scope::Delta(sync(|| {
                     DeltaFilter::load(&*lock(&self.store)?, plan, mode, self.settings.day_first)
-                })?)),
+                })?))),
+                Some(Part::Sample { .. }) => Some(Arc::new(Scope::Ids(sampled.remove(&plan.name).unwrap_or_default()))),
                 None => None,
             };
-            if filter.is_some() {
-                // A delta takes part of the source: the source's count is no total to check against.
-                self.progress.send_modify(|p| p.objects[position].total = None);
+            if let Some(scope) = &filter {
+                // Part of the source: the source's count is no total to check against.
+                let size = scope.size();
+                self.progress.send_modify(|p| p.objects[position].total = size);
             }
             let run = ObjectRun { position, total, start, recovered: &recovered, filter };
             if let Some(stop) = self.run_object(run_id, plan, prepared, run).await? {
@@ -552,7 +562,8 @@ impl Engine {
         run: ObjectRun<'_>,
     ) -> Result<Option<Finish>> {
         let ObjectRun { position, total, start, recovered, filter } = run;
-        let delta = filter.is_some();
+        let partial = filter.is_some();
+        let delta = matches!(filter.as_deref(), Some(Scope::Delta(_)));
         let batch_size = self.project.config.project.batch_size;
         let mapper = self.mapper(plan, &prepared.owners)?;
         let corrections = sync(|| lock(&self.store)?.corrections_for(&plan.name))?;
@@ -665,7 +676,7 @@ impl Engine {
             info!(object = %plan.name, records = counts.extracted, "cancelled by the operator");
             return Ok(Some(Finish::Cancelled));
         }
-        if halt.is_none() && !delta && counts.extracted != total {
+        if halt.is_none() && !partial && counts.extracted != total {
             halt = Some(format!(
                 "{}: the source reported {total} records but {} were read — the source changed during the run or \
                  could not be read to the end",
