@@ -118,7 +118,8 @@ fn exit_codes_tell_outcomes_apart() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
     assert!(stdout.contains("HALTED: 15 of 25 records in batch 1 of people"), "{stdout}");
-    assert!(stdout.contains("required (15)"), "{stdout}");
+    assert!(stdout.contains("required (15, e.g. records 10, 11, 12, …)"), "{stdout}");
+    assert!(stdout.contains("`cutover run --resume` continues after the last committed batch"), "{stdout}");
 }
 
 #[test]

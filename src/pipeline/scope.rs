@@ -44,6 +44,9 @@ impl Scope {
     }
 }
 
+/// A record's place in the sample, its id, and the parents it points at: (object, source id).
+type Ranked = (u64, String, Vec<(String, String)>);
+
 fn rank(seed: u64, id: &str) -> u64 {
     let mut h = Sha256::new();
     h.update(seed.to_le_bytes());
@@ -73,8 +76,7 @@ pub async fn sample(
                 _ => None,
             })
             .collect();
-        // (rank, id, parents it points at)
-        let mut records: Vec<(u64, String, Vec<(String, String)>)> = Vec::new();
+        let mut records: Vec<Ranked> = Vec::new();
         let mut cursor = Cursor::start();
         loop {
             let batch = source
