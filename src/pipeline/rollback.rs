@@ -88,8 +88,8 @@ pub async fn rollback(engine: &Engine, of_run: i64, opts: &RollbackOptions) -> R
     let run = lock(engine.store())?
         .run(of_run)?
         .ok_or_else(|| eyre!("there is no run {of_run} (`cutover runs` lists them)"))?;
-    if !matches!(run.kind.as_str(), "full" | "reprocess") {
-        return Err(eyre!("run {of_run} is a {} run: only full runs and reprocess runs write records", run.kind));
+    if !matches!(run.kind.as_str(), "full" | "reprocess" | "delta") {
+        return Err(eyre!("run {of_run} is a {} run: only full, delta and reprocess runs write records", run.kind));
     }
     let prepared = engine.prepare().await?;
     if let Some(o) = &opts.object

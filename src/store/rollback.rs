@@ -60,6 +60,17 @@ impl Store {
         Ok(rows)
     }
 
+    /// The newest run whose writes are still linked (what "roll back the last run" means).
+    pub fn newest_rollback_target(&self) -> Result<Option<i64>> {
+        Ok(self.conn().query_row(
+            "SELECT MAX(a.run_id) FROM audit a JOIN runs r ON r.id = a.run_id
+             WHERE a.outcome IN ('created', 'updated', 'merged') AND r.kind IN ('full', 'delta', 'reprocess')
+               AND EXISTS (SELECT 1 FROM id_map m WHERE m.object = a.object AND m.source_id = a.source_id)",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Audits each record and unlinks the rolled-back ones, all or nothing.
     pub fn record_rollback(&self, run_id: i64, object: &str, records: &[RolledBack]) -> Result<()> {
         let (at, user) = (now(), os_user());

@@ -61,6 +61,8 @@ pub enum Action {
     DiscardMapping,
     Reconcile,
     ResumeRun,
+    DeltaRun,
+    Rollback,
     Expand,
     Accept,
     SignOff,

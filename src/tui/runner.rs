@@ -132,6 +132,36 @@ impl Runner {
                     let _ = tx.send(msg);
                 });
             }
+            Effect::PreviewRollback => {
+                let project = self.project();
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let msg = match preview_rollback(project).await {
+                        Ok(found) => Msg::RollbackPreviewed(Ok(found)),
+                        Err(e) => Msg::RollbackPreviewed(Err(format!("{e:#}"))),
+                    };
+                    let _ = tx.send(msg);
+                });
+            }
+            Effect::Rollback { run } => {
+                let project = self.project();
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let opts = crate::pipeline::rollback::RollbackOptions::default();
+                    let done = async {
+                        let p = project.clone();
+                        let engine =
+                            tokio::task::spawn_blocking(move || p.engine()).await.map_err(|e| eyre!("{e}"))??;
+                        crate::pipeline::rollback::rollback(&engine, run, &opts).await
+                    }
+                    .await;
+                    let msg = match done {
+                        Ok(r) => Msg::Done { message: rollback_words(&r), failed: r.undecided() > 0 },
+                        Err(e) => Msg::Done { message: format!("rollback failed: {e:#}"), failed: true },
+                    };
+                    let _ = tx.send(msg);
+                });
+            }
             Effect::WriteReport { report } => {
                 let project = self.project();
                 let tx = self.tx.clone();
@@ -361,6 +391,7 @@ impl Runner {
                 RunMode::Preview => engine.run(RunKind::Preview).await,
                 RunMode::Full => engine.run(RunKind::Full).await,
                 RunMode::Resume => engine.resume().await,
+                RunMode::Delta => engine.delta(crate::pipeline::delta::DeltaMode::Both).await,
                 RunMode::Reprocess => engine.reprocess(&ids).await,
             };
             // The last snapshot first, then the end.
@@ -539,6 +570,45 @@ fn reprocess_report(store: &Store, ids: &[i64]) -> Result<String> {
 }
 
 /// The counts of the latest real run, per object, with what is still open in the queue.
+/// The newest run whose writes are still linked, and what rolling it back would do, in words.
+async fn preview_rollback(project: Arc<Project>) -> Result<(i64, String)> {
+    let run = Store::open_reader(&project.store_path)?
+        .newest_rollback_target()?
+        .ok_or_else(|| eyre!("no run has records still linked in the destination"))?;
+    let p = project.clone();
+    let engine = tokio::task::spawn_blocking(move || p.engine()).await.map_err(|e| eyre!("{e}"))??;
+    let opts = crate::pipeline::rollback::RollbackOptions { dry_run: true, ..Default::default() };
+    let report = crate::pipeline::rollback::rollback(&engine, run, &opts).await?;
+    Ok((run, rollback_words(&report)))
+}
+
+/// "deletes 11,358 records, restores 800 from their before-images, leaves 1 changed since".
+fn rollback_words(r: &crate::pipeline::rollback::RollbackReport) -> String {
+    let deleted: u64 = r.objects.iter().map(|o| o.deleted).sum();
+    let restored: u64 = r.objects.iter().map(|o| o.restored).sum();
+    let left = r.undecided();
+    let failed: usize = r.objects.iter().map(|o| o.failed.len()).sum();
+    let verb =
+        if r.dry_run { ("It deletes", "restores", "leaves") } else { ("rolled back: deleted", "restored", "left") };
+    let mut s = format!(
+        "{} {deleted} records the run created and {} {restored} it updated from their before-images",
+        verb.0, verb.1
+    );
+    if left > 0 {
+        s.push_str(&format!(
+            "; {} {left} changed in the destination since Cutover wrote them untouched (`cutover rollback {} --anyway …` or --keep decides)",
+            verb.2, r.of_run
+        ));
+    }
+    if failed > 0 {
+        s.push_str(&format!("; {failed} refused by the destination"));
+    }
+    if r.dry_run {
+        s.push_str(". The rollback is itself a run, audited record by record.");
+    }
+    s
+}
+
 /// Writes `<project>.reconciliation.md` and `.json` beside the project file, each whole or not at all.
 pub fn write_report(project: &Project, report: &crate::reconcile::Report) -> Result<String> {
     let stem = project.config.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();

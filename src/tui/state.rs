@@ -52,6 +52,8 @@ pub enum RunMode {
     Full,
     /// The last unfinished full run, continued from its checkpoints.
     Resume,
+    /// Only what is new or changed since the last run.
+    Delta,
     Reprocess,
 }
 
@@ -61,6 +63,7 @@ impl RunMode {
             RunMode::Preview => "test sync (dry run)",
             RunMode::Full => "full run",
             RunMode::Resume => "resumed run",
+            RunMode::Delta => "delta run",
             RunMode::Reprocess => "reprocess",
         }
     }
@@ -104,7 +107,7 @@ impl Live {
             RunState::Running if self.control == Control::Cancel => "cancelling after this batch".into(),
             RunState::Running => match self.mode {
                 RunMode::Preview => "previewing".into(),
-                RunMode::Full | RunMode::Resume => "running".into(),
+                RunMode::Full | RunMode::Resume | RunMode::Delta => "running".into(),
                 RunMode::Reprocess => "reprocessing".into(),
             },
             RunState::Paused => "paused".into(),
@@ -340,13 +343,14 @@ impl ReconcileView {
             let c = &o.counts;
             let broken = report.discrepancies.iter().filter(|d| d.object == o.object).count();
             let title = format!(
-                "{}: {} in source = {} written + {} held + {} skipped + {} failed{}",
+                "{}: {} in source = {} written + {} held + {} skipped + {} failed{}{}",
                 o.object,
                 c.in_source,
                 c.written,
                 c.queued,
                 c.skipped,
                 c.failed.total,
+                if c.rolled_back > 0 { format!(" + {} rolled back", c.rolled_back) } else { String::new() },
                 if broken == 0 { String::new() } else { format!(" · {broken} discrepancies") }
             );
             if !section(&mut out, &format!("object:{}", o.object), title, broken == 0) {
@@ -551,6 +555,10 @@ pub enum Confirm {
     /// Sign the migration off with these notes and acceptances.
     SignOff {
         notes: String,
+    },
+    /// Roll this run back (its preview was shown in the question).
+    Rollback {
+        run: i64,
     },
 }
 

@@ -54,6 +54,8 @@ pub enum Msg {
     Reconciled(Result<Box<crate::reconcile::Report>, String>),
     /// The sign-off was recorded, or refused (why).
     SignedOff(Result<crate::store::SignOff, String>),
+    /// What rolling `run` back would do, in words (or why it cannot).
+    RollbackPreviewed(Result<(i64, String), String>),
     /// A fix, reprocess or skip finished: what to tell the operator, and whether it went wrong.
     Done {
         message: String,
@@ -155,6 +157,12 @@ pub enum Effect {
     /// Write the report as Markdown and JSON beside the project file (answered `Done`).
     WriteReport {
         report: Box<crate::reconcile::Report>,
+    },
+    /// Preview a rollback of the newest run that wrote records (answered `RollbackPreviewed`).
+    PreviewRollback,
+    /// Roll `run` back; records changed in the destination since are left (answered `Done`).
+    Rollback {
+        run: i64,
     },
 }
 
@@ -263,6 +271,19 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
                     r.error = Some(e.clone());
                     state.status = Some((true, format!("could not reconcile: {e}")));
                 }
+            }
+            Vec::new()
+        }
+        Msg::RollbackPreviewed(result) => {
+            match result {
+                Ok((run, what)) if state.modal.is_none() => {
+                    state.modal = Some(Modal::Confirm {
+                        question: format!("Roll back run {run}?\n{what}"),
+                        what: Confirm::Rollback { run },
+                    });
+                }
+                Ok(_) => {}
+                Err(e) => state.status = Some((true, format!("nothing to roll back: {e}"))),
             }
             Vec::new()
         }
@@ -630,6 +651,14 @@ fn confirmed(state: &mut AppState, what: Confirm) -> Vec<Effect> {
             discard_mapping(state);
             Vec::new()
         }
+        Confirm::Rollback { run } => {
+            if state.run_active() {
+                state.status = Some((true, "wait for the active run to finish".into()));
+                return Vec::new();
+            }
+            state.status = Some((false, format!("rolling back run {run}…")));
+            vec![Effect::Rollback { run }]
+        }
         Confirm::SignOff { notes } => match &state.reconcile.report {
             Some(report) => {
                 vec![Effect::SignOff { report: report.clone(), notes, accepted: state.reconcile.accepted.clone() }]
@@ -871,7 +900,15 @@ fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
             }
             Vec::new()
         }
-        Preview | StartRun | ResumeRun => {
+        Rollback => {
+            if state.run_active() {
+                state.status = Some((true, "wait for the active run to finish".into()));
+                return Vec::new();
+            }
+            state.status = Some((false, "working out what a rollback would do…".into()));
+            vec![Effect::PreviewRollback]
+        }
+        Preview | StartRun | ResumeRun | DeltaRun => {
             if state.run_active() {
                 state.status = Some((true, "a run is already active".into()));
                 return Vec::new();
@@ -879,6 +916,7 @@ fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
             let mode = match action {
                 Preview => RunMode::Preview,
                 ResumeRun => RunMode::Resume,
+                DeltaRun => RunMode::Delta,
                 _ => RunMode::Full,
             };
             start(state, mode);
@@ -1429,6 +1467,25 @@ mod tests {
         let fx = ch(&mut s, 'y');
         assert_eq!(fx, vec![Effect::Skip { ids: vec![35, 36, 37], reason: "duplicate of 34".into() }]);
         assert!(s.queue.marked.is_empty());
+    }
+
+    #[test]
+    fn a_delta_starts_with_d_and_a_rollback_is_previewed_then_confirmed() {
+        let (_d, mut s) = state();
+        assert_eq!(ch(&mut s, 'd'), vec![Effect::StartRun { mode: RunMode::Delta }]);
+        update(&mut s, Msg::RunEnded { summary: "delta done".into(), failed: false });
+        assert_eq!(ch(&mut s, 'B'), vec![Effect::PreviewRollback]);
+        assert!(s.modal.is_none(), "nothing is asked before the preview answers");
+        update(&mut s, Msg::RollbackPreviewed(Ok((1, "It deletes 3 records the run created".into()))));
+        match &s.modal {
+            Some(Modal::Confirm { question, what: Confirm::Rollback { run: 1 } }) => {
+                assert!(question.starts_with("Roll back run 1?\nIt deletes 3 records"), "{question}");
+            }
+            _ => panic!("expected the rollback confirmation"),
+        }
+        assert_eq!(ch(&mut s, 'y'), vec![Effect::Rollback { run: 1 }]);
+        update(&mut s, Msg::RollbackPreviewed(Err("no run has records still linked".into())));
+        assert_eq!(s.status, Some((true, "nothing to roll back: no run has records still linked".into())));
     }
 
     #[test]

@@ -165,13 +165,14 @@ pub fn render(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
         spark,
     );
     let hint = format!(
-        "{} test sync · {} full run · {} pause · {} resume · {} cancel · {} queue",
+        "{} test sync · {} full run · {} delta · {} pause · {} resume · {} cancel · {} roll back · ? more",
         k(Action::Preview),
         k(Action::StartRun),
+        k(Action::DeltaRun),
         k(Action::Pause),
         k(Action::Resume),
         k(Action::Cancel),
-        k(Action::PaneQueue)
+        k(Action::Rollback),
     );
     frame.render_widget(
         Paragraph::new(Span::styled(hint, theme.muted)).block(Block::default().borders(Borders::TOP)),
