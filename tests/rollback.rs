@@ -141,3 +141,40 @@ async fn records_edited_after_the_write_are_left_for_a_decision() {
     assert!(kept.contains("lastname is Edited"), "{kept}");
     assert!(store.dest_id("contacts", &updated).expect("id map").is_some(), "a kept record stays linked");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_killed_midway_is_run_again_and_finishes_the_job() {
+    let (_dir, project) = demo();
+    let db = project.config.base_dir().join("destination.db");
+    let pristine: Vec<_> = TABLES.iter().map(|t| table(&db, t)).collect();
+    let engine = project.engine().expect("engine");
+    engine.run(RunKind::Full).await.expect("run");
+    let store = project.store().expect("store");
+    // What a rollback killed after its destination writes but before its store commit leaves:
+    // a created deal already deleted, an updated contact already restored, both still linked.
+    let deal = store.dest_id("deals", "20000").expect("id map").expect("linked");
+    let (contact_sid, before): (String, String) = store
+        .conn()
+        .query_row(
+            "SELECT source_id, before_image FROM audit WHERE object = 'contacts' AND outcome = 'updated'
+             AND before_image IS NOT NULL LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("an updated contact");
+    let contact = store.dest_id("contacts", &contact_sid).expect("id map").expect("linked");
+    let conn = rusqlite::Connection::open(&db).expect("dest");
+    conn.execute("DELETE FROM deals WHERE id = ?1", [&deal]).expect("delete");
+    let before: indexmap::IndexMap<String, Option<String>> = serde_json::from_str(&before).expect("json");
+    for (field, value) in &before {
+        conn.execute(&format!("UPDATE contacts SET {field} = ?1 WHERE id = ?2"), rusqlite::params![value, contact])
+            .expect("restore");
+    }
+    let done = rollback(&engine, 1, &RollbackOptions::default()).await.expect("rollback");
+    assert_eq!(done.undecided(), 0, "{:?}", done.objects);
+    let already: u64 = done.objects.iter().map(|o| o.already_done).sum();
+    assert_eq!(already, 2);
+    for (t, before) in TABLES.iter().zip(&pristine) {
+        assert_eq!(&table(&db, t), before, "{t}");
+    }
+}

@@ -8,7 +8,6 @@ use super::transform::parse_when;
 use crate::model::{SourceRecord, Value};
 use crate::store::Store;
 use color_eyre::eyre::Result;
-use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,20 +27,29 @@ impl DeltaMode {
     }
 }
 
-/// A short, stable hash of a record's source values (what the id map keeps per written record).
+/// A short, stable hash of a record's source values (what the id map keeps per written
+/// record): FNV-1a over each value with its length and a blank marker — fixed by this code, so
+/// it never changes with a library version, and cheap enough for every record of a run.
 pub fn source_hash(values: &[Value]) -> String {
-    let mut h = Sha256::new();
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(PRIME);
+        }
+    };
     for v in values {
         match v {
-            None => h.update([0u8]),
+            None => eat(&[0]),
             Some(s) => {
-                h.update([1u8]);
-                h.update((s.len() as u64).to_le_bytes());
-                h.update(s.as_bytes());
+                eat(&[1]);
+                eat(&(s.len() as u64).to_le_bytes());
+                eat(s.as_bytes());
             }
         }
     }
-    h.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect()
+    format!("{h:016x}")
 }
 
 /// A modified time in one comparable spelling (`2024-03-01T09:30:00`); text that is no date

@@ -102,7 +102,7 @@ pub const MIGRATIONS: &[&str] = &[
         -- matched an existing one, and the object's merge rule keeps deciding.
         created INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (object, dest_id)
-    ) WITHOUT ROWID;
+    );
     CREATE TABLE signoffs (
         id          INTEGER PRIMARY KEY,
         at          TEXT NOT NULL,
