@@ -143,11 +143,11 @@ impl Runner {
                     let _ = tx.send(msg);
                 });
             }
-            Effect::Rollback { run } => {
+            Effect::Rollback { run, keep } => {
                 let project = self.project();
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
-                    let opts = crate::pipeline::rollback::RollbackOptions::default();
+                    let opts = crate::pipeline::rollback::RollbackOptions { keep, ..Default::default() };
                     let done = async {
                         let p = project.clone();
                         let engine =
@@ -156,7 +156,19 @@ impl Runner {
                     }
                     .await;
                     let msg = match done {
-                        Ok(r) => Msg::Done { message: rollback_words(&r), failed: r.undecided() > 0 },
+                        Ok(r) => Msg::RolledBack {
+                            run,
+                            message: rollback_words(&r),
+                            left: r
+                                .objects
+                                .iter()
+                                .flat_map(|o| {
+                                    o.undecided.iter().map(move |c| {
+                                        format!("{} {}: {}", o.object, crate::text::shown(&c.source_id), c.why)
+                                    })
+                                })
+                                .collect(),
+                        },
                         Err(e) => Msg::Done { message: format!("rollback failed: {e:#}"), failed: true },
                     };
                     let _ = tx.send(msg);
@@ -599,6 +611,10 @@ fn rollback_words(r: &crate::pipeline::rollback::RollbackReport) -> String {
             "; {} {left} changed in the destination since Cutover wrote them untouched (`cutover rollback {} --anyway …` or --keep decides)",
             verb.2, r.of_run
         ));
+    }
+    let kept: usize = r.objects.iter().map(|o| o.kept.len()).sum();
+    if kept > 0 {
+        s.push_str(&format!("; kept {kept} changed in the destination since (audited)"));
     }
     if failed > 0 {
         s.push_str(&format!("; {failed} refused by the destination"));

@@ -556,9 +556,11 @@ pub enum Confirm {
     SignOff {
         notes: String,
     },
-    /// Roll this run back (its preview was shown in the question).
+    /// Roll this run back (its preview was shown in the question); `keep`: and keep the records
+    /// changed in the destination since (audited as kept).
     Rollback {
         run: i64,
+        keep: bool,
     },
 }
 

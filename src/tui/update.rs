@@ -56,6 +56,12 @@ pub enum Msg {
     SignedOff(Result<crate::store::SignOff, String>),
     /// What rolling `run` back would do, in words (or why it cannot).
     RollbackPreviewed(Result<(i64, String), String>),
+    /// A rollback finished: what it did, and the records it left for a decision (with why).
+    RolledBack {
+        run: i64,
+        message: String,
+        left: Vec<String>,
+    },
     /// A fix, reprocess or skip finished: what to tell the operator, and whether it went wrong.
     Done {
         message: String,
@@ -160,9 +166,11 @@ pub enum Effect {
     },
     /// Preview a rollback of the newest run that wrote records (answered `RollbackPreviewed`).
     PreviewRollback,
-    /// Roll `run` back; records changed in the destination since are left (answered `Done`).
+    /// Roll `run` back; records changed in the destination since are left, or with `keep` kept
+    /// (audited). Answered `RolledBack`.
     Rollback {
         run: i64,
+        keep: bool,
     },
 }
 
@@ -279,13 +287,30 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
                 Ok((run, what)) if state.modal.is_none() => {
                     state.modal = Some(Modal::Confirm {
                         question: format!("Roll back run {run}?\n{what}"),
-                        what: Confirm::Rollback { run },
+                        what: Confirm::Rollback { run, keep: false },
                     });
                 }
                 Ok(_) => {}
                 Err(e) => state.status = Some((true, format!("nothing to roll back: {e}"))),
             }
             Vec::new()
+        }
+        Msg::RolledBack { run, message, left } => {
+            state.status = Some((!left.is_empty(), message.clone()));
+            if !left.is_empty() && state.modal.is_none() {
+                let shown: Vec<String> = left.iter().take(8).map(|l| format!("• {l}")).collect();
+                let more = if left.len() > 8 { format!("\n… and {} more", left.len() - 8) } else { String::new() };
+                state.modal = Some(Modal::Confirm {
+                    question: format!(
+                        "{message}\nChanged in the destination since Cutover wrote them:\n{}{more}\nKeep them as they are \
+                         (audited as kept)? n leaves them for later: `cutover rollback {run} --anyway SOURCE_ID` rolls one \
+                         back regardless.",
+                        shown.join("\n")
+                    ),
+                    what: Confirm::Rollback { run, keep: true },
+                });
+            }
+            reload_all(state)
         }
         Msg::SignedOff(result) => {
             match result {
@@ -651,13 +676,13 @@ fn confirmed(state: &mut AppState, what: Confirm) -> Vec<Effect> {
             discard_mapping(state);
             Vec::new()
         }
-        Confirm::Rollback { run } => {
+        Confirm::Rollback { run, keep } => {
             if state.run_active() {
                 state.status = Some((true, "wait for the active run to finish".into()));
                 return Vec::new();
             }
             state.status = Some((false, format!("rolling back run {run}…")));
-            vec![Effect::Rollback { run }]
+            vec![Effect::Rollback { run, keep }]
         }
         Confirm::SignOff { notes } => match &state.reconcile.report {
             Some(report) => {
@@ -1478,12 +1503,28 @@ mod tests {
         assert!(s.modal.is_none(), "nothing is asked before the preview answers");
         update(&mut s, Msg::RollbackPreviewed(Ok((1, "It deletes 3 records the run created".into()))));
         match &s.modal {
-            Some(Modal::Confirm { question, what: Confirm::Rollback { run: 1 } }) => {
+            Some(Modal::Confirm { question, what: Confirm::Rollback { run: 1, keep: false } }) => {
                 assert!(question.starts_with("Roll back run 1?\nIt deletes 3 records"), "{question}");
             }
             _ => panic!("expected the rollback confirmation"),
         }
-        assert_eq!(ch(&mut s, 'y'), vec![Effect::Rollback { run: 1 }]);
+        assert_eq!(ch(&mut s, 'y'), vec![Effect::Rollback { run: 1, keep: false }]);
+        // Records changed since were left: the console asks whether to keep them.
+        update(
+            &mut s,
+            Msg::RolledBack {
+                run: 1,
+                message: "rolled back: deleted 2".into(),
+                left: vec!["deals 20000: amount is 1.00 (Cutover wrote 197923.47)".into()],
+            },
+        );
+        match &s.modal {
+            Some(Modal::Confirm { question, what: Confirm::Rollback { run: 1, keep: true } }) => {
+                assert!(question.contains("• deals 20000: amount is 1.00"), "{question}");
+            }
+            _ => panic!("expected the keep question"),
+        }
+        assert_eq!(ch(&mut s, 'y'), vec![Effect::Rollback { run: 1, keep: true }]);
         update(&mut s, Msg::RollbackPreviewed(Err("no run has records still linked".into())));
         assert_eq!(s.status, Some((true, "nothing to roll back: no run has records still linked".into())));
     }
