@@ -394,14 +394,17 @@ async fn run_command(project: Option<PathBuf>, dry_run: bool, start: Start) -> i
     run_project_with(&project, dry_run, start).await
 }
 
+/// The project and an engine on it, or the exit code of a command that could not start.
+pub(crate) fn project_engine(project: Option<&std::path::Path>) -> Result<(Project, crate::pipeline::Engine), i32> {
+    let project = Project::load(project).map_err(|e| not_started(&e))?;
+    let engine = project.engine().map_err(|e| not_started(&e))?;
+    Ok((project, engine))
+}
+
 async fn check_command(project: Option<PathBuf>) -> i32 {
-    let project = match Project::load(project.as_deref()) {
-        Ok(p) => p,
-        Err(e) => return not_started(&e),
-    };
-    let engine = match project.engine() {
-        Ok(e) => e,
-        Err(e) => return not_started(&e),
+    let (project, engine) = match project_engine(project.as_deref()) {
+        Ok(pe) => pe,
+        Err(code) => return code,
     };
     match engine.prepare().await {
         Ok(prepared) => {

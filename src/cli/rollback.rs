@@ -3,18 +3,13 @@
 
 use super::{EXIT_HALTED, EXIT_OK, not_started};
 use crate::pipeline::rollback::{RollbackOptions, RollbackReport, rollback};
-use crate::project::Project;
 use std::fmt::Write;
 use std::path::PathBuf;
 
 pub async fn command(run: i64, project: Option<PathBuf>, opts: RollbackOptions) -> i32 {
-    let project = match Project::load(project.as_deref()) {
-        Ok(p) => p,
-        Err(e) => return not_started(&e),
-    };
-    let engine = match project.engine() {
-        Ok(e) => e,
-        Err(e) => return not_started(&e),
+    let (_project, engine) = match super::project_engine(project.as_deref()) {
+        Ok(pe) => pe,
+        Err(code) => return code,
     };
     match rollback(&engine, run, &opts).await {
         Ok(report) => {

@@ -47,7 +47,9 @@ impl Scope {
 /// A record's place in the sample, its id, and the parents it points at: (object, source id).
 type Ranked = (u64, String, Vec<(String, String)>);
 
-fn rank(seed: u64, id: &str) -> u64 {
+/// A record's place in a seeded sample (the sample is the `n` smallest): the same seed, the same
+/// records, whatever order the source returns them in. Test syncs and read-back share it.
+pub fn seeded_rank(seed: u64, id: &str) -> u64 {
     let mut h = Sha256::new();
     h.update(seed.to_le_bytes());
     h.update(id.as_bytes());
@@ -101,7 +103,7 @@ pub async fn sample(
                     }
                     Extracted::Malformed { source_id, .. } => (source_id, Vec::new()),
                 };
-                records.push((rank(seed, &id), id, parents));
+                records.push((seeded_rank(seed, &id), id, parents));
             }
             cursor = batch.next;
             if batch.done {

@@ -8,10 +8,10 @@ use crate::compare::{canonical, decimal, same};
 use crate::model::{DestUser, FieldType, Value};
 use crate::pipeline::Engine;
 use crate::pipeline::plan::ObjectPlan;
+use crate::pipeline::scope::seeded_rank;
 use color_eyre::eyre::{Result, WrapErr, eyre};
 use indexmap::IndexMap;
 use rust_decimal::Decimal;
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -46,20 +46,11 @@ fn role(plan: &ObjectPlan, field: &str, ty: FieldType) -> Role {
     }
 }
 
-/// A record's place in the seeded sample: the sample is the `n` smallest.
-fn sample_rank(seed: u64, source_id: &str) -> u64 {
-    let mut h = Sha256::new();
-    h.update(seed.to_le_bytes());
-    h.update(source_id.as_bytes());
-    let d = h.finalize();
-    u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
-}
-
 fn sample(ids: Vec<String>, options: Options) -> Option<HashSet<String>> {
     if options.all {
         return None;
     }
-    let mut ranked: Vec<(u64, String)> = ids.into_iter().map(|id| (sample_rank(options.seed, &id), id)).collect();
+    let mut ranked: Vec<(u64, String)> = ids.into_iter().map(|id| (seeded_rank(options.seed, &id), id)).collect();
     let n = options.sample.min(ranked.len());
     if n < ranked.len() {
         ranked.select_nth_unstable(n);
