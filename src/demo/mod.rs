@@ -86,7 +86,8 @@ pub async fn command(dir: PathBuf, setup_only: bool, console: bool, regen: Optio
     if code != EXIT_NOT_STARTED {
         println!(
             "\nNext: look at the held records with `cutover queue list -p {0}`, inspect one with \
-             `cutover queue show ID -p {0}`, and see the runs with `cutover runs {0}`.",
+             `cutover queue show ID -p {0}`, see the runs with `cutover runs {0}`, and what is still \
+             unproven with `cutover reconcile {0}`.",
             dir.display()
         );
     }
