@@ -40,12 +40,16 @@ pub fn run_table(summary: &RunSummary, dry_run: bool) -> String {
         Finish::Cancelled => "CANCELLED by the operator (what was written stays written and audited)".to_string(),
     };
     let _ = writeln!(out, "{what} {state}");
+    let now = totals.extracted.saturating_sub(summary.carried);
     let _ = writeln!(
         out,
-        "{} records in {:.1}s ({:.0} records/s)\n",
-        totals.extracted,
-        secs,
-        if secs > 0.0 { totals.extracted as f64 / secs } else { 0.0 }
+        "{now} records in {secs:.1}s ({:.0} records/s){}\n",
+        if secs > 0.0 { now as f64 / secs } else { 0.0 },
+        if summary.carried > 0 {
+            format!("; {} more were done before the interruption", summary.carried)
+        } else {
+            String::new()
+        }
     );
     header(&mut out, dry_run);
     for (name, source, c) in &summary.objects {

@@ -47,6 +47,8 @@ pub struct RunSummary {
     /// (object, source count, outcome counters), in run order.
     pub objects: Vec<(String, Option<u64>, Counts)>,
     pub elapsed: Duration,
+    /// Records a resumed run had done before this attempt (they are in `objects` too).
+    pub carried: u64,
 }
 
 impl RunSummary {
@@ -359,8 +361,13 @@ impl Engine {
             p.run_id = Some(run_id);
             p.state = RunState::Running;
         });
+        let carried = if resume {
+            sync(|| lock(&self.store)?.run_counts(run_id))?.iter().map(|(_, _, c)| c.extracted).sum()
+        } else {
+            0
+        };
         let result = self.run_objects(run_id, &prepared, resume, part).await;
-        self.finish(run_id, kind, started_at, result).await
+        self.finish(run_id, kind, started_at, result).await.map(|s| RunSummary { carried, ..s })
     }
 
     async fn finish(
@@ -390,7 +397,7 @@ impl Engine {
                     p.phase = state.into();
                 });
                 info!(run_id, state, "run finished");
-                Ok(RunSummary { run_id, kind, finish, objects, elapsed: started_at.elapsed() })
+                Ok(RunSummary { run_id, kind, finish, objects, elapsed: started_at.elapsed(), carried: 0 })
             }
             Err(e) => {
                 let message = format!("{e:#}");
