@@ -4,7 +4,7 @@ use super::{FieldSpec, MergeRule, Problems, ProjectConfig, SplitPart, Transform}
 use crate::model::{DestSchema, FieldType};
 use indexmap::IndexMap;
 
-pub const SOURCE_KINDS: &[&str] = &["csv", "sqlite"];
+pub const SOURCE_KINDS: &[&str] = &["csv", "sqlite", "postgres"];
 pub const DESTINATION_KINDS: &[&str] = &["sqlite"];
 
 /// Checks that need only the file.
@@ -70,6 +70,13 @@ fn check_connection(key: &str, conn: &super::ConnectionConfig, kinds: &[&str], p
     if !kinds.contains(&conn.kind.as_str()) {
         problems
             .add(format!("{key}.kind"), format!("unknown {key} kind '{}'; one of: {}", conn.kind, kinds.join(", ")));
+    } else if conn.kind == "postgres" {
+        if conn.url_env.as_deref().is_none_or(str::is_empty) {
+            problems.add(
+                format!("{key}.url_env"),
+                format!("a postgres {key} needs url_env: the environment variable holding its URL"),
+            );
+        }
     } else if conn.path.as_deref().is_none_or(str::is_empty) {
         problems.add(format!("{key}.path"), format!("a {} {key} needs a path", conn.kind));
     }

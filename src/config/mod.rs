@@ -63,6 +63,11 @@ pub struct ConnectionConfig {
     pub kind: String,
     /// Folder (csv) or database file (sqlite), relative to the project file.
     pub path: Option<String>,
+    /// Databases: the environment variable holding the connection URL (a secret: it is never
+    /// written to the project file, the logs or the state store).
+    pub url_env: Option<String>,
+    /// PostgreSQL: the schema holding the tables (default "public").
+    pub schema: Option<String>,
     /// For a SQLite destination: where its users (record owners) live.
     pub owners: Option<OwnersTable>,
     /// For a SQLite destination: "object.field" → table holding the allowed values.

@@ -10,6 +10,7 @@
 
 pub mod csv_dir;
 pub mod dry_run;
+pub mod postgres;
 pub mod sqlite;
 
 use crate::config::{ConnectionConfig, LoadedConfig};
@@ -118,12 +119,21 @@ fn resolve_path(project: &LoadedConfig, conn: &ConnectionConfig, role: &str) -> 
 
 pub fn open_source(project: &LoadedConfig) -> Result<Arc<dyn Source>> {
     let conn = &project.config.source;
+    if conn.kind == "postgres" {
+        return open_postgres_source(conn);
+    }
     let path = resolve_path(project, conn, "source")?;
     match conn.kind.as_str() {
         "csv" => Ok(Arc::new(csv_dir::CsvDirSource::open(path)?)),
         "sqlite" => Ok(Arc::new(sqlite::SqliteSource::open(&path)?)),
         other => Err(eyre!("unknown source kind '{other}'")),
     }
+}
+
+fn open_postgres_source(conn: &ConnectionConfig) -> Result<Arc<dyn Source>> {
+    let var = conn.url_env.as_deref().ok_or_else(|| eyre!("source.url_env is missing"))?;
+    let url = postgres::url_from_env(var, "source")?;
+    Ok(Arc::new(postgres::PostgresSource::open(&url, conn.schema.as_deref().unwrap_or("public"))?))
 }
 
 /// Opens the destination; `read_only` for previews, which must not change it in any way.
