@@ -111,15 +111,7 @@ async fn create_new_and_update_changed_each_take_only_their_part() {
     assert_eq!(engine.delta(DeltaMode::Both).await.expect("nothing left").totals().extracted, 0);
 }
 
-const TOML: &str = r#"
-[project]
-name = "modified"
-[source]
-kind = "csv"
-path = "source"
-[destination]
-kind = "sqlite"
-path = "destination.db"
+const OBJECTS: &str = r#"
 [objects.accounts]
 id = "id"
 modified = "updated_at"
@@ -130,7 +122,7 @@ name = { from = "name" }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_modified_time_field_and_the_high_water_mark_choose_the_changed_records() {
     let p = TestProject::new(
-        TOML,
+        &common::csv_to_sqlite("modified", OBJECTS),
         &[(
             "accounts",
             "id,name,updated_at\n1,Acme,2024-03-01 09:00\n2,Globex,2024-03-02 10:00\n3,Initech,03/01/2024\n",

@@ -168,15 +168,7 @@ async fn records_changed_or_deleted_behind_cutovers_back_show_up() {
     assert_eq!(signed.accepted.iter().find(|a| a.key == "contacts/missing").expect("kept").records, 1);
 }
 
-const SUMS_TOML: &str = r#"
-[project]
-name = "sums"
-[source]
-kind = "csv"
-path = "source"
-[destination]
-kind = "sqlite"
-path = "destination.db"
+const SUMS: &str = r#"
 [destination.types]
 "deals.amount" = "decimal"
 [objects.deals]
@@ -190,7 +182,7 @@ amount = { from = "amount", transform = "decimal" }
 async fn sums_are_exact_decimals() {
     // 0.1 + 0.2 is 0.3 here, not 0.30000000000000004; the destination keeps amounts as REAL.
     let p = TestProject::new(
-        SUMS_TOML,
+        &common::csv_to_sqlite("sums", SUMS),
         &[("deals", "id,name,amount\n1,a,0.1\n2,b,0.2\n3,c,\n4,d,1000000000000.01\n")],
         "CREATE TABLE deals (id INTEGER PRIMARY KEY, name TEXT NOT NULL, amount REAL);",
     );

@@ -54,6 +54,15 @@ impl TestProject {
     }
 }
 
+/// A project file for a [`TestProject`]: CSV files under `source/` into `destination.db`,
+/// followed by `rest` (objects, types…).
+pub fn csv_to_sqlite(name: &str, rest: &str) -> String {
+    format!(
+        "[project]\nname = \"{name}\"\n[source]\nkind = \"csv\"\npath = \"source\"\n\
+         [destination]\nkind = \"sqlite\"\npath = \"destination.db\"\n{rest}"
+    )
+}
+
 /// The demo, set up in a temporary folder.
 pub fn demo() -> (tempfile::TempDir, Project) {
     let dir = tempfile::tempdir().expect("tempdir");
