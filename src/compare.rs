@@ -3,6 +3,7 @@
 //! compared by the destination field's type, never as floating point.
 
 use crate::model::FieldType;
+use chrono::{DateTime, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
 use std::str::FromStr;
 
@@ -13,6 +14,18 @@ pub fn decimal(value: &str) -> Option<Decimal> {
         return None;
     }
     Decimal::from_str(v).or_else(|_| Decimal::from_scientific(v)).ok()
+}
+
+/// A date-time as an instant, in the spellings systems hand back: RFC 3339, or SQL's
+/// `2024-03-05 14:05:00+00` — with no offset it is taken as UTC, which is how Cutover writes them.
+pub fn instant(text: &str) -> Option<DateTime<Utc>> {
+    let t = text.trim();
+    DateTime::parse_from_rfc3339(t)
+        .or_else(|_| DateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f%#z"))
+        .map(|d| d.with_timezone(&Utc))
+        .or_else(|_| NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f").map(|n| n.and_utc()))
+        .or_else(|_| NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f").map(|n| n.and_utc()))
+        .ok()
 }
 
 fn blank(v: Option<&str>) -> Option<&str> {
@@ -42,6 +55,7 @@ pub fn same(ty: FieldType, expected: Option<&str>, actual: Option<&str>) -> bool
                 }
                 FieldType::Boolean => matches!((boolean(e), boolean(a)), (Some(x), Some(y)) if x == y),
                 FieldType::Email => e.eq_ignore_ascii_case(a),
+                FieldType::Datetime => matches!((instant(e), instant(a)), (Some(x), Some(y)) if x == y),
                 _ => false,
             }
         }
@@ -83,6 +97,9 @@ mod tests {
         assert!(same(FieldType::Email, Some("Ann@x.io"), Some("ann@x.io")));
         assert!(same(FieldType::Boolean, Some("true"), Some("1")));
         assert!(!same(FieldType::Boolean, Some("true"), Some("0")));
+        assert!(same(FieldType::Datetime, Some("2024-03-05T14:05:00Z"), Some("2024-03-05 16:05:00+02")));
+        assert!(same(FieldType::Datetime, Some("2024-03-05T14:05:00Z"), Some("2024-03-05 14:05:00")));
+        assert!(!same(FieldType::Datetime, Some("2024-03-05T14:05:00Z"), Some("2024-03-05 14:05:01")));
     }
 
     #[test]

@@ -134,3 +134,27 @@ fn the_documented_example_is_a_valid_project_file() {
         Err(e) => panic!("config.example.toml does not pass its own checks:\n{e}"),
     }
 }
+
+#[test]
+fn database_connections_need_their_url_variable_and_queries_need_a_database() {
+    let e = problems(
+        r#"[project]
+name = "x"
+
+[source]
+kind = "csv"
+path = "source"
+
+[source.queries]
+people = "SELECT * FROM people"
+
+[destination]
+kind = "mysql"
+
+[objects.people.fields]
+name = { from = "name" }
+"#,
+    );
+    has(&e, "source.queries.people", "a csv source has no SQL queries", Some(9));
+    has(&e, "destination.url_env", "a mysql destination needs url_env", None);
+}

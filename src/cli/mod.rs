@@ -53,6 +53,11 @@ pub enum Command {
         /// Open the console on the demo instead of running it headless.
         #[arg(long, conflicts_with = "setup_only")]
         console: bool,
+        /// Migrate into a database server instead of SQLite; its URL comes from the environment
+        /// variable CUTOVER_DEMO_URL. PostgreSQL: the schema cutover_demo; MariaDB/MySQL: the
+        /// URL's database. Only tables an earlier demo made are ever replaced.
+        #[arg(long, value_enum)]
+        into: Option<crate::demo::databases::Dialect>,
         /// Write the demo data files from the generator into this folder (for maintainers).
         #[arg(long, hide = true)]
         regenerate: Option<PathBuf>,
@@ -200,8 +205,8 @@ pub fn main_with(cli: Cli) -> i32 {
 
 async fn dispatch(command: Command) -> i32 {
     match command {
-        Command::Demo { dir, setup_only, console, regenerate } => {
-            crate::demo::command(dir, setup_only, console, regenerate).await
+        Command::Demo { dir, setup_only, console, into, regenerate } => {
+            crate::demo::command(dir, setup_only, console, into, regenerate).await
         }
         Command::Open { project } => match Project::load(project.as_deref()) {
             Ok(p) => open_console(p).await,

@@ -4,8 +4,8 @@ use super::{FieldSpec, MergeRule, Problems, ProjectConfig, SplitPart, Transform}
 use crate::model::{DestSchema, FieldType};
 use indexmap::IndexMap;
 
-pub const SOURCE_KINDS: &[&str] = &["csv", "sqlite", "postgres"];
-pub const DESTINATION_KINDS: &[&str] = &["sqlite"];
+pub const SOURCE_KINDS: &[&str] = &["csv", "sqlite", "postgres", "mysql"];
+pub const DESTINATION_KINDS: &[&str] = &["sqlite", "postgres", "mysql"];
 
 /// Checks that need only the file.
 pub fn static_rules(config: &ProjectConfig, problems: &mut Problems<'_>) {
@@ -27,6 +27,14 @@ pub fn static_rules(config: &ProjectConfig, problems: &mut Problems<'_>) {
     }
     check_connection("source", &config.source, SOURCE_KINDS, problems);
     check_connection("destination", &config.destination, DESTINATION_KINDS, problems);
+    for name in config.source.queries.keys() {
+        let path = format!("source.queries.{name}");
+        if !matches!(config.source.kind.as_str(), "postgres" | "mysql") {
+            problems.add(path, format!("a {} source has no SQL queries (postgres and mysql do)", config.source.kind));
+        } else if !config.objects.iter().any(|(k, o)| o.source_name(k) == name) {
+            problems.add(path, format!("no object reads '{name}' from the source"));
+        }
+    }
     for key in config.destination.picklists.keys() {
         check_object_field_key(config, &format!("destination.picklists.\"{key}\""), key, problems);
     }
@@ -70,11 +78,11 @@ fn check_connection(key: &str, conn: &super::ConnectionConfig, kinds: &[&str], p
     if !kinds.contains(&conn.kind.as_str()) {
         problems
             .add(format!("{key}.kind"), format!("unknown {key} kind '{}'; one of: {}", conn.kind, kinds.join(", ")));
-    } else if conn.kind == "postgres" {
+    } else if matches!(conn.kind.as_str(), "postgres" | "mysql") {
         if conn.url_env.as_deref().is_none_or(str::is_empty) {
             problems.add(
                 format!("{key}.url_env"),
-                format!("a postgres {key} needs url_env: the environment variable holding its URL"),
+                format!("a {} {key} needs url_env: the environment variable holding its URL", conn.kind),
             );
         }
     } else if conn.path.as_deref().is_none_or(str::is_empty) {

@@ -68,6 +68,9 @@ pub struct ConnectionConfig {
     pub url_env: Option<String>,
     /// PostgreSQL: the schema holding the tables (default "public").
     pub schema: Option<String>,
+    /// Database sources: source object → the SQL query whose rows stand for it.
+    #[serde(default)]
+    pub queries: IndexMap<String, String>,
     /// For a SQLite destination: where its users (record owners) live.
     pub owners: Option<OwnersTable>,
     /// For a SQLite destination: "object.field" → table holding the allowed values.

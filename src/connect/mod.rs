@@ -10,7 +10,9 @@
 
 pub mod csv_dir;
 pub mod dry_run;
+pub mod mysql;
 pub mod postgres;
+pub mod sql;
 pub mod sqlite;
 
 use crate::config::{ConnectionConfig, LoadedConfig};
@@ -119,8 +121,12 @@ fn resolve_path(project: &LoadedConfig, conn: &ConnectionConfig, role: &str) -> 
 
 pub fn open_source(project: &LoadedConfig) -> Result<Arc<dyn Source>> {
     let conn = &project.config.source;
-    if conn.kind == "postgres" {
-        return open_postgres_source(conn);
+    match conn.kind.as_str() {
+        "postgres" => return open_postgres_source(conn),
+        "mysql" => {
+            return Ok(Arc::new(mysql::MySqlSource::open(&database_url(conn, "source")?, conn.queries.clone())?));
+        }
+        _ => {}
     }
     let path = resolve_path(project, conn, "source")?;
     match conn.kind.as_str() {
@@ -130,15 +136,31 @@ pub fn open_source(project: &LoadedConfig) -> Result<Arc<dyn Source>> {
     }
 }
 
+fn database_url(conn: &ConnectionConfig, role: &str) -> Result<String> {
+    let var = conn.url_env.as_deref().ok_or_else(|| eyre!("{role}.url_env is missing"))?;
+    sql::url_from_env(var, role)
+}
+
 fn open_postgres_source(conn: &ConnectionConfig) -> Result<Arc<dyn Source>> {
-    let var = conn.url_env.as_deref().ok_or_else(|| eyre!("source.url_env is missing"))?;
-    let url = postgres::url_from_env(var, "source")?;
-    Ok(Arc::new(postgres::PostgresSource::open(&url, conn.schema.as_deref().unwrap_or("public"))?))
+    let url = database_url(conn, "source")?;
+    let schema = conn.schema.as_deref().unwrap_or("public");
+    Ok(Arc::new(postgres::PostgresSource::open(&url, schema, conn.queries.clone())?))
 }
 
 /// Opens the destination; `read_only` for previews, which must not change it in any way.
 pub fn open_destination(project: &LoadedConfig, read_only: bool) -> Result<Arc<dyn Destination>> {
     let conn = &project.config.destination;
+    match conn.kind.as_str() {
+        "postgres" => {
+            let url = database_url(conn, "destination")?;
+            return Ok(Arc::new(postgres::PostgresDestination::open(&url, conn, read_only)?));
+        }
+        "mysql" => {
+            let url = database_url(conn, "destination")?;
+            return Ok(Arc::new(mysql::MySqlDestination::open(&url, conn, read_only)?));
+        }
+        _ => {}
+    }
     let path = resolve_path(project, conn, "destination")?;
     match conn.kind.as_str() {
         "sqlite" => Ok(Arc::new(sqlite::SqliteDestination::open(&path, conn, read_only)?)),

@@ -1,6 +1,7 @@
 //! SQLite as a source (a table per object) and as a destination (a table per object, with the
 //! users table and picklist tables named in the project file).
 
+use super::sql::declared_type;
 use super::{Batch, Change, Cursor, Destination, NewRecords, Source, WriteResult, blocking};
 use crate::config::{ConnectionConfig, OwnersTable, PicklistTable};
 use crate::model::{DestField, DestSchema, DestUser, Extracted, FieldNames, FieldType, SourceRecord, Value};
@@ -212,31 +213,6 @@ impl SqliteDestination {
         self.schemas.lock().map_err(|_| eyre!("schema cache poisoned"))?.insert(object.to_string(), schema.clone());
         Ok(schema)
     }
-}
-
-fn declared_type(decl: &str) -> (FieldType, Option<usize>) {
-    let upper = decl.to_ascii_uppercase();
-    let length =
-        upper.split_once('(').and_then(|(_, rest)| rest.split([')', ',']).next()).and_then(|n| n.trim().parse().ok());
-    let ty = if upper.contains("INT") {
-        FieldType::Integer
-    } else if upper.contains("CHAR") || upper.contains("CLOB") || upper.contains("TEXT") {
-        FieldType::Text
-    } else if upper.contains("REAL") || upper.contains("FLOA") || upper.contains("DOUB") {
-        FieldType::Number
-    } else if upper.contains("DATETIME") || upper.contains("TIMESTAMP") {
-        FieldType::Datetime
-    } else if upper.contains("DATE") {
-        FieldType::Date
-    } else if upper.contains("BOOL") {
-        FieldType::Boolean
-    } else if upper.contains("DEC") || upper.contains("NUM") {
-        FieldType::Decimal
-    } else {
-        FieldType::Text
-    };
-    let length = if ty == FieldType::Text { length } else { None };
-    (ty, length)
 }
 
 /// A pipeline value bound as the column's native type, borrowing its text (no copy per field).
@@ -598,16 +574,6 @@ impl Destination for SqliteDestination {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn declared_types_map_to_field_types() {
-        assert_eq!(declared_type("VARCHAR(40)"), (FieldType::Text, Some(40)));
-        assert_eq!(declared_type("INTEGER"), (FieldType::Integer, None));
-        assert_eq!(declared_type("DECIMAL(12,2)"), (FieldType::Decimal, None));
-        assert_eq!(declared_type("DATE"), (FieldType::Date, None));
-        assert_eq!(declared_type("TIMESTAMP"), (FieldType::Datetime, None));
-        assert_eq!(declared_type(""), (FieldType::Text, None));
-    }
 
     #[test]
     fn identifiers_are_quoted() {

@@ -1,6 +1,7 @@
 //! The bundled demo: a Pipedrive-style CSV export migrated into a HubSpot-style SQLite database.
 //! The files are embedded in the binary, so `cutover demo` works from anywhere, offline.
 
+pub mod databases;
 pub mod generate;
 
 use crate::cli::{EXIT_NOT_STARTED, not_started, run_project};
@@ -16,7 +17,14 @@ pub const FILES: &[(&str, &[u8])] = &[
     ("source/deals.csv", include_bytes!("../../assets/demo/source/deals.csv")),
     ("source/notes.csv", include_bytes!("../../assets/demo/source/notes.csv")),
     ("destination.sql", include_bytes!("../../assets/demo/destination.sql")),
+    ("destination.postgres.sql", include_bytes!("../../assets/demo/destination.postgres.sql")),
+    ("destination.mariadb.sql", include_bytes!("../../assets/demo/destination.mariadb.sql")),
 ];
+
+/// One of the demo's files.
+fn file(name: &str) -> &'static [u8] {
+    FILES.iter().find(|(n, _)| *n == name).map(|(_, b)| *b).unwrap_or_default()
+}
 
 const MARKER: &str = ".cutover-demo";
 
@@ -37,8 +45,7 @@ pub fn setup(dir: &Path) -> Result<PathBuf> {
     for (name, bytes) in FILES {
         std::fs::write(dir.join(name), bytes).wrap_err_with(|| format!("cannot write {name}"))?;
     }
-    let sql =
-        std::str::from_utf8(FILES.iter().find(|(n, _)| *n == "destination.sql").map(|(_, b)| *b).unwrap_or_default())?;
+    let sql = std::str::from_utf8(file("destination.sql"))?;
     let conn = rusqlite::Connection::open(dir.join("destination.db"))?;
     conn.execute_batch(sql).wrap_err("building the demo destination")?;
     Ok(dir.join("cutover.toml"))
@@ -56,7 +63,13 @@ pub fn regenerate(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-pub async fn command(dir: PathBuf, setup_only: bool, console: bool, regen: Option<PathBuf>) -> i32 {
+pub async fn command(
+    dir: PathBuf,
+    setup_only: bool,
+    console: bool,
+    into: Option<databases::Dialect>,
+    regen: Option<PathBuf>,
+) -> i32 {
     if let Some(target) = regen {
         return match regenerate(&target) {
             Ok(()) => {
@@ -70,7 +83,23 @@ pub async fn command(dir: PathBuf, setup_only: bool, console: bool, regen: Optio
         Ok(f) => f,
         Err(e) => return not_started(&e),
     };
-    println!("Demo project set up in {}/ (Pipedrive-style CSV export → HubSpot-style SQLite)", dir.display());
+    let target = match into {
+        None => "SQLite".to_string(),
+        Some(dialect) => {
+            let Ok(url) = std::env::var(databases::URL_ENV) else {
+                return not_started(&color_eyre::eyre::eyre!(
+                    "--into {} reads the server's URL from the environment variable {}, which is not set",
+                    dialect.kind(),
+                    databases::URL_ENV
+                ));
+            };
+            if let Err(e) = databases::setup(dialect, &url, &file).await {
+                return not_started(&e);
+            }
+            dialect.label().to_string()
+        }
+    };
+    println!("Demo project set up in {}/ (Pipedrive-style CSV export → HubSpot-style {target})", dir.display());
     if setup_only {
         return 0;
     }
