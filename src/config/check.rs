@@ -4,8 +4,8 @@ use super::{FieldSpec, MergeRule, Problems, ProjectConfig, SplitPart, Transform}
 use crate::model::{DestSchema, FieldType};
 use indexmap::IndexMap;
 
-pub const SOURCE_KINDS: &[&str] = &["csv", "sqlite", "postgres", "mysql"];
-pub const DESTINATION_KINDS: &[&str] = &["sqlite", "postgres", "mysql"];
+pub const SOURCE_KINDS: &[&str] = &["csv", "sqlite", "postgres", "mysql", "hubspot", "pipedrive"];
+pub const DESTINATION_KINDS: &[&str] = &["sqlite", "postgres", "mysql", "hubspot", "pipedrive"];
 
 /// Checks that need only the file.
 pub fn static_rules(config: &ProjectConfig, problems: &mut Problems<'_>) {
@@ -83,6 +83,13 @@ fn check_connection(key: &str, conn: &super::ConnectionConfig, kinds: &[&str], p
             problems.add(
                 format!("{key}.url_env"),
                 format!("a {} {key} needs url_env: the environment variable holding its URL", conn.kind),
+            );
+        }
+    } else if matches!(conn.kind.as_str(), "hubspot" | "pipedrive") {
+        if conn.token_env.as_deref().is_none_or(str::is_empty) {
+            problems.add(
+                format!("{key}.token_env"),
+                format!("a {} {key} needs token_env: the environment variable holding its API token", conn.kind),
             );
         }
     } else if conn.path.as_deref().is_none_or(str::is_empty) {

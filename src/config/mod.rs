@@ -71,6 +71,21 @@ pub struct ConnectionConfig {
     /// Database sources: source object → the SQL query whose rows stand for it.
     #[serde(default)]
     pub queries: IndexMap<String, String>,
+    /// CRM APIs: the environment variable holding the API token (a secret, like `url_env`).
+    pub token_env: Option<String>,
+    /// CRM APIs: where the API answers (default: the vendor's public URL; a sandbox or a proxy).
+    pub base_url: Option<String>,
+    /// HubSpot: requests per ten seconds the account's plan allows (100, or 190 on Pro and
+    /// Enterprise). Pipedrive: requests per two seconds.
+    pub rate_limit: Option<u32>,
+    /// Pipedrive: the account's daily token budget (each call costs what the API documents).
+    pub daily_tokens: Option<u32>,
+    /// CRM destinations: the property holding each created record's source id (Cutover's
+    /// idempotency marker); HubSpot: create it as a unique-value text property.
+    pub source_id_property: Option<String>,
+    /// HubSpot: "object.field" fields that are associations to another object, not properties.
+    #[serde(default)]
+    pub associations: IndexMap<String, AssociationConfig>,
     /// For a SQLite destination: where its users (record owners) live.
     pub owners: Option<OwnersTable>,
     /// For a SQLite destination: "object.field" → table holding the allowed values.
@@ -90,6 +105,14 @@ pub struct OwnersTable {
     /// One column, or several joined with a space (first and last name).
     pub name: OneOrMany,
     pub email: Option<String>,
+}
+
+/// A parent link kept as a HubSpot association: `{ to = "contacts", type_id = 202 }`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AssociationConfig {
+    pub to: String,
+    /// The HubSpot-defined association type (e.g. 202 note → contact, 5 deal → company).
+    pub type_id: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

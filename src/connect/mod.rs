@@ -10,6 +10,8 @@
 
 pub mod csv_dir;
 pub mod dry_run;
+pub mod http;
+pub mod hubspot;
 pub mod mysql;
 pub mod postgres;
 pub mod sql;
@@ -159,6 +161,8 @@ pub fn open_destination(project: &LoadedConfig, read_only: bool) -> Result<Arc<d
             let url = database_url(conn, "destination")?;
             return Ok(Arc::new(mysql::MySqlDestination::open(&url, conn, read_only)?));
         }
+        // Previews never reach the API's write endpoints: they run against DryRunDestination.
+        "hubspot" => return Ok(Arc::new(hubspot::HubSpot::open(conn, "destination")?)),
         _ => {}
     }
     let path = resolve_path(project, conn, "destination")?;

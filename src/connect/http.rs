@@ -1,0 +1,433 @@
+//! What the CRM API connectors share: one HTTPS client (reqwest over rustls), the API token (from
+//! the environment, never logged or shown), token-bucket rate limiting (governor) set to the API's
+//! documented limits, and retries:
+//!
+//! - **429** waits for `Retry-After` when the API sends it, else backs off exponentially with
+//!   full jitter; **5xx** and timeouts are retried a bounded number of times.
+//! - A retry does not draw a new token from the limiter: the API did not count the request it
+//!   refused, so the attempt that failed paid for it. A real "limit reached" 429 still makes the
+//!   client wait for `Retry-After`, which is what keeps it under the limit.
+//! - A request that creates records is never retried blindly after an answer that leaves it
+//!   unknown whether the API acted (a 5xx, a timeout): [`Retry::Never`] hands that back to the
+//!   connector, which looks for its idempotency markers before sending again.
+
+use color_eyre::eyre::{Result, eyre};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use std::num::NonZeroU32;
+use std::sync::Once;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// An API token. Its `Debug` and `Display` never show it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The token held by the environment variable `var`.
+    pub fn from_env(var: &str, role: &str) -> Result<Self> {
+        match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => Ok(Self(v.trim().to_string())),
+            _ => Err(eyre!("{role}.token_env names the environment variable {var}, which is not set")),
+        }
+    }
+
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// How many requests a lane may make: `requests` per `per`, spread evenly (a burst of one), a
+/// hair under the documented figure so a window measured by the API never holds one too many.
+#[derive(Debug, Clone, Copy)]
+pub struct Rate {
+    pub requests: u32,
+    pub per: Duration,
+}
+
+impl Rate {
+    fn quota(self) -> Quota {
+        let requests = self.requests.max(1);
+        let period = self.per.mul_f64(1.01) / requests;
+        Quota::with_period(period.max(Duration::from_micros(1)))
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::MIN)
+    }
+}
+
+/// A budget spent by cost per call (Pipedrive's daily token budget): `tokens` per `per`, all
+/// available at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub tokens: u32,
+    pub per: Duration,
+}
+
+/// Whether a failed request may be sent again as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Reads, updates, deletes: sending twice does no harm.
+    Safe,
+    /// Creates: after a 5xx or a timeout the caller must first find out what the API did.
+    Never,
+}
+
+/// One request.
+pub struct Call<'a> {
+    pub method: Method,
+    pub path: &'a str,
+    pub query: Vec<(&'a str, String)>,
+    pub body: Option<Value>,
+    /// Which limiter it draws from (0: the general one).
+    pub lane: usize,
+    /// Its cost against the budget, if the API has one.
+    pub cost: u32,
+    pub retry: Retry,
+}
+
+impl<'a> Call<'a> {
+    pub fn get(path: &'a str) -> Self {
+        Call { method: Method::GET, path, query: Vec::new(), body: None, lane: 0, cost: 1, retry: Retry::Safe }
+    }
+
+    pub fn post(path: &'a str, body: Value) -> Self {
+        Call { method: Method::POST, path, query: Vec::new(), body: Some(body), lane: 0, cost: 1, retry: Retry::Safe }
+    }
+
+    pub fn with(mut self, method: Method) -> Self {
+        self.method = method;
+        self
+    }
+
+    pub fn query(mut self, key: &'a str, value: impl Into<String>) -> Self {
+        self.query.push((key, value.into()));
+        self
+    }
+
+    pub fn lane(mut self, lane: usize) -> Self {
+        self.lane = lane;
+        self
+    }
+
+    pub fn cost(mut self, cost: u32) -> Self {
+        self.cost = cost;
+        self
+    }
+
+    pub fn creating(mut self) -> Self {
+        self.retry = Retry::Never;
+        self
+    }
+}
+
+/// The API's answer: any 2xx, or a 4xx the connector reads as a per-record or per-call error.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn ok(&self) -> bool {
+        self.status.is_success()
+    }
+
+    /// The API's own message, for an operator (HubSpot and Pipedrive both say `message`/`error`).
+    pub fn message(&self) -> String {
+        let m = self.body.get("message").or_else(|| self.body.get("error")).and_then(Value::as_str);
+        match m {
+            Some(m) => format!("{} {m}", self.status.as_u16()),
+            None => format!("{} {}", self.status.as_u16(), self.body),
+        }
+    }
+}
+
+/// Why a call did not get an answer the connector can read.
+#[derive(Debug)]
+pub enum CallError {
+    /// The API may or may not have acted (5xx, timeout, dropped connection after sending).
+    Unknown(String),
+    /// Nothing the connector can do about it (refused token, retries exhausted, unreachable).
+    Fatal(String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Unknown(m) | CallError::Fatal(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for CallError {}
+
+/// Counters of what the client did, for reports and the benchmark.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub requests: AtomicU64,
+    pub throttled: AtomicU64,
+    pub server_errors: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub retries: AtomicU64,
+    pub spent: AtomicU64,
+}
+
+impl Stats {
+    pub fn snapshot(&self) -> [u64; 6] {
+        [&self.requests, &self.throttled, &self.server_errors, &self.timeouts, &self.retries, &self.spent]
+            .map(|c| c.load(Ordering::Relaxed))
+    }
+}
+
+/// Bounds on retrying.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// Attempts after a 429 (each waits Retry-After or a backoff).
+    pub throttled_attempts: u32,
+    /// Attempts after a 5xx or a timeout.
+    pub error_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    pub timeout: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            throttled_attempts: 12,
+            error_attempts: 8,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(30),
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    name: &'static str,
+    token: Secret,
+    lanes: Vec<DefaultDirectRateLimiter>,
+    budget: Option<(DefaultDirectRateLimiter, u32)>,
+    policy: Policy,
+    pub stats: Stats,
+}
+
+fn install_crypto() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Another part of the process may have installed one already: either is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+impl Client {
+    /// A client for the API at `base` (e.g. `https://api.hubapi.com`), one limiter per lane.
+    pub fn new(name: &'static str, base: &str, token: Secret, lanes: &[Rate], budget: Option<Budget>) -> Result<Self> {
+        install_crypto();
+        let policy = Policy::default();
+        let http = reqwest::Client::builder()
+            .timeout(policy.timeout)
+            .user_agent(concat!("cutover/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| eyre!("cannot build the HTTPS client: {e}"))?;
+        let budget = budget.map(|b| {
+            let tokens = NonZeroU32::new(b.tokens.max(1)).unwrap_or(NonZeroU32::MIN);
+            let quota = Quota::with_period(b.per / tokens.get())
+                .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+                .allow_burst(tokens);
+            (RateLimiter::direct(quota), tokens.get())
+        });
+        Ok(Client {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            name,
+            token,
+            lanes: lanes.iter().map(|r| RateLimiter::direct(r.quota())).collect(),
+            budget,
+            policy,
+            stats: Stats::default(),
+        })
+    }
+
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Sends a call, waiting for its lane (and budget) first, retrying as [`Policy`] allows.
+    pub async fn send(&self, call: Call<'_>) -> std::result::Result<Reply, CallError> {
+        if let Some(lane) = self.lanes.get(call.lane) {
+            lane.until_ready().await;
+        }
+        if let Some((budget, max)) = &self.budget {
+            let cost = NonZeroU32::new(call.cost.clamp(1, *max)).unwrap_or(NonZeroU32::MIN);
+            // The cost is at most the budget's size, so this always becomes ready.
+            let _ = budget.until_n_ready(cost).await;
+            self.stats.spent.fetch_add(u64::from(call.cost), Ordering::Relaxed);
+        }
+        let url = format!("{}{}", self.base, call.path);
+        let (mut throttled, mut errors) = (0u32, 0u32);
+        loop {
+            self.stats.requests.fetch_add(1, Ordering::Relaxed);
+            let mut req = self.http.request(call.method.clone(), &url).bearer_auth(self.token.expose());
+            if !call.query.is_empty() {
+                req = req.query(&call.query);
+            }
+            if let Some(body) = &call.body {
+                req = req.json(body);
+            }
+            let wait = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let retry_after = retry_after(resp.headers());
+                    let text = resp.text().await.unwrap_or_default();
+                    let body = if text.trim().is_empty() {
+                        Value::Null
+                    } else {
+                        serde_json::from_str(&text).unwrap_or(Value::String(text))
+                    };
+                    let reply = Reply { status, body };
+                    if status == StatusCode::TOO_MANY_REQUESTS {
+                        self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                        throttled += 1;
+                        if throttled > self.policy.throttled_attempts {
+                            return Err(CallError::Fatal(format!(
+                                "{} kept answering 429 (rate limited) after {} attempts: {}",
+                                self.name,
+                                throttled,
+                                reply.message()
+                            )));
+                        }
+                        retry_after.unwrap_or_else(|| self.backoff(throttled))
+                    } else if status.is_server_error() {
+                        self.stats.server_errors.fetch_add(1, Ordering::Relaxed);
+                        let what = format!("{} answered {}", self.name, reply.message());
+                        if call.retry == Retry::Never {
+                            return Err(CallError::Unknown(what));
+                        }
+                        errors += 1;
+                        if errors > self.policy.error_attempts {
+                            return Err(CallError::Fatal(format!("{what} ({errors} attempts)")));
+                        }
+                        self.backoff(errors)
+                    } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                        return Err(CallError::Fatal(format!(
+                            "{} refused the token ({}): check the token and its scopes",
+                            self.name,
+                            reply.message()
+                        )));
+                    } else {
+                        return Ok(reply);
+                    }
+                }
+                Err(e) => {
+                    if e.is_timeout() {
+                        self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // Without a connection nothing was sent; anything else may have arrived.
+                    let sent = !e.is_connect();
+                    let what = format!("{} could not be reached: {}", self.name, without_url(&e));
+                    if sent && call.retry == Retry::Never {
+                        return Err(CallError::Unknown(what));
+                    }
+                    errors += 1;
+                    if errors > self.policy.error_attempts {
+                        return Err(CallError::Fatal(format!("{what} ({errors} attempts)")));
+                    }
+                    self.backoff(errors)
+                }
+            };
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(api = self.name, path = call.path, wait_ms = wait.as_millis() as u64, "retrying");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Exponential backoff with full jitter: a random wait up to base·2ⁿ, capped.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let ceiling = self.policy.base_delay.saturating_mul(1u32 << attempt.min(16)).min(self.policy.max_delay);
+        ceiling.mul_f64(jitter())
+    }
+}
+
+/// The error without the URL (query strings can carry ids an operator did not ask to log).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(url) = e.url() {
+        s = s.replace(url.as_str(), "");
+    }
+    s
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let ms = (when.timestamp_millis() - chrono::Utc::now().timestamp_millis()).max(0);
+    Some(Duration::from_millis(ms as u64))
+}
+
+/// A number in [0, 1): xorshift over the clock and a counter (no cryptographic need).
+fn jitter() -> f64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
+    let nanos = chrono::Utc::now().timestamp_subsec_nanos() as u64;
+    let mut x = COUNTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed) ^ nanos;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_never_shows() {
+        let s = Secret::new("pat-na1-123");
+        assert_eq!(format!("{s:?}"), "Secret(<redacted>)");
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(reqwest::header::RETRY_AFTER, "2".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert(reqwest::header::RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::ZERO), "a date in the past: go now");
+        h.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn jitter_stays_in_range_and_varies() {
+        let xs: Vec<f64> = (0..1000).map(|_| jitter()).collect();
+        assert!(xs.iter().all(|x| (0.0..1.0).contains(x)));
+        let mean = xs.iter().sum::<f64>() / 1000.0;
+        assert!((0.4..0.6).contains(&mean), "{mean}");
+    }
+
+    #[test]
+    fn a_lane_stays_under_its_documented_rate() {
+        let q = Rate { requests: 100, per: Duration::from_secs(10) }.quota();
+        // One request every 101 ms: at most 100 in any ten seconds.
+        assert_eq!(q.replenish_interval(), Duration::from_millis(101));
+        assert_eq!(q.burst_size().get(), 1);
+    }
+}

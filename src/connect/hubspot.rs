@@ -1,0 +1,786 @@
+//! HubSpot CRM v3 as a destination and a source: contacts, companies, deals, notes (any object
+//! type the account has). Fields are the object's properties (`/crm/v3/properties`), with
+//! enumeration options as picklists; `pipeline` and `dealstage` come from the deal pipelines;
+//! owners from `/crm/v3/owners`. Parent links the project names under `associations` are
+//! associations (`/crm/v4/associations`), not properties.
+//!
+//! Writes go in batches of at most 100 inputs, sent concurrently through the rate limiter. A batch
+//! HubSpot answers 207 maps error by error onto its records (each input carries an
+//! `objectWriteTraceId`); a batch it rejects whole (400) is split in halves until the records it
+//! refuses stand alone, so every other record is still written. Nothing is reported written until
+//! HubSpot answered with its id.
+//!
+//! Each created record carries its source id in `source_id_property` (a unique-value property).
+//! After a create HubSpot may or may not have carried out (a 5xx, a timeout), Cutover reads those
+//! source ids back by that property before sending anything again, so a retry never makes a second
+//! record; after a crash, the run adopts the marked records instead of creating them again.
+
+use super::http::{Call, CallError, Client, Rate, Secret};
+use super::{Batch, Change, Cursor, Destination, NewRecords, Source, WriteResult};
+use crate::config::{AssociationConfig, ConnectionConfig};
+use crate::model::{DestField, DestSchema, DestUser, Extracted, FieldNames, FieldType, SourceRecord, Value};
+use async_trait::async_trait;
+use color_eyre::eyre::{Result, WrapErr, eyre};
+use futures_util::future::join_all;
+use indexmap::IndexMap;
+use serde_json::{Map, Value as Json, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const DEFAULT_BASE: &str = "https://api.hubapi.com";
+/// Inputs per batch request: HubSpot's documented cap.
+pub const BATCH: usize = 100;
+/// The general lane and the search lane (searches have their own, lower limit: 4/s).
+const SEARCH: usize = 1;
+/// Attempts at a create whose outcome HubSpot left unknown.
+const UNKNOWN_ATTEMPTS: u32 = 6;
+
+pub struct HubSpot {
+    client: Client,
+    marker: Option<String>,
+    associations: IndexMap<String, AssociationConfig>,
+    types: IndexMap<String, FieldType>,
+    objects: Mutex<HashMap<String, Arc<Object>>>,
+}
+
+/// One association field: the project's name for it, the object it points at, and its type.
+#[derive(Debug, Clone)]
+struct Link {
+    field: String,
+    to: String,
+    type_id: u32,
+}
+
+struct Object {
+    schema: DestSchema,
+    /// Every property name, writable or not (what a source reads).
+    properties: Vec<String>,
+    links: Vec<Link>,
+}
+
+impl Object {
+    fn link(&self, field: &str) -> Option<&Link> {
+        self.links.iter().find(|l| l.field == field)
+    }
+
+    fn ty(&self, field: &str) -> FieldType {
+        self.schema.field(field).map_or(FieldType::Text, |f| f.ty)
+    }
+}
+
+impl HubSpot {
+    pub fn open(conn: &ConnectionConfig, role: &str) -> Result<Self> {
+        let var = conn.token_env.as_deref().ok_or_else(|| eyre!("{role}.token_env is missing"))?;
+        let token = Secret::from_env(var, role)?;
+        let per10 = conn.rate_limit.unwrap_or(100);
+        let lanes =
+            [Rate { requests: per10, per: Duration::from_secs(10) }, Rate { requests: 4, per: Duration::from_secs(1) }];
+        let base = conn.base_url.as_deref().unwrap_or(DEFAULT_BASE);
+        let types = conn.types.iter().filter_map(|(k, v)| FieldType::parse(v).map(|t| (k.clone(), t))).collect();
+        Ok(Self {
+            client: Client::new("HubSpot", base, token, &lanes, None)?,
+            marker: conn.source_id_property.clone(),
+            associations: conn.associations.clone(),
+            types,
+            objects: Mutex::default(),
+        })
+    }
+
+    /// What the client did: requests, 429s, 5xx, timeouts, retries.
+    pub fn stats(&self) -> [u64; 6] {
+        self.client.stats.snapshot()
+    }
+
+    async fn send(&self, call: Call<'_>) -> Result<super::http::Reply> {
+        self.client.send(call).await.map_err(|e| eyre!(e))
+    }
+
+    async fn object(&self, object: &str) -> Result<Arc<Object>> {
+        if let Some(o) = self.objects.lock().map_err(|_| eyre!("schema cache poisoned"))?.get(object) {
+            return Ok(o.clone());
+        }
+        let path = format!("/crm/v3/properties/{object}");
+        let reply = self.send(Call::get(&path)).await?;
+        if !reply.ok() {
+            return Err(eyre!("HubSpot has no object type '{object}' ({})", reply.message()));
+        }
+        let mut pipelines: Option<(Vec<String>, Vec<String>)> = None;
+        if object == "deals" {
+            pipelines = Some(self.pipelines().await?);
+        }
+        let mut fields = Vec::new();
+        let mut properties = Vec::new();
+        for p in reply.body["results"].as_array().into_iter().flatten() {
+            let Some(name) = p["name"].as_str() else { continue };
+            properties.push(name.to_string());
+            if p["modificationMetadata"]["readOnlyValue"].as_bool() == Some(true) {
+                continue;
+            }
+            let field_type = p["fieldType"].as_str().unwrap_or_default();
+            let mut ty = match (p["type"].as_str().unwrap_or("string"), field_type) {
+                (_, "booleancheckbox") | ("bool", _) => FieldType::Boolean,
+                ("number", _) => FieldType::Decimal,
+                ("date", _) => FieldType::Date,
+                ("datetime", _) => FieldType::Datetime,
+                (_, "phonenumber") => FieldType::Phone,
+                _ => FieldType::Text,
+            };
+            if let Some(t) = self.types.get(&format!("{object}.{name}")) {
+                ty = *t;
+            }
+            let options = || -> Vec<String> {
+                p["options"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|o| o["hidden"].as_bool() != Some(true))
+                    .filter_map(|o| o["value"].as_str().map(String::from))
+                    .collect()
+            };
+            let picklist = match (name, &pipelines) {
+                ("pipeline", Some((ids, _))) => Some(ids.clone()),
+                ("dealstage", Some((_, stages))) => Some(stages.clone()),
+                _ if p["type"].as_str() == Some("enumeration") && ty != FieldType::Boolean => Some(options()),
+                _ => None,
+            };
+            fields.push(DestField { name: name.to_string(), ty, required: false, max_length: None, picklist });
+        }
+        let links: Vec<Link> = self
+            .associations
+            .iter()
+            .filter_map(|(k, a)| {
+                let (o, f) = k.split_once('.')?;
+                (o == object).then(|| Link { field: f.to_string(), to: a.to.clone(), type_id: a.type_id })
+            })
+            .collect();
+        for l in &links {
+            fields.retain(|f| f.name != l.field);
+            fields.push(DestField {
+                name: l.field.clone(),
+                ty: FieldType::Text,
+                required: false,
+                max_length: None,
+                picklist: None,
+            });
+        }
+        if let Some(m) = &self.marker {
+            if !properties.contains(m) {
+                return Err(eyre!(
+                    "HubSpot has no property '{m}' on {object}: create it (single-line text, unique values) — it holds \
+                     each record's source id so a replay never creates a record twice — or set destination.source_id_property"
+                ));
+            }
+            fields.retain(|f| f.name != *m);
+        }
+        let object_info = Arc::new(Object {
+            schema: DestSchema { object: object.to_string(), id_field: "id".into(), fields },
+            properties,
+            links,
+        });
+        self.objects
+            .lock()
+            .map_err(|_| eyre!("schema cache poisoned"))?
+            .insert(object.to_string(), object_info.clone());
+        Ok(object_info)
+    }
+
+    /// Deal pipeline ids and every stage id.
+    async fn pipelines(&self) -> Result<(Vec<String>, Vec<String>)> {
+        let reply = self.send(Call::get("/crm/v3/pipelines/deals")).await?;
+        if !reply.ok() {
+            return Err(eyre!("reading the deal pipelines: {}", reply.message()));
+        }
+        let (mut ids, mut stages) = (Vec::new(), Vec::new());
+        for p in reply.body["results"].as_array().into_iter().flatten() {
+            ids.extend(p["id"].as_str().map(String::from));
+            for s in p["stages"].as_array().into_iter().flatten() {
+                stages.extend(s["id"].as_str().map(String::from));
+            }
+        }
+        Ok((ids, stages))
+    }
+
+    /// One page of the object's records: `(id, properties)`, and the cursor after it.
+    async fn list(
+        &self,
+        object: &str,
+        properties: &[String],
+        after: &str,
+    ) -> Result<(Vec<(String, Json)>, Option<String>)> {
+        let path = format!("/crm/v3/objects/{object}");
+        let mut call = Call::get(&path).query("limit", BATCH.to_string()).query("archived", "false");
+        if !properties.is_empty() {
+            call = call.query("properties", properties.join(","));
+        }
+        if !after.is_empty() {
+            call = call.query("after", after);
+        }
+        let reply = self.send(call).await?;
+        if !reply.ok() {
+            return Err(eyre!("listing {object}: {}", reply.message()));
+        }
+        let rows = reply.body["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| Some((json_text(&r["id"])?, r["properties"].clone())))
+            .collect();
+        let next = reply.body["paging"]["next"]["after"].as_str().map(String::from);
+        Ok((rows, next))
+    }
+
+    /// Records by id (or by a unique property): id → properties. Ids HubSpot does not have are absent.
+    async fn batch_read(
+        &self,
+        object: &str,
+        ids: &[String],
+        properties: &[String],
+        id_property: Option<&str>,
+    ) -> Result<HashMap<String, Json>> {
+        let path = format!("/crm/v3/objects/{object}/batch/read");
+        let calls = ids.chunks(BATCH).map(|chunk| {
+            let mut body = json!({
+                "properties": properties,
+                "inputs": chunk.iter().map(|id| json!({ "id": id })).collect::<Vec<_>>(),
+            });
+            if let Some(p) = id_property {
+                body["idProperty"] = json!(p);
+            }
+            self.send(Call::post(&path, body))
+        });
+        let mut out = HashMap::with_capacity(ids.len());
+        for reply in join_all(calls).await {
+            let reply = reply?;
+            if !reply.ok() && reply.status.as_u16() != 404 {
+                return Err(eyre!("reading {object}: {}", reply.message()));
+            }
+            for r in reply.body["results"].as_array().into_iter().flatten() {
+                let key = match id_property {
+                    Some(p) => r["properties"][p].as_str().map(String::from),
+                    None => json_text(&r["id"]),
+                };
+                if let Some(k) = key {
+                    let mut props = r["properties"].clone();
+                    props["__id"] = r["id"].clone();
+                    out.insert(k, props);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// For each id, the first record it is associated with through `link`.
+    async fn linked(&self, object: &str, link: &Link, ids: &[String]) -> Result<HashMap<String, String>> {
+        let path = format!("/crm/v4/associations/{object}/{}/batch/read", link.to);
+        let calls = ids.chunks(BATCH).map(|chunk| {
+            let body = json!({ "inputs": chunk.iter().map(|id| json!({ "id": id })).collect::<Vec<_>>() });
+            self.send(Call::post(&path, body))
+        });
+        let mut out = HashMap::new();
+        for reply in join_all(calls).await {
+            let reply = reply?;
+            for r in reply.body["results"].as_array().into_iter().flatten() {
+                let Some(from) = json_text(&r["from"]["id"]) else { continue };
+                let to = r["to"].as_array().into_iter().flatten().find(|t| {
+                    t["associationTypes"].as_array().is_none_or(|types| {
+                        types.is_empty() || types.iter().any(|x| x["typeId"].as_u64() == Some(u64::from(link.type_id)))
+                    })
+                });
+                if let Some(id) = to.and_then(|t| json_text(&t["toObjectId"])) {
+                    out.insert(from, id);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records for rows of values, by field; association fields become associations.
+    fn inputs(
+        &self,
+        object: &Object,
+        fields: &[String],
+        rows: &[(usize, &Vec<Value>)],
+        marks: Option<&[String]>,
+    ) -> Vec<Json> {
+        rows.iter()
+            .map(|(i, row)| {
+                let mut props = Map::new();
+                let mut assocs = Vec::new();
+                for (f, v) in fields.iter().zip(row.iter()) {
+                    let Some(v) = v else { continue };
+                    match object.link(f) {
+                        Some(l) => assocs.push(json!({
+                            "to": { "id": v },
+                            "types": [{ "associationCategory": "HUBSPOT_DEFINED", "associationTypeId": l.type_id }],
+                        })),
+                        None => {
+                            props.insert(f.clone(), Json::String(v.clone()));
+                        }
+                    }
+                }
+                if let (Some(m), Some(sids)) = (&self.marker, marks) {
+                    props.insert(m.clone(), Json::String(sids[*i].clone()));
+                }
+                let mut input = json!({ "properties": props, "objectWriteTraceId": i.to_string() });
+                if !assocs.is_empty() {
+                    input["associations"] = Json::Array(assocs);
+                }
+                input
+            })
+            .collect()
+    }
+
+    /// Creates one batch (≤ 100 rows); `rows` holds each row's index in the call.
+    async fn create_batch(
+        &self,
+        object: &Object,
+        records: &NewRecords,
+        rows: Vec<usize>,
+        results: &Mutex<Vec<Option<WriteResult>>>,
+    ) -> Result<()> {
+        let marks = records.marks.as_ref().map(|m| m.source_ids.as_slice()).filter(|_| self.marker.is_some());
+        let path = format!("/crm/v3/objects/{}/batch/create", object.schema.object);
+        let mut pending = rows;
+        let mut unknown = 0;
+        while !pending.is_empty() {
+            let selected: Vec<(usize, &Vec<Value>)> = pending.iter().map(|&i| (i, &records.rows[i])).collect();
+            let inputs = self.inputs(object, &records.fields, &selected, marks);
+            match self.client.send(Call::post(&path, json!({ "inputs": inputs })).creating()).await {
+                Ok(reply) if reply.ok() => {
+                    let mut got = self.apply_batch_reply(&reply, &pending, results)?;
+                    // A record HubSpot neither created nor refused is an error of its own.
+                    got.sort_unstable();
+                    let mut r = lock(results)?;
+                    for i in &pending {
+                        if got.binary_search(i).is_err() {
+                            r[*i] = Some(Err("HubSpot's answer did not mention this record".into()));
+                        }
+                    }
+                    return Ok(());
+                }
+                Ok(reply) if pending.len() > 1 && reply.status.as_u16() == 400 => {
+                    // Rejected whole for some record's sake: halve until the refused ones stand alone.
+                    let half = pending.split_off(pending.len() / 2);
+                    Box::pin(self.create_batch(object, records, pending, results)).await?;
+                    return Box::pin(self.create_batch(object, records, half, results)).await;
+                }
+                Ok(reply) => {
+                    let message = reply_error(&reply);
+                    let mut r = lock(results)?;
+                    for i in &pending {
+                        r[*i] = Some(Err(message.clone()));
+                    }
+                    return Ok(());
+                }
+                Err(CallError::Unknown(why)) => {
+                    unknown += 1;
+                    let Some(sids) = marks else {
+                        return Err(eyre!(
+                            "{why}: HubSpot may have created some of these {} records, and without \
+                             destination.source_id_property Cutover cannot tell which — stopped rather than risk duplicates",
+                            pending.len()
+                        ));
+                    };
+                    if unknown > UNKNOWN_ATTEMPTS {
+                        return Err(eyre!("{why} ({unknown} attempts)"));
+                    }
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(unknown))).await;
+                    // Find out what HubSpot did before sending again.
+                    let wanted: Vec<String> = pending.iter().map(|&i| sids[i].clone()).collect();
+                    let marker = self.marker.as_deref();
+                    let found = self.batch_read(&object.schema.object, &wanted, &[], marker).await?;
+                    let mut r = lock(results)?;
+                    pending.retain(|&i| match found.get(&sids[i]).and_then(|p| json_text(&p["__id"])) {
+                        Some(id) => {
+                            r[i] = Some(Ok(id));
+                            false
+                        }
+                        None => true,
+                    });
+                }
+                Err(CallError::Fatal(why)) => return Err(eyre!(why)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a 2xx/207 batch answer into `results`; the rows it mentions.
+    fn apply_batch_reply(
+        &self,
+        reply: &super::http::Reply,
+        rows: &[usize],
+        results: &Mutex<Vec<Option<WriteResult>>>,
+    ) -> Result<Vec<usize>> {
+        let mut r = lock(results)?;
+        let mut seen = Vec::new();
+        let ok = reply.body["results"].as_array().cloned().unwrap_or_default();
+        for (n, item) in ok.iter().enumerate() {
+            let index = trace_index(&item["objectWriteTraceId"]).or_else(|| rows.get(n).copied());
+            if let (Some(i), Some(id)) = (index, json_text(&item["id"])) {
+                r[i] = Some(Ok(id));
+                seen.push(i);
+            }
+        }
+        for e in reply.body["errors"].as_array().into_iter().flatten() {
+            let message = error_text(e);
+            for t in e["context"]["objectWriteTraceId"].as_array().into_iter().flatten() {
+                if let Some(i) = trace_index(t) {
+                    r[i] = Some(Err(message.clone()));
+                    seen.push(i);
+                }
+            }
+        }
+        Ok(seen)
+    }
+
+    /// Applies one batch of property changes (≤ 100).
+    async fn update_batch(
+        &self,
+        object: &str,
+        changes: &[(usize, &Change)],
+        results: &Mutex<Vec<Option<WriteResult>>>,
+    ) -> Result<()> {
+        let path = format!("/crm/v3/objects/{object}/batch/update");
+        let inputs: Vec<Json> = changes
+            .iter()
+            .map(|(i, c)| {
+                let props: Map<String, Json> = c
+                    .values
+                    .iter()
+                    .map(|(f, v)| (f.clone(), v.clone().map(Json::String).unwrap_or(Json::String(String::new()))))
+                    .collect();
+                json!({ "id": c.dest_id, "properties": props, "objectWriteTraceId": i.to_string() })
+            })
+            .collect();
+        let reply = self.send(Call::post(&path, json!({ "inputs": inputs }))).await?;
+        if reply.ok() {
+            let rows: Vec<usize> = changes.iter().map(|(i, _)| *i).collect();
+            let seen = self.apply_batch_reply(&reply, &rows, results)?;
+            let mut r = lock(results)?;
+            for (i, c) in changes {
+                if !seen.contains(i) {
+                    r[*i] = Some(Ok(c.dest_id.clone()));
+                }
+            }
+            return Ok(());
+        }
+        if changes.len() > 1 && reply.status.as_u16() == 400 {
+            let (a, b) = changes.split_at(changes.len() / 2);
+            Box::pin(self.update_batch(object, a, results)).await?;
+            return Box::pin(self.update_batch(object, b, results)).await;
+        }
+        let message = reply_error(&reply);
+        let mut r = lock(results)?;
+        for (i, _) in changes {
+            r[*i] = Some(Err(message.clone()));
+        }
+        Ok(())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>> {
+    m.lock().map_err(|_| eyre!("results lock poisoned"))
+}
+
+/// A JSON id or value as text (HubSpot sends ids as strings, sometimes as numbers).
+fn json_text(v: &Json) -> Option<String> {
+    match v {
+        Json::String(s) if !s.is_empty() => Some(s.clone()),
+        Json::Number(n) => Some(n.to_string()),
+        Json::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn trace_index(v: &Json) -> Option<usize> {
+    json_text(v)?.parse().ok()
+}
+
+/// One error of a batch answer, as an operator should read it.
+fn error_text(e: &Json) -> String {
+    let message = e["message"].as_str().unwrap_or("rejected");
+    match e["category"].as_str() {
+        Some(c) => format!("{c}: {message}"),
+        None => message.to_string(),
+    }
+}
+
+fn reply_error(reply: &super::http::Reply) -> String {
+    let b = &reply.body;
+    let category = b["category"].as_str().unwrap_or("ERROR");
+    let message = b["message"].as_str().map(String::from).unwrap_or_else(|| b.to_string());
+    format!("HubSpot {} {category}: {message}", reply.status.as_u16())
+}
+
+/// A property value as the pipeline spells it.
+fn value_of(props: &Json, field: &str, ty: FieldType) -> Value {
+    json_text(&props[field]).map(|s| super::sql::from_server(ty, s))
+}
+
+#[async_trait]
+impl Destination for HubSpot {
+    fn describe(&self) -> String {
+        "HubSpot CRM".into()
+    }
+
+    async fn schema(&self, object: &str) -> Result<DestSchema> {
+        Ok(self.object(object).await?.schema.clone())
+    }
+
+    async fn users(&self) -> Result<Vec<DestUser>> {
+        let mut users = Vec::new();
+        let mut after = String::new();
+        loop {
+            let mut call = Call::get("/crm/v3/owners").query("limit", "100");
+            if !after.is_empty() {
+                call = call.query("after", after.clone());
+            }
+            let reply = self.send(call).await?;
+            if !reply.ok() {
+                return Err(eyre!("reading HubSpot's owners: {}", reply.message()));
+            }
+            for o in reply.body["results"].as_array().into_iter().flatten() {
+                if o["archived"].as_bool() == Some(true) {
+                    continue;
+                }
+                let name =
+                    format!("{} {}", o["firstName"].as_str().unwrap_or(""), o["lastName"].as_str().unwrap_or(""));
+                users.push(DestUser {
+                    id: json_text(&o["id"]).unwrap_or_default(),
+                    name: name.trim().to_string(),
+                    email: o["email"].as_str().map(String::from),
+                });
+            }
+            match reply.body["paging"]["next"]["after"].as_str() {
+                Some(a) => after = a.to_string(),
+                None => return Ok(users),
+            }
+        }
+    }
+
+    async fn scan(
+        &self,
+        object: &str,
+        fields: &[String],
+        after: &Cursor,
+        max: usize,
+    ) -> Result<(Vec<(String, Vec<Value>)>, Cursor, bool)> {
+        let info = self.object(object).await?;
+        let props: Vec<String> = fields.iter().filter(|f| info.link(f).is_none()).cloned().collect();
+        let mut out = Vec::with_capacity(max);
+        let mut cursor = after.0.clone();
+        loop {
+            let (rows, next) = self.list(object, &props, &cursor).await?;
+            for (id, p) in rows {
+                out.push((id, fields.iter().map(|f| value_of(&p, f, info.ty(f))).collect()));
+            }
+            match next {
+                Some(n) if out.len() < max => cursor = n,
+                Some(n) => return Ok((out, Cursor(n), false)),
+                None => return Ok((out, Cursor(cursor), true)),
+            }
+        }
+    }
+
+    async fn read(&self, object: &str, ids: &[String], fields: &[String]) -> Result<HashMap<String, Vec<Value>>> {
+        let info = self.object(object).await?;
+        let props: Vec<String> = fields.iter().filter(|f| info.link(f).is_none()).cloned().collect();
+        let found = self.batch_read(object, ids, &props, None).await?;
+        let present: Vec<String> = found.keys().cloned().collect();
+        let mut links = HashMap::new();
+        for f in fields {
+            if let Some(l) = info.link(f) {
+                links.insert(f.clone(), self.linked(object, l, &present).await?);
+            }
+        }
+        Ok(found
+            .into_iter()
+            .map(|(id, p)| {
+                let values = fields
+                    .iter()
+                    .map(|f| match links.get(f) {
+                        Some(map) => map.get(&id).cloned(),
+                        None => value_of(&p, f, info.ty(f)),
+                    })
+                    .collect();
+                (id, values)
+            })
+            .collect())
+    }
+
+    async fn create(&self, object: &str, records: NewRecords) -> Result<Vec<WriteResult>> {
+        let info = self.object(object).await?;
+        let results = Mutex::new(vec![None; records.rows.len()]);
+        let batches: Vec<Vec<usize>> =
+            (0..records.rows.len()).collect::<Vec<_>>().chunks(BATCH).map(<[usize]>::to_vec).collect();
+        let outcomes =
+            join_all(batches.into_iter().map(|rows| self.create_batch(&info, &records, rows, &results))).await;
+        // Records HubSpot confirmed are reported even when another batch failed for good: they exist.
+        let results = results.into_inner().map_err(|_| eyre!("results lock poisoned"))?;
+        if let Some(e) = outcomes.into_iter().find_map(Result::err) {
+            let done = results.iter().filter(|r| matches!(r, Some(Ok(_)))).count();
+            if done == 0 {
+                return Err(e);
+            }
+            tracing::warn!(object, confirmed = done, "a HubSpot batch failed for good: {e:#}");
+            return Ok(results.into_iter().map(|r| r.unwrap_or_else(|| Err(format!("not written: {e}")))).collect());
+        }
+        Ok(results.into_iter().map(|r| r.unwrap_or_else(|| Err("not written".into()))).collect())
+    }
+
+    async fn update(&self, object: &str, changes: &[Change]) -> Result<Vec<WriteResult>> {
+        let info = self.object(object).await?;
+        let results = Mutex::new(vec![None; changes.len()]);
+        // Property changes in batches; association changes as associations.
+        let mut props: Vec<(usize, Change)> = Vec::new();
+        let mut links: Vec<(usize, &Link, String, String)> = Vec::new();
+        for (i, c) in changes.iter().enumerate() {
+            let mut own = Change { dest_id: c.dest_id.clone(), values: Vec::new() };
+            for (f, v) in &c.values {
+                match (info.link(f), v) {
+                    (Some(l), Some(to)) => links.push((i, l, c.dest_id.clone(), to.clone())),
+                    (Some(_), None) => {}
+                    (None, _) => own.values.push((f.clone(), v.clone())),
+                }
+            }
+            props.push((i, own));
+        }
+        let with_values: Vec<(usize, &Change)> =
+            props.iter().filter(|(_, c)| !c.values.is_empty()).map(|(i, c)| (*i, c)).collect();
+        let calls = with_values.chunks(BATCH).map(|chunk| self.update_batch(object, chunk, &results));
+        for outcome in join_all(calls).await {
+            outcome?;
+        }
+        for (i, l, from, to) in links {
+            let path = format!("/crm/v4/associations/{object}/{}/batch/create", l.to);
+            let body = json!({ "inputs": [{
+                "from": { "id": from }, "to": { "id": to },
+                "types": [{ "associationCategory": "HUBSPOT_DEFINED", "associationTypeId": l.type_id }],
+            }]});
+            let reply = self.send(Call::post(&path, body)).await?;
+            if !reply.ok() {
+                lock(&results)?[i] = Some(Err(reply_error(&reply)));
+            }
+        }
+        let results = results.into_inner().map_err(|_| eyre!("results lock poisoned"))?;
+        Ok(results.into_iter().zip(changes).map(|(r, c)| r.unwrap_or_else(|| Ok(c.dest_id.clone()))).collect())
+    }
+
+    async fn delete(&self, object: &str, ids: &[String]) -> Result<Vec<WriteResult>> {
+        let path = format!("/crm/v3/objects/{object}/batch/archive");
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(BATCH) {
+            let body = json!({ "inputs": chunk.iter().map(|id| json!({ "id": id })).collect::<Vec<_>>() });
+            let reply = self.send(Call::post(&path, body)).await?;
+            let result = if reply.ok() { Ok(()) } else { Err(reply_error(&reply)) };
+            out.extend(chunk.iter().map(|id| result.clone().map(|_| id.clone())));
+        }
+        Ok(out)
+    }
+
+    async fn marked(&self, _namespace: &str, object: &str) -> Result<Vec<(String, String)>> {
+        let Some(marker) = self.marker.clone() else {
+            return Ok(Vec::new());
+        };
+        self.object(object).await?;
+        let mut out = Vec::new();
+        let mut after = String::new();
+        loop {
+            let (rows, next) = self.list(object, std::slice::from_ref(&marker), &after).await?;
+            out.extend(rows.into_iter().filter_map(|(id, p)| Some((json_text(&p[&marker])?, id))));
+            match next {
+                Some(n) => after = n,
+                None => return Ok(out),
+            }
+        }
+    }
+}
+
+/// HubSpot as a source: every property of the object, in pages of 100 following HubSpot's own
+/// cursor (a checkpoint is that cursor); association fields are filled from the associations.
+#[async_trait]
+impl Source for HubSpot {
+    fn describe(&self) -> String {
+        "HubSpot CRM".into()
+    }
+
+    async fn fields(&self, object: &str) -> Result<FieldNames> {
+        let info = self.object(object).await?;
+        let mut names = vec!["id".to_string()];
+        names.extend(info.properties.iter().filter(|p| *p != "hs_object_id").cloned());
+        names.extend(info.links.iter().map(|l| l.field.clone()));
+        Ok(names.into())
+    }
+
+    async fn count(&self, object: &str) -> Result<u64> {
+        let path = format!("/crm/v3/objects/{object}/search");
+        let reply = self.send(Call::post(&path, json!({ "limit": 1 })).lane(SEARCH)).await?;
+        if !reply.ok() {
+            return Err(eyre!("counting {object}: {}", reply.message()));
+        }
+        reply.body["total"].as_u64().ok_or_else(|| eyre!("HubSpot's search answer for {object} has no total"))
+    }
+
+    async fn read_batch(&self, object: &str, id_field: &str, cursor: &Cursor, max: usize) -> Result<Batch> {
+        let info = self.object(object).await?;
+        let names = Source::fields(self, object).await?;
+        let props: Vec<String> = info.properties.clone();
+        // Long property lists do not fit a URL: list ids, then read them in a body.
+        let in_url = props.join(",").len() < 4000;
+        let mut records = Vec::with_capacity(max);
+        let mut after = cursor.0.clone();
+        let mut done = false;
+        while records.len() < max && !done {
+            let (rows, next) = self.list(object, if in_url { &props } else { &[] }, &after).await?;
+            let ids: Vec<String> = rows.iter().map(|(id, _)| id.clone()).collect();
+            let mut full: HashMap<String, Json> =
+                if in_url { rows.into_iter().collect() } else { self.batch_read(object, &ids, &props, None).await? };
+            let mut links = HashMap::new();
+            for l in &info.links {
+                links.insert(l.field.clone(), self.linked(object, l, &ids).await.wrap_err("reading associations")?);
+            }
+            for id in ids {
+                let p = full.remove(&id).unwrap_or(Json::Null);
+                let values: Vec<Value> = names
+                    .iter()
+                    .map(|f| match (f.as_str(), links.get(f)) {
+                        ("id", _) => Some(id.clone()),
+                        (_, Some(map)) => map.get(&id).cloned(),
+                        _ => value_of(&p, f, info.ty(f)),
+                    })
+                    .collect();
+                let source_id = names.iter().position(|n| n == id_field).and_then(|i| values[i].clone());
+                let origin = format!("HubSpot {object} {id}");
+                records.push(match source_id {
+                    Some(source_id) => Extracted::Record(SourceRecord { source_id, origin, values }),
+                    None => Extracted::Malformed {
+                        source_id: format!("hubspot:{id}"),
+                        message: format!("{origin}: the id field '{id_field}' is empty"),
+                        origin,
+                    },
+                });
+            }
+            match next {
+                Some(n) => after = n,
+                None => done = true,
+            }
+        }
+        Ok(Batch { records, next: Cursor(after), done })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_errors_read_as_an_operator_needs_them() {
+        let e =
+            json!({ "status": "error", "category": "VALIDATION_ERROR", "message": "Property values were not valid" });
+        assert_eq!(error_text(&e), "VALIDATION_ERROR: Property values were not valid");
+        assert_eq!(trace_index(&json!("17")), Some(17));
+        assert_eq!(json_text(&json!(12345)), Some("12345".into()));
+        assert_eq!(json_text(&json!("")), None);
+    }
+}
