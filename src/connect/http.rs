@@ -8,8 +8,9 @@
 //!   refused, so the attempt that failed paid for it. A real "limit reached" 429 still makes the
 //!   client wait for `Retry-After`, which is what keeps it under the limit.
 //! - A request that creates records is never retried blindly after an answer that leaves it
-//!   unknown whether the API acted (a 5xx, a timeout): [`Retry::Never`] hands that back to the
-//!   connector, which looks for its idempotency markers before sending again.
+//!   unknown whether the API acted (500, 502, 504, a timeout): [`Retry::Never`] hands that back to
+//!   the connector, which looks for its idempotency markers before sending again. A 429 or a 503
+//!   says the request was not handled, so it is sent again as it is.
 
 use color_eyre::eyre::{Result, eyre};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -59,7 +60,7 @@ pub struct Rate {
 impl Rate {
     fn quota(self) -> Quota {
         let requests = self.requests.max(1);
-        let period = self.per.mul_f64(1.01) / requests;
+        let period = self.per.mul_f64(1.005) / requests;
         Quota::with_period(period.max(Duration::from_micros(1)))
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
             .allow_burst(NonZeroU32::MIN)
@@ -315,7 +316,8 @@ impl Client {
                     } else if status.is_server_error() {
                         self.stats.server_errors.fetch_add(1, Ordering::Relaxed);
                         let what = format!("{} answered {}", self.name, reply.message());
-                        if call.retry == Retry::Never {
+                        // 503 says the request was not handled; 500, 502 and 504 leave it open.
+                        if call.retry == Retry::Never && status != StatusCode::SERVICE_UNAVAILABLE {
                             return Err(CallError::Unknown(what));
                         }
                         errors += 1;
@@ -426,8 +428,8 @@ mod tests {
     #[test]
     fn a_lane_stays_under_its_documented_rate() {
         let q = Rate { requests: 100, per: Duration::from_secs(10) }.quota();
-        // One request every 101 ms: at most 100 in any ten seconds.
-        assert_eq!(q.replenish_interval(), Duration::from_millis(101));
+        // One request every 100.5 ms: at most 100 in any ten seconds.
+        assert_eq!(q.replenish_interval(), Duration::from_micros(100_500));
         assert_eq!(q.burst_size().get(), 1);
     }
 }
