@@ -214,3 +214,45 @@ async fn a_run_killed_mid_write_resumes_without_creating_anything_twice() {
         ["contacts/queued/owner_not_provisioned", "deals/queued/no_translation", "notes/queued/parent_not_written"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubspot_reads_as_a_source_page_by_page_with_its_associations() {
+    use cutover::connect::{Cursor, Source};
+    use cutover::model::Extracted;
+    let server = Server::start(Rules::default()).await;
+    let (_dir, _demo) = demo_project(&server, 100_000);
+    {
+        // Two of the existing contacts work at a company.
+        let mut s = server.lock();
+        let company =
+            s.insert("companies", serde_json::from_value(serde_json::json!({ "name": "Initech" })).expect("map"));
+        s.associations.push(("contacts".into(), 1_200_001, "companies".into(), company, 279));
+        s.associations.push(("contacts".into(), 1_200_002, "companies".into(), company, 279));
+    }
+    let conn: cutover::config::ConnectionConfig = toml::from_str(&format!(
+        "kind = \"hubspot\"\ntoken_env = \"CUTOVER_HUBSPOT_SOURCE_TOKEN\"\nbase_url = \"{}\"\n[associations]\n\"contacts.company_id\" = {{ to = \"companies\", type_id = 279 }}",
+        server.url
+    ))
+    .expect("config");
+    // SAFETY: only this test reads the variable.
+    unsafe { std::env::set_var("CUTOVER_HUBSPOT_SOURCE_TOKEN", TOKEN) };
+    let hub = cutover::connect::hubspot::HubSpot::open(&conn, "source").expect("open");
+    assert_eq!(hub.count("contacts").await.expect("count"), 800);
+    let fields = Source::fields(&hub, "contacts").await.expect("fields");
+    let at = |name: &str| fields.iter().position(|f| f == name).expect(name);
+    let (mut cursor, mut records, mut pages) = (Cursor::start(), Vec::new(), 0);
+    loop {
+        let batch = hub.read_batch("contacts", "id", &cursor, 300).await.expect("page");
+        pages += 1;
+        records.extend(batch.records);
+        cursor = batch.next;
+        if batch.done {
+            break;
+        }
+    }
+    assert_eq!((records.len(), pages), (800, 3), "checkpointed every 300 (HubSpot pages of 100)");
+    let Extracted::Record(first) = &records[0] else { panic!("a record") };
+    assert_eq!(first.source_id, "1200001");
+    assert_eq!(first.values[at("firstname")].as_deref(), Some("Linda"));
+    assert_eq!(first.values[at("company_id")].as_deref(), Some("50000000"), "the association, as a field");
+}

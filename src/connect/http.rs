@@ -215,11 +215,21 @@ impl Default for Policy {
     }
 }
 
+/// How the token travels.
+#[derive(Debug, Clone, Copy)]
+pub enum Auth {
+    /// `Authorization: Bearer …` (HubSpot private apps, OAuth).
+    Bearer,
+    /// A header of its own (Pipedrive API tokens: `x-api-token`).
+    Header(&'static str),
+}
+
 pub struct Client {
     http: reqwest::Client,
     base: String,
     name: &'static str,
     token: Secret,
+    auth: Auth,
     lanes: Vec<DefaultDirectRateLimiter>,
     budget: Option<(DefaultDirectRateLimiter, u32)>,
     policy: Policy,
@@ -236,7 +246,13 @@ fn install_crypto() {
 
 impl Client {
     /// A client for the API at `base` (e.g. `https://api.hubapi.com`), one limiter per lane.
-    pub fn new(name: &'static str, base: &str, token: Secret, lanes: &[Rate], budget: Option<Budget>) -> Result<Self> {
+    pub fn new(
+        name: &'static str,
+        base: &str,
+        (token, auth): (Secret, Auth),
+        lanes: &[Rate],
+        budget: Option<Budget>,
+    ) -> Result<Self> {
         install_crypto();
         let policy = Policy::default();
         let http = reqwest::Client::builder()
@@ -256,6 +272,7 @@ impl Client {
             base: base.trim_end_matches('/').to_string(),
             name,
             token,
+            auth,
             lanes: lanes.iter().map(|r| RateLimiter::direct(r.quota())).collect(),
             budget,
             policy,
@@ -283,7 +300,11 @@ impl Client {
         let (mut throttled, mut errors) = (0u32, 0u32);
         loop {
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
-            let mut req = self.http.request(call.method.clone(), &url).bearer_auth(self.token.expose());
+            let mut req = self.http.request(call.method.clone(), &url);
+            req = match self.auth {
+                Auth::Bearer => req.bearer_auth(self.token.expose()),
+                Auth::Header(name) => req.header(name, self.token.expose()),
+            };
             if !call.query.is_empty() {
                 req = req.query(&call.query);
             }

@@ -15,7 +15,7 @@
 //! source ids back by that property before sending anything again, so a retry never makes a second
 //! record; after a crash, the run adopts the marked records instead of creating them again.
 
-use super::http::{Call, CallError, Client, Rate, Secret};
+use super::http::{Auth, Call, CallError, Client, Rate, Secret};
 use super::{Batch, Change, Cursor, Destination, NewRecords, Source, WriteResult};
 use crate::config::{AssociationConfig, ConnectionConfig};
 use crate::model::{DestField, DestSchema, DestUser, Extracted, FieldNames, FieldType, SourceRecord, Value};
@@ -79,7 +79,7 @@ impl HubSpot {
         let base = conn.base_url.as_deref().unwrap_or(DEFAULT_BASE);
         let types = conn.types.iter().filter_map(|(k, v)| FieldType::parse(v).map(|t| (k.clone(), t))).collect();
         Ok(Self {
-            client: Client::new("HubSpot", base, token, &lanes, None)?,
+            client: Client::new("HubSpot", base, (token, Auth::Bearer), &lanes, None)?,
             marker: conn.source_id_property.clone(),
             associations: conn.associations.clone(),
             types,

@@ -13,6 +13,7 @@ pub mod dry_run;
 pub mod http;
 pub mod hubspot;
 pub mod mysql;
+pub mod pipedrive;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
@@ -128,6 +129,8 @@ pub fn open_source(project: &LoadedConfig) -> Result<Arc<dyn Source>> {
         "mysql" => {
             return Ok(Arc::new(mysql::MySqlSource::open(&database_url(conn, "source")?, conn.queries.clone())?));
         }
+        "hubspot" => return Ok(Arc::new(hubspot::HubSpot::open(conn, "source")?)),
+        "pipedrive" => return Ok(Arc::new(pipedrive::Pipedrive::open(conn, "source")?)),
         _ => {}
     }
     let path = resolve_path(project, conn, "source")?;
@@ -163,6 +166,7 @@ pub fn open_destination(project: &LoadedConfig, read_only: bool) -> Result<Arc<d
         }
         // Previews never reach the API's write endpoints: they run against DryRunDestination.
         "hubspot" => return Ok(Arc::new(hubspot::HubSpot::open(conn, "destination")?)),
+        "pipedrive" => return Ok(Arc::new(pipedrive::Pipedrive::open(conn, "destination")?)),
         _ => {}
     }
     let path = resolve_path(project, conn, "destination")?;

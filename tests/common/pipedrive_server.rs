@@ -1,0 +1,335 @@
+//! An in-process Pipedrive for the connector's contract tests, and the official OpenAPI files
+//! (tests/specs/pipedrive, Pipedrive's published v1 and v2 descriptions, unchanged) to check every
+//! request against: the path and method exist, the query parameters are declared, the JSON body
+//! validates against the operation's schema, and each call's token cost is the `x-token-cost`
+//! the files give it. The server enforces the API token header, the burst limit per 2 s and the
+//! daily token budget (429s), pages with v2 cursors and v1 offsets, and keeps custom fields.
+#![allow(dead_code, clippy::result_large_err)]
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub const TOKEN: &str = "pd-test-token";
+
+/// Pipedrive's OpenAPI files, parsed once.
+pub struct Spec {
+    v1: Value,
+    v2: Value,
+}
+
+pub fn spec() -> &'static Spec {
+    static SPEC: OnceLock<Spec> = OnceLock::new();
+    SPEC.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/specs/pipedrive");
+        let load = |name: &str| -> Value {
+            let text = std::fs::read_to_string(dir.join(name)).expect("spec file");
+            serde_yaml_ng::from_str(&text).expect("spec YAML")
+        };
+        Spec { v1: load("v1.yaml"), v2: load("v2.yaml") }
+    })
+}
+
+impl Spec {
+    /// The operation for a request, and its path template: `/api/v2/persons/7` → `/persons/{id}`.
+    pub fn operation(&self, method: &str, path: &str) -> Option<(&Value, String)> {
+        let (doc, rest) = if let Some(r) = path.strip_prefix("/api/v2") {
+            (&self.v2, r)
+        } else {
+            (&self.v1, path.strip_prefix("/v1")?)
+        };
+        let segments: Vec<&str> = rest.split('/').collect();
+        let paths = doc["paths"].as_object()?;
+        let (template, item) = paths.iter().find(|(t, _)| {
+            let ts: Vec<&str> = t.split('/').collect();
+            ts.len() == segments.len() && ts.iter().zip(&segments).all(|(t, s)| t.starts_with('{') || t == s)
+        })?;
+        Some((item.get(method.to_ascii_lowercase())?, template.clone()))
+    }
+
+    pub fn cost(&self, method: &str, path: &str) -> Option<u64> {
+        self.operation(method, path)?.0["x-token-cost"].as_u64()
+    }
+
+    /// Problems with a request, against its operation in the spec.
+    pub fn check(&self, method: &str, path: &str, query: &[(String, String)], body: &Value) -> Vec<String> {
+        let Some((op, template)) = self.operation(method, path) else {
+            return vec![format!("{method} {path}: no such path and method in Pipedrive's OpenAPI files")];
+        };
+        let mut problems = Vec::new();
+        let params: Vec<&Value> = op["parameters"].as_array().into_iter().flatten().collect();
+        for (k, v) in query {
+            match params.iter().find(|p| p["in"] == "query" && p["name"] == k.as_str()) {
+                None => problems.push(format!("{method} {template}: query parameter '{k}' is not declared")),
+                Some(p) => {
+                    let allowed = p["schema"]["enum"].as_array();
+                    if let Some(allowed) =
+                        allowed.filter(|a| !v.split(',').all(|x| a.iter().any(|y| y.as_str() == Some(x))))
+                    {
+                        problems.push(format!("{method} {template}: {k}={v} is not one of {allowed:?}"));
+                    }
+                }
+            }
+        }
+        let schema = &op["requestBody"]["content"]["application/json"]["schema"];
+        if !body.is_null() {
+            if schema.is_null() {
+                problems.push(format!("{method} {template}: sends a JSON body the operation does not take"));
+            } else {
+                match jsonschema::validator_for(schema) {
+                    Err(e) => problems.push(format!("{method} {template}: schema does not compile: {e}")),
+                    Ok(v) => {
+                        for e in v.iter_errors(body) {
+                            problems.push(format!("{method} {template}: body {e} at {}", e.instance_path()));
+                        }
+                    }
+                }
+                // Unknown top-level keys (besides custom fields) are not in the schema.
+                if let (Some(props), Some(sent)) = (schema["properties"].as_object(), body.as_object()) {
+                    for k in sent.keys() {
+                        if !props.contains_key(k) {
+                            problems.push(format!("{method} {template}: body key '{k}' is not in the schema"));
+                        }
+                    }
+                }
+            }
+        }
+        problems
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub per_2s: usize,
+    pub daily_tokens: u64,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules { per_2s: 1_000_000, daily_tokens: u64::MAX }
+    }
+}
+
+/// One request as the server received it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub body: Value,
+}
+
+#[derive(Default)]
+pub struct State {
+    pub rules: Rules,
+    pub collections: BTreeMap<String, BTreeMap<u64, Value>>,
+    pub users: Vec<Value>,
+    pub stages: Vec<Value>,
+    pub pipelines: Vec<Value>,
+    pub next_id: u64,
+    pub requests: Vec<Request>,
+    /// Tokens spent, at the spec's costs.
+    pub spent: u64,
+    pub throttled: u64,
+    window: VecDeque<Instant>,
+}
+
+pub struct Server {
+    pub url: String,
+    pub state: Arc<Mutex<State>>,
+}
+
+impl Server {
+    pub async fn start(rules: Rules) -> Server {
+        let state = Arc::new(Mutex::new(State { rules, next_id: 1_000_000, ..State::default() }));
+        for c in ["persons", "organizations", "deals", "notes"] {
+            state.lock().expect("state").collections.insert(c.into(), BTreeMap::new());
+        }
+        let shared = state.clone();
+        let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let state = shared.clone();
+            async move { handle(&state, method, uri, headers, body) }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+        Server { url, state }
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("server state")
+    }
+
+    pub fn records(&self, collection: &str) -> Vec<Value> {
+        self.lock().collections.get(collection).map(|c| c.values().cloned().collect()).unwrap_or_default()
+    }
+}
+
+fn fail(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({ "success": false, "error": message, "errorCode": status.as_u16() }))).into_response()
+}
+
+fn ok(data: Value) -> Response {
+    (StatusCode::OK, axum::Json(json!({ "success": true, "data": data }))).into_response()
+}
+
+fn percent_decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = (b[i] == b'%' && i + 2 < b.len())
+            .then(|| std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()))
+            .flatten();
+        if let Some(x) = hex {
+            out.push(x);
+            i += 3;
+            continue;
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn handle(state: &Arc<Mutex<State>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let path = uri.path().to_string();
+    let query: Vec<(String, String)> = uri
+        .query()
+        .map(|q| {
+            q.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), percent_decode(v))).collect()
+        })
+        .unwrap_or_default();
+    let body: Value = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap_or(Value::Null) };
+    let mut s = state.lock().expect("state");
+    s.requests.push(Request {
+        method: method.to_string(),
+        path: path.clone(),
+        query: query.clone(),
+        body: body.clone(),
+    });
+    if headers.get("x-api-token").and_then(|v| v.to_str().ok()) != Some(TOKEN) {
+        return fail(StatusCode::UNAUTHORIZED, "unauthorized access");
+    }
+    let now = Instant::now();
+    while s.window.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(2)) {
+        s.window.pop_front();
+    }
+    if s.window.len() >= s.rules.per_2s {
+        s.throttled += 1;
+        let mut r = fail(StatusCode::TOO_MANY_REQUESTS, "Request over limit");
+        r.headers_mut().insert("x-ratelimit-limit", HeaderValue::from(s.rules.per_2s));
+        r.headers_mut().insert("x-ratelimit-remaining", HeaderValue::from(0));
+        r.headers_mut().insert("x-ratelimit-reset", HeaderValue::from(2));
+        r.headers_mut().insert("Retry-After", HeaderValue::from(2));
+        return r;
+    }
+    let cost = spec().cost(method.as_str(), &path).unwrap_or(0);
+    if s.spent + cost > s.rules.daily_tokens {
+        s.throttled += 1;
+        let mut r = fail(StatusCode::TOO_MANY_REQUESTS, "Daily token budget exceeded");
+        r.headers_mut().insert("x-daily-requests-left", HeaderValue::from(0));
+        return r;
+    }
+    s.window.push_back(now);
+    s.spent += cost;
+    route(&mut s, method.as_str(), &path, &query, body)
+}
+
+fn q<'a>(query: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+fn route(s: &mut State, method: &str, path: &str, query: &[(String, String)], body: Value) -> Response {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (collection, rest): (&str, &[&str]) = match segments.as_slice() {
+        ["v1", "users"] => return ok(Value::Array(s.users.clone())),
+        ["api", "v2", "stages"] => return ok(Value::Array(s.stages.clone())),
+        ["api", "v2", "pipelines"] => return ok(Value::Array(s.pipelines.clone())),
+        ["api", "v2", c, rest @ ..] => (c, rest),
+        ["v1", "notes", rest @ ..] => ("notes", rest),
+        _ => return fail(StatusCode::NOT_FOUND, "Unknown method ."),
+    };
+    let v2 = path.starts_with("/api/v2");
+    if !s.collections.contains_key(collection) {
+        return fail(StatusCode::NOT_FOUND, "Unknown method .");
+    }
+    match (method, rest) {
+        ("GET", []) => {
+            let limit: usize = q(query, "limit").and_then(|l| l.parse().ok()).unwrap_or(100);
+            if limit > 500 {
+                return fail(StatusCode::BAD_REQUEST, "limit must be at most 500");
+            }
+            let c = &s.collections[collection];
+            if v2 {
+                let after: u64 = q(query, "cursor").and_then(|c| c.parse().ok()).unwrap_or(0);
+                let page: Vec<(u64, Value)> = c.range(after..).take(limit + 1).map(|(k, v)| (*k, v.clone())).collect();
+                let next = (page.len() > limit).then(|| page[limit].0.to_string());
+                let data: Vec<Value> = page.into_iter().take(limit).map(|(_, v)| v).collect();
+                let body = json!({ "success": true, "data": data, "additional_data": { "next_cursor": next } });
+                (StatusCode::OK, axum::Json(body)).into_response()
+            } else {
+                let start: usize = q(query, "start").and_then(|c| c.parse().ok()).unwrap_or(0);
+                let data: Vec<Value> = c.values().skip(start).take(limit).cloned().collect();
+                let more = start + limit < c.len();
+                let body = json!({ "success": true, "data": data, "additional_data": { "pagination": {
+                    "start": start, "limit": limit, "more_items_in_collection": more, "next_start": start + limit } } });
+                (StatusCode::OK, axum::Json(body)).into_response()
+            }
+        }
+        ("GET", ["search"]) => {
+            let term = q(query, "term").unwrap_or("");
+            let items: Vec<Value> = s.collections[collection]
+                .values()
+                .filter(|r| r["custom_fields"].as_object().is_some_and(|c| c.values().any(|v| v.as_str() == Some(term))))
+                .map(|r| json!({ "result_score": 1.0, "item": { "id": r["id"], "type": collection.trim_end_matches('s') } }))
+                .collect();
+            ok(json!({ "items": items }))
+        }
+        ("GET", [id]) => match id.parse::<u64>().ok().and_then(|id| s.collections[collection].get(&id)) {
+            Some(r) => ok(r.clone()),
+            None => fail(StatusCode::NOT_FOUND, "Item not found"),
+        },
+        ("POST", []) => {
+            let required = if collection == "notes" {
+                "content"
+            } else if collection == "deals" {
+                "title"
+            } else {
+                "name"
+            };
+            if body[required].as_str().is_none_or(str::is_empty) {
+                return fail(StatusCode::BAD_REQUEST, &format!("{required} is required"));
+            }
+            let id = s.next_id;
+            s.next_id += 1;
+            let mut record = body;
+            record["id"] = json!(id);
+            s.collections.get_mut(collection).expect("collection").insert(id, record.clone());
+            let status = if v2 { StatusCode::OK } else { StatusCode::CREATED };
+            (status, axum::Json(json!({ "success": true, "data": record }))).into_response()
+        }
+        ("PATCH" | "PUT", [id]) => {
+            let Some(r) =
+                id.parse::<u64>().ok().and_then(|id| s.collections.get_mut(collection).expect("c").get_mut(&id))
+            else {
+                return fail(StatusCode::NOT_FOUND, "Item not found");
+            };
+            for (k, v) in body.as_object().into_iter().flatten() {
+                r[k] = v.clone();
+            }
+            ok(r.clone())
+        }
+        ("DELETE", [id]) => {
+            match id.parse::<u64>().ok().and_then(|n| s.collections.get_mut(collection).expect("c").remove(&n)) {
+                Some(_) => ok(json!({ "id": id.parse::<u64>().unwrap_or(0) })),
+                None => fail(StatusCode::NOT_FOUND, "Item not found"),
+            }
+        }
+        _ => fail(StatusCode::NOT_FOUND, "Unknown method ."),
+    }
+}
