@@ -6,9 +6,9 @@
 //!
 //!     cargo bench --bench hubspot_rate [-- RECORDS]
 //!
-//! Two shapes: a writer that keeps create calls of 100 records in flight (what the connector can
-//! sustain), and the engine's shape today — one create call of 500 records at a time, waiting for
-//! each (retries at a batch's tail stall it).
+//! Three shapes: a writer that keeps create calls of 100 records in flight (what the connector can
+//! sustain), and the engine's shape today — one create call of a batch (500, then 2000 records) at
+//! a time, waiting for each (retries at a batch's tail stall it).
 
 #[path = "../tests/common/hubspot_server.rs"]
 mod hubspot_server;
@@ -128,26 +128,22 @@ async fn pipelined(n: usize) {
     report("Connector, create calls of 100 kept in flight (8)", n, &outcome, hub, &server);
 }
 
-async fn engine_shaped(n: usize) {
+async fn engine_shaped(n: usize, batch: usize) {
     let server = server(22).await;
     let hub = connector(&server);
     let start = Instant::now();
     let (mut confirmed, mut failed, mut done) = (0, 0, Vec::new());
-    for from in (0..n).step_by(500) {
-        let results = hub.create("contacts", records(from, 500.min(n - from))).await.expect("a batch failed for good");
+    for from in (0..n).step_by(batch) {
+        let results =
+            hub.create("contacts", records(from, batch.min(n - from))).await.expect("a batch failed for good");
         let ok = results.iter().filter(|r| r.is_ok()).count();
         done.push((start.elapsed().as_secs_f64(), ok));
         confirmed += ok;
         failed += results.len() - ok;
     }
     let seconds = start.elapsed().as_secs_f64();
-    report(
-        "Engine-shaped, one create call of 500 at a time",
-        n,
-        &Outcome { seconds, confirmed, failed, done },
-        &hub,
-        &server,
-    );
+    let shape = format!("Engine-shaped, one create call of {batch} at a time (batch_size = {batch})");
+    report(&shape, n, &Outcome { seconds, confirmed, failed, done }, &hub, &server);
 }
 
 fn main() {
@@ -159,6 +155,8 @@ fn main() {
         println!("HubSpot connector: 100 requests/10 s, 100 records a request, 10% injected 429/5xx\n");
         pipelined(n).await;
         println!();
-        engine_shaped(n / 3).await;
+        engine_shaped(n / 3, 500).await;
+        println!();
+        engine_shaped(n / 3, 2000).await;
     });
 }

@@ -35,6 +35,9 @@ pub fn static_rules(config: &ProjectConfig, problems: &mut Problems<'_>) {
             problems.add(path, format!("no object reads '{name}' from the source"));
         }
     }
+    for key in config.destination.associations.keys() {
+        check_object_field_key(config, &format!("destination.associations.\"{key}\""), key, problems);
+    }
     for key in config.destination.picklists.keys() {
         check_object_field_key(config, &format!("destination.picklists.\"{key}\""), key, problems);
     }
