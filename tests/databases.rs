@@ -6,12 +6,14 @@
 //!
 //! Everything runs through the real binary, as an operator would.
 
+mod common;
+
+use common::{DEMO_COUNTS, DEMO_QUEUE, cutover, reconcile_keys};
 use cutover::demo::databases::{Dialect, destination_script};
 use sqlx::Connection;
 use sqlx::mysql::MySqlConnection;
 use sqlx::postgres::PgConnection;
 use std::path::Path;
-use std::process::{Command, Output};
 
 fn server(var: &str, name: &str) -> Option<String> {
     match std::env::var(var) {
@@ -140,42 +142,6 @@ impl TestDb {
     }
 }
 
-/// Runs the binary in `dir` with the environment given (URLs are passed only this way).
-fn cutover(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cutover"));
-    cmd.args(args).current_dir(dir).env("CUTOVER_LOG", dir.join("cutover.log"));
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("the binary runs")
-}
-
-fn stdout(out: &Output) -> String {
-    format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-/// The discrepancy keys of a JSON reconciliation.
-fn reconcile_keys(dir: &Path, env: &[(&str, &str)]) -> Vec<String> {
-    let out = cutover(dir, &["reconcile", "--all", "--format", "json"], env);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", stdout(&out)));
-    report["discrepancies"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter_map(|d| d["key"].as_str().map(String::from))
-        .collect()
-}
-
-const DEMO_COUNTS: [&str; 4] = [
-    "companies         400       400      400        0       0       0        0       0",
-    "contacts         4200      4200     3366      800       0      34        0       0",
-    "deals            1800      1800     1660        0       0     140        0       0",
-    "notes            6000      6000     5932        0       0      68        0       0",
-];
-
-const DEMO_QUEUE: [&str; 3] =
-    ["contacts/queued/owner_not_provisioned", "deals/queued/no_translation", "notes/queued/parent_not_written"];
-
 /// `cutover demo --into DIALECT`: the demo's numbers, a reconciliation that finds only the held
 /// records, markers for every record created, and a rollback that leaves the database as it was.
 async fn demo_into(dialect: Dialect) {
@@ -187,12 +153,12 @@ async fn demo_into(dialect: Dialect) {
         Dialect::Mariadb => "mariadb",
     };
     let out = cutover(dir.path(), &["demo", "--dir", "demo", "--into", kind, "--setup-only"], &env);
-    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(out.status.success(), "{}", common::text(&out));
     let before = db.contacts_fingerprint().await;
     let demo = dir.path().join("demo");
 
     let out = cutover(&demo, &["run"], &env);
-    let text = stdout(&out);
+    let text = common::text(&out);
     for line in DEMO_COUNTS {
         assert!(text.contains(line), "{dialect:?}: missing '{line}':\n{text}");
     }
@@ -203,7 +169,7 @@ async fn demo_into(dialect: Dialect) {
 
     // Rolled back, the destination is what it was: created records gone, updated ones restored.
     let out = cutover(&demo, &["rollback", "1"], &env);
-    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(out.status.success(), "{}", common::text(&out));
     for table in ["companies", "deals", "notes", "cutover_marks"] {
         assert_eq!(db.count(table).await, 0, "{dialect:?} {table}");
     }
@@ -230,12 +196,12 @@ async fn rejected_rows_fail_alone(dialect: Dialect) {
     let env = [("CUTOVER_DEMO_URL", db.url.as_str())];
     let kind = if dialect == Dialect::Postgres { "postgres" } else { "mariadb" };
     let out = cutover(dir.path(), &["demo", "--dir", "demo", "--into", kind, "--setup-only"], &env);
-    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(out.status.success(), "{}", common::text(&out));
     db.sql(&format!("ALTER TABLE {} ADD CONSTRAINT no_wayne CHECK (name NOT LIKE 'Wayne%')", db.table("companies")))
         .await;
     let demo = dir.path().join("demo");
     let out = cutover(&demo, &["run"], &env);
-    let text = stdout(&out);
+    let text = common::text(&out);
     assert!(
         text.contains("companies         400       400      380        0       0       0        0      20"),
         "{text}"
@@ -305,7 +271,7 @@ async fn the_demo_migrates_from_a_postgresql_source() {
     std::fs::write(demo.join("cutover.toml"), toml).expect("toml");
     let env = [("CUTOVER_SOURCE_URL", db.url.as_str())];
 
-    let text = stdout(&cutover(&demo, &["run"], &env));
+    let text = common::text(&cutover(&demo, &["run"], &env));
     for line in [
         DEMO_COUNTS[0],
         DEMO_COUNTS[1],
@@ -406,7 +372,7 @@ async fn the_demo_round_trips_csv_postgresql_mariadb_postgresql_balanced_at_each
     // Hop 1: the demo into PostgreSQL, with the queue's causes fixed up front so it balances.
     let env = [("CUTOVER_DEMO_URL", pg.url.as_str())];
     let out = cutover(dir.path(), &["demo", "--dir", "hop1", "--into", "postgres", "--setup-only"], &env);
-    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(out.status.success(), "{}", common::text(&out));
     let hop1 = dir.path().join("hop1");
     let toml = std::fs::read_to_string(hop1.join("cutover.toml")).expect("toml");
     let toml = toml
@@ -416,7 +382,7 @@ async fn the_demo_round_trips_csv_postgresql_mariadb_postgresql_balanced_at_each
         )
         .replace("\"Lost\" = \"closedlost\"", "\"Lost\" = \"closedlost\"\n\"Partner Referral\" = \"qualifiedtobuy\"");
     std::fs::write(hop1.join("cutover.toml"), toml).expect("toml");
-    let text = stdout(&cutover(&hop1, &["run"], &env));
+    let text = common::text(&cutover(&hop1, &["run"], &env));
     assert!(text.contains("contacts         4200      4200     3400      800       0       0"), "{text}");
     assert_eq!(reconcile_keys(&hop1, &env), Vec::<String>::new(), "hop 1 balances");
 
@@ -432,8 +398,8 @@ async fn the_demo_round_trips_csv_postgresql_mariadb_postgresql_balanced_at_each
     std::fs::write(hop2.join("cutover.toml"), toml).expect("toml");
     let env = [("CUTOVER_HOP_SOURCE", pg.url.as_str()), ("CUTOVER_HOP_DESTINATION", maria.url.as_str())];
     let out = cutover(&hop2, &["check"], &env);
-    assert!(out.status.success(), "{}", stdout(&out));
-    let text = stdout(&cutover(&hop2, &["run"], &env));
+    assert!(out.status.success(), "{}", common::text(&out));
+    let text = common::text(&cutover(&hop2, &["run"], &env));
     for line in [
         "companies         400       400      400        0       0       0        0       0",
         "contacts         4200      4200     4200        0       0       0        0       0",
@@ -455,7 +421,7 @@ async fn the_demo_round_trips_csv_postgresql_mariadb_postgresql_balanced_at_each
     let toml = hop_project(("mysql", None), ("postgres", Some("hop3")), ("notes", "SELECT * FROM notes"));
     std::fs::write(hop3.join("cutover.toml"), toml).expect("toml");
     let env = [("CUTOVER_HOP_SOURCE", maria.url.as_str()), ("CUTOVER_HOP_DESTINATION", pg.url.as_str())];
-    let text = stdout(&cutover(&hop3, &["run"], &env));
+    let text = common::text(&cutover(&hop3, &["run"], &env));
     assert!(
         text.contains("notes            6000      6000     6000        0       0       0        0       0"),
         "{text}"

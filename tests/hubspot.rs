@@ -4,9 +4,11 @@
 //! records the account refuses fail on their own; a killed run resumes without creating anything
 //! twice; the token never appears anywhere.
 
+mod common;
 #[path = "common/hubspot_server.rs"]
 mod hubspot_server;
 
+use common::{DEMO_COUNTS, DEMO_QUEUE, text};
 use hubspot_server::{Reject, Rules, Server, TOKEN, seed_demo};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -44,25 +46,8 @@ source_id_property = "cutover_source_id"
 }
 
 fn cutover(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .args(args)
-        .current_dir(dir)
-        .env("CUTOVER_LOG", dir.join("cutover.log"))
-        .env("CUTOVER_HUBSPOT_TOKEN", TOKEN)
-        .output()
-        .expect("the binary runs")
+    common::cutover(dir, args, &[("CUTOVER_HUBSPOT_TOKEN", TOKEN)])
 }
-
-fn text(out: &Output) -> String {
-    format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-const DEMO_COUNTS: [&str; 4] = [
-    "companies         400       400      400        0       0       0        0       0",
-    "contacts         4200      4200     3366      800       0      34        0       0",
-    "deals            1800      1800     1660        0       0     140        0       0",
-    "notes            6000      6000     5932        0       0      68        0       0",
-];
 
 /// Every record the server holds for `object` carries a distinct source id: no duplicates.
 fn assert_no_duplicates(server: &Server, object: &str, expected: usize) {
@@ -75,14 +60,7 @@ fn assert_no_duplicates(server: &Server, object: &str, expected: usize) {
 }
 
 fn reconcile_keys(demo: &Path) -> Vec<String> {
-    let out = cutover(demo, &["reconcile", "--all", "--format", "json"]);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
-    report["discrepancies"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter_map(|d| d["key"].as_str().map(String::from))
-        .collect()
+    common::reconcile_keys(demo, &[("CUTOVER_HUBSPOT_TOKEN", TOKEN)])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,11 +84,7 @@ async fn the_demo_lands_in_hubspot_in_batches_of_100_and_reconciles() {
         let notes_linked = s.associations.iter().filter(|a| a.0 == "notes" && a.2 == "contacts" && a.4 == 202).count();
         assert_eq!(notes_linked, 5932, "every note is associated with its contact");
     }
-    assert_eq!(
-        reconcile_keys(&demo),
-        ["contacts/queued/owner_not_provisioned", "deals/queued/no_translation", "notes/queued/parent_not_written"],
-        "read back through the API, everything written matches"
-    );
+    assert_eq!(reconcile_keys(&demo), DEMO_QUEUE, "read back through the API, everything written matches");
     // The token is a secret: not in the output, the log or the state store.
     let log = std::fs::read(demo.join("cutover.log")).unwrap_or_default();
     let state: Vec<u8> = std::fs::read_dir(&demo)
@@ -209,10 +183,7 @@ async fn a_run_killed_mid_write_resumes_without_creating_anything_twice() {
     assert!(shown.contains("completed"), "{shown}");
     assert_no_duplicates(&server, "notes", 5932);
     assert_no_duplicates(&server, "contacts", 3366);
-    assert_eq!(
-        reconcile_keys(&demo),
-        ["contacts/queued/owner_not_provisioned", "deals/queued/no_translation", "notes/queued/parent_not_written"]
-    );
+    assert_eq!(reconcile_keys(&demo), DEMO_QUEUE);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,4 +226,34 @@ async fn hubspot_reads_as_a_source_page_by_page_with_its_associations() {
     assert_eq!(first.source_id, "1200001");
     assert_eq!(first.values[at("firstname")].as_deref(), Some("Linda"));
     assert_eq!(first.values[at("company_id")].as_deref(), Some("50000000"), "the association, as a field");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_property_hubspot_does_not_have_fails_every_record_with_its_message_in_few_requests() {
+    use cutover::connect::{Destination, NewRecords};
+    let server = Server::start(Rules::default()).await;
+    let (_dir, _demo) = demo_project(&server, 100_000);
+    let conn: cutover::config::ConnectionConfig = toml::from_str(&format!(
+        "kind = \"hubspot\"\ntoken_env = \"CUTOVER_HUBSPOT_DEST_TOKEN\"\nbase_url = \"{}\"",
+        server.url
+    ))
+    .expect("config");
+    // SAFETY: only this test reads the variable.
+    unsafe { std::env::set_var("CUTOVER_HUBSPOT_DEST_TOKEN", TOKEN) };
+    let hub = cutover::connect::hubspot::HubSpot::open(&conn, "destination").expect("open");
+    let before = server.lock().seen.requests;
+    let rows: Vec<Vec<Option<String>>> = (0..100).map(|i| vec![Some(format!("Co {i}")), Some("x".into())]).collect();
+    let fields: Vec<String> = vec!["name".into(), "favourite_colour".into()];
+    let results =
+        hub.create("companies", NewRecords { fields: fields.into(), rows, marks: None }).await.expect("answers");
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().is_err_and(|m| m.contains("VALIDATION_ERROR") && m.contains("PROPERTY_DOESNT_EXIST"))),
+        "{:?}",
+        results[0]
+    );
+    let requests = server.lock().seen.requests - before;
+    assert!(requests <= 4, "the reason is the request's, not a record's: {requests} requests, not 199");
+    assert!(server.records("companies").is_empty());
 }

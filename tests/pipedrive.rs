@@ -3,16 +3,18 @@
 //! migrates like the CSV export does; the demo written into Pipedrive lands and reads back
 //! identical; the token spend is what the files' `x-token-cost` says.
 
+mod common;
 #[path = "common/pipedrive_server.rs"]
 mod pipedrive_server;
 
+use common::{DEMO_COUNTS, DEMO_QUEUE, text};
 use cutover::connect::pipedrive::Pipedrive;
 use cutover::connect::{Cursor, Destination, Marks, NewRecords, Source};
 use pipedrive_server::{Rules, Server, TOKEN, spec};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 const MARKER: &str = "0123456789abcdef0123456789abcdef01234567";
 
@@ -95,17 +97,7 @@ fn seed(server: &Server, demo: &Path) {
 }
 
 fn cutover(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .args(args)
-        .current_dir(dir)
-        .env("CUTOVER_LOG", dir.join("cutover.log"))
-        .env("CUTOVER_PIPEDRIVE_TOKEN", TOKEN)
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(out: &Output) -> String {
-    format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    common::cutover(dir, args, &[("CUTOVER_PIPEDRIVE_TOKEN", TOKEN)])
 }
 
 /// Every request the server received exists in Pipedrive's OpenAPI files and matches them.
@@ -120,14 +112,7 @@ fn assert_requests_match_the_spec(server: &Server) -> usize {
 }
 
 fn reconcile_keys(demo: &Path) -> Vec<String> {
-    let out = cutover(demo, &["reconcile", "--all", "--format", "json"]);
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
-    report["discrepancies"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter_map(|d| d["key"].as_str().map(String::from))
-        .collect()
+    common::reconcile_keys(demo, &[("CUTOVER_PIPEDRIVE_TOKEN", TOKEN)])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,19 +140,11 @@ async fn the_demo_migrates_from_pipedrive_and_every_call_matches_the_openapi_fil
 
     let out = cutover(&demo, &["run"]);
     let shown = text(&out);
-    for line in [
-        "companies         400       400      400        0       0       0        0       0",
-        "contacts         4200      4200     3366      800       0      34        0       0",
-        "deals            1800      1800     1660        0       0     140        0       0",
-        "notes            6000      6000     5932        0       0      68        0       0",
-    ] {
+    for line in DEMO_COUNTS {
         assert!(shown.contains(line), "missing '{line}':\n{shown}");
     }
     assert!(!shown.contains(TOKEN), "the token is a secret");
-    assert_eq!(
-        reconcile_keys(&demo),
-        ["contacts/queued/owner_not_provisioned", "deals/queued/no_translation", "notes/queued/parent_not_written"]
-    );
+    assert_eq!(reconcile_keys(&demo), DEMO_QUEUE);
     let n = assert_requests_match_the_spec(&server);
     assert!(n > 40, "{n} requests");
 }

@@ -331,7 +331,10 @@ impl HubSpot {
             .collect()
     }
 
-    /// Creates one batch (≤ 100 rows); `rows` holds each row's index in the call.
+    /// Creates one batch (≤ 100 rows); `rows` holds each row's index in the call. A batch HubSpot
+    /// refuses whole is halved until the records it refuses stand alone — unless both halves are
+    /// refused for the very same reason, which then belongs to the request (an unknown property),
+    /// not to a record, and every record fails with it.
     async fn create_batch(
         &self,
         object: &Object,
@@ -339,6 +342,51 @@ impl HubSpot {
         rows: Vec<usize>,
         results: &Mutex<Vec<Option<WriteResult>>>,
     ) -> Result<()> {
+        match self.create_attempt(object, records, rows.clone(), results).await? {
+            None => Ok(()),
+            Some(message) => self.split_refused(object, records, rows, message, results).await,
+        }
+    }
+
+    async fn split_refused(
+        &self,
+        object: &Object,
+        records: &NewRecords,
+        mut rows: Vec<usize>,
+        message: String,
+        results: &Mutex<Vec<Option<WriteResult>>>,
+    ) -> Result<()> {
+        if rows.len() == 1 {
+            lock(results)?[rows[0]] = Some(Err(message));
+            return Ok(());
+        }
+        let second = rows.split_off(rows.len() / 2);
+        let a = self.create_attempt(object, records, rows.clone(), results).await?;
+        let b = self.create_attempt(object, records, second.clone(), results).await?;
+        if a.as_ref() == Some(&message) && b.as_ref() == Some(&message) {
+            let mut r = lock(results)?;
+            for i in rows.iter().chain(&second) {
+                r[*i] = Some(Err(message.clone()));
+            }
+            return Ok(());
+        }
+        for (half, refused) in [(rows, a), (second, b)] {
+            if let Some(m) = refused {
+                Box::pin(self.split_refused(object, records, half, m, results)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One batch request, until HubSpot's answer is known: `Some(message)` when it refused the
+    /// batch whole (nothing written), otherwise every row's result is in `results`.
+    async fn create_attempt(
+        &self,
+        object: &Object,
+        records: &NewRecords,
+        rows: Vec<usize>,
+        results: &Mutex<Vec<Option<WriteResult>>>,
+    ) -> Result<Option<String>> {
         let marks = records.marks.as_ref().map(|m| m.source_ids.as_slice()).filter(|_| self.marker.is_some());
         let path = format!("/crm/v3/objects/{}/batch/create", object.schema.object);
         let mut pending = rows;
@@ -357,21 +405,16 @@ impl HubSpot {
                             r[*i] = Some(Err("HubSpot's answer did not mention this record".into()));
                         }
                     }
-                    return Ok(());
+                    return Ok(None);
                 }
-                Ok(reply) if pending.len() > 1 && reply.status.as_u16() == 400 => {
-                    // Rejected whole for some record's sake: halve until the refused ones stand alone.
-                    let half = pending.split_off(pending.len() / 2);
-                    Box::pin(self.create_batch(object, records, pending, results)).await?;
-                    return Box::pin(self.create_batch(object, records, half, results)).await;
-                }
+                Ok(reply) if reply.status.as_u16() == 400 => return Ok(Some(reply_error(&reply))),
                 Ok(reply) => {
                     let message = reply_error(&reply);
                     let mut r = lock(results)?;
                     for i in &pending {
                         r[*i] = Some(Err(message.clone()));
                     }
-                    return Ok(());
+                    return Ok(None);
                 }
                 Err(CallError::Unknown(why)) => {
                     unknown += 1;
@@ -402,7 +445,7 @@ impl HubSpot {
                 Err(CallError::Fatal(why)) => return Err(eyre!(why)),
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Reads a 2xx/207 batch answer into `results`; the rows it mentions.

@@ -11,6 +11,15 @@ pub fn url_from_env(var: &str, role: &str) -> Result<String> {
     std::env::var(var).map_err(|_| eyre!("{role}.url_env names the environment variable {var}, which is not set"))
 }
 
+/// The database's own message for a failed statement (what the operator needs to fix the
+/// record), without sqlx's framing.
+pub fn db_message(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(d) => d.message().to_string(),
+        other => other.to_string(),
+    }
+}
+
 /// The field type and maximum length a declared SQL column type stands for
 /// (`VARCHAR(40)`, `character varying(40)`, `numeric(12,2)`, `timestamp with time zone`, …).
 pub fn declared_type(decl: &str) -> (FieldType, Option<usize>) {

@@ -9,7 +9,7 @@ pub mod source;
 pub use destination::MySqlDestination;
 pub use source::MySqlSource;
 
-use super::sql::declared_type;
+use super::sql::{db_message as message, declared_type};
 use crate::model::FieldType;
 use color_eyre::eyre::{Result, WrapErr, eyre};
 use sqlx::Row;
@@ -115,14 +115,6 @@ fn to_server(ty: FieldType, v: Option<&str>) -> Option<String> {
         },
         _ => v.to_string(),
     })
-}
-
-/// The server's own message for a failed statement, without sqlx's framing.
-fn message(e: &sqlx::Error) -> String {
-    match e {
-        sqlx::Error::Database(d) => d.message().to_string(),
-        other => other.to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ pub mod source;
 pub use destination::PostgresDestination;
 pub use source::PostgresSource;
 
-use super::sql::declared_type;
+use super::sql::{db_message as message, declared_type};
 use crate::model::FieldType;
 use color_eyre::eyre::{Result, WrapErr, eyre};
 use sqlx::Row;
@@ -94,15 +94,6 @@ pub fn qualified(schema: &str, table: &str) -> String {
 fn text(row: &sqlx::postgres::PgRow, i: usize, ty: FieldType) -> Result<Option<String>> {
     let v: Option<String> = row.try_get(i)?;
     Ok(v.filter(|s| !s.is_empty()).map(|s| super::sql::from_server(ty, s)))
-}
-
-/// The database's own message for a failed statement (what the operator needs to fix the
-/// record), without sqlx's framing.
-fn message(e: &sqlx::Error) -> String {
-    match e {
-        sqlx::Error::Database(d) => d.message().to_string(),
-        other => other.to_string(),
-    }
 }
 
 #[cfg(test)]
