@@ -430,11 +430,11 @@ mod tests {
     #[test]
     fn retry_after_reads_seconds_and_dates() {
         let mut h = reqwest::header::HeaderMap::new();
-        h.insert(reqwest::header::RETRY_AFTER, "2".parse().unwrap());
+        h.insert(reqwest::header::RETRY_AFTER, "2".parse().expect("test value"));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
-        h.insert(reqwest::header::RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        h.insert(reqwest::header::RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().expect("test value"));
         assert_eq!(retry_after(&h), Some(Duration::ZERO), "a date in the past: go now");
-        h.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
+        h.insert(reqwest::header::RETRY_AFTER, "soon".parse().expect("test value"));
         assert_eq!(retry_after(&h), None);
     }
 

@@ -582,9 +582,9 @@ mod tests {
     fn values_become_pipedrives_shapes() {
         let conn: ConnectionConfig =
             toml::from_str("kind = \"pipedrive\"\ntoken_env = \"X\"\nsource_id_property = \"abcdef0123456789abcdef\"")
-                .unwrap();
+                .expect("test value");
         let p = Pipedrive {
-            client: Client::new("t", "http://x", (Secret::new("t"), Auth::Bearer), &[], None).unwrap(),
+            client: Client::new("t", "http://x", (Secret::new("t"), Auth::Bearer), &[], None).expect("test value"),
             marker: conn.source_id_property.clone(),
             users: OnceCell::new(),
             stages: OnceCell::new(),

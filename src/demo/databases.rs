@@ -157,14 +157,14 @@ mod tests {
     #[test]
     fn each_dialect_gets_its_ddl_and_the_same_rows() {
         for dialect in [Dialect::Postgres, Dialect::Mariadb] {
-            let script = destination_script(dialect, true).unwrap();
+            let script = destination_script(dialect, true).expect("test value");
             assert_eq!(script.matches("INSERT INTO contacts").count(), 800, "{dialect:?}");
             assert_eq!(script.matches("INSERT INTO owners").count(), 19, "{dialect:?}");
             assert!(!script.contains("sqlite_sequence") && !script.contains("PRAGMA"), "{dialect:?}");
         }
-        assert!(destination_script(Dialect::Mariadb, true).unwrap().contains("'2022-06-01 09:00:00'"));
-        assert!(destination_script(Dialect::Postgres, true).unwrap().contains("'2022-06-01T09:00:00Z'"));
-        let empty = destination_script(Dialect::Postgres, false).unwrap();
+        assert!(destination_script(Dialect::Mariadb, true).expect("test value").contains("'2022-06-01 09:00:00'"));
+        assert!(destination_script(Dialect::Postgres, true).expect("test value").contains("'2022-06-01T09:00:00Z'"));
+        let empty = destination_script(Dialect::Postgres, false).expect("test value");
         assert!(!empty.contains("INSERT INTO contacts") && empty.matches("INSERT INTO owners").count() == 19);
     }
 }

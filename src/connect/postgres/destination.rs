@@ -508,6 +508,6 @@ mod tests {
         copy_text(&mut out, None);
         out.push(b'|');
         copy_text(&mut out, Some("ü \\N"));
-        assert_eq!(String::from_utf8(out).unwrap(), "a\\tb\\\\c\\nd\\re|\\N|ü \\\\N");
+        assert_eq!(String::from_utf8(out).expect("test value"), "a\\tb\\\\c\\nd\\re|\\N|ü \\\\N");
     }
 }
