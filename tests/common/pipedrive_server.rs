@@ -265,6 +265,15 @@ fn route(s: &mut State, method: &str, path: &str, query: &[(String, String)], bo
                 return fail(StatusCode::BAD_REQUEST, "limit must be at most 500");
             }
             let c = &s.collections[collection];
+            if let Some(ids) = q(query, "ids").filter(|_| v2) {
+                let wanted: Vec<u64> = ids.split(',').filter_map(|i| i.parse().ok()).collect();
+                if wanted.len() > 100 {
+                    return fail(StatusCode::BAD_REQUEST, "ids takes at most 100 ids");
+                }
+                let data: Vec<Value> = wanted.iter().filter_map(|i| c.get(i).cloned()).collect();
+                let body = json!({ "success": true, "data": data, "additional_data": { "next_cursor": null } });
+                return (StatusCode::OK, axum::Json(body)).into_response();
+            }
             if v2 {
                 let after: u64 = q(query, "cursor").and_then(|c| c.parse().ok()).unwrap_or(0);
                 let page: Vec<(u64, Value)> = c.range(after..).take(limit + 1).map(|(k, v)| (*k, v.clone())).collect();
