@@ -156,5 +156,38 @@ name = { from = "name" }
 "#,
     );
     has(&e, "source.queries.people", "a csv source has no SQL queries", Some(9));
+    assert!(cutover::config::excludes(&["hs_*".into()], "hs_lastmodifieddate"));
+    assert!(!cutover::config::excludes(&["hs_*".into(), "email".into()], "phone"));
     has(&e, "destination.url_env", "a mysql destination needs url_env", None);
+}
+
+#[test]
+fn an_exclude_pattern_covers_every_field_with_its_prefix_and_must_match_one() {
+    let e = problems(
+        r#"[project]
+name = "x"
+
+[source]
+kind = "csv"
+path = "source"
+
+[destination]
+kind = "sqlite"
+path = "destination.db"
+
+[objects.people]
+exclude = ["ph*", "fa*", "zz*"]
+
+[objects.people.fields]
+name = { from = "name" }
+email = { from = "email" }
+team = { default = "1" }
+
+[objects.teams.fields]
+title = { from = "title" }
+"#,
+    );
+    has(&e, "objects.people.exclude", "excluded field 'zz*' does not exist", None);
+    assert!(!e.to_string().contains("'phone' of"), "ph* covers phone: {e}");
+    assert!(!e.to_string().contains("'fax' of"), "fa* covers fax: {e}");
 }

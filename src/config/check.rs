@@ -243,7 +243,11 @@ pub fn against_schemas<'a>(
                     }
                 }
                 for excluded in &object.exclude {
-                    if !has(excluded) {
+                    let matches = match excluded.strip_suffix('*') {
+                        Some(prefix) => fields.iter().any(|f| f.starts_with(prefix)),
+                        None => has(excluded),
+                    };
+                    if !matches {
                         problems.add(
                             format!("{base}.exclude"),
                             format!("excluded field '{excluded}' does not exist in source '{source}'"),
@@ -253,7 +257,7 @@ pub fn against_schemas<'a>(
                 for field in fields {
                     let used = *field == object.id
                         || object.modified.as_ref() == Some(field)
-                        || object.exclude.contains(field)
+                        || super::excludes(&object.exclude, field)
                         || object.fields.values().any(|s| s.source_fields().contains(&field.as_str()));
                     if !used {
                         problems.add(

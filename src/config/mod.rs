@@ -137,7 +137,8 @@ pub struct ObjectConfig {
     /// The source field holding each record's id.
     #[serde(default = "default_id")]
     pub id: String,
-    /// Source fields deliberately not migrated.
+    /// Source fields deliberately not migrated; `prefix*` excludes every field starting with
+    /// `prefix` (a CRM's own system fields, e.g. HubSpot's `hs_*`).
     #[serde(default)]
     pub exclude: Vec<String>,
     /// Destination fields to match existing records on, in order of trust.
@@ -282,6 +283,14 @@ impl MergeRule {
             Self::Queue => "queue",
         }
     }
+}
+
+/// Whether an `exclude` entry covers `field`: its name, or `prefix*` for a prefix.
+pub fn excludes(patterns: &[String], field: &str) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => field.starts_with(prefix),
+        None => p == field,
+    })
 }
 
 impl ObjectConfig {

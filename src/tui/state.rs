@@ -526,7 +526,7 @@ impl MappingView {
         if let Some(fields) = self.source_fields.get(&obj.name) {
             for f in fields {
                 let read = obj.rows.iter().any(|r| r.reads.contains(f));
-                if !read && *f != obj.id && !obj.excluded.contains(f) {
+                if !read && *f != obj.id && !crate::config::excludes(&obj.excluded, f) {
                     out.push(MappingLine::Unmapped(f));
                 }
             }
