@@ -20,6 +20,23 @@ pub fn db_message(e: &sqlx::Error) -> String {
     }
 }
 
+/// Users from rows of `(id, display name, email)` read as text, whichever server they came from.
+pub fn users_from_rows<R: sqlx::Row>(rows: &[R]) -> Result<Vec<crate::model::DestUser>>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    rows.iter()
+        .map(|r| {
+            Ok(crate::model::DestUser {
+                id: r.try_get::<Option<String>, _>(0)?.unwrap_or_default(),
+                name: r.try_get::<Option<String>, _>(1)?.unwrap_or_default(),
+                email: r.try_get(2)?,
+            })
+        })
+        .collect()
+}
+
 /// The field type and maximum length a declared SQL column type stands for
 /// (`VARCHAR(40)`, `character varying(40)`, `numeric(12,2)`, `timestamp with time zone`, …).
 pub fn declared_type(decl: &str) -> (FieldType, Option<usize>) {

@@ -330,15 +330,7 @@ impl Destination for PostgresDestination {
             .fetch_all(&self.pool)
             .await
             .wrap_err_with(|| format!("reading users from table {}", owners.table))?;
-        rows.iter()
-            .map(|r| {
-                Ok(DestUser {
-                    id: r.try_get::<Option<String>, _>(0)?.unwrap_or_default(),
-                    name: r.try_get::<Option<String>, _>(1)?.unwrap_or_default(),
-                    email: r.try_get(2)?,
-                })
-            })
-            .collect()
+        crate::connect::sql::users_from_rows(&rows)
     }
 
     async fn scan(
