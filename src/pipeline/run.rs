@@ -426,6 +426,16 @@ impl Engine {
             let checkpoint = if resume { sync(|| lock(&self.store)?.checkpoint(run_id, &plan.name))? } else { None };
             if let Some(done) = checkpoint.as_ref().filter(|c| c.done) {
                 let counts = done.counts;
+                // A finished object that did not read what the source holds is not completed by
+                // resuming: the records it missed would never be read.
+                if part.is_none() && counts.extracted != total {
+                    return Ok(Finish::Halted(format!(
+                        "{}: the interrupted attempt read {} of the {total} records the source reports, and a \
+                         resume cannot read a finished object again — start a new run (`cutover run`): it finds \
+                         every record already written by its source id",
+                        plan.name, counts.extracted
+                    )));
+                }
                 self.progress.send_modify(|p| {
                     p.objects[position].total = Some(total);
                     p.objects[position].counts = counts;

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod console;
+pub mod db;
 
 use cutover::model::Counts;
 use cutover::pipeline::{RunFailure, RunSummary};

@@ -8,7 +8,7 @@
 //! record in the same transaction, and each rejection is that record's own outcome. MySQL
 //! (which has no `INSERT … RETURNING`) always writes record by record and reads each new id.
 
-use super::{Column, as_text, columns, ident, message, pool, text, to_server};
+use super::{Column, Keyset, as_text, columns, ident, message, pool, text, to_server};
 use crate::config::{ConnectionConfig, OwnersTable, PicklistTable};
 use crate::connect::{Change, Cursor, Destination, Marks, NewRecords, WriteResult};
 use crate::model::{DestField, DestSchema, DestUser, FieldType, Value};
@@ -269,27 +269,17 @@ impl Destination for MySqlDestination {
             table.check(f)?;
             list.push(as_text(f));
         }
-        let filter = if after.0.is_empty() { "" } else { "WHERE {id} > ?" }.replace("{id}", &ident(id_field));
-        let sql =
-            format!("SELECT {} FROM {} {filter} ORDER BY {} LIMIT ?", list.join(", "), table.name, ident(id_field));
-        let mut q = sqlx::query(&sql);
-        if !after.0.is_empty() {
-            q = match (table.ty(id_field), after.0.parse::<i64>()) {
-                (FieldType::Integer, Ok(n)) => q.bind(n),
-                _ => q.bind(&after.0),
-            };
-        }
-        let rows =
-            q.bind(max as i64).fetch_all(&self.pool).await.wrap_err_with(|| format!("reading {}", table.name))?;
+        let list = list.join(", ");
+        let keyset = Keyset { from: &table.name, id: id_field, ty: table.ty(id_field), list: &list, id_index: 0 };
+        let (rows, last, done) =
+            keyset.page(&self.pool, &after.0, max).await.wrap_err_with(|| format!("reading {}", table.name))?;
         let mut out = Vec::with_capacity(rows.len());
-        let mut last = after.0.clone();
         for row in &rows {
-            last = row.try_get::<Option<String>, _>(0)?.unwrap_or_default();
+            let id = row.try_get::<Option<String>, _>(0)?.unwrap_or_default();
             let values =
                 fields.iter().enumerate().map(|(i, f)| text(row, i + 1, table.ty(f))).collect::<Result<Vec<_>>>()?;
-            out.push((last.clone(), values));
+            out.push((id, values));
         }
-        let done = out.len() < max;
         Ok((out, Cursor(last), done))
     }
 

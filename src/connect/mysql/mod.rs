@@ -103,6 +103,65 @@ fn text(row: &MySqlRow, i: usize, ty: FieldType) -> Result<Option<String>> {
     Ok(v.filter(|s| !s.is_empty()).map(|s| super::sql::from_server(ty, s)))
 }
 
+/// Keyset paging that never skips or repeats a row (see `postgres::Keyset`): each page is bounded
+/// by the id of its `max`-th row and takes every row up to and including that id, so rows the
+/// column's collation holds equal ('k1' and 'K1' under a case-insensitive collation, a repeated
+/// id) are never split across pages. Integers and decimals are bound as exact numbers.
+pub struct Keyset<'a> {
+    pub from: &'a str,
+    pub id: &'a str,
+    pub ty: FieldType,
+    /// The select list, every column as text.
+    pub list: &'a str,
+    pub id_index: usize,
+}
+
+impl Keyset<'_> {
+    fn param(&self) -> &'static str {
+        match self.ty {
+            FieldType::Integer | FieldType::Decimal => "CAST(? AS DECIMAL(65,30))",
+            _ => "?",
+        }
+    }
+
+    pub async fn page(&self, pool: &MySqlPool, after: &str, max: usize) -> Result<(Vec<MySqlRow>, String, bool)> {
+        let (id, from, list) = (ident(self.id), self.from, self.list);
+        let start = if after.is_empty() { format!("{id} IS NOT NULL") } else { format!("{id} > {}", self.param()) };
+        let probe = format!(
+            "SELECT {} FROM {from} WHERE {start} ORDER BY {id} LIMIT 1 OFFSET {}",
+            as_text(self.id),
+            max.saturating_sub(1)
+        );
+        let mut q = sqlx::query_scalar::<_, Option<String>>(&probe);
+        if !after.is_empty() {
+            q = q.bind(after);
+        }
+        let boundary = q.fetch_optional(pool).await?.flatten();
+        let sql = match &boundary {
+            None => format!("SELECT {list} FROM {from} WHERE {start} ORDER BY {id}"),
+            Some(_) => format!("SELECT {list} FROM {from} WHERE {start} AND {id} <= {} ORDER BY {id}", self.param()),
+        };
+        let mut q = sqlx::query(&sql);
+        if !after.is_empty() {
+            q = q.bind(after);
+        }
+        if let Some(b) = &boundary {
+            q = q.bind(b.as_str());
+        }
+        let rows = q.fetch_all(pool).await?;
+        match boundary {
+            Some(b) => Ok((rows, b, false)),
+            None => {
+                let last = match rows.last() {
+                    Some(r) => r.try_get::<Option<String>, _>(self.id_index)?.unwrap_or_default(),
+                    None => after.to_string(),
+                };
+                Ok((rows, last, true))
+            }
+        }
+    }
+}
+
 /// A pipeline value as the server takes it: date-times without an offset (UTC), booleans as 1/0.
 fn to_server(ty: FieldType, v: Option<&str>) -> Option<String> {
     let v = v?;

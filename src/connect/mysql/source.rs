@@ -2,7 +2,7 @@
 //! project names for it, read in pages ordered by its id (keyset paging: a checkpoint is the
 //! last id read). Rows with no id are reported as failed rows, never skipped.
 
-use super::{as_text, columns, ident, pool, text};
+use super::{Keyset, as_text, columns, ident, pool, text};
 use crate::connect::sql::declared_type;
 use crate::connect::{Batch, Cursor, Source};
 use crate::model::{Extracted, FieldNames, FieldType, SourceRecord};
@@ -89,29 +89,23 @@ impl Source for MySqlSource {
                 });
             }
         }
-        let filter = if cursor.0.is_empty() { "IS NOT NULL" } else { "> ?" };
-        let sql = format!("SELECT {} FROM {from} WHERE {id} {filter} ORDER BY {id} LIMIT ?", list.join(", "));
-        let mut q = sqlx::query(&sql);
-        if !cursor.0.is_empty() {
-            // Integer ids compare as integers (a string would be compared as a double).
-            q = match (rel.columns[id_index].1, cursor.0.parse::<i64>()) {
-                (FieldType::Integer, Ok(n)) => q.bind(n),
-                _ => q.bind(&cursor.0),
-            };
-        }
-        let rows = q.bind(max as i64).fetch_all(&self.pool).await.wrap_err_with(|| format!("reading {label}"))?;
-        let mut last = cursor.0.clone();
-        let page = rows.len();
+        let list = list.join(", ");
+        let keyset = Keyset { from, id: id_field, ty: rel.columns[id_index].1, list: &list, id_index };
+        let (rows, last, done) =
+            keyset.page(&self.pool, &cursor.0, max).await.wrap_err_with(|| format!("reading {label}"))?;
         for row in rows {
-            last = row.try_get::<Option<String>, _>(id_index)?.unwrap_or_default();
             let values = (0..rel.columns.len()).map(|i| text(&row, i, rel.columns[i].1)).collect::<Result<Vec<_>>>()?;
-            let source_id = values[id_index].clone().unwrap_or_else(|| last.clone());
-            records.push(Extracted::Record(SourceRecord {
-                origin: format!("{label} {id_field} {source_id}"),
-                source_id,
-                values,
-            }));
+            let raw = row.try_get::<Option<String>, _>(id_index)?.unwrap_or_default();
+            let origin = format!("{label} {id_field} {raw}");
+            match values[id_index].clone().filter(|v| !v.trim().is_empty()) {
+                Some(source_id) => records.push(Extracted::Record(SourceRecord { origin, source_id, values })),
+                None => records.push(Extracted::Malformed {
+                    source_id: format!("row:blank-id-{raw}"),
+                    message: format!("{origin}: the id field '{id_field}' is blank"),
+                    origin,
+                }),
+            }
         }
-        Ok(Batch { records, next: Cursor(last), done: page < max })
+        Ok(Batch { records, next: Cursor(last), done })
     }
 }

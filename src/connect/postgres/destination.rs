@@ -7,7 +7,7 @@
 //! batch is written again one statement per record, each under a savepoint, so a rejection is
 //! that record's own outcome and the others still land. Updates and deletes work the same way.
 
-use super::{Column, columns, ident, message, pool, qualified, text};
+use super::{Column, Keyset, columns, ident, message, pool, qualified, text};
 use crate::config::{ConnectionConfig, OwnersTable, PicklistTable};
 use crate::connect::{Change, Cursor, Destination, Marks, NewRecords, WriteResult};
 use crate::model::{DestField, DestSchema, DestUser, FieldType, Value};
@@ -341,31 +341,24 @@ impl Destination for PostgresDestination {
         max: usize,
     ) -> Result<(Vec<(String, Vec<Value>)>, Cursor, bool)> {
         let table = self.table(object).await?;
-        let id = ident(&table.id.name);
-        let mut list = vec![format!("{id}::text")];
+        let mut list = vec![format!("q.{}::text", ident(&table.id.name))];
         for f in fields {
-            list.push(format!("{}::text", ident(&table.column(f)?.name)));
+            list.push(format!("q.{}::text", ident(&table.column(f)?.name)));
         }
-        let filter =
-            if after.0.is_empty() { String::new() } else { format!("WHERE {id} > CAST($2 AS {})", table.id.sql_type) };
-        let sql = format!("SELECT {} FROM {} {filter} ORDER BY {id} LIMIT $1", list.join(", "), table.name);
-        let mut q = sqlx::query(&sql).bind(max as i64);
-        if !after.0.is_empty() {
-            q = q.bind(&after.0);
-        }
-        let rows = q.fetch_all(&self.pool).await.wrap_err_with(|| format!("reading {}", table.name))?;
+        let (list, from) = (list.join(", "), format!("{} AS q", table.name));
+        let keyset = Keyset { from: &from, id: &table.id.name, sql_type: &table.id.sql_type, list: &list, id_index: 0 };
+        let (rows, last, done) =
+            keyset.page(&self.pool, &after.0, max).await.wrap_err_with(|| format!("reading {}", table.name))?;
         let mut out = Vec::with_capacity(rows.len());
-        let mut last = after.0.clone();
         for row in &rows {
-            last = row.try_get::<Option<String>, _>(0)?.unwrap_or_default();
+            let id = row.try_get::<Option<String>, _>(0)?.unwrap_or_default();
             let values = fields
                 .iter()
                 .enumerate()
                 .map(|(i, f)| text(row, i + 1, table.schema.field(f).map_or(FieldType::Text, |d| d.ty)))
                 .collect::<Result<Vec<_>>>()?;
-            out.push((last.clone(), values));
+            out.push((id, values));
         }
-        let done = out.len() < max;
         Ok((out, Cursor(last), done))
     }
 

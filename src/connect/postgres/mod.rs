@@ -90,6 +90,103 @@ pub fn qualified(schema: &str, table: &str) -> String {
     format!("{}.{}", ident(schema), ident(table))
 }
 
+/// Keyset paging that never skips or repeats a row, in the id column's own type and order.
+///
+/// Each page is bounded by the id of its `max`-th row, found by an index-only probe, and then
+/// takes every row up to and including that id: rows sharing an id (a repeated source id) are
+/// never split across pages, so `> last` cannot step over the rest of them. Ids are compared as
+/// the column's type (integers as numbers, never as text) and text ids in code-point order
+/// (`COLLATE "C"`), whatever the database's collation. `from` must alias the relation `q`.
+pub struct Keyset<'a> {
+    /// `FROM` text, the relation aliased `q`.
+    pub from: &'a str,
+    /// The id column's name.
+    pub id: &'a str,
+    /// The id column's type as PostgreSQL spells it (from the catalog, never from the project file).
+    pub sql_type: &'a str,
+    /// The select list, every column as `::text`.
+    pub list: &'a str,
+    /// Where the id is in the select list.
+    pub id_index: usize,
+}
+
+/// Text types, which keyset paging orders by code point.
+fn textual(sql_type: &str) -> bool {
+    let t = sql_type.trim().to_ascii_lowercase();
+    ["text", "character", "varchar", "char", "bpchar", "citext", "name"].iter().any(|p| t.starts_with(p))
+}
+
+impl Keyset<'_> {
+    /// `q."id"`, in code-point order for text.
+    fn order(&self) -> String {
+        let col = format!("q.{}", ident(self.id));
+        if textual(self.sql_type) { format!("{col} COLLATE \"C\"") } else { col }
+    }
+
+    /// The id as a bound parameter, in the column's type (and order).
+    fn param(&self, n: usize) -> String {
+        if textual(self.sql_type) {
+            format!("CAST(${n} AS text) COLLATE \"C\"")
+        } else {
+            format!("CAST(${n} AS {})", self.sql_type)
+        }
+    }
+
+    /// The rows after `after` (all of them from the start when it is empty): one page, the
+    /// cursor to continue from, and whether the relation is read to the end.
+    pub async fn page(
+        &self,
+        pool: &PgPool,
+        after: &str,
+        max: usize,
+    ) -> Result<(Vec<sqlx::postgres::PgRow>, String, bool)> {
+        let order = self.order();
+        let (from, list) = (self.from, self.list);
+        let (start, binds): (String, Vec<&str>) = if after.is_empty() {
+            (format!("q.{} IS NOT NULL", ident(self.id)), Vec::new())
+        } else {
+            (format!("{order} > {}", self.param(1)), vec![after])
+        };
+        let probe = format!(
+            "SELECT q.{}::text FROM {from} WHERE {start} ORDER BY {order} LIMIT 1 OFFSET {}",
+            ident(self.id),
+            max.saturating_sub(1)
+        );
+        let mut q = sqlx::query_scalar::<_, Option<String>>(&probe);
+        for b in &binds {
+            q = q.bind(*b);
+        }
+        let boundary = q.fetch_optional(pool).await?.flatten();
+        let sql = match &boundary {
+            None => format!("SELECT {list} FROM {from} WHERE {start} ORDER BY {order}"),
+            Some(_) => {
+                format!(
+                    "SELECT {list} FROM {from} WHERE {start} AND {order} <= {} ORDER BY {order}",
+                    self.param(binds.len() + 1)
+                )
+            }
+        };
+        let mut q = sqlx::query(&sql);
+        for b in &binds {
+            q = q.bind(*b);
+        }
+        if let Some(b) = &boundary {
+            q = q.bind(b.as_str());
+        }
+        let rows = q.fetch_all(pool).await?;
+        match boundary {
+            Some(b) => Ok((rows, b, false)),
+            None => {
+                let last = match rows.last() {
+                    Some(r) => r.try_get::<Option<String>, _>(self.id_index)?.unwrap_or_default(),
+                    None => after.to_string(),
+                };
+                Ok((rows, last, true))
+            }
+        }
+    }
+}
+
 /// Column `i` of a row selected as `::text`, in the pipeline's spelling; blanks are `None`.
 fn text(row: &sqlx::postgres::PgRow, i: usize, ty: FieldType) -> Result<Option<String>> {
     let v: Option<String> = row.try_get(i)?;

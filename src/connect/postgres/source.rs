@@ -4,7 +4,7 @@
 //! (numerics stay exact), date-times in RFC 3339 UTC. Rows with no id are reported as failed rows,
 //! never skipped.
 
-use super::{columns, ident, pool, qualified, text};
+use super::{Keyset, columns, ident, pool, qualified, text};
 use crate::connect::sql::declared_type;
 use crate::connect::{Batch, Cursor, Source};
 use crate::model::{Extracted, FieldNames, FieldType, SourceRecord};
@@ -53,8 +53,8 @@ impl PostgresSource {
         }
         let columns =
             columns(&self.pool, &self.schema, object).await?.into_iter().map(|c| (c.name, c.sql_type, c.ty)).collect();
-        let from = qualified(&self.schema, object);
-        Ok(Relation { label: from.clone(), from, columns })
+        let label = qualified(&self.schema, object);
+        Ok(Relation { from: format!("{label} AS q"), label, columns })
     }
 }
 
@@ -84,14 +84,13 @@ impl Source for PostgresSource {
             .iter()
             .position(|(n, _, _)| n == id_field)
             .ok_or_else(|| eyre!("{} has no id column '{id_field}'", rel.label))?;
-        let id_type = &rel.columns[id_index].1;
-        let list: Vec<String> = rel.columns.iter().map(|(n, _, _)| format!("{}::text", ident(n))).collect();
+        let list: Vec<String> = rel.columns.iter().map(|(n, _, _)| format!("q.{}::text", ident(n))).collect();
+        let list = list.join(", ");
         let (from, label) = (&rel.from, &rel.label);
-        let id = ident(id_field);
         let mut records = Vec::with_capacity(max);
         // The first page also reports the rows keyset paging cannot reach: those without an id.
         if cursor.0.is_empty() {
-            let sql = format!("SELECT {} FROM {from} WHERE {id} IS NULL", list.join(", "));
+            let sql = format!("SELECT {list} FROM {from} WHERE q.{} IS NULL", ident(id_field));
             for (n, _) in sqlx::query(&sql).fetch_all(&self.pool).await?.iter().enumerate() {
                 let origin = format!("{label} row {} without an id", n + 1);
                 records.push(Extracted::Malformed {
@@ -101,30 +100,22 @@ impl Source for PostgresSource {
                 });
             }
         }
-        let sql = if cursor.0.is_empty() {
-            format!("SELECT {} FROM {from} WHERE {id} IS NOT NULL ORDER BY {id} LIMIT $1", list.join(", "))
-        } else {
-            // `id_type` comes from the catalog, not from the project file.
-            format!("SELECT {} FROM {from} WHERE {id} > CAST($2 AS {id_type}) ORDER BY {id} LIMIT $1", list.join(", "))
-        };
-        let mut q = sqlx::query(&sql).bind(max as i64);
-        if !cursor.0.is_empty() {
-            q = q.bind(&cursor.0);
-        }
-        let rows = q.fetch_all(&self.pool).await.wrap_err_with(|| format!("reading {label}"))?;
-        let mut last = cursor.0.clone();
-        let page = rows.len();
+        let keyset = Keyset { from, id: id_field, sql_type: &rel.columns[id_index].1, list: &list, id_index };
+        let (rows, last, done) =
+            keyset.page(&self.pool, &cursor.0, max).await.wrap_err_with(|| format!("reading {label}"))?;
         for row in rows {
-            // The cursor keeps the id exactly as the server spells it.
-            last = row.try_get::<Option<String>, _>(id_index)?.unwrap_or_default();
             let values = (0..rel.columns.len()).map(|i| text(&row, i, rel.columns[i].2)).collect::<Result<Vec<_>>>()?;
-            let source_id = values[id_index].clone().unwrap_or_else(|| last.clone());
-            records.push(Extracted::Record(SourceRecord {
-                origin: format!("{label} {id_field} {source_id}"),
-                source_id,
-                values,
-            }));
+            let raw = row.try_get::<Option<String>, _>(id_index)?.unwrap_or_default();
+            let origin = format!("{label} {id_field} {raw}");
+            match values[id_index].clone().filter(|v| !v.trim().is_empty()) {
+                Some(source_id) => records.push(Extracted::Record(SourceRecord { origin, source_id, values })),
+                None => records.push(Extracted::Malformed {
+                    source_id: format!("row:blank-id-{raw}"),
+                    message: format!("{origin}: the id field '{id_field}' is blank"),
+                    origin,
+                }),
+            }
         }
-        Ok(Batch { records, next: Cursor(last), done: page < max })
+        Ok(Batch { records, next: Cursor(last), done })
     }
 }
