@@ -4,6 +4,11 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
 
+/// The correction key holding an operator's decision on an ambiguous or undecided match:
+/// [`CREATE_NEW`], or the destination id to merge into.
+pub const MATCH_CHOICE: &str = "@match";
+pub const CREATE_NEW: &str = "new";
+
 /// A value as it travels through the pipeline. Sources hand over text (CSV) or typed values
 /// converted to their canonical text; typing is checked by the validate stage against the
 /// destination schema, and connectors convert to native types when they write.
@@ -125,6 +130,13 @@ pub enum Rule {
     ParentMissing,
     /// A delta would overwrite a record someone changed in the destination since Cutover wrote it.
     ChangedInDestination,
+    /// A match key found a destination record, but another match key holds a different,
+    /// non-blank value on each side: two people, not one.
+    ConflictingMatch,
+    /// The source id was already read in this run: a second, different row under the same id.
+    DuplicateSourceId,
+    /// A NUL or another control character that no destination field of this kind should hold.
+    ControlCharacter,
     Required,
     Type,
     Length,
@@ -144,6 +156,9 @@ impl Rule {
             Rule::ParentNotWritten => "parent_not_written",
             Rule::ParentMissing => "parent_missing",
             Rule::ChangedInDestination => "changed_in_destination",
+            Rule::ConflictingMatch => "conflicting_match",
+            Rule::DuplicateSourceId => "duplicate_source_id",
+            Rule::ControlCharacter => "control_character",
             Rule::Required => "required",
             Rule::Type => "type",
             Rule::Length => "length",

@@ -122,7 +122,7 @@ fn help_confirmation_and_editing_are_drawn_over_the_pane() {
     press(&mut s, 'j');
     press(&mut s, 'e');
     // The editor opens once the store grants the claim.
-    update(&mut s, Msg::Claimed { ids: vec![35], field: "dealstage".into(), current: String::new() });
+    update(&mut s, Msg::Claimed { ids: vec![35], field: "dealstage".into(), current: String::new(), was: Some(None) });
     for c in "closedwon".chars() {
         press(&mut s, c);
     }

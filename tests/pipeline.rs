@@ -249,17 +249,17 @@ async fn operators_decide_held_matches() {
     assert!(renamed.candidates.as_ref().expect("sides").to_string().contains("Existing"));
 
     let err = store
-        .queue_correct_many(&[twin.id], &[("@match".into(), Some("500".into()))])
+        .queue_correct_many(&[twin.id], &[("@match".into(), Some("500".into()))], &[])
         .expect_err("500 is not one of its candidates");
     assert!(err.to_string().contains("one of its candidates (501, 502)"), "{err}");
     assert!(store.queue_item(twin.id).expect("item").expect("it").corrections.is_empty(), "nothing half-done");
 
     let err = store
-        .queue_correct_many(&[twin.id, renamed.id], &[("@match".into(), Some("501".into()))])
+        .queue_correct_many(&[twin.id, renamed.id], &[("@match".into(), Some("501".into()))], &[])
         .expect_err("501 is not a candidate of 7");
     assert!(err.to_string().contains("one of its candidates (500)"), "{err}");
-    store.queue_correct_many(&[twin.id], &[("@match".into(), Some("502".into()))]).expect("merge into 502");
-    store.queue_correct_many(&[renamed.id], &[("@match".into(), Some("new".into()))]).expect("create new");
+    store.queue_correct_many(&[twin.id], &[("@match".into(), Some("502".into()))], &[]).expect("merge into 502");
+    store.queue_correct_many(&[renamed.id], &[("@match".into(), Some("new".into()))], &[]).expect("create new");
     let engine = p.project().engine().expect("engine");
     let run = engine.reprocess(&[twin.id, renamed.id]).await.expect("reprocess");
     let c = run.totals();

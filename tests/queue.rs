@@ -27,8 +27,9 @@ async fn corrections_reprocess_in_place_and_release_children() {
     assert_eq!(first.source.get("stage").cloned().flatten(), first.issues[0].value, "the raw source value is kept");
 
     // A match decision is refused on a record that has no match to decide.
-    let err =
-        store.queue_correct_many(&[deals[0].id], &[("@match".into(), Some("new".into()))]).expect_err("no candidates");
+    let err = store
+        .queue_correct_many(&[deals[0].id], &[("@match".into(), Some("new".into()))], &[])
+        .expect_err("no candidates");
     assert!(err.to_string().contains("has no match to decide"), "{err}");
 
     // A correction with a typo stays held, with the new issue; the right one is written.

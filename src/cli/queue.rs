@@ -37,6 +37,10 @@ pub enum QueueAction {
         object: Option<String>,
         #[arg(long)]
         reason: Option<String>,
+        /// FIELD=VALUE as you saw it (`queue show`): if another operator changed the field since,
+        /// the correction is refused instead of overwriting theirs. `FIELD=` for blank.
+        #[arg(long, value_name = "FIELD=VALUE")]
+        was: Vec<String>,
     },
     /// Send held records again through map → dedupe → validate → write.
     Reprocess {
@@ -157,7 +161,7 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
                 println!("\nDestination candidates:\n  {}", crate::text::shown(&c.to_string()));
             }
         }
-        QueueAction::Fix { args, object, reason } => {
+        QueueAction::Fix { args, object, reason, was } => {
             let (mut ids, mut changes) = (Vec::new(), Vec::new());
             for arg in &args {
                 match arg.parse::<i64>() {
@@ -180,7 +184,8 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
                     bail!("no held record matches");
                 }
             }
-            let n = store.queue_correct_many(&ids, &changes)?;
+            let was = was.iter().map(|w| parse_change(w)).collect::<Result<Vec<_>>>()?;
+            let n = store.queue_correct_many(&ids, &changes, &was)?;
             let what = if n == 1 { format!("Queue item {}", ids[0]) } else { format!("{n} queue items") };
             println!("{what} corrected; run `cutover queue reprocess` with the same ids or filter to write them.");
         }

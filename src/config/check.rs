@@ -49,6 +49,19 @@ pub fn static_rules(config: &ProjectConfig, problems: &mut Problems<'_>) {
         }
     }
 
+    for (table, entries) in &config.translations {
+        for (from, to) in entries {
+            if to.trim().is_empty() {
+                problems.add(
+                    format!("translations.{table}.\"{from}\""),
+                    format!(
+                        "'{from}' translates to a blank value, which would erase the field: give the destination's \
+                         value, or remove the entry"
+                    ),
+                );
+            }
+        }
+    }
     if config.objects.is_empty() {
         problems.add("objects", "no objects to migrate: add at least one [objects.NAME] table");
     }

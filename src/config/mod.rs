@@ -225,11 +225,25 @@ pub enum Transform {
     Integer,
     Boolean,
     Owner,
+    /// Removes control characters (NUL, C0 but tab and line breaks, DEL).
+    StripControl,
 }
 
 impl Transform {
-    pub const NAMES: &'static [&'static str] =
-        &["trim", "lower", "upper", "email", "phone", "date", "datetime", "decimal", "integer", "boolean", "owner"];
+    pub const NAMES: &'static [&'static str] = &[
+        "trim",
+        "lower",
+        "upper",
+        "email",
+        "phone",
+        "date",
+        "datetime",
+        "decimal",
+        "integer",
+        "boolean",
+        "owner",
+        "strip_control",
+    ];
 
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
@@ -244,6 +258,7 @@ impl Transform {
             "integer" => Self::Integer,
             "boolean" => Self::Boolean,
             "owner" => Self::Owner,
+            "strip_control" => Self::StripControl,
             _ => return None,
         })
     }

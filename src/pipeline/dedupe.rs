@@ -323,6 +323,7 @@ mod tests {
             merge: MergeRule::FillBlanks,
             schema: Arc::new(DestSchema { object: "contacts".into(), id_field: "id".into(), fields: vec![] }),
             modified: None,
+            shared_destination: false,
         }
     }
 

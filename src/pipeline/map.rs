@@ -22,10 +22,7 @@ pub struct Mapped {
     pub match_choice: Option<MatchChoice>,
 }
 
-/// The correction key holding an operator's decision on an ambiguous or undecided match:
-/// [`CREATE_NEW`], or the destination id to merge into.
-pub const MATCH_CHOICE: &str = "@match";
-pub const CREATE_NEW: &str = "new";
+pub use crate::model::{CREATE_NEW, MATCH_CHOICE};
 
 /// What an operator decided for a record whose match needed a person.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -72,6 +72,8 @@ pub struct ObjectPlan {
     pub schema: Arc<DestSchema>,
     /// Position of the source's modified-time field, when the object names one.
     pub modified: Option<usize>,
+    /// Another object of the project writes the same destination object: markers name the object.
+    pub shared_destination: bool,
 }
 
 impl ObjectPlan {
@@ -158,6 +160,28 @@ impl ObjectPlan {
             merge: object.merge_rule(),
             modified,
             schema,
+            shared_destination: project
+                .order
+                .iter()
+                .filter(|o| project.object(o).is_some_and(|x| x.destination_name(o) == object.destination_name(name)))
+                .count()
+                > 1,
         })
+    }
+
+    /// The idempotency marker a record created from `source_id` carries (see `connect::Marks`):
+    /// the source id, prefixed with the object's name when another object of the project writes
+    /// the same destination object — two objects' records must never be taken for each other.
+    pub fn marker(&self, source_id: &str) -> String {
+        if self.shared_destination { format!("{}/{source_id}", self.name) } else { source_id.to_string() }
+    }
+
+    /// The source id a marker of this object stands for; `None` for another object's marker.
+    pub fn unmark<'m>(&self, marker: &'m str) -> Option<&'m str> {
+        if self.shared_destination {
+            marker.strip_prefix(self.name.as_str()).and_then(|rest| rest.strip_prefix('/'))
+        } else {
+            Some(marker)
+        }
     }
 }

@@ -494,7 +494,11 @@ impl Engine {
             return Ok(HashMap::new());
         }
         let known: HashSet<String> = sync(|| lock(&self.store)?.id_map_ids(&plan.name))?.into_iter().collect();
-        let unknown: Vec<(String, String)> = marked.into_iter().filter(|(sid, _)| !known.contains(sid)).collect();
+        let unknown: Vec<(String, String)> = marked
+            .into_iter()
+            .filter_map(|(marker, dest)| plan.unmark(&marker).map(|sid| (sid.to_string(), dest)))
+            .filter(|(sid, _)| !known.contains(sid))
+            .collect();
         if unknown.is_empty() {
             return Ok(HashMap::new());
         }
@@ -1057,8 +1061,8 @@ impl Engine {
             let source_ids = creates
                 .iter()
                 .map(|&i| match &items[i] {
-                    Item::Mapped(m) => m.source.source_id.clone(),
-                    Item::Malformed { source_id, .. } => source_id.clone(),
+                    Item::Mapped(m) => plan.marker(&m.source.source_id),
+                    Item::Malformed { source_id, .. } => plan.marker(source_id),
                 })
                 .collect();
             let marks = Marks { namespace: self.project.config.project.name.clone(), source_ids };

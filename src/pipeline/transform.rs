@@ -44,6 +44,10 @@ pub fn apply(t: Transform, value: String, settings: &TransformSettings) -> Resul
         Transform::Integer => integer(&value),
         Transform::Boolean => boolean(&value),
         Transform::Owner => Ok(value),
+        Transform::StripControl => Ok(value
+            .chars()
+            .filter(|&c| !((c.is_ascii_control() && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{7f}'))
+            .collect()),
     }
 }
 

@@ -30,6 +30,17 @@ pub fn validate(
             message,
             suggestion,
         };
+        if checked
+            && let Some(v) = value.as_deref()
+            && let Some(message) = control_character(plan, rule, v)
+        {
+            issues.push(issue(
+                Rule::ControlCharacter,
+                message,
+                Some("correct the value, or clean the field with transform = \"strip_control\"".into()),
+            ));
+            continue;
+        }
         let Some(v) = value.as_deref().filter(|s| !s.trim().is_empty()) else {
             if rule.required {
                 issues.push(issue(
@@ -89,6 +100,28 @@ pub fn validate(
         }
     }
     issues
+}
+
+/// A control character the field must not hold: NUL in any field (databases refuse or truncate
+/// it); any other C0 control but tab, line feed and carriage return, or DEL, in every field that
+/// is not free text. Free text is a text field without a length limit that is not a key, owner,
+/// parent, picklist or translation, and not a name — a note keeps what its author typed.
+fn control_character(plan: &ObjectPlan, rule: &super::plan::FieldRule, v: &str) -> Option<String> {
+    let at = |c: char| v.chars().position(|x| x == c).map_or(0, |p| p + 1);
+    if v.contains('\0') {
+        return Some(format!("'{}' holds a NUL character (at character {})", rule.dest, at('\0')));
+    }
+    let bad = v.chars().find(|&c| (c.is_ascii_control() && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{7f}')?;
+    let field = plan.schema.field(&rule.dest);
+    let free_text = field.is_none_or(|f| f.ty == FieldType::Text && f.picklist.is_none())
+        && rule.max_length.is_none()
+        && !rule.owner
+        && rule.parent.is_none()
+        && rule.translate.is_none()
+        && !plan.match_keys.iter().any(|k| k.field == rule.dest)
+        && !rule.dest.to_ascii_lowercase().contains("name");
+    (!free_text)
+        .then(|| format!("'{}' holds the control character U+{:04X} (at character {})", rule.dest, bad as u32, at(bad)))
 }
 
 fn type_problem(ty: FieldType, v: &str) -> Option<String> {
@@ -177,6 +210,7 @@ mod tests {
                 ],
             }),
             modified: None,
+            shared_destination: false,
         }
     }
 

@@ -127,6 +127,18 @@ fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueItem> {
 }
 
 impl QueueItem {
+    /// What a field holds now: the operator's correction, else the mapped value (`source.FIELD`:
+    /// the source value; `@match`: the decision, if any).
+    pub fn value_of(&self, field: &str) -> Option<String> {
+        if let Some(corrected) = self.corrections.get(field) {
+            return corrected.clone();
+        }
+        match field.strip_prefix("source.") {
+            Some(f) => self.source.get(f).cloned().flatten(),
+            None => self.mapped.get(field).cloned().flatten(),
+        }
+    }
+
     /// Destination ids an operator may merge this record into (an ambiguous or undecided match).
     pub fn candidate_ids(&self) -> Vec<String> {
         match &self.candidates {
@@ -142,7 +154,7 @@ impl QueueItem {
 /// A match decision names "new" or one of the record's candidates; anything else would merge a
 /// record into an arbitrary destination record.
 fn check_match_choice(item: &QueueItem, value: Option<&str>) -> Result<()> {
-    use crate::pipeline::map::{CREATE_NEW, MATCH_CHOICE};
+    use crate::model::{CREATE_NEW, MATCH_CHOICE};
     let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else { return Ok(()) };
     let ids = item.candidate_ids();
     if ids.is_empty() {
@@ -258,15 +270,50 @@ impl Store {
     }
 
     /// Corrects several pending items at once: every field is checked on every item first, and
-    /// all are corrected in one transaction, or none.
-    pub fn queue_correct_many(&self, ids: &[i64], changes: &[(String, Option<String>)]) -> Result<usize> {
-        for &id in ids {
+    /// all are corrected in one transaction, or none. `was` holds what the operator saw in the
+    /// fields they correct (field, value): a correction of a value that has changed since —
+    /// another operator corrected it first — is refused, never silently overwritten.
+    pub fn queue_correct_many(
+        &self,
+        ids: &[i64],
+        changes: &[(String, Option<String>)],
+        was: &[(String, Option<String>)],
+    ) -> Result<usize> {
+        self.immediate(|| {
+            for &id in ids {
+                self.check_correction(id, changes, was)?;
+            }
+            ids.iter().try_for_each(|&id| self.queue_correct(id, changes).map(|_| ()))?;
+            Ok(ids.len())
+        })
+    }
+
+    fn check_correction(
+        &self,
+        id: i64,
+        changes: &[(String, Option<String>)],
+        was: &[(String, Option<String>)],
+    ) -> Result<()> {
+        {
             let Some(item) = self.queue_item(id)? else { bail!("no queue item {id}") };
             if !item.status.is_pending() {
                 bail!("queue item {id} is {} — only held records can be corrected", item.status.as_str());
             }
+            for (field, seen) in was {
+                let now = item.value_of(field);
+                if now.as_deref().map(str::trim).filter(|v| !v.is_empty())
+                    != seen.as_deref().map(str::trim).filter(|v| !v.is_empty())
+                {
+                    bail!(
+                        "queue item {id}: {field} changed since you looked (it was {}, it is now {}); nothing was \
+                         corrected — look again and decide on the value it holds now",
+                        crate::text::shown_opt(seen.as_deref()),
+                        crate::text::shown_opt(now.as_deref())
+                    );
+                }
+            }
             for (field, value) in changes {
-                if field == crate::pipeline::map::MATCH_CHOICE {
+                if field == crate::model::MATCH_CHOICE {
                     check_match_choice(&item, value.as_deref())?;
                     continue;
                 }
@@ -284,10 +331,7 @@ impl Store {
                 }
             }
         }
-        self.immediate(|| {
-            ids.iter().try_for_each(|&id| self.queue_correct(id, changes).map(|_| ()))?;
-            Ok(ids.len())
-        })
+        Ok(())
     }
 
     /// Skips a pending item with a reason, as a run of its own: the record's outcome is

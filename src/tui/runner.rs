@@ -54,10 +54,10 @@ impl Runner {
     pub fn run(&self, effect: Effect) {
         match effect {
             Effect::Poll => self.poll(),
-            Effect::Claim { ids, field, current } => {
+            Effect::Claim { ids, field, current, was } => {
                 let me = self.me.clone();
                 self.write(move |store| match store.queue_claim(&ids, &me)? {
-                    Ok(()) => Ok(Msg::Claimed { ids, field, current }),
+                    Ok(()) => Ok(Msg::Claimed { ids, field, current, was }),
                     Err(t) => Ok(Msg::Failed(format!(
                         "record #{} is being edited by {} since {} — leave it to them",
                         t.id,
@@ -79,7 +79,7 @@ impl Runner {
                 let this = self.clone_handle();
                 tokio::task::spawn_blocking(move || {
                     let stored = project.store().and_then(|s| {
-                        s.queue_correct_many(&[id], &[(crate::pipeline::map::MATCH_CHOICE.to_string(), Some(choice))])
+                        s.queue_correct_many(&[id], &[(crate::model::MATCH_CHOICE.to_string(), Some(choice))], &[])
                     });
                     match stored {
                         Ok(_) => this.start(RunMode::Reprocess, vec![id]),
@@ -221,10 +221,11 @@ impl Runner {
                 Ok(Msg::AuditLoaded { query, before, rows, more })
             }),
             Effect::LoadBalance => self.query(balance),
-            Effect::Fix { ids, field, value } => {
+            Effect::Fix { ids, field, value, was } => {
                 let me = self.me.clone();
                 self.write(move |store| {
-                    let corrected = store.queue_correct_many(&ids, &[(field.clone(), value.clone())]);
+                    let was: Vec<(String, Option<String>)> = was.map(|w| (field.clone(), w)).into_iter().collect();
+                    let corrected = store.queue_correct_many(&ids, &[(field.clone(), value.clone())], &was);
                     store.queue_release(Some(&ids), &me)?;
                     let n = corrected?;
                     let v = value.as_deref().map(crate::text::shown).unwrap_or_else(|| "blank".into());

@@ -580,6 +580,8 @@ pub enum EditTarget {
     Field {
         ids: Vec<i64>,
         field: String,
+        /// What the one record held when the edit began (see `Store::queue_correct_many`).
+        was: Option<Option<String>>,
     },
     SkipReason {
         ids: Vec<i64>,

@@ -91,6 +91,8 @@ pub enum Msg {
         ids: Vec<i64>,
         field: String,
         current: String,
+        /// What the one record edited held when the operator chose to edit it.
+        was: Option<Option<String>>,
     },
 }
 
@@ -116,6 +118,8 @@ pub enum Effect {
         ids: Vec<i64>,
         field: String,
         value: Option<String>,
+        /// What the field held when the operator looked (one record): refused if it changed since.
+        was: Option<Option<String>>,
     },
     Reprocess {
         ids: Vec<i64>,
@@ -131,6 +135,7 @@ pub enum Effect {
         ids: Vec<i64>,
         field: String,
         current: String,
+        was: Option<Option<String>>,
     },
     Release {
         ids: Vec<i64>,
@@ -376,12 +381,12 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
             observe(state, latest, now);
             reload_all(state)
         }
-        Msg::Claimed { ids, field, current } => {
+        Msg::Claimed { ids, field, current, was } => {
             if state.modal.is_some() {
                 // Something else took the screen meanwhile: do not hold records nobody edits.
                 return vec![Effect::Release { ids }];
             }
-            open_edit(state, EditTarget::Field { ids, field }, &current);
+            open_edit(state, EditTarget::Field { ids, field, was }, &current);
             Vec::new()
         }
     }
@@ -560,9 +565,9 @@ fn on_modal_key(state: &mut AppState, modal: Modal, key: KeyEvent) -> Vec<Effect
 
 fn submit_edit(state: &mut AppState, target: EditTarget, text: String) -> Vec<Effect> {
     match target {
-        EditTarget::Field { ids, field } => {
+        EditTarget::Field { ids, field, was } => {
             let value = if text.is_empty() { None } else { Some(text) };
-            vec![Effect::Fix { ids, field, value }]
+            vec![Effect::Fix { ids, field, value, was }]
         }
         EditTarget::SkipReason { ids } => {
             let reason = text.trim().to_string();
@@ -1040,7 +1045,9 @@ fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
                 return refused;
             }
             // The editor opens once the store has given this console the records (`Msg::Claimed`).
-            vec![Effect::Claim { ids, field, current: current.unwrap_or_default() }]
+            // One record: what it holds now is what the operator decides on.
+            let was = (ids.len() == 1).then(|| current.clone());
+            vec![Effect::Claim { ids, field, current: current.unwrap_or_default(), was }]
         }
         ToggleMark => {
             if let Some(id) = state.queue.selected().map(|i| i.id)
@@ -1447,16 +1454,31 @@ mod tests {
         ch(&mut s, 'j');
         // The record is claimed first; the editor opens when the store grants it.
         let fx = ch(&mut s, 'e');
-        assert_eq!(fx, vec![Effect::Claim { ids: vec![36], field: "dealstage".into(), current: String::new() }]);
+        assert_eq!(
+            fx,
+            vec![Effect::Claim { ids: vec![36], field: "dealstage".into(), current: String::new(), was: Some(None) }]
+        );
         assert!(s.modal.is_none());
-        update(&mut s, Msg::Claimed { ids: vec![36], field: "dealstage".into(), current: String::new() });
-        assert!(matches!(&s.modal, Some(Modal::Edit { target: EditTarget::Field { field, ids }, .. })
+        update(
+            &mut s,
+            Msg::Claimed { ids: vec![36], field: "dealstage".into(), current: String::new(), was: Some(None) },
+        );
+        assert!(matches!(&s.modal, Some(Modal::Edit { target: EditTarget::Field { field, ids, .. }, .. })
             if field == "dealstage" && ids == &vec![36]));
         for c in "closedwon".chars() {
             ch(&mut s, c);
         }
         let fx = key(&mut s, KeyCode::Enter);
-        assert_eq!(fx, vec![Effect::Fix { ids: vec![36], field: "dealstage".into(), value: Some("closedwon".into()) }]);
+        assert_eq!(
+            fx,
+            vec![Effect::Fix {
+                ids: vec![36],
+                field: "dealstage".into(),
+                value: Some("closedwon".into()),
+                was: Some(None)
+            }],
+            "the correction carries what the field held when the operator looked"
+        );
         assert!(s.modal.is_none());
         let fx = ch(&mut s, 'r');
         assert_eq!(fx, vec![Effect::Reprocess { ids: vec![36] }]);
@@ -1475,7 +1497,10 @@ mod tests {
         ch(&mut s, 'j');
         let fx = ch(&mut s, 'E');
         assert!(matches!(&fx[..], [Effect::Claim { ids, .. }] if ids.len() == 3));
-        update(&mut s, Msg::Claimed { ids: vec![35, 36, 37], field: "dealstage".into(), current: String::new() });
+        update(
+            &mut s,
+            Msg::Claimed { ids: vec![35, 36, 37], field: "dealstage".into(), current: String::new(), was: None },
+        );
         assert!(matches!(&s.modal, Some(Modal::Edit { target: EditTarget::Field { ids, .. }, .. }) if ids.len() == 3));
         let fx = key(&mut s, KeyCode::Esc);
         assert!(s.modal.is_none(), "esc abandons the edit");
