@@ -182,6 +182,9 @@ impl fmt::Display for Rule {
 pub enum Outcome {
     Created,
     Updated,
+    /// Found in the destination (its own earlier write, or a match) and nothing had to change.
+    Unchanged,
+    /// Fed into a destination record another source record leads (its survivor).
     Merged,
     Queued,
     Skipped,
@@ -189,13 +192,21 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 6] =
-        [Outcome::Created, Outcome::Updated, Outcome::Merged, Outcome::Queued, Outcome::Skipped, Outcome::Failed];
+    pub const ALL: [Outcome; 7] = [
+        Outcome::Created,
+        Outcome::Updated,
+        Outcome::Unchanged,
+        Outcome::Merged,
+        Outcome::Queued,
+        Outcome::Skipped,
+        Outcome::Failed,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Created => "created",
             Outcome::Updated => "updated",
+            Outcome::Unchanged => "unchanged",
             Outcome::Merged => "merged",
             Outcome::Queued => "queued",
             Outcome::Skipped => "skipped",
@@ -205,6 +216,11 @@ impl Outcome {
 
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+
+    /// The record is in the destination after it (created, updated, unchanged or merged).
+    pub fn is_written(self) -> bool {
+        matches!(self, Outcome::Created | Outcome::Updated | Outcome::Unchanged | Outcome::Merged)
     }
 }
 
@@ -220,6 +236,8 @@ pub struct Counts {
     pub extracted: u64,
     pub created: u64,
     pub updated: u64,
+    #[serde(default)]
+    pub unchanged: u64,
     pub merged: u64,
     pub queued: u64,
     pub skipped: u64,
@@ -235,6 +253,7 @@ impl Counts {
         match outcome {
             Outcome::Created => &mut self.created,
             Outcome::Updated => &mut self.updated,
+            Outcome::Unchanged => &mut self.unchanged,
             Outcome::Merged => &mut self.merged,
             Outcome::Queued => &mut self.queued,
             Outcome::Skipped => &mut self.skipped,
@@ -246,6 +265,7 @@ impl Counts {
         match outcome {
             Outcome::Created => self.created,
             Outcome::Updated => self.updated,
+            Outcome::Unchanged => self.unchanged,
             Outcome::Merged => self.merged,
             Outcome::Queued => self.queued,
             Outcome::Skipped => self.skipped,
@@ -254,7 +274,16 @@ impl Counts {
     }
 
     pub fn outcomes(&self) -> u64 {
-        self.created + self.updated + self.merged + self.queued + self.skipped + self.failed
+        Outcome::ALL.iter().map(|&o| self.get(o)).sum()
+    }
+
+    /// Counters as the store keeps them: extracted, then one per outcome in [`Outcome::ALL`] order.
+    pub fn from_columns(extracted: u64, per_outcome: [u64; 7]) -> Self {
+        let mut c = Counts { extracted, ..Default::default() };
+        for (o, n) in Outcome::ALL.iter().zip(per_outcome) {
+            *c.slot(*o) = n;
+        }
+        c
     }
 
     /// The promise: every extracted record has exactly one outcome.

@@ -76,7 +76,7 @@ async fn rejected_rows_fail_alone(dialect: Dialect) {
     let out = cutover(&demo, &["run"], &env);
     let text = common::text(&out);
     assert!(
-        text.contains("companies         400       400      380        0       0       0        0      20"),
+        text.contains("companies         400       400      380        0         0       0       0        0      20"),
         "{text}"
     );
     assert_eq!(db.count("companies").await, 380);
@@ -148,7 +148,7 @@ async fn the_demo_migrates_from_a_postgresql_source() {
     for line in [
         DEMO_COUNTS[0],
         DEMO_COUNTS[1],
-        "deals            1801      1801     1660        0       0     140        0       1",
+        "deals            1801      1801     1660        0         0       0     140        0       1",
         DEMO_COUNTS[3],
     ] {
         assert!(text.contains(line), "missing '{line}':\n{text}");
@@ -256,7 +256,7 @@ async fn the_demo_round_trips_csv_postgresql_mariadb_postgresql_balanced_at_each
         .replace("\"Lost\" = \"closedlost\"", "\"Lost\" = \"closedlost\"\n\"Partner Referral\" = \"qualifiedtobuy\"");
     std::fs::write(hop1.join("cutover.toml"), toml).expect("toml");
     let text = common::text(&cutover(&hop1, &["run"], &env));
-    assert!(text.contains("contacts         4200      4200     3400      800       0       0"), "{text}");
+    assert!(text.contains("contacts         4200      4200     3400      800         0       0       0"), "{text}");
     assert_eq!(reconcile_keys(&hop1, &env), Vec::<String>::new(), "hop 1 balances");
 
     // Hop 2: PostgreSQL → MariaDB (empty tables: owners and stages only); deals through a query.
@@ -274,10 +274,10 @@ async fn the_demo_round_trips_csv_postgresql_mariadb_postgresql_balanced_at_each
     assert!(out.status.success(), "{}", common::text(&out));
     let text = common::text(&cutover(&hop2, &["run"], &env));
     for line in [
-        "companies         400       400      400        0       0       0        0       0",
-        "contacts         4200      4200     4200        0       0       0        0       0",
-        "deals            1800      1800     1800        0       0       0        0       0",
-        "notes            6000      6000     6000        0       0       0        0       0",
+        "companies         400       400      400        0         0       0       0        0       0",
+        "contacts         4200      4200     4200        0         0       0       0        0       0",
+        "deals            1800      1800     1800        0         0       0       0        0       0",
+        "notes            6000      6000     6000        0         0       0       0        0       0",
     ] {
         assert!(text.contains(line), "hop 2: missing '{line}':\n{text}");
     }
@@ -296,7 +296,7 @@ async fn the_demo_round_trips_csv_postgresql_mariadb_postgresql_balanced_at_each
     let env = [("CUTOVER_HOP_SOURCE", maria.url.as_str()), ("CUTOVER_HOP_DESTINATION", pg.url.as_str())];
     let text = common::text(&cutover(&hop3, &["run"], &env));
     assert!(
-        text.contains("notes            6000      6000     6000        0       0       0        0       0"),
+        text.contains("notes            6000      6000     6000        0         0       0       0        0       0"),
         "{text}"
     );
     assert_eq!(reconcile_keys(&hop3, &env), Vec::<String>::new(), "hop 3 balances");

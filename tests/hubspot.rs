@@ -137,7 +137,7 @@ async fn refused_records_fail_alone(whole: bool) {
     let out = cutover(&demo, &["run"]);
     let shown = text(&out);
     assert!(
-        shown.contains("companies         400       400      380        0       0       0        0      20"),
+        shown.contains("companies         400       400      380        0         0       0       0        0      20"),
         "{shown}"
     );
     assert_no_duplicates(&server, "companies", 380);

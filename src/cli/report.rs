@@ -9,8 +9,8 @@ use std::fmt::Write;
 fn row(out: &mut String, name: &str, source: &str, c: &Counts) {
     let _ = writeln!(
         out,
-        "  {:<12} {:>8} {:>9} {:>8} {:>8} {:>7} {:>7} {:>8} {:>7}",
-        name, source, c.extracted, c.created, c.updated, c.merged, c.queued, c.skipped, c.failed
+        "  {:<12} {:>8} {:>9} {:>8} {:>8} {:>9} {:>7} {:>7} {:>8} {:>7}",
+        name, source, c.extracted, c.created, c.updated, c.unchanged, c.merged, c.queued, c.skipped, c.failed
     );
 }
 
@@ -20,8 +20,8 @@ fn header(out: &mut String, dry_run: bool) {
     }
     let _ = writeln!(
         out,
-        "  {:<12} {:>8} {:>9} {:>8} {:>8} {:>7} {:>7} {:>8} {:>7}",
-        "object", "source", "extracted", "created", "updated", "merged", "queued", "skipped", "failed"
+        "  {:<12} {:>8} {:>9} {:>8} {:>8} {:>9} {:>7} {:>7} {:>8} {:>7}",
+        "object", "source", "extracted", "created", "updated", "unchanged", "merged", "queued", "skipped", "failed"
     );
 }
 
@@ -59,7 +59,8 @@ pub fn run_table(summary: &RunSummary, dry_run: bool) -> String {
     let balanced = summary.objects.iter().all(|(_, _, c)| c.balanced());
     let _ = writeln!(
         out,
-        "\nEvery record accounted for: {} (extracted = created + updated + merged + queued + skipped + failed)",
+        "\nEvery record accounted for: {} (extracted = created + updated + unchanged + merged + queued + skipped + \
+         failed)",
         if balanced { "yes" } else { "NO" }
     );
     out

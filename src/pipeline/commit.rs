@@ -19,7 +19,13 @@ pub struct CommitWriter {
     handle: JoinHandle<()>,
     /// Source id → destination id of batches not yet confirmed committed.
     in_flight: HashMap<String, String>,
-    batches: Vec<(u64, Vec<String>)>,
+    /// Destination id → (source id, merged as a member) of the same batches.
+    in_flight_dest: HashMap<String, Vec<(String, bool)>>,
+    /// Per batch handed over: its number and its id-map entries (source id, destination id).
+    batches: Vec<(u64, Vec<(String, String)>)>,
+    /// The newest batch handed over, and the newest the writer confirmed.
+    sent: u64,
+    committed: u64,
 }
 
 impl CommitWriter {
@@ -40,7 +46,16 @@ impl CommitWriter {
                 }
             }
         });
-        Self { send: Some(send), confirmed, handle, in_flight: HashMap::new(), batches: Vec::new() }
+        Self {
+            send: Some(send),
+            confirmed,
+            handle,
+            in_flight: HashMap::new(),
+            in_flight_dest: HashMap::new(),
+            batches: Vec::new(),
+            sent: 0,
+            committed: 0,
+        }
     }
 
     /// The id-map entries handed over but not yet committed.
@@ -48,12 +63,31 @@ impl CommitWriter {
         &self.in_flight
     }
 
+    /// The same entries by destination id: (source id, merged as a member).
+    pub fn in_flight_dest(&self) -> &HashMap<String, Vec<(String, bool)>> {
+        &self.in_flight_dest
+    }
+
+    /// Waits until every batch handed over so far is committed (the store then answers for them).
+    pub fn flush(&mut self) -> Result<()> {
+        while self.committed < self.sent {
+            let Ok((confirmed, result)) = tokio::task::block_in_place(|| self.confirmed.recv()) else {
+                return Err(eyre!("the store writer stopped"));
+            };
+            result?;
+            self.forget(confirmed, false);
+        }
+        Ok(())
+    }
+
     /// Hands a batch to the writer; waits while another batch is already waiting.
     pub fn send(&mut self, batch: u64, commit: BatchCommit) -> Result<()> {
         for w in &commit.id_map {
             self.in_flight.insert(w.source_id.clone(), w.dest_id.clone());
+            self.in_flight_dest.entry(w.dest_id.clone()).or_default().push((w.source_id.clone(), w.member));
         }
-        self.batches.push((batch, commit.id_map.iter().map(|w| w.source_id.clone()).collect()));
+        self.batches.push((batch, commit.id_map.iter().map(|w| (w.source_id.clone(), w.dest_id.clone())).collect()));
+        self.sent = self.sent.max(batch);
         let send = self.send.as_ref().ok_or_else(|| eyre!("the store writer is closed"))?;
         let sent = tokio::task::block_in_place(|| send.send((batch, commit)).is_ok());
         if !sent {
@@ -76,19 +110,31 @@ impl CommitWriter {
             let next = if all { self.confirmed.recv().ok() } else { self.confirmed.try_recv().ok() };
             let Some((confirmed, result)) = next else { return Ok(()) };
             result?;
-            let ids = &mut self.in_flight;
-            // The newest batch stays known until the next one is sent: the match index learns
-            // its source ids only after the next lookup (see `index_writer`).
-            let newest = self.batches.last().map(|(b, _)| *b);
-            self.batches.retain(|(batch, sids)| {
-                let keep = *batch > confirmed || (!all && Some(*batch) == newest);
-                if !keep {
-                    for sid in sids {
-                        ids.remove(sid);
+            self.forget(confirmed, all);
+        }
+    }
+
+    /// Drops what batches up to `confirmed` kept in memory: the store has them now.
+    fn forget(&mut self, confirmed: u64, all: bool) {
+        self.committed = self.committed.max(confirmed);
+        let (ids, dests) = (&mut self.in_flight, &mut self.in_flight_dest);
+        // The newest batch stays known until the next one is sent: the match index learns its
+        // source ids only after the next lookup (see `index_writer`).
+        let newest = self.batches.last().map(|(b, _)| *b);
+        self.batches.retain(|(batch, entries)| {
+            let keep = *batch > confirmed || (!all && Some(*batch) == newest);
+            if !keep {
+                for (sid, dest) in entries {
+                    ids.remove(sid);
+                    if let Some(list) = dests.get_mut(dest) {
+                        list.retain(|(s, _)| s != sid);
+                        if list.is_empty() {
+                            dests.remove(dest);
+                        }
                     }
                 }
-                keep
-            });
-        }
+            }
+            keep
+        });
     }
 }

@@ -20,7 +20,6 @@ pub enum Decision {
     Update {
         dest_id: String,
         matched_by: String,
-        written_this_run: bool,
     },
     /// Fold into an earlier record of this batch (the "lead", by batch position).
     IntoLead {
@@ -149,14 +148,13 @@ impl MatchLookup for Prefetched {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Target {
-    Dest(String, bool),
+    Dest(String),
     Lead(usize),
 }
 
 /// Dedupe state of one batch.
 pub struct BatchDeduper<'p> {
     plan: &'p ObjectPlan,
-    run_id: i64,
     region: phonenumber::country::Id,
     /// Source id → lead position in the batch.
     pending_ids: HashMap<String, usize>,
@@ -167,10 +165,9 @@ pub struct BatchDeduper<'p> {
 }
 
 impl<'p> BatchDeduper<'p> {
-    pub fn new(plan: &'p ObjectPlan, run_id: i64, region: phonenumber::country::Id) -> Self {
+    pub fn new(plan: &'p ObjectPlan, region: phonenumber::country::Id) -> Self {
         Self {
             plan,
-            run_id,
             region,
             pending_ids: HashMap::new(),
             pending_keys: vec![HashMap::new(); plan.match_keys.len()],
@@ -200,17 +197,17 @@ impl<'p> BatchDeduper<'p> {
         // 1. The record's own id: written before by Cutover, or repeated in this batch.
         if let Some(&lead) = self.pending_ids.get(sid) {
             decision = Some(Decision::IntoLead { lead, matched_by: "source_id".into() });
-        } else if let Some((dest_id, run)) = lookup.written(sid) {
-            decision = Some(self.resolve_one(Target::Dest(dest_id, run == Some(self.run_id)), "source_id".into()));
+        } else if let Some((dest_id, _)) = lookup.written(sid) {
+            decision = Some(self.resolve_one(Target::Dest(dest_id), "source_id".into()));
         }
         // 2. The match keys, in order; the first key with any candidate decides.
         if decision.is_none() {
             for (key, value) in keys {
                 let mut targets: Vec<Target> = Vec::new();
-                for (dest_id, run) in lookup.candidates(*key, value) {
+                for (dest_id, _) in lookup.candidates(*key, value) {
                     let t = match self.lead_of_dest.get(&dest_id) {
                         Some(&lead) => Target::Lead(lead),
-                        None => Target::Dest(dest_id, run == Some(self.run_id)),
+                        None => Target::Dest(dest_id),
                     };
                     if !targets.contains(&t) {
                         targets.push(t);
@@ -228,7 +225,7 @@ impl<'p> BatchDeduper<'p> {
                         let candidates = targets
                             .into_iter()
                             .map(|t| match t {
-                                Target::Dest(id, _) => id,
+                                Target::Dest(id) => id,
                                 Target::Lead(p) => format!("batch record #{}", p + 1),
                             })
                             .collect();
@@ -258,9 +255,9 @@ impl<'p> BatchDeduper<'p> {
     fn resolve_one(&self, target: Target, key: String) -> Decision {
         match target {
             Target::Lead(lead) => Decision::IntoLead { lead, matched_by: key },
-            Target::Dest(dest_id, written_this_run) => match self.lead_of_dest.get(&dest_id) {
+            Target::Dest(dest_id) => match self.lead_of_dest.get(&dest_id) {
                 Some(&lead) => Decision::IntoLead { lead, matched_by: key },
-                None => Decision::Update { dest_id, matched_by: key, written_this_run },
+                None => Decision::Update { dest_id, matched_by: key },
             },
         }
     }
@@ -350,12 +347,12 @@ mod tests {
         written.insert("s9".to_string(), ("99".to_string(), Some(4)));
         let fake = Fake { written, keys };
         let plan = plan();
-        let mut d = BatchDeduper::new(&plan, 5, phonenumber::country::Id::US);
+        let mut d = BatchDeduper::new(&plan, phonenumber::country::Id::US);
 
         let upd = decide(&mut d, &fake, 0, "s1", Some("a@x.com"), Some("+16175550100"));
         assert_eq!(
             upd,
-            Decision::Update { dest_id: "10".into(), matched_by: "email".into(), written_this_run: false },
+            Decision::Update { dest_id: "10".into(), matched_by: "email".into() },
             "email decides before phone"
         );
         let amb = decide(&mut d, &fake, 1, "s2", None, Some("+14155552671"));
@@ -371,12 +368,9 @@ mod tests {
             "second update of one record merges into the first"
         );
         let rerun = decide(&mut d, &fake, 5, "s9", None, None);
-        assert_eq!(
-            rerun,
-            Decision::Update { dest_id: "99".into(), matched_by: "source_id".into(), written_this_run: false }
-        );
+        assert_eq!(rerun, Decision::Update { dest_id: "99".into(), matched_by: "source_id".into() });
         let same_run = decide(&mut d, &fake, 6, "s6", Some("run@x.com"), None);
-        assert!(matches!(same_run, Decision::Update { written_this_run: true, .. }));
+        assert_eq!(same_run, Decision::Update { dest_id: "13".into(), matched_by: "email".into() });
         let repeated_id = decide(&mut d, &fake, 7, "s3", None, None);
         assert_eq!(repeated_id, Decision::IntoLead { lead: 2, matched_by: "source_id".into() });
     }

@@ -78,8 +78,10 @@ impl DeltaFilter {
         let settled = store
             .latest_outcomes(&plan.name)?
             .into_iter()
-            .filter(|(_, o)| matches!(o, Some(crate::model::Outcome::Queued | crate::model::Outcome::Skipped)))
-            .map(|(sid, _)| sid)
+            .filter(|((_, n), o)| {
+                *n == 1 && matches!(o, Some(crate::model::Outcome::Queued | crate::model::Outcome::Skipped))
+            })
+            .map(|((sid, _), _)| sid)
             .collect();
         let high_water = match plan.modified {
             Some(_) => store.high_water(&plan.name)?,

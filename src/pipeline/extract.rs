@@ -5,6 +5,7 @@
 use super::map::{Mapped, Mapper};
 use super::plan::ObjectPlan;
 use super::scope::Scope;
+use super::seen::SeenIds;
 use super::timings::{Stage, Timings};
 use crate::connect::{Cursor, Source};
 use crate::model::Extracted;
@@ -18,7 +19,7 @@ use tokio::task::JoinHandle;
 
 /// One position of a batch: a mapped record, or a row the source could not read.
 pub enum Item {
-    Malformed { source_id: String, origin: String, message: String },
+    Malformed { source_id: String, origin: String, message: String, occurrence: u32 },
     Mapped(Mapped),
 }
 
@@ -35,7 +36,9 @@ pub type Corrections = HashMap<String, IndexMap<String, Option<String>>>;
 #[allow(clippy::too_many_arguments)]
 /// Starts the producer at `cursor` (the start, or a resumed run's checkpoint). It stops after
 /// the last batch, on the first error (which it sends), or when the receiver is dropped. Records
-/// the operator corrected are mapped with their corrections.
+/// the operator corrected are mapped with their corrections. Every row read is numbered among
+/// the rows under its source id (`seen`: what the run read before), before a delta or a sample
+/// keeps its part — a second row under an id is a record of its own wherever it is.
 pub fn spawn(
     source: Arc<dyn Source>,
     plan: Arc<ObjectPlan>,
@@ -45,24 +48,37 @@ pub fn spawn(
     cursor: Cursor,
     filter: Option<Arc<Scope>>,
     timings: Arc<Timings>,
+    seen: SeenIds,
 ) -> (mpsc::Receiver<Result<MappedBatch>>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel::<Result<MappedBatch>>(2);
     let handle = tokio::spawn(async move {
         let no_corrections = IndexMap::new();
         let mut cursor = cursor;
+        let mut seen = seen;
         loop {
             let started = Instant::now();
-            let mut batch = match source.read_batch(&plan.source_object, &plan.id_field, &cursor, batch_size).await {
+            let batch = match source.read_batch(&plan.source_object, &plan.id_field, &cursor, batch_size).await {
                 Ok(b) => b,
                 Err(e) => {
                     let _ = tx.send(Err(e)).await;
                     return;
                 }
             };
+            let occurrences: Vec<super::seen::Occurrence> = batch
+                .records
+                .iter()
+                .map(|r| match r {
+                    Extracted::Record(rec) => seen.next(&rec.source_id, &super::delta::source_hash(&rec.values)),
+                    Extracted::Malformed { source_id, .. } => seen.next(source_id, ""),
+                })
+                .collect();
+            let mut numbered: Vec<(Extracted, super::seen::Occurrence)> =
+                batch.records.into_iter().zip(occurrences).collect();
             if let Some(f) = &filter {
-                // A delta or a sample keeps its part; unreadable rows are always reported.
-                batch.records.retain(|r| match r {
-                    Extracted::Record(rec) => f.wants(rec),
+                // A delta or a sample keeps its part; unreadable rows and second rows under an id
+                // are always reported.
+                numbered.retain(|(r, o)| match r {
+                    Extracted::Record(rec) => o.n > 1 || f.wants(rec),
                     Extracted::Malformed { .. } => true,
                 });
             }
@@ -70,16 +86,18 @@ pub fn spawn(
             let started = Instant::now();
             // Mapping is CPU work with store reads for parent ids: keep it off the async threads' queue.
             let mapped = tokio::task::block_in_place(|| {
-                batch
-                    .records
+                numbered
                     .into_iter()
-                    .map(|r| match r {
+                    .map(|(r, o)| match r {
                         Extracted::Record(rec) => {
-                            let fixes = corrections.get(&rec.source_id).unwrap_or(&no_corrections);
-                            mapper.map(rec, fixes).map(Item::Mapped)
+                            let fixes = if o.n == 1 { corrections.get(&rec.source_id) } else { None };
+                            let mut m = mapper.map(rec, fixes.unwrap_or(&no_corrections))?;
+                            m.occurrence = o.n;
+                            m.same_as_first = o.same_as_first;
+                            Ok(Item::Mapped(m))
                         }
                         Extracted::Malformed { source_id, origin, message } => {
-                            Ok(Item::Malformed { source_id, origin, message })
+                            Ok(Item::Malformed { source_id, origin, message, occurrence: o.n })
                         }
                     })
                     .collect::<Result<Vec<_>>>()

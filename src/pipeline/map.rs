@@ -20,6 +20,10 @@ pub struct Mapped {
     pub waiting_on: Option<(String, String)>,
     /// An operator's decision on a held match (the [`MATCH_CHOICE`] correction).
     pub match_choice: Option<MatchChoice>,
+    /// 1 for the first row under its source id in the run, 2 for a second, … (see `seen`).
+    pub occurrence: u32,
+    /// A later row under the id holding exactly the first row's values.
+    pub same_as_first: bool,
 }
 
 pub use crate::model::{CREATE_NEW, MATCH_CHOICE};
@@ -181,7 +185,7 @@ impl Mapper {
             }
         }
         let match_choice = corrections.get(MATCH_CHOICE).cloned().flatten().as_deref().and_then(MatchChoice::parse);
-        Ok(Mapped { source, values, issues, waiting_on, match_choice })
+        Ok(Mapped { source, values, issues, waiting_on, match_choice, occurrence: 1, same_as_first: false })
     }
 
     fn map_value(

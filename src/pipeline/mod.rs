@@ -3,6 +3,7 @@
 //! `extract` streams batches from the source connector and maps them on a producer task;
 //! `run` dedupes, validates and writes each batch, and hands its commit to the store writer.
 
+pub mod batch;
 pub mod commit;
 pub mod dedupe;
 pub mod delta;
@@ -16,6 +17,7 @@ pub mod rollback;
 pub mod run;
 pub mod sample;
 pub mod scope;
+pub mod seen;
 pub mod timings;
 pub mod transform;
 pub mod validate;

@@ -3,24 +3,20 @@
 //! exactly one outcome, committed with the checkpoint that covers it.
 
 use super::commit::CommitWriter;
-use super::dedupe::{BatchDeduper, Decision, MatchLookup, RecordKeys, merge};
 use super::delta::{DeltaFilter, DeltaMode};
 use super::extract::{self, Item, MappedBatch};
 use super::index_writer::{IndexBatch, IndexWriter};
-use super::map::{MATCH_CHOICE, Mapper, MatchChoice, Owners};
+use super::map::{Mapper, Owners};
 use super::plan::ObjectPlan;
 use super::progress::{Control, Progress, RunState};
 use super::scope::{Part, Scope};
-use super::timings::{Stage, Timings};
+use super::seen::SeenIds;
+use super::timings::Timings;
 use super::transform::TransformSettings;
-use super::validate::validate;
-use super::write;
-use crate::config::{ConfigError, LoadedConfig, MergeRule, Problems, check};
-use crate::connect::{Cursor, Destination, Marks, Source};
-use crate::model::{Counts, DestSchema, FieldNames, Issue, Outcome, Rule, SourceRecord, Value};
-use crate::store::{
-    AuditRow, BatchCommit, IdMapWrite, MatchIndex, QueueItem, QueueWrite, RunKind, RunLock, Store, match_index, os_user,
-};
+use crate::config::{ConfigError, LoadedConfig, Problems, check};
+use crate::connect::{Cursor, Destination, Source};
+use crate::model::{Counts, DestSchema, FieldNames, SourceRecord};
+use crate::store::{BatchCommit, MatchIndex, QueueItem, RunKind, RunLock, Store, match_index, os_user};
 use color_eyre::eyre::{Result, WrapErr, eyre};
 use foldhash::{HashMap, HashMapExt, HashSet};
 use indexmap::IndexMap;
@@ -83,27 +79,39 @@ pub struct Prepared {
 pub struct Engine {
     pub project: Arc<LoadedConfig>,
     source: Arc<dyn Source>,
-    dest: Arc<dyn Destination>,
+    pub(super) dest: Arc<dyn Destination>,
     store: Arc<Mutex<Store>>,
     index: Arc<Mutex<MatchIndex>>,
     store_path: PathBuf,
-    settings: TransformSettings,
+    pub(super) settings: TransformSettings,
     progress: watch::Sender<Progress>,
     control: Arc<watch::Sender<Control>>,
-    timings: Arc<Timings>,
+    pub(super) timings: Arc<Timings>,
 }
 
 /// Where dedupe looks up what was written: a store connection, and the id-map entries of
-/// batches handed to the writer thread but not yet committed (source id → destination id).
+/// batches handed to the writer thread but not yet committed.
 pub(crate) struct Lookups<'a> {
-    store: &'a Mutex<Store>,
-    in_flight: &'a HashMap<String, String>,
+    pub(super) store: &'a Mutex<Store>,
+    /// Source id → destination id of batches not yet committed.
+    pub(super) in_flight: &'a HashMap<String, String>,
+    /// Destination id → (source id, merged as a member) of batches not yet committed.
+    pub(super) in_flight_dest: &'a HashMap<String, Vec<(String, bool)>>,
     /// The match-index writer of a run, holding the keys of the batch written last.
-    index_writer: Option<&'a Mutex<IndexWriter>>,
+    pub(super) index_writer: Option<&'a Mutex<IndexWriter>>,
     /// Records an interrupted attempt created (source id → destination id): adopted, not re-created.
-    recovered: &'a HashMap<String, String>,
+    pub(super) recovered: &'a HashMap<String, String>,
+    /// Updates an interrupted attempt of this run sent but did not commit, by source id.
+    pub(super) journal: &'a std::collections::HashMap<String, crate::store::journal::Journaled>,
     /// A delta run: a record changed in the destination since Cutover wrote it is not overwritten.
-    delta: bool,
+    pub(super) delta: bool,
+}
+
+impl Lookups<'_> {
+    /// Source records of batches in flight that feed `dest_id`: (source id, merged as a member).
+    pub(super) fn in_flight_members(&self, dest_id: &str) -> Vec<(String, bool)> {
+        self.in_flight_dest.get(dest_id).cloned().unwrap_or_default()
+    }
 }
 
 /// One object's pass in a run.
@@ -123,26 +131,12 @@ struct Start {
     counts: Counts,
 }
 
-/// What became of one position of a batch.
-#[derive(Default)]
-struct Slot {
-    outcome: Option<Outcome>,
-    dest_id: Option<String>,
-    matched_by: Option<String>,
-    detail: Option<String>,
-    before_image: Option<String>,
-    /// JSON of what the destination should hold after the write (mapped fields, merge applied).
-    written: Option<String>,
-    issues: Vec<Issue>,
-    candidates: Option<String>,
-}
-
-fn lock(store: &Mutex<Store>) -> Result<MutexGuard<'_, Store>> {
+pub(super) fn lock(store: &Mutex<Store>) -> Result<MutexGuard<'_, Store>> {
     store.lock().map_err(|_| eyre!("state store lock poisoned"))
 }
 
 /// Runs blocking store work on this worker without starving the runtime.
-fn sync<R>(f: impl FnOnce() -> R) -> R {
+pub(super) fn sync<R>(f: impl FnOnce() -> R) -> R {
     tokio::task::block_in_place(f)
 }
 
@@ -515,7 +509,7 @@ impl Engine {
         Ok(recovered)
     }
 
-    fn index(&self) -> Result<MutexGuard<'_, MatchIndex>> {
+    pub(super) fn index(&self) -> Result<MutexGuard<'_, MatchIndex>> {
         self.index.lock().map_err(|_| eyre!("match index lock poisoned"))
     }
 
@@ -587,7 +581,13 @@ impl Engine {
         let delta = matches!(filter.as_deref(), Some(Scope::Delta(_)));
         let batch_size = self.project.config.project.batch_size;
         let mapper = self.mapper(plan, &prepared.owners)?;
-        let corrections = sync(|| lock(&self.store)?.corrections_for(&plan.name))?;
+        let (corrections, seen, journal) = sync(|| -> Result<_> {
+            let store = lock(&self.store)?;
+            // A resumed run goes on numbering the rows under each source id, and replays the
+            // updates its interrupted attempt sent from their journal.
+            let seen = SeenIds::resumed(store.read_in_run(run_id, &plan.name)?);
+            Ok((store.corrections_for(&plan.name)?, seen, store.journaled(run_id, &plan.name)?))
+        })?;
         let (mut rx, producer) = extract::spawn(
             self.source.clone(),
             plan.clone(),
@@ -597,6 +597,7 @@ impl Engine {
             start.cursor,
             filter,
             self.timings.clone(),
+            seen,
         );
         let resolve_queue = sync(|| lock(&self.store)?.open_queue_count(&plan.name))? > 0;
         let mut counts = start.counts;
@@ -614,11 +615,18 @@ impl Engine {
                 batch_no += 1;
                 let n = items.len() as u64;
                 let before = counts;
+                if repeats_earlier_batch(&items) {
+                    // A second row under an id read in an earlier batch: its first row must be
+                    // in the store to be shown beside it.
+                    writer.flush()?;
+                }
                 let lookups = Lookups {
                     store: &reader,
                     in_flight: writer.in_flight(),
+                    in_flight_dest: writer.in_flight_dest(),
                     index_writer: Some(&index_writer),
                     recovered,
+                    journal: &journal,
                     delta,
                 };
                 let high_water = plan.modified.and_then(|i| {
@@ -726,534 +734,6 @@ impl Engine {
         Ok(())
     }
 
-    /// Dedupe → validate → write one batch; returns what to commit.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn process_batch(
-        &self,
-        run_id: i64,
-        plan: &ObjectPlan,
-        owners: &Owners,
-        items: Vec<Item>,
-        counts: &mut Counts,
-        cursor: Option<String>,
-        done: bool,
-        resolve_queue: bool,
-        lookups: &Lookups<'_>,
-    ) -> Result<BatchCommit> {
-        let n = items.len();
-        let mut slots: Vec<Slot> = (0..n).map(|_| Slot::default()).collect();
-        let mut decisions: Vec<Option<Decision>> = vec![None; n];
-        // Matches held for an operator (merge rule "queue"): the destination record they match.
-        let mut undecided: Vec<Option<String>> = vec![None; n];
-        // Records an interrupted attempt already created: their destination id.
-        let mut adopted: Vec<Option<String>> = vec![None; n];
-
-        // Dedupe, against the store's match index and earlier records of the batch.
-        let started = Instant::now();
-        sync(|| -> Result<()> {
-            let mut dedupe = BatchDeduper::new(plan, run_id, self.settings.region);
-            let record_keys: Vec<RecordKeys> = items
-                .iter()
-                .map(|i| match i {
-                    Item::Mapped(m) if m.issues.is_empty() => dedupe.keys_of(&m.values),
-                    _ => Vec::new(),
-                })
-                .collect();
-            let clean = items.iter().zip(&record_keys).filter_map(|(i, k)| match i {
-                Item::Mapped(m) if m.issues.is_empty() => Some((m.source.source_id.as_str(), k)),
-                _ => None,
-            });
-            let mut index_writer = match lookups.index_writer {
-                Some(w) => Some(w.lock().map_err(|_| eyre!("match index writer lock poisoned"))?),
-                None => None,
-            };
-            if let Some(w) = index_writer.as_mut() {
-                w.wait_applied()?;
-            }
-            let known = super::dedupe::Prefetched::load(
-                &*lock(lookups.store)?,
-                &mut *self.index()?,
-                plan,
-                clean,
-                lookups.in_flight,
-                index_writer.as_ref().map_or(&[][..], |w| w.pending()),
-                run_id,
-            )?;
-            // The lookup has seen the previous batch's keys: they may go into the index now,
-            // while this batch is validated and written.
-            if let Some(w) = index_writer.as_mut() {
-                w.release()?;
-            }
-            for (i, item) in items.iter().enumerate() {
-                match item {
-                    Item::Malformed { message, .. } => {
-                        slots[i].outcome = Some(Outcome::Failed);
-                        slots[i].detail = Some(message.clone());
-                    }
-                    Item::Mapped(m) if !m.issues.is_empty() => {
-                        let mut issues = m.issues.clone();
-                        issues.extend(validate(plan, owners, &m.values, &m.issues, None));
-                        slots[i].issues = issues;
-                    }
-                    Item::Mapped(m) if lookups.recovered.contains_key(&m.source.source_id) => {
-                        // Created by an interrupted attempt: the decision an uninterrupted run
-                        // made. Its keys still go into the batch, for duplicates after it.
-                        let _ = dedupe.decide(&known, i, &m.source.source_id, &record_keys[i]);
-                        decisions[i] = Some(Decision::Create);
-                        adopted[i] = lookups.recovered.get(&m.source.source_id).cloned();
-                    }
-                    Item::Mapped(m) if m.match_choice.is_some() && known.written(&m.source.source_id).is_none() => {
-                        // The operator decided this record's match: no dedupe second-guesses it.
-                        // (Once written, the id map leads a later run to the same record.)
-                        decisions[i] = Some(match &m.match_choice {
-                            Some(MatchChoice::MergeInto(dest_id)) => Decision::Update {
-                                dest_id: dest_id.clone(),
-                                matched_by: OPERATOR_CHOICE.into(),
-                                written_this_run: false,
-                            },
-                            _ => Decision::Create,
-                        });
-                    }
-                    Item::Mapped(m) => {
-                        let d = dedupe.decide(&known, i, &m.source.source_id, &record_keys[i]);
-                        // Under the "queue" rule a match waits for a person — but not the
-                        // record's own earlier write, found by its source id.
-                        if plan.merge == MergeRule::Queue
-                            && let Decision::Update { dest_id, matched_by, .. } = &d
-                            && matched_by != "source_id"
-                        {
-                            slots[i].issues.push(Issue {
-                                field: matched_by.clone(),
-                                rule: Rule::MatchNeedsDecision,
-                                value: None,
-                                message: format!("matches destination record {dest_id}; this object has no merge rule"),
-                                suggestion: Some("merge into it, create new, or skip".into()),
-                            });
-                            undecided[i] = Some(dest_id.clone());
-                            continue;
-                        }
-                        decisions[i] = Some(d);
-                    }
-                }
-            }
-            Ok(())
-        })?;
-
-        self.timings.add(Stage::Dedupe, started.elapsed());
-
-        // Read the destination records about to be updated, and the candidates of ambiguous matches.
-        let mut wanted: Vec<String> = Vec::new();
-        for d in decisions.iter().flatten() {
-            match d {
-                Decision::Update { dest_id, .. } => wanted.push(dest_id.clone()),
-                Decision::Ambiguous { candidates, .. } => {
-                    wanted.extend(candidates.iter().filter(|c| !c.starts_with("batch")).cloned())
-                }
-                _ => {}
-            }
-        }
-        wanted.extend(undecided.iter().flatten().cloned());
-        let fields: Vec<String> = plan.dest_fields.to_vec();
-        let current = if wanted.is_empty() {
-            std::collections::HashMap::new()
-        } else {
-            wanted.sort();
-            wanted.dedup();
-            let started = Instant::now();
-            let read = self.dest.read(&plan.dest_object, &wanted, &fields).await?;
-            self.timings.add(Stage::ReadDestination, started.elapsed());
-            read
-        };
-
-        // Merge: leads hold the final values of the records to write.
-        let mut finals: Vec<Option<Vec<Value>>> = vec![None; n];
-        let mut updates: HashMap<usize, (String, Vec<Value>, bool)> = HashMap::new();
-        // The side-by-side an operator decides from: each candidate's current values.
-        let sides = |ids: &[String]| -> Result<String> {
-            let sides: IndexMap<&String, Option<IndexMap<&String, &Value>>> =
-                ids.iter().map(|c| (c, current.get(c).map(|vals| fields.iter().zip(vals).collect()))).collect();
-            Ok(serde_json::to_string(&sides)?)
-        };
-        for i in 0..n {
-            if let Some(dest_id) = &undecided[i] {
-                slots[i].candidates = Some(sides(std::slice::from_ref(dest_id))?);
-            }
-        }
-        // Records found by their own source id: Cutover wrote them in an earlier run.
-        let own: Vec<(usize, String)> = (0..n)
-            .filter_map(|i| match (&items[i], &decisions[i]) {
-                (Item::Mapped(m), Some(Decision::Update { dest_id, matched_by, written_this_run: false }))
-                    if matched_by == "source_id" && m.match_choice.is_none() =>
-                {
-                    Some((i, dest_id.clone()))
-                }
-                _ => None,
-            })
-            .collect();
-        // Those Cutover created follow the source; those it merged into keep the merge rule.
-        let follows_source: std::collections::HashSet<String> = if own.is_empty() {
-            Default::default()
-        } else {
-            let ids: Vec<String> = own.iter().map(|(_, d)| d.clone()).collect();
-            sync(|| lock(lookups.store)?.created_records(&plan.name, &ids))?
-        };
-        // A delta never overwrites what someone changed in the destination since Cutover wrote
-        // it: such a record waits in the queue with both versions (an operator's decision —
-        // `@match` — is the exception).
-        if lookups.delta && !own.is_empty() {
-            let ids: Vec<String> = own.iter().map(|(_, d)| d.clone()).collect();
-            let images = sync(|| lock(lookups.store)?.written_images(&plan.name, &ids))?;
-            for (i, dest_id) in own {
-                let (Some(image), Some(now)) = (images.get(&dest_id), current.get(&dest_id)) else { continue };
-                let wrote: IndexMap<String, Value> = serde_json::from_str(image)?;
-                let mut issues = Vec::new();
-                for (f, w) in &wrote {
-                    let Some(pos) = fields.iter().position(|x| x == f) else { continue };
-                    let found = now.get(pos).cloned().flatten();
-                    let ty = plan.schema.field(f).map(|d| d.ty).unwrap_or(crate::model::FieldType::Text);
-                    if !crate::compare::same(ty, w.as_deref(), found.as_deref()) {
-                        issues.push(Issue {
-                            field: f.clone(),
-                            rule: Rule::ChangedInDestination,
-                            value: found,
-                            message: format!(
-                                "changed in the destination since Cutover wrote {} there",
-                                crate::text::shown_opt(w.as_deref())
-                            ),
-                            suggestion: Some(format!(
-                                "keep the destination's version (skip), or overwrite it (@match={dest_id})"
-                            )),
-                        });
-                    }
-                }
-                if !issues.is_empty() {
-                    slots[i].issues = issues;
-                    slots[i].candidates = Some(sides(std::slice::from_ref(&dest_id))?);
-                    decisions[i] = None;
-                }
-            }
-        }
-        for i in 0..n {
-            let Item::Mapped(m) = &items[i] else { continue };
-            let Some(decision) = decisions[i].clone() else {
-                if slots[i].outcome.is_none() {
-                    slots[i].outcome = Some(Outcome::Queued);
-                }
-                continue;
-            };
-            match decision {
-                Decision::Create => finals[i] = Some(m.values.clone()),
-                Decision::Update { dest_id, matched_by, written_this_run } => {
-                    slots[i].matched_by = Some(matched_by.clone());
-                    match current.get(&dest_id) {
-                        Some(cur)
-                            if let Some(message) = self.stale_match(plan, &matched_by, &dest_id, cur, &m.values) =>
-                        {
-                            slots[i].issues.push(Issue {
-                                field: matched_by,
-                                rule: Rule::AmbiguousMatch,
-                                value: None,
-                                message,
-                                suggestion: Some(
-                                    "reprocess it: the next attempt matches on the destination's current values".into(),
-                                ),
-                            });
-                            slots[i].outcome = Some(Outcome::Queued);
-                            decisions[i] = None;
-                        }
-                        Some(cur) => {
-                            finals[i] = Some(if matched_by == "source_id" && follows_source.contains(&dest_id) {
-                                m.values.clone()
-                            } else {
-                                merge(cur, &m.values, merge_rule_for(plan, &matched_by))
-                            });
-                            updates.insert(i, (dest_id, cur.clone(), written_this_run));
-                        }
-                        None if matched_by == OPERATOR_CHOICE => {
-                            slots[i].issues.push(Issue {
-                                field: MATCH_CHOICE.into(),
-                                rule: Rule::AmbiguousMatch,
-                                value: Some(dest_id.clone()),
-                                message: format!("the chosen destination record {dest_id} no longer exists"),
-                                suggestion: Some("choose another record to merge into, or create new".into()),
-                            });
-                            slots[i].outcome = Some(Outcome::Queued);
-                            decisions[i] = None;
-                        }
-                        None => {
-                            // The destination no longer has it: write it anew.
-                            slots[i].detail =
-                                Some(format!("destination record {dest_id} no longer exists; created anew"));
-                            decisions[i] = Some(Decision::Create);
-                            finals[i] = Some(m.values.clone());
-                        }
-                    }
-                }
-                Decision::IntoLead { lead, matched_by } => {
-                    slots[i].matched_by = Some(matched_by);
-                    if let Some(lead_values) = finals[lead].take() {
-                        finals[lead] = Some(merge(&lead_values, &m.values, plan.merge));
-                    }
-                }
-                Decision::Ambiguous { matched_by, candidates } => {
-                    slots[i].candidates = Some(sides(&candidates)?);
-                    slots[i].issues.push(Issue {
-                        field: matched_by.clone(),
-                        rule: Rule::AmbiguousMatch,
-                        value: m
-                            .values
-                            .get(plan.dest_fields.iter().position(|f| *f == matched_by).unwrap_or(0))
-                            .cloned()
-                            .flatten(),
-                        message: format!(
-                            "{} destination records match on {matched_by}: {}",
-                            candidates.len(),
-                            candidates.join(", ")
-                        ),
-                        suggestion: Some("choose the record to merge into, create new, or skip".into()),
-                    });
-                    slots[i].outcome = Some(Outcome::Queued);
-                    decisions[i] = None;
-                }
-            }
-        }
-
-        // Validate the final values of every record about to be written.
-        for i in 0..n {
-            if let Some(values) = &finals[i] {
-                let written: Option<Vec<bool>> =
-                    updates.get(&i).map(|(_, cur, _)| cur.iter().zip(values).map(|(c, v)| c != v).collect());
-                let issues = validate(plan, owners, values, &[], written.as_deref());
-                if !issues.is_empty() {
-                    slots[i].issues = issues;
-                    slots[i].outcome = Some(Outcome::Queued);
-                    finals[i] = None;
-                    decisions[i] = None;
-                    updates.remove(&i);
-                }
-            }
-        }
-
-        // Write: creates and updates in batches, one result per record.
-        let dedupe_keys = BatchDeduper::new(plan, run_id, self.settings.region);
-        let mut keys: Vec<RecordKeys> = vec![Vec::new(); n];
-        let mut creates: Vec<usize> = (0..n).filter(|&i| finals[i].is_some() && !updates.contains_key(&i)).collect();
-        creates.retain(|&i| {
-            let Some(dest_id) = adopted[i].take() else { return true };
-            if let Some(values) = finals[i].take() {
-                keys[i] = dedupe_keys.keys_of(&values);
-                slots[i].written = json_object(&fields, &values).ok();
-            }
-            slots[i].outcome = Some(Outcome::Created);
-            slots[i].dest_id = Some(dest_id);
-            slots[i].detail = Some("created by an interrupted attempt; found by its marker, not created again".into());
-            false
-        });
-        if !creates.is_empty() {
-            // Keys are taken before the values move into the write.
-            for &i in &creates {
-                if let Some(values) = &finals[i] {
-                    keys[i] = dedupe_keys.keys_of(values);
-                    slots[i].written = Some(json_object(&fields, values)?);
-                }
-            }
-            let rows = creates.iter().filter_map(|&i| finals[i].take()).collect();
-            let source_ids = creates
-                .iter()
-                .map(|&i| match &items[i] {
-                    Item::Mapped(m) => plan.marker(&m.source.source_id),
-                    Item::Malformed { source_id, .. } => plan.marker(source_id),
-                })
-                .collect();
-            let marks = Marks { namespace: self.project.config.project.name.clone(), source_ids };
-            let started = Instant::now();
-            let results = write::create(self.dest.as_ref(), plan, rows, marks).await?;
-            self.timings.add(Stage::Write, started.elapsed());
-            for (&i, r) in creates.iter().zip(results) {
-                match r {
-                    Ok(id) => {
-                        slots[i].outcome = Some(Outcome::Created);
-                        slots[i].dest_id = Some(id);
-                    }
-                    Err(msg) => {
-                        slots[i].outcome = Some(Outcome::Failed);
-                        slots[i].detail = Some(format!("the destination refused it: {msg}"));
-                    }
-                }
-            }
-        }
-        let mut order: Vec<usize> = updates.keys().copied().collect();
-        order.sort_unstable();
-        let mut changes = Vec::with_capacity(order.len());
-        for &i in &order {
-            let (dest_id, cur, _) = &updates[&i];
-            let fin = finals[i].as_ref().ok_or_else(|| eyre!("update without values"))?;
-            let planned = write::plan_update(&fields, dest_id, cur, fin)?;
-            slots[i].before_image = planned.before_image;
-            slots[i].detail = Some(planned.detail);
-            slots[i].written = Some(json_object(&fields, fin)?);
-            keys[i] = dedupe_keys.keys_of(fin);
-            changes.push(planned.change);
-        }
-        if !changes.is_empty() {
-            let started = Instant::now();
-            let results = write::update(self.dest.as_ref(), plan, &changes).await?;
-            self.timings.add(Stage::Write, started.elapsed());
-            for (&i, r) in order.iter().zip(results) {
-                let written_this_run = updates[&i].2;
-                match r {
-                    Ok(id) => {
-                        slots[i].outcome = Some(if written_this_run { Outcome::Merged } else { Outcome::Updated });
-                        slots[i].dest_id = Some(id);
-                    }
-                    Err(msg) => {
-                        slots[i].outcome = Some(Outcome::Failed);
-                        slots[i].detail = Some(format!("the destination refused the update: {msg}"));
-                        slots[i].before_image = None;
-                        slots[i].written = None;
-                    }
-                }
-            }
-        }
-
-        // Followers take the outcome of their lead.
-        for i in 0..n {
-            if let Some(Decision::IntoLead { lead, .. }) = &decisions[i] {
-                let lead = *lead;
-                let lead_sid = match &items[lead] {
-                    Item::Mapped(m) => m.source.source_id.clone(),
-                    Item::Malformed { source_id, .. } => source_id.clone(),
-                };
-                match (slots[lead].outcome, slots[lead].dest_id.clone()) {
-                    (Some(Outcome::Created | Outcome::Updated | Outcome::Merged), Some(id)) => {
-                        slots[i].outcome = Some(Outcome::Merged);
-                        slots[i].dest_id = Some(id);
-                        slots[i].written = slots[lead].written.clone();
-                        slots[i].detail = Some(format!("merged with source record {lead_sid} of the same batch"));
-                    }
-                    (Some(Outcome::Failed), _) => {
-                        slots[i].outcome = Some(Outcome::Failed);
-                        slots[i].detail =
-                            Some(format!("merged with source record {lead_sid}, which the destination refused"));
-                    }
-                    _ => {
-                        slots[i].outcome = Some(Outcome::Queued);
-                        let field = slots[i].matched_by.clone().unwrap_or_default();
-                        slots[i].issues.push(Issue {
-                            field,
-                            rule: Rule::MatchNeedsDecision,
-                            value: None,
-                            message: format!("duplicate of source record {lead_sid}, which is held in the queue"),
-                            suggestion: Some(format!("fix {lead_sid} first, then reprocess this one")),
-                        });
-                    }
-                }
-            }
-        }
-
-        // Assemble the commit.
-        let mut commit = BatchCommit { run_id, object: plan.name.clone(), cursor, done, ..Default::default() };
-        for (i, item) in items.into_iter().enumerate() {
-            let slot = std::mem::take(&mut slots[i]);
-            let outcome = slot.outcome.unwrap_or(Outcome::Queued);
-            counts.extracted += 1;
-            counts.add(outcome);
-            match item {
-                Item::Malformed { source_id, .. } => commit.audit.push(AuditRow {
-                    source_id,
-                    outcome: outcome.as_str(),
-                    detail: slot.detail,
-                    ..Default::default()
-                }),
-                Item::Mapped(m) => {
-                    let sid = m.source.source_id.clone();
-                    if outcome == Outcome::Queued {
-                        let reason = slot.issues.first().map(|i| i.rule.as_str()).unwrap_or("invalid_value");
-                        commit.queue.push(QueueWrite {
-                            source_id: sid.clone(),
-                            origin: m.source.origin.clone(),
-                            reason: reason.to_string(),
-                            source: json_object(&plan.source_fields, &m.source.values)?,
-                            mapped: json_object(&plan.dest_fields, &m.values)?,
-                            issues: serde_json::to_string(&slot.issues)?,
-                            candidates: slot.candidates,
-                            waiting_on: m.waiting_on.clone(),
-                        });
-                    }
-                    if let Some(dest_id) = &slot.dest_id {
-                        commit.id_map.push(IdMapWrite {
-                            source_id: sid.clone(),
-                            dest_id: dest_id.clone(),
-                            written: slot.written,
-                            source_hash: Some(super::delta::source_hash(&m.source.values)),
-                            created: outcome == Outcome::Created,
-                        });
-                        let own = if keys[i].is_empty() {
-                            dedupe_keys.keys_of(&m.values)
-                        } else {
-                            std::mem::take(&mut keys[i])
-                        };
-                        for (k, v) in own {
-                            commit.match_keys.push((plan.match_keys[k].field.clone(), v, dest_id.clone()));
-                        }
-                        if resolve_queue {
-                            commit.resolved.push(sid.clone());
-                        }
-                    }
-                    let detail = match outcome {
-                        Outcome::Queued => Some(
-                            slot.issues
-                                .iter()
-                                .map(|i| format!("{}: {}", i.field, i.message))
-                                .collect::<Vec<_>>()
-                                .join("; "),
-                        ),
-                        _ => slot.detail,
-                    };
-                    commit.audit.push(AuditRow {
-                        source_id: sid,
-                        outcome: outcome.as_str(),
-                        dest_id: slot.dest_id,
-                        merge_rule: matches!(outcome, Outcome::Updated | Outcome::Merged)
-                            .then(|| merge_rule_for(plan, slot.matched_by.as_deref().unwrap_or_default()).as_str()),
-                        matched_by: slot.matched_by,
-                        detail,
-                        before_image: slot.before_image,
-                    });
-                }
-            }
-        }
-        commit.counts = *counts;
-        Ok(commit)
-    }
-
-    /// Verifies a key match against the destination record as it is now. The match index keeps
-    /// hashes and is as old as the run's scan, so a collision or an edit made in the destination
-    /// since then must not merge a record into the wrong one. `None` when the match holds.
-    fn stale_match(
-        &self,
-        plan: &ObjectPlan,
-        key: &str,
-        dest_id: &str,
-        current: &[Value],
-        ours: &[Value],
-    ) -> Option<String> {
-        let mk = plan.match_keys.iter().find(|k| k.field == key)?;
-        let region = self.settings.region;
-        let want = ours
-            .get(mk.index)?
-            .as_deref()
-            .and_then(|v| super::dedupe::normalize_key(mk.kind, v, mk.mapped_normalised, region));
-        let have =
-            current.get(mk.index)?.as_deref().and_then(|v| super::dedupe::normalize_key(mk.kind, v, false, region));
-        (want != have).then(|| {
-            format!(
-                "destination record {dest_id} was found by {key}, but its {key} is now {}",
-                have.map(|h| format!("'{h}'")).unwrap_or_else(|| "blank".into())
-            )
-        })
-    }
-
     /// Sends held records again through map → dedupe → validate → write, with their corrections.
     /// Children waiting on a parent that gets written are released in the same run.
     pub async fn reprocess(&self, ids: &[i64]) -> std::result::Result<RunSummary, RunFailure> {
@@ -1298,22 +778,29 @@ impl Engine {
             self.ensure_match_index(plan).await?;
             // A reprocess killed after its write finds its records here, instead of writing twice.
             let recovered = self.recover_created(plan).await?;
+            let journal = sync(|| lock(&self.store)?.journaled(run_id, &plan.name))?;
             let mapper = self.mapper(plan, &prepared.owners)?;
             let mut counts = Counts::default();
             for chunk in items.chunks(self.project.config.project.batch_size) {
                 let batch: Vec<Item> = sync(|| {
                     chunk
                         .iter()
-                        .map(|q| mapper.map(source_record(plan, q), &q.corrections).map(Item::Mapped))
+                        .map(|q| {
+                            let mut m = mapper.map(source_record(plan, q), &q.corrections)?;
+                            m.occurrence = q.occurrence;
+                            Ok(Item::Mapped(m))
+                        })
                         .collect::<Result<_>>()
                 })?;
                 let commit = {
-                    let none = HashMap::new();
+                    let (none, nobody) = (HashMap::new(), HashMap::new());
                     let lookups = Lookups {
                         store: &self.store,
                         in_flight: &none,
+                        in_flight_dest: &nobody,
                         index_writer: None,
                         recovered: &recovered,
+                        journal: &journal,
                         delta: false,
                     };
                     self.process_batch(run_id, plan, &prepared.owners, batch, &mut counts, None, false, true, &lookups)
@@ -1351,12 +838,6 @@ impl Engine {
 /// What a match is called in the audit log when an operator chose the record.
 pub const OPERATOR_CHOICE: &str = "operator's choice";
 
-/// The merge rule applied to a match. An operator's "merge into this one" on an object whose rule
-/// is `queue` keeps the destination's values and fills its blanks.
-fn merge_rule_for(plan: &ObjectPlan, matched_by: &str) -> MergeRule {
-    if matched_by == OPERATOR_CHOICE && plan.merge == MergeRule::Queue { MergeRule::FillBlanks } else { plan.merge }
-}
-
 /// The source record a queue item was made from, realigned with the source's current fields.
 fn source_record(plan: &ObjectPlan, item: &QueueItem) -> SourceRecord {
     SourceRecord {
@@ -1366,9 +847,19 @@ fn source_record(plan: &ObjectPlan, item: &QueueItem) -> SourceRecord {
     }
 }
 
-fn json_object(fields: &[String], values: &[Value]) -> Result<String> {
-    let map: IndexMap<&String, &Value> = fields.iter().zip(values).collect();
-    Ok(serde_json::to_string(&map)?)
+/// Whether the batch holds a second row under an id whose first row an earlier batch read.
+fn repeats_earlier_batch(items: &[Item]) -> bool {
+    let firsts: HashSet<&str> = items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Mapped(m) if m.occurrence == 1 => Some(m.source.source_id.as_str()),
+            Item::Malformed { source_id, occurrence: 1, .. } => Some(source_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    items
+        .iter()
+        .any(|i| matches!(i, Item::Mapped(m) if m.occurrence > 1 && !firsts.contains(m.source.source_id.as_str())))
 }
 
 /// "no_translation on dealstage (180), …" for a halt message.

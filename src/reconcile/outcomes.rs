@@ -11,12 +11,14 @@ use std::collections::HashMap;
 const PAGE: usize = 5000;
 
 pub async fn check(engine: &Engine, plan: &ObjectPlan) -> Result<CountCheck> {
-    let mut latest: HashMap<String, Option<Outcome>> = {
+    let mut latest: HashMap<(String, u32), Option<Outcome>> = {
         let store = engine.store().lock().map_err(|_| eyre!("state store lock poisoned"))?;
         tokio::task::block_in_place(|| store.latest_outcomes(&plan.name))?
     };
     let source = engine.source();
     let mut check = CountCheck { source_count: source.count(&plan.source_object).await.ok(), ..Default::default() };
+    // Rows under each id, counted here: the second row under an id is a record of its own.
+    let mut rows: HashMap<String, u32> = HashMap::new();
     let mut cursor = Cursor::start();
     loop {
         let batch = source
@@ -29,13 +31,16 @@ pub async fn check(engine: &Engine, plan: &ObjectPlan) -> Result<CountCheck> {
                 Extracted::Malformed { source_id, .. } => source_id,
             };
             check.in_source += 1;
-            match latest.remove(sid) {
-                Some(Some(Outcome::Created | Outcome::Updated | Outcome::Merged)) => check.written += 1,
+            let n = rows.entry(sid.clone()).or_default();
+            *n += 1;
+            let shown = if *n == 1 { sid.clone() } else { format!("{sid} (row {n} under this id)") };
+            match latest.remove(&(sid.clone(), *n)) {
+                Some(Some(o)) if o.is_written() => check.written += 1,
                 Some(Some(Outcome::Queued)) => check.queued += 1,
                 Some(Some(Outcome::Skipped)) => check.skipped += 1,
-                Some(Some(Outcome::Failed)) => check.failed.push(sid.clone()),
+                Some(Some(_)) => check.failed.push(shown),
                 Some(None) => check.rolled_back += 1,
-                None => check.no_outcome.push(sid.clone()),
+                None => check.no_outcome.push(shown),
             }
         }
         cursor = batch.next;
@@ -44,11 +49,8 @@ pub async fn check(engine: &Engine, plan: &ObjectPlan) -> Result<CountCheck> {
         }
     }
     // What is left had an outcome but is gone from the source; only written ones matter.
-    let mut gone: Vec<String> = latest
-        .into_iter()
-        .filter(|(_, o)| matches!(o, Some(Outcome::Created | Outcome::Updated | Outcome::Merged)))
-        .map(|(sid, _)| sid)
-        .collect();
+    let mut gone: Vec<String> =
+        latest.into_iter().filter(|(_, o)| o.is_some_and(Outcome::is_written)).map(|((sid, _), _)| sid).collect();
     gone.sort_unstable();
     for sid in gone {
         check.not_in_source.push(sid);

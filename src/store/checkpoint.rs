@@ -1,7 +1,7 @@
 //! Resuming a run: the newest full run that did not complete, and where each object stopped.
 //! A batch's outcomes and the cursor after it commit together, so a checkpoint is always exact.
 
-use super::{RunInfo, Store, run_info};
+use super::{COUNT_COLUMNS, RunInfo, Store, counts_at, run_info};
 use crate::model::Counts;
 use color_eyre::eyre::Result;
 use rusqlite::{OptionalExtension, params};
@@ -50,25 +50,9 @@ impl Store {
         Ok(self
             .conn()
             .query_row(
-                "SELECT extracted, created, updated, merged, queued, skipped, failed, cursor, done
-                 FROM run_objects WHERE run_id = ?1 AND object = ?2",
+                &format!("SELECT cursor, done, {COUNT_COLUMNS} FROM run_objects WHERE run_id = ?1 AND object = ?2"),
                 params![run_id, object],
-                |r| {
-                    let n = |i: usize| r.get::<_, i64>(i).map(|v| v as u64);
-                    Ok(Checkpoint {
-                        counts: Counts {
-                            extracted: n(0)?,
-                            created: n(1)?,
-                            updated: n(2)?,
-                            merged: n(3)?,
-                            queued: n(4)?,
-                            skipped: n(5)?,
-                            failed: n(6)?,
-                        },
-                        cursor: r.get(7)?,
-                        done: r.get(8)?,
-                    })
-                },
+                |r| Ok(Checkpoint { cursor: r.get(0)?, done: r.get(1)?, counts: counts_at(r, 2)? }),
             )
             .optional()?)
     }

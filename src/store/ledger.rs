@@ -16,18 +16,20 @@ pub struct Written {
 }
 
 impl Store {
-    /// Each source record's latest outcome in any run — `None` when a rollback undid it
-    /// (corrections and other actions aside).
-    pub fn latest_outcomes(&self, object: &str) -> Result<HashMap<String, Option<Outcome>>> {
-        let mut stmt = self.conn().prepare("SELECT source_id, outcome FROM audit WHERE object = ?1 ORDER BY id")?;
+    /// Each physical source record's latest outcome in any run, by (source id, occurrence) —
+    /// `None` when a rollback undid it (corrections and other actions aside).
+    pub fn latest_outcomes(&self, object: &str) -> Result<HashMap<(String, u32), Option<Outcome>>> {
+        let mut stmt =
+            self.conn().prepare("SELECT source_id, occurrence, outcome FROM audit WHERE object = ?1 ORDER BY id")?;
         let mut rows = stmt.query([object])?;
         let mut out = HashMap::new();
         while let Some(r) = rows.next()? {
-            let outcome: String = r.get(1)?;
+            let key = (r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(1) as u32);
+            let outcome: String = r.get(2)?;
             if let Some(o) = Outcome::parse(&outcome) {
-                out.insert(r.get::<_, String>(0)?, Some(o));
+                out.insert(key, Some(o));
             } else if outcome == "rolled_back" {
-                out.insert(r.get::<_, String>(0)?, None);
+                out.insert(key, None);
             }
         }
         Ok(out)

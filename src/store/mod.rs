@@ -6,8 +6,10 @@ pub mod audit;
 mod checkpoint;
 pub mod claims;
 pub mod export;
+pub mod journal;
 mod ledger;
 pub mod match_index;
+pub mod members;
 mod queue;
 pub mod rollback;
 pub mod run_lock;
@@ -78,12 +80,19 @@ pub struct AuditRow {
     pub detail: Option<String>,
     /// JSON of the destination record's values before Cutover changed them.
     pub before_image: Option<String>,
+    /// 1 for the first row with this source id in the run, 2 for a second one, …
+    pub occurrence: u32,
+    /// Where the record came from (file and line, table and id).
+    pub origin: Option<String>,
+    /// Hash of the source values read (see `pipeline::delta::source_hash`).
+    pub source_hash: Option<String>,
 }
 
 /// A queue item to insert or refresh.
 #[derive(Debug, Clone)]
 pub struct QueueWrite {
     pub source_id: String,
+    pub occurrence: u32,
     pub origin: String,
     pub reason: String,
     pub source: String,
@@ -104,6 +113,8 @@ pub struct IdMapWrite {
     pub source_hash: Option<String>,
     /// Cutover created the destination record (rather than matching an existing one).
     pub created: bool,
+    /// Another source record is the destination record's survivor; this one was merged into it.
+    pub member: bool,
 }
 
 /// Everything one batch changes in the store, committed in one transaction.
@@ -125,6 +136,8 @@ pub struct BatchCommit {
     pub resolved: Vec<String>,
     /// The highest modified time in the batch (see `delta::modified_key`).
     pub high_water: Option<String>,
+    /// Source ids whose journaled updates (see [`Store::journal_updates`]) this batch settles.
+    pub journaled: Vec<String>,
 }
 
 pub fn now() -> String {
@@ -279,27 +292,11 @@ impl Store {
 
     /// The outcome counters of every object of a run, in run order.
     pub fn run_counts(&self, run_id: i64) -> Result<Vec<(String, Option<u64>, Counts)>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT object, source_count, extracted, created, updated, merged, queued, skipped, failed
-             FROM run_objects WHERE run_id = ?1 ORDER BY position",
-        )?;
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT object, source_count, {COUNT_COLUMNS} FROM run_objects WHERE run_id = ?1 ORDER BY position"
+        ))?;
         let rows = stmt
-            .query_map([run_id], |r| {
-                let n = |i: usize| r.get::<_, i64>(i).map(|v| v as u64);
-                Ok((
-                    r.get(0)?,
-                    r.get::<_, Option<i64>>(1)?.map(|v| v as u64),
-                    Counts {
-                        extracted: n(2)?,
-                        created: n(3)?,
-                        updated: n(4)?,
-                        merged: n(5)?,
-                        queued: n(6)?,
-                        skipped: n(7)?,
-                        failed: n(8)?,
-                    },
-                ))
-            })?
+            .query_map([run_id], |r| Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.map(|v| v as u64), counts_at(r, 2)?)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
@@ -368,8 +365,9 @@ impl Store {
         let tx = self.conn.transaction()?;
         {
             let mut audit = tx.prepare_cached(
-                "INSERT INTO audit (run_id, at, user, object, source_id, outcome, dest_id, matched_by, merge_rule, detail, before_image)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                "INSERT INTO audit (run_id, at, user, object, source_id, outcome, dest_id, matched_by, merge_rule, detail,
+                                    before_image, occurrence, origin, source_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?;
             for a in &batch.audit {
                 audit.execute(params![
@@ -383,13 +381,16 @@ impl Store {
                     a.matched_by,
                     a.merge_rule,
                     a.detail,
-                    a.before_image
+                    a.before_image,
+                    a.occurrence.max(1),
+                    a.origin,
+                    a.source_hash
                 ])?;
             }
             let mut idmap = tx.prepare_cached(
-                "INSERT INTO id_map (object, source_id, dest_id, run_id, source_hash) VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO id_map (object, source_id, dest_id, run_id, source_hash, role) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (object, source_id) DO UPDATE SET dest_id = excluded.dest_id, run_id = excluded.run_id,
-                    source_hash = excluded.source_hash",
+                    source_hash = excluded.source_hash, role = excluded.role",
             )?;
             let mut image = tx.prepare_cached(
                 "INSERT INTO written (object, dest_id, run_id, image, created) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -397,16 +398,17 @@ impl Store {
                     created = MAX(created, excluded.created)",
             )?;
             for w in &batch.id_map {
-                idmap.execute(params![batch.object, w.source_id, w.dest_id, batch.run_id, w.source_hash])?;
+                let role = if w.member { "member" } else { "survivor" };
+                idmap.execute(params![batch.object, w.source_id, w.dest_id, batch.run_id, w.source_hash, role])?;
                 if let Some(written) = &w.written {
                     image.execute(params![batch.object, w.dest_id, batch.run_id, written, w.created])?;
                 }
             }
             let mut queue = tx.prepare_cached(
                 "INSERT INTO queue (object, source_id, origin, run_id, status, reason, source, mapped, issues, candidates,
-                                    waiting_object, waiting_source_id, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)
-                 ON CONFLICT (object, source_id) DO UPDATE SET
+                                    waiting_object, waiting_source_id, created_at, updated_at, occurrence)
+                 VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13)
+                 ON CONFLICT (object, source_id, occurrence) DO UPDATE SET
                     origin = excluded.origin, run_id = excluded.run_id, status = 'open', reason = excluded.reason,
                     source = excluded.source, mapped = excluded.mapped, issues = excluded.issues,
                     candidates = excluded.candidates, waiting_object = excluded.waiting_object,
@@ -429,13 +431,14 @@ impl Store {
                     q.candidates,
                     wo,
                     ws,
-                    at
+                    at,
+                    q.occurrence.max(1)
                 ])?;
             }
             if !batch.resolved.is_empty() {
                 let mut resolve = tx.prepare_cached(
                     "UPDATE queue SET status = 'resolved', updated_at = ?3
-                     WHERE object = ?1 AND source_id = ?2 AND status IN ('open', 'fixed', 'claimed')",
+                     WHERE object = ?1 AND source_id = ?2 AND occurrence = 1 AND status IN ('open', 'fixed', 'claimed')",
                 )?;
                 for source_id in &batch.resolved {
                     resolve.execute(params![batch.object, source_id, at])?;
@@ -448,10 +451,18 @@ impl Store {
                 )?
                 .execute(params![batch.run_id, batch.object, mark])?;
             }
+            if !batch.journaled.is_empty() {
+                let mut settle = tx.prepare_cached(
+                    "DELETE FROM pending_updates WHERE run_id = ?1 AND object = ?2 AND source_id = ?3",
+                )?;
+                for sid in &batch.journaled {
+                    settle.execute(params![batch.run_id, batch.object, sid])?;
+                }
+            }
             let c = &batch.counts;
             tx.prepare_cached(
                 "UPDATE run_objects SET extracted = ?3, created = ?4, updated = ?5, merged = ?6, queued = ?7,
-                        skipped = ?8, failed = ?9, cursor = COALESCE(?10, cursor), done = ?11
+                        skipped = ?8, failed = ?9, cursor = COALESCE(?10, cursor), done = ?11, unchanged = ?12
                  WHERE run_id = ?1 AND object = ?2",
             )?
             .execute(params![
@@ -465,7 +476,8 @@ impl Store {
                 c.skipped as i64,
                 c.failed as i64,
                 batch.cursor,
-                batch.done
+                batch.done,
+                c.unchanged as i64
             ])?;
         }
         tx.commit()?;
@@ -498,6 +510,15 @@ impl Store {
         )?;
         Ok(())
     }
+}
+
+/// The outcome counters of `run_objects`, in the order [`counts_at`] reads them.
+pub(crate) const COUNT_COLUMNS: &str = "extracted, created, updated, unchanged, merged, queued, skipped, failed";
+
+/// Counters selected as [`COUNT_COLUMNS`] from column `first` on.
+pub(crate) fn counts_at(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Counts> {
+    let n = |i: usize| r.get::<_, i64>(first + i).map(|v| v.max(0) as u64);
+    Ok(Counts::from_columns(n(0)?, [n(1)?, n(2)?, n(3)?, n(4)?, n(5)?, n(6)?, n(7)?]))
 }
 
 /// "?3, ?4, …" — `n` numbered placeholders from `first` on.
@@ -567,10 +588,12 @@ mod tests {
                     written: None,
                     source_hash: None,
                     created: false,
+                    member: false,
                 }],
                 match_keys: vec![("email".into(), "a@b.c".into(), "10".into())],
                 queue: vec![QueueWrite {
                     source_id: "2".into(),
+                    occurrence: 1,
                     origin: "x.csv:3".into(),
                     reason: "owner_not_provisioned".into(),
                     source: "{}".into(),
@@ -580,6 +603,7 @@ mod tests {
                     waiting_on: None,
                 }],
                 resolved: vec![],
+                journaled: vec![],
             })
             .expect("commit");
         assert_eq!(store.dest_id("contacts", "1").expect("id"), Some("10".into()));

@@ -58,6 +58,8 @@ pub struct QueueItem {
     pub id: i64,
     pub object: String,
     pub source_id: String,
+    /// 1 for the first row under the source id, 2 for a second one (see `pipeline::seen`).
+    pub occurrence: u32,
     pub origin: String,
     pub run_id: i64,
     pub status: QueueStatus,
@@ -91,7 +93,8 @@ pub struct QueueFilter {
 }
 
 const COLUMNS: &str = "id, object, source_id, origin, run_id, status, reason, source, mapped, issues, candidates, \
-                       corrections, waiting_object, waiting_source_id, created_at, updated_at, claimed_by, claimed_at";
+                       corrections, waiting_object, waiting_source_id, created_at, updated_at, claimed_by, claimed_at, \
+                       occurrence";
 
 fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueItem> {
     let json = |i: usize| -> rusqlite::Result<String> { r.get(i) };
@@ -123,6 +126,7 @@ fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueItem> {
         updated_at: r.get(15)?,
         claimed_by: r.get(16)?,
         claimed_at: r.get(17)?,
+        occurrence: r.get::<_, i64>(18)?.max(1) as u32,
     })
 }
 
@@ -220,7 +224,8 @@ impl Store {
     /// that every later run re-applies, so a re-run never undoes the triage.
     pub fn corrections_for(&self, object: &str) -> Result<HashMap<String, IndexMap<String, Option<String>>>> {
         let mut stmt = self.conn.prepare(
-            "SELECT source_id, corrections FROM queue WHERE object = ?1 AND corrections != '{}' AND status != 'skipped'",
+            "SELECT source_id, corrections FROM queue
+             WHERE object = ?1 AND occurrence = 1 AND corrections != '{}' AND status != 'skipped'",
         )?;
         let rows = stmt.query_map([object], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         let mut out = HashMap::new();

@@ -121,4 +121,68 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE id_map ADD COLUMN source_hash TEXT;
     ALTER TABLE run_objects ADD COLUMN high_water TEXT;
     "#,
+    // 6: integrity. A source id read twice in one run is two physical records: audit and queue
+    // tell them apart by occurrence (the queue's key widens, so the table is rebuilt). Audit rows
+    // say where each record came from and what it held (a hash). Records found with nothing to
+    // change are counted as unchanged. Several source records may feed one destination record:
+    // each id-map entry says whether it is that record's survivor or a member merged into it
+    // (and an index finds a record's members). Updates are journaled before they are sent, so a
+    // replay after a crash keeps their before-images and outcomes. The destination's own count
+    // of each object before the first run is kept, for reconciliation's count witness.
+    r#"
+    ALTER TABLE audit ADD COLUMN occurrence INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE audit ADD COLUMN origin TEXT;
+    ALTER TABLE audit ADD COLUMN source_hash TEXT;
+    ALTER TABLE run_objects ADD COLUMN unchanged INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE id_map ADD COLUMN role TEXT NOT NULL DEFAULT 'survivor';
+    CREATE INDEX id_map_dest ON id_map (object, dest_id);
+    CREATE TABLE queue_new (
+        id                INTEGER PRIMARY KEY,
+        object            TEXT NOT NULL,
+        source_id         TEXT NOT NULL,
+        occurrence        INTEGER NOT NULL DEFAULT 1,
+        origin            TEXT NOT NULL,
+        run_id            INTEGER NOT NULL,
+        status            TEXT NOT NULL,
+        reason            TEXT NOT NULL,
+        source            TEXT NOT NULL,
+        mapped            TEXT NOT NULL,
+        issues            TEXT NOT NULL,
+        candidates        TEXT,
+        corrections       TEXT NOT NULL DEFAULT '{}',
+        waiting_object    TEXT,
+        waiting_source_id TEXT,
+        created_at        TEXT NOT NULL,
+        updated_at        TEXT NOT NULL,
+        claimed_by        TEXT,
+        claimed_at        TEXT,
+        UNIQUE (object, source_id, occurrence)
+    );
+    INSERT INTO queue_new (id, object, source_id, origin, run_id, status, reason, source, mapped, issues,
+                           candidates, corrections, waiting_object, waiting_source_id, created_at, updated_at,
+                           claimed_by, claimed_at)
+        SELECT id, object, source_id, origin, run_id, status, reason, source, mapped, issues, candidates,
+               corrections, waiting_object, waiting_source_id, created_at, updated_at, claimed_by, claimed_at
+        FROM queue;
+    DROP TABLE queue;
+    ALTER TABLE queue_new RENAME TO queue;
+    CREATE INDEX queue_status ON queue (status, object, reason);
+    CREATE INDEX queue_waiting ON queue (waiting_object, waiting_source_id) WHERE waiting_object IS NOT NULL;
+    CREATE TABLE pending_updates (
+        run_id       INTEGER NOT NULL,
+        object       TEXT NOT NULL,
+        source_id    TEXT NOT NULL,
+        dest_id      TEXT NOT NULL,
+        outcome      TEXT NOT NULL,
+        detail       TEXT NOT NULL,
+        before_image TEXT,
+        PRIMARY KEY (run_id, object, source_id)
+    );
+    CREATE TABLE destination_baseline (
+        dest_object TEXT PRIMARY KEY,
+        count       INTEGER NOT NULL,
+        run_id      INTEGER NOT NULL,
+        at          TEXT NOT NULL
+    );
+    "#,
 ];

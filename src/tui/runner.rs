@@ -540,8 +540,9 @@ fn describe(mode: RunMode, result: &std::result::Result<RunSummary, RunFailure>)
             };
             (
                 format!(
-                    "{what} {end}: {} records, {verb}{} created, {} updated, {} merged, {} queued, {} skipped, {} failed",
-                    t.extracted, t.created, t.updated, t.merged, t.queued, t.skipped, t.failed
+                    "{what} {end}: {} records, {verb}{} created, {} updated, {} unchanged, {} merged, {} queued, {} \
+                     skipped, {} failed",
+                    t.extracted, t.created, t.updated, t.unchanged, t.merged, t.queued, t.skipped, t.failed
                 ),
                 matches!(s.finish, Finish::Halted(_)),
             )

@@ -1386,6 +1386,7 @@ mod tests {
             id,
             object: "deals".into(),
             source_id: format!("{}", 20000 + id),
+            occurrence: 1,
             origin: "deals.csv:7".into(),
             run_id: 1,
             status: QueueStatus::Open,

@@ -38,6 +38,7 @@ pub fn held(id: i64, object: &str, source_id: &str, reason: &str) -> QueueItem {
         id,
         object: object.into(),
         source_id: source_id.into(),
+        occurrence: 1,
         origin: format!("{object}.csv:{}", id + 1),
         run_id: 1,
         status: QueueStatus::Open,

@@ -79,10 +79,14 @@ pub fn render(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
                 ]),
                 Line::from(Span::styled(
                     format!(
-                        "{} · {} of {} records",
+                        "{} · {} of {} records{}",
                         live.progress.phase,
                         thousands(live.progress.processed()),
-                        thousands(live.progress.total())
+                        thousands(live.progress.total()),
+                        match live.progress.objects.iter().map(|o| o.counts.unchanged).sum::<u64>() {
+                            0 => String::new(),
+                            n => format!(" · {} unchanged", thousands(n)),
+                        }
                     ),
                     theme.muted,
                 )),
@@ -98,9 +102,15 @@ pub fn render(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
     .areas(area);
     frame.render_widget(Paragraph::new(head_text), head);
 
-    let header =
-        Row::new(["object", "progress", "created", "updated", "merged", "queued", "skipped", "failed", "rec/s", "ETA"])
-            .style(theme.accent);
+    // At 80 columns the table has no room for "unchanged": the line above the table says it.
+    let wide = area.width >= 89;
+    let mut labels =
+        vec!["object", "progress", "created", "updated", "unchanged", "merged", "queued", "skipped", "failed"];
+    labels.extend(["rec/s", "ETA"]);
+    if !wide {
+        labels.retain(|l| *l != "unchanged");
+    }
+    let header = Row::new(labels).style(theme.accent);
     let rows: Vec<Row> = match &state.live {
         None => state.objects.iter().map(|o| Row::new(vec![o.clone(), bar(0, None, 5)])).collect(),
         Some(live) => live
@@ -111,34 +121,25 @@ pub fn render(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
             .map(|(i, o)| {
                 let c = &o.counts;
                 let r = live.samples.get(i).map(rate).unwrap_or(0.0);
-                Row::new(vec![
-                    o.name.clone(),
-                    bar(c.extracted, o.total, 5),
-                    c.created.to_string(),
-                    c.updated.to_string(),
-                    c.merged.to_string(),
-                    c.queued.to_string(),
-                    c.skipped.to_string(),
-                    c.failed.to_string(),
-                    if live.active() && r > 0.0 { format!("{:.0}", r) } else { "—".into() },
-                    eta(live, i),
-                ])
+                let mut cells = vec![o.name.clone(), bar(c.extracted, o.total, 5), c.created.to_string()];
+                cells.push(c.updated.to_string());
+                if wide {
+                    cells.push(c.unchanged.to_string());
+                }
+                cells.extend([c.merged.to_string(), c.queued.to_string(), c.skipped.to_string(), c.failed.to_string()]);
+                cells.push(if live.active() && r > 0.0 { format!("{:.0}", r) } else { "—".into() });
+                cells.push(eta(live, i));
+                Row::new(cells)
             })
             .collect(),
     };
-    // Fits 80 columns exactly: 9 + 10 + 6×7 + 6 + 4 and nine gaps.
-    let widths = [
-        Constraint::Length(9),
-        Constraint::Length(10),
-        Constraint::Length(7),
-        Constraint::Length(7),
-        Constraint::Length(7),
-        Constraint::Length(7),
-        Constraint::Length(7),
-        Constraint::Length(7),
-        Constraint::Length(6),
-        Constraint::Length(4),
-    ];
+    // Fits 80 columns exactly: 9 + 10 + 6×7 + 6 + 4 and nine gaps; "unchanged" takes 9 more.
+    let mut widths = vec![Constraint::Length(9), Constraint::Length(10), Constraint::Length(7), Constraint::Length(7)];
+    if wide {
+        widths.push(Constraint::Length(9));
+    }
+    widths.extend([Constraint::Length(7); 4]);
+    widths.extend([Constraint::Length(6), Constraint::Length(4)]);
     // A test sync's counts are what a run would do: the table says so.
     let title = match &state.live {
         Some(live) if live.mode == crate::tui::state::RunMode::Preview => " what a run WOULD do (nothing written) ",
