@@ -111,6 +111,15 @@ fn check_connection(key: &str, conn: &super::ConnectionConfig, kinds: &[&str], p
     } else if conn.path.as_deref().is_none_or(str::is_empty) {
         problems.add(format!("{key}.path"), format!("a {} {key} needs a path", conn.kind));
     }
+    for (name, set) in [("max_field_lines", conn.max_field_lines), ("max_field_bytes", conn.max_field_bytes)] {
+        match set {
+            Some(_) if !(key == "source" && conn.kind == "csv") => {
+                problems.add(format!("{key}.{name}"), format!("only a csv source takes {name}"))
+            }
+            Some(0) => problems.add(format!("{key}.{name}"), format!("{name} must be at least 1")),
+            _ => {}
+        }
+    }
 }
 
 fn check_object_field_key(config: &ProjectConfig, path: &str, key: &str, problems: &mut Problems<'_>) {

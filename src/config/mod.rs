@@ -63,6 +63,11 @@ pub struct ConnectionConfig {
     pub kind: String,
     /// Folder (csv) or database file (sqlite), relative to the project file.
     pub path: Option<String>,
+    /// CSV: how many lines one quoted field may run over before it is taken for a quote left
+    /// open (default 1000).
+    pub max_field_lines: Option<usize>,
+    /// CSV: how many bytes one quoted field may hold (default 1 MiB).
+    pub max_field_bytes: Option<usize>,
     /// Databases: the environment variable holding the connection URL (a secret: it is never
     /// written to the project file, the logs or the state store).
     pub url_env: Option<String>,

@@ -722,6 +722,11 @@ impl Destination for HubSpot {
         Ok(out)
     }
 
+    /// HubSpot's search total (eventually consistent: a count right after writes may lag).
+    async fn record_count(&self, object: &str) -> Result<Option<u64>> {
+        Source::count(self, object).await.map(Some)
+    }
+
     async fn marked(&self, _namespace: &str, object: &str) -> Result<Vec<(String, String)>> {
         let Some(marker) = self.marker.clone() else {
             return Ok(Vec::new());

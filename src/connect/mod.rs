@@ -44,14 +44,29 @@ pub struct Batch {
     pub done: bool,
 }
 
+/// The source's own account of an object, read independently of [`Source::read_batch`]: how
+/// many records it holds, and where its structure is broken (a CSV quote left open).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Census {
+    pub records: u64,
+    /// "line 11: …", the first few.
+    pub problems: Vec<String>,
+    pub problem_count: u64,
+}
+
 #[async_trait]
 pub trait Source: Send + Sync {
     /// One line naming the source, for messages.
     fn describe(&self) -> String;
     /// The fields of one object (file columns, table columns).
     async fn fields(&self, object: &str) -> Result<FieldNames>;
-    /// The source's own count of records, checked against what extraction read.
+    /// The source's own count of records (`SELECT count(*)`, the API's total, an independent
+    /// scan of a file), checked against what extraction read.
     async fn count(&self, object: &str) -> Result<u64>;
+    /// The count with what the counting found broken; sources with nothing to add only count.
+    async fn census(&self, object: &str) -> Result<Census> {
+        Ok(Census { records: self.count(object).await?, ..Default::default() })
+    }
     /// Up to `max` records from `cursor` on; `id_field` names each record's id.
     async fn read_batch(&self, object: &str, id_field: &str, cursor: &Cursor, max: usize) -> Result<Batch>;
 }
@@ -110,6 +125,11 @@ pub trait Destination: Send + Sync {
     async fn update(&self, object: &str, changes: &[Change]) -> Result<Vec<WriteResult>>;
     /// Deletes records (used by rollback); one result per id, in order.
     async fn delete(&self, object: &str, ids: &[String]) -> Result<Vec<WriteResult>>;
+    /// How many records the destination holds in `object`, by its own count; `None` where it
+    /// cannot count short of reading everything.
+    async fn record_count(&self, _object: &str) -> Result<Option<u64>> {
+        Ok(None)
+    }
     /// Every record created with a marker of `namespace` in `object`: (source id, destination id).
     /// Destinations that keep no markers answer nothing.
     async fn marked(&self, _namespace: &str, _object: &str) -> Result<Vec<(String, String)>> {
@@ -135,9 +155,18 @@ pub fn open_source(project: &LoadedConfig) -> Result<Arc<dyn Source>> {
     }
     let path = resolve_path(project, conn, "source")?;
     match conn.kind.as_str() {
-        "csv" => Ok(Arc::new(csv_dir::CsvDirSource::open(path)?)),
+        "csv" => Ok(Arc::new(csv_dir::CsvDirSource::open(path, csv_limits(conn))?)),
         "sqlite" => Ok(Arc::new(sqlite::SqliteSource::open(&path)?)),
         other => Err(eyre!("unknown source kind '{other}'")),
+    }
+}
+
+/// How far a quoted CSV field may run before it is taken for a quote left open.
+pub fn csv_limits(conn: &ConnectionConfig) -> csv_dir::records::Limits {
+    let d = csv_dir::records::Limits::default();
+    csv_dir::records::Limits {
+        max_field_lines: conn.max_field_lines.unwrap_or(d.max_field_lines),
+        max_field_bytes: conn.max_field_bytes.unwrap_or(d.max_field_bytes),
     }
 }
 

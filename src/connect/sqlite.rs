@@ -552,6 +552,17 @@ impl Destination for SqliteDestination {
         .await
     }
 
+    async fn record_count(&self, object: &str) -> Result<Option<u64>> {
+        let schema = self.cached_schema(object).await?;
+        let conn = self.conn.clone();
+        blocking(move || {
+            let n: i64 =
+                lock(&conn)?.query_row(&format!("SELECT COUNT(*) FROM {}", ident(&schema.object)), [], |r| r.get(0))?;
+            Ok(Some(n as u64))
+        })
+        .await
+    }
+
     async fn marked(&self, namespace: &str, object: &str) -> Result<Vec<(String, String)>> {
         let schema = self.cached_schema(object).await?;
         let (conn, namespace) = (self.conn.clone(), namespace.to_string());

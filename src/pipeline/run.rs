@@ -403,7 +403,28 @@ impl Engine {
         }
     }
 
+    /// Counts each destination object before the migration first writes to it (reconciliation's
+    /// count witness: what it holds later must be that plus what Cutover created).
+    async fn take_baselines(&self, run_id: i64, plans: &[Arc<ObjectPlan>]) -> Result<()> {
+        let mut seen = HashSet::default();
+        let dests: Vec<&str> = plans.iter().map(|p| p.dest_object.as_str()).filter(|d| seen.insert(*d)).collect();
+        for dest in dests {
+            if sync(|| lock(&self.store)?.baseline(dest))?.is_some() {
+                continue;
+            }
+            let Some(n) =
+                self.dest.record_count(dest).await.wrap_err_with(|| format!("counting {dest} in the destination"))?
+            else {
+                continue;
+            };
+            let objects: Vec<&str> = plans.iter().filter(|p| p.dest_object == dest).map(|p| p.name.as_str()).collect();
+            sync(|| lock(&self.store)?.set_baseline(dest, n, &objects, run_id))?;
+        }
+        Ok(())
+    }
+
     async fn run_objects(&self, run_id: i64, prepared: &Prepared, resume: bool, part: Option<Part>) -> Result<Finish> {
+        self.take_baselines(run_id, &prepared.plans).await?;
         let mut sampled = match part {
             Some(Part::Sample { n, seed }) => {
                 self.progress.send_modify(|p| p.phase = "choosing the sample".into());

@@ -122,6 +122,7 @@ fn object(o: &ObjectReport, out: &mut dyn Write) -> io::Result<()> {
         mark(c.balanced())
     )?;
     writeln!(out)?;
+    witnesses(o, out)?;
     let r = &o.readback;
     writeln!(out, "### Read-back")?;
     writeln!(out)?;
@@ -217,4 +218,79 @@ fn object(o: &ObjectReport, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out)?;
     }
     Ok(())
+}
+
+/// The independent witnesses of one object.
+fn witnesses(o: &ObjectReport, out: &mut dyn Write) -> io::Result<()> {
+    let w = &o.witnesses;
+    writeln!(out, "### Witnesses (each with its own reading)")?;
+    writeln!(out)?;
+    if let Some(c) = &w.census {
+        writeln!(
+            out,
+            "- Source count: the source's own count finds {} records; reading it finds {} — {}.",
+            c.records,
+            o.counts.in_source,
+            mark(c.records == o.counts.in_source)
+        )?;
+        if c.problem_count > 0 {
+            writeln!(out, "  Where the source is broken ({} places):", c.problem_count)?;
+            for p in c.problems.iter().take(SHOWN) {
+                writeln!(out, "  - {}", cell(Some(p)))?;
+            }
+        }
+    }
+    match &w.destination {
+        Some(d) => writeln!(
+            out,
+            "- Destination count: {} held {} before the migration; Cutover created {} since (less what it rolled \
+             back), so it should hold {}; it holds {} — {}.",
+            d.dest_object,
+            d.before,
+            d.created,
+            d.expected,
+            d.now,
+            mark(d.balanced())
+        )?,
+        None => writeln!(
+            out,
+            "- Destination count: not witnessed here (the destination cannot count it, another object writes the \
+             same destination object, or no run counted it first)."
+        )?,
+    }
+    let m = &w.one_to_one;
+    writeln!(
+        out,
+        "- One-to-one: {} destination records are fed by more than one source record{}.",
+        m.merged_total,
+        if m.unrecorded.is_empty() {
+            String::new()
+        } else {
+            format!(", {} without a recorded decision", m.unrecorded.total)
+        }
+    )?;
+    if !m.merged.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "| destination id | survivor | merged into it |")?;
+        writeln!(out, "|---|---|---|")?;
+        for r in m.merged.iter().take(SHOWN) {
+            let members: Vec<String> = r.members.iter().map(|x| cell(Some(x))).collect();
+            writeln!(out, "| {} | {} | {} |", cell(Some(&r.dest_id)), cell(r.survivor.as_deref()), members.join(", "))?;
+        }
+        writeln!(out)?;
+    }
+    writeln!(
+        out,
+        "- Duplicates: {} match-key values are held by more than one record this migration wrote or matched.",
+        w.duplicates_total
+    )?;
+    if !w.duplicates.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "| field | value | destination records |")?;
+        writeln!(out, "|---|---|---|")?;
+        for d in w.duplicates.iter().take(SHOWN) {
+            writeln!(out, "| {} | {} | {} |", d.field, cell(Some(&d.value)), d.dest_ids.join(", "))?;
+        }
+    }
+    writeln!(out)
 }

@@ -8,6 +8,7 @@ pub mod format;
 mod outcomes;
 mod population;
 pub mod signoff;
+pub mod witness;
 
 pub use crate::compare::{canonical, decimal, same};
 
@@ -171,6 +172,9 @@ pub struct ObjectReport {
     pub distributions: Vec<Distribution>,
     pub sums: Vec<SumCheck>,
     pub relationships: Vec<Relationship>,
+    /// The independent witnesses (see `witness`).
+    #[serde(default)]
+    pub witnesses: witness::Witnesses,
 }
 
 /// Something that does not balance. `key` is stable between reports of the same state, so a
@@ -235,6 +239,13 @@ pub async fn build(engine: &Engine, options: Options) -> Result<Report> {
     for plan in &prepared.plans {
         let counts = outcomes::check(engine, plan).await?;
         let pop = population::check(engine, plan, &prepared.plans, &users, options).await?;
+        let witnesses = witness::Witnesses {
+            census: Some(witness::source_census(engine, plan).await?),
+            destination: witness::destination_count(engine, plan, &prepared.plans).await?,
+            one_to_one: witness::one_to_one(engine, plan)?,
+            duplicates: pop.duplicates.0,
+            duplicates_total: pop.duplicates.1,
+        };
         objects.push(ObjectReport {
             object: plan.name.clone(),
             counts,
@@ -242,6 +253,7 @@ pub async fn build(engine: &Engine, options: Options) -> Result<Report> {
             distributions: pop.distributions,
             sums: pop.sums,
             relationships: pop.relationships,
+            witnesses,
         });
     }
     let queued = {
@@ -270,6 +282,97 @@ fn list(ids: impl IntoIterator<Item = String>) -> RecordList {
         l.push(id);
     }
     l
+}
+
+/// What the independent witnesses found that does not agree.
+fn witness_discrepancies(o: &ObjectReport, add: &mut dyn FnMut(&str, &str, String, String, RecordList)) {
+    let name = o.object.as_str();
+    let w = &o.witnesses;
+    if let Some(census) = &w.census
+        && census.records != o.counts.in_source
+    {
+        let problems = if census.problems.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; where the source is broken: {}",
+                census.problems.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+            )
+        };
+        add(
+            name,
+            "source count",
+            format!("{name}/source_count"),
+            format!(
+                "the source's own count finds {} records, reading it finds {}: records may be lost or invented by \
+                 the reading{problems}",
+                census.records, o.counts.in_source
+            ),
+            RecordList::default(),
+        );
+    }
+    if let Some(d) = w.destination.as_ref().filter(|d| !d.balanced()) {
+        add(
+            name,
+            "destination count",
+            format!("{name}/destination_count"),
+            format!(
+                "{} holds {} records: it held {} before the migration and Cutover created {} since, so {} records \
+                 appeared or vanished beside Cutover",
+                d.dest_object,
+                d.now,
+                d.before,
+                d.created,
+                d.now.abs_diff(d.expected)
+            ),
+            RecordList::default(),
+        );
+    }
+    let merged = &w.one_to_one;
+    if merged.merged_total > 0 {
+        add(
+            name,
+            "one-to-one",
+            format!("{name}/merged"),
+            format!(
+                "{} destination records are each fed by more than one source record (the first is its survivor, \
+                 the others filled its blanks): confirm they are the same people",
+                merged.merged_total
+            ),
+            list(merged.merged.iter().flat_map(|m| m.survivor.iter().chain(&m.members).cloned())),
+        );
+    }
+    if !merged.unrecorded.is_empty() {
+        add(
+            name,
+            "one-to-one",
+            format!("{name}/unrecorded_merge"),
+            format!(
+                "{} destination records are fed by several source records without one recorded survivor and an \
+                 audited merge for each of the others",
+                merged.unrecorded.total
+            ),
+            merged.unrecorded.clone(),
+        );
+    }
+    let mut fields: Vec<&str> = w.duplicates.iter().map(|d| d.field.as_str()).collect();
+    fields.dedup();
+    for field in fields {
+        let groups: Vec<&witness::SharedKey> = w.duplicates.iter().filter(|d| d.field == field).collect();
+        add(
+            name,
+            "duplicates",
+            format!("{name}/duplicates/{field}"),
+            format!(
+                "{} values of {field} are held by more than one record this migration wrote or matched (e.g. {} on \
+                 {})",
+                groups.len(),
+                crate::text::shown(&groups[0].value),
+                groups[0].dest_ids.join(", ")
+            ),
+            list(groups.iter().flat_map(|g| g.source_ids.iter().cloned())),
+        );
+    }
 }
 
 /// Every check that does not balance, in report order.
@@ -303,6 +406,7 @@ fn discrepancies(
                 c.failed.clone(),
             );
         }
+        witness_discrepancies(o, &mut add);
         let mut reasons: Vec<(String, RecordList)> = Vec::new();
         if let Some((_, held)) = queued.iter().find(|(n, _)| n == name) {
             for (sid, reason) in held {

@@ -24,6 +24,8 @@ pub struct Population {
     pub distributions: Vec<Distribution>,
     pub sums: Vec<SumCheck>,
     pub relationships: Vec<Relationship>,
+    /// Written or matched records sharing a match-key value (see `witness`), and how many values.
+    pub duplicates: (Vec<super::witness::SharedKey>, u64),
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -122,6 +124,7 @@ pub async fn check(
     let mut links: Vec<HashMap<String, Vec<String>>> = fields.iter().map(|_| HashMap::new()).collect();
     let mut linked: Vec<u64> = vec![0; fields.len()];
     let mut wrong_parent: Vec<RecordList> = fields.iter().map(|_| RecordList::default()).collect();
+    let mut keys = super::witness::KeyWitness::new(engine, plan);
     let mut after = String::new();
     loop {
         let page = {
@@ -143,6 +146,7 @@ pub async fn check(
                 readback.missing.push(w.source_id.clone());
                 continue;
             };
+            keys.see(&w.dest_id, actual);
             let image: Option<IndexMap<String, Value>> = match &w.written {
                 Some(json) => Some(serde_json::from_str(json).wrap_err_with(|| {
                     format!("the store's record of what was written for {} {} is damaged", plan.name, w.source_id)
@@ -288,7 +292,44 @@ pub async fn check(
             Role::Plain => {}
         }
     }
-    Ok(Population { readback, distributions, sums: sum_checks, relationships })
+    let mut duplicates = shared_keys(dest.as_ref(), plan, &fields, keys).await?;
+    if !duplicates.0.is_empty() {
+        let store = lock_store()?;
+        for d in &mut duplicates.0 {
+            let ids: Vec<&str> = d.dest_ids.iter().map(String::as_str).collect();
+            let members = tokio::task::block_in_place(|| store.members(&plan.name, &ids))?;
+            d.source_ids = d
+                .dest_ids
+                .iter()
+                .flat_map(|id| members.get(id).into_iter().flatten().map(|m| m.source_id.clone()))
+                .collect();
+        }
+    }
+    Ok(Population { readback, distributions, sums: sum_checks, relationships, duplicates })
+}
+
+/// Written records sharing a match-key value: the witness's suspects, read again to confirm.
+async fn shared_keys(
+    dest: &dyn crate::connect::Destination,
+    plan: &ObjectPlan,
+    fields: &[String],
+    mut keys: super::witness::KeyWitness,
+) -> Result<(Vec<super::witness::SharedKey>, u64)> {
+    let mut out = Vec::new();
+    let mut total = 0u64;
+    for s in keys.suspects() {
+        let mut read = HashMap::new();
+        for chunk in s.dest_ids.chunks(PAGE) {
+            read.extend(dest.read(&plan.dest_object, chunk, fields).await?);
+        }
+        for shared in keys.confirm(&s, &read) {
+            total += 1;
+            if out.len() < LIST_CAP {
+                out.push(shared);
+            }
+        }
+    }
+    Ok((out, total))
 }
 
 #[cfg(test)]

@@ -82,6 +82,18 @@ impl Store {
         Ok(out)
     }
 
+    /// Members of merged destination records with no audited merge into that record (a merge
+    /// nobody decided, which the one-to-one witness reports).
+    pub fn unaudited_members(&self, object: &str) -> Result<std::collections::HashSet<String>> {
+        let mut stmt = self.conn().prepare(
+            "SELECT m.source_id FROM id_map m WHERE m.object = ?1 AND m.role = 'member' AND NOT EXISTS
+               (SELECT 1 FROM audit a WHERE a.object = m.object AND a.source_id = m.source_id
+                  AND a.outcome = 'merged' AND a.dest_id = m.dest_id)",
+        )?;
+        let rows = stmt.query_map([object], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
     /// Every source id a run read for an object so far (a resumed run continues numbering them).
     pub fn read_in_run(&self, run_id: i64, object: &str) -> Result<Vec<Read>> {
         let mut stmt = self.conn().prepare(
@@ -130,5 +142,56 @@ impl Store {
         };
         let values = json.and_then(|j| serde_json::from_str(&j).ok());
         Ok(Some(FirstRow { origin, outcome, dest_id, values }))
+    }
+}
+
+/// A destination object's own count before Cutover's first run wrote to it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Baseline {
+    pub count: u64,
+    /// Records Cutover had created there at that moment (none, unless the store predates baselines).
+    pub created: u64,
+    pub run_id: i64,
+    pub at: String,
+}
+
+impl Store {
+    pub fn baseline(&self, dest_object: &str) -> Result<Option<Baseline>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT count, created, run_id, at FROM destination_baseline WHERE dest_object = ?1",
+                [dest_object],
+                |r| {
+                    Ok(Baseline {
+                        count: r.get::<_, i64>(0)?.max(0) as u64,
+                        created: r.get::<_, i64>(1)?.max(0) as u64,
+                        run_id: r.get(2)?,
+                        at: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Keeps the first baseline of a destination object; later calls change nothing.
+    pub fn set_baseline(&self, dest_object: &str, count: u64, objects: &[&str], run_id: i64) -> Result<()> {
+        let created = self.created_count(objects)?;
+        self.conn().execute(
+            "INSERT INTO destination_baseline (dest_object, count, created, run_id, at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (dest_object) DO NOTHING",
+            params![dest_object, count as i64, created as i64, run_id, super::now()],
+        )?;
+        Ok(())
+    }
+
+    /// Records Cutover created (and has not rolled back) for these objects.
+    pub fn created_count(&self, objects: &[&str]) -> Result<u64> {
+        let mut n = 0u64;
+        let mut stmt = self.conn().prepare_cached("SELECT COUNT(*) FROM written WHERE object = ?1 AND created = 1")?;
+        for o in objects {
+            n += stmt.query_row([o], |r| r.get::<_, i64>(0))?.max(0) as u64;
+        }
+        Ok(n)
     }
 }

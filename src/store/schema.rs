@@ -180,7 +180,9 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE TABLE destination_baseline (
         dest_object TEXT PRIMARY KEY,
+        -- the destination's own count, and how many of those records Cutover had created then
         count       INTEGER NOT NULL,
+        created     INTEGER NOT NULL,
         run_id      INTEGER NOT NULL,
         at          TEXT NOT NULL
     );

@@ -431,6 +431,15 @@ impl Destination for MySqlDestination {
         Ok(results)
     }
 
+    async fn record_count(&self, object: &str) -> Result<Option<u64>> {
+        let table = self.table(object).await?;
+        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {}", table.name))
+            .fetch_one(&self.pool)
+            .await
+            .wrap_err_with(|| format!("counting {}", table.name))?;
+        Ok(Some(n as u64))
+    }
+
     async fn marked(&self, namespace: &str, object: &str) -> Result<Vec<(String, String)>> {
         let present: bool = sqlx::query_scalar(
             "SELECT COUNT(*) > 0 FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'cutover_marks'",

@@ -463,6 +463,15 @@ impl Destination for PostgresDestination {
         Ok(results(answers, ids.iter().cloned(), |id| format!("record {id} does not exist in {name}")))
     }
 
+    async fn record_count(&self, object: &str) -> Result<Option<u64>> {
+        let table = self.table(object).await?;
+        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {}", table.name))
+            .fetch_one(&self.pool)
+            .await
+            .wrap_err_with(|| format!("counting {}", table.name))?;
+        Ok(Some(n as u64))
+    }
+
     async fn marked(&self, namespace: &str, object: &str) -> Result<Vec<(String, String)>> {
         let marks = self.table_name(MARKS_TABLE);
         let exists: bool =

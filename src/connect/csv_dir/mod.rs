@@ -1,40 +1,45 @@
 //! A folder of CSV files, one per object (`persons.csv` holds the object `persons`).
 //!
-//! UTF-8 with or without a byte-order mark, LF or CRLF, quoted fields with commas and newlines.
-//! A row with the wrong number of fields, invalid UTF-8 or no id is handed over as
-//! [`Extracted::Malformed`] naming file and line; it becomes a `failed` outcome.
+//! UTF-8 with or without a byte-order mark, LF, CRLF or CR line ends, quoted fields with commas
+//! and line breaks ([`records`] says exactly what is read, and how a quote left open is caught
+//! without losing the rows after it). A row with the wrong number of fields, invalid UTF-8, no
+//! id or a broken quote is handed over as [`Extracted::Malformed`] naming file and line; it
+//! becomes a `failed` outcome. Ids are taken exactly as written: " 42" is not "42".
+//!
+//! The source's own count ([`Source::count`]) comes from [`census`], code of its own over the
+//! same file, so a reader that lost rows cannot vouch for itself.
+
+pub mod census;
+pub mod records;
 
 use super::{Batch, Cursor, Source, blocking};
 use crate::model::{Extracted, FieldNames, SourceRecord};
 use async_trait::async_trait;
-use color_eyre::eyre::{Result, WrapErr, bail, eyre};
+use color_eyre::eyre::{Result, bail, eyre};
+use records::{Limits, Position, RawRecord, RecordReader};
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 pub struct CsvDirSource {
     dir: PathBuf,
+    limits: Limits,
     /// Open readers, kept between batches so a sequential read never seeks.
     open: Arc<Mutex<HashMap<String, OpenFile>>>,
 }
 
 struct OpenFile {
     headers: FieldNames,
-    /// The csv reader counts the `\n` of a CRLF pair on the next read, so its line numbers lag
-    /// by one in CRLF files; this corrects them.
-    line_lag: u64,
-    data_start: csv::Position,
-    reader: csv::Reader<File>,
-    at: csv::Position,
+    data_start: Position,
+    reader: RecordReader,
 }
 
 impl CsvDirSource {
-    pub fn open(dir: PathBuf) -> Result<Self> {
+    pub fn open(dir: PathBuf, limits: Limits) -> Result<Self> {
         if !dir.is_dir() {
             bail!("source folder {} does not exist", dir.display());
         }
-        Ok(Self { dir, open: Arc::default() })
+        Ok(Self { dir, limits, open: Arc::default() })
     }
 
     fn file_of(dir: &Path, object: &str) -> PathBuf {
@@ -42,61 +47,41 @@ impl CsvDirSource {
     }
 }
 
-fn reader_builder() -> csv::ReaderBuilder {
-    let mut b = csv::ReaderBuilder::new();
-    b.has_headers(false).flexible(true);
-    b
-}
-
-fn open_file(path: &Path) -> Result<OpenFile> {
-    let file = File::open(path).wrap_err_with(|| format!("source file {} cannot be opened", path.display()))?;
-    let mut reader = reader_builder().from_reader(file);
-    let mut raw = csv::ByteRecord::new();
-    let has = reader
-        .read_byte_record(&mut raw)
-        .wrap_err_with(|| format!("{}: cannot read the header line", path.display()))?;
-    if !has {
+fn open_file(path: &Path, limits: Limits) -> Result<OpenFile> {
+    let mut reader = RecordReader::open(path, Position { byte: 0, line: 1 }, limits)?;
+    let mut raw = RawRecord::default();
+    if !reader.next_record(&mut raw)? {
         bail!("{}: the file is empty (a header line is needed)", path.display());
+    }
+    if let Some(problem) = &raw.broken_quote {
+        bail!("{}:{}: the header line is broken: {problem}", path.display(), raw.line);
     }
     let mut headers: Vec<String> = Vec::with_capacity(raw.len());
     for (i, field) in raw.iter().enumerate() {
-        let mut name = std::str::from_utf8(field)
-            .map_err(|_| eyre!("{}:1: column {} of the header is not valid UTF-8", path.display(), i + 1))?
+        let name = std::str::from_utf8(field)
+            .map_err(|_| eyre!("{}:{}: column {} of the header is not valid UTF-8", path.display(), raw.line, i + 1))?
             .trim()
             .to_string();
-        if i == 0 {
-            name = name.trim_start_matches('\u{feff}').to_string();
-        }
         if name.is_empty() {
-            bail!("{}:1: column {} of the header has no name", path.display(), i + 1);
+            bail!("{}:{}: column {} of the header has no name", path.display(), raw.line, i + 1);
         }
         if let Some(j) = headers.iter().position(|h| *h == name) {
-            bail!("{}:1: column '{name}' appears twice (columns {} and {})", path.display(), j + 1, i + 1);
+            bail!("{}:{}: column '{name}' appears twice (columns {} and {})", path.display(), raw.line, j + 1, i + 1);
         }
         headers.push(name);
     }
-    let data_start = reader.position().clone();
-    let line_lag = u64::from(header_ends_with_crlf(path)?);
-    Ok(OpenFile { headers: headers.into(), line_lag, at: data_start.clone(), data_start, reader })
+    reader.expect_width(headers.len());
+    Ok(OpenFile { headers: headers.into(), data_start: reader.position(), reader })
 }
 
-fn header_ends_with_crlf(path: &Path) -> Result<bool> {
-    use std::io::Read;
-    let mut head = Vec::with_capacity(4096);
-    File::open(path)?.take(64 * 1024).read_to_end(&mut head)?;
-    Ok(head.iter().position(|&b| b == b'\n').is_some_and(|i| i > 0 && head[i - 1] == b'\r'))
+fn encode_cursor(p: Position) -> Cursor {
+    Cursor(format!("{}:{}:0", p.byte, p.line))
 }
 
-fn encode_cursor(p: &csv::Position) -> Cursor {
-    Cursor(format!("{}:{}:{}", p.byte(), p.line(), p.record()))
-}
-
-fn decode_cursor(c: &Cursor) -> Option<csv::Position> {
+fn decode_cursor(c: &Cursor) -> Option<Position> {
     let mut parts = c.0.split(':').map(|s| s.parse::<u64>().ok());
-    let (byte, line, record) = (parts.next()??, parts.next()??, parts.next()??);
-    let mut p = csv::Position::new();
-    p.set_byte(byte).set_line(line).set_record(record);
-    Some(p)
+    let (byte, line) = (parts.next()??, parts.next()??);
+    Some(Position { byte, line })
 }
 
 #[async_trait]
@@ -106,45 +91,39 @@ impl Source for CsvDirSource {
     }
 
     async fn fields(&self, object: &str) -> Result<FieldNames> {
-        let path = Self::file_of(&self.dir, object);
-        blocking(move || Ok(open_file(&path)?.headers)).await
+        let (path, limits) = (Self::file_of(&self.dir, object), self.limits);
+        blocking(move || Ok(open_file(&path, limits)?.headers)).await
     }
 
     async fn count(&self, object: &str) -> Result<u64> {
-        let path = Self::file_of(&self.dir, object);
-        blocking(move || {
-            let file =
-                File::open(&path).wrap_err_with(|| format!("source file {} cannot be opened", path.display()))?;
-            let mut reader = reader_builder().from_reader(std::io::BufReader::with_capacity(1 << 20, file));
-            let mut raw = csv::ByteRecord::new();
-            let mut n: u64 = 0;
-            while reader.read_byte_record(&mut raw).wrap_err_with(|| format!("{}: cannot be read", path.display()))? {
-                n += 1;
-            }
-            Ok(n.saturating_sub(1))
-        })
-        .await
+        Ok(self.census(object).await?.records)
+    }
+
+    async fn census(&self, object: &str) -> Result<super::Census> {
+        let (path, limits) = (Self::file_of(&self.dir, object), self.limits);
+        blocking(move || census::count(&path, limits)).await
     }
 
     async fn read_batch(&self, object: &str, id_field: &str, cursor: &Cursor, max: usize) -> Result<Batch> {
         let path = Self::file_of(&self.dir, object);
-        let open = self.open.clone();
+        let (open, limits) = (self.open.clone(), self.limits);
         let (object, id_field, cursor) = (object.to_string(), id_field.to_string(), cursor.clone());
         blocking(move || {
             let mut open = open.lock().map_err(|_| eyre!("CSV reader lock poisoned"))?;
             if !open.contains_key(&object) {
-                open.insert(object.clone(), open_file(&path)?);
+                open.insert(object.clone(), open_file(&path, limits)?);
             }
             let Some(f) = open.get_mut(&object) else { bail!("CSV reader for {object} vanished") };
             let target = if cursor.0.is_empty() {
-                f.data_start.clone()
+                f.data_start
             } else {
                 decode_cursor(&cursor)
                     .ok_or_else(|| eyre!("{}: invalid checkpoint cursor '{}'", path.display(), cursor.0))?
             };
-            if target.byte() != f.at.byte() {
-                f.reader.seek(target.clone()).wrap_err_with(|| format!("{}: cannot seek", path.display()))?;
-                f.at = target;
+            if target != f.reader.position() {
+                let mut reader = RecordReader::open(&path, target, limits)?;
+                reader.expect_width(f.headers.len());
+                f.reader = reader;
             }
             let id_index = f
                 .headers
@@ -152,41 +131,33 @@ impl Source for CsvDirSource {
                 .position(|h| *h == id_field)
                 .ok_or_else(|| eyre!("{} has no id column '{id_field}'", path.display()))?;
             let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let width = f.headers.len();
             let mut records = Vec::with_capacity(max);
-            let mut raw = csv::ByteRecord::new();
+            let mut raw = RawRecord::default();
             let mut done = false;
             while records.len() < max {
-                let line = f.reader.position().line();
-                let more = f
-                    .reader
-                    .read_byte_record(&mut raw)
-                    .wrap_err_with(|| format!("{file_name}:{line}: cannot be read"))?;
-                if !more {
+                if !f.reader.next_record(&mut raw)? {
                     done = true;
                     break;
                 }
-                let line = raw.position().map(|p| p.line()).unwrap_or(line) + f.line_lag;
-                records.push(decode_row(&raw, &f.headers, width, id_index, &file_name, line));
+                records.push(decode_row(&raw, &f.headers, id_index, &file_name));
             }
-            f.at = f.reader.position().clone();
-            Ok(Batch { records, next: encode_cursor(&f.at), done })
+            Ok(Batch { records, next: encode_cursor(f.reader.position()), done })
         })
         .await
     }
 }
 
-fn decode_row(
-    raw: &csv::ByteRecord,
-    headers: &[String],
-    width: usize,
-    id_index: usize,
-    file: &str,
-    line: u64,
-) -> Extracted {
-    let origin = format!("{file}:{line}");
-    let raw_id = raw.get(id_index).map(|b| String::from_utf8_lossy(b).trim().to_string()).unwrap_or_default();
-    let source_id = if raw_id.is_empty() { format!("line:{line}") } else { raw_id.clone() };
+fn decode_row(raw: &RawRecord, headers: &[String], id_index: usize, file: &str) -> Extracted {
+    let width = headers.len();
+    let origin = format!("{file}:{}", raw.line);
+    // The id exactly as written; only an id of nothing but spaces counts as none.
+    let raw_id = raw.get(id_index).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+    let blank_id = raw_id.trim().is_empty();
+    let source_id = if blank_id { format!("line:{}", raw.line) } else { raw_id };
+    if let Some(problem) = &raw.broken_quote {
+        let message = format!("{origin}: {problem}; the rows after it are read on their own");
+        return Extracted::Malformed { source_id, origin, message };
+    }
     if raw.len() != width {
         let message = format!("{origin}: expected {width} fields as in the header, found {}", raw.len());
         return Extracted::Malformed { source_id, origin, message };
@@ -206,7 +177,7 @@ fn decode_row(
             }
         }
     }
-    if raw_id.is_empty() {
+    if blank_id {
         let message = format!("{origin}: the id field '{}' is empty", headers[id_index]);
         return Extracted::Malformed { source_id, origin, message };
     }
@@ -220,7 +191,7 @@ mod tests {
     fn source_with(name: &str, content: &[u8]) -> (tempfile::TempDir, CsvDirSource) {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join(format!("{name}.csv")), content).expect("write");
-        let src = CsvDirSource::open(dir.path().to_path_buf()).expect("open");
+        let src = CsvDirSource::open(dir.path().to_path_buf(), Limits::default()).expect("open");
         (dir, src)
     }
 
@@ -288,7 +259,7 @@ mod tests {
     async fn resumes_from_a_cursor_after_reopening() {
         let (dir, src) = source_with("p", b"id,v\n1,a\n2,b\n3,c\n");
         let first = src.read_batch("p", "id", &Cursor::start(), 1).await.expect("batch");
-        let fresh = CsvDirSource::open(dir.path().to_path_buf()).expect("open");
+        let fresh = CsvDirSource::open(dir.path().to_path_buf(), Limits::default()).expect("open");
         let rest = fresh.read_batch("p", "id", &first.next, 10).await.expect("batch");
         let ids: Vec<_> = rest
             .records

@@ -1,0 +1,404 @@
+//! Integrity on data nobody here designed: each test is a way a real export or a real destination
+//! once lost, doubled or mixed up records while Cutover said all was well. Every test runs the
+//! real binary on a small project and judges with its own reading of the files and databases.
+
+mod common;
+
+use common::{cutover, text};
+use std::path::Path;
+
+/// A project of one CSV object `contacts` (id,name,email,phone) into a SQLite `contacts` table.
+fn contacts_project(dir: &Path, merge: &str, batch: usize, csv: &[u8], existing: &str) {
+    let toml = format!(
+        r#"[project]
+name = "integrity"
+batch_size = {batch}
+halt_error_rate = 1.0
+
+[source]
+kind = "csv"
+path = "source"
+
+[destination]
+kind = "sqlite"
+path = "destination.db"
+
+[destination.types]
+"contacts.email" = "email"
+"contacts.phone" = "phone"
+
+[objects.contacts]
+match = ["email", "phone"]
+merge = "{merge}"
+
+[objects.contacts.fields]
+name = {{ from = "name" }}
+email = {{ from = "email", transform = "email" }}
+phone = {{ from = "phone", transform = "phone" }}
+"#
+    );
+    std::fs::create_dir_all(dir.join("source")).expect("mkdir");
+    std::fs::write(dir.join("cutover.toml"), toml).expect("toml");
+    std::fs::write(dir.join("source/contacts.csv"), csv).expect("csv");
+    let db = rusqlite::Connection::open(dir.join("destination.db")).expect("dest");
+    db.execute_batch(&format!(
+        "CREATE TABLE contacts (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT, email TEXT, phone TEXT); {existing}"
+    ))
+    .expect("destination");
+}
+
+fn store(dir: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(dir.join("cutover.state.db")).expect("store")
+}
+
+fn dest(dir: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(dir.join("destination.db")).expect("dest")
+}
+
+/// The outcome counts of the newest run of `object`: outcome → number, from the audit log.
+fn outcomes(dir: &Path, object: &str) -> Vec<(String, i64)> {
+    let s = store(dir);
+    let mut stmt = s
+        .prepare(
+            "SELECT outcome, COUNT(*) FROM audit WHERE object = ?1 AND run_id = (SELECT MAX(run_id) FROM audit
+             WHERE object = ?1) GROUP BY outcome ORDER BY outcome",
+        )
+        .expect("q");
+    stmt.query_map([object], |r| Ok((r.get(0)?, r.get(1)?))).expect("rows").collect::<Result<_, _>>().expect("rows")
+}
+
+fn count(conn: &rusqlite::Connection, sql: &str) -> i64 {
+    conn.query_row(sql, [], |r| r.get(0)).unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// `cutover reconcile --all --format json` in `dir`.
+fn reconcile(dir: &Path) -> serde_json::Value {
+    let out = cutover(dir, &["reconcile", "--all", "--format", "json"], &[]);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)))
+}
+
+fn keys(report: &serde_json::Value) -> Vec<String> {
+    report["discrepancies"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|d| d["key"].as_str().map(String::from))
+        .collect()
+}
+
+fn people(n: usize, special: &[(usize, &str)]) -> Vec<u8> {
+    let mut csv = String::from("id,name,email,phone\n");
+    for i in 1..=n {
+        match special.iter().find(|(at, _)| *at == i) {
+            Some((_, row)) => csv.push_str(row),
+            None => csv.push_str(&format!("{i},Person {i},p{i}@example.com,")),
+        }
+        csv.push('\n');
+    }
+    csv.into_bytes()
+}
+
+#[test]
+fn an_open_quote_fails_its_own_record_and_every_later_row_keeps_its_outcome() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Row 10 (line 11) opens a quote that never closes: the rest of the file is not one field.
+    let csv = people(2000, &[(10, "10,\"Ann Smith,ann@example.com,")]);
+    contacts_project(dir.path(), "fill_blanks", 100, &csv, "");
+    let out = cutover(dir.path(), &["run"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(outcomes(dir.path(), "contacts"), [("created".into(), 1999), ("failed".into(), 1)], "{}", text(&out));
+    let detail: String = store(dir.path())
+        .query_row("SELECT detail FROM audit WHERE outcome = 'failed'", [], |r| r.get(0))
+        .expect("failed row");
+    assert!(detail.contains("unterminated quote opened at line 11"), "{detail}");
+    assert_eq!(count(&dest(dir.path()), "SELECT COUNT(*) FROM contacts"), 1999);
+    let report = reconcile(dir.path());
+    assert_eq!(report["objects"][0]["counts"]["in_source"], 2000, "{report:#}");
+    assert_eq!(keys(&report), ["contacts/failed"], "only the broken row is open");
+
+    // A quote closed much later by another row's quotes swallows nothing either.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = people(300, &[(10, "10,\"Ann Smith,ann@example.com,"), (60, "60,\"Bob, Jr.\",bob@example.com,")]);
+    contacts_project(dir.path(), "fill_blanks", 100, &csv, "");
+    let out = cutover(dir.path(), &["run"], &[]);
+    assert_eq!(outcomes(dir.path(), "contacts"), [("created".into(), 299), ("failed".into(), 1)], "{}", text(&out));
+    assert_eq!(count(&dest(dir.path()), "SELECT COUNT(*) FROM contacts WHERE name = 'Bob, Jr.'"), 1);
+}
+
+#[test]
+fn a_quoted_field_of_absurd_size_is_named_and_swallows_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Row 5 opens a quote that a row 1,500 lines later happens to close with the right width.
+    let mut rows: Vec<String> = (1..=4).map(|i| format!("{i},Person {i},p{i}@example.com,")).collect();
+    rows.push("5,\"Long".into());
+    rows.extend((6..1506).map(|i| format!("{i} Person {i} p{i}@example.com")));
+    rows.push("1506 end\",p5@example.com,".into());
+    rows.push("1507,Last,last@example.com,".into());
+    let csv = format!("id,name,email,phone\n{}\n", rows.join("\n"));
+    contacts_project(dir.path(), "fill_blanks", 500, csv.as_bytes(), "");
+    let out = cutover(dir.path(), &["run"], &[]);
+    let o = outcomes(dir.path(), "contacts");
+    let total: i64 = o.iter().map(|(_, n)| n).sum();
+    assert_eq!(total, 1507, "every physical line after the suspect quote has an outcome: {o:?}\n{}", text(&out));
+    let detail: String =
+        store(dir.path()).query_row("SELECT detail FROM audit WHERE source_id = '5'", [], |r| r.get(0)).expect("row 5");
+    assert!(detail.contains("line 6") && detail.contains("more than 1000 lines"), "{detail}");
+}
+
+#[test]
+fn a_repeated_source_id_waits_in_the_queue_and_ids_compare_as_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = "id,name,email,phone\n\
+               7,Ann Able,ann@example.com,\n\
+               8,Cy Dee,cy@example.com,\n\
+               7,Bob Baker,bob@example.com,\n\
+               8,Cy Dee,cy@example.com,\n\
+               9,Nine Plain,nine@example.com,\n \
+               9,Nine Spaced,nine.spaced@example.com,\n\
+               9\u{a0},Nine Nbsp,nine.nbsp@example.com,\n";
+    contacts_project(dir.path(), "source_wins", 2, csv.as_bytes(), "");
+    let out = cutover(dir.path(), &["run"], &[]);
+    assert_eq!(
+        outcomes(dir.path(), "contacts"),
+        [("created".into(), 5), ("queued".into(), 1), ("skipped".into(), 1)],
+        "{}",
+        text(&out)
+    );
+    let d = dest(dir.path());
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM contacts WHERE name = 'Ann Able'"), 1, "the first 7 is kept");
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM contacts WHERE name = 'Bob Baker'"), 0, "the second 7 waits");
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM contacts WHERE name LIKE 'Nine%'"), 3, "three different ids");
+    let s = store(dir.path());
+    let reason: String =
+        s.query_row("SELECT reason FROM queue WHERE source_id = '7'", [], |r| r.get(0)).expect("queued 7");
+    assert_eq!(reason, "duplicate_source_id");
+    let skipped: String =
+        s.query_row("SELECT detail FROM audit WHERE outcome = 'skipped'", [], |r| r.get(0)).expect("skipped 8");
+    assert!(skipped.contains("repeat"), "{skipped}");
+    let report = reconcile(dir.path());
+    assert_eq!(report["objects"][0]["counts"]["in_source"], 7, "{report:#}");
+    assert_eq!(keys(&report), ["contacts/queued/duplicate_source_id"], "{report:#}");
+}
+
+#[test]
+fn a_shared_phone_does_not_merge_two_different_people() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = "id,name,email,phone\n\
+               1,Bob Other,bob@example.com,(415) 555-2671\n\
+               2,Ann Same,,415.555.2671\n\
+               3,Cy One,cy@example.com,+1 617 555 0100\n\
+               4,Di Two,di@example.com,617-555-0100\n";
+    let existing = "INSERT INTO contacts (id, name, email, phone) VALUES (500, 'Ann Existing', 'ann@example.com', '+14155552671');";
+    contacts_project(dir.path(), "fill_blanks", 10, csv.as_bytes(), existing);
+    let out = cutover(dir.path(), &["run"], &[]);
+    assert_eq!(
+        outcomes(dir.path(), "contacts"),
+        [("created".into(), 1), ("queued".into(), 2), ("unchanged".into(), 1)],
+        "{}",
+        text(&out)
+    );
+    let s = store(dir.path());
+    let held: Vec<(String, String)> = s
+        .prepare("SELECT source_id, reason FROM queue ORDER BY source_id")
+        .expect("q")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(held, [("1".into(), "conflicting_match".into()), ("4".into(), "conflicting_match".into())]);
+    let issues: String = s.query_row("SELECT issues FROM queue WHERE source_id = '1'", [], |r| r.get(0)).expect("1");
+    assert!(issues.contains("\"field\":\"email\""), "names the field that disagrees: {issues}");
+    let ann: (String, String) = dest(dir.path())
+        .query_row("SELECT name, email FROM contacts WHERE id = 500", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("500");
+    assert_eq!(ann, ("Ann Existing".into(), "ann@example.com".into()));
+}
+
+#[test]
+fn two_source_records_into_one_destination_record_are_one_decision_on_every_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = "id,name,email,phone\n\
+               1,Ann Able,shared@example.com,+14155550101\n\
+               2,Filler,filler@example.com,\n\
+               3,Bob Baker,SHARED@example.com,\n";
+    contacts_project(dir.path(), "source_wins", 2, csv.as_bytes(), "");
+    let first = cutover(dir.path(), &["run"], &[]);
+    assert_eq!(outcomes(dir.path(), "contacts"), [("created".into(), 2), ("merged".into(), 1)], "{}", text(&first));
+    let row = |d: &rusqlite::Connection| -> (String, Option<String>) {
+        d.query_row("SELECT name, phone FROM contacts WHERE email = 'shared@example.com'", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .expect("shared")
+    };
+    assert_eq!(row(&dest(dir.path())), ("Ann Able".into(), Some("+14155550101".into())), "the survivor's values");
+    let merged: String = store(dir.path())
+        .query_row("SELECT detail FROM audit WHERE outcome = 'merged'", [], |r| r.get(0))
+        .expect("merged row");
+    assert!(merged.contains("source record 1"), "names the survivor: {merged}");
+
+    // Run again: nothing changes, nothing flips, and the counts say so.
+    let again = cutover(dir.path(), &["run"], &[]);
+    assert_eq!(outcomes(dir.path(), "contacts"), [("merged".into(), 1), ("unchanged".into(), 2)], "{}", text(&again));
+    assert_eq!(row(&dest(dir.path())), ("Ann Able".into(), Some("+14155550101".into())));
+    let report = reconcile(dir.path());
+    assert!(keys(&report).contains(&"contacts/merged".to_string()), "{report:#}");
+}
+
+#[test]
+fn two_objects_writing_one_table_keep_their_own_markers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let toml = r#"[project]
+name = "mechanisms"
+
+[source]
+kind = "csv"
+path = "source"
+
+[destination]
+kind = "sqlite"
+path = "destination.db"
+
+[objects.emails]
+destination = "mechanisms"
+
+[objects.emails.fields]
+party = { from = "party" }
+kind = { default = "email" }
+value = { from = "value" }
+
+[objects.phones]
+destination = "mechanisms"
+
+[objects.phones.fields]
+party = { from = "party" }
+kind = { default = "phone" }
+value = { from = "value" }
+"#;
+    std::fs::create_dir_all(dir.path().join("source")).expect("mkdir");
+    std::fs::write(dir.path().join("cutover.toml"), toml).expect("toml");
+    let rows = |what: &str| {
+        let mut s = String::from("id,party,value\n");
+        for i in 1..=5 {
+            s.push_str(&format!("{i},p{i},{what}{i}\n"));
+        }
+        s
+    };
+    std::fs::write(dir.path().join("source/emails.csv"), rows("e")).expect("csv");
+    std::fs::write(dir.path().join("source/phones.csv"), rows("+1415555010")).expect("csv");
+    rusqlite::Connection::open(dir.path().join("destination.db"))
+        .expect("dest")
+        .execute_batch("CREATE TABLE mechanisms (id INTEGER PRIMARY KEY, party TEXT, kind TEXT, value TEXT);")
+        .expect("table");
+    let out = cutover(dir.path(), &["run"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let d = dest(dir.path());
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM mechanisms WHERE kind = 'email'"), 5, "{}", text(&out));
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM mechanisms WHERE kind = 'phone'"), 5, "{}", text(&out));
+}
+
+#[test]
+fn nul_and_control_characters_are_held_never_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv =
+        "id,name,email,phone\n1,Nu\0ll,nul@example.com,\n2,Bell\u{7},bell@example.com,\n3,Fine,fine@example.com,\n";
+    contacts_project(dir.path(), "fill_blanks", 10, csv.as_bytes(), "");
+    let out = cutover(dir.path(), &["run"], &[]);
+    assert_eq!(outcomes(dir.path(), "contacts"), [("created".into(), 1), ("queued".into(), 2)], "{}", text(&out));
+    let reasons: Vec<String> = store(dir.path())
+        .prepare("SELECT reason FROM queue ORDER BY source_id")
+        .expect("q")
+        .query_map([], |r| r.get(0))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(reasons, ["control_character", "control_character"]);
+    assert_eq!(count(&dest(dir.path()), "SELECT COUNT(*) FROM contacts WHERE instr(name, char(0)) > 0"), 0);
+}
+
+#[test]
+fn an_empty_translation_target_is_refused_by_check() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    contacts_project(dir.path(), "fill_blanks", 10, b"id,name,email,phone\n1,A,a@example.com,\n", "");
+    let toml = std::fs::read_to_string(dir.path().join("cutover.toml"))
+        .expect("toml")
+        .replace("name = { from = \"name\" }", "name = { from = \"name\", translate = \"names\" }")
+        .replace("[objects.contacts]\n", "[translations.names]\n\"A\" = \"\"\n\n[objects.contacts]\n");
+    std::fs::write(dir.path().join("cutover.toml"), toml).expect("toml");
+    let out = cutover(dir.path(), &["check"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains("translations.names") && said.contains("blank"), "{said}");
+}
+
+#[test]
+fn a_correction_made_on_a_stale_value_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    contacts_project(dir.path(), "fill_blanks", 10, b"id,name,email,phone\n1,Ann,not-an-email,\n", "");
+    let out = cutover(dir.path(), &["run"], &[]);
+    assert_eq!(outcomes(dir.path(), "contacts"), [("queued".into(), 1)], "{}", text(&out));
+    let id: i64 = store(dir.path()).query_row("SELECT id FROM queue", [], |r| r.get(0)).expect("item");
+    let id = id.to_string();
+    // Two operators looked at the blank email; the first fixes it, the second is refused.
+    let first = cutover(dir.path(), &["queue", "fix", &id, "email=ann@example.com", "--was", "email="], &[]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    let second = cutover(dir.path(), &["queue", "fix", &id, "email=ann.other@example.com", "--was", "email="], &[]);
+    assert_ne!(second.status.code(), Some(0), "{}", text(&second));
+    assert!(text(&second).contains("changed since you looked"), "{}", text(&second));
+    let corrections: String =
+        store(dir.path()).query_row("SELECT corrections FROM queue", [], |r| r.get(0)).expect("corrections");
+    assert!(corrections.contains("ann@example.com") && !corrections.contains("ann.other"), "{corrections}");
+}
+
+/// A source whose own count disagrees with what it yields (rows deleted while it was read).
+struct Shrinking {
+    inner: std::sync::Arc<dyn cutover::connect::Source>,
+}
+
+#[async_trait::async_trait]
+impl cutover::connect::Source for Shrinking {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    async fn fields(&self, object: &str) -> color_eyre::Result<cutover::model::FieldNames> {
+        self.inner.fields(object).await
+    }
+    async fn count(&self, object: &str) -> color_eyre::Result<u64> {
+        Ok(self.inner.count(object).await? + 5)
+    }
+    async fn read_batch(
+        &self,
+        object: &str,
+        id_field: &str,
+        cursor: &cutover::connect::Cursor,
+        max: usize,
+    ) -> color_eyre::Result<cutover::connect::Batch> {
+        self.inner.read_batch(object, id_field, cursor, max).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_never_completes_a_run_that_read_less_than_the_source_holds() {
+    use cutover::pipeline::Finish;
+    let dir = tempfile::tempdir().expect("tempdir");
+    contacts_project(dir.path(), "fill_blanks", 10, &people(30, &[]), "");
+    let project = cutover::project::Project::load(Some(&dir.path().join("cutover.toml"))).expect("project");
+    let engine = || {
+        let source = cutover::connect::open_source(&project.config).expect("source");
+        let dest = cutover::connect::open_destination(&project.config, false).expect("destination");
+        cutover::pipeline::Engine::new(
+            project.config.clone(),
+            std::sync::Arc::new(Shrinking { inner: source }),
+            dest,
+            project.store_path.clone(),
+        )
+        .expect("engine")
+    };
+    let first = engine().run(cutover::store::RunKind::Full).await.expect("runs");
+    assert!(matches!(&first.finish, Finish::Halted(why) if why.contains("35")), "{:?}", first.finish);
+    let resumed = engine().resume().await.expect("resumes");
+    assert!(
+        matches!(&resumed.finish, Finish::Halted(why) if why.contains("read 30 of the 35")),
+        "a resume that reads nothing more is not completed: {:?}",
+        resumed.finish
+    );
+}
