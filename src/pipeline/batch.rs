@@ -96,8 +96,6 @@ struct Work {
     finals: Option<Vec<Value>>,
     current: Option<Vec<Value>>,
     role: Role,
-    /// The update was journaled (or an interrupted attempt's journal entry replayed).
-    journaled: bool,
     /// The destination record its dedupe decision pointed at, kept when a veto holds it: a
     /// follower of a held lead then decides against that record on its own.
     target: Option<Target>,
@@ -123,7 +121,6 @@ impl Work {
             finals: None,
             current: None,
             role: Role::Survivor { group: false },
-            journaled: false,
             target: None,
         }
     }
@@ -777,7 +774,6 @@ impl Engine {
                 if !changed {
                     detail = j.detail.clone();
                 }
-                w.journaled = true;
             } else if changed {
                 journal.push(Journaled {
                     source_id: w.source_id().to_string(),
@@ -786,7 +782,6 @@ impl Engine {
                     detail: detail.clone(),
                     before_image: before.clone(),
                 });
-                w.journaled = true;
             }
             if let Role::Member { survivor } = &w.role {
                 detail = format!(
@@ -806,7 +801,7 @@ impl Engine {
         if sending.is_empty() {
             return Ok(());
         }
-        sync(|| lock(self.store())?.journal_updates(run_id, &plan.name, &journal))?;
+        sync(|| self.journal()?.write(run_id, &plan.name, &journal))?;
         let changes: Vec<crate::connect::Change> = sending.iter().map(|(_, c)| c.clone()).collect();
         let started = Instant::now();
         let results = write::update(self.dest.as_ref(), plan, &changes).await?;
@@ -1011,7 +1006,9 @@ fn assemble(
             }
             Item::Mapped(m) => {
                 let sid = m.source.source_id.clone();
-                let source_hash = super::delta::source_hash(&m.source.values);
+                let source_hash = super::delta::hash_text(
+                    m.source_hash.unwrap_or_else(|| super::delta::source_hash_u64(&m.source.values)),
+                );
                 if outcome == Outcome::Queued {
                     let reason = w.issues.first().map(|i| i.rule.as_str()).unwrap_or("invalid_value");
                     commit.queue.push(QueueWrite {
@@ -1043,9 +1040,6 @@ fn assemble(
                     if resolve_queue {
                         commit.resolved.push(sid.clone());
                     }
-                }
-                if w.journaled {
-                    commit.journaled.push(sid.clone());
                 }
                 let detail = match outcome {
                     Outcome::Queued => Some(

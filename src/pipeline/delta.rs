@@ -31,6 +31,16 @@ impl DeltaMode {
 /// record): FNV-1a over each value with its length and a blank marker — fixed by this code, so
 /// it never changes with a library version, and cheap enough for every record of a run.
 pub fn source_hash(values: &[Value]) -> String {
+    hash_text(source_hash_u64(values))
+}
+
+/// A source hash as the store keeps it.
+pub fn hash_text(h: u64) -> String {
+    format!("{h:016x}")
+}
+
+/// [`source_hash`] as a number.
+pub fn source_hash_u64(values: &[Value]) -> u64 {
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut eat = |bytes: &[u8]| {
@@ -49,7 +59,7 @@ pub fn source_hash(values: &[Value]) -> String {
             }
         }
     }
-    format!("{h:016x}")
+    h
 }
 
 /// A modified time in one comparable spelling (`2024-03-01T09:30:00`); text that is no date

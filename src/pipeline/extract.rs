@@ -64,20 +64,23 @@ pub fn spawn(
                     return;
                 }
             };
-            let occurrences: Vec<super::seen::Occurrence> = batch
+            let occurrences: Vec<(super::seen::Occurrence, u64)> = batch
                 .records
                 .iter()
                 .map(|r| match r {
-                    Extracted::Record(rec) => seen.next(&rec.source_id, &super::delta::source_hash(&rec.values)),
-                    Extracted::Malformed { source_id, .. } => seen.next(source_id, ""),
+                    Extracted::Record(rec) => {
+                        let hash = super::delta::source_hash_u64(&rec.values);
+                        (seen.next(&rec.source_id, Some(hash)), hash)
+                    }
+                    Extracted::Malformed { source_id, .. } => (seen.next(source_id, None), 0),
                 })
                 .collect();
-            let mut numbered: Vec<(Extracted, super::seen::Occurrence)> =
+            let mut numbered: Vec<(Extracted, (super::seen::Occurrence, u64))> =
                 batch.records.into_iter().zip(occurrences).collect();
             if let Some(f) = &filter {
                 // A delta or a sample keeps its part; unreadable rows and second rows under an id
                 // are always reported.
-                numbered.retain(|(r, o)| match r {
+                numbered.retain(|(r, (o, _))| match r {
                     Extracted::Record(rec) => o.n > 1 || f.wants(rec),
                     Extracted::Malformed { .. } => true,
                 });
@@ -88,12 +91,13 @@ pub fn spawn(
             let mapped = tokio::task::block_in_place(|| {
                 numbered
                     .into_iter()
-                    .map(|(r, o)| match r {
+                    .map(|(r, (o, hash))| match r {
                         Extracted::Record(rec) => {
                             let fixes = if o.n == 1 { corrections.get(&rec.source_id) } else { None };
                             let mut m = mapper.map(rec, fixes.unwrap_or(&no_corrections))?;
                             m.occurrence = o.n;
                             m.same_as_first = o.same_as_first;
+                            m.source_hash = Some(hash);
                             Ok(Item::Mapped(m))
                         }
                         Extracted::Malformed { source_id, origin, message } => {

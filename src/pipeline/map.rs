@@ -24,6 +24,8 @@ pub struct Mapped {
     pub occurrence: u32,
     /// A later row under the id holding exactly the first row's values.
     pub same_as_first: bool,
+    /// [`super::delta::source_hash_u64`] of the source values as read, when extraction took it.
+    pub source_hash: Option<u64>,
 }
 
 pub use crate::model::{CREATE_NEW, MATCH_CHOICE};
@@ -185,7 +187,16 @@ impl Mapper {
             }
         }
         let match_choice = corrections.get(MATCH_CHOICE).cloned().flatten().as_deref().and_then(MatchChoice::parse);
-        Ok(Mapped { source, values, issues, waiting_on, match_choice, occurrence: 1, same_as_first: false })
+        Ok(Mapped {
+            source,
+            values,
+            issues,
+            waiting_on,
+            match_choice,
+            occurrence: 1,
+            same_as_first: false,
+            source_hash: None,
+        })
     }
 
     fn map_value(

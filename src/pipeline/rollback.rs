@@ -134,6 +134,56 @@ pub async fn rollback(engine: &Engine, of_run: i64, opts: &RollbackOptions) -> R
     result.map(|()| report)
 }
 
+/// What a rollback does to one destination record the run wrote.
+enum Action {
+    Delete,
+    Restore(Change),
+    /// Nothing to put back: the run's writes changed nothing there.
+    Nothing,
+}
+
+/// A destination record the run wrote, with every write of the run that reached it (in order).
+struct Touched<'a> {
+    dest_id: String,
+    targets: Vec<&'a Written>,
+}
+
+/// The run's writes grouped by the destination record they are linked to now, children of a
+/// group together; writes no longer linked are reported apart.
+fn touched(targets: &[Written]) -> (Vec<Touched<'_>>, u64) {
+    let mut order: Vec<String> = Vec::new();
+    let mut groups: HashMap<String, Vec<&Written>> = HashMap::new();
+    let mut not_linked = 0;
+    for t in targets {
+        match &t.linked {
+            None => not_linked += 1,
+            Some((dest, _, _)) => {
+                if !groups.contains_key(dest) {
+                    order.push(dest.clone());
+                }
+                groups.entry(dest.clone()).or_default().push(t);
+            }
+        }
+    }
+    let groups =
+        order.into_iter().filter_map(|d| groups.remove(&d).map(|targets| Touched { dest_id: d, targets })).collect();
+    (groups, not_linked)
+}
+
+/// What the record held before the run's first write to each field: the earliest before-image
+/// wins, so undoing a survivor's update and a member's fill-in together is exact.
+fn restore_values(group: &Touched<'_>) -> Result<IndexMap<String, Value>> {
+    let mut out: IndexMap<String, Value> = IndexMap::new();
+    for t in &group.targets {
+        if let Some(b) = image(t.before_image.as_deref())? {
+            for (f, v) in b {
+                out.entry(f).or_insert(v);
+            }
+        }
+    }
+    Ok(out)
+}
+
 async fn rollback_object(
     engine: &Engine,
     plan: &ObjectPlan,
@@ -154,73 +204,78 @@ async fn rollback_object(
     let mut seen = HashSet::new();
     let mut targets: Vec<Written> = targets.into_iter().rev().filter(|t| seen.insert(t.source_id.clone())).collect();
     targets.reverse();
+    let (groups, not_linked) = touched(&targets);
+    out.not_linked = not_linked;
     let fields: Vec<String> = plan.dest_fields.to_vec();
     let types: HashMap<&str, FieldType> = plan.schema.fields.iter().map(|f| (f.name.as_str(), f.ty)).collect();
     let ty = |f: &str| types.get(f).copied().unwrap_or(FieldType::Text);
     let dest = engine.destination();
-    let mut deleted_ids: HashSet<String> = HashSet::new();
-    for chunk in targets.chunks(CHUNK) {
-        let mut ids: Vec<String> = chunk.iter().filter_map(|t| t.linked.as_ref().map(|l| l.0.clone())).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let current = if ids.is_empty() { HashMap::new() } else { dest.read(&plan.dest_object, &ids, &fields).await? };
-        let now_of = |dest_id: &str| -> Option<IndexMap<&str, Option<&str>>> {
-            current
-                .get(dest_id)
-                .map(|vals| fields.iter().map(String::as_str).zip(vals.iter().map(|v| v.as_deref())).collect())
-        };
+    for chunk in groups.chunks(CHUNK) {
+        let ids: Vec<String> = chunk.iter().map(|g| g.dest_id.clone()).collect();
+        let current = dest.read(&plan.dest_object, &ids, &fields).await?;
         let mut records: Vec<RolledBack> = Vec::new();
-        let mut deletes: Vec<(String, String)> = Vec::new(); // (source id, dest id)
-        let mut restores: Vec<(String, Change, String)> = Vec::new(); // (source id, change, detail)
-        for t in chunk {
-            let Some((linked_id, last_run, written)) = &t.linked else {
-                out.not_linked += 1;
-                continue;
-            };
-            let unlink = |detail: String| RolledBack {
+        let mut deletes: Vec<String> = Vec::new();
+        let mut restores: Vec<Change> = Vec::new();
+        for group in chunk {
+            let now: Option<IndexMap<&str, Option<&str>>> = current
+                .get(&group.dest_id)
+                .map(|vals| fields.iter().map(String::as_str).zip(vals.iter().map(|v| v.as_deref())).collect());
+            let row = |t: &Written, outcome: &'static str, detail: String| RolledBack {
                 source_id: t.source_id.clone(),
-                dest_id: linked_id.clone(),
-                outcome: "rolled_back",
+                dest_id: group.dest_id.clone(),
+                outcome,
                 detail,
                 before_image: None,
+                relink: None,
             };
-            let Some(now) = now_of(linked_id) else {
+            let Some(now) = now else {
                 out.already_done += 1;
-                records.push(unlink("already gone from the destination: unlinked".into()));
+                for t in &group.targets {
+                    records.push(row(t, "rolled_back", "already gone from the destination: unlinked".into()));
+                }
                 continue;
             };
-            let before = image(t.before_image.as_deref())?;
-            // An interrupted rollback already put the before-image back: only unlink.
-            if t.outcome != "created"
-                && let Some(b) = &before
-                && b.iter().all(|(f, v)| now.get(f.as_str()).is_some_and(|n| same(ty(f), v.as_deref(), *n)))
-                && written.as_deref().is_some_and(|w| w != "{}")
-            {
-                let wrote = image(written.as_deref())?.unwrap_or_default();
-                let differs_from_write = b.iter().any(|(f, _)| {
-                    wrote.get(f).is_some_and(|w| !same(ty(f), w.as_deref(), now.get(f.as_str()).copied().flatten()))
+            let created = group.targets.iter().any(|t| t.outcome == "created" && t.linked_before.is_none());
+            let restore = restore_values(group)?;
+            let (_, last_run, written) = group.targets[0].linked.clone().unwrap_or_default();
+            let wrote = image(written.as_deref())?;
+            // An interrupted rollback already put the values back: only unlink.
+            let restored_already = !created
+                && !restore.is_empty()
+                && restore.iter().all(|(f, v)| now.get(f.as_str()).is_some_and(|n| same(ty(f), v.as_deref(), *n)))
+                && wrote.as_ref().is_some_and(|w| {
+                    restore.keys().any(|f| {
+                        w.get(f).is_some_and(|x| !same(ty(f), x.as_deref(), now.get(f.as_str()).copied().flatten()))
+                    })
                 });
-                if differs_from_write {
-                    out.already_done += 1;
-                    records.push(unlink("before-image already restored: unlinked".into()));
-                    continue;
+            if restored_already {
+                out.already_done += 1;
+                for t in &group.targets {
+                    records.push(finish_row(t, &group.dest_id, "before-image already restored", &now, &fields)?);
                 }
+                continue;
             }
             // Changed since Cutover wrote it?
             let mut why = Vec::new();
-            if *linked_id != t.dest_id {
-                why.push(format!("now linked to destination record {linked_id}"));
+            for t in &group.targets {
+                if t.dest_id != group.dest_id {
+                    why.push(format!(
+                        "{} is now linked to destination record {}",
+                        crate::text::shown(&t.source_id),
+                        group.dest_id
+                    ));
+                }
             }
-            if *last_run != of_run {
+            if last_run != of_run {
                 why.push(format!("written again by run {last_run} since"));
             }
-            if let Some(child) = mine.get(linked_id) {
+            if let Some(child) = mine.get(&group.dest_id) {
                 why.push(format!("{child}, left in place, points at it"));
             }
-            match image(written.as_deref())? {
+            match &wrote {
                 None => why.push("written before Cutover kept what it wrote: cannot tell whether it changed".into()),
                 Some(wrote) => {
-                    for (f, w) in &wrote {
+                    for (f, w) in wrote {
                         let n = now.get(f.as_str()).copied().flatten();
                         if !same(ty(f), w.as_deref(), n) {
                             why.push(format!(
@@ -232,61 +287,79 @@ async fn rollback_object(
                     }
                 }
             }
-            if !why.is_empty() && !opts.anyway.contains(&t.source_id) {
-                let changed =
-                    Changed { source_id: t.source_id.clone(), dest_id: linked_id.clone(), why: why.join("; ") };
+            let anyway = group.targets.iter().any(|t| opts.anyway.contains(&t.source_id));
+            if !why.is_empty() && !anyway {
                 for (field, parent) in &links {
                     if let Some(Some(p)) = now.get(field) {
+                        let sid = crate::text::shown(&group.targets[0].source_id);
                         protected
                             .entry(parent.to_string())
                             .or_default()
-                            .insert(p.to_string(), format!("{} {}", plan.name, crate::text::shown(&t.source_id)));
+                            .insert(p.to_string(), format!("{} {sid}", plan.name));
                     }
                 }
-                if opts.keep {
-                    records.push(RolledBack {
-                        source_id: t.source_id.clone(),
-                        dest_id: linked_id.clone(),
-                        outcome: "rollback_kept",
-                        detail: format!("kept: changed in the destination since Cutover wrote it ({})", changed.why),
-                        before_image: None,
-                    });
-                    out.kept.push(changed);
-                } else {
-                    out.undecided.push(changed);
+                for t in &group.targets {
+                    let changed =
+                        Changed { source_id: t.source_id.clone(), dest_id: group.dest_id.clone(), why: why.join("; ") };
+                    if opts.keep {
+                        records.push(RolledBack {
+                            detail: format!(
+                                "kept: changed in the destination since Cutover wrote it ({})",
+                                changed.why
+                            ),
+                            ..row(t, "rollback_kept", String::new())
+                        });
+                        out.kept.push(changed);
+                    } else {
+                        out.undecided.push(changed);
+                    }
                 }
                 continue;
             }
+            let action = if created {
+                Action::Delete
+            } else if restore.is_empty() {
+                Action::Nothing
+            } else {
+                Action::Restore(Change {
+                    dest_id: group.dest_id.clone(),
+                    values: restore.clone().into_iter().collect(),
+                })
+            };
             let snapshot = |names: &mut dyn Iterator<Item = &str>| -> Result<String> {
                 let m: IndexMap<&str, Option<&str>> = names.map(|f| (f, now.get(f).copied().flatten())).collect();
                 Ok(serde_json::to_string(&m)?)
             };
-            if t.outcome == "created" {
-                if deleted_ids.insert(linked_id.clone()) {
-                    deletes.push((t.source_id.clone(), linked_id.clone()));
+            match action {
+                Action::Delete => {
+                    deletes.push(group.dest_id.clone());
+                    let snap = snapshot(&mut fields.iter().map(String::as_str))?;
+                    for t in &group.targets {
+                        records.push(RolledBack {
+                            before_image: Some(snap.clone()),
+                            ..row(t, "rolled_back", "deleted".into())
+                        });
+                    }
                 }
-                records.push(RolledBack {
-                    before_image: Some(snapshot(&mut fields.iter().map(String::as_str))?),
-                    ..unlink("deleted".into())
-                });
-            } else if deleted_ids.contains(linked_id) {
-                records.push(unlink("its record was deleted with the record that created it".into()));
-            } else {
-                match before.filter(|b| !b.is_empty()) {
-                    None => {
-                        out.nothing_to_restore += 1;
-                        records.push(unlink("the update changed nothing: unlinked".into()));
+                Action::Nothing => {
+                    out.nothing_to_restore += 1;
+                    for t in &group.targets {
+                        records.push(finish_row(t, &group.dest_id, "its writes changed nothing", &now, &fields)?);
                     }
-                    Some(b) => {
-                        let detail = format!("restored {}", b.keys().cloned().collect::<Vec<_>>().join(", "));
-                        let snap = snapshot(&mut b.keys().map(String::as_str))?;
-                        restores.push((
-                            t.source_id.clone(),
-                            Change { dest_id: linked_id.clone(), values: b.into_iter().collect() },
-                            detail.clone(),
-                        ));
-                        records.push(RolledBack { before_image: Some(snap), ..unlink(detail) });
+                }
+                Action::Restore(change) => {
+                    let detail = format!("restored {}", restore.keys().cloned().collect::<Vec<_>>().join(", "));
+                    let snap = snapshot(&mut restore.keys().map(String::as_str))?;
+                    let mut after = now.clone();
+                    for (f, v) in &restore {
+                        after.insert(f.as_str(), v.as_deref());
                     }
+                    for t in &group.targets {
+                        let mut r = finish_row(t, &group.dest_id, &detail, &after, &fields)?;
+                        r.before_image = Some(snap.clone());
+                        records.push(r);
+                    }
+                    restores.push(change);
                 }
             }
         }
@@ -298,30 +371,28 @@ async fn rollback_object(
         // Destination first; a record it refuses stays linked and is reported.
         let mut refused: HashMap<String, String> = HashMap::new();
         if !deletes.is_empty() {
-            let ids: Vec<String> = deletes.iter().map(|(_, d)| d.clone()).collect();
-            let results = dest.delete(&plan.dest_object, &ids).await?;
-            for ((sid, _), r) in deletes.iter().zip(results) {
+            let results = dest.delete(&plan.dest_object, &deletes).await?;
+            for (id, r) in deletes.iter().zip(results) {
                 match r {
                     Ok(_) => out.deleted += 1,
                     Err(msg) => {
-                        refused.insert(sid.clone(), msg);
+                        refused.insert(id.clone(), msg);
                     }
                 }
             }
         }
         if !restores.is_empty() {
-            let changes: Vec<Change> = restores.iter().map(|(_, c, _)| c.clone()).collect();
-            let results = dest.update(&plan.dest_object, &changes).await?;
-            for ((sid, _, _), r) in restores.iter().zip(results) {
+            let results = dest.update(&plan.dest_object, &restores).await?;
+            for (c, r) in restores.iter().zip(results) {
                 match r {
                     Ok(_) => out.restored += 1,
                     Err(msg) => {
-                        refused.insert(sid.clone(), msg);
+                        refused.insert(c.dest_id.clone(), msg);
                     }
                 }
             }
         }
-        records.retain(|r| match refused.get(&r.source_id) {
+        records.retain(|r| match refused.get(&r.dest_id) {
             Some(msg) => {
                 out.failed.push((r.source_id.clone(), msg.clone()));
                 false
@@ -334,4 +405,36 @@ async fn rollback_object(
         }
     }
     Ok(out)
+}
+
+/// The audit row of a record whose destination record stays (restored, or unchanged): unlinked
+/// when this run made the link, otherwise kept linked with what the record holds after the rollback.
+fn finish_row(
+    t: &Written,
+    dest_id: &str,
+    detail: &str,
+    after: &IndexMap<&str, Option<&str>>,
+    fields: &[String],
+) -> Result<RolledBack> {
+    let base = RolledBack {
+        source_id: t.source_id.clone(),
+        dest_id: dest_id.to_string(),
+        outcome: "rolled_back",
+        detail: format!("{detail}: unlinked"),
+        before_image: None,
+        relink: None,
+    };
+    Ok(match t.linked_before {
+        None => base,
+        Some(by_run) => {
+            let image: IndexMap<&str, Option<&str>> =
+                fields.iter().map(|f| (f.as_str(), after.get(f.as_str()).copied().flatten())).collect();
+            RolledBack {
+                outcome: "rollback_restored",
+                detail: format!("{detail}; linked since run {by_run}, so it stays linked"),
+                relink: Some((serde_json::to_string(&image)?, by_run)),
+                ..base
+            }
+        }
+    })
 }

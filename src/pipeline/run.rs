@@ -16,6 +16,7 @@ use super::transform::TransformSettings;
 use crate::config::{ConfigError, LoadedConfig, Problems, check};
 use crate::connect::{Cursor, Destination, Source};
 use crate::model::{Counts, DestSchema, FieldNames, SourceRecord};
+use crate::store::journal::Journal;
 use crate::store::{BatchCommit, MatchIndex, QueueItem, RunKind, RunLock, Store, match_index, os_user};
 use color_eyre::eyre::{Result, WrapErr, eyre};
 use foldhash::{HashMap, HashMapExt, HashSet};
@@ -82,6 +83,8 @@ pub struct Engine {
     pub(super) dest: Arc<dyn Destination>,
     store: Arc<Mutex<Store>>,
     index: Arc<Mutex<MatchIndex>>,
+    /// The write-ahead journal of updates (see `store::journal`).
+    journal: Mutex<Journal>,
     store_path: PathBuf,
     pub(super) settings: TransformSettings,
     progress: watch::Sender<Progress>,
@@ -163,6 +166,7 @@ impl Engine {
             dest,
             store: Arc::new(Mutex::new(store)),
             index: Arc::new(Mutex::new(MatchIndex::open(&match_index::path_for(&store_path))?)),
+            journal: Mutex::new(Journal::open(&crate::store::journal::path_for(&store_path))?),
             store_path,
             settings,
             progress,
@@ -381,6 +385,8 @@ impl Engine {
                     Finish::Cancelled => ("cancelled", Some("cancelled by the operator")),
                 };
                 sync(|| lock(&store)?.finish_run(run_id, state, reason)).map_err(failure)?;
+                // Every batch of this attempt is committed: its journal has nothing left to replay.
+                sync(|| self.journal()?.clear(run_id)).map_err(failure)?;
                 let objects = sync(|| lock(&store)?.run_counts(run_id)).map_err(failure)?;
                 self.progress.send_modify(|p| {
                     p.state = match &finish {
@@ -530,6 +536,10 @@ impl Engine {
         Ok(recovered)
     }
 
+    pub(super) fn journal(&self) -> Result<MutexGuard<'_, Journal>> {
+        self.journal.lock().map_err(|_| eyre!("journal lock poisoned"))
+    }
+
     pub(super) fn index(&self) -> Result<MutexGuard<'_, MatchIndex>> {
         self.index.lock().map_err(|_| eyre!("match index lock poisoned"))
     }
@@ -607,7 +617,7 @@ impl Engine {
             // A resumed run goes on numbering the rows under each source id, and replays the
             // updates its interrupted attempt sent from their journal.
             let seen = SeenIds::resumed(store.read_in_run(run_id, &plan.name)?);
-            Ok((store.corrections_for(&plan.name)?, seen, store.journaled(run_id, &plan.name)?))
+            Ok((store.corrections_for(&plan.name)?, seen, self.journal()?.pending(run_id, &plan.name)?))
         })?;
         let (mut rx, producer) = extract::spawn(
             self.source.clone(),
@@ -799,7 +809,7 @@ impl Engine {
             self.ensure_match_index(plan).await?;
             // A reprocess killed after its write finds its records here, instead of writing twice.
             let recovered = self.recover_created(plan).await?;
-            let journal = sync(|| lock(&self.store)?.journaled(run_id, &plan.name))?;
+            let journal = sync(|| self.journal()?.pending(run_id, &plan.name))?;
             let mapper = self.mapper(plan, &prepared.owners)?;
             let mut counts = Counts::default();
             for chunk in items.chunks(self.project.config.project.batch_size) {

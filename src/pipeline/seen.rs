@@ -2,16 +2,23 @@
 //! record of its own (its occurrence is 2, 3, …), never merged into the first or overwriting it.
 //! Ids compare exactly as the source spells them: " 42", "42" and "42\u{a0}" are three ids.
 //!
-//! Kept as 128-bit hashes of the ids (about 40 bytes a record at a million), with the hash of
-//! each first row's values, so an exact repeat of a row can be told from a different one.
+//! Kept as 128-bit hashes of the ids with the hash of each first row's values — 24 bytes an id,
+//! in a sorted vector that a small map of recent ids is merged into now and then (no hash table
+//! doubling its size at a million ids), so an exact repeat of a row can be told from a different one.
 
 use crate::store::members::Read;
-use foldhash::{HashMap, HashMapExt};
+use foldhash::HashMap;
+
+/// Recent ids kept in the map before they are merged into the sorted vector.
+const RECENT: usize = 1 << 16;
 
 #[derive(Default)]
 pub struct SeenIds {
-    /// id hash → (hash of the first row's source values, rows read under the id).
-    ids: HashMap<u128, (String, u32)>,
+    /// (id hash, hash of its first row's values, 0 when it could not be read), sorted by id hash.
+    sorted: Vec<(u128, u64)>,
+    recent: HashMap<u128, u64>,
+    /// Ids read more than once: how many rows so far.
+    repeated: HashMap<u128, u32>,
 }
 
 /// FNV-1a over 128 bits: collisions between two different ids are out of reach (at a billion
@@ -38,22 +45,66 @@ pub struct Occurrence {
 impl SeenIds {
     /// What an interrupted attempt of the run had read already.
     pub fn resumed(reads: Vec<Read>) -> Self {
-        let mut ids = HashMap::with_capacity(reads.len());
+        let mut seen = SeenIds::default();
         for r in reads {
-            ids.insert(id_hash(&r.source_id), (r.first_hash.unwrap_or_default(), r.rows));
+            let first = r.first_hash.as_deref().and_then(|h| u64::from_str_radix(h, 16).ok()).unwrap_or(0);
+            let key = id_hash(&r.source_id);
+            seen.insert(key, first);
+            if r.rows > 1 {
+                seen.repeated.insert(key, r.rows);
+            }
         }
-        Self { ids }
+        seen
     }
 
-    /// Counts one more row under `id`, whose source values hash to `values_hash`.
-    pub fn next(&mut self, id: &str, values_hash: &str) -> Occurrence {
-        match self.ids.get_mut(&id_hash(id)) {
-            Some((first, rows)) => {
+    fn first_hash(&self, key: u128) -> Option<u64> {
+        if let Some(&h) = self.recent.get(&key) {
+            return Some(h);
+        }
+        self.sorted.binary_search_by(|(k, _)| k.cmp(&key)).ok().map(|i| self.sorted[i].1)
+    }
+
+    fn insert(&mut self, key: u128, first: u64) {
+        self.recent.insert(key, first);
+        if self.recent.len() >= RECENT {
+            self.merge();
+        }
+    }
+
+    /// Merges the recent ids into the sorted vector, in place from the back.
+    fn merge(&mut self) {
+        let mut fresh: Vec<(u128, u64)> = self.recent.drain().collect();
+        fresh.sort_unstable();
+        let old = self.sorted.len();
+        // Exactly what is needed: a doubling vector would hold twice the ids' memory at a million.
+        self.sorted.reserve_exact(fresh.len());
+        self.sorted.resize(old + fresh.len(), (0, 0));
+        let (mut i, mut j, mut k) = (old, fresh.len(), self.sorted.len());
+        while j > 0 {
+            k -= 1;
+            if i > 0 && self.sorted[i - 1].0 > fresh[j - 1].0 {
+                self.sorted[k] = self.sorted[i - 1];
+                i -= 1;
+            } else {
+                self.sorted[k] = fresh[j - 1];
+                j -= 1;
+            }
+        }
+    }
+
+    /// Counts one more row under `id`, whose source values hash to `values_hash` (`None`: a row
+    /// that could not be read).
+    pub fn next(&mut self, id: &str, values_hash: Option<u64>) -> Occurrence {
+        let key = id_hash(id);
+        match self.first_hash(key) {
+            Some(first) => {
+                let rows = self.repeated.entry(key).or_insert(1);
                 *rows += 1;
-                Occurrence { n: *rows, same_as_first: !first.is_empty() && first == values_hash }
+                Occurrence { n: *rows, same_as_first: first != 0 && Some(first) == values_hash }
             }
             None => {
-                self.ids.insert(id_hash(id), (values_hash.to_string(), 1));
+                // 0 stands for "unreadable": a real hash of 0 is nudged to 1.
+                self.insert(key, values_hash.map_or(0, |h| h.max(1)));
                 Occurrence { n: 1, same_as_first: false }
             }
         }
@@ -61,7 +112,7 @@ impl SeenIds {
 
     /// Whether a row with this id was read in this run.
     pub fn contains(&self, id: &str) -> bool {
-        self.ids.contains_key(&id_hash(id))
+        self.first_hash(id_hash(id)).is_some()
     }
 }
 
@@ -72,17 +123,31 @@ mod tests {
     #[test]
     fn ids_compare_exactly_and_repeats_are_told_from_different_rows() {
         let mut seen = SeenIds::default();
-        assert_eq!(seen.next("42", "a"), Occurrence { n: 1, same_as_first: false });
-        assert_eq!(seen.next(" 42", "a").n, 1, "a leading space is another id");
-        assert_eq!(seen.next("42\u{a0}", "a").n, 1, "so is a trailing no-break space");
-        assert_eq!(seen.next("42", "a"), Occurrence { n: 2, same_as_first: true });
-        assert_eq!(seen.next("42", "b"), Occurrence { n: 3, same_as_first: false });
-        let resumed = SeenIds::resumed(vec![Read { source_id: "42".into(), rows: 3, first_hash: Some("a".into()) }]);
-        let mut resumed = resumed;
+        assert_eq!(seen.next("42", Some(10)), Occurrence { n: 1, same_as_first: false });
+        assert_eq!(seen.next(" 42", Some(10)).n, 1, "a leading space is another id");
+        assert_eq!(seen.next("42\u{a0}", Some(10)).n, 1, "so is a trailing no-break space");
+        assert_eq!(seen.next("42", Some(10)), Occurrence { n: 2, same_as_first: true });
+        assert_eq!(seen.next("42", Some(11)), Occurrence { n: 3, same_as_first: false });
+        assert_eq!(seen.next("43", None).n, 1);
+        assert!(!seen.next("43", None).same_as_first, "an unreadable row repeats nothing");
+        let mut resumed =
+            SeenIds::resumed(vec![Read { source_id: "42".into(), rows: 3, first_hash: Some("a".into()) }]);
         assert_eq!(
-            resumed.next("42", "a"),
+            resumed.next("42", Some(10)),
             Occurrence { n: 4, same_as_first: true },
             "numbering goes on after a resume"
         );
+    }
+
+    #[test]
+    fn merging_into_the_sorted_ids_loses_none() {
+        let mut seen = SeenIds::default();
+        for i in 0..(3 * RECENT + 17) {
+            assert_eq!(seen.next(&i.to_string(), Some(i as u64 + 5)).n, 1);
+        }
+        for i in (0..(3 * RECENT + 17)).step_by(997) {
+            assert_eq!(seen.next(&i.to_string(), Some(i as u64 + 5)), Occurrence { n: 2, same_as_first: true }, "{i}");
+        }
+        assert!(seen.sorted.windows(2).all(|w| w[0].0 < w[1].0), "kept sorted");
     }
 }

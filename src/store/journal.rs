@@ -1,13 +1,18 @@
-//! The write-ahead journal of updates: before an update is sent to the destination, what it
-//! will overwrite (its before-image) and what its outcome will be are committed here. If the
-//! process dies after the destination applied it but before the batch's commit, the replay finds
-//! the record already changed — and takes its before-image and outcome from the journal instead
-//! of recording "no change" and losing what a rollback needs. The batch commit clears its entries.
+//! The write-ahead journal of updates: before an update is sent to the destination, what it will
+//! overwrite (its before-image) and what its outcome will be are committed here. If the process
+//! dies after the destination applied it but before the batch's commit, the replay finds the
+//! record already changed — and takes its before-image and outcome from the journal instead of
+//! recording "no change" and losing what a rollback needs.
+//!
+//! It is a SQLite file of its own beside the state store (`cutover.journal.db`, WAL), so
+//! journaling a batch never waits for the state store's writer committing the batch before it.
+//! Entries are keyed by run, object and source id; a batch commit makes its entries moot (its
+//! records are never read again in that run), and a finished run clears its own.
 
-use super::Store;
-use color_eyre::eyre::Result;
-use rusqlite::params;
+use color_eyre::eyre::{Result, WrapErr};
+use rusqlite::{Connection, params};
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 /// An update journaled before it was sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,28 +24,62 @@ pub struct Journaled {
     pub before_image: Option<String>,
 }
 
-impl Store {
-    /// Journals updates about to be sent, in one transaction.
-    pub fn journal_updates(&self, run_id: i64, object: &str, entries: &[Journaled]) -> Result<()> {
+pub struct Journal {
+    conn: Connection,
+}
+
+/// `cutover.state.db` → `cutover.journal.db`.
+pub fn path_for(store: &Path) -> PathBuf {
+    let name = store.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    match name.strip_suffix(".state.db") {
+        Some(stem) => store.with_file_name(format!("{stem}.journal.db")),
+        None => store.with_file_name(format!("{name}.journal.db")),
+    }
+}
+
+impl Journal {
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path).wrap_err_with(|| format!("cannot open the journal {}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
+             CREATE TABLE IF NOT EXISTS pending_updates (
+                 run_id       INTEGER NOT NULL,
+                 object       TEXT NOT NULL,
+                 source_id    TEXT NOT NULL,
+                 dest_id      TEXT NOT NULL,
+                 outcome      TEXT NOT NULL,
+                 detail       TEXT NOT NULL,
+                 before_image TEXT,
+                 PRIMARY KEY (run_id, object, source_id)
+             ) WITHOUT ROWID;",
+        )
+        .wrap_err_with(|| format!("cannot set up the journal {}", path.display()))?;
+        Ok(Self { conn })
+    }
+
+    /// Journals updates about to be sent, in one transaction; a first entry is never replaced.
+    pub fn write(&mut self, run_id: i64, object: &str, entries: &[Journaled]) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
-        self.immediate(|| {
-            let mut stmt = self.conn().prepare_cached(
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
                 "INSERT INTO pending_updates (run_id, object, source_id, dest_id, outcome, detail, before_image)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (run_id, object, source_id) DO NOTHING",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (run_id, object, source_id) DO NOTHING",
             )?;
             for e in entries {
                 stmt.execute(params![run_id, object, e.source_id, e.dest_id, e.outcome, e.detail, e.before_image])?;
             }
-            Ok(())
-        })
+        }
+        tx.commit()?;
+        Ok(())
     }
 
-    /// Updates an interrupted attempt of this run journaled but never committed, by source id.
-    pub fn journaled(&self, run_id: i64, object: &str) -> Result<HashMap<String, Journaled>> {
-        let mut stmt = self.conn().prepare(
+    /// What this run journaled for an object, by source id (a resumed attempt replays from it).
+    pub fn pending(&self, run_id: i64, object: &str) -> Result<HashMap<String, Journaled>> {
+        let mut stmt = self.conn.prepare(
             "SELECT source_id, dest_id, outcome, detail, before_image FROM pending_updates
              WHERE run_id = ?1 AND object = ?2",
         )?;
@@ -59,5 +98,35 @@ impl Store {
             out.insert(j.source_id.clone(), j);
         }
         Ok(out)
+    }
+
+    /// Forgets what a run journaled once every batch of it is committed.
+    pub fn clear(&mut self, run_id: i64) -> Result<()> {
+        self.conn.execute("DELETE FROM pending_updates WHERE run_id = ?1", [run_id])?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_first_entry_stays_and_a_finished_run_is_cleared() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut j = Journal::open(&path_for(&dir.path().join("p.state.db"))).expect("open");
+        let e = |before: &str| Journaled {
+            source_id: "7".into(),
+            dest_id: "70".into(),
+            outcome: "updated".into(),
+            detail: "changed name".into(),
+            before_image: Some(before.into()),
+        };
+        j.write(1, "contacts", &[e("{\"name\":null}")]).expect("write");
+        j.write(1, "contacts", &[e("{\"name\":\"after\"}")]).expect("replay");
+        let pending = j.pending(1, "contacts").expect("pending");
+        assert_eq!(pending["7"].before_image.as_deref(), Some("{\"name\":null}"), "the replay keeps the first image");
+        j.clear(1).expect("clear");
+        assert!(j.pending(1, "contacts").expect("pending").is_empty());
     }
 }

@@ -136,8 +136,6 @@ pub struct BatchCommit {
     pub resolved: Vec<String>,
     /// The highest modified time in the batch (see `delta::modified_key`).
     pub high_water: Option<String>,
-    /// Source ids whose journaled updates (see [`Store::journal_updates`]) this batch settles.
-    pub journaled: Vec<String>,
 }
 
 pub fn now() -> String {
@@ -451,14 +449,6 @@ impl Store {
                 )?
                 .execute(params![batch.run_id, batch.object, mark])?;
             }
-            if !batch.journaled.is_empty() {
-                let mut settle = tx.prepare_cached(
-                    "DELETE FROM pending_updates WHERE run_id = ?1 AND object = ?2 AND source_id = ?3",
-                )?;
-                for sid in &batch.journaled {
-                    settle.execute(params![batch.run_id, batch.object, sid])?;
-                }
-            }
             let c = &batch.counts;
             tx.prepare_cached(
                 "UPDATE run_objects SET extracted = ?3, created = ?4, updated = ?5, merged = ?6, queued = ?7,
@@ -603,7 +593,6 @@ mod tests {
                     waiting_on: None,
                 }],
                 resolved: vec![],
-                journaled: vec![],
             })
             .expect("commit");
         assert_eq!(store.dest_id("contacts", "1").expect("id"), Some("10".into()));

@@ -18,6 +18,9 @@ pub struct Written {
     /// The id-map entry now: (destination id, the run that last wrote that destination record,
     /// what it should hold). `None` when the record is no longer linked (already rolled back).
     pub linked: Option<(String, i64, Option<String>)>,
+    /// The latest earlier run that had written the record to the same destination record:
+    /// rolling this run back restores its values but keeps that run's link.
+    pub linked_before: Option<i64>,
 }
 
 /// One record's rollback, for the audit log.
@@ -30,16 +33,22 @@ pub struct RolledBack {
     pub detail: String,
     /// JSON of the destination's values before the rollback changed them.
     pub before_image: Option<String>,
+    /// The link stays (an earlier run made it): what the destination record holds after the
+    /// rollback becomes what Cutover wrote there, as written by that run.
+    pub relink: Option<(String, i64)>,
 }
 
 impl Store {
     pub fn written_by_run(&self, run_id: i64, object: &str) -> Result<Vec<Written>> {
         let mut stmt = self.conn().prepare(
-            "SELECT a.source_id, a.outcome, a.dest_id, a.before_image, m.dest_id, COALESCE(w.run_id, m.run_id), w.image
+            "SELECT a.source_id, a.outcome, a.dest_id, a.before_image, m.dest_id, COALESCE(w.run_id, m.run_id), w.image,
+                    (SELECT MAX(b.run_id) FROM audit b WHERE b.object = a.object AND b.source_id = a.source_id
+                              AND b.run_id < a.run_id AND b.dest_id = a.dest_id
+                              AND b.outcome IN ('created', 'updated', 'unchanged', 'merged'))
              FROM audit a LEFT JOIN id_map m ON m.object = a.object AND m.source_id = a.source_id
              LEFT JOIN written w ON w.object = m.object AND w.dest_id = m.dest_id
-             WHERE a.run_id = ?1 AND a.object = ?2 AND a.outcome IN ('created', 'updated', 'merged')
-               AND a.dest_id IS NOT NULL
+             WHERE a.run_id = ?1 AND a.object = ?2 AND a.outcome IN ('created', 'updated', 'unchanged', 'merged')
+               AND a.dest_id IS NOT NULL AND a.occurrence = 1
              ORDER BY a.id",
         )?;
         let rows = stmt
@@ -54,6 +63,7 @@ impl Store {
                     dest_id: r.get(2)?,
                     before_image: r.get(3)?,
                     linked,
+                    linked_before: r.get(7)?,
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -71,7 +81,8 @@ impl Store {
         )?)
     }
 
-    /// Audits each record and unlinks the rolled-back ones, all or nothing.
+    /// Audits each record and unlinks the rolled-back ones (or, where an earlier run made the
+    /// link, keeps it with what the destination holds now), all or nothing.
     pub fn record_rollback(&self, run_id: i64, object: &str, records: &[RolledBack]) -> Result<()> {
         let (at, user) = (now(), os_user());
         self.immediate(|| {
@@ -80,7 +91,16 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             let mut unlink = self.conn().prepare_cached("DELETE FROM id_map WHERE object = ?1 AND source_id = ?2")?;
-            let mut forget = self.conn().prepare_cached("DELETE FROM written WHERE object = ?1 AND dest_id = ?2")?;
+            let mut rehash = self
+                .conn()
+                .prepare_cached("UPDATE id_map SET source_hash = NULL WHERE object = ?1 AND source_id = ?2")?;
+            let mut reimage = self
+                .conn()
+                .prepare_cached("UPDATE written SET image = ?3, run_id = ?4 WHERE object = ?1 AND dest_id = ?2")?;
+            let mut forget = self.conn().prepare_cached(
+                "DELETE FROM written WHERE object = ?1 AND dest_id = ?2
+                   AND NOT EXISTS (SELECT 1 FROM id_map WHERE object = ?1 AND dest_id = ?2)",
+            )?;
             for r in records {
                 audit.execute(params![
                     run_id,
@@ -93,10 +113,20 @@ impl Store {
                     r.detail,
                     r.before_image
                 ])?;
-                if r.outcome == "rolled_back" {
-                    unlink.execute(params![object, r.source_id])?;
-                    forget.execute(params![object, r.dest_id])?;
+                match (r.outcome, &r.relink) {
+                    ("rolled_back", _) => {
+                        unlink.execute(params![object, r.source_id])?;
+                    }
+                    ("rollback_restored", Some((image, by_run))) => {
+                        // A delta's source hash no longer says what the destination holds.
+                        rehash.execute(params![object, r.source_id])?;
+                        reimage.execute(params![object, r.dest_id, image, by_run])?;
+                    }
+                    _ => {}
                 }
+            }
+            for r in records.iter().filter(|r| r.outcome == "rolled_back") {
+                forget.execute(params![object, r.dest_id])?;
             }
             Ok(())
         })

@@ -126,8 +126,7 @@ pub const MIGRATIONS: &[&str] = &[
     // say where each record came from and what it held (a hash). Records found with nothing to
     // change are counted as unchanged. Several source records may feed one destination record:
     // each id-map entry says whether it is that record's survivor or a member merged into it
-    // (and an index finds a record's members). Updates are journaled before they are sent, so a
-    // replay after a crash keeps their before-images and outcomes. The destination's own count
+    // (and an index finds a record's members). The destination's own count
     // of each object before the first run is kept, for reconciliation's count witness.
     r#"
     ALTER TABLE audit ADD COLUMN occurrence INTEGER NOT NULL DEFAULT 1;
@@ -168,16 +167,6 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE queue_new RENAME TO queue;
     CREATE INDEX queue_status ON queue (status, object, reason);
     CREATE INDEX queue_waiting ON queue (waiting_object, waiting_source_id) WHERE waiting_object IS NOT NULL;
-    CREATE TABLE pending_updates (
-        run_id       INTEGER NOT NULL,
-        object       TEXT NOT NULL,
-        source_id    TEXT NOT NULL,
-        dest_id      TEXT NOT NULL,
-        outcome      TEXT NOT NULL,
-        detail       TEXT NOT NULL,
-        before_image TEXT,
-        PRIMARY KEY (run_id, object, source_id)
-    );
     CREATE TABLE destination_baseline (
         dest_object TEXT PRIMARY KEY,
         -- the destination's own count, and how many of those records Cutover had created then

@@ -275,6 +275,82 @@ impl PostgresDestination {
     }
 }
 
+impl PostgresDestination {
+    /// The fast path of updates: the changes grouped by the fields they set, one
+    /// `UPDATE … FROM unnest(…)` per group, all in one transaction. A database error means some
+    /// record was rejected (the caller then writes record by record).
+    async fn update_by_sets(
+        &self,
+        table: &Table,
+        changes: &[Change],
+    ) -> std::result::Result<Vec<WriteResult>, sqlx::Error> {
+        let mut groups: IndexMap<Vec<&str>, Vec<usize>> = IndexMap::new();
+        for (i, c) in changes.iter().enumerate() {
+            groups.entry(c.values.iter().map(|(f, _)| f.as_str()).collect()).or_default().push(i);
+        }
+        let id = ident(&table.id.name);
+        let mut done: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut tx = self.pool.begin().await?;
+        for (fields, members) in &groups {
+            let mut sets = Vec::with_capacity(fields.len());
+            let mut cols = vec!["id".to_string()];
+            let mut arrays = vec!["$1::text[]".to_string()];
+            for (n, f) in fields.iter().enumerate() {
+                let Ok(column) = table.column(f) else { return Err(sqlx::Error::ColumnNotFound(f.to_string())) };
+                sets.push(format!("{} = CAST(v.c{n} AS {})", ident(f), column.sql_type));
+                cols.push(format!("c{n}"));
+                arrays.push(format!("${}::text[]", n + 2));
+            }
+            let sql = format!(
+                "UPDATE {} AS t SET {} FROM unnest({}) AS v({}) WHERE t.{id} = CAST(v.id AS {}) RETURNING t.{id}::text",
+                table.name,
+                sets.join(", "),
+                arrays.join(", "),
+                cols.join(", "),
+                table.id.sql_type
+            );
+            let mut q = sqlx::query_scalar::<_, String>(&sql)
+                .bind(members.iter().map(|&i| changes[i].dest_id.clone()).collect::<Vec<_>>());
+            for n in 0..fields.len() {
+                q = q.bind(members.iter().map(|&i| changes[i].values[n].1.clone()).collect::<Vec<Option<String>>>());
+            }
+            done.extend(q.fetch_all(&mut *tx).await?);
+        }
+        tx.commit().await?;
+        let name = &table.name;
+        Ok(changes
+            .iter()
+            .map(|c| match done.contains(&c.dest_id) {
+                true => Ok(c.dest_id.clone()),
+                false => Err(format!("record {} no longer exists in {name}", c.dest_id)),
+            })
+            .collect())
+    }
+
+    /// The fast path of deletes: one statement for every id, markers removed with them.
+    async fn delete_at_once(
+        &self,
+        table: &Table,
+        ids: &[String],
+    ) -> std::result::Result<Vec<WriteResult>, sqlx::Error> {
+        let id = ident(&table.id.name);
+        let mut tx = self.pool.begin().await?;
+        let sql = format!(
+            "DELETE FROM {} WHERE {id} = ANY(CAST($1 AS {}[])) RETURNING {id}::text",
+            table.name, table.id.sql_type
+        );
+        let gone: Vec<String> = sqlx::query_scalar(&sql).bind(ids).fetch_all(&mut *tx).await?;
+        self.bookkeeping(&mut tx, table, &Bookkeeping::Unmark, &gone).await?;
+        tx.commit().await?;
+        let gone: std::collections::HashSet<String> = gone.into_iter().collect();
+        let name = &table.name;
+        Ok(ids
+            .iter()
+            .map(|i| if gone.contains(i) { Ok(i.clone()) } else { Err(format!("record {i} does not exist in {name}")) })
+            .collect())
+    }
+}
+
 /// A value in COPY's text format: `\N` for none; backslash, tab and line breaks escaped.
 fn copy_text(out: &mut Vec<u8>, v: Option<&str>) {
     let Some(s) = v else {
@@ -427,6 +503,15 @@ impl Destination for PostgresDestination {
 
     async fn update(&self, object: &str, changes: &[Change]) -> Result<Vec<WriteResult>> {
         let table = self.table(object).await?;
+        if !changes.is_empty() && changes.iter().all(|c| !c.values.is_empty()) {
+            match self.update_by_sets(&table, changes).await {
+                Ok(results) => return Ok(results),
+                Err(e @ sqlx::Error::Database(_)) => {
+                    tracing::debug!("batched update of {} rejected ({}); record by record", table.name, message(&e))
+                }
+                Err(e) => return Err(e).wrap_err_with(|| format!("writing to {}", table.name)),
+            }
+        }
         let mut statements = Vec::with_capacity(changes.len());
         for change in changes {
             let fields: Vec<String> = change.values.iter().map(|(f, _)| f.clone()).collect();
@@ -452,6 +537,13 @@ impl Destination for PostgresDestination {
 
     async fn delete(&self, object: &str, ids: &[String]) -> Result<Vec<WriteResult>> {
         let table = self.table(object).await?;
+        match self.delete_at_once(&table, ids).await {
+            Ok(results) => return Ok(results),
+            Err(e @ sqlx::Error::Database(_)) => {
+                tracing::debug!("deleting from {} at once rejected ({}); record by record", table.name, message(&e))
+            }
+            Err(e) => return Err(e).wrap_err_with(|| format!("deleting from {}", table.name)),
+        }
         let id = ident(&table.id.name);
         let sql: Arc<str> =
             format!("DELETE FROM {} WHERE {id} = CAST($1 AS {}) RETURNING {id}::text", table.name, table.id.sql_type)
