@@ -259,7 +259,8 @@ const MARKS_TABLE: &str = "CREATE TABLE IF NOT EXISTS cutover_marks (
     source_id TEXT NOT NULL,
     dest_id   TEXT NOT NULL,
     PRIMARY KEY (namespace, object, source_id)
-) WITHOUT ROWID";
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS cutover_marks_dest ON cutover_marks (object, dest_id)";
 
 fn has_table(conn: &Connection, name: &str) -> Result<bool> {
     let mut stmt = conn.prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")?;
@@ -541,6 +542,8 @@ impl Destination for SqliteDestination {
                 }
             }
             if has_table(&tx, "cutover_marks")? {
+                // Found by destination id: without the index each delete would read every marker.
+                tx.execute_batch(MARKS_TABLE)?;
                 let mut unmark = tx.prepare_cached("DELETE FROM cutover_marks WHERE object = ?1 AND dest_id = ?2")?;
                 for id in results.iter().flatten() {
                     unmark.execute(params![schema.object, id])?;

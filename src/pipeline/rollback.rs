@@ -18,7 +18,7 @@ use color_eyre::eyre::{Result, WrapErr, eyre};
 use indexmap::IndexMap;
 use std::collections::{HashMap, HashSet};
 
-const CHUNK: usize = 500;
+const CHUNK: usize = 2000;
 
 /// Per parent object: destination ids a record left in place points at, and which record.
 type Protected = HashMap<String, HashMap<String, String>>;

@@ -212,6 +212,10 @@ impl PostgresDestination {
                 ))
                 .execute(&mut *tx)
                 .await?;
+                // Rollback finds markers by destination id.
+                sqlx::query(&format!("CREATE INDEX IF NOT EXISTS cutover_marks_dest ON {marks} (object, dest_id)"))
+                    .execute(&mut *tx)
+                    .await?;
                 sqlx::query(&format!(
                     "INSERT INTO {marks} (namespace, object, source_id, dest_id)
                      SELECT $1, $2, s, d FROM unnest($3::text[], $4::text[]) AS u(s, d)
