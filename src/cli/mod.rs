@@ -438,6 +438,10 @@ fn runs_command(project: Option<PathBuf>) -> i32 {
     let result = (|| -> color_eyre::Result<()> {
         let project = Project::load(project.as_deref())?;
         let store = project.store()?;
+        // Nobody holds the run lock: a run still marked running was stopped by a crash or a kill.
+        if let Ok(_lock) = crate::store::RunLock::acquire(&project.store_path) {
+            store.mark_interrupted()?;
+        }
         print!("{}", report::runs_table(&store)?);
         match store.latest_signoff()? {
             None => println!("Not signed off: `cutover reconcile`, then `cutover signoff --notes \"…\"`."),

@@ -48,6 +48,10 @@ pub enum QueueAction {
         /// Every held record (optionally narrowed with --object / --reason).
         #[arg(long)]
         all: bool,
+        /// Continue the last reprocess that was stopped before it finished (killed, failed), under
+        /// the same run, with the records it was given that are still held.
+        #[arg(long, conflicts_with_all = ["ids", "all", "object", "reason"])]
+        resume: bool,
         #[arg(long)]
         object: Option<String>,
         #[arg(long)]
@@ -76,7 +80,11 @@ pub async fn command(project: Option<PathBuf>, action: QueueAction) -> i32 {
         Err(e) => return not_started(&e),
     };
     match action {
-        QueueAction::Reprocess { ids, all, object, reason } => reprocess(&project, ids, all, object, reason).await,
+        QueueAction::Reprocess { resume: true, .. } => match project.engine() {
+            Ok(engine) => report_run(&project, engine.resume_reprocess().await, false),
+            Err(e) => not_started(&e),
+        },
+        QueueAction::Reprocess { ids, all, object, reason, .. } => reprocess(&project, ids, all, object, reason).await,
         other => match simple(&project, other) {
             Ok(()) => EXIT_OK,
             Err(e) => {

@@ -529,7 +529,17 @@ impl Engine {
                 }
                 Step::Update(t) => {
                     works[i].target = Some(t.clone());
-                    self.resolve_update(plan, &mut works[i], t, current, &members, &created, &images, &sides)?
+                    self.resolve_update(
+                        plan,
+                        &mut works[i],
+                        t,
+                        current,
+                        &members,
+                        &created,
+                        &images,
+                        lookups.journal,
+                        &sides,
+                    )?
                 }
                 Step::Follow { lead, matched_by } => match (&works[lead].step, works[lead].target.clone()) {
                     // Its lead was vetoed (another key disagrees with the destination record
@@ -545,7 +555,17 @@ impl Engine {
                             let t = Target { matched_by, ..t };
                             works[i].step = Step::Update(t.clone());
                             works[i].target = Some(t.clone());
-                            self.resolve_update(plan, &mut works[i], t, current, &members, &created, &images, &sides)?
+                            self.resolve_update(
+                                plan,
+                                &mut works[i],
+                                t,
+                                current,
+                                &members,
+                                &created,
+                                &images,
+                                lookups.journal,
+                                &sides,
+                            )?
                         }
                     },
                     _ => resolve_follower(plan, works, i, lead, matched_by, self.settings.region),
@@ -566,6 +586,7 @@ impl Engine {
         members: &HashMap<String, Vec<Member>>,
         created: &std::collections::HashSet<String>,
         images: &std::collections::HashMap<String, String>,
+        journal: &std::collections::HashMap<String, Journaled>,
         sides: &dyn Fn(&[String]) -> Result<String>,
     ) -> Result<()> {
         let Item::Mapped(m) = &w.item else { return Ok(()) };
@@ -613,8 +634,11 @@ impl Engine {
                 return Ok(());
             }
         }
-        // A delta never overwrites what someone changed in the destination since Cutover wrote it.
+        // A delta never overwrites what someone changed in the destination since Cutover wrote it
+        // — the update an interrupted attempt of this run sent (journaled) is no one else's change.
+        let replayed = journal.get(&sid).is_some_and(|j| j.dest_id == t.dest_id);
         if t.own
+            && !replayed
             && let Some(image) = images.get(&t.dest_id)
         {
             let issues = changed_in_destination(plan, &t.dest_id, image, cur)?;
@@ -886,6 +910,11 @@ fn resolve_follower(
         for issue in conflict_issues(conflicts, &other) {
             works[i].hold(issue);
         }
+        // The other side, for the operator deciding (it has no destination id yet: "new" or skip).
+        let side: IndexMap<&String, &Value> = plan.dest_fields.iter().zip(&lead_values).collect();
+        works[i].candidates = serde_json::to_string(&side)
+            .ok()
+            .and_then(|v| serde_json::to_string(&other).ok().map(|k| format!("{{{k}:{v}}}")));
         return;
     }
     if plan.merge == MergeRule::Queue {

@@ -25,6 +25,10 @@ impl DeltaMode {
             DeltaMode::Both => "both",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [DeltaMode::CreateNew, DeltaMode::UpdateChanged, DeltaMode::Both].into_iter().find(|m| m.as_str() == s)
+    }
 }
 
 /// A short, stable hash of a record's source values (what the id map keeps per written

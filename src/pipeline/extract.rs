@@ -55,6 +55,21 @@ pub fn spawn(
         let no_corrections = IndexMap::new();
         let mut cursor = cursor;
         let mut seen = seen;
+        // A resumed delta or sample left no trace of the rows its part did not take: number the
+        // rows before the checkpoint again, so a second row under an id is still the second.
+        if filter.is_some() && cursor != Cursor::start() {
+            match renumber(source.as_ref(), &plan, batch_size, &cursor).await {
+                Ok(Some(again)) => seen = again,
+                Ok(None) => tracing::warn!(
+                    object = %plan.name,
+                    "the checkpoint was not met reading the source again: rows are numbered from the audit log"
+                ),
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            }
+        }
         loop {
             let started = Instant::now();
             let batch = match source.read_batch(&plan.source_object, &plan.id_field, &cursor, batch_size).await {
@@ -118,4 +133,27 @@ pub fn spawn(
         }
     });
     (rx, handle)
+}
+
+/// The ids of every row before `upto`, read again from the start in batches of the same size;
+/// `None` when no batch ends at `upto` (the batch size changed since the checkpoint).
+async fn renumber(source: &dyn Source, plan: &ObjectPlan, batch_size: usize, upto: &Cursor) -> Result<Option<SeenIds>> {
+    let mut seen = SeenIds::default();
+    let mut cursor = Cursor::start();
+    loop {
+        let batch = source.read_batch(&plan.source_object, &plan.id_field, &cursor, batch_size).await?;
+        for r in &batch.records {
+            match r {
+                Extracted::Record(rec) => seen.next(&rec.source_id, Some(super::delta::source_hash_u64(&rec.values))),
+                Extracted::Malformed { source_id, .. } => seen.next(source_id, None),
+            };
+        }
+        if batch.next == *upto {
+            return Ok(Some(seen));
+        }
+        if batch.done {
+            return Ok(None);
+        }
+        cursor = batch.next;
+    }
 }

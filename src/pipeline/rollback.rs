@@ -13,7 +13,7 @@ use crate::compare::same;
 use crate::connect::Change;
 use crate::model::{FieldType, Value};
 use crate::store::rollback::{RolledBack, Written};
-use crate::store::{RunKind, RunLock, Store, os_user};
+use crate::store::{RunKind, Store, os_user};
 use color_eyre::eyre::{Result, WrapErr, eyre};
 use indexmap::IndexMap;
 use std::collections::{HashMap, HashSet};
@@ -84,7 +84,7 @@ fn image(json: Option<&str>) -> Result<Option<IndexMap<String, Value>>> {
 }
 
 pub async fn rollback(engine: &Engine, of_run: i64, opts: &RollbackOptions) -> Result<RollbackReport> {
-    let _lock = RunLock::acquire(engine.store_path())?;
+    let _lock = engine.take_lock()?;
     let run = lock(engine.store())?
         .run(of_run)?
         .ok_or_else(|| eyre!("there is no run {of_run} (`cutover runs` lists them)"))?;
@@ -97,10 +97,22 @@ pub async fn rollback(engine: &Engine, of_run: i64, opts: &RollbackOptions) -> R
     {
         return Err(eyre!("the project has no object '{o}'"));
     }
+    // A rollback of the same run that was stopped before finishing goes on under its own id.
     let run_id = if opts.dry_run {
         None
     } else {
-        Some(lock(engine.store())?.begin_run(RunKind::Rollback, &os_user(), &engine.project.hash)?)
+        let store = lock(engine.store())?;
+        Some(match store.resumable_rollback(of_run)? {
+            Some(id) => {
+                store.resume_run(id, &engine.project.hash)?;
+                id
+            }
+            None => {
+                let id = store.begin_run(RunKind::Rollback, &os_user(), &engine.project.hash)?;
+                store.set_rollback_of(id, of_run)?;
+                id
+            }
+        })
     };
     let mut report = RollbackReport { of_run, run_id, dry_run: opts.dry_run, objects: Vec::new() };
     let result = async {

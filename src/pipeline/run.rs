@@ -319,15 +319,26 @@ impl Engine {
         self.start_run_with(RunKind::Preview, false, Some(Part::Sample { n, seed })).await
     }
 
-    /// Continues the newest full run that did not complete (killed, stopped, halted, cancelled)
-    /// from its checkpoints, under the same run id: each object goes on after its last committed
-    /// batch, and records the interrupted attempt created are adopted, never created twice.
+    /// Continues the newest full or delta run that did not complete (killed, stopped, halted,
+    /// cancelled) from its checkpoints, under the same run id: each object goes on after its last
+    /// committed batch, and records the interrupted attempt created are adopted, never created twice.
     pub async fn resume(&self) -> std::result::Result<RunSummary, RunFailure> {
         self.start_run(RunKind::Full, true).await
     }
 
     async fn start_run(&self, kind: RunKind, resume: bool) -> std::result::Result<RunSummary, RunFailure> {
         self.start_run_with(kind, resume, None).await
+    }
+
+    /// Takes the project's run lock; runs still marked running then were stopped by a crash or a
+    /// kill (whatever their kind) and are marked interrupted.
+    pub fn take_lock(&self) -> Result<RunLock> {
+        let lock_file = RunLock::acquire(&self.store_path)?;
+        let interrupted = sync(|| lock(&self.store)?.mark_interrupted())?;
+        if interrupted > 0 {
+            warn!(interrupted, "earlier runs had stopped without finishing");
+        }
+        Ok(lock_file)
     }
 
     async fn start_run_with(
@@ -337,20 +348,25 @@ impl Engine {
         part: Option<Part>,
     ) -> std::result::Result<RunSummary, RunFailure> {
         let started_at = Instant::now();
-        let _lock = RunLock::acquire(&self.store_path)?;
+        let _lock = self.take_lock()?;
         let prepared = self.prepare().await?;
-        let run_id = sync(|| -> Result<i64> {
+        let (run_id, kind, part) = sync(|| -> Result<(i64, RunKind, Option<Part>)> {
             let store = lock(&self.store)?;
-            let interrupted = store.mark_interrupted()?;
-            if interrupted > 0 {
-                warn!(interrupted, "earlier runs had stopped without finishing");
-            }
             if resume {
                 let run = store.resumable_run()?.map_err(|why| eyre!(why))?;
                 store.resume_run(run.id, &self.project.hash)?;
-                return Ok(run.id);
+                // A delta goes on taking the same part of the source.
+                if run.kind == "delta" {
+                    let mode = store.run_mode(run.id)?.as_deref().and_then(DeltaMode::parse).unwrap_or(DeltaMode::Both);
+                    return Ok((run.id, RunKind::Delta, Some(Part::Delta(mode))));
+                }
+                return Ok((run.id, kind, part));
             }
-            store.begin_run(kind, &os_user(), &self.project.hash)
+            let id = store.begin_run(kind, &os_user(), &self.project.hash)?;
+            if let Some(Part::Delta(mode)) = part {
+                store.set_run_mode(id, mode.as_str())?;
+            }
+            Ok((id, kind, part))
         })?;
         info!(run_id, kind = kind.as_str(), resume, "run started");
         self.control.send_replace(Control::Go);
@@ -769,28 +785,62 @@ impl Engine {
     /// Children waiting on a parent that gets written are released in the same run.
     pub async fn reprocess(&self, ids: &[i64]) -> std::result::Result<RunSummary, RunFailure> {
         let started_at = Instant::now();
-        let _lock = RunLock::acquire(&self.store_path)?;
+        let _lock = self.take_lock()?;
         let prepared = self.prepare().await?;
+        let wanted = self.held_items(ids, true)?;
+        let run_id = sync(|| -> Result<i64> {
+            let store = lock(&self.store)?;
+            let run_id = store.begin_run(RunKind::Reprocess, &os_user(), &self.project.hash)?;
+            store.add_run_items(run_id, ids)?;
+            Ok(run_id)
+        })?;
+        self.reprocess_run(run_id, started_at, &prepared, wanted).await
+    }
+
+    /// Continues the newest reprocess that stopped before finishing (killed, failed), under the
+    /// same run id, with the queue items it was given that are still held: what it wrote before
+    /// is not written again, and the result is the one an uninterrupted reprocess gives.
+    pub async fn resume_reprocess(&self) -> std::result::Result<RunSummary, RunFailure> {
+        let started_at = Instant::now();
+        let _lock = self.take_lock()?;
+        let prepared = self.prepare().await?;
+        let (run, ids) = sync(|| lock(&self.store)?.resumable_reprocess())?.map_err(|why| eyre!(why))?;
+        let wanted = self.held_items(&ids, false)?;
+        sync(|| lock(&self.store)?.resume_run(run.id, &self.project.hash))?;
+        info!(run_id = run.id, items = ids.len(), "resuming a reprocess");
+        self.reprocess_run(run.id, started_at, &prepared, wanted).await
+    }
+
+    /// Queue items by object; `strict`: an item that is not held is an error.
+    fn held_items(&self, ids: &[i64], strict: bool) -> Result<HashMap<String, Vec<QueueItem>>> {
         let mut wanted: HashMap<String, Vec<QueueItem>> = HashMap::new();
-        {
-            let store = sync(|| lock(&self.store))?;
-            for &id in ids {
-                let item = store.queue_item(id)?.ok_or_else(|| eyre!("no queue item {id}"))?;
-                if !item.status.is_pending() {
-                    return Err(
-                        eyre!("queue item {id} is {}; only open items are reprocessed", item.status.as_str()).into()
-                    );
+        let store = sync(|| lock(&self.store))?;
+        for &id in ids {
+            let item = store.queue_item(id)?.ok_or_else(|| eyre!("no queue item {id}"))?;
+            if !item.status.is_pending() {
+                if strict {
+                    return Err(eyre!("queue item {id} is {}; only open items are reprocessed", item.status.as_str()));
                 }
-                wanted.entry(item.object.clone()).or_default().push(item);
+                continue;
             }
+            wanted.entry(item.object.clone()).or_default().push(item);
         }
-        let run_id = sync(|| lock(&self.store)?.begin_run(RunKind::Reprocess, &os_user(), &self.project.hash))?;
+        Ok(wanted)
+    }
+
+    async fn reprocess_run(
+        &self,
+        run_id: i64,
+        started_at: Instant,
+        prepared: &Prepared,
+        wanted: HashMap<String, Vec<QueueItem>>,
+    ) -> std::result::Result<RunSummary, RunFailure> {
         self.progress.send_modify(|p| {
             *p = Progress::new("reprocess", &self.project.order);
             p.run_id = Some(run_id);
             p.state = RunState::Running;
         });
-        let result = self.reprocess_objects(run_id, &prepared, wanted).await;
+        let result = self.reprocess_objects(run_id, prepared, wanted).await;
         self.finish(run_id, RunKind::Reprocess, started_at, result.map(|()| Finish::Completed)).await
     }
 
@@ -811,7 +861,9 @@ impl Engine {
             let recovered = self.recover_created(plan).await?;
             let journal = sync(|| self.journal()?.pending(run_id, &plan.name))?;
             let mapper = self.mapper(plan, &prepared.owners)?;
-            let mut counts = Counts::default();
+            // A resumed reprocess goes on counting where its interrupted attempt stopped.
+            let mut counts =
+                sync(|| lock(&self.store)?.checkpoint(run_id, &plan.name))?.map(|c| c.counts).unwrap_or_default();
             for chunk in items.chunks(self.project.config.project.batch_size) {
                 let batch: Vec<Item> = sync(|| {
                     chunk
@@ -845,16 +897,20 @@ impl Engine {
                     index.add(&plan.name, &commit.match_keys, Some(run_id))?;
                     index.note_written(commit.id_map.iter().map(|w| &w.source_id));
                     drop(index);
-                    // Release children held until these records were written.
+                    // Release children held until these records were written (kept with the
+                    // run, so a resumed attempt releases them too).
+                    let mut released = Vec::new();
                     for sid in &written {
                         for child in store.queue_waiting_on(&plan.name, sid)? {
                             if seen.insert(child)
                                 && let Some(item) = store.queue_item(child)?
                             {
+                                released.push(child);
                                 wanted.entry(item.object.clone()).or_default().push(item);
                             }
                         }
                     }
+                    store.add_run_items(run_id, &released)?;
                     Ok(())
                 })?;
                 self.progress.send_modify(|p| p.objects[position].counts = counts);

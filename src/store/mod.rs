@@ -240,7 +240,11 @@ impl Store {
     pub fn mark_interrupted(&self) -> Result<usize> {
         Ok(self.conn.execute(
             "UPDATE runs SET state = 'interrupted', ended_at = ?1,
-                    reason = 'the process stopped before the run finished; what it committed is kept'
+                    reason = 'the process stopped before the run finished; what it committed is kept' ||
+                      CASE kind WHEN 'full' THEN ' (`cutover run --resume` continues it)'
+                                WHEN 'reprocess' THEN ' (`cutover queue reprocess --resume` continues it)'
+                                WHEN 'rollback' THEN ' (`cutover rollback ' || COALESCE(of_run, 'RUN') || '` continues it)'
+                                ELSE '' END
              WHERE state IN ('running', 'paused')",
             [now()],
         )?)

@@ -126,7 +126,8 @@ pub const MIGRATIONS: &[&str] = &[
     // say where each record came from and what it held (a hash). Records found with nothing to
     // change are counted as unchanged. Several source records may feed one destination record:
     // each id-map entry says whether it is that record's survivor or a member merged into it
-    // (and an index finds a record's members). The destination's own count
+    // (and an index finds a record's members). A rollback names the run it undoes and a reprocess
+    // keeps the queue items it was given, so either resumes after a kill. The destination's own count
     // of each object before the first run is kept, for reconciliation's count witness.
     r#"
     ALTER TABLE audit ADD COLUMN occurrence INTEGER NOT NULL DEFAULT 1;
@@ -167,6 +168,13 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE queue_new RENAME TO queue;
     CREATE INDEX queue_status ON queue (status, object, reason);
     CREATE INDEX queue_waiting ON queue (waiting_object, waiting_source_id) WHERE waiting_object IS NOT NULL;
+    ALTER TABLE runs ADD COLUMN of_run INTEGER;
+    ALTER TABLE runs ADD COLUMN mode TEXT;
+    CREATE TABLE run_items (
+        run_id   INTEGER NOT NULL,
+        queue_id INTEGER NOT NULL,
+        PRIMARY KEY (run_id, queue_id)
+    ) WITHOUT ROWID;
     CREATE TABLE destination_baseline (
         dest_object TEXT PRIMARY KEY,
         -- the destination's own count, and how many of those records Cutover had created then

@@ -133,3 +133,33 @@ impl TestDb {
         self.admin_sql(&format!("DROP DATABASE {}{force}", self.name)).await;
     }
 }
+
+impl TestDb {
+    /// Every row of `table`, the columns read as text (NULL as `None`), in no particular order.
+    pub async fn rows(&self, table: &str, columns: &[&str]) -> Vec<Vec<Option<String>>> {
+        self.try_rows(table, columns).await.unwrap_or_else(|e| panic!("{table}: {e}"))
+    }
+
+    /// As [`TestDb::rows`], nothing when the table does not exist.
+    pub async fn rows_if_any(&self, table: &str, columns: &[&str]) -> Vec<Vec<Option<String>>> {
+        self.try_rows(table, columns).await.unwrap_or_default()
+    }
+
+    async fn try_rows(&self, table: &str, columns: &[&str]) -> Result<Vec<Vec<Option<String>>>, sqlx::Error> {
+        use sqlx::Row;
+        match self.dialect {
+            Dialect::Postgres => {
+                let list: Vec<String> = columns.iter().map(|c| format!("{c}::text")).collect();
+                let mut c = PgConnection::connect(&self.url).await?;
+                let rows = sqlx::query(&format!("SELECT {} FROM {table}", list.join(", "))).fetch_all(&mut c).await?;
+                rows.iter().map(|r| (0..columns.len()).map(|i| r.try_get::<Option<String>, _>(i)).collect()).collect()
+            }
+            Dialect::Mariadb => {
+                let list: Vec<String> = columns.iter().map(|c| format!("CAST({c} AS CHAR)")).collect();
+                let mut c = MySqlConnection::connect(&self.url).await?;
+                let rows = sqlx::query(&format!("SELECT {} FROM {table}", list.join(", "))).fetch_all(&mut c).await?;
+                rows.iter().map(|r| (0..columns.len()).map(|i| r.try_get::<Option<String>, _>(i)).collect()).collect()
+            }
+        }
+    }
+}
