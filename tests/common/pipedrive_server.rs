@@ -342,3 +342,152 @@ fn route(s: &mut State, method: &str, path: &str, query: &[(String, String)], bo
         _ => fail(StatusCode::NOT_FOUND, "Unknown method ."),
     }
 }
+
+/// The demo's export as Pipedrive holds it: users (the demo's reps, and the one HubSpot lacks),
+/// stages by name, records with ids, owners by user id, emails and phones as lists.
+fn fold(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+}
+
+fn csv(path: &std::path::Path) -> Vec<std::collections::HashMap<String, String>> {
+    let mut r = csv::Reader::from_path(path).expect("csv");
+    let headers: Vec<String> =
+        r.headers().expect("headers").iter().map(|h| h.trim_start_matches('\u{feff}').to_string()).collect();
+    r.records().map(|rec| headers.iter().cloned().zip(rec.expect("row").iter().map(String::from)).collect()).collect()
+}
+
+/// The demo's export as Pipedrive holds it: users (the demo's reps, and the one HubSpot lacks),
+/// stages by name, records with ids, owners by user id, emails and phones as lists.
+pub fn seed_demo(server: &Server, demo: &std::path::Path) {
+    let mut s = server.lock();
+    let db = rusqlite::Connection::open(demo.join("destination.db")).expect("db");
+    let mut names: Vec<(String, String)> = db
+        .prepare("SELECT first_name || ' ' || last_name, email FROM owners ORDER BY id")
+        .expect("owners")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("owners")
+        .collect::<Result<_, _>>()
+        .expect("owners");
+    names.push(("Dana Whitfield".into(), "dana.whitfield@northwind.example".into()));
+    s.users = names
+        .iter()
+        .enumerate()
+        .map(|(i, (n, e))| json!({ "id": i + 1, "name": n, "email": e, "active_flag": true }))
+        .collect();
+    let user = |name: &str| -> Value {
+        names.iter().position(|(n, _)| fold(n) == fold(name)).map(|i| json!(i + 1)).unwrap_or(Value::Null)
+    };
+    let source = demo.join("source");
+    let deals = csv(&source.join("deals.csv"));
+    let mut stages: Vec<String> = Vec::new();
+    for d in &deals {
+        if !stages.contains(&d["stage"]) {
+            stages.push(d["stage"].clone());
+        }
+    }
+    s.stages = stages.iter().enumerate().map(|(i, n)| json!({ "id": i + 1, "name": n, "pipeline_id": 1 })).collect();
+    s.pipelines = vec![json!({ "id": 1, "name": "Pipeline" })];
+    let num = |v: &str| -> Value { v.trim().parse::<u64>().map(Value::from).unwrap_or(Value::Null) };
+    let list = |v: &str| -> Value {
+        if v.trim().is_empty() { json!([]) } else { json!([{ "value": v, "primary": true, "label": "work" }]) }
+    };
+    let labels = ["Customer", "Hot lead", "Cold lead"];
+    let put = |s: &mut State, c: &str, id: &str, r: Value| {
+        s.collections.get_mut(c).expect("c").insert(id.trim().parse().expect("id"), r);
+    };
+    for o in csv(&source.join("organizations.csv")) {
+        let r = json!({ "id": num(&o["id"]), "name": o["name"], "owner_id": user(&o["owner_name"]), "add_time": o["add_time"],
+            "visible_to": num(&o["visible_to"]), "address": { "locality": o["address_locality"], "country": o["address_country"] },
+            "custom_fields": { "website": o["website"], "industry": o["industry"] } });
+        put(&mut s, "organizations", &o["id"], r);
+    }
+    for p in csv(&source.join("persons.csv")) {
+        let label = labels.iter().position(|l| *l == p["label"]).map(|i| json!([i + 1])).unwrap_or(json!([]));
+        let r = json!({ "id": num(&p["id"]), "name": p["name"], "emails": list(&p["email"]), "phones": list(&p["phone"]),
+            "org_id": num(&p["org_id"]), "owner_id": user(&p["owner_name"]), "label_ids": label, "add_time": p["add_time"],
+            "visible_to": num(&p["visible_to"]) });
+        put(&mut s, "persons", &p["id"], r);
+    }
+    for d in &deals {
+        let value = d["value"].replace(',', "").parse::<f64>().map(Value::from).unwrap_or_else(|_| json!(d["value"]));
+        let stage = stages.iter().position(|n| *n == d["stage"]).map(|i| i + 1);
+        let r = json!({ "id": num(&d["id"]), "title": d["title"], "value": value, "currency": d["currency"], "stage_id": stage,
+            "pipeline_id": 1, "status": d["status"], "org_id": num(&d["org_id"]), "owner_id": user(&d["owner_name"]),
+            "expected_close_date": d["expected_close_date"], "add_time": d["add_time"] });
+        put(&mut s, "deals", &d["id"], r);
+    }
+    for n in csv(&source.join("notes.csv")) {
+        let r = json!({ "id": num(&n["id"]), "content": n["content"], "person_id": num(&n["person_id"]),
+            "user_id": user(&n["user_name"]), "add_time": n["add_time"] });
+        put(&mut s, "notes", &n["id"], r);
+    }
+}
+
+const NOTES: &str = r#"[objects.notes.fields]
+content = { from = "content" }
+person_id = { from = "person_id", parent = "persons" }
+user_id = { from = "user_name", transform = "owner" }
+add_time = { from = "add_time", transform = "datetime" }
+"#;
+
+/// The demo's project written into Pipedrive (an empty account but for users and stages):
+/// `stages` the translation entries, `marker` the custom field holding source ids.
+pub fn demo_into_pipedrive(url: &str, stages: &str, marker: &str, with_notes: bool) -> String {
+    let notes = if with_notes { NOTES } else { "" };
+    format!(
+        r#"[project]
+name = "Northwind: CSV → Pipedrive"
+batch_size = 500
+default_region = "US"
+
+[source]
+kind = "csv"
+path = "source"
+
+[destination]
+kind = "pipedrive"
+token_env = "CUTOVER_PIPEDRIVE_TOKEN"
+base_url = "{url}"
+rate_limit = 100000
+daily_tokens = 100000000
+source_id_property = "{marker}"
+
+[translations.stages]
+{stages}
+
+[objects.organizations]
+exclude = ["address_locality", "address_country", "website", "industry", "visible_to"]
+
+[objects.organizations.fields]
+name = {{ from = "name", transform = "trim" }}
+owner_id = {{ from = "owner_name", transform = "owner" }}
+add_time = {{ from = "add_time", transform = "datetime" }}
+
+[objects.persons]
+exclude = ["label", "visible_to"]
+
+[objects.persons.fields]
+name = {{ from = "name", transform = "trim" }}
+email = {{ from = "email", transform = "email" }}
+phone = {{ from = "phone", transform = "phone" }}
+org_id = {{ from = "org_id", parent = "organizations" }}
+owner_id = {{ from = "owner_name", transform = "owner" }}
+add_time = {{ from = "add_time", transform = "datetime" }}
+
+[objects.deals]
+exclude = ["status", "add_time"]   # API v2 sets a deal's add_time itself
+
+[objects.deals.fields]
+title = {{ from = "title", transform = "trim" }}
+value = {{ from = "value", transform = "decimal" }}
+currency = {{ from = "currency", transform = "upper" }}
+stage_id = {{ from = "stage", translate = "stages" }}
+org_id = {{ from = "org_id", parent = "organizations" }}
+owner_id = {{ from = "owner_name", transform = "owner" }}
+expected_close_date = {{ from = "expected_close_date", transform = "date" }}
+
+{notes}"#,
+        url = url,
+        marker = marker
+    )
+}
