@@ -486,6 +486,24 @@ async fn full_run_survives_kills(kind: &str, kills_wanted: usize) {
     let landed = kill_and_resume(&subj, &["run"], &["run", "--resume"], "full", kills(kills_wanted), span, seed);
     eprintln!("{kind}: {landed} kills landed mid-run (seed {seed})");
     assert!(landed * 2 >= kills(kills_wanted), "{kind}: only {landed} kills landed (seed {seed})");
+    if subj.counts("full") != reference.counts("full") {
+        let latest = |s: &Subject| -> std::collections::BTreeMap<(String, String, i64), (String, Option<String>)> {
+            let c = s.store().expect("store");
+            let mut stmt = c
+                .prepare("SELECT object, source_id, occurrence, outcome, detail FROM audit WHERE run_id = 1")
+                .expect("q");
+            stmt.query_map([], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), (r.get(3)?, r.get(4)?))))
+                .expect("rows")
+                .collect::<rusqlite::Result<_>>()
+                .expect("rows")
+        };
+        let (x, y) = (latest(&subj), latest(&reference));
+        for (k, v) in &x {
+            if y.get(k).map(|w| &w.0) != Some(&v.0) {
+                eprintln!("{k:?}: resumed {v:?}, uninterrupted {:?}", y.get(k));
+            }
+        }
+    }
     assert_eq!(subj.counts("full"), reference.counts("full"), "{kind}: outcome counts (seed {seed})");
     let (a, b) = (subj.rows().await, reference.rows().await);
     assert_eq!(a.len(), b.len(), "{kind}: row counts (seed {seed})");

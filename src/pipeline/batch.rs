@@ -50,7 +50,6 @@ enum Step {
     /// Folded into an earlier record of the batch (its lead), as a member of the lead's record.
     Follow {
         lead: usize,
-        matched_by: String,
     },
 }
 
@@ -94,11 +93,10 @@ struct Work {
     ambiguous: Vec<String>,
     /// The values to write; a lead also holds what its followers filled in.
     finals: Option<Vec<Value>>,
+    /// An update's values before followers filled anything in (what it changes itself).
+    own_finals: Option<Vec<Value>>,
     current: Option<Vec<Value>>,
     role: Role,
-    /// The destination record its dedupe decision pointed at, kept when a veto holds it: a
-    /// follower of a held lead then decides against that record on its own.
-    target: Option<Target>,
 }
 
 impl Work {
@@ -119,9 +117,9 @@ impl Work {
             undecided: None,
             ambiguous: Vec::new(),
             finals: None,
+            own_finals: None,
             current: None,
             role: Role::Survivor { group: false },
-            target: None,
         }
     }
 
@@ -214,44 +212,48 @@ impl Engine {
         lookups: &Lookups<'_>,
     ) -> Result<BatchCommit> {
         let mut works: Vec<Work> = items.into_iter().map(Work::new).collect();
-        self.dedupe(run_id, plan, owners, &mut works, lookups)?;
+        let known = self.lookup(plan, owners, &mut works, lookups, run_id)?;
         self.repeated_ids(plan, &mut works, lookups)?;
-        let current = self.read_current(plan, &works).await?;
-        self.resolve(plan, &mut works, &current, lookups)?;
-        for w in &mut works {
-            validate_finals(plan, owners, w);
-        }
+        let current = self.read_current(plan, &works, &known).await?;
+        self.decide_in_order(plan, owners, &mut works, &known, &current, lookups)?;
         self.write(run_id, plan, &mut works, lookups).await?;
         settle_followers(&mut works);
         assemble(plan, run_id, works, counts, cursor, done, resolve_queue)
     }
 
-    /// Phase 1: finds who each clean record is, against the store's match index and the batch.
-    fn dedupe(
+    /// Phase 1: each clean record's match keys, and what the id map and the match index know of
+    /// them; unreadable rows fail and rows the mapping could not map are held, here.
+    fn lookup(
         &self,
-        run_id: i64,
         plan: &ObjectPlan,
         owners: &Owners,
         works: &mut [Work],
         lookups: &Lookups<'_>,
-    ) -> Result<()> {
+        run_id: i64,
+    ) -> Result<Prefetched> {
         let started = Instant::now();
-        sync(|| -> Result<()> {
-            let mut dedupe = BatchDeduper::new(plan, self.settings.region);
+        let known = sync(|| -> Result<Prefetched> {
+            let dedupe = BatchDeduper::new(plan, self.settings.region);
             for w in works.iter_mut() {
-                if let Item::Mapped(m) = &w.item
-                    && m.issues.is_empty()
-                    && m.occurrence == 1
-                {
-                    w.keys = dedupe.keys_of(&m.values);
+                match &w.item {
+                    Item::Malformed { message, .. } => {
+                        let message = message.clone();
+                        w.settle(Outcome::Failed, Some(message));
+                    }
+                    Item::Mapped(m) if m.occurrence > 1 => {} // see `repeated_ids`
+                    Item::Mapped(m) if !m.issues.is_empty() => {
+                        let mut issues = m.issues.clone();
+                        issues.extend(validate(plan, owners, &m.values, &m.issues, None));
+                        w.issues = issues;
+                        w.step = Step::Held;
+                    }
+                    Item::Mapped(m) => {
+                        w.keys = dedupe.keys_of(&m.values);
+                        w.step = Step::Create; // until `decide_in_order` says otherwise
+                    }
                 }
             }
-            let clean = works.iter().filter_map(|w| match &w.item {
-                Item::Mapped(m) if m.issues.is_empty() && m.occurrence == 1 => {
-                    Some((m.source.source_id.as_str(), &w.keys))
-                }
-                _ => None,
-            });
+            let clean = works.iter().filter(|w| is_clean(w)).map(|w| (w.source_id(), &w.keys));
             let mut index_writer = match lookups.index_writer {
                 Some(w) => Some(w.lock().map_err(|_| eyre!("match index writer lock poisoned"))?),
                 None => None,
@@ -273,90 +275,10 @@ impl Engine {
             if let Some(w) = index_writer.as_mut() {
                 w.release()?;
             }
-            for (i, w) in works.iter_mut().enumerate() {
-                let Item::Mapped(m) = &w.item else {
-                    if let Item::Malformed { message, .. } = &w.item {
-                        let message = message.clone();
-                        w.settle(Outcome::Failed, Some(message));
-                    }
-                    continue;
-                };
-                if m.occurrence > 1 {
-                    continue; // see `repeated_ids`
-                }
-                if !m.issues.is_empty() {
-                    let mut issues = m.issues.clone();
-                    issues.extend(validate(plan, owners, &m.values, &m.issues, None));
-                    w.issues = issues;
-                    w.step = Step::Held;
-                    continue;
-                }
-                let sid = m.source.source_id.clone();
-                if let Some(dest_id) = lookups.recovered.get(&sid) {
-                    // Created by an interrupted attempt: the decision an uninterrupted run made.
-                    // Its keys still go into the batch, for duplicates after it.
-                    let _ = dedupe.decide(&known, i, &sid, &w.keys);
-                    w.step = Step::Adopt(dest_id.clone());
-                    continue;
-                }
-                if let Some(choice) = m.match_choice.clone().filter(|_| known.written(&sid).is_none()) {
-                    // The operator decided this record's match: no dedupe second-guesses it.
-                    // (Once written, the id map leads a later run to the same record.)
-                    w.step = match choice {
-                        MatchChoice::MergeInto(dest_id) => Step::Update(Target {
-                            dest_id,
-                            matched_by: OPERATOR_CHOICE.into(),
-                            own: false,
-                            operator: true,
-                        }),
-                        MatchChoice::CreateNew => Step::Create,
-                    };
-                    continue;
-                }
-                let decision = dedupe.decide(&known, i, &sid, &w.keys);
-                let by_key = |matched_by: &str| matched_by != "source_id";
-                match decision {
-                    Decision::Create => w.step = Step::Create,
-                    // Under the "queue" rule a match waits for a person — but not the record's
-                    // own earlier write, found by its source id.
-                    Decision::Update { dest_id, matched_by }
-                        if plan.merge == MergeRule::Queue && by_key(&matched_by) =>
-                    {
-                        w.hold(Issue {
-                            field: matched_by,
-                            rule: Rule::MatchNeedsDecision,
-                            value: None,
-                            message: format!("matches destination record {dest_id}; this object has no merge rule"),
-                            suggestion: Some("merge into it, create new, or skip".into()),
-                        });
-                        w.undecided = Some(dest_id);
-                    }
-                    Decision::Update { dest_id, matched_by } => {
-                        let own = !by_key(&matched_by);
-                        w.step = Step::Update(Target { dest_id, matched_by, own, operator: false });
-                    }
-                    Decision::IntoLead { lead, matched_by } => w.step = Step::Follow { lead, matched_by },
-                    Decision::Ambiguous { matched_by, candidates } => {
-                        let value = m.values.get(plan.dest_fields.iter().position(|f| *f == matched_by).unwrap_or(0));
-                        w.hold(Issue {
-                            field: matched_by.clone(),
-                            rule: Rule::AmbiguousMatch,
-                            value: value.cloned().flatten(),
-                            message: format!(
-                                "{} destination records match on {matched_by}: {}",
-                                candidates.len(),
-                                candidates.join(", ")
-                            ),
-                            suggestion: Some("choose the record to merge into, create new, or skip".into()),
-                        });
-                        w.ambiguous = candidates;
-                    }
-                }
-            }
-            Ok(())
+            Ok(known)
         })?;
         self.timings.add(Stage::Dedupe, started.elapsed());
-        Ok(())
+        Ok(known)
     }
 
     /// Phase 1, second rows: a row under a source id the run already read is a record of its own.
@@ -430,19 +352,26 @@ impl Engine {
         Ok(())
     }
 
-    /// Phase 2: the destination records about to be updated, and the candidates an operator decides between.
+    /// Phase 2: every destination record a clean record of the batch can reach — its own earlier
+    /// write, each candidate of each of its keys, an operator's choice — read once.
     async fn read_current(
         &self,
         plan: &ObjectPlan,
         works: &[Work],
+        known: &Prefetched,
     ) -> Result<std::collections::HashMap<String, Vec<Value>>> {
         let mut wanted: Vec<String> = Vec::new();
-        for w in works {
-            if let Step::Update(t) = &w.step {
-                wanted.push(t.dest_id.clone());
+        for w in works.iter().filter(|w| is_clean(w)) {
+            let Item::Mapped(m) = &w.item else { continue };
+            if let Some((dest, _)) = known.written(&m.source.source_id) {
+                wanted.push(dest);
             }
-            wanted.extend(w.ambiguous.iter().filter(|c| !c.starts_with("batch")).cloned());
-            wanted.extend(w.undecided.iter().cloned());
+            if let Some(MatchChoice::MergeInto(dest)) = &m.match_choice {
+                wanted.push(dest.clone());
+            }
+            for (k, v) in &w.keys {
+                wanted.extend(known.candidates(*k, v).into_iter().map(|(d, _)| d));
+            }
         }
         if wanted.is_empty() {
             return Ok(std::collections::HashMap::new());
@@ -455,125 +384,182 @@ impl Engine {
         Ok(read)
     }
 
-    /// Phase 3: what each destination record should hold.
-    fn resolve(
+    /// Phase 3, in source order: each record decides who it is, as if every record before it in
+    /// the batch had been written on its own — vetoes, the survivor rule and the merge rules
+    /// applied, its values validated — and only a record that will be written can lead the later
+    /// ones. So where a batch ends never changes what becomes of a record.
+    fn decide_in_order(
         &self,
         plan: &ObjectPlan,
+        owners: &Owners,
         works: &mut [Work],
+        known: &Prefetched,
         current: &std::collections::HashMap<String, Vec<Value>>,
         lookups: &Lookups<'_>,
     ) -> Result<()> {
+        let started = Instant::now();
         let fields = &plan.dest_fields;
         let sides = |ids: &[String]| -> Result<String> {
             let sides: IndexMap<&String, Option<IndexMap<&String, &Value>>> =
                 ids.iter().map(|c| (c, current.get(c).map(|vals| fields.iter().zip(vals).collect()))).collect();
             Ok(serde_json::to_string(&sides)?)
         };
-        // Who already feeds the records about to be updated (the id map, and batches in flight).
-        let targets: Vec<&str> = works
-            .iter()
-            .filter_map(|w| if let Step::Update(t) = &w.step { Some(t.dest_id.as_str()) } else { None })
-            .collect();
-        let members: HashMap<String, Vec<Member>> = if targets.is_empty() {
-            HashMap::new()
-        } else {
-            let mut m: HashMap<String, Vec<Member>> =
-                sync(|| lock(lookups.store)?.members(&plan.name, &targets))?.into_iter().collect();
-            for dest in &targets {
+        let context = self.context(plan, current, known, works, lookups)?;
+        let mut dedupe = BatchDeduper::new(plan, self.settings.region);
+        for i in 0..works.len() {
+            if !is_clean(&works[i]) {
+                continue;
+            }
+            let (sid, values, choice) = match &works[i].item {
+                Item::Mapped(m) => (m.source.source_id.clone(), m.values.clone(), m.match_choice.clone()),
+                Item::Malformed { .. } => continue,
+            };
+            let keys = works[i].keys.clone();
+            if let Some(dest_id) = lookups.recovered.get(&sid) {
+                // Created by an interrupted attempt: the decision an uninterrupted run made.
+                works[i].step = Step::Adopt(dest_id.clone());
+                works[i].finals = Some(values);
+                dedupe.accept_adopted(i, &sid, &keys, dest_id);
+                continue;
+            }
+            let decision = match choice.filter(|_| known.written(&sid).is_none()) {
+                // The operator decided this record's match: no dedupe second-guesses it.
+                // (Once written, the id map leads a later run to the same record.)
+                Some(MatchChoice::MergeInto(dest_id)) => {
+                    let t = Target { dest_id, matched_by: OPERATOR_CHOICE.into(), own: false, operator: true };
+                    Err(t)
+                }
+                Some(MatchChoice::CreateNew) => Ok(Decision::Create),
+                None => Ok(dedupe.decide(known, &sid, &keys)),
+            };
+            let w = &mut works[i];
+            let accepted: Option<Decision> = match decision {
+                Err(t) => self.update_in_order(plan, owners, w, t, current, &context, lookups, &sides)?,
+                Ok(Decision::Create) => create_in_order(plan, owners, w, values),
+                // Under the "queue" rule a match waits for a person — but not the record's own
+                // earlier write, found by its source id.
+                Ok(Decision::Update { dest_id, matched_by })
+                    if plan.merge == MergeRule::Queue && matched_by != "source_id" =>
+                {
+                    w.hold(Issue {
+                        field: matched_by,
+                        rule: Rule::MatchNeedsDecision,
+                        value: None,
+                        message: format!("matches destination record {dest_id}; this object has no merge rule"),
+                        suggestion: Some("merge into it, create new, or skip".into()),
+                    });
+                    w.candidates = Some(sides(std::slice::from_ref(&dest_id))?);
+                    w.undecided = Some(dest_id);
+                    None
+                }
+                Ok(Decision::Update { dest_id, matched_by }) => {
+                    let own = matched_by == "source_id";
+                    let t = Target { dest_id, matched_by, own, operator: false };
+                    self.update_in_order(plan, owners, w, t, current, &context, lookups, &sides)?
+                }
+                Ok(Decision::IntoLead { lead, matched_by }) => {
+                    follow_in_order(plan, owners, works, i, lead, matched_by, self.settings.region)
+                }
+                Ok(Decision::Ambiguous { matched_by, candidates }) => {
+                    let value = values.get(plan.dest_fields.iter().position(|f| *f == matched_by).unwrap_or(0));
+                    w.hold(Issue {
+                        field: matched_by.clone(),
+                        rule: Rule::AmbiguousMatch,
+                        value: value.cloned().flatten(),
+                        message: format!(
+                            "{} destination records match on {matched_by}: {}",
+                            candidates.len(),
+                            candidates.join(", ")
+                        ),
+                        suggestion: Some("choose the record to merge into, create new, or skip".into()),
+                    });
+                    let real: Vec<String> = candidates.iter().filter(|c| !c.starts_with("batch")).cloned().collect();
+                    w.candidates = Some(sides(&real)?);
+                    w.ambiguous = candidates;
+                    None
+                }
+            };
+            if let Some(d) = accepted {
+                dedupe.accept(i, &sid, &keys, &d);
+            }
+        }
+        self.timings.add(Stage::Dedupe, started.elapsed());
+        Ok(())
+    }
+
+    /// Who already feeds the destination records the batch can reach, which of them Cutover
+    /// created, and (for a delta) what it wrote there — fetched once for the batch.
+    fn context(
+        &self,
+        plan: &ObjectPlan,
+        current: &std::collections::HashMap<String, Vec<Value>>,
+        known: &Prefetched,
+        works: &[Work],
+        lookups: &Lookups<'_>,
+    ) -> Result<Context> {
+        let reachable: Vec<&str> = current.keys().map(String::as_str).collect();
+        let own: Vec<String> =
+            works.iter().filter(|w| is_clean(w)).filter_map(|w| known.written(w.source_id()).map(|(d, _)| d)).collect();
+        sync(|| -> Result<Context> {
+            let store = lock(lookups.store)?;
+            let mut members: HashMap<String, Vec<Member>> = if reachable.is_empty() {
+                HashMap::new()
+            } else {
+                store.members(&plan.name, &reachable)?.into_iter().collect()
+            };
+            for dest in &reachable {
                 for (sid, member) in lookups.in_flight_members(dest) {
-                    let list = m.entry(dest.to_string()).or_default();
+                    let list = members.entry(dest.to_string()).or_default();
                     if !list.iter().any(|x| x.source_id == sid) {
                         list.push(Member { source_id: sid, member });
                     }
                 }
             }
-            m
-        };
-        let own_ids: Vec<String> = works
-            .iter()
-            .filter_map(|w| match &w.step {
-                Step::Update(t) if t.own => Some(t.dest_id.clone()),
-                _ => None,
-            })
-            .collect();
-        // Records Cutover created follow the source; those it merged into keep the merge rule.
-        let created: std::collections::HashSet<String> = if own_ids.is_empty() {
-            Default::default()
-        } else {
-            sync(|| lock(lookups.store)?.created_records(&plan.name, &own_ids))?
-        };
-        let images = if lookups.delta && !own_ids.is_empty() {
-            sync(|| lock(lookups.store)?.written_images(&plan.name, &own_ids))?
-        } else {
-            std::collections::HashMap::new()
-        };
-        let mut relead: HashMap<usize, usize> = HashMap::new();
-        for i in 0..works.len() {
-            if let Some(dest) = works[i].undecided.clone() {
-                works[i].candidates = Some(sides(std::slice::from_ref(&dest))?);
+            let created = if own.is_empty() { Default::default() } else { store.created_records(&plan.name, &own)? };
+            let images = if lookups.delta && !own.is_empty() {
+                store.written_images(&plan.name, &own)?
+            } else {
+                std::collections::HashMap::new()
+            };
+            Ok(Context { members, created, images })
+        })
+    }
+
+    /// An update decided in order: resolved against the destination record as it is, validated;
+    /// the decision to accept (an update, or a create when the record is gone), or `None` (held).
+    #[allow(clippy::too_many_arguments)]
+    fn update_in_order(
+        &self,
+        plan: &ObjectPlan,
+        owners: &Owners,
+        w: &mut Work,
+        t: Target,
+        current: &std::collections::HashMap<String, Vec<Value>>,
+        context: &Context,
+        lookups: &Lookups<'_>,
+        sides: &dyn Fn(&[String]) -> Result<String>,
+    ) -> Result<Option<Decision>> {
+        w.step = Step::Update(t.clone());
+        let (dest_id, matched_by) = (t.dest_id.clone(), t.matched_by.clone());
+        self.resolve_update(
+            plan,
+            w,
+            t,
+            current,
+            &context.members,
+            &context.created,
+            &context.images,
+            lookups.journal,
+            sides,
+        )?;
+        Ok(match w.step {
+            Step::Held => None,
+            Step::Create => create_in_order(plan, owners, w, w.finals.clone().unwrap_or_default()),
+            _ => {
+                validate_finals(plan, owners, w);
+                (!matches!(w.step, Step::Held)).then_some(Decision::Update { dest_id, matched_by })
             }
-            if !works[i].ambiguous.is_empty() {
-                let c = works[i].ambiguous.clone();
-                works[i].candidates = Some(sides(&c)?);
-            }
-            match works[i].step.clone() {
-                Step::Create => {
-                    if let Item::Mapped(m) = &works[i].item {
-                        works[i].finals = Some(m.values.clone());
-                    }
-                }
-                Step::Adopt(_) => {
-                    if let Item::Mapped(m) = &works[i].item {
-                        works[i].finals = Some(m.values.clone());
-                    }
-                }
-                Step::Update(t) => {
-                    works[i].target = Some(t.clone());
-                    self.resolve_update(
-                        plan,
-                        &mut works[i],
-                        t,
-                        current,
-                        &members,
-                        &created,
-                        &images,
-                        lookups.journal,
-                        &sides,
-                    )?
-                }
-                Step::Follow { lead, matched_by } => match (&works[lead].step, works[lead].target.clone()) {
-                    // Its lead was vetoed (another key disagrees with the destination record
-                    // they both matched): this record is judged against that record on its own,
-                    // and leads the lead's other followers in its place.
-                    (Step::Held, Some(t)) if !t.own && !t.operator => match relead.get(&lead) {
-                        Some(&new_lead) => {
-                            works[i].step = Step::Follow { lead: new_lead, matched_by: matched_by.clone() };
-                            resolve_follower(plan, works, i, new_lead, matched_by, self.settings.region)
-                        }
-                        None => {
-                            relead.insert(lead, i);
-                            let t = Target { matched_by, ..t };
-                            works[i].step = Step::Update(t.clone());
-                            works[i].target = Some(t.clone());
-                            self.resolve_update(
-                                plan,
-                                &mut works[i],
-                                t,
-                                current,
-                                &members,
-                                &created,
-                                &images,
-                                lookups.journal,
-                                &sides,
-                            )?
-                        }
-                    },
-                    _ => resolve_follower(plan, works, i, lead, matched_by, self.settings.region),
-                },
-                Step::Settled | Step::Held => {}
-            }
-        }
-        Ok(())
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -682,6 +668,7 @@ impl Engine {
         });
         w.merge_rule = Some(rule);
         w.current = Some(cur.clone());
+        w.own_finals = w.finals.clone();
         Ok(())
     }
 
@@ -778,17 +765,28 @@ impl Engine {
             let (Some(cur), Some(fin)) = (w.current.as_ref(), w.finals.as_ref()) else { continue };
             let planned = write::plan_update(fields, &t.dest_id, cur, fin)?;
             let changed = !planned.change.values.is_empty();
+            // What this record changed itself, apart from what members of the batch filled in
+            // (their own outcomes say that): the outcome a batch boundary cannot change.
+            let own = match &w.own_finals {
+                Some(own) if own != fin => write::plan_update(fields, &t.dest_id, cur, own)?,
+                _ => planned.clone(),
+            };
+            let changed_itself = !own.change.values.is_empty();
             w.written = Some(json_object(fields, fin)?);
             w.keys = dedupe.keys_of(fin);
             w.dest_id = Some(t.dest_id.clone());
             let member = matches!(w.role, Role::Member { .. });
-            let mut outcome = match (member, changed) {
+            let mut outcome = match (member, changed_itself) {
                 (true, _) => Outcome::Merged,
                 (false, true) => Outcome::Updated,
                 (false, false) => Outcome::Unchanged,
             };
             let mut before = planned.before_image.clone();
-            let mut detail = planned.detail.clone();
+            let mut detail = if own.detail == planned.detail {
+                planned.detail.clone()
+            } else {
+                format!("{}; with the members of this batch, {}", own.detail, planned.detail)
+            };
             if let Some(j) = lookups.journal.get(w.source_id()).filter(|j| j.dest_id == t.dest_id) {
                 // An interrupted attempt sent this update before the process died: what it
                 // overwrote and what became of the record are in the journal, not in the
@@ -886,36 +884,58 @@ fn changed_in_destination(plan: &ObjectPlan, dest_id: &str, image: &str, now: &[
     Ok(issues)
 }
 
-/// A record folded into an earlier one of the batch: vetoed when another match key disagrees,
-/// held under the "queue" rule, otherwise a member that fills its lead's blanks.
-fn resolve_follower(
+/// What the batch needs to know of the destination records it can reach.
+struct Context {
+    members: HashMap<String, Vec<Member>>,
+    created: std::collections::HashSet<String>,
+    images: std::collections::HashMap<String, String>,
+}
+
+/// A record decided in order that is still to be judged (not failed, held or a second row).
+fn is_clean(w: &Work) -> bool {
+    matches!(&w.item, Item::Mapped(m) if m.issues.is_empty() && m.occurrence == 1)
+        && !matches!(w.step, Step::Held | Step::Settled)
+}
+
+/// A new record: its own values validated; the decision to accept, or `None` (held).
+fn create_in_order(plan: &ObjectPlan, owners: &Owners, w: &mut Work, values: Vec<Value>) -> Option<Decision> {
+    w.step = Step::Create;
+    w.finals = Some(values);
+    validate_finals(plan, owners, w);
+    (!matches!(w.step, Step::Held)).then_some(Decision::Create)
+}
+
+/// A record folded into an earlier one of the batch: vetoed when another match key holds a
+/// different value in the lead as it stands (with what earlier followers filled in), held under
+/// the "queue" rule, held when what it would fill in is not valid; otherwise a member that fills
+/// its lead's blanks. The decision to accept, or `None`.
+fn follow_in_order(
     plan: &ObjectPlan,
+    owners: &Owners,
     works: &mut [Work],
     i: usize,
     lead: usize,
     matched_by: String,
     region: phonenumber::country::Id,
-) {
-    let Item::Mapped(m) = &works[i].item else { return };
+) -> Option<Decision> {
+    let Item::Mapped(m) = &works[i].item else { return None };
     let values = m.values.clone();
     let lead_sid = works[lead].source_id().to_string();
+    works[i].step = Step::Follow { lead };
     works[i].matched_by = Some(matched_by.clone());
-    let lead_values = match &works[lead].item {
-        Item::Mapped(l) => l.values.clone(),
-        Item::Malformed { .. } => Vec::new(),
-    };
-    let conflicts = conflicting_keys(plan, &matched_by, &values, &lead_values, region);
+    let lead_now = works[lead].finals.clone().unwrap_or_default();
+    let conflicts = conflicting_keys(plan, &matched_by, &values, &lead_now, region);
     if !conflicts.is_empty() {
         let other = format!("source record {} of this batch (found by {matched_by})", crate::text::shown(&lead_sid));
         for issue in conflict_issues(conflicts, &other) {
             works[i].hold(issue);
         }
         // The other side, for the operator deciding (it has no destination id yet: "new" or skip).
-        let side: IndexMap<&String, &Value> = plan.dest_fields.iter().zip(&lead_values).collect();
+        let side: IndexMap<&String, &Value> = plan.dest_fields.iter().zip(&lead_now).collect();
         works[i].candidates = serde_json::to_string(&side)
             .ok()
             .and_then(|v| serde_json::to_string(&other).ok().map(|k| format!("{{{k}:{v}}}")));
-        return;
+        return None;
     }
     if plan.merge == MergeRule::Queue {
         works[i].hold(Issue {
@@ -923,28 +943,31 @@ fn resolve_follower(
             rule: Rule::MatchNeedsDecision,
             value: None,
             message: format!(
-                "the same record as source record {} of this batch; this object has no merge rule",
-                lead_sid
+                "the same record as source record {lead_sid} of this batch; this object has no merge rule"
             ),
             suggestion: Some(format!("reprocess it once {lead_sid} is written, then decide, or skip")),
         });
-        return;
+        return None;
     }
     let rule = member_rule(plan);
-    if let Some(lead_values) = works[lead].finals.take() {
-        works[lead].finals = Some(merge(&lead_values, &values, rule));
+    let merged = merge(&lead_now, &values, rule);
+    let changed: Vec<bool> = lead_now.iter().zip(&merged).map(|(a, b)| a != b).collect();
+    let issues = validate(plan, owners, &merged, &[], Some(&changed));
+    if !issues.is_empty() {
+        for issue in issues {
+            works[i].hold(issue);
+        }
+        return None;
     }
+    works[lead].finals = Some(merged);
     works[i].merge_rule = Some(rule);
-    works[i].role = Role::Member { survivor: lead_sid };
+    works[i].role = Role::Member { survivor: lead_sid.clone() };
+    Some(Decision::IntoLead { lead, matched_by: works[i].matched_by.clone().unwrap_or_default() })
 }
 
-/// Phase 4: the final values of every record about to be written (for an update, the fields it
-/// changes); a problem holds the record.
+/// The values about to be written (for an update, the fields it changes); a problem holds the record.
 fn validate_finals(plan: &ObjectPlan, owners: &Owners, w: &mut Work) {
     let Some(values) = &w.finals else { return };
-    if !matches!(w.step, Step::Create | Step::Update(_)) {
-        return;
-    }
     let written: Option<Vec<bool>> =
         w.current.as_ref().map(|cur| cur.iter().zip(values).map(|(c, v)| c != v).collect());
     let issues = validate(plan, owners, values, &[], written.as_deref());

@@ -159,7 +159,8 @@ pub struct BatchDeduper<'p> {
     /// Source id → lead position in the batch.
     pending_ids: HashMap<String, usize>,
     /// Per key position: value → lead position in the batch.
-    pending_keys: Vec<HashMap<String, usize>>,
+    /// Per key position: value → every lead holding it in the batch (several records may).
+    pending_keys: Vec<HashMap<String, Vec<usize>>>,
     /// destination id → lead position, for records this batch already updates.
     lead_of_dest: HashMap<String, usize>,
 }
@@ -192,7 +193,8 @@ impl<'p> BatchDeduper<'p> {
         self.plan.match_keys.get(key).map(|k| k.field.clone()).unwrap_or_default()
     }
 
-    pub fn decide(&mut self, lookup: &impl MatchLookup, position: usize, sid: &str, keys: &RecordKeys) -> Decision {
+    /// Who the record at `position` is; nothing is remembered until [`BatchDeduper::accept`].
+    pub fn decide(&self, lookup: &impl MatchLookup, sid: &str, keys: &RecordKeys) -> Decision {
         let mut decision = None;
         // 1. The record's own id: written before by Cutover, or repeated in this batch.
         if let Some(&lead) = self.pending_ids.get(sid) {
@@ -213,10 +215,10 @@ impl<'p> BatchDeduper<'p> {
                         targets.push(t);
                     }
                 }
-                if let Some(&lead) = self.pending_keys[*key].get(value.as_str())
-                    && !targets.contains(&Target::Lead(lead))
-                {
-                    targets.push(Target::Lead(lead));
+                for &lead in self.pending_keys[*key].get(value.as_str()).into_iter().flatten() {
+                    if !targets.contains(&Target::Lead(lead)) {
+                        targets.push(Target::Lead(lead));
+                    }
                 }
                 match targets.len() {
                     0 => continue,
@@ -235,21 +237,29 @@ impl<'p> BatchDeduper<'p> {
                 break;
             }
         }
-        let decision = decision.unwrap_or(Decision::Create);
-        // Records that will be written lead later duplicates of this batch.
-        match &decision {
+        decision.unwrap_or(Decision::Create)
+    }
+
+    /// Takes up a record an interrupted attempt already created as `dest_id`: later records of
+    /// the batch that find that destination record (the index has it now) fold into this one.
+    pub fn accept_adopted(&mut self, position: usize, sid: &str, keys: &RecordKeys, dest_id: &str) {
+        self.lead_of_dest.insert(dest_id.to_string(), position);
+        self.register(position, sid, keys);
+    }
+
+    /// Takes a decision up for the rest of the batch: a record that will be written leads later
+    /// duplicates of it. A record held instead (a veto, a problem) is never taken up, so the
+    /// records after it decide as if it were not there — as they would in a later batch.
+    pub fn accept(&mut self, position: usize, sid: &str, keys: &RecordKeys, decision: &Decision) {
+        match decision {
             Decision::Create => self.register(position, sid, keys),
             Decision::Update { dest_id, .. } => {
                 self.lead_of_dest.insert(dest_id.clone(), position);
                 self.register(position, sid, keys);
             }
-            Decision::IntoLead { lead, .. } => {
-                let lead = *lead;
-                self.register(lead, sid, keys);
-            }
+            Decision::IntoLead { lead, .. } => self.register(*lead, sid, keys),
             Decision::Ambiguous { .. } => {}
         }
-        decision
     }
 
     fn resolve_one(&self, target: Target, key: String) -> Decision {
@@ -265,7 +275,10 @@ impl<'p> BatchDeduper<'p> {
     fn register(&mut self, position: usize, sid: &str, keys: &RecordKeys) {
         self.pending_ids.entry(sid.to_string()).or_insert(position);
         for (k, v) in keys {
-            self.pending_keys[*k].entry(v.clone()).or_insert(position);
+            let leads = self.pending_keys[*k].entry(v.clone()).or_default();
+            if !leads.contains(&position) {
+                leads.push(position);
+            }
         }
     }
 }
@@ -334,7 +347,9 @@ mod tests {
     ) -> Decision {
         let values = vec![email.map(str::to_string), phone.map(str::to_string)];
         let keys = d.keys_of(&values);
-        d.decide(fake, pos, id, &keys)
+        let decision = d.decide(fake, id, &keys);
+        d.accept(pos, id, &keys, &decision);
+        decision
     }
 
     #[test]
