@@ -8,6 +8,9 @@ use std::sync::Arc;
 /// [`CREATE_NEW`], or the destination id to merge into.
 pub const MATCH_CHOICE: &str = "@match";
 pub const CREATE_NEW: &str = "new";
+/// How a queue item's candidates name a side that is another source row, not a destination
+/// record: shown beside the record for a decision, never merged into.
+pub const NOT_A_RECORD: &str = "source ";
 
 /// A value as it travels through the pipeline. Sources hand over text (CSV) or typed values
 /// converted to their canonical text; typing is checked by the validate stage against the

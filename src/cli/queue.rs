@@ -165,8 +165,22 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
             for (f, v) in &it.source {
                 println!("  {f:<20} {}", v.as_deref().map(crate::text::shown).unwrap_or_else(|| "(blank)".into()));
             }
-            if let Some(c) = &it.candidates {
-                println!("\nDestination candidates:\n  {}", crate::text::shown(&c.to_string()));
+            if let Some(serde_json::Value::Object(sides)) = &it.candidates {
+                for (name, values) in sides {
+                    match name.strip_prefix(crate::model::NOT_A_RECORD) {
+                        Some(row) => println!("\nBeside it, the source {}:", crate::text::shown(row)),
+                        None => println!("\nDestination candidate {}:", crate::text::shown(name)),
+                    }
+                    match values {
+                        serde_json::Value::Object(fields) => {
+                            for (f, v) in fields {
+                                let v = v.as_str().map(crate::text::shown).unwrap_or_else(|| "(blank)".into());
+                                println!("  {f:<20} {v}");
+                            }
+                        }
+                        _ => println!("  (not read)"),
+                    }
+                }
             }
         }
         QueueAction::Fix { args, object, reason, was } => {

@@ -27,7 +27,7 @@ use super::validate::validate;
 use super::write;
 use crate::config::MergeRule;
 use crate::connect::Marks;
-use crate::model::{Counts, FieldType, Issue, MATCH_CHOICE, Outcome, Rule, Value};
+use crate::model::{CREATE_NEW, Counts, FieldType, Issue, MATCH_CHOICE, NOT_A_RECORD, Outcome, Rule, Value};
 use crate::store::journal::Journaled;
 use crate::store::members::Member;
 use crate::store::{AuditRow, BatchCommit, IdMapWrite, QueueWrite};
@@ -181,7 +181,14 @@ fn conflicting_keys(
         .collect()
 }
 
-fn conflict_issues(conflicts: Vec<(String, String, String)>, other: &str) -> Vec<Issue> {
+/// `merge_into`: the destination record it could still be merged into by an operator's choice.
+fn conflict_issues(conflicts: Vec<(String, String, String)>, other: &str, merge_into: Option<&str>) -> Vec<Issue> {
+    let suggestion = match merge_into {
+        Some(d) => format!(
+            "create it as a record of its own ({MATCH_CHOICE}={CREATE_NEW}), merge it anyway ({MATCH_CHOICE}={d}), or skip"
+        ),
+        None => format!("create it as a record of its own ({MATCH_CHOICE}={CREATE_NEW}), or skip"),
+    };
     conflicts
         .into_iter()
         .map(|(field, ours, theirs)| Issue {
@@ -189,9 +196,7 @@ fn conflict_issues(conflicts: Vec<(String, String, String)>, other: &str) -> Vec
             rule: Rule::ConflictingMatch,
             value: Some(ours),
             message: format!("{other} holds '{theirs}' here: two different records, not one"),
-            suggestion: Some(format!(
-                "create it as a record of its own ({MATCH_CHOICE}=new), merge it anyway, or skip"
-            )),
+            suggestion: Some(suggestion.clone()),
         })
         .collect()
 }
@@ -307,7 +312,7 @@ impl Engine {
                     Item::Mapped(first) => Some((
                         Some(first.source.origin.clone()),
                         Some("in this batch".to_string()),
-                        Some(json_object(&plan.source_fields, &first.source.values)?),
+                        Some(json_object(&plan.dest_fields, &first.values)?),
                     )),
                     Item::Malformed { origin, .. } => Some((Some(origin.clone()), Some("unreadable".into()), None)),
                 },
@@ -345,7 +350,7 @@ impl Engine {
                 ),
             });
             if let Some(values) = first_values {
-                let label = format!("first row with this id{at}");
+                let label = format!("{NOT_A_RECORD}row with this id read first{at}");
                 w.candidates = Some(format!("{{{}:{values}}}", serde_json::to_string(&label)?));
             }
         }
@@ -612,7 +617,7 @@ impl Engine {
             let conflicts = conflicting_keys(plan, &t.matched_by, &values, cur, self.settings.region);
             if !conflicts.is_empty() {
                 let other = format!("destination record {} (found by {})", t.dest_id, t.matched_by);
-                for issue in conflict_issues(conflicts, &other) {
+                for issue in conflict_issues(conflicts, &other, Some(&t.dest_id)) {
                     w.hold(issue);
                 }
                 w.candidates = Some(sides(std::slice::from_ref(&t.dest_id))?);
@@ -926,8 +931,9 @@ fn follow_in_order(
     let lead_now = works[lead].finals.clone().unwrap_or_default();
     let conflicts = conflicting_keys(plan, &matched_by, &values, &lead_now, region);
     if !conflicts.is_empty() {
-        let other = format!("source record {} of this batch (found by {matched_by})", crate::text::shown(&lead_sid));
-        for issue in conflict_issues(conflicts, &other) {
+        let other =
+            format!("{NOT_A_RECORD}record {} of this batch (found by {matched_by})", crate::text::shown(&lead_sid));
+        for issue in conflict_issues(conflicts, &other, None) {
             works[i].hold(issue);
         }
         // The other side, for the operator deciding (it has no destination id yet: "new" or skip).

@@ -24,7 +24,7 @@ pub struct FirstRow {
     pub origin: Option<String>,
     pub outcome: String,
     pub dest_id: Option<String>,
-    /// Its source values when it waits in the queue; what it was written as otherwise.
+    /// Its mapped values: as it waits in the queue, or as it was written.
     pub values: Option<IndexMap<String, Option<String>>>,
 }
 
@@ -129,7 +129,7 @@ impl Store {
         let json: Option<String> = if outcome == "queued" {
             self.conn()
                 .query_row(
-                    "SELECT source FROM queue WHERE object = ?1 AND source_id = ?2 AND occurrence = 1",
+                    "SELECT mapped FROM queue WHERE object = ?1 AND source_id = ?2 AND occurrence = 1",
                     params![object, source_id],
                     |r| r.get(0),
                 )

@@ -169,6 +169,13 @@ fn check_match_choice(item: &QueueItem, value: Option<&str>) -> Result<()> {
             item.source_id
         );
     }
+    if v.starts_with(crate::model::NOT_A_RECORD) && ids.iter().any(|c| c == v) {
+        bail!(
+            "queue item {}: '{v}' is another row of the source, not a destination record: create this one anew \
+             ({MATCH_CHOICE}={CREATE_NEW}), skip it, or fix the export; nothing was corrected",
+            item.id
+        );
+    }
     if v == CREATE_NEW || ids.iter().any(|c| c == v) {
         return Ok(());
     }

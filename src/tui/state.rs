@@ -367,6 +367,45 @@ impl ReconcileView {
                 ),
                 c.balanced(),
             ));
+            let w = &o.witnesses;
+            if let Some(census) = &w.census {
+                out.push(detail(
+                    format!(
+                        "source count (its own reading): {} records{}",
+                        census.records,
+                        match census.problems.first() {
+                            Some(p) =>
+                                format!("; broken in {} places, first {}", census.problem_count, crate::text::shown(p)),
+                            None => String::new(),
+                        }
+                    ),
+                    census.records == c.in_source,
+                ));
+            }
+            if let Some(d) = &w.destination {
+                out.push(detail(
+                    format!(
+                        "destination count: {} held {} before, Cutover created {} since: expected {}, holds {}",
+                        d.dest_object, d.before, d.created, d.expected, d.now
+                    ),
+                    d.balanced(),
+                ));
+            }
+            let m = &w.one_to_one;
+            out.push(detail(
+                format!(
+                    "one-to-one: {} destination records fed by more than one source record{}; {} match-key values \
+                     shared by records this migration wrote or matched",
+                    m.merged_total,
+                    if m.unrecorded.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({} without a recorded decision)", m.unrecorded.total)
+                    },
+                    w.duplicates_total
+                ),
+                m.unrecorded.is_empty() && w.duplicates_total == 0,
+            ));
             let r = &o.readback;
             out.push(detail(
                 format!(

@@ -1108,6 +1108,16 @@ fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
             }
             let (question, merge_into) = if action == MergeInto {
                 let dest = candidates[state.queue.candidate.min(candidates.len() - 1)].clone();
+                if let Some(row) = dest.strip_prefix(crate::model::NOT_A_RECORD) {
+                    state.status = Some((
+                        true,
+                        format!(
+                            "beside it is the source {}, not a destination record: N creates this one anew, s skips it",
+                            crate::text::shown(row)
+                        ),
+                    ));
+                    return Vec::new();
+                }
                 (
                     format!(
                         "Merge {object} {source_id} (#{id}) into destination record {}? It is written now, by the \

@@ -157,7 +157,7 @@ fn balance(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
                 b.object.clone(),
                 b.source.map(thousands).unwrap_or_else(|| "—".into()),
                 thousands(c.extracted),
-                thousands(c.created + c.updated + c.merged),
+                thousands(c.created + c.updated + c.unchanged + c.merged),
                 thousands(c.queued),
                 thousands(c.skipped),
                 thousands(c.failed),
