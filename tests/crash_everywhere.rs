@@ -168,14 +168,9 @@ async fn subject(kind: &str, dir: &Path, name: &str, scenario: &str) -> Option<S
             for c in server.lock().collections.values_mut() {
                 c.clear();
             }
-            let stages: Vec<String> = server
-                .lock()
-                .stages
-                .iter()
-                .map(|s| format!("\"{}\" = \"{}\"", s["name"].as_str().unwrap_or(""), s["id"]))
-                .collect();
+            let stages = pipedrive_server::stage_translations(&server);
             // Notes carry no marker in Pipedrive yet (issue #19): organizations, persons and deals.
-            let toml = pipedrive_server::demo_into_pipedrive(&server.url, &stages.join("\n"), MARKER, false).replace(
+            let toml = pipedrive_server::demo_into_pipedrive(&server.url, &stages, MARKER, false).replace(
                 "[objects.persons]\n",
                 "[objects.persons]\nmatch = [\"email\", \"phone\"]\nmerge = \"fill_blanks\"\n",
             );

@@ -80,13 +80,8 @@ async fn the_demo_lands_in_pipedrive_and_reads_back_identical() {
     for c in server.lock().collections.values_mut() {
         c.clear();
     }
-    let stages: Vec<String> = server
-        .lock()
-        .stages
-        .iter()
-        .map(|s| format!("\"{}\" = \"{}\"", s["name"].as_str().unwrap_or(""), s["id"]))
-        .collect();
-    let toml = pipedrive_server::demo_into_pipedrive(&server.url, &stages.join("\n"), MARKER, true);
+    let stages = pipedrive_server::stage_translations(&server);
+    let toml = pipedrive_server::demo_into_pipedrive(&server.url, &stages, MARKER, true);
     std::fs::write(demo.join("cutover.toml"), toml).expect("toml");
     let out = cutover(&demo, &["run"]);
     let shown = text(&out);

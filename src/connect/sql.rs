@@ -37,6 +37,27 @@ where
         .collect()
 }
 
+/// A row of a database source as the pipeline takes it: a record under its id, or — with an id
+/// of nothing but blanks — a row that could not be read (it fails; it is never skipped).
+pub fn extracted(
+    label: &str,
+    id_field: &str,
+    raw_id: &str,
+    id_index: usize,
+    values: Vec<crate::model::Value>,
+) -> crate::model::Extracted {
+    use crate::model::{Extracted, SourceRecord};
+    let origin = format!("{label} {id_field} {raw_id}");
+    match values[id_index].clone().filter(|v| !v.trim().is_empty()) {
+        Some(source_id) => Extracted::Record(SourceRecord { origin, source_id, values }),
+        None => Extracted::Malformed {
+            source_id: format!("row:blank-id-{raw_id}"),
+            message: format!("{origin}: the id field '{id_field}' is blank"),
+            origin,
+        },
+    }
+}
+
 /// The field type and maximum length a declared SQL column type stands for
 /// (`VARCHAR(40)`, `character varying(40)`, `numeric(12,2)`, `timestamp with time zone`, …).
 pub fn declared_type(decl: &str) -> (FieldType, Option<usize>) {

@@ -491,3 +491,14 @@ expected_close_date = {{ from = "expected_close_date", transform = "date" }}
         marker = marker
     )
 }
+
+/// The account's stages as translation entries: `"Stage name" = "id"` lines.
+pub fn stage_translations(server: &Server) -> String {
+    let stages: Vec<String> = server
+        .lock()
+        .stages
+        .iter()
+        .map(|s| format!("\"{}\" = \"{}\"", s["name"].as_str().unwrap_or(""), s["id"]))
+        .collect();
+    stages.join("\n")
+}

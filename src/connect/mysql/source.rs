@@ -5,7 +5,7 @@
 use super::{Keyset, as_text, columns, ident, pool, text};
 use crate::connect::sql::declared_type;
 use crate::connect::{Batch, Cursor, Source};
-use crate::model::{Extracted, FieldNames, FieldType, SourceRecord};
+use crate::model::{Extracted, FieldNames, FieldType};
 use async_trait::async_trait;
 use color_eyre::eyre::{Result, WrapErr, eyre};
 use indexmap::IndexMap;
@@ -96,15 +96,7 @@ impl Source for MySqlSource {
         for row in rows {
             let values = (0..rel.columns.len()).map(|i| text(&row, i, rel.columns[i].1)).collect::<Result<Vec<_>>>()?;
             let raw = row.try_get::<Option<String>, _>(id_index)?.unwrap_or_default();
-            let origin = format!("{label} {id_field} {raw}");
-            match values[id_index].clone().filter(|v| !v.trim().is_empty()) {
-                Some(source_id) => records.push(Extracted::Record(SourceRecord { origin, source_id, values })),
-                None => records.push(Extracted::Malformed {
-                    source_id: format!("row:blank-id-{raw}"),
-                    message: format!("{origin}: the id field '{id_field}' is blank"),
-                    origin,
-                }),
-            }
+            records.push(crate::connect::sql::extracted(label, id_field, &raw, id_index, values));
         }
         Ok(Batch { records, next: Cursor(last), done })
     }
