@@ -1,164 +1,22 @@
-//! One batch through the stages after mapping. Each source record is a [`Work`] item that the
-//! phases take in turn and hand on:
-//!
-//! 1. **dedupe** — who is it? Its own earlier write (by source id), a destination record its
-//!    match keys find, an earlier record of the batch, or nobody (create). A second row under a
-//!    source id the run already read waits in the queue (or, repeating the first exactly, is skipped).
-//! 2. **read current** — the destination records about to be updated or offered as candidates.
-//! 3. **resolve** — what each destination record should hold: vetoes (another match key holding
-//!    a different value on each side, a key the destination no longer has, a delta overwriting
-//!    someone's edit), the survivor rule for records several source records feed, merge rules.
-//! 4. **validate** — the values about to be written.
-//! 5. **write** — creates with their markers; updates journaled first, then sent.
-//! 6. **settle** — followers take their lead's outcome, and every record must have exactly one
-//!    outcome: one without is a bug and fails the batch, never counted as something it is not.
-//!
-//! The survivor rule: the first source record to reach a destination record is its survivor and
-//! applies the object's merge rule; every later one is a member merged into it, which only fills
-//! blanks. Who is which is kept in the id map, so every run, resume and delta decides the same.
+//! Phases 1-4 of a batch: who each record is (dedupe), the destination records it reaches,
+//! what each of them should hold (resolve), and whether those values may be written (validate).
 
-use super::dedupe::{BatchDeduper, Decision, MatchLookup, Prefetched, RecordKeys, merge, normalize_key};
-use super::extract::Item;
-use super::map::{MatchChoice, Owners};
-use super::plan::ObjectPlan;
-use super::run::{Engine, Lookups, OPERATOR_CHOICE, lock, sync};
-use super::timings::Stage;
-use super::validate::validate;
-use super::write;
+use super::{Role, Step, Target, Work, json_object, member_rule, merge_rule_for};
 use crate::config::MergeRule;
-use crate::connect::Marks;
-use crate::model::{CREATE_NEW, Counts, FieldType, Issue, MATCH_CHOICE, NOT_A_RECORD, Outcome, Rule, Value};
+use crate::model::{CREATE_NEW, FieldType, Issue, MATCH_CHOICE, NOT_A_RECORD, Outcome, Rule, Value};
+use crate::pipeline::dedupe::{BatchDeduper, Decision, MatchLookup, Prefetched, merge, normalize_key};
+use crate::pipeline::extract::Item;
+use crate::pipeline::map::{MatchChoice, Owners};
+use crate::pipeline::plan::ObjectPlan;
+use crate::pipeline::run::{Engine, Lookups, OPERATOR_CHOICE, lock, sync};
+use crate::pipeline::timings::Stage;
+use crate::pipeline::validate::validate;
 use crate::store::journal::Journaled;
 use crate::store::members::Member;
-use crate::store::{AuditRow, BatchCommit, IdMapWrite, QueueWrite};
 use color_eyre::eyre::{Result, eyre};
-use foldhash::{HashMap, HashMapExt, HashSet};
+use foldhash::{HashMap, HashMapExt};
 use indexmap::IndexMap;
 use std::time::Instant;
-
-/// Where a record stands between phases.
-#[derive(Debug, Clone)]
-enum Step {
-    /// Its outcome is decided (failed, skipped): nothing more to do.
-    Settled,
-    /// Waits in the queue with its issues.
-    Held,
-    Create,
-    /// Created by an interrupted attempt (found by its marker): adopted, not created again.
-    Adopt(String),
-    Update(Target),
-    /// Folded into an earlier record of the batch (its lead), as a member of the lead's record.
-    Follow {
-        lead: usize,
-    },
-}
-
-#[derive(Debug, Clone)]
-struct Target {
-    dest_id: String,
-    matched_by: String,
-    /// Found by its own source id: Cutover wrote this destination record from it before.
-    own: bool,
-    /// An operator chose the record (`@match`).
-    operator: bool,
-}
-
-/// Who a record is to the destination record it updates.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Role {
-    /// The first source record of the destination record; `group`: others were merged into it.
-    Survivor { group: bool },
-    /// Merged into the destination record `survivor` leads.
-    Member { survivor: String },
-}
-
-/// One source record's way through the batch.
-struct Work {
-    item: Item,
-    keys: RecordKeys,
-    step: Step,
-    outcome: Option<Outcome>,
-    dest_id: Option<String>,
-    matched_by: Option<String>,
-    merge_rule: Option<MergeRule>,
-    detail: Option<String>,
-    before_image: Option<String>,
-    /// JSON of what the destination record should hold after the write.
-    written: Option<String>,
-    issues: Vec<Issue>,
-    /// Side-by-side an operator decides from (candidates' current values, or a first row).
-    candidates: Option<String>,
-    /// The destination record an undecided match (merge rule "queue") would go into.
-    undecided: Option<String>,
-    ambiguous: Vec<String>,
-    /// The values to write; a lead also holds what its followers filled in.
-    finals: Option<Vec<Value>>,
-    /// An update's values before followers filled anything in (what it changes itself).
-    own_finals: Option<Vec<Value>>,
-    current: Option<Vec<Value>>,
-    role: Role,
-}
-
-impl Work {
-    fn new(item: Item) -> Self {
-        Self {
-            item,
-            keys: Vec::new(),
-            step: Step::Held,
-            outcome: None,
-            dest_id: None,
-            matched_by: None,
-            merge_rule: None,
-            detail: None,
-            before_image: None,
-            written: None,
-            issues: Vec::new(),
-            candidates: None,
-            undecided: None,
-            ambiguous: Vec::new(),
-            finals: None,
-            own_finals: None,
-            current: None,
-            role: Role::Survivor { group: false },
-        }
-    }
-
-    fn source_id(&self) -> &str {
-        match &self.item {
-            Item::Mapped(m) => &m.source.source_id,
-            Item::Malformed { source_id, .. } => source_id,
-        }
-    }
-
-    fn settle(&mut self, outcome: Outcome, detail: Option<String>) {
-        self.step = Step::Settled;
-        self.outcome = Some(outcome);
-        self.detail = detail;
-    }
-
-    fn hold(&mut self, issue: Issue) {
-        self.step = Step::Held;
-        self.finals = None;
-        self.issues.push(issue);
-    }
-}
-
-/// The merge rule a member applies: it fills blanks only (the survivor's values win), and
-/// changes nothing where the object's rule says the destination wins.
-fn member_rule(plan: &ObjectPlan) -> MergeRule {
-    if plan.merge == MergeRule::DestinationWins { MergeRule::DestinationWins } else { MergeRule::FillBlanks }
-}
-
-/// The merge rule applied to a match. An operator's "merge into this one" on an object whose
-/// rule is `queue` keeps the destination's values and fills its blanks.
-pub(crate) fn merge_rule_for(plan: &ObjectPlan, matched_by: &str) -> MergeRule {
-    if matched_by == OPERATOR_CHOICE && plan.merge == MergeRule::Queue { MergeRule::FillBlanks } else { plan.merge }
-}
-
-fn json_object(fields: &[String], values: &[Value]) -> Result<String> {
-    let map: IndexMap<&String, &Value> = fields.iter().zip(values).collect();
-    Ok(serde_json::to_string(&map)?)
-}
 
 /// The fields where two records hold different non-blank values of a match key other than the
 /// one that matched them: two people, not one (a shared phone, a shared office email).
@@ -202,33 +60,9 @@ fn conflict_issues(conflicts: Vec<(String, String, String)>, other: &str, merge_
 }
 
 impl Engine {
-    /// Dedupe → read current → resolve → validate → write → settle one batch; returns what to commit.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn process_batch(
-        &self,
-        run_id: i64,
-        plan: &ObjectPlan,
-        owners: &Owners,
-        items: Vec<Item>,
-        counts: &mut Counts,
-        cursor: Option<String>,
-        done: bool,
-        resolve_queue: bool,
-        lookups: &Lookups<'_>,
-    ) -> Result<BatchCommit> {
-        let mut works: Vec<Work> = items.into_iter().map(Work::new).collect();
-        let known = self.lookup(plan, owners, &mut works, lookups, run_id)?;
-        self.repeated_ids(plan, &mut works, lookups)?;
-        let current = self.read_current(plan, &works, &known).await?;
-        self.decide_in_order(plan, owners, &mut works, &known, &current, lookups)?;
-        self.write(run_id, plan, &mut works, lookups).await?;
-        settle_followers(&mut works);
-        assemble(plan, run_id, works, counts, cursor, done, resolve_queue)
-    }
-
     /// Phase 1: each clean record's match keys, and what the id map and the match index know of
     /// them; unreadable rows fail and rows the mapping could not map are held, here.
-    fn lookup(
+    pub(super) fn lookup(
         &self,
         plan: &ObjectPlan,
         owners: &Owners,
@@ -289,7 +123,7 @@ impl Engine {
     /// Phase 1, second rows: a row under a source id the run already read is a record of its own.
     /// An exact repeat of the first row is skipped, with its reason; a different one waits in the
     /// queue beside the first — never merged into it, never overwriting it.
-    fn repeated_ids(&self, plan: &ObjectPlan, works: &mut [Work], lookups: &Lookups<'_>) -> Result<()> {
+    pub(super) fn repeated_ids(&self, plan: &ObjectPlan, works: &mut [Work], lookups: &Lookups<'_>) -> Result<()> {
         let firsts: HashMap<String, usize> = works
             .iter()
             .enumerate()
@@ -359,7 +193,7 @@ impl Engine {
 
     /// Phase 2: every destination record a clean record of the batch can reach — its own earlier
     /// write, each candidate of each of its keys, an operator's choice — read once.
-    async fn read_current(
+    pub(super) async fn read_current(
         &self,
         plan: &ObjectPlan,
         works: &[Work],
@@ -393,7 +227,7 @@ impl Engine {
     /// the batch had been written on its own — vetoes, the survivor rule and the merge rules
     /// applied, its values validated — and only a record that will be written can lead the later
     /// ones. So where a batch ends never changes what becomes of a record.
-    fn decide_in_order(
+    pub(super) fn decide_in_order(
         &self,
         plan: &ObjectPlan,
         owners: &Owners,
@@ -699,170 +533,8 @@ impl Engine {
             )
         })
     }
-
-    /// Phase 5: creates (with their markers) and updates (journaled first), one answer per record.
-    async fn write(&self, run_id: i64, plan: &ObjectPlan, works: &mut [Work], lookups: &Lookups<'_>) -> Result<()> {
-        let fields = &plan.dest_fields;
-        let dedupe = BatchDeduper::new(plan, self.settings.region);
-        let mut creates: Vec<usize> = Vec::new();
-        for (i, w) in works.iter_mut().enumerate() {
-            match w.step.clone() {
-                Step::Adopt(dest_id) => {
-                    if let Some(values) = w.finals.take() {
-                        w.keys = dedupe.keys_of(&values);
-                        w.written = Some(json_object(fields, &values)?);
-                    }
-                    w.outcome = Some(Outcome::Created);
-                    w.dest_id = Some(dest_id);
-                    w.detail = Some("created by an interrupted attempt; found by its marker, not created again".into());
-                }
-                Step::Create if w.finals.is_some() => creates.push(i),
-                _ => {}
-            }
-        }
-        if !creates.is_empty() {
-            let mut rows = Vec::with_capacity(creates.len());
-            let mut markers = Vec::with_capacity(creates.len());
-            for &i in &creates {
-                let w = &mut works[i];
-                if let Some(values) = w.finals.take() {
-                    w.keys = dedupe.keys_of(&values);
-                    w.written = Some(json_object(fields, &values)?);
-                    rows.push(values);
-                    markers.push(plan.marker(w.source_id()));
-                }
-            }
-            let marks = Marks { namespace: self.project.config.project.name.clone(), source_ids: markers };
-            let started = Instant::now();
-            let results = write::create(self.dest.as_ref(), plan, rows, marks).await?;
-            self.timings.add(Stage::Write, started.elapsed());
-            for (&i, r) in creates.iter().zip(results) {
-                let w = &mut works[i];
-                match r {
-                    Ok(id) => {
-                        w.outcome = Some(Outcome::Created);
-                        w.dest_id = Some(id);
-                    }
-                    Err(msg) => {
-                        w.outcome = Some(Outcome::Failed);
-                        w.detail = Some(format!("the destination refused it: {msg}"));
-                        w.written = None;
-                    }
-                }
-            }
-        }
-        self.write_updates(run_id, plan, works, lookups, &dedupe).await
-    }
-
-    async fn write_updates(
-        &self,
-        run_id: i64,
-        plan: &ObjectPlan,
-        works: &mut [Work],
-        lookups: &Lookups<'_>,
-        dedupe: &BatchDeduper<'_>,
-    ) -> Result<()> {
-        let fields = &plan.dest_fields;
-        let mut sending: Vec<(usize, crate::connect::Change)> = Vec::new();
-        let mut journal: Vec<Journaled> = Vec::new();
-        for (i, w) in works.iter_mut().enumerate() {
-            let Step::Update(t) = w.step.clone() else { continue };
-            let (Some(cur), Some(fin)) = (w.current.as_ref(), w.finals.as_ref()) else { continue };
-            let planned = write::plan_update(fields, &t.dest_id, cur, fin)?;
-            let changed = !planned.change.values.is_empty();
-            // What this record changed itself, apart from what members of the batch filled in
-            // (their own outcomes say that): the outcome a batch boundary cannot change.
-            let own = match &w.own_finals {
-                Some(own) if own != fin => write::plan_update(fields, &t.dest_id, cur, own)?,
-                _ => planned.clone(),
-            };
-            let changed_itself = !own.change.values.is_empty();
-            w.written = Some(json_object(fields, fin)?);
-            w.keys = dedupe.keys_of(fin);
-            w.dest_id = Some(t.dest_id.clone());
-            let member = matches!(w.role, Role::Member { .. });
-            let mut outcome = match (member, changed_itself) {
-                (true, _) => Outcome::Merged,
-                (false, true) => Outcome::Updated,
-                (false, false) => Outcome::Unchanged,
-            };
-            let mut before = planned.before_image.clone();
-            let mut detail = if own.detail == planned.detail {
-                planned.detail.clone()
-            } else {
-                format!("{}; with the members of this batch, {}", own.detail, planned.detail)
-            };
-            if let Some(j) = lookups.journal.get(w.source_id()).filter(|j| j.dest_id == t.dest_id) {
-                // An interrupted attempt sent this update before the process died: what it
-                // overwrote and what became of the record are in the journal, not in the
-                // destination any more.
-                before = merge_images(j.before_image.as_deref(), before.as_deref())?;
-                outcome = Outcome::parse(&j.outcome).unwrap_or(outcome);
-                if !changed {
-                    detail = j.detail.clone();
-                }
-            } else if changed {
-                journal.push(Journaled {
-                    source_id: w.source_id().to_string(),
-                    dest_id: t.dest_id.clone(),
-                    outcome: outcome.as_str().to_string(),
-                    detail: detail.clone(),
-                    before_image: before.clone(),
-                });
-            }
-            if let Role::Member { survivor } = &w.role {
-                detail = format!(
-                    "merged into {} {}, which source record {} feeds first (its survivor): it fills blanks only; {detail}",
-                    plan.dest_object,
-                    t.dest_id,
-                    crate::text::shown(survivor)
-                );
-            }
-            w.before_image = before;
-            w.detail = Some(detail);
-            w.outcome = Some(outcome);
-            if changed {
-                sending.push((i, planned.change));
-            }
-        }
-        if sending.is_empty() {
-            return Ok(());
-        }
-        sync(|| self.journal()?.write(run_id, &plan.name, &journal))?;
-        let changes: Vec<crate::connect::Change> = sending.iter().map(|(_, c)| c.clone()).collect();
-        let started = Instant::now();
-        let results = write::update(self.dest.as_ref(), plan, &changes).await?;
-        self.timings.add(Stage::Write, started.elapsed());
-        for ((i, _), r) in sending.iter().zip(results) {
-            let w = &mut works[*i];
-            if let Err(msg) = r {
-                w.outcome = Some(Outcome::Failed);
-                w.detail = Some(format!("the destination refused the update: {msg}"));
-                w.before_image = None;
-                w.written = None;
-            }
-        }
-        Ok(())
-    }
 }
 
-/// The before-image of an update replayed after a crash: the journal's (what the first attempt
-/// overwrote), with what this attempt overwrites besides.
-fn merge_images(journal: Option<&str>, now: Option<&str>) -> Result<Option<String>> {
-    let parse = |j: Option<&str>| -> Result<IndexMap<String, Value>> {
-        Ok(match j {
-            Some(j) => serde_json::from_str(j)?,
-            None => IndexMap::new(),
-        })
-    };
-    let mut image = parse(journal)?;
-    for (k, v) in parse(now)? {
-        image.entry(k).or_insert(v);
-    }
-    Ok(if image.is_empty() { None } else { Some(serde_json::to_string(&image)?) })
-}
-
-/// A record found by its own source id in a delta: what changed in the destination since
 /// Cutover wrote it (field by field), which the delta must not overwrite.
 fn changed_in_destination(plan: &ObjectPlan, dest_id: &str, image: &str, now: &[Value]) -> Result<Vec<Issue>> {
     let wrote: IndexMap<String, Value> = serde_json::from_str(image)?;
@@ -983,148 +655,4 @@ fn validate_finals(plan: &ObjectPlan, owners: &Owners, w: &mut Work) {
         }
         w.current = None;
     }
-}
-
-/// Phase 6: followers take their lead's outcome.
-fn settle_followers(works: &mut [Work]) {
-    for i in 0..works.len() {
-        let Step::Follow { lead, .. } = works[i].step.clone() else { continue };
-        if works[i].outcome.is_some() || !works[i].issues.is_empty() {
-            continue;
-        }
-        let lead_sid = crate::text::shown(works[lead].source_id());
-        match (works[lead].outcome, works[lead].dest_id.clone()) {
-            (Some(o), Some(id)) if o.is_written() => {
-                works[i].outcome = Some(Outcome::Merged);
-                works[i].written = works[lead].written.clone();
-                works[i].detail = Some(format!(
-                    "merged into {id} with source record {lead_sid} of the same batch, its survivor: it fills blanks only"
-                ));
-                works[i].dest_id = Some(id);
-            }
-            (Some(Outcome::Failed), _) => {
-                works[i].outcome = Some(Outcome::Failed);
-                works[i].detail = Some(format!("merged with source record {lead_sid}, which the destination refused"));
-            }
-            _ => {
-                let field = works[i].matched_by.clone().unwrap_or_default();
-                works[i].hold(Issue {
-                    field,
-                    rule: Rule::MatchNeedsDecision,
-                    value: None,
-                    message: format!("duplicate of source record {lead_sid}, which is held in the queue"),
-                    suggestion: Some(format!("fix {lead_sid} first, then reprocess this one")),
-                });
-            }
-        }
-    }
-}
-
-/// The batch's commit: every record with exactly one outcome, or an error naming the first
-/// record without one (a bug in Cutover, never silently counted as queued).
-fn assemble(
-    plan: &ObjectPlan,
-    run_id: i64,
-    works: Vec<Work>,
-    counts: &mut Counts,
-    cursor: Option<String>,
-    done: bool,
-    resolve_queue: bool,
-) -> Result<BatchCommit> {
-    let mut commit = BatchCommit { run_id, object: plan.name.clone(), cursor, done, ..Default::default() };
-    let mut batch_counts = *counts;
-    let mut seen: HashSet<(String, u32)> = HashSet::default();
-    for w in works {
-        let outcome = match (w.outcome, &w.step) {
-            (Some(o), _) => o,
-            (None, Step::Held) => Outcome::Queued,
-            (None, _) if !w.issues.is_empty() => Outcome::Queued,
-            (None, step) => {
-                return Err(eyre!(
-                    "INVARIANT BROKEN: {} {} reached the end of its batch without an outcome ({step:?}). This is a \
-                     bug in Cutover; nothing of this batch was committed.",
-                    plan.name,
-                    crate::text::shown(w.source_id())
-                ));
-            }
-        };
-        batch_counts.extracted += 1;
-        batch_counts.add(outcome);
-        match w.item {
-            Item::Malformed { source_id, origin, occurrence, .. } => {
-                seen.insert((source_id.clone(), occurrence));
-                commit.audit.push(AuditRow {
-                    source_id,
-                    outcome: outcome.as_str(),
-                    detail: w.detail,
-                    occurrence,
-                    origin: Some(origin),
-                    ..Default::default()
-                });
-            }
-            Item::Mapped(m) => {
-                let sid = m.source.source_id.clone();
-                let source_hash = super::delta::hash_text(
-                    m.source_hash.unwrap_or_else(|| super::delta::source_hash_u64(&m.source.values)),
-                );
-                if outcome == Outcome::Queued {
-                    let reason = w.issues.first().map(|i| i.rule.as_str()).unwrap_or("invalid_value");
-                    commit.queue.push(QueueWrite {
-                        source_id: sid.clone(),
-                        occurrence: m.occurrence,
-                        origin: m.source.origin.clone(),
-                        reason: reason.to_string(),
-                        source: json_object(&plan.source_fields, &m.source.values)?,
-                        mapped: json_object(&plan.dest_fields, &m.values)?,
-                        issues: serde_json::to_string(&w.issues)?,
-                        candidates: w.candidates,
-                        waiting_on: m.waiting_on.clone(),
-                    });
-                }
-                if outcome.is_written()
-                    && let Some(dest_id) = &w.dest_id
-                {
-                    commit.id_map.push(IdMapWrite {
-                        source_id: sid.clone(),
-                        dest_id: dest_id.clone(),
-                        written: w.written,
-                        source_hash: Some(source_hash.clone()),
-                        created: outcome == Outcome::Created,
-                        member: matches!(w.role, Role::Member { .. }),
-                    });
-                    for (k, v) in w.keys {
-                        commit.match_keys.push((plan.match_keys[k].field.clone(), v, dest_id.clone()));
-                    }
-                    if resolve_queue {
-                        commit.resolved.push(sid.clone());
-                    }
-                }
-                let detail = match outcome {
-                    Outcome::Queued => Some(
-                        w.issues.iter().map(|i| format!("{}: {}", i.field, i.message)).collect::<Vec<_>>().join("; "),
-                    ),
-                    _ => w.detail,
-                };
-                if !seen.insert((sid.clone(), m.occurrence)) {
-                    return Err(eyre!("INVARIANT BROKEN: {} {} has two outcomes in one batch", plan.name, sid));
-                }
-                commit.audit.push(AuditRow {
-                    source_id: sid,
-                    outcome: outcome.as_str(),
-                    dest_id: w.dest_id,
-                    merge_rule: matches!(outcome, Outcome::Updated | Outcome::Unchanged | Outcome::Merged)
-                        .then(|| w.merge_rule.unwrap_or(plan.merge).as_str()),
-                    matched_by: w.matched_by,
-                    detail,
-                    before_image: w.before_image,
-                    occurrence: m.occurrence,
-                    origin: Some(m.source.origin),
-                    source_hash: Some(source_hash),
-                });
-            }
-        }
-    }
-    *counts = batch_counts;
-    commit.counts = batch_counts;
-    Ok(commit)
 }

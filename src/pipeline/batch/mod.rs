@@ -1,0 +1,327 @@
+//! One batch through the stages after mapping. Each source record is a [`Work`] item that the
+//! phases take in turn and hand on:
+//!
+//! 1. **dedupe** — who is it? Its own earlier write (by source id), a destination record its
+//!    match keys find, an earlier record of the batch, or nobody (create). A second row under a
+//!    source id the run already read waits in the queue (or, repeating the first exactly, is skipped).
+//! 2. **read current** — the destination records about to be updated or offered as candidates.
+//! 3. **resolve** — what each destination record should hold: vetoes (another match key holding
+//!    a different value on each side, a key the destination no longer has, a delta overwriting
+//!    someone's edit), the survivor rule for records several source records feed, merge rules.
+//! 4. **validate** — the values about to be written.
+//! 5. **write** — creates with their markers; updates journaled first, then sent.
+//! 6. **settle** — followers take their lead's outcome, and every record must have exactly one
+//!    outcome: one without is a bug and fails the batch, never counted as something it is not.
+//!
+//! The survivor rule: the first source record to reach a destination record is its survivor and
+//! applies the object's merge rule; every later one is a member merged into it, which only fills
+//! blanks. Who is which is kept in the id map, so every run, resume and delta decides the same.
+
+mod decide;
+mod send;
+
+use super::dedupe::RecordKeys;
+use super::extract::Item;
+use super::map::Owners;
+use super::plan::ObjectPlan;
+use super::run::{Engine, Lookups, OPERATOR_CHOICE};
+use crate::config::MergeRule;
+use crate::model::{Counts, Issue, Outcome, Rule, Value};
+use crate::store::{AuditRow, BatchCommit, IdMapWrite, QueueWrite};
+use color_eyre::eyre::{Result, eyre};
+use foldhash::HashSet;
+use indexmap::IndexMap;
+
+/// Where a record stands between phases.
+#[derive(Debug, Clone)]
+enum Step {
+    /// Its outcome is decided (failed, skipped): nothing more to do.
+    Settled,
+    /// Waits in the queue with its issues.
+    Held,
+    Create,
+    /// Created by an interrupted attempt (found by its marker): adopted, not created again.
+    Adopt(String),
+    Update(Target),
+    /// Folded into an earlier record of the batch (its lead), as a member of the lead's record.
+    Follow {
+        lead: usize,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Target {
+    dest_id: String,
+    matched_by: String,
+    /// Found by its own source id: Cutover wrote this destination record from it before.
+    own: bool,
+    /// An operator chose the record (`@match`).
+    operator: bool,
+}
+
+/// Who a record is to the destination record it updates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Role {
+    /// The first source record of the destination record; `group`: others were merged into it.
+    Survivor { group: bool },
+    /// Merged into the destination record `survivor` leads.
+    Member { survivor: String },
+}
+
+/// One source record's way through the batch.
+struct Work {
+    item: Item,
+    keys: RecordKeys,
+    step: Step,
+    outcome: Option<Outcome>,
+    dest_id: Option<String>,
+    matched_by: Option<String>,
+    merge_rule: Option<MergeRule>,
+    detail: Option<String>,
+    before_image: Option<String>,
+    /// JSON of what the destination record should hold after the write.
+    written: Option<String>,
+    issues: Vec<Issue>,
+    /// Side-by-side an operator decides from (candidates' current values, or a first row).
+    candidates: Option<String>,
+    /// The destination record an undecided match (merge rule "queue") would go into.
+    undecided: Option<String>,
+    ambiguous: Vec<String>,
+    /// The values to write; a lead also holds what its followers filled in.
+    finals: Option<Vec<Value>>,
+    /// An update's values before followers filled anything in (what it changes itself).
+    own_finals: Option<Vec<Value>>,
+    current: Option<Vec<Value>>,
+    role: Role,
+}
+
+impl Work {
+    fn new(item: Item) -> Self {
+        Self {
+            item,
+            keys: Vec::new(),
+            step: Step::Held,
+            outcome: None,
+            dest_id: None,
+            matched_by: None,
+            merge_rule: None,
+            detail: None,
+            before_image: None,
+            written: None,
+            issues: Vec::new(),
+            candidates: None,
+            undecided: None,
+            ambiguous: Vec::new(),
+            finals: None,
+            own_finals: None,
+            current: None,
+            role: Role::Survivor { group: false },
+        }
+    }
+
+    fn source_id(&self) -> &str {
+        match &self.item {
+            Item::Mapped(m) => &m.source.source_id,
+            Item::Malformed { source_id, .. } => source_id,
+        }
+    }
+
+    fn settle(&mut self, outcome: Outcome, detail: Option<String>) {
+        self.step = Step::Settled;
+        self.outcome = Some(outcome);
+        self.detail = detail;
+    }
+
+    fn hold(&mut self, issue: Issue) {
+        self.step = Step::Held;
+        self.finals = None;
+        self.issues.push(issue);
+    }
+}
+
+/// The merge rule a member applies: it fills blanks only (the survivor's values win), and
+/// changes nothing where the object's rule says the destination wins.
+fn member_rule(plan: &ObjectPlan) -> MergeRule {
+    if plan.merge == MergeRule::DestinationWins { MergeRule::DestinationWins } else { MergeRule::FillBlanks }
+}
+
+/// The merge rule applied to a match. An operator's "merge into this one" on an object whose
+/// rule is `queue` keeps the destination's values and fills its blanks.
+pub(crate) fn merge_rule_for(plan: &ObjectPlan, matched_by: &str) -> MergeRule {
+    if matched_by == OPERATOR_CHOICE && plan.merge == MergeRule::Queue { MergeRule::FillBlanks } else { plan.merge }
+}
+
+fn json_object(fields: &[String], values: &[Value]) -> Result<String> {
+    let map: IndexMap<&String, &Value> = fields.iter().zip(values).collect();
+    Ok(serde_json::to_string(&map)?)
+}
+
+impl Engine {
+    /// Dedupe → read current → resolve → validate → write → settle one batch; returns what to commit.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn process_batch(
+        &self,
+        run_id: i64,
+        plan: &ObjectPlan,
+        owners: &Owners,
+        items: Vec<Item>,
+        counts: &mut Counts,
+        cursor: Option<String>,
+        done: bool,
+        resolve_queue: bool,
+        lookups: &Lookups<'_>,
+    ) -> Result<BatchCommit> {
+        let mut works: Vec<Work> = items.into_iter().map(Work::new).collect();
+        let known = self.lookup(plan, owners, &mut works, lookups, run_id)?;
+        self.repeated_ids(plan, &mut works, lookups)?;
+        let current = self.read_current(plan, &works, &known).await?;
+        self.decide_in_order(plan, owners, &mut works, &known, &current, lookups)?;
+        self.write(run_id, plan, &mut works, lookups).await?;
+        settle_followers(&mut works);
+        assemble(plan, run_id, works, counts, cursor, done, resolve_queue)
+    }
+}
+
+/// Phase 6: followers take their lead's outcome.
+fn settle_followers(works: &mut [Work]) {
+    for i in 0..works.len() {
+        let Step::Follow { lead, .. } = works[i].step.clone() else { continue };
+        if works[i].outcome.is_some() || !works[i].issues.is_empty() {
+            continue;
+        }
+        let lead_sid = crate::text::shown(works[lead].source_id());
+        match (works[lead].outcome, works[lead].dest_id.clone()) {
+            (Some(o), Some(id)) if o.is_written() => {
+                works[i].outcome = Some(Outcome::Merged);
+                works[i].written = works[lead].written.clone();
+                works[i].detail = Some(format!(
+                    "merged into {id} with source record {lead_sid} of the same batch, its survivor: it fills blanks only"
+                ));
+                works[i].dest_id = Some(id);
+            }
+            (Some(Outcome::Failed), _) => {
+                works[i].outcome = Some(Outcome::Failed);
+                works[i].detail = Some(format!("merged with source record {lead_sid}, which the destination refused"));
+            }
+            _ => {
+                let field = works[i].matched_by.clone().unwrap_or_default();
+                works[i].hold(Issue {
+                    field,
+                    rule: Rule::MatchNeedsDecision,
+                    value: None,
+                    message: format!("duplicate of source record {lead_sid}, which is held in the queue"),
+                    suggestion: Some(format!("fix {lead_sid} first, then reprocess this one")),
+                });
+            }
+        }
+    }
+}
+
+/// The batch's commit: every record with exactly one outcome, or an error naming the first
+/// record without one (a bug in Cutover, never silently counted as queued).
+fn assemble(
+    plan: &ObjectPlan,
+    run_id: i64,
+    works: Vec<Work>,
+    counts: &mut Counts,
+    cursor: Option<String>,
+    done: bool,
+    resolve_queue: bool,
+) -> Result<BatchCommit> {
+    let mut commit = BatchCommit { run_id, object: plan.name.clone(), cursor, done, ..Default::default() };
+    let mut batch_counts = *counts;
+    let mut seen: HashSet<(String, u32)> = HashSet::default();
+    for w in works {
+        let outcome = match (w.outcome, &w.step) {
+            (Some(o), _) => o,
+            (None, Step::Held) => Outcome::Queued,
+            (None, _) if !w.issues.is_empty() => Outcome::Queued,
+            (None, step) => {
+                return Err(eyre!(
+                    "INVARIANT BROKEN: {} {} reached the end of its batch without an outcome ({step:?}). This is a \
+                     bug in Cutover; nothing of this batch was committed.",
+                    plan.name,
+                    crate::text::shown(w.source_id())
+                ));
+            }
+        };
+        batch_counts.extracted += 1;
+        batch_counts.add(outcome);
+        match w.item {
+            Item::Malformed { source_id, origin, occurrence, .. } => {
+                seen.insert((source_id.clone(), occurrence));
+                commit.audit.push(AuditRow {
+                    source_id,
+                    outcome: outcome.as_str(),
+                    detail: w.detail,
+                    occurrence,
+                    origin: Some(origin),
+                    ..Default::default()
+                });
+            }
+            Item::Mapped(m) => {
+                let sid = m.source.source_id.clone();
+                let source_hash = super::delta::hash_text(
+                    m.source_hash.unwrap_or_else(|| super::delta::source_hash_u64(&m.source.values)),
+                );
+                if outcome == Outcome::Queued {
+                    let reason = w.issues.first().map(|i| i.rule.as_str()).unwrap_or("invalid_value");
+                    commit.queue.push(QueueWrite {
+                        source_id: sid.clone(),
+                        occurrence: m.occurrence,
+                        origin: m.source.origin.clone(),
+                        reason: reason.to_string(),
+                        source: json_object(&plan.source_fields, &m.source.values)?,
+                        mapped: json_object(&plan.dest_fields, &m.values)?,
+                        issues: serde_json::to_string(&w.issues)?,
+                        candidates: w.candidates,
+                        waiting_on: m.waiting_on.clone(),
+                    });
+                }
+                if outcome.is_written()
+                    && let Some(dest_id) = &w.dest_id
+                {
+                    commit.id_map.push(IdMapWrite {
+                        source_id: sid.clone(),
+                        dest_id: dest_id.clone(),
+                        written: w.written,
+                        source_hash: Some(source_hash.clone()),
+                        created: outcome == Outcome::Created,
+                        member: matches!(w.role, Role::Member { .. }),
+                    });
+                    for (k, v) in w.keys {
+                        commit.match_keys.push((plan.match_keys[k].field.clone(), v, dest_id.clone()));
+                    }
+                    if resolve_queue {
+                        commit.resolved.push(sid.clone());
+                    }
+                }
+                let detail = match outcome {
+                    Outcome::Queued => Some(
+                        w.issues.iter().map(|i| format!("{}: {}", i.field, i.message)).collect::<Vec<_>>().join("; "),
+                    ),
+                    _ => w.detail,
+                };
+                if !seen.insert((sid.clone(), m.occurrence)) {
+                    return Err(eyre!("INVARIANT BROKEN: {} {} has two outcomes in one batch", plan.name, sid));
+                }
+                commit.audit.push(AuditRow {
+                    source_id: sid,
+                    outcome: outcome.as_str(),
+                    dest_id: w.dest_id,
+                    merge_rule: matches!(outcome, Outcome::Updated | Outcome::Unchanged | Outcome::Merged)
+                        .then(|| w.merge_rule.unwrap_or(plan.merge).as_str()),
+                    matched_by: w.matched_by,
+                    detail,
+                    before_image: w.before_image,
+                    occurrence: m.occurrence,
+                    origin: Some(m.source.origin),
+                    source_hash: Some(source_hash),
+                });
+            }
+        }
+    }
+    *counts = batch_counts;
+    commit.counts = batch_counts;
+    Ok(commit)
+}

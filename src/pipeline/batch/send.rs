@@ -1,0 +1,184 @@
+//! Phase 5 of a batch: creates with their markers, updates journaled before they are sent.
+
+use super::{Role, Step, Work, json_object};
+use crate::connect::Marks;
+use crate::model::{Outcome, Value};
+use crate::pipeline::dedupe::BatchDeduper;
+use crate::pipeline::plan::ObjectPlan;
+use crate::pipeline::run::{Engine, Lookups, sync};
+use crate::pipeline::timings::Stage;
+use crate::pipeline::write;
+use crate::store::journal::Journaled;
+use color_eyre::eyre::Result;
+
+use indexmap::IndexMap;
+use std::time::Instant;
+
+impl Engine {
+    /// Phase 5: creates (with their markers) and updates (journaled first), one answer per record.
+    pub(super) async fn write(
+        &self,
+        run_id: i64,
+        plan: &ObjectPlan,
+        works: &mut [Work],
+        lookups: &Lookups<'_>,
+    ) -> Result<()> {
+        let fields = &plan.dest_fields;
+        let dedupe = BatchDeduper::new(plan, self.settings.region);
+        let mut creates: Vec<usize> = Vec::new();
+        for (i, w) in works.iter_mut().enumerate() {
+            match w.step.clone() {
+                Step::Adopt(dest_id) => {
+                    if let Some(values) = w.finals.take() {
+                        w.keys = dedupe.keys_of(&values);
+                        w.written = Some(json_object(fields, &values)?);
+                    }
+                    w.outcome = Some(Outcome::Created);
+                    w.dest_id = Some(dest_id);
+                    w.detail = Some("created by an interrupted attempt; found by its marker, not created again".into());
+                }
+                Step::Create if w.finals.is_some() => creates.push(i),
+                _ => {}
+            }
+        }
+        if !creates.is_empty() {
+            let mut rows = Vec::with_capacity(creates.len());
+            let mut markers = Vec::with_capacity(creates.len());
+            for &i in &creates {
+                let w = &mut works[i];
+                if let Some(values) = w.finals.take() {
+                    w.keys = dedupe.keys_of(&values);
+                    w.written = Some(json_object(fields, &values)?);
+                    rows.push(values);
+                    markers.push(plan.marker(w.source_id()));
+                }
+            }
+            let marks = Marks { namespace: self.project.config.project.name.clone(), source_ids: markers };
+            let started = Instant::now();
+            let results = write::create(self.dest.as_ref(), plan, rows, marks).await?;
+            self.timings.add(Stage::Write, started.elapsed());
+            for (&i, r) in creates.iter().zip(results) {
+                let w = &mut works[i];
+                match r {
+                    Ok(id) => {
+                        w.outcome = Some(Outcome::Created);
+                        w.dest_id = Some(id);
+                    }
+                    Err(msg) => {
+                        w.outcome = Some(Outcome::Failed);
+                        w.detail = Some(format!("the destination refused it: {msg}"));
+                        w.written = None;
+                    }
+                }
+            }
+        }
+        self.write_updates(run_id, plan, works, lookups, &dedupe).await
+    }
+
+    async fn write_updates(
+        &self,
+        run_id: i64,
+        plan: &ObjectPlan,
+        works: &mut [Work],
+        lookups: &Lookups<'_>,
+        dedupe: &BatchDeduper<'_>,
+    ) -> Result<()> {
+        let fields = &plan.dest_fields;
+        let mut sending: Vec<(usize, crate::connect::Change)> = Vec::new();
+        let mut journal: Vec<Journaled> = Vec::new();
+        for (i, w) in works.iter_mut().enumerate() {
+            let Step::Update(t) = w.step.clone() else { continue };
+            let (Some(cur), Some(fin)) = (w.current.as_ref(), w.finals.as_ref()) else { continue };
+            let planned = write::plan_update(fields, &t.dest_id, cur, fin)?;
+            let changed = !planned.change.values.is_empty();
+            // What this record changed itself, apart from what members of the batch filled in
+            // (their own outcomes say that): the outcome a batch boundary cannot change.
+            let own = match &w.own_finals {
+                Some(own) if own != fin => write::plan_update(fields, &t.dest_id, cur, own)?,
+                _ => planned.clone(),
+            };
+            let changed_itself = !own.change.values.is_empty();
+            w.written = Some(json_object(fields, fin)?);
+            w.keys = dedupe.keys_of(fin);
+            w.dest_id = Some(t.dest_id.clone());
+            let member = matches!(w.role, Role::Member { .. });
+            let mut outcome = match (member, changed_itself) {
+                (true, _) => Outcome::Merged,
+                (false, true) => Outcome::Updated,
+                (false, false) => Outcome::Unchanged,
+            };
+            let mut before = planned.before_image.clone();
+            let mut detail = if own.detail == planned.detail {
+                planned.detail.clone()
+            } else {
+                format!("{}; with the members of this batch, {}", own.detail, planned.detail)
+            };
+            if let Some(j) = lookups.journal.get(w.source_id()).filter(|j| j.dest_id == t.dest_id) {
+                // An interrupted attempt sent this update before the process died: what it
+                // overwrote and what became of the record are in the journal, not in the
+                // destination any more.
+                before = merge_images(j.before_image.as_deref(), before.as_deref())?;
+                outcome = Outcome::parse(&j.outcome).unwrap_or(outcome);
+                if !changed {
+                    detail = j.detail.clone();
+                }
+            } else if changed {
+                journal.push(Journaled {
+                    source_id: w.source_id().to_string(),
+                    dest_id: t.dest_id.clone(),
+                    outcome: outcome.as_str().to_string(),
+                    detail: detail.clone(),
+                    before_image: before.clone(),
+                });
+            }
+            if let Role::Member { survivor } = &w.role {
+                detail = format!(
+                    "merged into {} {}, which source record {} feeds first (its survivor): it fills blanks only; {detail}",
+                    plan.dest_object,
+                    t.dest_id,
+                    crate::text::shown(survivor)
+                );
+            }
+            w.before_image = before;
+            w.detail = Some(detail);
+            w.outcome = Some(outcome);
+            if changed {
+                sending.push((i, planned.change));
+            }
+        }
+        if sending.is_empty() {
+            return Ok(());
+        }
+        sync(|| self.journal()?.write(run_id, &plan.name, &journal))?;
+        let changes: Vec<crate::connect::Change> = sending.iter().map(|(_, c)| c.clone()).collect();
+        let started = Instant::now();
+        let results = write::update(self.dest.as_ref(), plan, &changes).await?;
+        self.timings.add(Stage::Write, started.elapsed());
+        for ((i, _), r) in sending.iter().zip(results) {
+            let w = &mut works[*i];
+            if let Err(msg) = r {
+                w.outcome = Some(Outcome::Failed);
+                w.detail = Some(format!("the destination refused the update: {msg}"));
+                w.before_image = None;
+                w.written = None;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The before-image of an update replayed after a crash: the journal's (what the first attempt
+/// overwrote), with what this attempt overwrites besides.
+fn merge_images(journal: Option<&str>, now: Option<&str>) -> Result<Option<String>> {
+    let parse = |j: Option<&str>| -> Result<IndexMap<String, Value>> {
+        Ok(match j {
+            Some(j) => serde_json::from_str(j)?,
+            None => IndexMap::new(),
+        })
+    };
+    let mut image = parse(journal)?;
+    for (k, v) in parse(now)? {
+        image.entry(k).or_insert(v);
+    }
+    Ok(if image.is_empty() { None } else { Some(serde_json::to_string(&image)?) })
+}
