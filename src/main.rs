@@ -8,6 +8,9 @@ fn main() {
         eprintln!("warning: error reporting not installed: {e}");
     }
     let cli = cutover::cli::Cli::parse();
+    if cli.command.as_ref().is_some_and(|c| c.only_reports()) {
+        cutover::cli::end_quietly_on_closed_pipe();
+    }
     let _log = match cutover::logging::init(cli.log_file.clone()) {
         Ok(guard) => Some(guard),
         Err(e) => {

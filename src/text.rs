@@ -20,6 +20,11 @@ pub fn shown(value: &str) -> String {
     out
 }
 
+/// A count with its noun: "1 record", "3 records" (the noun's plural takes an `s`).
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
 /// An optional value: `∅` for a blank, so "empty" and "nothing" are told apart.
 pub fn shown_opt(value: Option<&str>) -> String {
     match value {

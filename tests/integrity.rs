@@ -123,6 +123,23 @@ fn an_open_quote_fails_its_own_record_and_every_later_row_keeps_its_outcome() {
     let out = cutover(dir.path(), &["run"], &[]);
     assert_eq!(outcomes(dir.path(), "contacts"), [("created".into(), 299), ("failed".into(), 1)], "{}", text(&out));
     assert_eq!(count(&dest(dir.path()), "SELECT COUNT(*) FROM contacts WHERE name = 'Bob, Jr.'"), 1);
+
+    // A stray quote inside a later row's unquoted name ends the open field with the right width:
+    // a quote followed by a letter is not a field's end, so the rows between keep their own.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = people(300, &[(10, "10,\"Ann Smith,ann@example.com,"), (110, "110,Pat O\"Brien,pat@example.com,")]);
+    contacts_project(dir.path(), "fill_blanks", 100, &csv, "");
+    let out = cutover(dir.path(), &["run"], &[]);
+    assert_eq!(outcomes(dir.path(), "contacts"), [("created".into(), 299), ("failed".into(), 1)], "{}", text(&out));
+    let detail: String = store(dir.path())
+        .query_row("SELECT detail FROM audit WHERE outcome = 'failed'", [], |r| r.get(0))
+        .expect("failed row");
+    assert!(detail.contains("line 11") && detail.contains("line 111 is followed by 'B'"), "{detail}");
+    assert_eq!(count(&dest(dir.path()), "SELECT COUNT(*) FROM contacts WHERE name = 'Pat O\"Brien'"), 1);
+    assert_eq!(count(&dest(dir.path()), "SELECT MAX(length(name)) FROM contacts"), 11);
+    let report = reconcile(dir.path());
+    assert_eq!(report["objects"][0]["counts"]["in_source"], 300, "{report:#}");
+    assert_eq!(keys(&report), ["contacts/failed"], "only the broken row is open");
 }
 
 #[test]
@@ -433,7 +450,7 @@ fn rolling_back_a_clean_run_restores_every_row_exactly_with_merges_and_duplicate
          6,Di,di@example.com,+14155550106\n",
     );
     let existing = "INSERT INTO contacts (id, name, email, phone) VALUES
-        (500, NULL, 'ann@example.com', NULL), (501, 'Keep Me', 'keep@example.com', '+14155550199');";
+        (500, '', 'ann@example.com', NULL), (501, 'Keep Me', 'keep@example.com', '+14155550199');";
     contacts_project(dir.path(), "fill_blanks", 2, csv.as_bytes(), existing);
     let before = rows(dir.path(), "contacts");
     let out = cutover(dir.path(), &["run"], &[]);
@@ -444,8 +461,104 @@ fn rolling_back_a_clean_run_restores_every_row_exactly_with_merges_and_duplicate
         text(&out)
     );
     assert_ne!(rows(dir.path(), "contacts"), before);
+    // A second run finds everything as the first left it: it writes nothing, so it stands in the
+    // way of nothing.
+    let written = rows(dir.path(), "contacts");
+    let out = cutover(dir.path(), &["run"], &[]);
+    let o = outcomes(dir.path(), "contacts");
+    assert!(o.iter().all(|(k, _)| ["unchanged", "merged", "skipped"].contains(&k.as_str())), "{o:?}\n{}", text(&out));
+    assert_eq!(rows(dir.path(), "contacts"), written);
     let out = cutover(dir.path(), &["rollback", "1"], &[]);
     assert_eq!(out.status.code(), Some(0), "nothing is 'changed since' after a clean run:\n{}", text(&out));
+    // Row for row as before the run: the blank name '' stays '', the missing phone NULL.
     assert_eq!(rows(dir.path(), "contacts"), before, "row for row as before the run");
     assert_eq!(count(&store(dir.path()), "SELECT COUNT(*) FROM id_map"), 0);
+    assert_eq!(count(&dest(dir.path()), "SELECT COUNT(*) FROM cutover_marks"), 0, "no marker is left behind");
+}
+
+fn queue_id(dir: &Path, source_id: &str, occurrence: i64) -> String {
+    let id: i64 = store(dir)
+        .query_row(
+            "SELECT id FROM queue WHERE source_id = ?1 AND occurrence = ?2",
+            rusqlite::params![source_id, occurrence],
+            |r| r.get(0),
+        )
+        .unwrap_or_else(|e| panic!("queue item of {source_id}/{occurrence}: {e}"));
+    id.to_string()
+}
+
+#[test]
+fn the_operators_triage_stands_through_every_later_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Row 2 shares row 1's email with another phone (held beside it); row 3 comes twice with
+    // different names (the second is held).
+    let csv = "id,name,email,phone\n1,Ann,ann@example.com,(212) 200-0001\n2,Ann B,ANN@example.com,(212) 200-0002\n\
+               3,Bob,bob@example.com,\n3,Bobby,bob@example.com,\n";
+    contacts_project(dir.path(), "fill_blanks", 100, csv.as_bytes(), "");
+    let out = cutover(dir.path(), &["run"], &[]);
+    assert_eq!(outcomes(dir.path(), "contacts"), [("created".into(), 2), ("queued".into(), 2)], "{}", text(&out));
+    let ann: String = dest(dir.path())
+        .query_row("SELECT id FROM contacts WHERE name = 'Ann'", [], |r| r.get::<_, i64>(0))
+        .expect("Ann")
+        .to_string();
+    // Held beside a record of its own batch, row 2 is shown the destination record that record
+    // became, and may be merged into it straight away.
+    let row2 = queue_id(dir.path(), "2", 1);
+    let show = cutover(dir.path(), &["queue", "show", &row2], &[]);
+    assert!(text(&show).contains(&format!("@match={ann}")), "{}", text(&show));
+    let fix = cutover(dir.path(), &["queue", "fix", &row2, &format!("@match={ann}")], &[]);
+    assert_eq!(fix.status.code(), Some(0), "{}", text(&fix));
+    let out = cutover(dir.path(), &["queue", "reprocess", &row2], &[]);
+    assert_eq!(outcomes(dir.path(), "contacts"), [("merged".into(), 1)], "{}", text(&out));
+    let repeat = queue_id(dir.path(), "3", 2);
+    let skip = cutover(dir.path(), &["queue", "skip", &repeat, "--reason", "typo of row 3"], &[]);
+    assert_eq!(skip.status.code(), Some(0), "{}", text(&skip));
+
+    // A plain run after the triage keeps every decision: nothing goes back to the queue.
+    let out = cutover(dir.path(), &["run"], &[]);
+    assert_eq!(
+        outcomes(dir.path(), "contacts"),
+        [("merged".into(), 1), ("skipped".into(), 1), ("unchanged".into(), 2)],
+        "{}",
+        text(&out)
+    );
+    assert_eq!(count(&store(dir.path()), "SELECT COUNT(*) FROM queue WHERE status IN ('open', 'fixed')"), 0);
+    let detail: String = store(dir.path())
+        .query_row("SELECT detail FROM audit WHERE outcome = 'skipped' ORDER BY id DESC LIMIT 1", [], |r| r.get(0))
+        .expect("skip");
+    assert!(detail.contains("skipped by the operator") && detail.contains("typo of row 3"), "{detail}");
+    assert_eq!(count(&dest(dir.path()), "SELECT COUNT(*) FROM contacts"), 2);
+    let report = reconcile(dir.path());
+    assert_eq!(keys(&report), ["contacts/merged"], "only the merge to confirm: {report:#}");
+
+    // The skipped row changed in the export since: it is judged afresh, and waits again.
+    let csv = csv.replace("3,Bobby,", "3,Robert,");
+    std::fs::write(dir.path().join("source/contacts.csv"), csv).expect("csv");
+    let out = cutover(dir.path(), &["run"], &[]);
+    let o = outcomes(dir.path(), "contacts");
+    assert!(o.contains(&("queued".into(), 1)), "{o:?}\n{}", text(&out));
+}
+
+#[test]
+fn a_report_piped_into_a_reader_that_stops_ends_quietly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    contacts_project(dir.path(), "fill_blanks", 500, &people(30, &[(7, "7,Ann,not-an-email,")]), "");
+    let out = cutover(dir.path(), &["run"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let item = queue_id(dir.path(), "7", 1);
+    // The reader takes nothing and goes away (`| head` once it has its lines): each report must
+    // end without a panic or a backtrace.
+    for args in [vec!["queue", "list"], vec!["queue", "show", &item], vec!["runs"], vec!["export", "audit"]] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args(&args)
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+    }
 }

@@ -18,13 +18,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 // ---- CSV ---------------------------------------------------------------------------------------
 
 /// One field as an export might spell it: plain, quoted with commas and line breaks, doubled
-/// quotes, empty — or broken: a quote opened and never closed, a quote in the middle.
+/// quotes, text after a closing quote on its line, empty — or broken: a quote opened and never
+/// closed, a quote in the middle (which can seem to close a quote left open rows before).
 fn field() -> impl Strategy<Value = (String, Option<String>)> {
     prop_oneof![
         "[a-z0-9 ]{0,6}".prop_map(|s| (s.clone(), Some(s))),
         "[a-z ,]{0,6}(\n|\r\n)?[a-z,]{0,4}".prop_map(|s| (format!("\"{s}\""), Some(s))),
         "[a-z]{0,3}".prop_map(|s| (format!("\"{s}\"\"{s}\""), Some(format!("{s}\"{s}")))),
         Just((String::new(), Some(String::new()))),
+        "[a-z]{1,3}".prop_map(|s| (format!("\"{s}\"{s}"), Some(format!("{s}{s}")))),
         "[a-z ,]{0,6}".prop_map(|s| (format!("\"{s}"), None)),
         "[a-z]{1,3}".prop_map(|s| (format!("{s}\"{s}"), None)),
     ]

@@ -192,6 +192,30 @@ pub enum Command {
 }
 
 /// Runs the command line; returns the process exit code.
+impl Command {
+    /// Commands that only read the project and print: when what reads their output stops
+    /// (`cutover queue show 3 | head`), they end quietly as Unix tools do, instead of failing.
+    pub fn only_reports(&self) -> bool {
+        match self {
+            Command::Runs { .. } | Command::Check { .. } | Command::Export { .. } | Command::Reconcile { .. } => true,
+            Command::Queue { action, .. } => {
+                matches!(action, queue::QueueAction::List { .. } | queue::QueueAction::Show { .. })
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Lets the operating system end the process when stdout's reader has gone (SIGPIPE's default
+/// action); Rust ignores the signal, so every print would fail instead.
+pub fn end_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: sets a signal disposition to its default, before any other thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 pub fn main_with(cli: Cli) -> i32 {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,

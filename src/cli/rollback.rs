@@ -30,13 +30,13 @@ pub fn table(r: &RollbackReport) -> String {
     let verb = if r.dry_run { "would be " } else { "" };
     let _ = writeln!(
         out,
-        "  {:<12} {:>8} {:>9} {:>10} {:>9} {:>8} {:>6} {:>9} {:>7}",
-        "object", "deleted", "restored", "no change", "already", "unlinked", "kept", "decide", "failed"
+        "  {:<12} {:>8} {:>9} {:>10} {:>12} {:>11} {:>6} {:>7} {:>7}",
+        "object", "deleted", "restored", "no change", "done before", "not linked", "kept", "decide", "failed"
     );
     for o in &r.objects {
         let _ = writeln!(
             out,
-            "  {:<12} {:>8} {:>9} {:>10} {:>9} {:>8} {:>6} {:>9} {:>7}",
+            "  {:<12} {:>8} {:>9} {:>10} {:>12} {:>11} {:>6} {:>7} {:>7}",
             o.object,
             o.deleted,
             o.restored,
@@ -51,14 +51,16 @@ pub fn table(r: &RollbackReport) -> String {
     let _ = writeln!(
         out,
         "(deleted: created by the run, {verb}deleted; restored: updated by it, {verb}put back from the before-image;\n \
-         no change: its update changed nothing; already: deleted or restored before; unlinked: rolled back earlier)"
+         no change: its update changed nothing; done before: deleted or restored by an earlier attempt;\n \
+         not linked: rolled back earlier; decide: changed since, left untouched until you decide)"
     );
     let undecided: Vec<_> = r.objects.iter().flat_map(|o| o.undecided.iter().map(move |c| (&o.object, c))).collect();
     if !undecided.is_empty() {
         let _ = writeln!(
             out,
-            "\n{} records changed in the destination since Cutover wrote them were left untouched:",
-            undecided.len()
+            "\n{} changed since this run wrote them (in the destination, or by a later run) {} left untouched:",
+            crate::text::count(undecided.len() as u64, "record"),
+            if undecided.len() == 1 { "was" } else { "were" }
         );
         for (object, c) in undecided.iter().take(50) {
             let _ = writeln!(

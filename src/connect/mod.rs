@@ -117,7 +117,9 @@ pub trait Destination: Send + Sync {
         after: &Cursor,
         max: usize,
     ) -> Result<(Vec<(String, Vec<Value>)>, Cursor, bool)>;
-    /// Fetches records by id; ids that do not exist are absent from the answer.
+    /// Fetches records by id; ids that do not exist are absent from the answer. Values are as
+    /// stored: an empty string is `Some("")`, not `None`, where the destination tells the two
+    /// apart (a SQL NULL and `''`), so a rollback restores the one that was there.
     async fn read(&self, object: &str, ids: &[String], fields: &[String]) -> Result<HashMap<String, Vec<Value>>>;
     /// Creates records; one result per row, in order.
     async fn create(&self, object: &str, records: NewRecords) -> Result<Vec<WriteResult>>;

@@ -39,14 +39,18 @@ fn open_existing(path: &Path, read_only: bool) -> Result<Connection> {
     Ok(conn)
 }
 
-/// Canonical text of a SQLite value; `None` for NULL, an error for binary data.
+/// Canonical text of a SQLite value; `None` for NULL and `''`, an error for binary data.
 fn text_of(v: ValueRef<'_>) -> std::result::Result<Value, &'static str> {
+    Ok(stored_of(v)?.filter(|s| !s.is_empty()))
+}
+
+/// A SQLite value as stored: `''` is `Some("")`, told apart from NULL.
+fn stored_of(v: ValueRef<'_>) -> std::result::Result<Value, &'static str> {
     Ok(match v {
         ValueRef::Null => None,
         ValueRef::Integer(i) => Some(i.to_string()),
         ValueRef::Real(f) => Some(f.to_string()),
         ValueRef::Text(t) => match std::str::from_utf8(t) {
-            Ok("") => None,
             Ok(s) => Some(s.to_string()),
             Err(_) => return Err("text that is not valid UTF-8"),
         },
@@ -416,7 +420,7 @@ impl Destination for SqliteDestination {
                 while let Some(row) = rows.next()? {
                     let id = text_of(row.get_ref(0)?).ok().flatten().unwrap_or_default();
                     let values = (0..fields.len())
-                        .map(|i| row.get_ref(i + 1).map(|v| text_of(v).ok().flatten()))
+                        .map(|i| row.get_ref(i + 1).map(|v| stored_of(v).ok().flatten()))
                         .collect::<rusqlite::Result<_>>()?;
                     out.insert(id, values);
                 }

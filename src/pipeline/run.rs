@@ -108,6 +108,8 @@ pub(crate) struct Lookups<'a> {
     pub(super) journal: &'a std::collections::HashMap<String, crate::store::journal::Journaled>,
     /// A delta run: a record changed in the destination since Cutover wrote it is not overwritten.
     pub(super) delta: bool,
+    /// Records the operator skipped from the queue, by (source id, row under that id).
+    pub(super) skips: &'a HashMap<(String, u32), crate::store::OperatorSkip>,
 }
 
 impl Lookups<'_> {
@@ -628,12 +630,13 @@ impl Engine {
         let delta = matches!(filter.as_deref(), Some(Scope::Delta(_)));
         let batch_size = self.project.config.project.batch_size;
         let mapper = self.mapper(plan, &prepared.owners)?;
-        let (corrections, seen, journal) = sync(|| -> Result<_> {
+        let (corrections, skips, seen, journal) = sync(|| -> Result<_> {
             let store = lock(&self.store)?;
             // A resumed run goes on numbering the rows under each source id, and replays the
             // updates its interrupted attempt sent from their journal.
             let seen = SeenIds::resumed(store.read_in_run(run_id, &plan.name)?);
-            Ok((store.corrections_for(&plan.name)?, seen, self.journal()?.pending(run_id, &plan.name)?))
+            let skips: HashMap<_, _> = store.skips_for(&plan.name)?.into_iter().collect();
+            Ok((store.corrections_for(&plan.name)?, skips, seen, self.journal()?.pending(run_id, &plan.name)?))
         })?;
         let (mut rx, producer) = extract::spawn(
             self.source.clone(),
@@ -675,6 +678,7 @@ impl Engine {
                     recovered,
                     journal: &journal,
                     delta,
+                    skips: &skips,
                 };
                 let high_water = plan.modified.and_then(|i| {
                     items
@@ -876,7 +880,7 @@ impl Engine {
                         .collect::<Result<_>>()
                 })?;
                 let commit = {
-                    let (none, nobody) = (HashMap::new(), HashMap::new());
+                    let (none, nobody, no_skips) = (HashMap::new(), HashMap::new(), HashMap::new());
                     let lookups = Lookups {
                         store: &self.store,
                         in_flight: &none,
@@ -885,6 +889,7 @@ impl Engine {
                         recovered: &recovered,
                         journal: &journal,
                         delta: false,
+                        skips: &no_skips,
                     };
                     self.process_batch(run_id, plan, &prepared.owners, batch, &mut counts, None, false, true, &lookups)
                         .await?

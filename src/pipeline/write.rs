@@ -18,13 +18,21 @@ pub struct PlannedUpdate {
     pub detail: String,
 }
 
-/// Compares the destination's current values with the final ones.
-pub fn plan_update(fields: &[String], dest_id: &str, current: &[Value], target: &[Value]) -> Result<PlannedUpdate> {
+/// Compares the destination's current values (blanks as `None`) with the final ones. The
+/// before-image keeps the values as `stored` (an empty string told apart from NULL) when given.
+pub fn plan_update(
+    fields: &[String],
+    dest_id: &str,
+    current: &[Value],
+    stored: Option<&[Value]>,
+    target: &[Value],
+) -> Result<PlannedUpdate> {
     let changed: Vec<usize> = (0..fields.len()).filter(|&f| current.get(f) != target.get(f)).collect();
     let before_image = if changed.is_empty() {
         None
     } else {
-        let before: IndexMap<&String, &Value> = changed.iter().map(|&f| (&fields[f], &current[f])).collect();
+        let was = stored.filter(|s| s.len() == current.len()).unwrap_or(current);
+        let before: IndexMap<&String, &Value> = changed.iter().map(|&f| (&fields[f], &was[f])).collect();
         Some(serde_json::to_string(&before)?)
     };
     let detail = if changed.is_empty() {
@@ -70,12 +78,18 @@ mod tests {
     fn an_update_changes_only_what_differs_and_keeps_what_it_overwrote() {
         let fields: Vec<String> = ["name", "phone", "owner"].map(String::from).to_vec();
         let s = |v: &str| Some(v.to_string());
-        let planned = plan_update(&fields, "7", &[s("Ann"), None, s("3")], &[s("Ann"), s("+1"), s("4")]).expect("plan");
+        let planned =
+            plan_update(&fields, "7", &[s("Ann"), None, s("3")], None, &[s("Ann"), s("+1"), s("4")]).expect("plan");
         assert_eq!(planned.change.values, vec![("phone".to_string(), s("+1")), ("owner".to_string(), s("4"))]);
         assert_eq!(planned.before_image.as_deref(), Some(r#"{"phone":null,"owner":"3"}"#));
         assert_eq!(planned.detail, "changed phone, owner");
-        let same = plan_update(&fields, "7", &[s("Ann"), None, None], &[s("Ann"), None, None]).expect("plan");
+        let same = plan_update(&fields, "7", &[s("Ann"), None, None], None, &[s("Ann"), None, None]).expect("plan");
         assert!(same.change.values.is_empty() && same.before_image.is_none());
         assert_eq!(same.detail, "no change");
+        // A blank stored as '' is a blank to compare, and '' again in the before-image.
+        let stored = [s("Ann"), s(""), s("3")];
+        let filled = plan_update(&fields, "7", &[s("Ann"), None, s("3")], Some(&stored), &[s("Ann"), s("+1"), s("3")])
+            .expect("plan");
+        assert_eq!(filled.before_image.as_deref(), Some(r#"{"phone":""}"#));
     }
 }

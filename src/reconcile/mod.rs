@@ -335,9 +335,10 @@ fn witness_discrepancies(o: &ObjectReport, add: &mut dyn FnMut(&str, &str, Strin
             "one-to-one",
             format!("{name}/merged"),
             format!(
-                "{} destination records are each fed by more than one source record (the first is its survivor, \
-                 the others filled its blanks): confirm they are the same people",
-                merged.merged_total
+                "{} {} fed by more than one source record (the first is its survivor, the others filled its \
+                 blanks): confirm they are the same people",
+                crate::text::count(merged.merged_total, "destination record"),
+                if merged.merged_total == 1 { "is" } else { "are each" }
             ),
             list(merged.merged.iter().flat_map(|m| m.survivor.iter().chain(&m.members).cloned())),
         );
@@ -348,9 +349,9 @@ fn witness_discrepancies(o: &ObjectReport, add: &mut dyn FnMut(&str, &str, Strin
             "one-to-one",
             format!("{name}/unrecorded_merge"),
             format!(
-                "{} destination records are fed by several source records without one recorded survivor and an \
-                 audited merge for each of the others",
-                merged.unrecorded.total
+                "{} fed by several source records without one recorded survivor and an audited merge for each \
+                 of the others",
+                crate::text::count(merged.unrecorded.total, "destination record")
             ),
             merged.unrecorded.clone(),
         );
@@ -402,7 +403,11 @@ fn discrepancies(
                 name,
                 "counts",
                 format!("{name}/failed"),
-                format!("{} records failed: the destination refused them", c.failed.total),
+                format!(
+                    "{} failed: unreadable in the source or refused by the destination (`cutover export audit` \
+                     gives each one's reason)",
+                    crate::text::count(c.failed.total, "record")
+                ),
                 c.failed.clone(),
             );
         }
@@ -421,7 +426,7 @@ fn discrepancies(
                 name,
                 "queue",
                 format!("{name}/queued/{reason}"),
-                format!("{} records held in the conflict queue ({reason})", records.total),
+                format!("{} held in the conflict queue ({reason})", crate::text::count(records.total, "record")),
                 records,
             );
         }
@@ -430,7 +435,7 @@ fn discrepancies(
                 name,
                 "counts",
                 format!("{name}/not_in_source"),
-                format!("{} written records are no longer in the source", c.not_in_source.total),
+                format!("{} no longer in the source", crate::text::count(c.not_in_source.total, "written record")),
                 c.not_in_source.clone(),
             );
         }
@@ -440,7 +445,7 @@ fn discrepancies(
                 name,
                 "read-back",
                 format!("{name}/missing"),
-                format!("{} written records are missing from the destination", r.missing.total),
+                format!("{} missing from the destination", crate::text::count(r.missing.total, "written record")),
                 r.missing.clone(),
             );
         }
@@ -456,7 +461,7 @@ fn discrepancies(
                 name,
                 "read-back",
                 format!("{name}/readback/{field}"),
-                format!("{field} differs from what Cutover wrote on {} records", records.total),
+                format!("{field} differs from what Cutover wrote on {}", crate::text::count(records.total, "record")),
                 records.clone(),
             );
         }

@@ -19,7 +19,7 @@ mod signoff;
 pub use checkpoint::{Checkpoint, RESUMABLE};
 pub use ledger::Written;
 pub use match_index::MatchIndex;
-pub use queue::{QueueFilter, QueueItem, QueueStatus};
+pub use queue::{OperatorSkip, QueueFilter, QueueItem, QueueStatus};
 pub use run_lock::RunLock;
 pub use signoff::{Acceptance, NewSignOff, SignOff};
 
@@ -42,6 +42,8 @@ pub enum RunKind {
     Reprocess,
     Rollback,
     Delta,
+    /// An operator skipping queued records: one transaction, nothing written.
+    Skip,
 }
 
 impl RunKind {
@@ -52,6 +54,7 @@ impl RunKind {
             RunKind::Reprocess => "reprocess",
             RunKind::Rollback => "rollback",
             RunKind::Delta => "delta",
+            RunKind::Skip => "skip",
         }
     }
 }
@@ -396,8 +399,9 @@ impl Store {
             )?;
             let mut image = tx.prepare_cached(
                 "INSERT INTO written (object, dest_id, run_id, image, created) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (object, dest_id) DO UPDATE SET run_id = excluded.run_id, image = excluded.image,
-                    created = MAX(created, excluded.created)",
+                 ON CONFLICT (object, dest_id) DO UPDATE SET
+                    run_id = CASE WHEN image IS excluded.image THEN run_id ELSE excluded.run_id END,
+                    image = excluded.image, created = MAX(created, excluded.created)",
             )?;
             for w in &batch.id_map {
                 let role = if w.member { "member" } else { "survivor" };

@@ -92,6 +92,15 @@ pub struct QueueFilter {
     pub offset: usize,
 }
 
+/// A record an operator skipped from the queue.
+#[derive(Debug, Clone)]
+pub struct OperatorSkip {
+    pub queue_id: i64,
+    /// The source row as it was queued (JSON object of the source fields).
+    pub source: String,
+    pub reason: Option<String>,
+}
+
 const COLUMNS: &str = "id, object, source_id, origin, run_id, status, reason, source, mapped, issues, candidates, \
                        corrections, waiting_object, waiting_source_id, created_at, updated_at, claimed_by, claimed_at, \
                        occurrence";
@@ -179,6 +188,16 @@ fn check_match_choice(item: &QueueItem, value: Option<&str>) -> Result<()> {
     if v == CREATE_NEW || ids.iter().any(|c| c == v) {
         return Ok(());
     }
+    let real: Vec<&String> = ids.iter().filter(|c| !c.starts_with(crate::model::NOT_A_RECORD)).collect();
+    if real.is_empty() {
+        bail!(
+            "queue item {}: '{v}' is not a record it can be merged into: it was held beside another row of the source \
+             ({}), which has no destination record yet. Create it anew ({MATCH_CHOICE}={CREATE_NEW}), skip it, or \
+             reprocess it once the other is written; nothing was corrected",
+            item.id,
+            ids.join(", ")
+        );
+    }
     bail!(
         "queue item {}: {MATCH_CHOICE} must be '{CREATE_NEW}' or one of its candidates ({}), not '{v}'; nothing was corrected",
         item.id,
@@ -243,6 +262,21 @@ impl Store {
             out.insert(sid, corrections);
         }
         Ok(out)
+    }
+
+    /// The records an operator skipped, by (source id, row under that id): what the source row
+    /// held then, so a later run keeps the skip only while the row is unchanged.
+    pub fn skips_for(&self, object: &str) -> Result<HashMap<(String, u32), OperatorSkip>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, source_id, occurrence, source, skip_reason FROM queue WHERE object = ?1 AND status = 'skipped'",
+        )?;
+        let rows = stmt.query_map([object], |r| {
+            Ok((
+                (r.get::<_, String>(1)?, r.get::<_, i64>(2)?.max(1) as u32),
+                OperatorSkip { queue_id: r.get(0)?, source: r.get(3)?, reason: r.get(4)? },
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Pending items held until the given parent record is written.
@@ -351,7 +385,7 @@ impl Store {
     pub fn skip_queued(&self, id: i64, reason: &str, config_hash: &str) -> Result<(i64, QueueItem)> {
         self.immediate(|| -> Result<(i64, QueueItem)> {
             let Some(item) = self.queue_item(id)? else { bail!("no queue item {id}") };
-            let run_id = self.begin_run(super::RunKind::Reprocess, &super::os_user(), config_hash)?;
+            let run_id = self.begin_run(super::RunKind::Skip, &super::os_user(), config_hash)?;
             self.begin_object(run_id, &item.object, 0, None)?;
             let item = self.queue_skip(id, reason, run_id)?;
             self.conn.execute(
@@ -369,7 +403,10 @@ impl Store {
         if !it.status.is_pending() {
             bail!("queue item {id} is {} — only open items can be skipped", it.status.as_str());
         }
-        self.conn.execute("UPDATE queue SET status = 'skipped', updated_at = ?2 WHERE id = ?1", params![id, now()])?;
+        self.conn.execute(
+            "UPDATE queue SET status = 'skipped', skip_reason = ?3, updated_at = ?2 WHERE id = ?1",
+            params![id, now(), reason],
+        )?;
         self.audit_action(run_id, &it.object, &it.source_id, "skipped", reason)?;
         it.status = QueueStatus::Skipped;
         Ok(it)

@@ -184,4 +184,9 @@ pub const MIGRATIONS: &[&str] = &[
         at          TEXT NOT NULL
     );
     "#,
+    // 7: an operator's skip is a decision like a correction: every later run keeps it while the
+    // source row is unchanged, with the reason the operator gave.
+    r#"
+    ALTER TABLE queue ADD COLUMN skip_reason TEXT;
+    "#,
 ];

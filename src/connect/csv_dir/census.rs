@@ -5,7 +5,8 @@
 //! first. The rules are the same, stated once in the README: a record ends at a line end outside
 //! a quoted field; a quoted field starts only at a field's start; a record whose quoted field
 //! runs over a line break is suspect (and counts as its first line alone) when the file ends
-//! inside the quote, when it has another number of fields than the header, or when the field
+//! inside the quote, when it has another number of fields than the header, when the quote that
+//! closes the field is followed by anything but a comma or the line's end, or when the field
 //! runs past the limits. What it finds wrong is reported with its line.
 
 use super::records::Limits;
@@ -96,15 +97,25 @@ struct Scan {
     field_bytes: usize,
     /// Some quoted field of the record ran past the byte limit.
     over_bytes: bool,
+    /// A quoted field that ran over a line break was closed by a quote followed by this byte
+    /// (not a comma or the line's end), on this line.
+    stray_close: Option<(u8, u64)>,
 }
 
-fn scan_line(bytes: &[u8], s: &mut Scan, limits: Limits) {
+fn scan_line(line_no: u64, bytes: &[u8], s: &mut Scan, limits: Limits) {
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
         if s.in_quote {
             if b == b'"' && bytes.get(i + 1) != Some(&b'"') {
                 s.in_quote = false;
+                if s.field_breaks > 0
+                    && s.stray_close.is_none()
+                    && let Some(&next) = bytes.get(i + 1)
+                    && next != b','
+                {
+                    s.stray_close = Some((next, line_no));
+                }
             } else {
                 // A doubled quote is one byte of the field.
                 i += usize::from(b == b'"');
@@ -151,18 +162,19 @@ pub fn count(path: &Path, limits: Limits) -> Result<Census> {
             field_breaks: 0,
             field_bytes: 0,
             over_bytes: false,
+            stray_close: None,
         };
-        scan_line(&first, &mut s, limits);
+        scan_line(start, &first, &mut s, limits);
         let mut taken: Vec<(u64, Vec<u8>)> = Vec::new();
         let mut suspect: Option<String> = None;
-        while s.in_quote && !s.over_bytes {
+        while s.in_quote && !s.over_bytes && s.stray_close.is_none() {
             s.field_breaks += 1;
             if s.field_breaks >= limits.max_field_lines {
                 break;
             }
             match lines.next()? {
                 Some(l) => {
-                    scan_line(&l.1, &mut s, limits);
+                    scan_line(l.0, &l.1, &mut s, limits);
                     taken.push(l);
                 }
                 None => {
@@ -175,6 +187,17 @@ pub fn count(path: &Path, limits: Limits) -> Result<Census> {
             suspect = Some(format!(
                 "a quoted field opened here runs over more than {} lines or {} bytes",
                 limits.max_field_lines, limits.max_field_bytes
+            ));
+        }
+        if let Some((next, at)) = s.stray_close {
+            suspect = Some(format!(
+                "a quote opened here would close at line {at}, but there it is followed by {}, \
+                 not by a comma or a line end",
+                if next.is_ascii_graphic() || next == b' ' {
+                    format!("'{}'", next as char)
+                } else {
+                    format!("byte 0x{next:02X}")
+                }
             ));
         }
         if suspect.is_none()
@@ -234,5 +257,14 @@ mod tests {
         assert_eq!(c.records, 4, "{c:?}");
         let c = census(b"id,note\n1,\"a\nb\nc\nd\",\n2,x\n", Limits { max_field_lines: 3, max_field_bytes: 1 << 20 });
         assert_eq!(c.records, 5, "{c:?}");
+    }
+
+    #[test]
+    fn a_stray_quote_further_down_does_not_close_an_open_one() {
+        let c = census(b"id,name\n1,\"Ann\n2,Bob\n3,Pat O\"Brien\n4,Di\n", Limits::default());
+        assert_eq!((c.records, c.problem_count), (4, 1), "{c:?}");
+        assert!(c.problems[0].starts_with("line 2:") && c.problems[0].contains("line 4"), "{c:?}");
+        let c = census(b"id,name,c\n1,\"Ann\" Lee,z\n2,\"x\ny\",z\n3,q,\"x\ny\"\n", Limits::default());
+        assert_eq!((c.records, c.problem_count), (3, 0), "{c:?}");
     }
 }

@@ -3,12 +3,13 @@
 //! Fields are separated by commas and records by line ends (LF, CRLF or a lone CR). A field that
 //! starts with `"` is quoted: it runs to the next `"` not doubled, and may hold commas and line
 //! breaks. Anywhere else a `"` is an ordinary character, and characters after a closing quote
-//! belong to the field. Empty lines hold no record.
+//! belong to the field when the quote opened on the same line. Empty lines hold no record.
 //!
 //! A quote that never closes must not swallow the rest of the file. A record whose quoted field
 //! runs over a line break is *suspect* when it cannot be what it claims — the file ends inside
-//! the quote, the record has another number of fields than the header, or the quoted field spans
-//! more lines or bytes than [`Limits`] allow. A suspect record is read as its first line alone,
+//! the quote, the record has another number of fields than the header, the quote that closes the
+//! field is followed by something other than a comma or a line end (a stray quote further down,
+//! not the field's end), or the quoted field spans more lines or bytes than [`Limits`] allow. A suspect record is read as its first line alone,
 //! reported malformed ("unterminated quote opened at line 10, column 4"), and reading goes on at
 //! the next line: every later row still gets its own outcome.
 //!
@@ -83,6 +84,11 @@ impl RawRecord {
 
 const CHUNK: usize = 1 << 20;
 
+/// A byte for a message: the character it is, or its code when it is not printable ASCII.
+fn shown_byte(b: u8) -> String {
+    if b.is_ascii_graphic() || b == b' ' { format!("'{}'", b as char) } else { format!("byte 0x{b:02X}") }
+}
+
 pub struct RecordReader {
     file: File,
     buf: Vec<u8>,
@@ -103,6 +109,9 @@ enum Parsed {
     OpenAtEnd { line: u64, field: usize },
     /// A quoted field opened at (line, field) ran past the limits.
     TooLong { line: u64, field: usize, lines: u64, bytes: usize },
+    /// A quoted field opened at (line, field) runs over a line break to a quote at `close_line`
+    /// followed by `next`, not by a comma or a line end: a stray quote, not its end.
+    StrayClose { line: u64, field: usize, close_line: u64, next: u8 },
 }
 
 impl RecordReader {
@@ -209,6 +218,11 @@ impl RecordReader {
                     self.limits.max_field_lines,
                     self.limits.max_field_bytes
                 ),
+                Parsed::StrayClose { line, field, close_line, next } => format!(
+                    "unterminated quote opened at line {line} (field {field})? The quote that would close it at \
+                     line {close_line} is followed by {}, not by a comma or a line end",
+                    shown_byte(next)
+                ),
                 Parsed::Complete if self.line > start_line + 1 && wrong_width => format!(
                     "unterminated quote opened at line {start_line}: the quoted field runs to line {}, where the \
                      record ends with {} fields instead of {}",
@@ -284,6 +298,10 @@ impl RecordReader {
                     if lines as usize >= self.limits.max_field_lines || bytes > self.limits.max_field_bytes {
                         return Ok(Parsed::TooLong { line: open_line, field: open_field, lines: lines + 1, bytes });
                     }
+                }
+                if lines > 0 && self.available(1)? && !matches!(self.buf[self.pos], b',' | b'\n' | b'\r') {
+                    let next = self.buf[self.pos];
+                    return Ok(Parsed::StrayClose { line: open_line, field: open_field, close_line: self.line, next });
                 }
                 at_field_start = false;
                 continue;
@@ -414,6 +432,22 @@ mod tests {
         assert_eq!(ids, ["id", "1", "2", "3", "4"]);
         assert!(rows[1].2.is_some());
         assert_eq!(rows[3].1.len(), 3, "row 3 keeps its own (wrong) width, for its own failure");
+    }
+
+    #[test]
+    fn a_stray_quote_further_down_does_not_close_an_open_one() {
+        let rows = read(b"id,name\n1,\"Ann\n2,Bob\n3,Pat O\"Brien\n4,Di\n", 2, Limits::default());
+        let ids: Vec<&str> = rows.iter().map(|r| r.1[0].as_str()).collect();
+        assert_eq!(ids, ["id", "1", "2", "3", "4"], "{rows:?}");
+        assert!(rows[1].2.as_deref().is_some_and(|p| p.contains("line 4 is followed by 'B'")), "{rows:?}");
+        assert_eq!(rows[3].1[1], "Pat O\"Brien");
+        // On its own line a closing quote may be followed by more of the field, as exports have it.
+        let one = read(b"id,name\n1,\"Ann\" Lee\n", 2, Limits::default());
+        assert_eq!((one[1].1[1].as_str(), one[1].2.is_none()), ("Ann Lee", true));
+        // A field over two lines that closes properly before a comma or the line's end is one field.
+        let two = read(b"id,name,c\n1,\"Ann\nLee\",z\n2,q,\"x\ny\"\n", 3, Limits::default());
+        assert_eq!(two.len(), 3, "{two:?}");
+        assert!(two.iter().all(|r| r.2.is_none()), "{two:?}");
     }
 
     #[test]

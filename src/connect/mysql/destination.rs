@@ -8,7 +8,7 @@
 //! record in the same transaction, and each rejection is that record's own outcome. MySQL
 //! (which has no `INSERT … RETURNING`) always writes record by record and reads each new id.
 
-use super::{Column, Keyset, as_text, columns, ident, message, pool, text, to_server};
+use super::{Column, Keyset, as_text, columns, ident, message, pool, stored_text, text, to_server};
 use crate::config::{ConnectionConfig, OwnersTable, PicklistTable};
 use crate::connect::{Change, Cursor, Destination, Marks, NewRecords, WriteResult};
 use crate::model::{DestField, DestSchema, DestUser, FieldType, Value};
@@ -309,7 +309,7 @@ impl Destination for MySqlDestination {
                 let values = fields
                     .iter()
                     .enumerate()
-                    .map(|(i, f)| text(row, i + 1, table.ty(f)))
+                    .map(|(i, f)| stored_text(row, i + 1, table.ty(f)))
                     .collect::<Result<Vec<_>>>()?;
                 out.insert(row.try_get::<Option<String>, _>(0)?.unwrap_or_default(), values);
             }

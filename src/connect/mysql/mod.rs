@@ -103,6 +103,12 @@ fn text(row: &MySqlRow, i: usize, ty: FieldType) -> Result<Option<String>> {
     Ok(v.filter(|s| !s.is_empty()).map(|s| super::sql::from_server(ty, s)))
 }
 
+/// Column `i` as stored: `''` is `Some("")`, told apart from NULL (what a rollback restores).
+fn stored_text(row: &MySqlRow, i: usize, ty: FieldType) -> Result<Option<String>> {
+    let v: Option<String> = row.try_get(i)?;
+    Ok(v.map(|s| if s.is_empty() { s } else { super::sql::from_server(ty, s) }))
+}
+
 /// Keyset paging that never skips or repeats a row (see `postgres::Keyset`): each page is bounded
 /// by the id of its `max`-th row and takes every row up to and including that id, so rows the
 /// column's collation holds equal ('k1' and 'K1' under a case-insensitive collation, a repeated

@@ -7,7 +7,7 @@
 //! batch is written again one statement per record, each under a savepoint, so a rejection is
 //! that record's own outcome and the others still land. Updates and deletes work the same way.
 
-use super::{Column, Keyset, columns, ident, message, pool, qualified, text};
+use super::{Column, Keyset, columns, ident, message, pool, qualified, stored_text, text};
 use crate::config::{ConnectionConfig, OwnersTable, PicklistTable};
 use crate::connect::{Change, Cursor, Destination, Marks, NewRecords, WriteResult};
 use crate::model::{DestField, DestSchema, DestUser, FieldType, Value};
@@ -466,7 +466,7 @@ impl Destination for PostgresDestination {
                 let values = fields
                     .iter()
                     .enumerate()
-                    .map(|(i, f)| text(row, i + 1, table.schema.field(f).map_or(FieldType::Text, |d| d.ty)))
+                    .map(|(i, f)| stored_text(row, i + 1, table.schema.field(f).map_or(FieldType::Text, |d| d.ty)))
                     .collect::<Result<Vec<_>>>()?;
                 out.insert(row.try_get::<Option<String>, _>(0)?.unwrap_or_default(), values);
             }

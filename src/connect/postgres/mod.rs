@@ -193,6 +193,12 @@ fn text(row: &sqlx::postgres::PgRow, i: usize, ty: FieldType) -> Result<Option<S
     Ok(v.filter(|s| !s.is_empty()).map(|s| super::sql::from_server(ty, s)))
 }
 
+/// Column `i` as stored: `''` is `Some("")`, told apart from NULL (what a rollback restores).
+fn stored_text(row: &sqlx::postgres::PgRow, i: usize, ty: FieldType) -> Result<Option<String>> {
+    let v: Option<String> = row.try_get(i)?;
+    Ok(v.map(|s| if s.is_empty() { s } else { super::sql::from_server(ty, s) }))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

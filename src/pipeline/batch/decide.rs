@@ -1,7 +1,7 @@
 //! Phases 1-4 of a batch: who each record is (dedupe), the destination records it reaches,
 //! what each of them should hold (resolve), and whether those values may be written (validate).
 
-use super::{Role, Step, Target, Work, json_object, member_rule, merge_rule_for};
+use super::{DestRecords, KeyConflict, Role, Step, Target, Work, json_object, member_rule, merge_rule_for};
 use crate::config::MergeRule;
 use crate::model::{CREATE_NEW, FieldType, Issue, MATCH_CHOICE, NOT_A_RECORD, Outcome, Rule, Value};
 use crate::pipeline::dedupe::{BatchDeduper, Decision, MatchLookup, Prefetched, merge, normalize_key};
@@ -26,7 +26,7 @@ fn conflicting_keys(
     ours: &[Value],
     theirs: &[Value],
     region: phonenumber::country::Id,
-) -> Vec<(String, String, String)> {
+) -> Vec<KeyConflict> {
     plan.match_keys
         .iter()
         .filter(|k| k.field != matched_by)
@@ -40,7 +40,7 @@ fn conflicting_keys(
 }
 
 /// `merge_into`: the destination record it could still be merged into by an operator's choice.
-fn conflict_issues(conflicts: Vec<(String, String, String)>, other: &str, merge_into: Option<&str>) -> Vec<Issue> {
+pub(super) fn conflict_issues(conflicts: Vec<KeyConflict>, other: &str, merge_into: Option<&str>) -> Vec<Issue> {
     let suggestion = match merge_into {
         Some(d) => format!(
             "create it as a record of its own ({MATCH_CHOICE}={CREATE_NEW}), merge it anyway ({MATCH_CHOICE}={d}), or skip"
@@ -74,6 +74,10 @@ impl Engine {
         let known = sync(|| -> Result<Prefetched> {
             let dedupe = BatchDeduper::new(plan, self.settings.region);
             for w in works.iter_mut() {
+                if let Some(skipped) = operator_skip(plan, lookups, &w.item)? {
+                    w.settle(Outcome::Skipped, Some(skipped));
+                    continue;
+                }
                 match &w.item {
                     Item::Malformed { message, .. } => {
                         let message = message.clone();
@@ -135,7 +139,7 @@ impl Engine {
             .collect();
         for i in 0..works.len() {
             let Item::Mapped(m) = &works[i].item else { continue };
-            if m.occurrence <= 1 {
+            if m.occurrence <= 1 || matches!(works[i].step, Step::Settled) {
                 continue;
             }
             let sid = m.source.source_id.clone();
@@ -198,7 +202,7 @@ impl Engine {
         plan: &ObjectPlan,
         works: &[Work],
         known: &Prefetched,
-    ) -> Result<std::collections::HashMap<String, Vec<Value>>> {
+    ) -> Result<DestRecords> {
         let mut wanted: Vec<String> = Vec::new();
         for w in works.iter().filter(|w| is_clean(w)) {
             let Item::Mapped(m) = &w.item else { continue };
@@ -568,6 +572,21 @@ struct Context {
     images: std::collections::HashMap<String, String>,
 }
 
+/// The operator skipped this row from the queue, and it reads as it did then: the skip stands
+/// (a row changed since is judged afresh). Returns the audit detail.
+fn operator_skip(plan: &ObjectPlan, lookups: &Lookups<'_>, item: &Item) -> Result<Option<String>> {
+    let Item::Mapped(m) = item else { return Ok(None) };
+    if lookups.skips.is_empty() {
+        return Ok(None);
+    }
+    let Some(skip) = lookups.skips.get(&(m.source.source_id.clone(), m.occurrence)) else { return Ok(None) };
+    if json_object(&plan.source_fields, &m.source.values)? != skip.source {
+        return Ok(None);
+    }
+    let reason = skip.reason.as_deref().map(|r| format!(": {}", crate::text::shown(r))).unwrap_or_default();
+    Ok(Some(format!("skipped by the operator (queue item {}){reason}", skip.queue_id)))
+}
+
 /// A record decided in order that is still to be judged (not failed, held or a second row).
 fn is_clean(w: &Work) -> bool {
     matches!(&w.item, Item::Mapped(m) if m.issues.is_empty() && m.occurrence == 1)
@@ -601,10 +620,14 @@ fn follow_in_order(
     works[i].step = Step::Follow { lead };
     works[i].matched_by = Some(matched_by.clone());
     let lead_now = works[lead].finals.clone().unwrap_or_default();
-    let conflicts = conflicting_keys(plan, &matched_by, &values, &lead_now, region);
+    // Found by its own source id, the record was merged into this destination record by an earlier
+    // run (or an operator's choice): that decision stands, no match key second-guesses it.
+    let decided = matched_by == "source_id" || matched_by == OPERATOR_CHOICE;
+    let conflicts = if decided { Vec::new() } else { conflicting_keys(plan, &matched_by, &values, &lead_now, region) };
     if !conflicts.is_empty() {
         let other =
             format!("{NOT_A_RECORD}record {} of this batch (found by {matched_by})", crate::text::shown(&lead_sid));
+        works[i].held_beside = Some((lead, conflicts.clone()));
         for issue in conflict_issues(conflicts, &other, None) {
             works[i].hold(issue);
         }
@@ -615,7 +638,8 @@ fn follow_in_order(
             .and_then(|v| serde_json::to_string(&other).ok().map(|k| format!("{{{k}:{v}}}")));
         return None;
     }
-    if plan.merge == MergeRule::Queue {
+    if plan.merge == MergeRule::Queue && !decided {
+        works[i].held_beside = Some((lead, Vec::new()));
         works[i].hold(Issue {
             field: matched_by,
             rule: Rule::MatchNeedsDecision,

@@ -26,7 +26,7 @@ use super::map::Owners;
 use super::plan::ObjectPlan;
 use super::run::{Engine, Lookups, OPERATOR_CHOICE};
 use crate::config::MergeRule;
-use crate::model::{Counts, Issue, Outcome, Rule, Value};
+use crate::model::{CREATE_NEW, Counts, Issue, MATCH_CHOICE, Outcome, Rule, Value};
 use crate::store::{AuditRow, BatchCommit, IdMapWrite, QueueWrite};
 use color_eyre::eyre::{Result, eyre};
 use foldhash::HashSet;
@@ -93,6 +93,10 @@ struct Work {
     own_finals: Option<Vec<Value>>,
     current: Option<Vec<Value>>,
     role: Role,
+    /// Held beside an earlier record of the batch (its index) for these conflicting keys (none:
+    /// the object's rule is "queue"): once that one is written, the operator is shown the
+    /// destination record it became, which `@match` can name.
+    held_beside: Option<(usize, Vec<KeyConflict>)>,
 }
 
 impl Work {
@@ -116,6 +120,7 @@ impl Work {
             own_finals: None,
             current: None,
             role: Role::Survivor { group: false },
+            held_beside: None,
         }
     }
 
@@ -151,6 +156,22 @@ pub(crate) fn merge_rule_for(plan: &ObjectPlan, matched_by: &str) -> MergeRule {
     if matched_by == OPERATOR_CHOICE && plan.merge == MergeRule::Queue { MergeRule::FillBlanks } else { plan.merge }
 }
 
+/// A match key on which two records disagree: (field, this record's value, the other's).
+type KeyConflict = (String, String, String);
+
+/// Destination records by id, their values aligned with the plan's destination fields.
+type DestRecords = std::collections::HashMap<String, Vec<Value>>;
+
+/// The records as the pipeline judges them: an empty string is a blank, as NULL is.
+fn blanks_as_none(stored: &DestRecords) -> DestRecords {
+    stored
+        .iter()
+        .map(|(id, values)| {
+            (id.clone(), values.iter().map(|v| v.as_ref().filter(|s| !s.is_empty()).cloned()).collect())
+        })
+        .collect()
+}
+
 fn json_object(fields: &[String], values: &[Value]) -> Result<String> {
     let map: IndexMap<&String, &Value> = fields.iter().zip(values).collect();
     Ok(serde_json::to_string(&map)?)
@@ -174,10 +195,12 @@ impl Engine {
         let mut works: Vec<Work> = items.into_iter().map(Work::new).collect();
         let known = self.lookup(plan, owners, &mut works, lookups, run_id)?;
         self.repeated_ids(plan, &mut works, lookups)?;
-        let current = self.read_current(plan, &works, &known).await?;
+        let stored = self.read_current(plan, &works, &known).await?;
+        let current = blanks_as_none(&stored);
         self.decide_in_order(plan, owners, &mut works, &known, &current, lookups)?;
-        self.write(run_id, plan, &mut works, lookups).await?;
+        self.write(run_id, plan, &mut works, &stored, lookups).await?;
         settle_followers(&mut works);
+        show_written_leads(plan, &mut works)?;
         assemble(plan, run_id, works, counts, cursor, done, resolve_queue)
     }
 }
@@ -215,6 +238,49 @@ fn settle_followers(works: &mut [Work]) {
             }
         }
     }
+}
+
+/// Records held beside an earlier record of the batch that has now been written: what they are
+/// held against is that destination record, shown as the candidate `@match` may name.
+fn show_written_leads(plan: &ObjectPlan, works: &mut [Work]) -> Result<()> {
+    for i in 0..works.len() {
+        let Some((lead, conflicts)) = works[i].held_beside.take() else { continue };
+        let (Some(o), Some(dest), Some(written)) =
+            (works[lead].outcome, works[lead].dest_id.clone(), works[lead].written.clone())
+        else {
+            continue;
+        };
+        if !o.is_written() || !matches!(works[i].step, Step::Held) {
+            continue;
+        }
+        let lead_sid = crate::text::shown(works[lead].source_id());
+        let matched_by = works[i].matched_by.clone().unwrap_or_default();
+        let w = &mut works[i];
+        w.issues = if conflicts.is_empty() {
+            w.undecided = Some(dest.clone());
+            vec![Issue {
+                field: matched_by,
+                rule: Rule::MatchNeedsDecision,
+                value: None,
+                message: format!(
+                    "matches {} {dest}, which source record {lead_sid} of this batch was written to; this object has \
+                     no merge rule",
+                    plan.dest_object
+                ),
+                suggestion: Some(format!(
+                    "merge into it ({MATCH_CHOICE}={dest}), create it as a record of its own \
+                     ({MATCH_CHOICE}={CREATE_NEW}), or skip"
+                )),
+            }]
+        } else {
+            let other = format!(
+                "destination record {dest} (written from source record {lead_sid} of this batch, found by {matched_by})"
+            );
+            decide::conflict_issues(conflicts, &other, Some(&dest))
+        };
+        w.candidates = Some(format!("{{{}:{written}}}", serde_json::to_string(&dest)?));
+    }
+    Ok(())
 }
 
 /// The batch's commit: every record with exactly one outcome, or an error naming the first

@@ -1,6 +1,6 @@
 //! Phase 5 of a batch: creates with their markers, updates journaled before they are sent.
 
-use super::{Role, Step, Work, json_object};
+use super::{DestRecords, Role, Step, Work, json_object};
 use crate::connect::Marks;
 use crate::model::{Outcome, Value};
 use crate::pipeline::dedupe::BatchDeduper;
@@ -21,6 +21,7 @@ impl Engine {
         run_id: i64,
         plan: &ObjectPlan,
         works: &mut [Work],
+        stored: &DestRecords,
         lookups: &Lookups<'_>,
     ) -> Result<()> {
         let fields = &plan.dest_fields;
@@ -72,7 +73,7 @@ impl Engine {
                 }
             }
         }
-        self.write_updates(run_id, plan, works, lookups, &dedupe).await
+        self.write_updates(run_id, plan, works, stored, lookups, &dedupe).await
     }
 
     async fn write_updates(
@@ -80,6 +81,7 @@ impl Engine {
         run_id: i64,
         plan: &ObjectPlan,
         works: &mut [Work],
+        stored: &DestRecords,
         lookups: &Lookups<'_>,
         dedupe: &BatchDeduper<'_>,
     ) -> Result<()> {
@@ -89,12 +91,13 @@ impl Engine {
         for (i, w) in works.iter_mut().enumerate() {
             let Step::Update(t) = w.step.clone() else { continue };
             let (Some(cur), Some(fin)) = (w.current.as_ref(), w.finals.as_ref()) else { continue };
-            let planned = write::plan_update(fields, &t.dest_id, cur, fin)?;
+            let was = stored.get(&t.dest_id).map(Vec::as_slice);
+            let planned = write::plan_update(fields, &t.dest_id, cur, was, fin)?;
             let changed = !planned.change.values.is_empty();
             // What this record changed itself, apart from what members of the batch filled in
             // (their own outcomes say that): the outcome a batch boundary cannot change.
             let own = match &w.own_finals {
-                Some(own) if own != fin => write::plan_update(fields, &t.dest_id, cur, own)?,
+                Some(own) if own != fin => write::plan_update(fields, &t.dest_id, cur, was, own)?,
                 _ => planned.clone(),
             };
             let changed_itself = !own.change.values.is_empty();
