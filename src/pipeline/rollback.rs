@@ -239,6 +239,7 @@ async fn rollback_object(
                 detail,
                 before_image: None,
                 relink: None,
+                after: None,
             };
             let Some(now) = now else {
                 out.already_done += 1;
@@ -263,7 +264,7 @@ async fn rollback_object(
             if restored_already {
                 out.already_done += 1;
                 for t in &group.targets {
-                    records.push(finish_row(t, &group.dest_id, "before-image already restored", &now, &fields)?);
+                    records.push(finish_row(t, &group.dest_id, "before-image already restored", &now, &fields, true)?);
                 }
                 continue;
             }
@@ -278,7 +279,8 @@ async fn rollback_object(
                     ));
                 }
             }
-            if last_run != of_run {
+            // A run that only found the record as it was (unchanged) leaves the last writer earlier.
+            if last_run > of_run {
                 why.push(format!("written again by run {last_run} since"));
             }
             if let Some(child) = mine.get(&group.dest_id) {
@@ -356,7 +358,14 @@ async fn rollback_object(
                 Action::Nothing => {
                     out.nothing_to_restore += 1;
                     for t in &group.targets {
-                        records.push(finish_row(t, &group.dest_id, "its writes changed nothing", &now, &fields)?);
+                        records.push(finish_row(
+                            t,
+                            &group.dest_id,
+                            "its writes changed nothing",
+                            &now,
+                            &fields,
+                            false,
+                        )?);
                     }
                 }
                 Action::Restore(change) => {
@@ -367,7 +376,7 @@ async fn rollback_object(
                         after.insert(f.as_str(), v.as_deref());
                     }
                     for t in &group.targets {
-                        let mut r = finish_row(t, &group.dest_id, &detail, &after, &fields)?;
+                        let mut r = finish_row(t, &group.dest_id, &detail, &after, &fields, true)?;
                         r.before_image = Some(snap.clone());
                         records.push(r);
                     }
@@ -413,21 +422,29 @@ async fn rollback_object(
         });
         if let Some(id) = run_id {
             let store = lock(engine.store())?;
-            tokio::task::block_in_place(|| store.record_rollback(id, &plan.name, &records))?;
+            tokio::task::block_in_place(|| store.record_rollback(id, of_run, &plan.name, &records))?;
         }
     }
     Ok(out)
 }
 
-/// The audit row of a record whose destination record stays (restored, or unchanged): unlinked
-/// when this run made the link, otherwise kept linked with what the record holds after the rollback.
+/// The audit row of a record whose destination record stays (`restored`: values were put back;
+/// otherwise the run changed nothing there): unlinked when this run made the link, otherwise kept
+/// linked, with what the record holds after the rollback where values were put back.
 fn finish_row(
     t: &Written,
     dest_id: &str,
     detail: &str,
     after: &IndexMap<&str, Option<&str>>,
     fields: &[String],
+    restored: bool,
 ) -> Result<RolledBack> {
+    // As the pipeline writes images: a blank is a blank, whether the destination holds '' or NULL.
+    let image: IndexMap<&str, Option<&str>> = fields
+        .iter()
+        .map(|f| (f.as_str(), after.get(f.as_str()).copied().flatten().filter(|v| !v.is_empty())))
+        .collect();
+    let image = serde_json::to_string(&image)?;
     let base = RolledBack {
         source_id: t.source_id.clone(),
         dest_id: dest_id.to_string(),
@@ -435,18 +452,15 @@ fn finish_row(
         detail: format!("{detail}: unlinked"),
         before_image: None,
         relink: None,
+        after: None,
     };
     Ok(match t.linked_before {
-        None => base,
-        Some(by_run) => {
-            let image: IndexMap<&str, Option<&str>> =
-                fields.iter().map(|f| (f.as_str(), after.get(f.as_str()).copied().flatten())).collect();
-            RolledBack {
-                outcome: "rollback_restored",
-                detail: format!("{detail}; linked since run {by_run}, so it stays linked"),
-                relink: Some((serde_json::to_string(&image)?, by_run)),
-                ..base
-            }
-        }
+        None => RolledBack { after: Some(image), ..base },
+        Some(by_run) => RolledBack {
+            outcome: "rollback_restored",
+            detail: format!("{detail}; linked since run {by_run}, so it stays linked"),
+            relink: restored.then_some((image, by_run)),
+            ..base
+        },
     })
 }

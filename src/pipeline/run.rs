@@ -532,11 +532,14 @@ impl Engine {
         if marked.is_empty() {
             return Ok(HashMap::new());
         }
-        let known: HashSet<String> = sync(|| lock(&self.store)?.id_map_ids(&plan.name))?.into_iter().collect();
+        // A marker the id map does not link as it is — no link, or a link to another destination
+        // record (one deleted by hand, which this attempt created anew) — is a write the store
+        // never recorded.
+        let known = sync(|| lock(&self.store)?.id_map_links(&plan.name))?;
         let unknown: Vec<(String, String)> = marked
             .into_iter()
             .filter_map(|(marker, dest)| plan.unmark(&marker).map(|sid| (sid.to_string(), dest)))
-            .filter(|(sid, _)| !known.contains(sid))
+            .filter(|(sid, dest)| known.get(sid) != Some(dest))
             .collect();
         if unknown.is_empty() {
             return Ok(HashMap::new());

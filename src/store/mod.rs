@@ -337,6 +337,13 @@ impl Store {
         Ok(stmt.query_row(params![object, source_id], |r| Ok((r.get(0)?, r.get(1)?))).optional()?)
     }
 
+    /// Every id-map link of an object: source id → destination id.
+    pub fn id_map_links(&self, object: &str) -> Result<std::collections::HashMap<String, String>> {
+        let mut stmt = self.conn.prepare("SELECT source_id, dest_id FROM id_map WHERE object = ?1")?;
+        let rows = stmt.query_map([object], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
     /// The source ids of an object that have an id-map entry.
     pub fn id_map_ids(&self, object: &str) -> Result<Vec<String>> {
         let mut stmt = self.conn.prepare("SELECT source_id FROM id_map WHERE object = ?1")?;

@@ -33,9 +33,12 @@ pub struct RolledBack {
     pub detail: String,
     /// JSON of the destination's values before the rollback changed them.
     pub before_image: Option<String>,
-    /// The link stays (an earlier run made it): what the destination record holds after the
-    /// rollback becomes what Cutover wrote there, as written by that run.
+    /// The link stays (an earlier run made it) and the rollback put values back: what the
+    /// destination record holds now becomes what Cutover wrote there (image, linking run).
     pub relink: Option<(String, i64)>,
+    /// Unlinked from a destination record that stays (restored, or unchanged): what it holds
+    /// after the rollback, for the source records still linked to it.
+    pub after: Option<String>,
 }
 
 impl Store {
@@ -44,7 +47,11 @@ impl Store {
             "SELECT a.source_id, a.outcome, a.dest_id, a.before_image, m.dest_id, COALESCE(w.run_id, m.run_id), w.image,
                     (SELECT MAX(b.run_id) FROM audit b WHERE b.object = a.object AND b.source_id = a.source_id
                               AND b.run_id < a.run_id AND b.dest_id = a.dest_id
-                              AND b.outcome IN ('created', 'updated', 'unchanged', 'merged'))
+                              AND b.outcome IN ('created', 'updated', 'unchanged', 'merged')
+                              -- a link a rollback undid since is no earlier link
+                              AND NOT EXISTS (SELECT 1 FROM audit r WHERE r.object = a.object
+                                                AND r.source_id = a.source_id AND r.outcome = 'rolled_back'
+                                                AND r.run_id > b.run_id AND r.run_id < a.run_id))
              FROM audit a LEFT JOIN id_map m ON m.object = a.object AND m.source_id = a.source_id
              LEFT JOIN written w ON w.object = m.object AND w.dest_id = m.dest_id
              WHERE a.run_id = ?1 AND a.object = ?2 AND a.outcome IN ('created', 'updated', 'unchanged', 'merged')
@@ -83,7 +90,7 @@ impl Store {
 
     /// Audits each record and unlinks the rolled-back ones (or, where an earlier run made the
     /// link, keeps it with what the destination holds now), all or nothing.
-    pub fn record_rollback(&self, run_id: i64, object: &str, records: &[RolledBack]) -> Result<()> {
+    pub fn record_rollback(&self, run_id: i64, of_run: i64, object: &str, records: &[RolledBack]) -> Result<()> {
         let (at, user) = (now(), os_user());
         self.immediate(|| {
             let mut audit = self.conn().prepare_cached(
@@ -94,9 +101,15 @@ impl Store {
             let mut rehash = self
                 .conn()
                 .prepare_cached("UPDATE id_map SET source_hash = NULL WHERE object = ?1 AND source_id = ?2")?;
-            let mut reimage = self
-                .conn()
-                .prepare_cached("UPDATE written SET image = ?3, run_id = ?4 WHERE object = ?1 AND dest_id = ?2")?;
+            // What the record holds again is what the last earlier run that changed it left (a run
+            // that found it unchanged wrote nothing).
+            let last_writer = "(SELECT MAX(a.run_id) FROM id_map m JOIN audit a
+                                  ON a.object = m.object AND a.source_id = m.source_id
+                                WHERE m.object = ?1 AND m.dest_id = ?2 AND a.dest_id = ?2 AND a.run_id < ?4
+                                  AND a.outcome IN ('created', 'updated', 'merged'))";
+            let mut reimage = self.conn().prepare_cached(&format!(
+                "UPDATE written SET image = ?3, run_id = COALESCE({last_writer}, ?5) WHERE object = ?1 AND dest_id = ?2"
+            ))?;
             let mut forget = self.conn().prepare_cached(
                 "DELETE FROM written WHERE object = ?1 AND dest_id = ?2
                    AND NOT EXISTS (SELECT 1 FROM id_map WHERE object = ?1 AND dest_id = ?2)",
@@ -117,16 +130,32 @@ impl Store {
                     ("rolled_back", _) => {
                         unlink.execute(params![object, r.source_id])?;
                     }
-                    ("rollback_restored", Some((image, by_run))) => {
+                    ("rollback_restored", relink) => {
                         // A delta's source hash no longer says what the destination holds.
                         rehash.execute(params![object, r.source_id])?;
-                        reimage.execute(params![object, r.dest_id, image, by_run])?;
+                        if let Some((image, by_run)) = relink {
+                            reimage.execute(params![object, r.dest_id, image, of_run, by_run])?;
+                        }
                     }
                     _ => {}
                 }
             }
+            // A record other source records still feed: it holds again what it held before the
+            // rolled-back run, as the last earlier run that wrote it left it.
+            // (No earlier run changed it: the run that first linked one of its source records.)
+            let first_link = "(SELECT MIN(a.run_id) FROM id_map m JOIN audit a
+                                 ON a.object = m.object AND a.source_id = m.source_id
+                               WHERE m.object = ?1 AND m.dest_id = ?2 AND a.dest_id = ?2 AND a.run_id < ?4
+                                 AND a.outcome IN ('created', 'updated', 'unchanged', 'merged'))";
+            let mut still_fed = self.conn().prepare_cached(&format!(
+                "UPDATE written SET image = ?3, run_id = COALESCE({last_writer}, {first_link}, run_id)
+                 WHERE object = ?1 AND dest_id = ?2"
+            ))?;
             for r in records.iter().filter(|r| r.outcome == "rolled_back") {
                 forget.execute(params![object, r.dest_id])?;
+                if let Some(after) = &r.after {
+                    still_fed.execute(params![object, r.dest_id, after, of_run])?;
+                }
             }
             Ok(())
         })
