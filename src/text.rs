@@ -12,8 +12,9 @@ pub fn shown(value: &str) -> String {
             '\t' => out.push_str("\\t"),
             '\u{1b}' => out.push_str("\\e"),
             c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            // Bidirectional overrides could reorder what the operator reads.
-            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            // Bidirectional overrides could reorder what the operator reads; zero-width
+            // characters would hide a difference.
+            c if is_invisible(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
             c => out.push(c),
         }
     }
@@ -23,6 +24,13 @@ pub fn shown(value: &str) -> String {
 /// A count with its noun: "1 record", "3 records" (the noun's plural takes an `s`).
 pub fn count(n: u64, noun: &str) -> String {
     if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
+/// A character that takes no room and shows nothing, or reorders what follows: zero-width
+/// spaces and joiners, direction marks and overrides, the word joiner, a byte-order mark, a soft
+/// hyphen. Two values differing only by one look the same.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }
 
 /// An optional value: `∅` for a blank, so "empty" and "nothing" are told apart.

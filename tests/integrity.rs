@@ -600,3 +600,85 @@ fn rollbacks_in_any_order_undo_exactly_what_their_run_did() {
     assert_eq!(rows(dir.path(), "contacts"), before);
     assert_eq!(count(&store(dir.path()), "SELECT COUNT(*) FROM id_map"), 0);
 }
+
+#[test]
+fn a_key_an_earlier_record_changed_in_this_run_finds_nobody_at_any_batch_size() {
+    for batch in [2, 1000] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let csv = people(40, &[(1, "1,Ann,old@example.com,")]);
+        contacts_project(dir.path(), "fill_blanks", batch, &csv, "");
+        assert!(cutover(dir.path(), &["run"], &[]).status.success());
+        // Ann moves to a new address; a new person arrives with her old one, later in the file.
+        let mut csv = String::from_utf8(people(40, &[(1, "1,Ann,new@example.com,")])).expect("utf-8");
+        csv.push_str("41,Nina,old@example.com,\n");
+        std::fs::write(dir.path().join("source/contacts.csv"), csv).expect("csv");
+        let out = cutover(dir.path(), &["run", "--delta", "both"], &[]);
+        assert_eq!(
+            outcomes(dir.path(), "contacts"),
+            [("created".into(), 1), ("updated".into(), 1)],
+            "batch {batch}: the destination no longer holds old@example.com when Nina comes\n{}",
+            text(&out)
+        );
+        let d = dest(dir.path());
+        assert_eq!(count(&d, "SELECT COUNT(*) FROM contacts WHERE email = 'old@example.com' AND name = 'Nina'"), 1);
+        assert_eq!(count(&d, "SELECT COUNT(*) FROM contacts WHERE email = 'new@example.com' AND name = 'Ann'"), 1);
+    }
+}
+
+#[test]
+fn an_update_that_would_give_a_record_another_records_email_waits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let existing = "INSERT INTO contacts VALUES (100, 'Stranger', 'taken@example.com', '');";
+    contacts_project(dir.path(), "fill_blanks", 10, b"id,name,email,phone\n1,Ann,ann@example.com,\n", existing);
+    assert!(cutover(dir.path(), &["run"], &[]).status.success());
+    let ann: i64 =
+        dest(dir.path()).query_row("SELECT id FROM contacts WHERE name = 'Ann'", [], |r| r.get(0)).expect("Ann");
+    std::fs::write(dir.path().join("source/contacts.csv"), "id,name,email,phone\n1,Ann,Taken@example.com,\n")
+        .expect("csv");
+    let out = cutover(dir.path(), &["run", "--delta", "both"], &[]);
+    assert_eq!(outcomes(dir.path(), "contacts"), [("queued".into(), 1)], "{}", text(&out));
+    assert_eq!(count(&dest(dir.path()), "SELECT COUNT(*) FROM contacts WHERE email = 'taken@example.com'"), 1);
+    let item = queue_id(dir.path(), "1", 1);
+    let show = cutover(dir.path(), &["queue", "show", &item], &[]);
+    assert!(text(&show).contains("destination record 100 holds 'taken@example.com' too"), "{}", text(&show));
+    // The operator says it is right: written, and that decision stands on the next run.
+    let fix = cutover(dir.path(), &["queue", "fix", &item, &format!("@match={ann}")], &[]);
+    assert_eq!(fix.status.code(), Some(0), "{}", text(&fix));
+    let out = cutover(dir.path(), &["queue", "reprocess", &item], &[]);
+    assert_eq!(outcomes(dir.path(), "contacts"), [("updated".into(), 1)], "{}", text(&out));
+    let out = cutover(dir.path(), &["run"], &[]);
+    assert_eq!(outcomes(dir.path(), "contacts"), [("unchanged".into(), 1)], "{}", text(&out));
+}
+
+#[test]
+fn a_record_deleted_in_the_destination_comes_back_only_when_someone_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = b"id,name,email,phone\n1,Ann,ann@example.com,\n2,Bo,bo@example.com,\n";
+    contacts_project(dir.path(), "fill_blanks", 10, csv, "");
+    assert!(cutover(dir.path(), &["run"], &[]).status.success());
+    dest(dir.path()).execute("DELETE FROM contacts WHERE name = 'Ann'", []).expect("delete");
+    let csv = "id,name,email,phone\n1,Ann Lee,ann@example.com,\n2,Bo,bo@example.com,\n";
+    std::fs::write(dir.path().join("source/contacts.csv"), csv).expect("csv");
+    // Ann changed in the source too; the delta does not undo the deletion (an erasure, a
+    // clean-up): she waits for a decision.
+    let out = cutover(dir.path(), &["run", "--delta", "both"], &[]);
+    assert_eq!(outcomes(dir.path(), "contacts"), [("queued".into(), 1)], "{}", text(&out));
+    assert_eq!(count(&dest(dir.path()), "SELECT COUNT(*) FROM contacts"), 1);
+    let item = queue_id(dir.path(), "1", 1);
+    let fix = cutover(dir.path(), &["queue", "fix", &item, "@match=new"], &[]);
+    assert_eq!(fix.status.code(), Some(0), "{}", text(&fix));
+    let out = cutover(dir.path(), &["queue", "reprocess", &item], &[]);
+    assert_eq!(outcomes(dir.path(), "contacts"), [("created".into(), 1)], "{}", text(&out));
+    // The choice made it once: later runs find the new record, they do not create another.
+    for args in [&["run"][..], &["run", "--delta", "both"][..]] {
+        let out = cutover(dir.path(), args, &[]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(count(&dest(dir.path()), "SELECT COUNT(*) FROM contacts"), 2, "{args:?}");
+    }
+    // A full run is the source's word: a record deleted by hand is created anew.
+    dest(dir.path()).execute("DELETE FROM contacts WHERE name = 'Bo'", []).expect("delete");
+    let out = cutover(dir.path(), &["run"], &[]);
+    let o = outcomes(dir.path(), "contacts");
+    assert!(o.contains(&("created".into(), 1)), "{o:?}\n{}", text(&out));
+    assert_eq!(count(&dest(dir.path()), "SELECT COUNT(*) FROM contacts"), 2);
+}

@@ -137,7 +137,8 @@ fn source() -> impl Strategy<Value = (Vec<Person>, Vec<(String, Person)>, usize)
 /// What the engine must do, written independently: rows in order; a second row under an id is
 /// skipped when it repeats the first exactly, else held; a record is found by email first, then
 /// by phone (the first key with any candidate decides); several candidates hold it; one candidate
-/// whose other key holds another non-blank value holds it (two people); else it is merged: the
+/// whose other key holds another non-blank value holds it (two people), and so does a blank key it
+/// would fill with a value another record holds (two records sharing it); else it is merged: the
 /// first source record to reach a destination record fills its blanks (updated, or unchanged),
 /// later ones are members that fill blanks too (merged); no candidate creates a record.
 fn model(existing: &[Person], rows: &[(String, Person)]) -> (Vec<Person>, Vec<(String, u32, &'static str)>) {
@@ -174,7 +175,13 @@ fn model(existing: &[Person], rows: &[(String, Person)]) -> (Vec<Person>, Vec<(S
             }
             [d] => {
                 let (ours, theirs) = (other(row), other(&dest[*d].p));
-                if ours.is_some() && theirs.is_some() && ours != theirs {
+                // Filling a blank key with a value another record holds would leave two sharing it.
+                let takes = [email, phone].into_iter().any(|f| {
+                    f(&dest[*d].p).is_none()
+                        && f(row).is_some()
+                        && (0..dest.len()).any(|j| j != *d && f(&dest[j].p) == f(row))
+                });
+                if ours.is_some() && theirs.is_some() && ours != theirs || takes {
                     "queued"
                 } else {
                     let rec = &mut dest[*d];

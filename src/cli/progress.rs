@@ -78,14 +78,18 @@ pub fn spawn(mut rx: watch::Receiver<Progress>, tty: bool) -> Display {
 }
 
 fn line(o: &crate::pipeline::progress::ObjectProgress) -> String {
-    format!("{}: {} of {} records processed", o.name, o.counts.extracted, o.total.unwrap_or(0))
+    match o.total.filter(|&t| t > 0) {
+        Some(total) => format!("{}: {} of {total} records processed", o.name, o.counts.extracted),
+        // A delta or a sample knows its total only at the end.
+        None => format!("{}: {} records processed", o.name, o.counts.extracted),
+    }
 }
 
 /// "84,000 / 400,000 · 30,123 records/s · about 11 s left"
 fn rate_line(done: u64, total: u64, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64();
     let rate = if secs > 0.5 { done as f64 / secs } else { 0.0 };
-    let mut line = format!("{} / {}", thousands(done), thousands(total));
+    let mut line = if total > 0 { format!("{} / {}", thousands(done), thousands(total)) } else { thousands(done) };
     if rate > 0.0 {
         line.push_str(&format!(" · {} records/s", thousands(rate as u64)));
         if total > done {

@@ -193,6 +193,16 @@ impl<'p> BatchDeduper<'p> {
         self.plan.match_keys.get(key).map(|k| k.field.clone()).unwrap_or_default()
     }
 
+    /// The records of the batch (leads) that hold this normalised key value.
+    pub fn leads_holding(&self, key: usize, value: &str) -> &[usize] {
+        self.pending_keys.get(key).and_then(|m| m.get(value)).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// The record of the batch that updates this destination record, if one does.
+    pub fn lead_of(&self, dest_id: &str) -> Option<usize> {
+        self.lead_of_dest.get(dest_id).copied()
+    }
+
     /// Who the record at `position` is; nothing is remembered until [`BatchDeduper::accept`].
     pub fn decide(&self, lookup: &impl MatchLookup, sid: &str, keys: &RecordKeys) -> Decision {
         let mut decision = None;

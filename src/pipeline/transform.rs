@@ -65,6 +65,18 @@ pub fn email(value: &str) -> Result<String, Rejection> {
         }
         None => false,
     };
+    if let Some((at, c)) = v.chars().enumerate().find(|(_, c)| crate::text::is_invisible(*c)) {
+        return Err(Rejection::new(
+            Rule::InvalidEmail,
+            format!(
+                "'{}' holds an invisible character (U+{:04X}) at position {}: it would look like another address",
+                crate::text::shown(value.trim()),
+                c as u32,
+                at + 1
+            ),
+        )
+        .suggest("remove the character"));
+    }
     if valid {
         Ok(v)
     } else {
@@ -308,6 +320,14 @@ mod tests {
             assert_eq!(email(bad).expect_err(bad).rule, Rule::InvalidEmail, "{bad}");
         }
         assert!(email("a@x.com, b@y.com").expect_err("two").suggestion.is_some());
+        // Looks like zw@x.com, is not: held, with the character named and shown.
+        let hidden = email("zw\u{200b}@x.com").expect_err("zero-width space");
+        assert!(
+            hidden.message.contains("U+200B") && hidden.message.contains("zw\\u{200b}@x.com"),
+            "{}",
+            hidden.message
+        );
+        assert!(email("\u{feff}ann@x.com").is_err());
     }
 
     #[test]

@@ -265,15 +265,25 @@ impl Engine {
                 dedupe.accept_adopted(i, &sid, &keys, dest_id);
                 continue;
             }
-            let decision = match choice.filter(|_| known.written(&sid).is_none()) {
+            // Once written, the id map leads a later run to the same record: an operator's match
+            // choice applies again only when that record is gone (then it says what to do
+            // instead). Choosing the record's own destination record confirms an update that
+            // would otherwise be held.
+            let own = known.written(&sid).map(|(d, _)| d);
+            let own_exists = own.as_ref().is_some_and(|d| current.contains_key(d));
+            let confirmed = matches!((&choice, &own), (Some(MatchChoice::MergeInto(c)), Some(d)) if c == d);
+            let decision = match choice.filter(|_| !own_exists) {
                 // The operator decided this record's match: no dedupe second-guesses it.
-                // (Once written, the id map leads a later run to the same record.)
                 Some(MatchChoice::MergeInto(dest_id)) => {
                     let t = Target { dest_id, matched_by: OPERATOR_CHOICE.into(), own: false, operator: true };
                     Err(t)
                 }
                 Some(MatchChoice::CreateNew) => Ok(Decision::Create),
-                None => Ok(dedupe.decide(known, &sid, &keys)),
+                None => {
+                    let standing =
+                        AsItStands { known, plan, region: self.settings.region, current, dedupe: &dedupe, works };
+                    Ok(dedupe.decide(&standing, &sid, &keys))
+                }
             };
             let w = &mut works[i];
             let accepted: Option<Decision> = match decision {
@@ -297,11 +307,12 @@ impl Engine {
                 }
                 Ok(Decision::Update { dest_id, matched_by }) => {
                     let own = matched_by == "source_id";
-                    let t = Target { dest_id, matched_by, own, operator: false };
+                    let t = Target { dest_id, matched_by, own, operator: own && confirmed };
                     self.update_in_order(plan, owners, w, t, current, &context, lookups, &sides)?
                 }
                 Ok(Decision::IntoLead { lead, matched_by }) => {
-                    follow_in_order(plan, owners, works, i, lead, matched_by, self.settings.region)
+                    let standing = Standing { region: self.settings.region, known, current, dedupe: &dedupe };
+                    follow_in_order(plan, owners, works, i, lead, matched_by, &standing)
                 }
                 Ok(Decision::Ambiguous { matched_by, candidates }) => {
                     let value = values.get(plan.dest_fields.iter().position(|f| *f == matched_by).unwrap_or(0));
@@ -321,6 +332,24 @@ impl Engine {
                     w.ambiguous = candidates;
                     None
                 }
+            };
+            // An update may not give its record a key value another record holds (as the batch
+            // stands): two records would share it. An operator's choice may.
+            let accepted = match accepted {
+                Some(Decision::Update { dest_id, matched_by }) if !confirmed && matched_by != OPERATOR_CHOICE => {
+                    let standing = Standing { region: self.settings.region, known, current, dedupe: &dedupe };
+                    let w = &works[i];
+                    let (before, after) =
+                        (w.current.as_deref().unwrap_or_default(), w.finals.as_deref().unwrap_or_default());
+                    match fills_anothers_key(plan, &standing, works, before, after, Holder::Dest(&dest_id)) {
+                        Some(taken) => {
+                            hold_for_taken_key(&mut works[i], taken, &dest_id, &sides)?;
+                            None
+                        }
+                        None => Some(Decision::Update { dest_id, matched_by }),
+                    }
+                }
+                other => other,
             };
             if let Some(d) = accepted {
                 dedupe.accept(i, &sid, &keys, &d);
@@ -431,6 +460,20 @@ impl Engine {
                     message: format!("the chosen destination record {} no longer exists", t.dest_id),
                     suggestion: Some("choose another record to merge into, or create new".into()),
                 });
+            } else if t.own
+                && images.contains_key(&t.dest_id)
+                && journal.get(&sid).is_none_or(|j| j.dest_id != t.dest_id)
+            {
+                // A delta never undoes what someone did in the destination: deleted by hand (an
+                // erasure, a clean-up) waits for a decision instead of coming back.
+                w.hold(Issue {
+                    field: MATCH_CHOICE.into(),
+                    rule: Rule::ChangedInDestination,
+                    value: Some(t.dest_id.clone()),
+                    message: format!("destination record {} was deleted since Cutover wrote it", t.dest_id),
+                    suggestion: Some(format!("create it again ({MATCH_CHOICE}={CREATE_NEW}), or skip")),
+                });
+                w.candidates = Some(sides(std::slice::from_ref(&t.dest_id))?);
             } else {
                 // The destination no longer has it: write it anew.
                 w.detail = Some(format!("destination record {} no longer exists; created anew", t.dest_id));
@@ -572,6 +615,145 @@ struct Context {
     images: std::collections::HashMap<String, String>,
 }
 
+/// The match index as the destination stands for the record deciding: a candidate counts only
+/// while it holds the key value — as read now, or as an earlier record of the batch is about to
+/// leave it. The index is as old as the run's scan (an earlier batch may have changed a record's
+/// email since) and a resumed run rebuilds it from the destination: judged this way, both decide
+/// alike.
+struct AsItStands<'a> {
+    known: &'a Prefetched,
+    plan: &'a ObjectPlan,
+    region: phonenumber::country::Id,
+    current: &'a DestRecords,
+    dedupe: &'a BatchDeduper<'a>,
+    works: &'a [Work],
+}
+
+impl MatchLookup for AsItStands<'_> {
+    fn written(&self, source_id: &str) -> Option<crate::pipeline::dedupe::Written> {
+        self.known.written(source_id)
+    }
+
+    fn candidates(&self, key: usize, value: &str) -> Vec<crate::pipeline::dedupe::Written> {
+        let Some(mk) = self.plan.match_keys.get(key) else { return Vec::new() };
+        let holds = |dest: &str| -> bool {
+            let values = match self.dedupe.lead_of(dest) {
+                Some(lead) => self.works.get(lead).and_then(|w| w.finals.as_deref()),
+                None => self.current.get(dest).map(Vec::as_slice),
+            };
+            // Not read: it no longer exists.
+            let Some(values) = values else { return false };
+            let have = values.get(mk.index).and_then(|v| v.as_deref());
+            have.and_then(|v| normalize_key(mk.kind, v, false, self.region)).as_deref() == Some(value)
+        };
+        self.known.candidates(key, value).into_iter().filter(|(d, _)| holds(d)).collect()
+    }
+}
+
+/// What the batch knows of the destination and of its own records so far.
+struct Standing<'a> {
+    region: phonenumber::country::Id,
+    known: &'a Prefetched,
+    current: &'a DestRecords,
+    dedupe: &'a BatchDeduper<'a>,
+}
+
+/// Whose key value it is not: the record being written itself.
+#[derive(Clone, Copy)]
+enum Holder<'a> {
+    /// The destination record an update writes.
+    Dest(&'a str),
+    /// The record of the batch a follower merges into (and what that one updates, if anything).
+    Lead(usize),
+}
+
+/// A match-key value an update or a merge would give a record, which another record holds.
+struct TakenKey {
+    field: String,
+    value: String,
+    /// The other record: a destination id, or a record of the batch (its source id).
+    other: Result<String, String>,
+}
+
+/// A key value `after` gives the record (changed from `before`) that another record holds as the
+/// batch stands: a destination record holding it now (or as a record of the batch leaves it), or
+/// a record of the batch about to be written with it.
+fn fills_anothers_key(
+    plan: &ObjectPlan,
+    standing: &Standing<'_>,
+    works: &[Work],
+    before: &[Value],
+    after: &[Value],
+    itself: Holder<'_>,
+) -> Option<TakenKey> {
+    let region = standing.region;
+    let norm =
+        |kind, v: Option<&Value>| v.and_then(|v| v.as_deref()).and_then(|v| normalize_key(kind, v, false, region));
+    let (own_dest, own_lead): (Option<&str>, Option<usize>) = match itself {
+        Holder::Dest(d) => (Some(d), standing.dedupe.lead_of(d)),
+        Holder::Lead(l) => (
+            match works.get(l).map(|w| &w.step) {
+                Some(Step::Update(t)) => Some(t.dest_id.as_str()),
+                _ => None,
+            },
+            Some(l),
+        ),
+    };
+    let lookup =
+        AsItStands { known: standing.known, plan, region, current: standing.current, dedupe: standing.dedupe, works };
+    for (k, mk) in plan.match_keys.iter().enumerate() {
+        // Most updates leave their keys as they were: nothing to normalise then.
+        if after.get(mk.index) == before.get(mk.index) {
+            continue;
+        }
+        let Some(value) = norm(mk.kind, after.get(mk.index)) else { continue };
+        if norm(mk.kind, before.get(mk.index)).as_ref() == Some(&value) {
+            continue;
+        }
+        let dest = lookup.candidates(k, &value).into_iter().map(|(d, _)| d).find(|d| Some(d.as_str()) != own_dest);
+        let lead = standing.dedupe.leads_holding(k, &value).iter().copied().find(|&l| Some(l) != own_lead);
+        let other = match (dest, lead) {
+            (Some(d), _) => Ok(d),
+            (None, Some(l)) => Err(works.get(l).map(|w| w.source_id().to_string()).unwrap_or_default()),
+            (None, None) => continue,
+        };
+        return Some(TakenKey { field: mk.field.clone(), value, other });
+    }
+    None
+}
+
+/// Holds a record whose write would give its destination record another record's key value.
+fn hold_for_taken_key(
+    w: &mut Work,
+    taken: TakenKey,
+    dest_id: &str,
+    sides: &dyn Fn(&[String]) -> Result<String>,
+) -> Result<()> {
+    let other = match &taken.other {
+        Ok(d) => format!("destination record {d}"),
+        Err(sid) => format!("source record {} of this batch", crate::text::shown(sid)),
+    };
+    w.hold(Issue {
+        field: taken.field,
+        rule: Rule::ConflictingMatch,
+        value: Some(taken.value.clone()),
+        message: format!(
+            "{other} holds '{}' too: writing it into {dest_id} would leave two records sharing it",
+            taken.value
+        ),
+        suggestion: Some(format!(
+            "correct it (here or in the export), skip it, or write it anyway ({MATCH_CHOICE}={dest_id})"
+        )),
+    });
+    let mut ids = vec![dest_id.to_string()];
+    if let Ok(d) = taken.other {
+        ids.push(d);
+    }
+    w.candidates = Some(sides(&ids)?);
+    w.current = None;
+    Ok(())
+}
+
 /// The operator skipped this row from the queue, and it reads as it did then: the skip stands
 /// (a row changed since is judged afresh). Returns the audit detail.
 fn operator_skip(plan: &ObjectPlan, lookups: &Lookups<'_>, item: &Item) -> Result<Option<String>> {
@@ -612,8 +794,9 @@ fn follow_in_order(
     i: usize,
     lead: usize,
     matched_by: String,
-    region: phonenumber::country::Id,
+    standing: &Standing<'_>,
 ) -> Option<Decision> {
+    let region = standing.region;
     let Item::Mapped(m) = &works[i].item else { return None };
     let values = m.values.clone();
     let lead_sid = works[lead].source_id().to_string();
@@ -653,6 +836,25 @@ fn follow_in_order(
     }
     let rule = member_rule(plan);
     let merged = merge(&lead_now, &values, rule);
+    if !decided && let Some(taken) = fills_anothers_key(plan, standing, works, &lead_now, &merged, Holder::Lead(lead)) {
+        let other = match &taken.other {
+            Ok(d) => format!("destination record {d}"),
+            Err(sid) => format!("source record {} of this batch", crate::text::shown(sid)),
+        };
+        works[i].hold(Issue {
+            field: taken.field,
+            rule: Rule::ConflictingMatch,
+            value: Some(taken.value.clone()),
+            message: format!(
+                "{other} holds '{}' too: merging it into source record {} of this batch would leave two records \
+                 sharing it",
+                taken.value,
+                crate::text::shown(&lead_sid)
+            ),
+            suggestion: Some("correct it (here or in the export), or skip it".into()),
+        });
+        return None;
+    }
     let changed: Vec<bool> = lead_now.iter().zip(&merged).map(|(a, b)| a != b).collect();
     let issues = validate(plan, owners, &merged, &[], Some(&changed));
     if !issues.is_empty() {
