@@ -9,7 +9,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Paragraph, Row, Table, TableState};
+use ratatui::widgets::{Block, Borders, Paragraph, Row, Table, TableState, Wrap};
 
 pub fn render(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
     let q = &state.queue;
@@ -178,14 +178,49 @@ fn detail(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
     let taken = taken_note(state, item);
     let title =
         format!("{taken} #{} {} {} · {}{} ", item.id, item.object, shown(&item.source_id), item.origin, waiting);
+    let height = rows.len() + 1;
     let table =
         Table::new(rows, [Constraint::Length(16), Constraint::Length(16), Constraint::Length(20), Constraint::Min(10)])
             .header(Row::new(["field", "source", "mapped", "issue"]).style(theme.accent))
-            .row_highlight_style(theme.selected)
-            .block(
-                Block::default().borders(Borders::ALL).title(fit(&title, area.width as usize - 2)).border_style(border),
-            );
-    frame.render_stateful_widget(table, area, &mut table_state);
+            .row_highlight_style(theme.selected);
+    let block = Block::default().borders(Borders::ALL).title(fit(&title, area.width as usize - 2)).border_style(border);
+    let issues = issues(item, None, theme);
+    let [table_area, issues_area] = with_issues(frame, area, block, height, &issues);
+    frame.render_stateful_widget(table, table_area, &mut table_state);
+    frame.render_widget(Paragraph::new(issues).wrap(Wrap { trim: false }), issues_area);
+}
+
+/// Draws the block and splits its inside: the table on top, the issues (`issues`, with the
+/// lines they wrap to) below; when both do not fit, the issues get up to half, the table the rest.
+fn with_issues(frame: &mut Frame, area: Rect, block: Block<'_>, table_rows: usize, issues: &[Line]) -> [Rect; 2] {
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let width = inner.width.max(1) as usize;
+    let wanted: usize = issues.iter().map(|l| l.width().div_ceil(width).max(1)).sum();
+    let wanted = wanted.min(u16::MAX as usize) as u16;
+    let table = (table_rows as u16).min(inner.height.saturating_sub(wanted.min(inner.height / 2) + 1));
+    let [table, _, issues] =
+        Layout::vertical([Constraint::Length(table), Constraint::Length(1), Constraint::Min(0)]).areas(inner);
+    [table, issues]
+}
+
+/// Every issue of the record in full — field, rule, message, suggestion — wrapped: the table's
+/// issue column and the title only have room for their start. `keys`: the decision keys.
+fn issues<'a>(item: &crate::store::QueueItem, keys: Option<String>, theme: &Theme) -> Vec<Line<'a>> {
+    let mut lines = Vec::new();
+    for i in &item.issues {
+        lines.push(Line::from(vec![
+            Span::styled(format!("{} · {}: ", i.field, i.rule.as_str()), theme.error),
+            Span::raw(shown(&i.message)),
+        ]));
+        if let Some(s) = &i.suggestion {
+            lines.push(Line::from(Span::styled(format!("  → {}", shown(s)), theme.muted)));
+        }
+    }
+    if let Some(keys) = keys {
+        lines.push(Line::from(Span::styled(keys, theme.accent)));
+    }
+    lines
 }
 
 fn taken_note(state: &AppState, item: &crate::store::QueueItem) -> String {
@@ -249,26 +284,31 @@ fn decide(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
     widths.extend(shown_ids.iter().map(|_| Constraint::Length(col as u16)));
     let layer = state.pane.layer();
     let k = |a| state.keymap.key_for(layer, a);
-    let reason = item.issues.first().map(|i| shown(&i.message)).unwrap_or_default();
     let title = format!(
-        "{} #{} {} {}: {} · {}/{} choose ({} of {}) · {} merge into {} · {} create new · {} skip ",
+        "{} #{} {} {} · {} · candidate {} of {} ",
         taken_note(state, item),
         item.id,
         item.object,
         shown(&item.source_id),
-        reason,
-        k(Action::PrevCandidate),
-        k(Action::NextCandidate),
+        item.origin,
         chosen + 1,
         ids.len(),
+    );
+    let keys = format!(
+        "{}/{} choose · {} merge into {} · {} create new · {} skip",
+        k(Action::PrevCandidate),
+        k(Action::NextCandidate),
         k(Action::MergeInto),
         ids.get(chosen).map(|s| shown(s)).unwrap_or_default(),
         k(Action::CreateNew),
         k(Action::Skip),
     );
     let border = if q.focus_detail { theme.accent } else { theme.muted };
-    let table = Table::new(rows, widths)
-        .header(Row::new(header).style(theme.accent))
-        .block(Block::default().borders(Borders::ALL).title(fit(&title, area.width as usize - 2)).border_style(border));
-    frame.render_widget(table, area);
+    let height = rows.len() + 1;
+    let table = Table::new(rows, widths).header(Row::new(header).style(theme.accent));
+    let block = Block::default().borders(Borders::ALL).title(fit(&title, area.width as usize - 2)).border_style(border);
+    let issues = issues(item, Some(keys), theme);
+    let [table_area, issues_area] = with_issues(frame, area, block, height, &issues);
+    frame.render_widget(table, table_area);
+    frame.render_widget(Paragraph::new(issues).wrap(Wrap { trim: false }), issues_area);
 }
