@@ -175,3 +175,22 @@ fn record_values_cannot_move_the_cursor_or_recolour_the_terminal() {
     let screen = t.backend().to_string();
     assert!(screen.contains("\\e[2J\\e[31m"), "escaped, still readable: {screen}");
 }
+
+#[test]
+fn a_console_opened_after_headless_runs_says_where_their_outcomes_are() {
+    let (_d, mut s) = state();
+    let screen = |s: &AppState| format!("{:?}", draw(s, 80, 24).backend());
+    assert!(screen(&s).contains("nothing run from this console yet"));
+    assert!(!screen(&s).contains("Newest full run"));
+    update(
+        &mut s,
+        Msg::BalanceLoaded {
+            run: Some((3, "full".into(), "completed".into())),
+            rows: vec![],
+            latest_run: Some(5),
+            signoff: None,
+        },
+    );
+    let text = screen(&s);
+    assert!(text.contains("Newest full run 3: completed, then runs 4–5 · its outcomes: 5 Reconcile"), "{text}");
+}

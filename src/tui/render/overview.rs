@@ -43,6 +43,17 @@ pub fn render(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
             // The newest full run did not finish (killed, stopped, halted): say it can go on.
             let unfinished = state.reconcile.run.as_ref().filter(|(_, kind, st)| kind == "full" && st != "completed");
             let mut lines = vec![Line::from(format!("Project {} — nothing run from this console yet.", state.project))];
+            if let Some((id, _, st)) = state.reconcile.run.as_ref().filter(|_| unfinished.is_none()) {
+                let later = match state.reconcile.latest_run {
+                    Some(l) if l == id + 1 => format!(", then run {l}"),
+                    Some(l) if l > *id => format!(", then runs {}–{l}", id + 1),
+                    _ => String::new(),
+                };
+                lines.push(Line::from(Span::styled(
+                    format!("Newest full run {id}: {st}{later} · its outcomes: 5 Reconcile, 4 Audit"),
+                    theme.muted,
+                )));
+            }
             if let Some((id, _, st)) = unfinished {
                 let st = if st == "running" || st == "paused" { "interrupted" } else { st.as_str() };
                 lines.push(Line::from(Span::styled(
