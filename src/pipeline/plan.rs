@@ -25,6 +25,22 @@ pub enum Part {
     Index(i64),
 }
 
+/// The transform that reads a value into a destination type's form (`$1,234.50` into a decimal,
+/// `06-Feb-2021` into a date), applied after the field's own transforms when it names none: the
+/// destination's type says how to read the value, so it is not held for being written otherwise.
+fn reader_of(ty: FieldType) -> Option<Transform> {
+    Some(match ty {
+        FieldType::Text => return None,
+        FieldType::Integer => Transform::Integer,
+        FieldType::Number | FieldType::Decimal => Transform::Decimal,
+        FieldType::Date => Transform::Date,
+        FieldType::Datetime => Transform::Datetime,
+        FieldType::Boolean => Transform::Boolean,
+        FieldType::Email => Transform::Email,
+        FieldType::Phone => Transform::Phone,
+    })
+}
+
 #[derive(Debug, Clone)]
 pub struct FieldRule {
     pub dest: String,
@@ -108,8 +124,16 @@ impl ObjectPlan {
             } else {
                 SourceExpr::Nothing
             };
-            let transforms = spec.transforms();
             let field = schema.field(dest);
+            let mut transforms = spec.transforms();
+            if spec.translate.is_none()
+                && spec.parent.is_none()
+                && !transforms.contains(&Transform::Owner)
+                && let Some(reader) = field.and_then(|f| reader_of(f.ty))
+                && !transforms.contains(&reader)
+            {
+                transforms.push(reader);
+            }
             rules.push(FieldRule {
                 dest: dest.clone(),
                 expr,

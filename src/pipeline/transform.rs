@@ -92,16 +92,31 @@ pub fn email(value: &str) -> Result<String, Rejection> {
 /// Normalises a phone number to E.164 with the configured default region.
 pub fn phone(value: &str, region: phonenumber::country::Id) -> Result<String, Rejection> {
     let trimmed = value.trim();
+    // A number written with its country code gets no advice to add one.
+    let international = trimmed.starts_with('+') || trimmed.starts_with("00");
     let parsed = phonenumber::parse(Some(region), trimmed).map_err(|e| {
-        Rejection::new(Rule::InvalidPhone, format!("'{trimmed}' is not a phone number ({e})"))
-            .suggest("write it with its country code, e.g. +44 20 7946 0958")
+        let r = Rejection::new(
+            Rule::InvalidPhone,
+            format!("'{}' is not a phone number ({e})", crate::text::shown(trimmed)),
+        );
+        if international {
+            r.suggest("check the digits")
+        } else {
+            r.suggest("write it with its country code, e.g. +44 20 7946 0958")
+        }
     })?;
     if !super::phone_validity::is_valid(&parsed) {
-        return Err(Rejection::new(
-            Rule::InvalidPhone,
-            format!("'{trimmed}' is not a valid number for region {region:?}"),
-        )
-        .suggest("check the digits, or write it with its country code"));
+        let shown = crate::text::shown(trimmed);
+        return Err(if international {
+            Rejection::new(
+                Rule::InvalidPhone,
+                format!("'{shown}' is not an assigned number of +{}", parsed.code().value()),
+            )
+            .suggest("check the digits")
+        } else {
+            Rejection::new(Rule::InvalidPhone, format!("'{shown}' is not a valid number for region {region:?}"))
+                .suggest("check the digits, or write it with its country code")
+        });
     }
     // E.164 is "+", the country code and the national significant number (with Italian-style
     // leading zeros); writing it directly avoids the formatter's pattern lookups.
@@ -164,103 +179,339 @@ const DATETIME_FORMATS: &[&str] = &[
     "%Y-%m-%dT%H:%M:%S%.f",
 ];
 
+/// The form a date was read in (named in messages, and in the audit with the warning tier).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateForm {
+    /// ISO 8601 / RFC 3339, or another pattern with the year first.
+    Iso,
+    /// `MM/DD/YYYY`, or `DD/MM/YYYY` with `day_first` (or a first number above 12).
+    Slashed { day_first: bool },
+    /// `20210304`.
+    Compact,
+    /// Seconds since 1970 (ten digits).
+    EpochSeconds,
+    /// Milliseconds since 1970 (thirteen digits).
+    EpochMillis,
+    /// A spreadsheet's day number (days since 1899-12-30, a fraction for the time).
+    ExcelSerial,
+    /// Written out: `06-Feb-2021 21:32`, `Tue, 5 Mar 2024 14:00:00 +0100`, `March 5 2024 2pm`.
+    Written,
+}
+
+impl DateForm {
+    pub fn describe(self) -> &'static str {
+        match self {
+            DateForm::Iso => "ISO 8601",
+            DateForm::Slashed { day_first: false } => "month first (MM/DD/YYYY)",
+            DateForm::Slashed { day_first: true } => "day first (DD/MM/YYYY)",
+            DateForm::Compact => "YYYYMMDD",
+            DateForm::EpochSeconds => "seconds since 1970",
+            DateForm::EpochMillis => "milliseconds since 1970",
+            DateForm::ExcelSerial => "a spreadsheet day number",
+            DateForm::Written => "a written-out date",
+        }
+    }
+}
+
 /// Reads a date or date-time in one of the formats exports use; times without a zone are UTC.
 pub fn parse_when(value: &str, day_first: bool) -> Result<NaiveDateTime, Rejection> {
+    read_when(value, day_first).map(|(at, _)| at)
+}
+
+/// Like [`parse_when`], with the form it was read in. The common forms are read by fixed
+/// patterns (fast, exact); anything else by `dtparse` (python-dateutil's rules), which must find
+/// a year, a month and a day in the value itself — it would otherwise fill them in from today.
+pub fn read_when(value: &str, day_first: bool) -> Result<(NaiveDateTime, DateForm), Rejection> {
     let v = value.trim();
     let reject = || {
-        Rejection::new(Rule::InvalidDate, format!("'{v}' is not a date Cutover can read"))
+        Rejection::new(Rule::InvalidDate, format!("'{}' is not a date Cutover can read", crate::text::shown(v)))
             .suggest("use YYYY-MM-DD (or YYYY-MM-DD HH:MM:SS)")
     };
-    if v.starts_with("0000") || v.starts_with("00/00") || v.starts_with("00.00") {
+    if v.starts_with("0000") || v.starts_with("00/00") || v.starts_with("00.00") || v.starts_with("00-00") {
         return Err(Rejection::new(Rule::InvalidDate, format!("'{v}' is a zero date: there is no such day"))
             .suggest("leave the field blank in the source, or give the real date"));
+    }
+    if let Some(read) = numeric_date(v) {
+        return read.ok_or_else(reject);
     }
     // "03/05/2024" can only be a slashed date: skip the formats that cannot match it.
     let slashed = v.contains('/') && !v.as_bytes().get(..4).is_some_and(|p| p.iter().all(u8::is_ascii_digit));
     if !slashed {
         if let Ok(dt) = DateTime::parse_from_rfc3339(v) {
-            return Ok(dt.naive_utc());
+            return Ok((dt.naive_utc(), DateForm::Iso));
         }
         for f in DATETIME_FORMATS {
             if let Ok(dt) = NaiveDateTime::parse_from_str(v, f) {
-                return Ok(dt);
+                return Ok((dt, DateForm::Iso));
             }
         }
         for f in DATE_FORMATS {
             if let Ok(d) = NaiveDate::parse_from_str(v, f) {
-                return Ok(d.and_time(NaiveTime::MIN));
+                let form = if f.starts_with("%Y") { DateForm::Iso } else { DateForm::Written };
+                return Ok((d.and_time(NaiveTime::MIN), form));
             }
         }
     }
-    // Slashed dates: month first unless configured otherwise; a first number above 12 can only be a day.
+    if let Some(read) = slashed_date(v, day_first) {
+        return read.ok_or_else(reject);
+    }
+    written_date(v, day_first).map(|at| (at, DateForm::Written)).ok_or_else(reject)
+}
+
+/// A value of digits only (and a spreadsheet's fraction): `YYYYMMDD`, epoch seconds (10 digits)
+/// or milliseconds (13), a spreadsheet day number (5 digits: 1927 to 2173). `None`: not such a
+/// value; `Some(None)`: such a value that is no date.
+fn numeric_date(v: &str) -> Option<Option<(NaiveDateTime, DateForm)>> {
+    let (whole, frac) = v.split_once('.').unwrap_or((v, ""));
+    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: i64 = whole.parse().ok()?;
+    Some(match (whole.len(), frac.is_empty()) {
+        (8, true) => {
+            NaiveDate::parse_from_str(whole, "%Y%m%d").ok().map(|d| (d.and_time(NaiveTime::MIN), DateForm::Compact))
+        }
+        (10, true) => DateTime::from_timestamp(n, 0).map(|t| (t.naive_utc(), DateForm::EpochSeconds)),
+        (13, true) => DateTime::from_timestamp_millis(n).map(|t| (t.naive_utc(), DateForm::EpochMillis)),
+        (5, _) => {
+            let day_fraction: f64 = format!("0.{frac}").parse().unwrap_or(0.0);
+            let secs = (day_fraction * 86_400.0).round() as i64;
+            NaiveDate::from_ymd_opt(1899, 12, 30)
+                .and_then(|base| base.checked_add_signed(chrono::Duration::days(n)))
+                .map(|d| (d.and_time(NaiveTime::MIN) + chrono::Duration::seconds(secs), DateForm::ExcelSerial))
+        }
+        _ => None,
+    })
+}
+
+/// `MM/DD/YYYY [time]`: month first unless configured otherwise; a first number above 12 can only
+/// be a day. `None`: not three slashed numbers with a four-digit year.
+fn slashed_date(v: &str, day_first: bool) -> Option<Option<(NaiveDateTime, DateForm)>> {
     let (date_part, time_part) = match v.split_once(' ') {
         Some((d, t)) => (d, Some(t.trim())),
         None => (v, None),
     };
     let nums: Vec<&str> = date_part.split('/').collect();
-    if nums.len() == 3 {
-        let first: u32 = nums[0].parse().map_err(|_| reject())?;
-        let second: u32 = nums[1].parse().map_err(|_| reject())?;
-        let year: i32 = nums[2].parse().map_err(|_| reject())?;
-        if nums[2].len() != 4 {
-            return Err(reject());
-        }
-        let (month, day) = if day_first || first > 12 { (second, first) } else { (first, second) };
-        let date = NaiveDate::from_ymd_opt(year, month, day).ok_or_else(reject)?;
-        let time = match time_part {
-            None => NaiveTime::MIN,
-            Some(t) => ["%H:%M:%S", "%H:%M", "%I:%M %p", "%I:%M:%S %p"]
-                .iter()
-                .find_map(|f| NaiveTime::parse_from_str(t, f).ok())
-                .ok_or_else(reject)?,
-        };
-        return Ok(date.and_time(time));
+    if nums.len() != 3
+        || nums[2].len() != 4
+        || !nums.iter().all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
     }
-    Err(reject())
+    let (first, second, year): (u32, u32, i32) = (nums[0].parse().ok()?, nums[1].parse().ok()?, nums[2].parse().ok()?);
+    let day_first = day_first || first > 12;
+    let (month, day) = if day_first { (second, first) } else { (first, second) };
+    let Some(date) = NaiveDate::from_ymd_opt(year, month, day) else { return Some(None) };
+    let time = match time_part {
+        None => Some(NaiveTime::MIN),
+        Some(t) => ["%H:%M:%S", "%H:%M", "%I:%M %p", "%I:%M:%S %p", "%H:%M:%S%.f"]
+            .iter()
+            .find_map(|f| NaiveTime::parse_from_str(t, f).ok()),
+    };
+    Some(time.map(|t| (date.and_time(t), DateForm::Slashed { day_first })))
 }
 
-/// An exact decimal as text: thousands separators removed, digits never rounded.
-pub fn decimal(value: &str) -> Result<String, Rejection> {
-    let v = value.trim();
-    let reject = || Rejection::new(Rule::Type, format!("'{v}' is not a number")).suggest("write it like 1234.50");
-    let unsigned = v.strip_prefix('-').unwrap_or(v);
-    let (int_part, frac) = match unsigned.split_once('.') {
-        Some((i, f)) => (i, Some(f)),
-        None => (unsigned, None),
-    };
-    let int_digits: String = if int_part.contains(',') {
-        let groups: Vec<&str> = int_part.split(',').collect();
-        let ok = !groups[0].is_empty()
-            && groups[0].len() <= 3
-            && groups[1..].iter().all(|g| g.len() == 3)
-            && groups.iter().all(|g| g.bytes().all(|b| b.is_ascii_digit()));
-        if !ok {
-            return Err(reject());
-        }
-        groups.concat()
-    } else {
-        int_part.to_string()
-    };
-    if int_digits.is_empty() || !int_digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(reject());
+/// Any other written form, by dtparse; a zone converts to UTC. Read twice with two different
+/// defaults: a value that takes anything from the default (no year, no day) is not a date.
+fn written_date(v: &str, day_first: bool) -> Option<NaiveDateTime> {
+    // Lone numbers and very long text are no dates; dtparse would guess.
+    if v.len() > 64 || !v.bytes().any(|b| b.is_ascii_digit()) || v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
     }
-    if let Some(f) = frac
-        && (f.is_empty() || !f.bytes().all(|b| b.is_ascii_digit()))
-    {
-        return Err(reject());
+    let parser = dtparse::Parser::default();
+    let tz = std::collections::HashMap::new();
+    let read = |default: NaiveDateTime| {
+        parser.parse(v, Some(day_first), Some(false), false, false, Some(&default), false, &tz).ok()
+    };
+    let a = NaiveDate::from_ymd_opt(1904, 1, 1)?.and_time(NaiveTime::MIN);
+    let b = NaiveDate::from_ymd_opt(1996, 12, 28)?.and_time(NaiveTime::MIN);
+    let (at, offset, _) = read(a)?;
+    let (again, _, _) = read(b)?;
+    // Both defaults agree on the date, and the year is written in full: a two-digit year would be
+    // guessed (a birth year '55 read as 2055).
+    if at.date() != again.date() || !v.contains(&format!("{:04}", at.year())) {
+        return None;
     }
-    let sign = if v.starts_with('-') { "-" } else { "" };
-    Ok(match frac {
-        Some(f) => format!("{sign}{int_digits}.{f}"),
-        None => format!("{sign}{int_digits}"),
+    // dtparse moves a day past the month's end to its last day (Feb 30 → Feb 29): the day read
+    // must be one of the value's numbers.
+    let numbers: Vec<u32> = v.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect();
+    if !numbers.contains(&at.day()) {
+        return None;
+    }
+    Some(match offset {
+        Some(o) => at - chrono::Duration::seconds(o.local_minus_utc() as i64),
+        None => at,
     })
 }
 
+/// An exact decimal as text: currency and thousands separators removed, digits never rounded.
+pub fn decimal(value: &str) -> Result<String, Rejection> {
+    money(value).map(|m| m.amount)
+}
+
+/// An amount as exports write it, and the currency it named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Money {
+    /// `-1234.50`: a sign, digits, a point; as many decimals as written.
+    pub amount: String,
+    /// The ISO 4217 code of the symbol or code written (`$` reads as USD), if any.
+    pub currency: Option<&'static str>,
+}
+
+/// Symbols and prefixes exports put before or after an amount, longest first.
+const CURRENCY_SYMBOLS: &[(&str, &str)] = &[
+    ("US$", "USD"),
+    ("CA$", "CAD"),
+    ("AU$", "AUD"),
+    ("NZ$", "NZD"),
+    ("HK$", "HKD"),
+    ("C$", "CAD"),
+    ("A$", "AUD"),
+    ("S$", "SGD"),
+    ("R$", "BRL"),
+    ("$", "USD"),
+    ("€", "EUR"),
+    ("£", "GBP"),
+    ("¥", "JPY"),
+    ("₹", "INR"),
+    ("₩", "KRW"),
+    ("₽", "RUB"),
+    ("₺", "TRY"),
+    ("₪", "ILS"),
+    ("₫", "VND"),
+    ("₱", "PHP"),
+    ("฿", "THB"),
+    ("zł", "PLN"),
+    ("kr", "SEK"),
+];
+
+/// ISO 4217 codes read before or after an amount (`USD 1,234.50`, `1.234,50 EUR`).
+const CURRENCY_CODES: &[&str] = &[
+    "USD", "EUR", "GBP", "JPY", "CHF", "CAD", "AUD", "NZD", "SEK", "NOK", "DKK", "PLN", "CZK", "HUF", "RON", "BGN",
+    "INR", "CNY", "HKD", "SGD", "KRW", "BRL", "MXN", "ZAR", "TRY", "ILS", "AED", "SAR", "RUB", "THB", "PHP", "IDR",
+    "MYR", "VND", "ARS", "CLP", "COP", "PEN", "ISK", "TWD",
+];
+
+/// Reads an amount: a currency symbol or code before or after it, a sign before or after the
+/// symbol, accounting parentheses for a negative, thousands grouped by `,` `.` space or `'`,
+/// a decimal point or comma (the later of two separators is the decimal one). Never rounds.
+pub fn money(value: &str) -> Result<Money, Rejection> {
+    let v = value.trim();
+    let reject = |why: &str| {
+        Rejection::new(Rule::Type, format!("'{}' is not a number{why}", crate::text::shown(v)))
+            .suggest("write it like 1234.50 (a currency sign and thousands separators are fine)")
+    };
+    let mut rest = v;
+    let mut negative = false;
+    if let Some(inner) = rest.strip_prefix('(').and_then(|r| r.strip_suffix(')')) {
+        negative = true;
+        rest = inner.trim();
+    }
+    let mut currency = None;
+    let sign = |r: &str| -> Option<String> {
+        for m in ['-', '\u{2212}'] {
+            if let Some(x) = r.strip_prefix(m).or_else(|| r.strip_suffix(m)) {
+                return Some(x.trim().to_string());
+            }
+        }
+        None
+    };
+    let mut text = rest.to_string();
+    for _ in 0..2 {
+        if let Some(t) = sign(&text) {
+            if negative {
+                return Err(reject(" (two minus signs)"));
+            }
+            negative = true;
+            text = t;
+        }
+        if let Some(t) = text.strip_prefix('+') {
+            text = t.trim().to_string();
+        }
+        if currency.is_none()
+            && let Some((t, code)) = strip_currency(&text)
+        {
+            currency = Some(code);
+            text = t;
+        }
+    }
+    let digits = plain_number(&text).ok_or_else(|| reject(""))?;
+    let amount = if negative && digits.bytes().any(|b| b != b'0' && b != b'.') { format!("-{digits}") } else { digits };
+    Ok(Money { amount, currency })
+}
+
+/// The text without a currency symbol or code at its start or end, and the currency's code.
+fn strip_currency(text: &str) -> Option<(String, &'static str)> {
+    for (sym, code) in CURRENCY_SYMBOLS {
+        if let Some(t) = text.strip_prefix(sym).or_else(|| text.strip_suffix(sym)) {
+            return Some((t.trim().to_string(), code));
+        }
+    }
+    let upper = |s: &str| s.len() == 3 && s.bytes().all(|b| b.is_ascii_uppercase());
+    let (head, tail) = (text.get(..3)?, text.get(text.len().checked_sub(3)?..)?);
+    for (part, t) in [(head, text.get(3..)?), (tail, text.get(..text.len() - 3)?)] {
+        if upper(part)
+            && let Some(code) = CURRENCY_CODES.iter().find(|c| **c == part)
+        {
+            return Some((t.trim().to_string(), code));
+        }
+    }
+    None
+}
+
+/// Digits with thousands groups and a decimal separator, as `1234.50`; `None` if not a plain
+/// number (a group of other than three digits, two decimal separators, an exponent, letters).
+fn plain_number(text: &str) -> Option<String> {
+    let grouping = |c: char| matches!(c, ',' | '.' | ' ' | '\'' | '\u{a0}' | '\u{202f}' | '\u{2009}');
+    if text.is_empty() || !text.chars().all(|c| c.is_ascii_digit() || grouping(c)) {
+        return None;
+    }
+    // The decimal separator: the last '.' or ',' when it is the only one of its kind and follows
+    // thousands groups, or is a '.', or is not followed by exactly three digits ("1,234" is a
+    // thousand and more; "1.234" and "12,5" are not).
+    let last = text.rfind(['.', ',']);
+    let decimal_at = last.filter(|&i| {
+        let sep = text.as_bytes()[i];
+        let count = text.bytes().filter(|&b| b == sep).count();
+        let grouped_before = text[..i].contains(grouping);
+        count == 1 && (grouped_before || text.len() - i - 1 != 3 || sep == b'.')
+    });
+    let (int_part, frac) = match decimal_at {
+        Some(i) => (&text[..i], Some(&text[i + 1..])),
+        None => (text, None),
+    };
+    let groups: Vec<&str> = int_part.split(grouping).collect();
+    let separators: std::collections::HashSet<char> = int_part.chars().filter(|c| grouping(*c)).collect();
+    let grouped = groups.len() == 1
+        || (separators.len() == 1
+            && !groups[0].is_empty()
+            && groups[0].len() <= 3
+            && groups[1..].iter().all(|g| g.len() == 3));
+    if !grouped || groups.iter().any(|g| g.is_empty() && groups.len() > 1) || int_part.is_empty() {
+        return None;
+    }
+    let int_digits = groups.concat();
+    match frac {
+        Some(f) if f.is_empty() || !f.bytes().all(|b| b.is_ascii_digit()) => None,
+        Some(f) => Some(format!("{int_digits}.{f}")),
+        None => Some(int_digits),
+    }
+}
+
+/// A whole number; thousands separators (`1,234`, `1 234`) are read, a fraction is not dropped.
 pub fn integer(value: &str) -> Result<String, Rejection> {
     let v = value.trim();
-    v.parse::<i64>()
-        .map(|n| n.to_string())
-        .map_err(|_| Rejection::new(Rule::Type, format!("'{v}' is not a whole number")))
+    let reject = || Rejection::new(Rule::Type, format!("'{}' is not a whole number", crate::text::shown(v)));
+    if let Ok(n) = v.parse::<i64>() {
+        return Ok(n.to_string());
+    }
+    let (negative, unsigned) = match v.strip_prefix('-') {
+        Some(u) => (true, u.trim_start()),
+        None => (false, v),
+    };
+    let digits = plain_number(unsigned).filter(|d| !d.contains('.')).ok_or_else(reject)?;
+    let n: i64 = format!("{}{digits}", if negative { "-" } else { "" }).parse().map_err(|_| reject())?;
+    Ok(n.to_string())
 }
 
 pub fn boolean(value: &str) -> Result<String, Rejection> {
@@ -311,6 +562,12 @@ mod tests {
         let err = phone("12", Id::US).expect_err("too short");
         assert_eq!(err.rule, Rule::InvalidPhone);
         assert!(phone("not a phone", Id::US).is_err());
+        // Written with its country code: no advice to add one.
+        let unassigned = phone("+1 999 555 0100", Id::US).expect_err("no such area code");
+        assert!(unassigned.message.contains("not an assigned number of +1"), "{}", unassigned.message);
+        assert_eq!(unassigned.suggestion.as_deref(), Some("check the digits"));
+        let local = phone("999 555 0100", Id::US).expect_err("no such area code");
+        assert!(local.suggestion.is_some_and(|s| s.contains("country code")));
     }
 
     #[test]
@@ -362,19 +619,175 @@ mod tests {
     }
 
     #[test]
+    fn dates_in_the_forms_exports_write_them() {
+        let s = settings();
+        let when = |v: &str| apply(Transform::Datetime, v.into(), &s);
+        for (input, want) in [
+            ("06-Feb-2021 21:32", "2021-02-06T21:32:00Z"),
+            ("06-Feb-2021", "2021-02-06T00:00:00Z"),
+            ("1549695766000", "2019-02-09T07:02:46Z"),
+            ("1549695766", "2019-02-09T07:02:46Z"),
+            ("20210304", "2021-03-04T00:00:00Z"),
+            ("Feb 6, 2021", "2021-02-06T00:00:00Z"),
+            ("Feb 6, 2021 9:05 PM", "2021-02-06T21:05:00Z"),
+            ("Tue, 05 Mar 2024 14:00:00 +0100", "2024-03-05T13:00:00Z"),
+            ("2024-03-05 14:22:01 UTC", "2024-03-05T14:22:01Z"),
+            ("2024-03-05T14:22:01.123+0000", "2024-03-05T14:22:01Z"),
+            ("5 March 2024 14:22", "2024-03-05T14:22:00Z"),
+            ("03/05/2024 14:22:01.5", "2024-03-05T14:22:01Z"),
+            // A spreadsheet's day number: 44927 is 2023-01-01, .75 six in the evening.
+            ("44927", "2023-01-01T00:00:00Z"),
+            ("44927.75", "2023-01-01T18:00:00Z"),
+        ] {
+            assert_eq!(when(input).as_deref(), Ok(want), "{input}");
+        }
+        // day_first still decides an ambiguous dashed or dotted date, and is named in the form.
+        let dmy = TransformSettings { day_first: true, ..settings() };
+        assert_eq!(apply(Transform::Date, "03-04-2024".into(), &dmy).as_deref(), Ok("2024-04-03"));
+        assert_eq!(apply(Transform::Date, "03-04-2024".into(), &s).as_deref(), Ok("2024-03-04"));
+        assert_eq!(read_when("03/04/2024", true).map(|r| r.1), Ok(DateForm::Slashed { day_first: true }));
+        assert_eq!(read_when("1549695766000", false).map(|r| r.1), Ok(DateForm::EpochMillis));
+        // What would be guessed is refused: a part missing, a two-digit year, a lone number.
+        for bad in [
+            "March 2024",
+            "2024",
+            "5",
+            "10:30",
+            "Tuesday",
+            "3/4/55",
+            "12345678",
+            "1549695766000123",
+            "42",
+            "Feb 30, 2024",
+        ] {
+            assert_eq!(when(bad).map_err(|r| r.rule), Err(Rule::InvalidDate), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+        /// Every day from 1900 to 2099 written in an export's forms reads back as itself, with
+        /// `day_first` deciding the order only where the order is ambiguous.
+        #[test]
+        fn a_date_written_any_common_way_reads_back_as_itself(
+            days in 0i64..73_000, secs in 0i64..86_400, day_first: bool, form in 0usize..9,
+        ) {
+            let d = NaiveDate::from_ymd_opt(1900, 1, 1).expect("date") + chrono::Duration::days(days);
+            let at = d.and_time(NaiveTime::MIN) + chrono::Duration::seconds(secs);
+            let (dd, mm) = (d.format("%d"), d.format("%m"));
+            let y = d.format("%Y");
+            let text = match form {
+                0 => at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                1 => if day_first { format!("{dd}/{mm}/{y}") } else { format!("{mm}/{dd}/{y}") },
+                2 => at.format("%d-%b-%Y %H:%M:%S").to_string(),
+                3 => at.format("%b %-d, %Y").to_string(),
+                4 => at.format("%a, %d %b %Y %H:%M:%S +0000").to_string(),
+                5 => d.format("%Y%m%d").to_string(),
+                6 => if day_first { format!("{dd}-{mm}-{y}") } else { format!("{mm}-{dd}-{y}") },
+                7 => at.format("%d.%m.%Y").to_string(),
+                _ => at.format("%B %-d %Y %-I:%M:%S %p").to_string(),
+            };
+            let want = if matches!(form, 0 | 2 | 4 | 8) { at } else { d.and_time(NaiveTime::MIN) };
+            proptest::prop_assert_eq!(parse_when(&text, day_first).ok(), Some(want), "{}", text);
+        }
+
+        /// Whatever the text, reading it never panics, and a date read has its year written in
+        /// it (or is a number's date): nothing is filled in from today.
+        #[test]
+        fn no_text_gets_a_year_it_does_not_hold(text in "[0-9A-Za-z ,./:+-]{0,24}", day_first: bool) {
+            if let Ok((at, form)) = read_when(&text, day_first)
+                && !matches!(form, DateForm::EpochSeconds | DateForm::EpochMillis | DateForm::ExcelSerial)
+            {
+                proptest::prop_assert!(text.contains(&format!("{:04}", at.year())), "{} → {}", text, at);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+        /// Any amount, written with any symbol, grouping and sign style an export uses, reads
+        /// back digit for digit.
+        #[test]
+        fn an_amount_written_any_common_way_reads_back_exactly(
+            units in 0u64..10_000_000_000, cents in "[0-9]{0,6}", style in 0usize..6, negative: bool,
+        ) {
+            let int = units.to_string();
+            let group = |sep: &str| {
+                let digits: Vec<char> = int.chars().collect();
+                let mut out = String::new();
+                for (i, c) in digits.iter().enumerate() {
+                    if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                        out.push_str(sep);
+                    }
+                    out.push(*c);
+                }
+                out
+            };
+            let frac = |point: &str| if cents.is_empty() { String::new() } else { format!("{point}{cents}") };
+            let body = match style {
+                0 => format!("${}{}", group(","), frac(".")),
+                1 => format!("{}{} €", group("."), frac(",")),
+                2 => format!("USD {}{}", group(","), frac(".")),
+                3 => format!("{}{}", group(" "), frac(",")),
+                4 => format!("CHF {}{}", group("'"), frac(".")),
+                _ => format!("{int}{}", frac(".")),
+            };
+            // A lone group of three after a point reads as decimals ("1.234 €" is 1.234): leave it out.
+            proptest::prop_assume!(!(style == 1 && cents.is_empty() && (1000..1_000_000).contains(&units)));
+            let text = if negative { format!("({body})") } else { body };
+            let mut want = if cents.is_empty() { int.clone() } else { format!("{int}.{cents}") };
+            if negative && want.bytes().any(|b| b != b'0' && b != b'.') {
+                want = format!("-{want}");
+            }
+            proptest::prop_assert_eq!(decimal(&text), Ok(want), "{}", text);
+        }
+    }
+
+    #[test]
     fn decimals_stay_exact() {
         assert_eq!(decimal("1,234.50").as_deref(), Ok("1234.50"));
         assert_eq!(decimal("-0.10").as_deref(), Ok("-0.10"));
         assert_eq!(decimal("12").as_deref(), Ok("12"));
-        for bad in ["1,23.5", "1.2.3", "abc", "", "1e5", "12."] {
+        for bad in ["1,23.5", "1.2.3", "abc", "", "1e5", "12.", "1,2,3", ",5", "1..2", "--5", "(-5)", "$", "5 apples"] {
             assert!(decimal(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
+    fn money_as_exports_write_it() {
+        let m = |v: &str| money(v).map(|m| (m.amount, m.currency));
+        let ok = |a: &str, c: Option<&'static str>| Ok((a.to_string(), c));
+        assert_eq!(m("$12,345.00"), ok("12345.00", Some("USD")));
+        assert_eq!(m("USD 1,234.50"), ok("1234.50", Some("USD")));
+        assert_eq!(m("1.234,50 €"), ok("1234.50", Some("EUR")));
+        assert_eq!(m("€1.234.567,891"), ok("1234567.891", Some("EUR")));
+        assert_eq!(m("£0.5"), ok("0.5", Some("GBP")));
+        assert_eq!(m("(1,234.50)"), ok("-1234.50", None));
+        assert_eq!(m("($1,234.50)"), ok("-1234.50", Some("USD")));
+        assert_eq!(m("-$5"), ok("-5", Some("USD")));
+        assert_eq!(m("$-5"), ok("-5", Some("USD")));
+        assert_eq!(m("5-"), ok("-5", None));
+        assert_eq!(m("\u{2212}7.25"), ok("-7.25", None));
+        assert_eq!(m("1 234 567,5 EUR"), ok("1234567.5", Some("EUR")));
+        assert_eq!(m("CHF 1'234.50"), ok("1234.50", Some("CHF")));
+        assert_eq!(m("12,5"), ok("12.5", None));
+        assert_eq!(m("1,234"), ok("1234", None));
+        assert_eq!(m("0.123456789012345678901234567890"), ok("0.123456789012345678901234567890", None));
+        assert_eq!(m("-0"), ok("0", None));
+        assert_eq!(m("+42"), ok("42", None));
+        assert_eq!(m("XYZ 5").map_err(|r| r.rule), Err(Rule::Type), "not a currency code");
+    }
+
+    #[test]
     fn integers_and_booleans() {
         assert_eq!(integer(" 42 ").as_deref(), Ok("42"));
-        assert!(integer("4.2").is_err());
+        assert_eq!(integer("1,234,567").as_deref(), Ok("1234567"));
+        assert_eq!(integer("-1 234").as_deref(), Ok("-1234"));
+        for bad in ["4.2", "1,23", "1.234", "99999999999999999999", "12a"] {
+            assert!(integer(bad).is_err(), "{bad}");
+        }
         assert_eq!(boolean("Yes").as_deref(), Ok("true"));
         assert_eq!(boolean("0").as_deref(), Ok("false"));
         assert!(boolean("maybe").is_err());

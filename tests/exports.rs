@@ -1,0 +1,71 @@
+//! Values as real exports write them (issue #14), end to end through the binary: amounts with
+//! currency signs and accounting negatives, dates in every common export form, read into typed
+//! destination fields without a transform named in the project — and what cannot be read is
+//! held with the value named, never guessed.
+
+mod common;
+use common::{TestProject, csv_to_sqlite, cutover, text};
+
+const DEALS: &str = r#"
+[destination.types]
+"deals.amount" = "decimal"
+"deals.closed_on" = "date"
+"deals.updated_at" = "datetime"
+
+[objects.deals.fields]
+title = { from = "title" }
+amount = { from = "value" }
+closed_on = { from = "close_date" }
+updated_at = { from = "update_time" }
+"#;
+
+#[test]
+fn amounts_and_dates_as_exports_write_them_are_read_not_held() {
+    let csv = "\
+id,title,value,close_date,update_time
+1,Dollars,\"$12,345.00\",06-Feb-2021,06-Feb-2021 21:32
+2,Refund,\"(1,234.50)\",20210304,1549695766000
+3,Euros,\"1.234,50 €\",\"Mar 5, 2024\",1549695766
+4,Codes,\"USD 1,234.50\",03/04/2024,2024-03-05T14:22:01+02:00
+5,Sheet,0.10,44927,\"Tue, 05 Mar 2024 14:00:00 +0100\"
+6,Guess,12 apples,March 2024,10:30
+7,Short year,5,3/4/55,2024-02-30 10:00
+";
+    let p = TestProject::new(
+        &csv_to_sqlite("exports", DEALS),
+        &[("deals", csv)],
+        "CREATE TABLE deals (id INTEGER PRIMARY KEY, title TEXT, amount TEXT, closed_on TEXT, updated_at TEXT);",
+    );
+    let out = cutover(p.path(), &["run"], &[]);
+    let report = text(&out);
+    let rows: Vec<(String, String, String, String)> = {
+        let d = p.dest();
+        let mut stmt = d.prepare("SELECT title, amount, closed_on, updated_at FROM deals ORDER BY id").expect("q");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    };
+    let row = |t: &str, a: &str, c: &str, u: &str| (t.to_string(), a.to_string(), c.to_string(), u.to_string());
+    assert_eq!(
+        rows,
+        [
+            row("Dollars", "12345.00", "2021-02-06", "2021-02-06T21:32:00Z"),
+            row("Refund", "-1234.50", "2021-03-04", "2019-02-09T07:02:46Z"),
+            row("Euros", "1234.50", "2024-03-05", "2019-02-09T07:02:46Z"),
+            row("Codes", "1234.50", "2024-03-04", "2024-03-05T12:22:01Z"),
+            row("Sheet", "0.10", "2023-01-01", "2024-03-05T13:00:00Z"),
+        ],
+        "{report}"
+    );
+    // What would have to be guessed waits, each field named with its value.
+    let queue = text(&cutover(p.path(), &["queue", "list"], &[]));
+    let shown = |id: &str| text(&cutover(p.path(), &["queue", "show", id], &[]));
+    let first = shown("1");
+    assert!(queue.contains("deals") && first.contains("'12 apples' is not a number"), "{queue}\n{first}");
+    assert!(first.contains("'March 2024' is not a date"), "{first}");
+    assert!(first.contains("'10:30' is not a date"), "{first}");
+    let second = shown("2");
+    assert!(second.contains("'3/4/55' is not a date"), "{second}");
+    assert!(second.contains("'2024-02-30 10:00' is not a date"), "{second}");
+}
