@@ -29,8 +29,11 @@ pub fn static_rules(config: &ProjectConfig, problems: &mut Problems<'_>) {
     check_connection("destination", &config.destination, DESTINATION_KINDS, problems);
     for name in config.source.queries.keys() {
         let path = format!("source.queries.{name}");
-        if !matches!(config.source.kind.as_str(), "postgres" | "mysql") {
-            problems.add(path, format!("a {} source has no SQL queries (postgres and mysql do)", config.source.kind));
+        if !matches!(config.source.kind.as_str(), "postgres" | "mysql" | "sqlite") {
+            problems.add(
+                path,
+                format!("a {} source has no SQL queries (sqlite, postgres and mysql do)", config.source.kind),
+            );
         } else if !config.objects.iter().any(|(k, o)| o.source_name(k) == name) {
             problems.add(path, format!("no object reads '{name}' from the source"));
         }

@@ -158,7 +158,7 @@ pub fn open_source(project: &LoadedConfig) -> Result<Arc<dyn Source>> {
     let path = resolve_path(project, conn, "source")?;
     match conn.kind.as_str() {
         "csv" => Ok(Arc::new(csv_dir::CsvDirSource::open(path, csv_limits(conn))?)),
-        "sqlite" => Ok(Arc::new(sqlite::SqliteSource::open(&path)?)),
+        "sqlite" => Ok(Arc::new(sqlite::SqliteSource::open(&path, conn.queries.clone())?)),
         other => Err(eyre!("unknown source kind '{other}'")),
     }
 }

@@ -88,13 +88,168 @@ fn table_columns(conn: &Connection, table: &str) -> Result<Vec<Column>> {
 pub struct SqliteSource {
     path: PathBuf,
     conn: Shared,
+    /// object → SQL query (`[source.queries]`), read instead of a table.
+    queries: IndexMap<String, String>,
+}
+
+/// What an object reads: a table with a rowid (paged by it), or a view, a table without rowid or
+/// a query (paged by the id column, in SQLite's own order of values: numbers, then text by bytes).
+struct Relation {
+    /// `FROM` text, aliased `q`.
+    from: String,
+    label: String,
+    columns: Vec<String>,
+    by_rowid: bool,
+}
+
+fn relation(conn: &Connection, queries: &IndexMap<String, String>, path: &Path, object: &str) -> Result<Relation> {
+    let names = |from: &str| -> rusqlite::Result<Vec<String>> {
+        let stmt = conn.prepare(&format!("SELECT * FROM {from} LIMIT 0"))?;
+        Ok(stmt.column_names().map(String::from).collect())
+    };
+    if let Some(query) = queries.get(object) {
+        let from = format!("({}) AS q", query.trim().trim_end_matches(';'));
+        let columns =
+            names(&from).wrap_err_with(|| format!("the query for {object} (source.queries.{object}) does not run"))?;
+        return Ok(Relation { from, label: format!("query {object}"), columns, by_rowid: false });
+    }
+    let found: Option<(String, Option<String>)> = conn
+        .query_row("SELECT type, sql FROM sqlite_master WHERE name = ?1 AND type IN ('table', 'view')", [object], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .map(Some)
+        .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })?;
+    let Some((kind, sql)) = found else { bail!("{} has no table or view '{object}'", path.display()) };
+    let without_rowid =
+        sql.is_some_and(|s| s.to_ascii_uppercase().replace(char::is_whitespace, "").ends_with("WITHOUTROWID"));
+    let from = format!("{} AS q", ident(object));
+    let columns = names(&from).wrap_err_with(|| format!("reading the columns of {kind} {object}"))?;
+    Ok(Relation { from, label: format!("{kind} {object}"), columns, by_rowid: kind == "table" && !without_rowid })
 }
 
 impl SqliteSource {
-    pub fn open(path: &Path) -> Result<Self> {
+    pub fn open(path: &Path, queries: IndexMap<String, String>) -> Result<Self> {
         let conn = open_existing(path, true)?;
-        Ok(Self { path: path.to_path_buf(), conn: Arc::new(Mutex::new(conn)) })
+        Ok(Self { path: path.to_path_buf(), conn: Arc::new(Mutex::new(conn)), queries })
     }
+}
+
+/// One row read: a record, or a malformed one naming where it is and what is wrong.
+fn extracted_row(
+    row: &rusqlite::Row<'_>,
+    first: usize,
+    rel: &Relation,
+    id_index: usize,
+    origin: String,
+    fallback_id: String,
+) -> Result<Extracted> {
+    let mut values = Vec::with_capacity(rel.columns.len());
+    let mut bad = None;
+    for (i, col) in rel.columns.iter().enumerate() {
+        match text_of(row.get_ref(i + first)?) {
+            Ok(v) => values.push(v),
+            Err(what) => {
+                bad = Some(format!("{origin}: field '{col}' holds {what}"));
+                values.push(None);
+            }
+        }
+    }
+    let source_id = values[id_index].clone().unwrap_or(fallback_id);
+    Ok(if let Some(message) = bad {
+        Extracted::Malformed { source_id, origin, message }
+    } else if values[id_index].is_none() {
+        let message = format!("{origin}: the id field '{}' is empty", rel.columns[id_index]);
+        Extracted::Malformed { source_id, origin, message }
+    } else {
+        Extracted::Record(SourceRecord { source_id, origin, values })
+    })
+}
+
+/// A keyset cursor over SQLite's typed values: `i:42`, `r:4.5`, `t:text`.
+fn id_cursor(v: ValueRef<'_>) -> Option<String> {
+    match v {
+        ValueRef::Integer(i) => Some(format!("i:{i}")),
+        ValueRef::Real(f) => Some(format!("r:{f}")),
+        ValueRef::Text(t) => std::str::from_utf8(t).ok().map(|t| format!("t:{t}")),
+        ValueRef::Null | ValueRef::Blob(_) => None,
+    }
+}
+
+fn id_of_cursor(cursor: &str) -> Option<rusqlite::types::Value> {
+    use rusqlite::types::Value as V;
+    let (kind, rest) = cursor.split_once(':')?;
+    match kind {
+        "i" => rest.parse().ok().map(V::Integer),
+        "r" => rest.parse().ok().map(V::Real),
+        "t" => Some(V::Text(rest.to_string())),
+        _ => None,
+    }
+}
+
+/// A page of a view, a table without rowid or a query, by its id column: every row whose id is
+/// at most the `max`-th id after the cursor, so rows sharing an id are never split across pages.
+/// The first page also reports the rows without an id, which keyset paging cannot reach.
+fn keyed_page(conn: &Connection, rel: &Relation, id_index: usize, cursor: &Cursor, max: usize) -> Result<Batch> {
+    use rusqlite::types::Value as V;
+    let id = format!("q.{}", ident(&rel.columns[id_index]));
+    let list: Vec<String> = rel.columns.iter().map(|c| format!("q.{}", ident(c))).collect();
+    let list = list.join(", ");
+    let from = &rel.from;
+    let mut records = Vec::with_capacity(max);
+    let after: Option<V> = if cursor.0.is_empty() {
+        None
+    } else {
+        Some(
+            id_of_cursor(&cursor.0)
+                .ok_or_else(|| eyre!("invalid checkpoint cursor '{}' for {}", cursor.0, rel.label))?,
+        )
+    };
+    if after.is_none() {
+        let mut stmt = conn.prepare(&format!("SELECT {list} FROM {from} WHERE {id} IS NULL"))?;
+        let mut rows = stmt.query([])?;
+        let mut n = 0;
+        while let Some(row) = rows.next()? {
+            n += 1;
+            let origin = format!("{} row {n} without an id", rel.label);
+            records.push(extracted_row(row, 0, rel, id_index, origin, format!("row:no-id-{n}"))?);
+        }
+    }
+    let start = match &after {
+        Some(_) => format!("{id} > ?1"),
+        None => format!("{id} IS NOT NULL AND ?1 IS NULL"),
+    };
+    let after_param = after.clone().unwrap_or(V::Null);
+    let boundary: Option<V> = conn
+        .query_row(
+            &format!("SELECT {id} FROM {from} WHERE {start} ORDER BY {id} LIMIT 1 OFFSET ?2"),
+            rusqlite::params![after_param, max.saturating_sub(1) as i64],
+            |r| r.get::<_, V>(0),
+        )
+        .map(Some)
+        .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })?;
+    // Ties among rows sharing an id are ordered by every column, so a re-read numbers them alike.
+    let order: Vec<String> =
+        std::iter::once(id.clone()).chain((1..=rel.columns.len()).map(|i| i.to_string())).collect();
+    let sql = format!(
+        "SELECT {id}, {list} FROM {from} WHERE {start} AND (?2 IS NULL OR {id} <= ?2) ORDER BY {}",
+        order.join(", ")
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query(rusqlite::params![after_param, boundary.clone().unwrap_or(V::Null)])?;
+    let mut last = cursor.0.clone();
+    while let Some(row) = rows.next()? {
+        let Some(at) = id_cursor(row.get_ref(0)?) else {
+            let origin = format!("{} row after id {}", rel.label, last);
+            let message = format!("{origin}: the id field '{}' holds binary data", rel.columns[id_index]);
+            records.push(Extracted::Malformed { source_id: format!("row:binary-id-after-{last}"), origin, message });
+            continue;
+        };
+        last = at;
+        let shown_id = last.split_once(':').map(|(_, v)| v).unwrap_or_default().to_string();
+        let origin = format!("{} id {}", rel.label, crate::text::shown(&shown_id));
+        records.push(extracted_row(row, 1, rel, id_index, origin, shown_id)?);
+    }
+    Ok(Batch { records, next: Cursor(last), done: boundary.is_none() })
 }
 
 #[async_trait]
@@ -104,22 +259,20 @@ impl Source for SqliteSource {
     }
 
     async fn fields(&self, object: &str) -> Result<FieldNames> {
-        let (conn, object, path) = (self.conn.clone(), object.to_string(), self.path.clone());
-        blocking(move || {
-            let cols = table_columns(&*lock(&conn)?, &object)?;
-            if cols.is_empty() {
-                bail!("{} has no table '{object}'", path.display());
-            }
-            Ok(cols.into_iter().map(|c| c.name).collect::<Vec<_>>().into())
-        })
-        .await
+        let (conn, object, path, queries) =
+            (self.conn.clone(), object.to_string(), self.path.clone(), self.queries.clone());
+        blocking(move || Ok(relation(&*lock(&conn)?, &queries, &path, &object)?.columns.into())).await
     }
 
     async fn count(&self, object: &str) -> Result<u64> {
-        let (conn, object) = (self.conn.clone(), object.to_string());
+        let (conn, object, path, queries) =
+            (self.conn.clone(), object.to_string(), self.path.clone(), self.queries.clone());
         blocking(move || {
-            let n: i64 =
-                lock(&conn)?.query_row(&format!("SELECT COUNT(*) FROM {}", ident(&object)), [], |r| r.get(0))?;
+            let conn = lock(&conn)?;
+            let rel = relation(&conn, &queries, &path, &object)?;
+            let n: i64 = conn
+                .query_row(&format!("SELECT COUNT(*) FROM {}", rel.from), [], |r| r.get(0))
+                .wrap_err_with(|| format!("counting {}", rel.label))?;
             Ok(n as u64)
         })
         .await
@@ -127,19 +280,25 @@ impl Source for SqliteSource {
 
     async fn read_batch(&self, object: &str, id_field: &str, cursor: &Cursor, max: usize) -> Result<Batch> {
         let (conn, object, id_field) = (self.conn.clone(), object.to_string(), id_field.to_string());
-        let after: i64 = if cursor.0.is_empty() {
-            i64::MIN
-        } else {
-            cursor.0.parse().map_err(|_| eyre!("invalid checkpoint cursor '{}' for table {object}", cursor.0))?
-        };
+        let (path, queries, cursor) = (self.path.clone(), self.queries.clone(), cursor.clone());
         blocking(move || {
             let conn = lock(&conn)?;
-            let cols = table_columns(&conn, &object)?;
-            let id_index = cols
+            let rel = relation(&conn, &queries, &path, &object)?;
+            let id_index = rel
+                .columns
                 .iter()
-                .position(|c| c.name == id_field)
-                .ok_or_else(|| eyre!("table {object} has no id column '{id_field}'"))?;
-            let list: Vec<String> = cols.iter().map(|c| ident(&c.name)).collect();
+                .position(|c| *c == id_field)
+                .ok_or_else(|| eyre!("{} has no id column '{id_field}'", rel.label))?;
+            if !rel.by_rowid {
+                return keyed_page(&conn, &rel, id_index, &cursor, max)
+                    .wrap_err_with(|| format!("reading {}", rel.label));
+            }
+            let after: i64 = if cursor.0.is_empty() {
+                i64::MIN
+            } else {
+                cursor.0.parse().map_err(|_| eyre!("invalid checkpoint cursor '{}' for table {object}", cursor.0))?
+            };
+            let list: Vec<String> = rel.columns.iter().map(|c| ident(c)).collect();
             let sql = format!(
                 "SELECT rowid, {} FROM {} WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
                 list.join(", "),
@@ -152,26 +311,7 @@ impl Source for SqliteSource {
             while let Some(row) = rows.next()? {
                 last = row.get(0)?;
                 let origin = format!("{object} rowid {last}");
-                let mut values = Vec::with_capacity(cols.len());
-                let mut bad = None;
-                for (i, col) in cols.iter().enumerate() {
-                    match text_of(row.get_ref(i + 1)?) {
-                        Ok(v) => values.push(v),
-                        Err(what) => {
-                            bad = Some(format!("{origin}: field '{}' holds {what}", col.name));
-                            values.push(None);
-                        }
-                    }
-                }
-                let source_id = values[id_index].clone().unwrap_or_else(|| format!("rowid:{last}"));
-                if let Some(message) = bad {
-                    records.push(Extracted::Malformed { source_id, origin, message });
-                } else if values[id_index].is_none() {
-                    let message = format!("{origin}: the id field '{id_field}' is empty");
-                    records.push(Extracted::Malformed { source_id, origin, message });
-                } else {
-                    records.push(Extracted::Record(SourceRecord { source_id, origin, values }));
-                }
+                records.push(extracted_row(row, 1, &rel, id_index, origin, format!("rowid:{last}"))?);
             }
             let done = records.len() < max;
             Ok(Batch { records, next: Cursor(last.to_string()), done })
