@@ -682,3 +682,80 @@ fn a_record_deleted_in_the_destination_comes_back_only_when_someone_says_so() {
     assert!(o.contains(&("created".into(), 1)), "{o:?}\n{}", text(&out));
     assert_eq!(count(&dest(dir.path()), "SELECT COUNT(*) FROM contacts"), 2);
 }
+
+#[test]
+fn rolling_back_a_run_never_deletes_a_record_a_later_run_still_points_at_or_merged_into() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let toml = r#"[project]
+name = "later"
+batch_size = 10
+[source]
+kind = "csv"
+path = "source"
+[destination]
+kind = "sqlite"
+path = "destination.db"
+[objects.companies]
+[objects.companies.fields]
+name = { from = "name" }
+[objects.contacts]
+match = ["email"]
+merge = "fill_blanks"
+[objects.contacts.fields]
+name = { from = "name" }
+email = { from = "email", transform = "email" }
+company = { from = "company", parent = "companies" }
+"#;
+    std::fs::create_dir_all(dir.path().join("source")).expect("mkdir");
+    std::fs::write(dir.path().join("cutover.toml"), toml).expect("toml");
+    std::fs::write(dir.path().join("source/companies.csv"), "id,name\nc1,Acme\nc2,Initech\nc3,Hooli\n").expect("csv");
+    std::fs::write(
+        dir.path().join("source/contacts.csv"),
+        "id,name,email,company\na,Ann,ann@x.com,c1\nb,Bo,bo@x.com,c2\n",
+    )
+    .expect("csv");
+    let db = rusqlite::Connection::open(dir.path().join("destination.db")).expect("dest");
+    db.execute_batch(
+        "CREATE TABLE companies (id INTEGER PRIMARY KEY, name TEXT);
+         CREATE TABLE contacts (id INTEGER PRIMARY KEY, name TEXT, email TEXT, company INTEGER REFERENCES companies(id));",
+    )
+    .expect("tables");
+    drop(db);
+    assert!(cutover(dir.path(), &["run"], &[]).status.success());
+    // Run 2: Cy joins Hooli (a new child of a company run 1 created and nobody else works at),
+    // Ann's colleague shares her address (a member merged into run 1's contact).
+    std::fs::write(
+        dir.path().join("source/contacts.csv"),
+        "id,name,email,company\na,Ann,ann@x.com,c1\nb,Bo,bo@x.com,c2\ncy,Cy,cy@x.com,c3\nm,,ANN@x.com,\n",
+    )
+    .expect("csv");
+    let out = cutover(dir.path(), &["run", "--delta", "create-new"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = cutover(dir.path(), &["rollback", "1"], &[]);
+    let said = text(&out);
+    let d = dest(dir.path());
+    // Hooli stays under Cy, Ann under her member (and Acme under Ann); Bo and Initech, which
+    // nothing else reaches, are gone.
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM companies WHERE name = 'Hooli'"), 1, "{said}");
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM companies WHERE name = 'Acme'"), 1, "{said}");
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM contacts WHERE name = 'Ann'"), 1, "{said}");
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM companies WHERE name = 'Initech'"), 0, "{said}");
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM contacts WHERE name = 'Bo'"), 0, "{said}");
+    assert_eq!(
+        count(
+            &d,
+            "SELECT COUNT(*) FROM contacts c WHERE c.company IS NOT NULL AND NOT EXISTS (SELECT 1 FROM companies p WHERE p.id = c.company)"
+        ),
+        0,
+        "no contact points at a deleted company\n{said}"
+    );
+    assert!(said.contains("contacts cy (destination record ") && said.contains("left in place, points at it"), "{said}");
+    assert!(said.contains("source record m of a later run is linked to it too"), "{said}");
+    assert_eq!(out.status.code(), Some(3), "records left for a decision: {said}");
+    // Rolling back the later run first, then the first, undoes both completely.
+    assert!(cutover(dir.path(), &["rollback", "2"], &[]).status.success());
+    let out = cutover(dir.path(), &["rollback", "1"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(count(&dest(dir.path()), "SELECT COUNT(*) FROM contacts"), 0);
+    assert_eq!(count(&dest(dir.path()), "SELECT COUNT(*) FROM companies"), 0);
+}

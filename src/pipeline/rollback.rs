@@ -119,11 +119,14 @@ pub async fn rollback(engine: &Engine, of_run: i64, opts: &RollbackOptions) -> R
         // Children before parents: a parent is never deleted under its children, and a parent
         // a kept (or undecided) child still points at is left with it.
         let mut protected: Protected = HashMap::new();
+        let mut unlinking: Unlinking = HashMap::new();
         for plan in prepared.plans.iter().rev() {
             if opts.object.as_ref().is_some_and(|o| *o != plan.name) {
                 continue;
             }
-            report.objects.push(rollback_object(engine, plan, of_run, run_id, opts, &mut protected).await?);
+            protect_pointed_at(engine, &prepared.plans, plan, &unlinking, &mut protected)?;
+            let object = rollback_object(engine, plan, of_run, run_id, opts, &mut protected, &mut unlinking).await?;
+            report.objects.push(object);
         }
         Ok::<(), color_eyre::Report>(())
     }
@@ -144,6 +147,52 @@ pub async fn rollback(engine: &Engine, of_run: i64, opts: &RollbackOptions) -> R
         }
     }
     result.map(|()| report)
+}
+
+/// Per object: the source records this rollback unlinks (or, in a dry run, would).
+type Unlinking = HashMap<String, HashSet<String>>;
+
+/// Every record of a child object that stays linked after this rollback — written by another
+/// run, or by this one and kept — protects the parent record it points at: the parent is not
+/// deleted under it (reading what Cutover last wrote to the child, its destination parent id).
+fn protect_pointed_at(
+    engine: &Engine,
+    plans: &[std::sync::Arc<ObjectPlan>],
+    parent: &ObjectPlan,
+    unlinking: &Unlinking,
+    protected: &mut Protected,
+) -> Result<()> {
+    for child in plans {
+        let fields: Vec<&str> = child
+            .rules
+            .iter()
+            .filter(|r| r.parent.as_deref() == Some(parent.name.as_str()))
+            .map(|r| r.dest.as_str())
+            .collect();
+        if fields.is_empty() {
+            continue;
+        }
+        let linked = {
+            let store = lock(engine.store())?;
+            tokio::task::block_in_place(|| store.linked_images(&child.name))?
+        };
+        let gone = unlinking.get(&child.name);
+        let mine = protected.entry(parent.name.clone()).or_default();
+        for (source_id, dest_id, image) in linked {
+            if gone.is_some_and(|g| g.contains(&source_id)) {
+                continue;
+            }
+            let Some(image) = self::image(image.as_deref())? else { continue };
+            for f in &fields {
+                if let Some(Some(p)) = image.get(*f) {
+                    mine.entry(p.clone()).or_insert_with(|| {
+                        format!("{} {} (destination record {dest_id})", child.name, crate::text::shown(&source_id))
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What a rollback does to one destination record the run wrote.
@@ -203,6 +252,7 @@ async fn rollback_object(
     run_id: Option<i64>,
     opts: &RollbackOptions,
     protected: &mut Protected,
+    unlinking: &mut Unlinking,
 ) -> Result<ObjectRollback> {
     let links: Vec<(&str, &str)> =
         plan.rules.iter().filter_map(|r| r.parent.as_deref().map(|p| (r.dest.as_str(), p))).collect();
@@ -218,6 +268,21 @@ async fn rollback_object(
     targets.reverse();
     let (groups, not_linked) = touched(&targets);
     out.not_linked = not_linked;
+    // Source records linked to a destination record that this run did not write there: a
+    // member another run merged in. Deleting the record would leave their links dangling.
+    let others: HashMap<String, Vec<String>> = {
+        let store = lock(engine.store())?;
+        let links = tokio::task::block_in_place(|| store.id_map_links(&plan.name))?;
+        let mine: HashSet<&str> = targets.iter().map(|t| t.source_id.as_str()).collect();
+        let mut by_dest: HashMap<String, Vec<String>> = HashMap::new();
+        for (sid, dest) in links {
+            if !mine.contains(sid.as_str()) {
+                by_dest.entry(dest).or_default().push(sid);
+            }
+        }
+        by_dest
+    };
+    let unlinked = unlinking.entry(plan.name.clone()).or_default();
     let fields: Vec<String> = plan.dest_fields.to_vec();
     let types: HashMap<&str, FieldType> = plan.schema.fields.iter().map(|f| (f.name.as_str(), f.ty)).collect();
     let ty = |f: &str| types.get(f).copied().unwrap_or(FieldType::Text);
@@ -285,6 +350,15 @@ async fn rollback_object(
             }
             if let Some(child) = mine.get(&group.dest_id) {
                 why.push(format!("{child}, left in place, points at it"));
+            }
+            if created && let Some(linked) = others.get(&group.dest_id) {
+                let shown: Vec<String> = linked.iter().take(3).map(|s| crate::text::shown(s)).collect();
+                why.push(format!(
+                    "source record{} {} of a later run {} linked to it too",
+                    if linked.len() == 1 { "" } else { "s" },
+                    shown.join(", "),
+                    if linked.len() == 1 { "is" } else { "are" }
+                ));
             }
             match &wrote {
                 None => why.push("written before Cutover kept what it wrote: cannot tell whether it changed".into()),
@@ -387,6 +461,7 @@ async fn rollback_object(
         if opts.dry_run {
             out.deleted += deletes.len() as u64;
             out.restored += restores.len() as u64;
+            unlinked.extend(records.iter().filter(|r| r.outcome == "rolled_back").map(|r| r.source_id.clone()));
             continue;
         }
         // Destination first; a record it refuses stays linked and is reported.
@@ -420,6 +495,7 @@ async fn rollback_object(
             }
             None => true,
         });
+        unlinked.extend(records.iter().filter(|r| r.outcome == "rolled_back").map(|r| r.source_id.clone()));
         if let Some(id) = run_id {
             let store = lock(engine.store())?;
             tokio::task::block_in_place(|| store.record_rollback(id, of_run, &plan.name, &records))?;
