@@ -21,6 +21,9 @@ pub struct CommitWriter {
     in_flight: HashMap<String, String>,
     /// Destination id → (source id, merged as a member) of the same batches.
     in_flight_dest: HashMap<String, Vec<(String, bool)>>,
+    /// Destination id → what Cutover wrote there (the batch, the image) in the same batches: a
+    /// delta's next batch compares the destination with it, not with the store's older image.
+    in_flight_images: HashMap<String, (u64, String)>,
     /// Per batch handed over: its number and its id-map entries (source id, destination id).
     batches: Vec<(u64, Vec<(String, String)>)>,
     /// The newest batch handed over, and the newest the writer confirmed.
@@ -52,6 +55,7 @@ impl CommitWriter {
             handle,
             in_flight: HashMap::new(),
             in_flight_dest: HashMap::new(),
+            in_flight_images: HashMap::new(),
             batches: Vec::new(),
             sent: 0,
             committed: 0,
@@ -66,6 +70,11 @@ impl CommitWriter {
     /// The same entries by destination id: (source id, merged as a member).
     pub fn in_flight_dest(&self) -> &HashMap<String, Vec<(String, bool)>> {
         &self.in_flight_dest
+    }
+
+    /// What batches not yet committed wrote to each destination record.
+    pub fn in_flight_images(&self) -> &HashMap<String, (u64, String)> {
+        &self.in_flight_images
     }
 
     /// Waits until every batch handed over so far is committed (the store then answers for them).
@@ -85,6 +94,9 @@ impl CommitWriter {
         for w in &commit.id_map {
             self.in_flight.insert(w.source_id.clone(), w.dest_id.clone());
             self.in_flight_dest.entry(w.dest_id.clone()).or_default().push((w.source_id.clone(), w.member));
+            if let Some(image) = &w.written {
+                self.in_flight_images.insert(w.dest_id.clone(), (batch, image.clone()));
+            }
         }
         self.batches.push((batch, commit.id_map.iter().map(|w| (w.source_id.clone(), w.dest_id.clone())).collect()));
         self.sent = self.sent.max(batch);
@@ -117,7 +129,7 @@ impl CommitWriter {
     /// Drops what batches up to `confirmed` kept in memory: the store has them now.
     fn forget(&mut self, confirmed: u64, all: bool) {
         self.committed = self.committed.max(confirmed);
-        let (ids, dests) = (&mut self.in_flight, &mut self.in_flight_dest);
+        let (ids, dests, images) = (&mut self.in_flight, &mut self.in_flight_dest, &mut self.in_flight_images);
         // The newest batch stays known until the next one is sent: the match index learns its
         // source ids only after the next lookup (see `index_writer`).
         let newest = self.batches.last().map(|(b, _)| *b);
@@ -126,6 +138,9 @@ impl CommitWriter {
             if !keep {
                 for (sid, dest) in entries {
                     ids.remove(sid);
+                    if images.get(dest).is_some_and(|(b, _)| b == batch) {
+                        images.remove(dest);
+                    }
                     if let Some(list) = dests.get_mut(dest) {
                         list.retain(|(s, _)| s != sid);
                         if list.is_empty() {

@@ -100,6 +100,8 @@ pub(crate) struct Lookups<'a> {
     pub(super) in_flight: &'a HashMap<String, String>,
     /// Destination id → (source id, merged as a member) of batches not yet committed.
     pub(super) in_flight_dest: &'a HashMap<String, Vec<(String, bool)>>,
+    /// Destination id → (batch, what Cutover wrote there) of batches not yet committed.
+    pub(super) in_flight_images: &'a HashMap<String, (u64, String)>,
     /// The match-index writer of a run, holding the keys of the batch written last.
     pub(super) index_writer: Option<&'a Mutex<IndexWriter>>,
     /// Records an interrupted attempt created (source id → destination id): adopted, not re-created.
@@ -677,6 +679,7 @@ impl Engine {
                     store: &reader,
                     in_flight: writer.in_flight(),
                     in_flight_dest: writer.in_flight_dest(),
+                    in_flight_images: writer.in_flight_images(),
                     index_writer: Some(&index_writer),
                     recovered,
                     journal: &journal,
@@ -883,11 +886,13 @@ impl Engine {
                         .collect::<Result<_>>()
                 })?;
                 let commit = {
-                    let (none, nobody, no_skips) = (HashMap::new(), HashMap::new(), HashMap::new());
+                    let (none, nobody, no_skips, no_images) =
+                        (HashMap::new(), HashMap::new(), HashMap::new(), HashMap::new());
                     let lookups = Lookups {
                         store: &self.store,
                         in_flight: &none,
                         in_flight_dest: &nobody,
+                        in_flight_images: &no_images,
                         index_writer: None,
                         recovered: &recovered,
                         journal: &journal,

@@ -311,7 +311,8 @@ impl Engine {
                     self.update_in_order(plan, owners, w, t, current, &context, lookups, &sides)?
                 }
                 Ok(Decision::IntoLead { lead, matched_by }) => {
-                    let standing = Standing { region: self.settings.region, known, current, dedupe: &dedupe };
+                    let standing =
+                        Standing { region: self.settings.region, known, current, dedupe: &dedupe, context: &context };
                     follow_in_order(plan, owners, works, i, lead, matched_by, &standing)
                 }
                 Ok(Decision::Ambiguous { matched_by, candidates }) => {
@@ -337,7 +338,8 @@ impl Engine {
             // stands): two records would share it. An operator's choice may.
             let accepted = match accepted {
                 Some(Decision::Update { dest_id, matched_by }) if !confirmed && matched_by != OPERATOR_CHOICE => {
-                    let standing = Standing { region: self.settings.region, known, current, dedupe: &dedupe };
+                    let standing =
+                        Standing { region: self.settings.region, known, current, dedupe: &dedupe, context: &context };
                     let w = &works[i];
                     let (before, after) =
                         (w.current.as_deref().unwrap_or_default(), w.finals.as_deref().unwrap_or_default());
@@ -388,11 +390,18 @@ impl Engine {
                 }
             }
             let created = if own.is_empty() { Default::default() } else { store.created_records(&plan.name, &own)? };
-            let images = if lookups.delta && !own.is_empty() {
+            let mut images = if lookups.delta && !own.is_empty() {
                 store.written_images(&plan.name, &own)?
             } else {
                 std::collections::HashMap::new()
             };
+            if lookups.delta {
+                for dest in &own {
+                    if let Some((_, image)) = lookups.in_flight_images.get(dest) {
+                        images.insert(dest.clone(), image.clone());
+                    }
+                }
+            }
             Ok(Context { members, created, images })
         })
     }
@@ -656,6 +665,7 @@ struct Standing<'a> {
     known: &'a Prefetched,
     current: &'a DestRecords,
     dedupe: &'a BatchDeduper<'a>,
+    context: &'a Context,
 }
 
 /// Whose key value it is not: the record being written itself.
@@ -834,7 +844,27 @@ fn follow_in_order(
         });
         return None;
     }
-    let rule = member_rule(plan);
+    // The record's own destination record, which an earlier record of the batch (found by a
+    // key) is about to fill in: it is still that record's survivor and applies its own rule on
+    // top — as it would one batch later.
+    let survives = survivor_of_leads_record(standing, works, i, lead, &matched_by);
+    if let Some(dest) = &survives
+        && let Some(image) = standing.context.images.get(dest)
+        && let Some(now) = standing.current.get(dest)
+    {
+        let issues = changed_in_destination(plan, dest, image, now).ok().unwrap_or_default();
+        if !issues.is_empty() {
+            for issue in issues {
+                works[i].hold(issue);
+            }
+            return None;
+        }
+    }
+    let rule = match &survives {
+        Some(dest) if standing.context.created.contains(dest) => MergeRule::SourceWins,
+        Some(_) => merge_rule_for(plan, &matched_by),
+        None => member_rule(plan),
+    };
     let merged = merge(&lead_now, &values, rule);
     if !decided && let Some(taken) = fills_anothers_key(plan, standing, works, &lead_now, &merged, Holder::Lead(lead)) {
         let other = match &taken.other {
@@ -863,10 +893,34 @@ fn follow_in_order(
         }
         return None;
     }
+    if survives.is_some() {
+        works[i].current = Some(lead_now);
+        works[i].own_finals = Some(merged.clone());
+        works[i].role = Role::Survivor { group: true };
+    } else {
+        works[i].role = Role::Member { survivor: lead_sid.clone() };
+    }
     works[lead].finals = Some(merged);
     works[i].merge_rule = Some(rule);
-    works[i].role = Role::Member { survivor: lead_sid.clone() };
     Some(Decision::IntoLead { lead, matched_by: works[i].matched_by.clone().unwrap_or_default() })
+}
+
+/// The destination record the lead updates, when the follower found it by its own source id
+/// and is its survivor (the first source record Cutover wrote there).
+fn survivor_of_leads_record(
+    standing: &Standing<'_>,
+    works: &[Work],
+    i: usize,
+    lead: usize,
+    matched_by: &str,
+) -> Option<String> {
+    if matched_by != "source_id" {
+        return None;
+    }
+    let Step::Update(t) = &works[lead].step else { return None };
+    let sid = works[i].source_id();
+    let feeding = standing.context.members.get(&t.dest_id)?;
+    feeding.iter().any(|m| m.source_id == sid && !m.member).then(|| t.dest_id.clone())
 }
 
 /// The values about to be written (for an update, the fields it changes); a problem holds the record.

@@ -214,6 +214,16 @@ fn settle_followers(works: &mut [Work]) {
         }
         let lead_sid = crate::text::shown(works[lead].source_id());
         match (works[lead].outcome, works[lead].dest_id.clone()) {
+            // The record's own destination record, which the lead (a member) filled in first.
+            (Some(o), Some(id)) if o.is_written() && matches!(works[i].role, Role::Survivor { .. }) => {
+                let changed = works[i].current != works[i].own_finals;
+                works[i].outcome = Some(if changed { Outcome::Updated } else { Outcome::Unchanged });
+                works[i].written = works[lead].written.clone();
+                works[i].detail = Some(format!(
+                    "its own record {id} (it survives there); source record {lead_sid} of the same batch merged into it too"
+                ));
+                works[i].dest_id = Some(id);
+            }
             (Some(o), Some(id)) if o.is_written() => {
                 works[i].outcome = Some(Outcome::Merged);
                 works[i].written = works[lead].written.clone();
