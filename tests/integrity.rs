@@ -801,3 +801,67 @@ fn a_record_that_survives_in_its_own_destination_record_stays_its_survivor_at_an
     }
     assert!(seen.windows(2).all(|w| w[0] == w[1]), "batches change nothing: {seen:#?}");
 }
+
+#[test]
+fn a_correction_is_read_like_the_fields_own_values_never_written_raw() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // No destination types: only the fields' transforms say what a value must be.
+    let toml = r#"[project]
+name = "fixes"
+[source]
+kind = "csv"
+path = "source"
+[destination]
+kind = "sqlite"
+path = "destination.db"
+[objects.companies]
+[objects.companies.fields]
+name = { from = "name" }
+[objects.contacts]
+match = ["email"]
+[objects.contacts.fields]
+name = { from = "name" }
+email = { from = "email", transform = "email" }
+phone = { from = "phone", transform = "phone" }
+company = { from = "company", parent = "companies" }
+"#;
+    std::fs::create_dir_all(dir.path().join("source")).expect("mkdir");
+    std::fs::write(dir.path().join("cutover.toml"), toml).expect("toml");
+    std::fs::write(dir.path().join("source/companies.csv"), "id,name\nc1,Acme\n").expect("csv");
+    std::fs::write(dir.path().join("source/contacts.csv"), "id,name,email,phone,company\n1,Ann,ann@x.com,12,c9\n")
+        .expect("csv");
+    let db = rusqlite::Connection::open(dir.path().join("destination.db")).expect("dest");
+    db.execute_batch(
+        "CREATE TABLE companies (id INTEGER PRIMARY KEY, name TEXT);
+         CREATE TABLE contacts (id INTEGER PRIMARY KEY, name TEXT, email TEXT, phone TEXT, company INTEGER);",
+    )
+    .expect("tables");
+    drop(db);
+    assert!(cutover(dir.path(), &["run"], &[]).status.success());
+    let item = queue_id(dir.path(), "1", 1);
+    let fix = |args: &[&str]| {
+        let mut all = vec!["queue", "fix", item.as_str()];
+        all.extend_from_slice(args);
+        let out = cutover(dir.path(), &all, &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        text(&cutover(dir.path(), &["queue", "reprocess", &item], &[]))
+    };
+    // Wrong again: held, each correction named; nothing is written.
+    let said = fix(&["phone=not-a-phone", "email=notanemail", "company=abc"]);
+    assert_eq!(count(&dest(dir.path()), "SELECT COUNT(*) FROM contacts"), 0, "{said}");
+    let show = text(&cutover(dir.path(), &["queue", "show", &item], &[]));
+    for part in [
+        "the correction: 'not-a-phone' is not a phone number",
+        "the correction: 'notanemail' is not an email",
+        "the correction: 'abc' is neither the source id nor the destination id of a companies record",
+    ] {
+        assert!(show.contains(part), "{part}\n{show}");
+    }
+    // Right, in the operator's own spelling: read as the fields read theirs.
+    let said = fix(&["phone=(415) 555-2671", "email= Ann@X.com ", "company=c1"]);
+    let acme: i64 = dest(dir.path()).query_row("SELECT id FROM companies", [], |r| r.get(0)).expect("acme");
+    let (email, phone, company): (String, String, i64) = dest(dir.path())
+        .query_row("SELECT email, phone, company FROM contacts", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap_or_else(|e| panic!("{e}\n{said}"));
+    assert_eq!((email.as_str(), phone.as_str(), company), ("ann@x.com", "+14155552671", acme), "{said}");
+}

@@ -168,7 +168,21 @@ impl Mapper {
         let mut waiting_on = None;
         for rule in &self.plan.rules {
             if let Some(corrected) = corrections.get(&rule.dest) {
-                values.push(corrected.clone());
+                // A correction is read like a value of the field: an email is checked, a phone
+                // written in E.164, a parent resolved — it never goes to the destination raw.
+                match self.corrected_value(rule, corrected.clone()) {
+                    Ok(v) => values.push(v),
+                    Err(r) => {
+                        issues.push(Issue {
+                            field: rule.dest.clone(),
+                            rule: r.rule,
+                            value: corrected.clone(),
+                            message: format!("the correction: {}", r.message),
+                            suggestion: r.suggestion.or_else(|| Some("correct it again".into())),
+                        });
+                        values.push(corrected.clone());
+                    }
+                }
                 continue;
             }
             let raw = extract(rule, &source.values);
@@ -253,6 +267,54 @@ impl Mapper {
 }
 
 impl Mapper {
+    /// An operator's value for a destination field, through the field's transforms; a value of
+    /// a translated field may be a translation's source or its target; an owner is resolved as a
+    /// name, an email or a user id; a parent is the parent's source id, or the destination id of
+    /// a parent record Cutover wrote. A blank is a blank (a required field says so later).
+    fn corrected_value(&self, rule: &FieldRule, value: Value) -> Result<Value, Rejection> {
+        let Some(mut v) = value.filter(|s| !s.trim().is_empty()) else { return Ok(None) };
+        for t in &rule.transforms {
+            v = transform::apply(*t, v, &self.settings)?;
+        }
+        // A picklist checks the value itself later (suggesting the closest option).
+        let picklist = self.plan.schema.field(&rule.dest).is_some_and(|f| f.picklist.is_some());
+        if let Some((table, entries)) = &rule.translate
+            && !entries.values().any(|target| *target == v)
+        {
+            match translate(table, entries, &v) {
+                Ok(t) => v = t,
+                Err(_) if picklist => {}
+                Err(r) => return Err(r),
+            }
+        }
+        if rule.owner {
+            v = self.resolve_owner(v)?;
+        }
+        if let Some(parent) = &rule.parent {
+            let key = v.trim().to_string();
+            let failed = |e: color_eyre::Report| Rejection {
+                rule: Rule::ParentMissing,
+                message: format!("cannot look up parent: {e}"),
+                suggestion: None,
+            };
+            v = match self.store.dest_id(parent, &key).map_err(failed)? {
+                Some(id) => id,
+                None if self.store.links_to(parent, &key).map_err(failed)? => key,
+                None => {
+                    return Err(Rejection {
+                        rule: Rule::ParentMissing,
+                        message: format!(
+                            "'{}' is neither the source id nor the destination id of a {parent} record Cutover wrote",
+                            crate::text::shown(&key)
+                        ),
+                        suggestion: Some(format!("give the source id of a {parent} record that was written")),
+                    });
+                }
+            };
+        }
+        Ok(Some(v))
+    }
+
     fn resolve_owner(&self, value: String) -> Result<String, Rejection> {
         if let Some(hit) = self.owner_cache.borrow().get(&value) {
             return hit.clone();

@@ -337,6 +337,12 @@ impl Store {
         Ok(stmt.query_row(params![object, source_id], |r| Ok((r.get(0)?, r.get(1)?))).optional()?)
     }
 
+    /// Whether a source record of the object is linked to this destination id.
+    pub fn links_to(&self, object: &str, dest_id: &str) -> Result<bool> {
+        let mut stmt = self.conn.prepare_cached("SELECT 1 FROM id_map WHERE object = ?1 AND dest_id = ?2 LIMIT 1")?;
+        Ok(stmt.exists(params![object, dest_id])?)
+    }
+
     /// Every id-map link of an object: source id → destination id.
     pub fn id_map_links(&self, object: &str) -> Result<std::collections::HashMap<String, String>> {
         let mut stmt = self.conn.prepare("SELECT source_id, dest_id FROM id_map WHERE object = ?1")?;
