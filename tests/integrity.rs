@@ -865,3 +865,27 @@ company = { from = "company", parent = "companies" }
         .unwrap_or_else(|e| panic!("{e}\n{said}"));
     assert_eq!((email.as_str(), phone.as_str(), company), ("ann@x.com", "+14155552671", acme), "{said}");
 }
+
+#[test]
+fn a_source_changed_since_the_run_and_a_rolled_back_run_are_open_discrepancies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    contacts_project(dir.path(), "fill_blanks", 2, &people(5, &[]), "");
+    assert!(cutover(dir.path(), &["run"], &[]).status.success());
+    assert_eq!(common::reconcile_keys(dir.path(), &[]), Vec::<String>::new(), "a clean run balances");
+    // The export changes after the run: reconciliation reads it again and says so.
+    std::fs::write(dir.path().join("source/contacts.csv"), people(5, &[(3, "3,Person Three,p3@example.com,")]))
+        .expect("csv");
+    assert_eq!(common::reconcile_keys(dir.path(), &[]), ["contacts/source_changed"]);
+    let refused = cutover(dir.path(), &["signoff", "--notes", "looks fine"], &[]);
+    assert_ne!(refused.status.code(), Some(0), "{}", text(&refused));
+    // A delta writes the change: nothing is open again.
+    assert!(cutover(dir.path(), &["run", "--delta", "update-changed"], &[]).status.success());
+    assert_eq!(common::reconcile_keys(dir.path(), &[]), Vec::<String>::new());
+    // Every run rolled back: the records are in the source and not in the destination.
+    assert!(cutover(dir.path(), &["rollback", "2"], &[]).status.success());
+    assert!(cutover(dir.path(), &["rollback", "1"], &[]).status.success());
+    assert_eq!(count(&dest(dir.path()), "SELECT COUNT(*) FROM contacts"), 0);
+    assert_eq!(common::reconcile_keys(dir.path(), &[]), ["contacts/rolled_back"]);
+    let refused = cutover(dir.path(), &["signoff", "--notes", "looks fine"], &[]);
+    assert_ne!(refused.status.code(), Some(0), "{}", text(&refused));
+}

@@ -879,7 +879,12 @@ impl Engine {
                     chunk
                         .iter()
                         .map(|q| {
-                            let mut m = mapper.map(source_record(plan, q), &q.corrections)?;
+                            let record = source_record(plan, q);
+                            // The hash of the values as read, before any `source.FIELD` correction:
+                            // what a delta and reconciliation compare the source with later.
+                            let hash = super::delta::source_hash_u64(&record.values);
+                            let mut m = mapper.map(record, &q.corrections)?;
+                            m.source_hash = Some(hash);
                             m.occurrence = q.occurrence;
                             Ok(Item::Mapped(m))
                         })

@@ -70,6 +70,13 @@ pub struct CountCheck {
     /// Written, then undone by a rollback (a later run writes them again).
     #[serde(default)]
     pub rolled_back: u64,
+    /// The same records, listed: in the source, not in the destination.
+    #[serde(default)]
+    pub rolled_back_records: RecordList,
+    /// Written records whose source values changed since they were written (a delta writes
+    /// them): compared by the hash of the values read now against the one kept at the write.
+    #[serde(default)]
+    pub changed_in_source: RecordList,
     /// In the source, but no run gave them an outcome.
     pub no_outcome: RecordList,
     /// Written by Cutover, but no longer in the source.
@@ -409,6 +416,31 @@ fn discrepancies(
                     crate::text::count(c.failed.total, "record")
                 ),
                 c.failed.clone(),
+            );
+        }
+        if !c.rolled_back_records.is_empty() {
+            add(
+                name,
+                "counts",
+                format!("{name}/rolled_back"),
+                format!(
+                    "{} rolled back: in the source, not in the destination (run them again, or accept this)",
+                    crate::text::count(c.rolled_back_records.total, "record")
+                ),
+                c.rolled_back_records.clone(),
+            );
+        }
+        if !c.changed_in_source.is_empty() {
+            add(
+                name,
+                "counts",
+                format!("{name}/source_changed"),
+                format!(
+                    "{} changed in the source since Cutover wrote them (`cutover run --delta update-changed` \
+                     writes them)",
+                    crate::text::count(c.changed_in_source.total, "record")
+                ),
+                c.changed_in_source.clone(),
             );
         }
         witness_discrepancies(o, &mut add);

@@ -15,6 +15,12 @@ pub async fn check(engine: &Engine, plan: &ObjectPlan) -> Result<CountCheck> {
         let store = engine.store().lock().map_err(|_| eyre!("state store lock poisoned"))?;
         tokio::task::block_in_place(|| store.latest_outcomes(&plan.name))?
     };
+    // What each written record's source values hashed to when written (the engine's hash of
+    // the values as read; compared here with the values this pass reads).
+    let hashes: HashMap<String, Option<String>> = {
+        let store = engine.store().lock().map_err(|_| eyre!("state store lock poisoned"))?;
+        tokio::task::block_in_place(|| store.source_hashes(&plan.name))?
+    };
     let source = engine.source();
     let mut check = CountCheck { source_count: source.count(&plan.source_object).await.ok(), ..Default::default() };
     // Rows under each id, counted here: the second row under an id is a record of its own.
@@ -35,11 +41,21 @@ pub async fn check(engine: &Engine, plan: &ObjectPlan) -> Result<CountCheck> {
             *n += 1;
             let shown = if *n == 1 { sid.clone() } else { format!("{sid} (row {n} under this id)") };
             match latest.remove(&(sid.clone(), *n)) {
-                Some(Some(o)) if o.is_written() => check.written += 1,
+                Some(Some(o)) if o.is_written() => {
+                    check.written += 1;
+                    if let (Extracted::Record(r), 1, Some(Some(then))) = (record, *n, hashes.get(sid))
+                        && crate::pipeline::delta::source_hash(&r.values) != *then
+                    {
+                        check.changed_in_source.push(shown.clone());
+                    }
+                }
                 Some(Some(Outcome::Queued)) => check.queued += 1,
                 Some(Some(Outcome::Skipped)) => check.skipped += 1,
                 Some(Some(_)) => check.failed.push(shown),
-                Some(None) => check.rolled_back += 1,
+                Some(None) => {
+                    check.rolled_back += 1;
+                    check.rolled_back_records.push(shown);
+                }
                 None => check.no_outcome.push(shown),
             }
         }
