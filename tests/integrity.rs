@@ -889,3 +889,29 @@ fn a_source_changed_since_the_run_and_a_rolled_back_run_are_open_discrepancies()
     let refused = cutover(dir.path(), &["signoff", "--notes", "looks fine"], &[]);
     assert_ne!(refused.status.code(), Some(0), "{}", text(&refused));
 }
+
+#[test]
+fn a_resume_after_the_export_was_edited_refuses_to_read_from_a_stale_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad: Vec<(usize, String)> = (21..=40).map(|i| (i, format!("{i},Person {i},p{i}@example.com,12"))).collect();
+    let special: Vec<(usize, &str)> = bad.iter().map(|(i, r)| (*i, r.as_str())).collect();
+    contacts_project(dir.path(), "fill_blanks", 20, &people(100, &special), "");
+    // Every record of the second batch is held: the run halts there.
+    let toml = std::fs::read_to_string(dir.path().join("cutover.toml")).expect("toml");
+    std::fs::write(dir.path().join("cutover.toml"), toml.replace("halt_error_rate = 1.0", "halt_error_rate = 0.5"))
+        .expect("toml");
+    let out = cutover(dir.path(), &["run"], &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    // The operator fixes the export (the rows get shorter), then resumes as told.
+    std::fs::write(dir.path().join("source/contacts.csv"), people(100, &[])).expect("csv");
+    let out = cutover(dir.path(), &["run", "--resume"], &[]);
+    let said = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("changed since this run read it up to line 41"), "{said}");
+    assert!(!said.contains("accounted for: yes"), "{said}");
+    // A new run reads it all, once.
+    let out = cutover(dir.path(), &["run"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(count(&dest(dir.path()), "SELECT COUNT(*) FROM contacts"), 100);
+    assert_eq!(common::reconcile_keys(dir.path(), &[]), Vec::<String>::new());
+}

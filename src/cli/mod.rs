@@ -392,8 +392,9 @@ pub fn report_run(project: &Project, result: Result<RunSummary, RunFailure>, dry
                 Finish::Halted(_) => {
                     if !dry_run {
                         println!(
-                            "After fixing the cause (the mapping, the queue), `cutover run --resume` continues after \
-                             the last committed batch."
+                            "After fixing the cause (the mapping, the owner aliases), `cutover run --resume` \
+                             continues after the last committed batch; after fixing the export itself, start a new \
+                             run (`cutover run`: what was written is found again, nothing is doubled)."
                         );
                     }
                     EXIT_HALTED

@@ -10,6 +10,7 @@
 //! same file, so a reader that lost rows cannot vouch for itself.
 
 pub mod census;
+mod prefix;
 pub mod records;
 
 use super::{Batch, Cursor, Source, blocking};
@@ -32,6 +33,8 @@ struct OpenFile {
     headers: FieldNames,
     data_start: Position,
     reader: RecordReader,
+    /// The hash of the bytes before the reader's position, for the cursor.
+    prefix: prefix::Prefix,
 }
 
 impl CsvDirSource {
@@ -71,17 +74,24 @@ fn open_file(path: &Path, limits: Limits) -> Result<OpenFile> {
         headers.push(name);
     }
     reader.expect_width(headers.len());
-    Ok(OpenFile { headers: headers.into(), data_start: reader.position(), reader })
+    Ok(OpenFile { headers: headers.into(), data_start: reader.position(), reader, prefix: prefix::Prefix::open(path)? })
 }
 
-fn encode_cursor(p: Position) -> Cursor {
-    Cursor(format!("{}:{}:0", p.byte, p.line))
+/// `byte:line:hash` — the hash of the bytes before the position (hex; `0` in checkpoints
+/// written before it was kept: not checked).
+fn encode_cursor(p: Position, prefix: u64) -> Cursor {
+    Cursor(format!("{}:{}:{prefix:x}", p.byte, p.line))
 }
 
-fn decode_cursor(c: &Cursor) -> Option<Position> {
-    let mut parts = c.0.split(':').map(|s| s.parse::<u64>().ok());
-    let (byte, line) = (parts.next()??, parts.next()??);
-    Some(Position { byte, line })
+fn decode_cursor(c: &Cursor) -> Option<(Position, Option<u64>)> {
+    let mut parts = c.0.split(':');
+    let byte = parts.next()?.parse().ok()?;
+    let line = parts.next()?.parse().ok()?;
+    let prefix = match parts.next() {
+        None | Some("0") => None,
+        Some(h) => Some(u64::from_str_radix(h, 16).ok()?),
+    };
+    Some((Position { byte, line }, prefix))
 }
 
 #[async_trait]
@@ -114,12 +124,23 @@ impl Source for CsvDirSource {
                 open.insert(object.clone(), open_file(&path, limits)?);
             }
             let Some(f) = open.get_mut(&object) else { bail!("CSV reader for {object} vanished") };
-            let target = if cursor.0.is_empty() {
-                f.data_start
+            let (target, expected) = if cursor.0.is_empty() {
+                (f.data_start, None)
             } else {
                 decode_cursor(&cursor)
                     .ok_or_else(|| eyre!("{}: invalid checkpoint cursor '{}'", path.display(), cursor.0))?
             };
+            if let Some(expected) = expected
+                && f.prefix.at(target.byte)? != expected
+            {
+                bail!(
+                    "{} changed since this run read it up to line {}: going on from there would read the wrong \
+                     rows. Start a new run instead (`cutover run`): the records already written are found again \
+                     by their ids, nothing is written twice",
+                    path.display(),
+                    target.line.saturating_sub(1)
+                );
+            }
             if target != f.reader.position() {
                 let mut reader = RecordReader::open(&path, target, limits)?;
                 reader.expect_width(f.headers.len());
@@ -141,7 +162,9 @@ impl Source for CsvDirSource {
                 }
                 records.push(decode_row(&raw, &f.headers, id_index, &file_name));
             }
-            Ok(Batch { records, next: encode_cursor(f.reader.position()), done })
+            let next = f.reader.position();
+            let prefix = f.prefix.at(next.byte)?;
+            Ok(Batch { records, next: encode_cursor(next, prefix), done })
         })
         .await
     }
