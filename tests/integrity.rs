@@ -915,3 +915,33 @@ fn a_resume_after_the_export_was_edited_refuses_to_read_from_a_stale_place() {
     assert_eq!(count(&dest(dir.path()), "SELECT COUNT(*) FROM contacts"), 100);
     assert_eq!(common::reconcile_keys(dir.path(), &[]), Vec::<String>::new());
 }
+
+#[test]
+fn a_delta_judges_again_a_skipped_or_held_row_that_was_fixed_in_the_export() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    contacts_project(
+        dir.path(),
+        "fill_blanks",
+        10,
+        b"id,name,email,phone\n1,A,a@x.com,12\n2,B,b@x.com,\n3,C,c@x.com,13\n",
+        "",
+    );
+    assert!(cutover(dir.path(), &["run"], &[]).status.success());
+    let skip = queue_id(dir.path(), "1", 1);
+    assert!(cutover(dir.path(), &["queue", "skip", &skip, "--reason", "wrong"], &[]).status.success());
+    // Unchanged, the skip and the hold stand: a delta takes nothing.
+    let out = cutover(dir.path(), &["run", "--delta", "both"], &[]);
+    assert!(text(&out).contains("0 records"), "{}", text(&out));
+    // Both rows fixed in the export: the delta writes them.
+    std::fs::write(
+        dir.path().join("source/contacts.csv"),
+        "id,name,email,phone\n1,A,a@x.com,+1 415 555 0101\n2,B,b@x.com,\n3,C,c@x.com,+1 415 555 0103\n",
+    )
+    .expect("csv");
+    for mode in ["create-new", "both"] {
+        let out = cutover(dir.path(), &["run", "--delta", mode], &[]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    assert_eq!(count(&dest(dir.path()), "SELECT COUNT(*) FROM contacts"), 3);
+    assert_eq!(common::reconcile_keys(dir.path(), &[]), Vec::<String>::new());
+}

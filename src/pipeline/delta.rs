@@ -8,7 +8,7 @@ use super::transform::parse_when;
 use crate::model::{SourceRecord, Value};
 use crate::store::Store;
 use color_eyre::eyre::Result;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeltaMode {
@@ -79,8 +79,11 @@ pub struct DeltaFilter {
     mode: DeltaMode,
     /// Written records: source id → hash of their source values when written.
     written: HashMap<String, Option<String>>,
-    /// Held in the queue or skipped by an operator: not new (the queue owns them).
-    settled: HashSet<String>,
+    /// Held in the queue or skipped by an operator: not new (the queue owns them) — unless
+    /// their row changed in the export since (then the fix is judged): source id → the source
+    /// values (JSON) the queue holds, where the queue holds them.
+    settled: HashMap<String, Option<String>>,
+    source_fields: Vec<String>,
     high_water: Option<String>,
     modified: Option<usize>,
     day_first: bool,
@@ -89,26 +92,44 @@ pub struct DeltaFilter {
 impl DeltaFilter {
     pub fn load(store: &Store, plan: &ObjectPlan, mode: DeltaMode, day_first: bool) -> Result<Self> {
         let written = store.source_hashes(&plan.name)?;
+        let mut held = store.settled_sources(&plan.name)?;
         let settled = store
             .latest_outcomes(&plan.name)?
             .into_iter()
             .filter(|((_, n), o)| {
                 *n == 1 && matches!(o, Some(crate::model::Outcome::Queued | crate::model::Outcome::Skipped))
             })
-            .map(|((sid, _), _)| sid)
+            .map(|((sid, _), _)| {
+                let source = held.remove(&sid);
+                (sid, source)
+            })
             .collect();
         let high_water = match plan.modified {
             Some(_) => store.high_water(&plan.name)?,
             None => None,
         };
-        Ok(Self { mode, written, settled, high_water, modified: plan.modified, day_first })
+        let source_fields = plan.source_fields.to_vec();
+        Ok(Self { mode, written, settled, source_fields, high_water, modified: plan.modified, day_first })
     }
 
     pub fn wants(&self, r: &SourceRecord) -> bool {
         match self.written.get(&r.source_id) {
-            None => self.mode != DeltaMode::UpdateChanged && !self.settled.contains(&r.source_id),
+            None => {
+                self.mode != DeltaMode::UpdateChanged
+                    && match self.settled.get(&r.source_id) {
+                        None => true,
+                        Some(held) => self.changed_since_held(r, held.as_deref()),
+                    }
+            }
             Some(hash) => self.mode != DeltaMode::CreateNew && self.changed(r, hash.as_deref()),
         }
+    }
+
+    /// The row reads otherwise than when the queue took it (or skipped it).
+    fn changed_since_held(&self, r: &SourceRecord, held: Option<&str>) -> bool {
+        let Some(held) = held else { return false };
+        let Ok(then) = serde_json::from_str::<indexmap::IndexMap<String, Option<String>>>(held) else { return false };
+        self.source_fields.iter().zip(&r.values).any(|(f, v)| then.get(f).is_some_and(|t| t != v))
     }
 
     fn changed(&self, r: &SourceRecord, hash: Option<&str>) -> bool {

@@ -279,6 +279,17 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The source values (JSON) of each record's newest queue item that is still held or was
+    /// skipped by an operator — first rows only: what the queue decided on.
+    pub fn settled_sources(&self, object: &str) -> Result<HashMap<String, String>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT source_id, source FROM queue WHERE object = ?1 AND occurrence <= 1
+               AND status IN ('open', 'fixed', 'claimed', 'skipped') ORDER BY id",
+        )?;
+        let rows = stmt.query_map([object], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Pending items held until the given parent record is written.
     pub fn queue_waiting_on(&self, object: &str, source_id: &str) -> Result<Vec<i64>> {
         let mut stmt = self.conn.prepare_cached(
