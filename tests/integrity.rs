@@ -945,3 +945,25 @@ fn a_delta_judges_again_a_skipped_or_held_row_that_was_fixed_in_the_export() {
     assert_eq!(count(&dest(dir.path()), "SELECT COUNT(*) FROM contacts"), 3);
     assert_eq!(common::reconcile_keys(dir.path(), &[]), Vec::<String>::new());
 }
+
+#[test]
+fn a_repeated_id_is_not_a_match_to_decide_and_a_control_character_shows_its_value() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    contacts_project(
+        dir.path(),
+        "fill_blanks",
+        10,
+        b"id,name,email,phone\n1,Ann,ann@x.com,\n1,Bob,bob@x.com,\n2,Nu\0ll,n@x.com,\n",
+        "",
+    );
+    assert!(cutover(dir.path(), &["run"], &[]).status.success());
+    let item = queue_id(dir.path(), "1", 2);
+    for choice in ["@match=new", "@match=1"] {
+        let out = cutover(dir.path(), &["queue", "fix", &item, choice], &[]);
+        assert_ne!(out.status.code(), Some(0), "{choice}: {}", text(&out));
+        assert!(text(&out).contains("second row under a source id"), "{}", text(&out));
+    }
+    let nul = queue_id(dir.path(), "2", 1);
+    let show = text(&cutover(dir.path(), &["queue", "show", &nul], &[]));
+    assert!(show.contains("'Nu\\u{0}ll' holds a NUL character (at character 3)"), "{show}");
+}

@@ -109,7 +109,7 @@ pub fn validate(
 fn control_character(plan: &ObjectPlan, rule: &super::plan::FieldRule, v: &str) -> Option<String> {
     let at = |c: char| v.chars().position(|x| x == c).map_or(0, |p| p + 1);
     if v.contains('\0') {
-        return Some(format!("'{}' holds a NUL character (at character {})", rule.dest, at('\0')));
+        return Some(format!("'{}' holds a NUL character (at character {})", crate::text::shown(v), at('\0')));
     }
     let bad = v.chars().find(|&c| (c.is_ascii_control() && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{7f}')?;
     let field = plan.schema.field(&rule.dest);
@@ -120,8 +120,14 @@ fn control_character(plan: &ObjectPlan, rule: &super::plan::FieldRule, v: &str) 
         && rule.translate.is_none()
         && !plan.match_keys.iter().any(|k| k.field == rule.dest)
         && !rule.dest.to_ascii_lowercase().contains("name");
-    (!free_text)
-        .then(|| format!("'{}' holds the control character U+{:04X} (at character {})", rule.dest, bad as u32, at(bad)))
+    (!free_text).then(|| {
+        format!(
+            "'{}' holds the control character U+{:04X} (at character {})",
+            crate::text::shown(v),
+            bad as u32,
+            at(bad)
+        )
+    })
 }
 
 fn type_problem(ty: FieldType, v: &str) -> Option<String> {

@@ -169,6 +169,18 @@ impl QueueItem {
 fn check_match_choice(item: &QueueItem, value: Option<&str>) -> Result<()> {
     use crate::model::{CREATE_NEW, MATCH_CHOICE};
     let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else { return Ok(()) };
+    // A second row under a source id is not a match to decide: the id map holds one destination
+    // record per source id, so it can be neither merged nor created beside the first.
+    if item.reason == crate::model::Rule::DuplicateSourceId.as_str() {
+        bail!(
+            "queue item {} ({} {}) is a second row under a source id already read: {MATCH_CHOICE} does not apply. \
+             Fix the export (give it its own id, or remove the repeat) and run again, or skip it; nothing was \
+             corrected",
+            item.id,
+            item.object,
+            crate::text::shown(&item.source_id)
+        );
+    }
     let ids = item.candidate_ids();
     if ids.is_empty() {
         bail!(
