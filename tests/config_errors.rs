@@ -191,3 +191,32 @@ title = { from = "title" }
     assert!(!e.to_string().contains("'phone' of"), "ph* covers phone: {e}");
     assert!(!e.to_string().contains("'fax' of"), "fa* covers fax: {e}");
 }
+
+#[test]
+fn an_object_reading_outside_the_source_folder_is_refused_unless_the_project_says_so() {
+    let toml = |allow: &str| {
+        format!(
+            "[project]\nname = \"x\"\n[source]\nkind = \"csv\"\npath = \"source\"\n{allow}\
+             [destination]\nkind = \"sqlite\"\npath = \"destination.db\"\n\
+             [objects.teams]\nsource = \"../../etc/teams\"\n[objects.teams.fields]\ntitle = {{ from = \"title\" }}\n"
+        )
+    };
+    let e = problems(&toml(""));
+    has(&e, "objects.teams.source", "'../../etc/teams' leaves the source folder", Some(10));
+    let p = TestProject::new(&toml("allow_outside = true\n"), CSV, DEST);
+    let loaded = cutover::config::load(&p.file());
+    assert!(
+        !loaded.as_ref().err().is_some_and(|e| e.problems.iter().any(|p| p.key == "objects.teams.source")),
+        "allowed"
+    );
+}
+
+#[test]
+fn an_owner_field_without_the_destinations_users_is_a_check_error_not_a_full_queue() {
+    let e = problems(
+        "[project]\nname = \"x\"\n[source]\nkind = \"csv\"\npath = \"source\"\n\
+         [destination]\nkind = \"sqlite\"\npath = \"destination.db\"\n\
+         [objects.teams]\n[objects.teams.fields]\ntitle = { from = \"title\", transform = \"owner\" }\n",
+    );
+    has(&e, "objects.teams.fields.title", "names no owners table", None);
+}

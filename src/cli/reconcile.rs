@@ -161,7 +161,7 @@ pub async fn signoff_command(project: Option<PathBuf>, notes: String, accept: Ve
         Ok(Ok(s)) => {
             println!("Signed off by {} at {} ({}).", s.user, s.at, s.verdict);
             for a in &s.accepted {
-                println!("  accepted {} ({} records): {}", a.key, a.records, a.reason);
+                println!("  accepted {} ({}): {}", a.key, crate::text::count(a.records, "record"), a.reason);
             }
             println!("Report hash: {}", s.report_hash);
             EXIT_OK

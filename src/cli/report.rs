@@ -138,13 +138,14 @@ pub fn queue_summary(store: &Store, preview: bool) -> String {
     }
     let total: u64 = summary.iter().map(|r| r.2).sum();
     if preview {
-        let mut out = format!("A run would hold {total} records in the conflict queue:\n");
+        let mut out = format!("A run would hold {} in the conflict queue:\n", crate::text::count(total, "record"));
         for (object, reason, n) in &summary {
             let _ = writeln!(out, "  {object:<12} {reason:<24} {n:>6}");
         }
         return out;
     }
-    let mut out = format!("Conflict queue: {total} records held (nothing was written for them):\n");
+    let mut out =
+        format!("Conflict queue: {} held (nothing was written for them):\n", crate::text::count(total, "record"));
     for (object, reason, n) in &summary {
         let _ = writeln!(out, "  {object:<12} {reason:<24} {n:>6}");
     }

@@ -38,6 +38,49 @@ pub fn static_rules(config: &ProjectConfig, problems: &mut Problems<'_>) {
             problems.add(path, format!("no object reads '{name}' from the source"));
         }
     }
+    if config.source.kind == "csv" {
+        for (name, object) in &config.objects {
+            let file = object.source_name(name);
+            let leaves = std::path::Path::new(file).components().any(|c| {
+                matches!(
+                    c,
+                    std::path::Component::ParentDir | std::path::Component::RootDir | std::path::Component::Prefix(_)
+                )
+            });
+            if leaves && !config.source.allow_outside {
+                problems.add(
+                    format!("objects.{name}.source"),
+                    format!(
+                        "'{file}' leaves the source folder; set allow_outside = true under [source] if the file is \
+                         meant to be read from there"
+                    ),
+                );
+            }
+        }
+    }
+    // Owners resolve against the destination's users: a database destination lists them in
+    // the table `owners` names (a CRM's API lists its own).
+    if matches!(config.destination.kind.as_str(), "sqlite" | "postgres" | "mysql")
+        && config.destination.owners.is_none()
+    {
+        for (name, object) in &config.objects {
+            for (field, spec) in &object.fields {
+                if spec.transforms().contains(&super::Transform::Owner) {
+                    problems.add(
+                        format!("objects.{name}.fields.{field}"),
+                        format!(
+                            "the owner transform resolves names against the destination's users, but [destination] \
+                             names no owners table: add owners = {{ table = \"users\", id = \"id\", name = \"name\", \
+                             email = \"email\" }}"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    if config.source.allow_outside && config.source.kind != "csv" {
+        problems.add("source.allow_outside", "only a csv source takes allow_outside".to_string());
+    }
     for key in config.destination.associations.keys() {
         check_object_field_key(config, &format!("destination.associations.\"{key}\""), key, problems);
     }

@@ -68,6 +68,10 @@ pub struct ConnectionConfig {
     pub max_field_lines: Option<usize>,
     /// CSV: how many bytes one quoted field may hold (default 1 MiB).
     pub max_field_bytes: Option<usize>,
+    /// CSV: an object may name a file outside the source folder (`source = "../shared/people"`);
+    /// refused unless set.
+    #[serde(default)]
+    pub allow_outside: bool,
     /// Databases: the environment variable holding the connection URL (a secret: it is never
     /// written to the project file, the logs or the state store).
     pub url_env: Option<String>,

@@ -88,7 +88,13 @@ fn signoff_lines(s: &SignOff, out: &mut dyn Write) -> io::Result<()> {
         None => {
             writeln!(out, "**Signed off** by {} at {} ({}): {}", s.user, s.at, s.verdict, cell(Some(&s.notes)))?;
             for a in &s.accepted {
-                writeln!(out, "- accepted `{}` ({} records): {}", a.key, a.records, cell(Some(&a.reason)))?;
+                writeln!(
+                    out,
+                    "- accepted `{}` ({}): {}",
+                    a.key,
+                    crate::text::count(a.records, "record"),
+                    cell(Some(&a.reason))
+                )?;
             }
             writeln!(out, "- approved report hash `{}`", s.report_hash)?;
         }
