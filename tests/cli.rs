@@ -245,3 +245,65 @@ fn a_test_sync_on_a_seeded_sample_lists_every_issue_and_writes_nothing() {
     let refused = cutover(&["run", "--sample", "20"], &demo);
     assert_eq!(refused.status.code(), Some(2), "a sample is a test sync: --dry-run is required");
 }
+
+/// Under cron, nohup or CI nobody can press Enter to end a pause: one Ctrl-C stops the run at
+/// the batch boundary (as SIGTERM does), and a resume finishes it with every row written once.
+#[test]
+fn one_interrupt_without_a_terminal_stops_the_run_instead_of_pausing_forever() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("source")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("cutover.toml"),
+        "[project]\nname = \"cron\"\nbatch_size = 50\n[source]\nkind = \"csv\"\npath = \"source\"\n\
+         [destination]\nkind = \"sqlite\"\npath = \"destination.db\"\n\
+         [objects.people.fields]\nname = { from = \"name\" }\n",
+    )
+    .expect("toml");
+    let mut csv = String::from("id,name\n");
+    for i in 0..60_000 {
+        csv.push_str(&format!("{i},Person {i}\n"));
+    }
+    std::fs::write(dir.path().join("source/people.csv"), csv).expect("csv");
+    let db = rusqlite::Connection::open(dir.path().join("destination.db")).expect("dest");
+    db.execute_batch("CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT)").expect("table");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["run"])
+        .current_dir(dir.path())
+        .env("CUTOVER_LOG", dir.path().join("cutover.log"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Once a batch is committed the handler is in place.
+    let store = dir.path().join("cutover.state.db");
+    let started = std::time::Instant::now();
+    loop {
+        let committed = rusqlite::Connection::open(&store)
+            .and_then(|s| s.query_row("SELECT COUNT(*) FROM audit", [], |r| r.get::<_, i64>(0)))
+            .unwrap_or(0);
+        if committed > 0 || started.elapsed() > std::time::Duration::from_secs(60) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("one Ctrl-C without a terminal left the run paused");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!status.success() || stderr.contains("Stopping"), "{stderr}");
+    let resumed = cutover(&["run", "--resume"], dir.path());
+    let count: i64 = db.query_row("SELECT COUNT(*) FROM people", [], |r| r.get(0)).expect("count");
+    assert!(resumed.status.success() || count == 60_000, "{:?}", text(&resumed));
+    assert_eq!(count, 60_000, "{:?}", text(&resumed));
+}

@@ -42,9 +42,14 @@ pub fn watch(control: Arc<watch::Sender<Control>>) -> Signals {
                 }
                 () = terminate() => interrupts = 2,
             }
+            // Without a terminal (cron, nohup, CI) nobody can press Enter: a pause would last
+            // forever, so the first Ctrl-C stops at the batch boundary, as SIGTERM does.
+            let enter = std::io::stdin().is_terminal();
+            if interrupts == 1 && !enter {
+                interrupts = 2;
+            }
             if interrupts == 1 {
                 control.send_replace(Control::Pause);
-                let enter = std::io::stdin().is_terminal();
                 eprintln!(
                     "\nPausing after the current batch: its outcomes and the checkpoint after it are committed.\n\
                      {}Ctrl-C again stops the run there; `cutover run --resume` continues it later.",

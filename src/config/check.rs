@@ -68,11 +68,10 @@ pub fn static_rules(config: &ProjectConfig, problems: &mut Problems<'_>) {
                 if spec.transforms().contains(&super::Transform::Owner) {
                     problems.add(
                         format!("objects.{name}.fields.{field}"),
-                        format!(
-                            "the owner transform resolves names against the destination's users, but [destination] \
-                             names no owners table: add owners = {{ table = \"users\", id = \"id\", name = \"name\", \
-                             email = \"email\" }}"
-                        ),
+                        "the owner transform resolves names against the destination's users, but [destination] \
+                         names no owners table: add owners = { table = \"users\", id = \"id\", name = \"name\", \
+                         email = \"email\" }"
+                            .to_string(),
                     );
                 }
             }
