@@ -967,3 +967,17 @@ fn a_repeated_id_is_not_a_match_to_decide_and_a_control_character_shows_its_valu
     let show = text(&cutover(dir.path(), &["queue", "show", &nul], &[]));
     assert!(show.contains("'Nu\\u{0}ll' holds a NUL character (at character 3)"), "{show}");
 }
+
+#[test]
+fn two_rows_a_stray_quote_joined_into_valid_csv_are_a_discrepancy_to_look_at() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = b"id,name,email,phone\n1,\"Ann,ann@x.com,\n2,Bob\",bob@x.com,\n3,Cy,cy@x.com,\n";
+    contacts_project(dir.path(), "fill_blanks", 10, csv, "");
+    assert!(cutover(dir.path(), &["run"], &[]).status.success());
+    let keys = common::reconcile_keys(dir.path(), &[]);
+    assert_eq!(keys, ["contacts/quoting_doubt"], "the reading is valid CSV, but someone must look");
+    let report = text(&cutover(dir.path(), &["reconcile", "--all"], &[]));
+    assert!(report.contains("line 2: the quoted field runs to line 3"), "{report}");
+    let refused = cutover(dir.path(), &["signoff", "--notes", "x"], &[]);
+    assert_ne!(refused.status.code(), Some(0), "{}", text(&refused));
+}

@@ -52,6 +52,10 @@ pub struct Census {
     /// "line 11: …", the first few.
     pub problems: Vec<String>,
     pub problem_count: u64,
+    /// Records read as valid that look like a quote left open ("line 2: …"), the first few:
+    /// for a person to look at, not counted otherwise.
+    pub doubts: Vec<String>,
+    pub doubt_count: u64,
 }
 
 #[async_trait]

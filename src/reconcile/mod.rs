@@ -318,6 +318,20 @@ fn witness_discrepancies(o: &ObjectReport, add: &mut dyn FnMut(&str, &str, Strin
             RecordList::default(),
         );
     }
+    if let Some(census) = w.census.as_ref().filter(|c| c.doubt_count > 0) {
+        add(
+            name,
+            "source count",
+            format!("{name}/quoting_doubt"),
+            format!(
+                "{} read as valid CSV but look like a quote left open — each line of the quoted field holds a \
+                 whole row of its own, so two rows may have been read as one: {}",
+                crate::text::count(census.doubt_count, "record"),
+                census.doubts.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+            ),
+            RecordList::default(),
+        );
+    }
     if let Some(d) = w.destination.as_ref().filter(|d| !d.balanced()) {
         add(
             name,

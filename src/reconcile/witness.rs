@@ -27,6 +27,11 @@ pub struct SourceCensus {
     /// Where the source's structure is broken ("line 11: a quote opened here is never closed…").
     pub problems: Vec<String>,
     pub problem_count: u64,
+    /// Records that read as valid but look like a quote left open (see `census.rs`).
+    #[serde(default)]
+    pub doubts: Vec<String>,
+    #[serde(default)]
+    pub doubt_count: u64,
 }
 
 /// The destination's own count against what it should hold.
@@ -96,7 +101,13 @@ fn lock(engine: &Engine) -> Result<std::sync::MutexGuard<'_, crate::store::Store
 
 pub async fn source_census(engine: &Engine, plan: &ObjectPlan) -> Result<SourceCensus> {
     let c = engine.source().census(&plan.source_object).await?;
-    Ok(SourceCensus { records: c.records, problems: c.problems, problem_count: c.problem_count })
+    Ok(SourceCensus {
+        records: c.records,
+        problems: c.problems,
+        problem_count: c.problem_count,
+        doubts: c.doubts,
+        doubt_count: c.doubt_count,
+    })
 }
 
 /// The destination object's count witness, reported by the first object writing to it.

@@ -137,6 +137,32 @@ fn scan_line(line_no: u64, bytes: &[u8], s: &mut Scan, limits: Limits) {
     }
 }
 
+/// A record over several lines whose every line, split at each comma, has the header's width
+/// and starts like the first (an id of the same shape): most likely rows a stray quote joined
+/// (`1,"Ann,…` then `2,Bob",…`), though it reads as valid CSV.
+fn each_line_a_row(first: &[u8], taken: &[(u64, Vec<u8>)], width: usize) -> bool {
+    fn shape(line: &[u8]) -> Vec<u8> {
+        let head = line.split(|&b| b == b',').next().unwrap_or_default();
+        let mut out: Vec<u8> = Vec::new();
+        for &b in head {
+            let class = if b.is_ascii_digit() {
+                b'9'
+            } else if b.is_ascii_alphabetic() {
+                b'a'
+            } else {
+                b
+            };
+            if out.last() != Some(&class) || !matches!(class, b'9' | b'a') {
+                out.push(class);
+            }
+        }
+        out
+    }
+    let fields = |line: &[u8]| line.iter().filter(|&&b| b == b',').count() + 1;
+    let id = shape(first);
+    !id.is_empty() && fields(first) == width && taken.iter().all(|(_, line)| fields(line) == width && shape(line) == id)
+}
+
 /// Counts the records of `path` and says where its quoting went wrong.
 pub fn count(path: &Path, limits: Limits) -> Result<Census> {
     let file =
@@ -219,6 +245,20 @@ pub fn count(path: &Path, limits: Limits) -> Result<Census> {
             continue;
         }
         census.records += 1;
+        if suspect.is_none()
+            && !taken.is_empty()
+            && let Some(w) = width
+            && each_line_a_row(&first, &taken, w)
+        {
+            census.doubt_count += 1;
+            if census.doubts.len() < SHOWN {
+                census.doubts.push(format!(
+                    "line {start}: the quoted field runs to line {}, and every one of its lines holds {w} fields as \
+                     a row does",
+                    taken.last().map_or(start, |l| l.0)
+                ));
+            }
+        }
         if let Some(what) = suspect {
             problem(&mut census, start, &what);
             // Only the first line was this record: the others are read again on their own.
@@ -266,5 +306,18 @@ mod tests {
         assert!(c.problems[0].starts_with("line 2:") && c.problems[0].contains("line 4"), "{c:?}");
         let c = census(b"id,name,c\n1,\"Ann\" Lee,z\n2,\"x\ny\",z\n3,q,\"x\ny\"\n", Limits::default());
         assert_eq!((c.records, c.problem_count), (3, 0), "{c:?}");
+    }
+
+    #[test]
+    fn rows_a_stray_quote_joins_into_valid_csv_are_a_doubt_a_real_note_is_not() {
+        // Ann's quote closes inside Bob's row: valid CSV, two records read as one.
+        let joined = b"id,name,email,bio\n1,\"Ann,ann@x.example,likes cats\n2,Bob\",bob@x.example,ok\n3,Cy,c@x,ok\n";
+        let c = census(joined, Limits::default());
+        assert_eq!((c.records, c.problem_count, c.doubt_count), (2, 0, 1), "{c:?}");
+        assert!(c.doubts[0].starts_with("line 2:"), "{c:?}");
+        // A note over two lines, commas and all, whose second line does not start like an id.
+        let note = b"id,note,x\n5,\"first line, more\nsecond, line\",x\n6,y,z\n";
+        let c = census(note, Limits::default());
+        assert_eq!((c.records, c.doubt_count), (2, 0), "{c:?}");
     }
 }
