@@ -147,6 +147,9 @@ pub enum Rule {
     InvalidPhone,
     InvalidEmail,
     InvalidDate,
+    /// A warning, not a hold: the phone number parses (written in E.164) but is not an
+    /// assigned number of its region (`invalid = "warn"`, the default).
+    UnassignedPhone,
 }
 
 impl Rule {
@@ -169,6 +172,7 @@ impl Rule {
             Rule::InvalidPhone => "invalid_phone",
             Rule::InvalidEmail => "invalid_email",
             Rule::InvalidDate => "invalid_date",
+            Rule::UnassignedPhone => "unassigned_phone",
         }
     }
 }

@@ -69,3 +69,58 @@ id,title,value,close_date,update_time
     assert!(second.contains("'3/4/55' is not a date"), "{second}");
     assert!(second.contains("'2024-02-30 10:00' is not a date"), "{second}");
 }
+
+fn phones_project(policy: &str) -> TestProject {
+    let fields = format!(
+        "[objects.people.fields]\nname = {{ from = \"name\" }}\nphone = {{ from = \"phone\", transform = \"phone\"{policy} }}\n"
+    );
+    let csv = "id,name,phone\n1,Valid,(415) 555-2671\n2,Unassigned,+1 999 555 0100\n3,Junk,n/a\n4,Short,12\n";
+    TestProject::new(
+        &csv_to_sqlite("phones", &fields),
+        &[("people", csv)],
+        "CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT, phone TEXT);",
+    )
+}
+
+fn phone_of(p: &TestProject, name: &str) -> Option<Option<String>> {
+    p.dest().query_row("SELECT phone FROM people WHERE name = ?1", [name], |r| r.get(0)).ok()
+}
+
+#[test]
+fn a_phone_that_parses_but_is_not_assigned_is_written_with_a_warning_junk_is_held() {
+    let p = phones_project("");
+    let out = cutover(p.path(), &["run"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(phone_of(&p, "Valid"), Some(Some("+14155552671".into())));
+    assert_eq!(phone_of(&p, "Unassigned"), Some(Some("+19995550100".into())), "written, in E.164");
+    assert_eq!(phone_of(&p, "Junk"), None, "held");
+    assert_eq!(phone_of(&p, "Short"), None, "held");
+    // The warning is in the audit log with the record, and reconciliation asks to accept it.
+    let warnings: String = p
+        .project()
+        .store()
+        .expect("store")
+        .conn()
+        .query_row("SELECT warnings FROM audit WHERE source_id = '2'", [], |r| r.get(0))
+        .expect("audited");
+    assert!(warnings.contains("unassigned_phone") && warnings.contains("not an assigned number of +1"), "{warnings}");
+    let keys = common::reconcile_keys(p.path(), &[]);
+    assert!(keys.contains(&"people/warning/unassigned_phone".to_string()), "{keys:?}");
+    assert!(keys.contains(&"people/queued/invalid_phone".to_string()), "{keys:?}");
+    let audit = text(&cutover(p.path(), &["export", "audit", "--format", "jsonl"], &[]));
+    assert!(audit.contains("unassigned_phone"), "the export carries it\n{audit}");
+}
+
+#[test]
+fn a_phone_fields_invalid_policy_holds_or_blanks_instead() {
+    let p = phones_project(", invalid = \"queue\"");
+    assert!(cutover(p.path(), &["run"], &[]).status.success());
+    assert_eq!(phone_of(&p, "Unassigned"), None, "held");
+    let p = phones_project(", invalid = \"blank\"");
+    assert!(cutover(p.path(), &["run"], &[]).status.success());
+    assert_eq!(phone_of(&p, "Unassigned"), Some(None), "written without the number");
+    assert!(common::reconcile_keys(p.path(), &[]).contains(&"people/warning/unassigned_phone".to_string()));
+    let p = phones_project(", invalid = \"ignore\"");
+    let out = cutover(p.path(), &["check"], &[]);
+    assert!(text(&out).contains("'ignore' is not one of warn, queue, blank"), "{}", text(&out));
+}

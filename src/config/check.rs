@@ -77,6 +77,18 @@ pub fn static_rules(config: &ProjectConfig, problems: &mut Problems<'_>) {
             }
         }
     }
+    for (name, object) in &config.objects {
+        for (field, spec) in &object.fields {
+            if let Some(v) = &spec.invalid
+                && crate::pipeline::plan::InvalidPolicy::parse(v).is_none()
+            {
+                problems.add(
+                    format!("objects.{name}.fields.{field}.invalid"),
+                    format!("'{v}' is not one of warn, queue, blank"),
+                );
+            }
+        }
+    }
     if config.source.allow_outside && config.source.kind != "csv" {
         problems.add("source.allow_outside", "only a csv source takes allow_outside".to_string());
     }

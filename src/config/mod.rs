@@ -195,6 +195,10 @@ pub struct FieldSpec {
     #[serde(default)]
     pub required: bool,
     pub max_length: Option<usize>,
+    /// A phone number that parses but is not an assigned number: "warn" (written in E.164, the
+    /// warning audited and reconciled; the default), "queue" (held) or "blank" (left blank,
+    /// with a warning).
+    pub invalid: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,6 +1,7 @@
 //! The map stage: source values → destination values, with a field-level issue wherever a value
 //! cannot be mapped (no translation entry, owner not provisioned, parent not written, bad phone…).
 
+use super::plan::InvalidPolicy;
 use super::plan::{FieldRule, ObjectPlan, Part, SourceExpr};
 use super::transform::{self, Rejection, TransformSettings};
 use crate::model::{DestUser, Issue, Rule, SourceRecord, Value};
@@ -16,6 +17,9 @@ pub struct Mapped {
     pub source: SourceRecord,
     pub values: Vec<Value>,
     pub issues: Vec<Issue>,
+    /// What was written on an assumption to verify (a phone number not assigned in its region):
+    /// audited with the record, reconciled per rule. Never a reason to hold it.
+    pub warnings: Vec<Issue>,
     /// The parent this record waits for, when its parent is held in the queue.
     pub waiting_on: Option<(String, String)>,
     /// An operator's decision on a held match (the [`MATCH_CHOICE`] correction).
@@ -165,6 +169,7 @@ impl Mapper {
         }
         let mut values = Vec::with_capacity(self.plan.rules.len());
         let mut issues = Vec::new();
+        let mut warnings = Vec::new();
         let mut waiting_on = None;
         for rule in &self.plan.rules {
             if let Some(corrected) = corrections.get(&rule.dest) {
@@ -186,8 +191,14 @@ impl Mapper {
                 continue;
             }
             let raw = extract(rule, &source.values);
-            match self.map_value(rule, raw.clone(), &mut waiting_on) {
-                Ok(v) => values.push(v),
+            let mut warning = None;
+            match self.map_value(rule, raw.clone(), &mut waiting_on, &mut warning) {
+                Ok(v) => {
+                    if let Some(w) = warning {
+                        warnings.push(Issue { field: rule.dest.clone(), value: raw, ..w });
+                    }
+                    values.push(v)
+                }
                 Err(r) => {
                     issues.push(Issue {
                         field: rule.dest.clone(),
@@ -205,6 +216,7 @@ impl Mapper {
             source,
             values,
             issues,
+            warnings,
             waiting_on,
             match_choice,
             occurrence: 1,
@@ -218,12 +230,40 @@ impl Mapper {
         rule: &FieldRule,
         raw: Value,
         waiting_on: &mut Option<(String, String)>,
+        warning: &mut Option<Issue>,
     ) -> Result<Value, Rejection> {
         let Some(mut v) = raw.filter(|s| !s.trim().is_empty()) else {
             return Ok(rule.default.clone());
         };
         for t in &rule.transforms {
-            v = transform::apply(*t, v, &self.settings)?;
+            if *t != crate::config::Transform::Phone {
+                v = transform::apply(*t, v, &self.settings)?;
+                continue;
+            }
+            // A number that parses but is not assigned: the field's `invalid` policy decides.
+            let (e164, unassigned) = transform::phone_e164(&v, self.settings.region)?;
+            let Some(why) = unassigned else {
+                v = e164;
+                continue;
+            };
+            let warn = |message: String| Issue {
+                field: String::new(),
+                rule: Rule::UnassignedPhone,
+                value: None,
+                message,
+                suggestion: why.suggestion.clone(),
+            };
+            match rule.invalid {
+                InvalidPolicy::Queue => return Err(why),
+                InvalidPolicy::Warn => {
+                    *warning = Some(warn(format!("{}: written as {e164}", why.message)));
+                    v = e164;
+                }
+                InvalidPolicy::Blank => {
+                    *warning = Some(warn(format!("{}: left blank", why.message)));
+                    return Ok(None);
+                }
+            }
         }
         if let Some((table, entries)) = &rule.translate {
             v = translate(table, entries, &v)?;

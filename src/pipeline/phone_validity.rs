@@ -117,6 +117,15 @@ pub fn is_valid(number: &PhoneNumber) -> bool {
     false
 }
 
+/// A number of a length its country's numbers can have (libphonenumber's "possible number"):
+/// the test that tells a number with a wrong or unassigned area code (possible, not valid) from
+/// junk (too few or too many digits).
+pub fn is_possible(number: &PhoneNumber) -> bool {
+    let Some(code) = rules(number.code().value()) else { return false };
+    let len = number.national().to_string().len() as u16;
+    code.regions.iter().any(|r| r.general.lengths.is_empty() || r.general.lengths.contains(&len))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

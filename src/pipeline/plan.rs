@@ -53,6 +53,31 @@ pub struct FieldRule {
     pub default: Option<String>,
     pub required: bool,
     pub max_length: Option<usize>,
+    /// What a phone number that parses but is not assigned does.
+    pub invalid: InvalidPolicy,
+}
+
+/// `invalid = "warn" | "queue" | "blank"` on a phone field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InvalidPolicy {
+    /// Written in E.164, with a warning in the audit log and reconciliation.
+    #[default]
+    Warn,
+    /// Held in the queue.
+    Queue,
+    /// Left blank, with a warning.
+    Blank,
+}
+
+impl InvalidPolicy {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "warn" => Some(Self::Warn),
+            "queue" => Some(Self::Queue),
+            "blank" => Some(Self::Blank),
+            _ => None,
+        }
+    }
 }
 
 /// How a match key's values are compared.
@@ -146,6 +171,7 @@ impl ObjectPlan {
                 default: spec.default.clone(),
                 required: spec.required || field.is_some_and(|f| f.required),
                 max_length: spec.max_length.or(field.and_then(|f| f.max_length)),
+                invalid: spec.invalid.as_deref().and_then(InvalidPolicy::parse).unwrap_or_default(),
             });
         }
         let dest_fields: FieldNames = rules.iter().map(|r| r.dest.clone()).collect::<Vec<_>>().into();

@@ -91,6 +91,15 @@ pub fn email(value: &str) -> Result<String, Rejection> {
 
 /// Normalises a phone number to E.164 with the configured default region.
 pub fn phone(value: &str, region: phonenumber::country::Id) -> Result<String, Rejection> {
+    match phone_e164(value, region)? {
+        (e164, None) => Ok(e164),
+        (_, Some(unassigned)) => Err(unassigned),
+    }
+}
+
+/// A number that parses, in E.164, and why it is not an assigned number of its region if it is
+/// not (the caller decides: hold it, warn, or leave it blank); junk is an error.
+pub fn phone_e164(value: &str, region: phonenumber::country::Id) -> Result<(String, Option<Rejection>), Rejection> {
     let trimmed = value.trim();
     // A number written with its country code gets no advice to add one.
     let international = trimmed.starts_with('+') || trimmed.starts_with("00");
@@ -105,9 +114,22 @@ pub fn phone(value: &str, region: phonenumber::country::Id) -> Result<String, Re
             r.suggest("write it with its country code, e.g. +44 20 7946 0958")
         }
     })?;
-    if !super::phone_validity::is_valid(&parsed) {
+    let valid = super::phone_validity::is_valid(&parsed);
+    if !valid && !super::phone_validity::is_possible(&parsed) {
         let shown = crate::text::shown(trimmed);
-        return Err(if international {
+        return Err(Rejection::new(
+            Rule::InvalidPhone,
+            format!("'{shown}' has too few or too many digits for a number of +{}", parsed.code().value()),
+        )
+        .suggest(if international {
+            "check the digits"
+        } else {
+            "check the digits, or write it with its country code"
+        }));
+    }
+    let unassigned = (!valid).then(|| {
+        let shown = crate::text::shown(trimmed);
+        if international {
             Rejection::new(
                 Rule::InvalidPhone,
                 format!("'{shown}' is not an assigned number of +{}", parsed.code().value()),
@@ -116,8 +138,8 @@ pub fn phone(value: &str, region: phonenumber::country::Id) -> Result<String, Re
         } else {
             Rejection::new(Rule::InvalidPhone, format!("'{shown}' is not a valid number for region {region:?}"))
                 .suggest("check the digits, or write it with its country code")
-        });
-    }
+        }
+    });
     // E.164 is "+", the country code and the national significant number (with Italian-style
     // leading zeros); writing it directly avoids the formatter's pattern lookups.
     let national = parsed.national();
@@ -126,7 +148,7 @@ pub fn phone(value: &str, region: phonenumber::country::Id) -> Result<String, Re
         out.push('0');
     }
     out.push_str(&national.value().to_string());
-    Ok(out)
+    Ok((out, unassigned))
 }
 
 /// `YYYY-MM-DD`, written directly: chrono's `format` parses its pattern string on every call.

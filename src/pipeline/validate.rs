@@ -177,6 +177,7 @@ mod tests {
             default: None,
             required,
             max_length,
+            invalid: Default::default(),
         }
     }
 

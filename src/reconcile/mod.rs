@@ -14,7 +14,7 @@ pub use crate::compare::{canonical, decimal, same};
 
 use crate::pipeline::Engine;
 use crate::store::{now, os_user};
-use color_eyre::eyre::{Result, eyre};
+use color_eyre::eyre::{Result, WrapErr, eyre};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -182,6 +182,39 @@ pub struct ObjectReport {
     /// The independent witnesses (see `witness`).
     #[serde(default)]
     pub witnesses: witness::Witnesses,
+    /// Records written with warnings, per rule (their latest outcome).
+    #[serde(default)]
+    pub warnings: Vec<WarningGroup>,
+}
+
+/// Records written with one kind of warning: which, and one example of what was assumed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WarningGroup {
+    pub rule: String,
+    pub records: RecordList,
+    pub example: String,
+}
+
+/// The warnings of each record's latest write, grouped by rule in rule order.
+fn warning_groups(engine: &Engine, plan: &crate::pipeline::plan::ObjectPlan) -> Result<Vec<WarningGroup>> {
+    let rows = {
+        let store = engine.store().lock().map_err(|_| eyre!("state store lock poisoned"))?;
+        tokio::task::block_in_place(|| store.written_with_warnings(&plan.name))?
+    };
+    let mut groups: std::collections::BTreeMap<String, WarningGroup> = std::collections::BTreeMap::new();
+    for (sid, json) in rows {
+        let issues: Vec<crate::model::Issue> = serde_json::from_str(&json)
+            .wrap_err_with(|| format!("the audit's warnings of {} {sid} are damaged", plan.name))?;
+        for i in issues {
+            let g = groups.entry(i.rule.as_str().to_string()).or_insert_with(|| WarningGroup {
+                rule: i.rule.as_str().to_string(),
+                records: RecordList::default(),
+                example: format!("{} {}: {}", crate::text::shown(&sid), i.field, crate::text::shown(&i.message)),
+            });
+            g.records.push(sid.clone());
+        }
+    }
+    Ok(groups.into_values().collect())
 }
 
 /// Something that does not balance. `key` is stable between reports of the same state, so a
@@ -261,6 +294,7 @@ pub async fn build(engine: &Engine, options: Options) -> Result<Report> {
             sums: pop.sums,
             relationships: pop.relationships,
             witnesses,
+            warnings: warning_groups(engine, plan)?,
         });
     }
     let queued = {
@@ -455,6 +489,20 @@ fn discrepancies(
                     crate::text::count(c.changed_in_source.total, "record")
                 ),
                 c.changed_in_source.clone(),
+            );
+        }
+        for g in &o.warnings {
+            add(
+                name,
+                "warnings",
+                format!("{name}/warning/{}", g.rule),
+                format!(
+                    "{} written with a warning ({}) to verify — e.g. {}",
+                    crate::text::count(g.records.total, "record"),
+                    g.rule,
+                    g.example
+                ),
+                g.records.clone(),
             );
         }
         witness_discrepancies(o, &mut add);

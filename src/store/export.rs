@@ -61,8 +61,9 @@ const AUDIT_COLUMNS: &[&str] = &[
     "merge_rule",
     "detail",
     "before_image",
+    "warnings",
 ];
-const AUDIT_JSON: &[&str] = &["before_image"];
+const AUDIT_JSON: &[&str] = &["before_image", "warnings"];
 
 enum Sink<'a> {
     Csv(Box<csv::Writer<&'a mut dyn Write>>),

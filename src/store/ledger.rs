@@ -59,6 +59,19 @@ impl Store {
         Ok(rows)
     }
 
+    /// Records whose latest audit row (first rows) is a write with warnings: (source id, JSON).
+    pub fn written_with_warnings(&self, object: &str) -> Result<Vec<(String, String)>> {
+        let mut stmt = self.conn().prepare(
+            "SELECT a.source_id, a.warnings FROM audit a
+             JOIN (SELECT MAX(id) AS id FROM audit WHERE object = ?1 AND occurrence = 1 GROUP BY source_id) l
+               ON l.id = a.id
+             WHERE a.warnings IS NOT NULL AND a.outcome IN ('created', 'updated', 'unchanged', 'merged')
+             ORDER BY a.source_id",
+        )?;
+        let rows = stmt.query_map([object], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
     /// Each written record's source hash (`None` when written before hashes were kept).
     pub fn source_hashes(&self, object: &str) -> Result<HashMap<String, Option<String>>> {
         let mut stmt = self.conn().prepare("SELECT source_id, source_hash FROM id_map WHERE object = ?1")?;

@@ -89,6 +89,8 @@ pub struct AuditRow {
     pub origin: Option<String>,
     /// Hash of the source values read (see `pipeline::delta::source_hash`).
     pub source_hash: Option<String>,
+    /// JSON list of the warnings the record was written with (see `Mapped::warnings`).
+    pub warnings: Option<String>,
 }
 
 /// A queue item to insert or refresh.
@@ -384,8 +386,8 @@ impl Store {
         {
             let mut audit = tx.prepare_cached(
                 "INSERT INTO audit (run_id, at, user, object, source_id, outcome, dest_id, matched_by, merge_rule, detail,
-                                    before_image, occurrence, origin, source_hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                                    before_image, occurrence, origin, source_hash, warnings)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             )?;
             for a in &batch.audit {
                 audit.execute(params![
@@ -402,7 +404,8 @@ impl Store {
                     a.before_image,
                     a.occurrence.max(1),
                     a.origin,
-                    a.source_hash
+                    a.source_hash,
+                    a.warnings
                 ])?;
             }
             let mut idmap = tx.prepare_cached(

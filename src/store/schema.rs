@@ -189,4 +189,9 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE queue ADD COLUMN skip_reason TEXT;
     "#,
+    // 8: the warning tier — what a record was written with that someone should verify (a phone
+    // number not assigned in its region), kept with its audit row as a JSON list of issues.
+    r#"
+    ALTER TABLE audit ADD COLUMN warnings TEXT;
+    "#,
 ];

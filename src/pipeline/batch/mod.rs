@@ -393,6 +393,9 @@ fn assemble(
                     occurrence: m.occurrence,
                     origin: Some(m.source.origin),
                     source_hash: Some(source_hash),
+                    warnings: (outcome.is_written() && !m.warnings.is_empty())
+                        .then(|| serde_json::to_string(&m.warnings))
+                        .transpose()?,
                 });
             }
         }
