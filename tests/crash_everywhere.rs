@@ -501,6 +501,15 @@ async fn full_run_survives_kills(kind: &str, kills_wanted: usize) {
     }
     assert_eq!(subj.counts("full"), reference.counts("full"), "{kind}: outcome counts (seed {seed})");
     let (a, b) = (subj.rows().await, reference.rows().await);
+    if a.len() != b.len() {
+        // Say which rows: a record written twice, or one lost, by its marker and values.
+        for row in a.iter().filter(|r| !b.contains(r)) {
+            eprintln!("{kind}: only after the kills: {row:?}");
+        }
+        for row in b.iter().filter(|r| !a.contains(r)) {
+            eprintln!("{kind}: only in the uninterrupted run: {row:?}");
+        }
+    }
     assert_eq!(a.len(), b.len(), "{kind}: row counts (seed {seed})");
     for (x, y) in a.iter().zip(&b) {
         assert_eq!(x, y, "{kind}: destination rows differ (seed {seed})");

@@ -561,6 +561,21 @@ fn a_report_piped_into_a_reader_that_stops_ends_quietly() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{args:?}: {stderr}");
     }
+    // Commands that change something keep their own exit code: the work is committed.
+    for args in [vec!["run"], vec!["queue", "reprocess", &item], vec!["rollback", "1", "--dry-run"]] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args(&args)
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(matches!(out.status.code(), Some(0 | 3)), "{args:?}: {:?} {stderr}", out.status);
+    }
 }
 
 #[test]

@@ -1,6 +1,23 @@
 //! The command line. Exit codes: 0 done, 1 failed after records moved, 2 could not start
 //! (bad project file, unreachable system, bad arguments), 3 halted by a threshold or check.
 
+/// `println!` for a report on stdout: a reader that went away (`| head -1`) ends the output,
+/// not the command — the run is committed and the exit code stays the command's own.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` likewise.
+macro_rules! say_part {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod progress;
 mod queue;
 mod reconcile;
@@ -372,9 +389,9 @@ async fn finish_run(
         && succeeded
         && let Ok(store) = engine.store().lock()
     {
-        print!("{}", report::queue_summary(&store, true));
+        say_part!("{}", report::queue_summary(&store, true));
         if let Start::Sample { values, .. } = start {
-            print!("{}", report::sample_details(&store, values));
+            say_part!("{}", report::sample_details(&store, values));
         }
     }
     code
@@ -383,15 +400,15 @@ async fn finish_run(
 pub fn report_run(project: &Project, result: Result<RunSummary, RunFailure>, dry_run: bool) -> i32 {
     match result {
         Ok(summary) => {
-            print!("{}", report::run_table(&summary, dry_run));
+            say_part!("{}", report::run_table(&summary, dry_run));
             if !dry_run && let Ok(store) = project.store() {
-                print!("{}", report::queue_hint(&store));
+                say_part!("{}", report::queue_hint(&store));
             }
             match summary.finish {
                 Finish::Completed => EXIT_OK,
                 Finish::Halted(_) => {
                     if !dry_run {
-                        println!(
+                        say!(
                             "After fixing the cause (the mapping, the owner aliases), `cutover run --resume` \
                              continues after the last committed batch; after fixing the export itself, start a new \
                              run (`cutover run`: what was written is found again, nothing is doubled)."
@@ -401,7 +418,7 @@ pub fn report_run(project: &Project, result: Result<RunSummary, RunFailure>, dry
                 }
                 Finish::Cancelled => {
                     if !dry_run {
-                        println!("Stopped at a checkpoint: `cutover run --resume` continues from there.");
+                        say!("Stopped at a checkpoint: `cutover run --resume` continues from there.");
                     }
                     EXIT_CANCELLED
                 }
@@ -438,9 +455,9 @@ async fn check_command(project: Option<PathBuf>) -> i32 {
     };
     match engine.prepare().await {
         Ok(prepared) => {
-            println!("{}: the project file is valid.", project.config.path.display());
+            say!("{}: the project file is valid.", project.config.path.display());
             for plan in &prepared.plans {
-                println!(
+                say!(
                     "  {:<12} {} → {} ({} fields, match on {})",
                     plan.name,
                     plan.source_object,
@@ -467,14 +484,14 @@ fn runs_command(project: Option<PathBuf>) -> i32 {
         if let Ok(_lock) = crate::store::RunLock::acquire(&project.store_path) {
             store.mark_interrupted()?;
         }
-        print!("{}", report::runs_table(&store)?);
+        say_part!("{}", report::runs_table(&store)?);
         match store.latest_signoff()? {
-            None => println!("Not signed off: `cutover reconcile`, then `cutover signoff --notes \"…\"`."),
+            None => say!("Not signed off: `cutover reconcile`, then `cutover signoff --notes \"…\"`."),
             Some(s) => match s.voided_by_run {
                 Some(run) => {
-                    println!("Sign-off of {} by {} is void: run {run} came after it. Reconcile again.", s.at, s.user)
+                    say!("Sign-off of {} by {} is void: run {run} came after it. Reconcile again.", s.at, s.user)
                 }
-                None => println!("Signed off by {} at {} ({}); report {}.", s.user, s.at, s.verdict, s.report_hash),
+                None => say!("Signed off by {} at {} ({}); report {}.", s.user, s.at, s.verdict, s.report_hash),
             },
         }
         Ok(())

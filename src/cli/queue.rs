@@ -99,18 +99,18 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
     let store = project.store()?;
     match action {
         QueueAction::List { object, reason, all, limit } => {
-            print!("{}", super::report::queue_hint(&store));
+            say_part!("{}", super::report::queue_hint(&store));
             let items =
                 store.queue_list(&QueueFilter { object, reason, pending_only: !all, limit: Some(limit), offset: 0 })?;
             if !items.is_empty() {
-                println!(
+                say!(
                     "\n  {:>6}  {:<10} {:<12} {:<9} {:<24} first issue",
                     "id", "object", "source id", "status", "reason"
                 );
             }
             for it in &items {
                 let first = it.issues.first().map(|i| format!("{}: {}", i.field, i.message)).unwrap_or_default();
-                println!(
+                say!(
                     "  {:>6}  {:<10} {:<12} {:<9} {:<24} {}",
                     it.id,
                     it.object,
@@ -123,7 +123,7 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
         }
         QueueAction::Show { id } => {
             let Some(it) = store.queue_item(id)? else { bail!("no queue item {id}") };
-            println!(
+            say!(
                 "Queue item {} — {} {} ({}) from {}",
                 it.id,
                 it.object,
@@ -131,13 +131,13 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
                 it.status.as_str(),
                 it.origin
             );
-            println!("Reason: {}", it.reason);
+            say!("Reason: {}", it.reason);
             if let Some((o, s)) = &it.waiting_on {
-                println!("Waiting on: {o} {s}");
+                say!("Waiting on: {o} {s}");
             }
-            println!("\nIssues:");
+            say!("\nIssues:");
             for i in &it.issues {
-                println!(
+                say!(
                     "  {} [{}] value {}: {}{}",
                     i.field,
                     i.rule,
@@ -149,36 +149,36 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
                     i.suggestion.as_deref().map(|s| format!(" — {}", crate::text::shown(s))).unwrap_or_default()
                 );
             }
-            println!("\nMapped values:");
+            say!("\nMapped values:");
             for (f, v) in &it.mapped {
                 let corrected = it
                     .corrections
                     .get(f)
                     .map(|c| format!("  → corrected to {:?}", c.as_deref().unwrap_or("")))
                     .unwrap_or_default();
-                println!(
+                say!(
                     "  {f:<20} {}{corrected}",
                     v.as_deref().map(crate::text::shown).unwrap_or_else(|| "(blank)".into())
                 );
             }
-            println!("\nSource values:");
+            say!("\nSource values:");
             for (f, v) in &it.source {
-                println!("  {f:<20} {}", v.as_deref().map(crate::text::shown).unwrap_or_else(|| "(blank)".into()));
+                say!("  {f:<20} {}", v.as_deref().map(crate::text::shown).unwrap_or_else(|| "(blank)".into()));
             }
             if let Some(serde_json::Value::Object(sides)) = &it.candidates {
                 for (name, values) in sides {
                     match name.strip_prefix(crate::model::NOT_A_RECORD) {
-                        Some(row) => println!("\nBeside it, the source {}:", crate::text::shown(row)),
-                        None => println!("\nDestination candidate {}:", crate::text::shown(name)),
+                        Some(row) => say!("\nBeside it, the source {}:", crate::text::shown(row)),
+                        None => say!("\nDestination candidate {}:", crate::text::shown(name)),
                     }
                     match values {
                         serde_json::Value::Object(fields) => {
                             for (f, v) in fields {
                                 let v = v.as_str().map(crate::text::shown).unwrap_or_else(|| "(blank)".into());
-                                println!("  {f:<20} {v}");
+                                say!("  {f:<20} {v}");
                             }
                         }
-                        _ => println!("  (not read)"),
+                        _ => say!("  (not read)"),
                     }
                 }
             }
@@ -209,11 +209,11 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
             let was = was.iter().map(|w| parse_change(w)).collect::<Result<Vec<_>>>()?;
             let n = store.queue_correct_many(&ids, &changes, &was)?;
             let what = if n == 1 { format!("Queue item {}", ids[0]) } else { format!("{n} queue items") };
-            println!("{what} corrected; run `cutover queue reprocess` with the same ids or filter to write them.");
+            say!("{what} corrected; run `cutover queue reprocess` with the same ids or filter to write them.");
         }
         QueueAction::Skip { id, reason } => {
             let (_, item) = store.skip_queued(id, &reason, &project.config.hash)?;
-            println!("Queue item {id} ({} {}) skipped: {reason}", item.object, item.source_id);
+            say!("Queue item {id} ({} {}) skipped: {reason}", item.object, item.source_id);
         }
         QueueAction::Reprocess { .. } => {}
     }
@@ -233,7 +233,7 @@ async fn reprocess(project: &Project, ids: Vec<i64>, all: bool, object: Option<S
         ids
     };
     if ids.is_empty() {
-        println!("Nothing to reprocess.");
+        say!("Nothing to reprocess.");
         return EXIT_OK;
     }
     let engine = match project.engine() {

@@ -159,11 +159,11 @@ pub async fn signoff_command(project: Option<PathBuf>, notes: String, accept: Ve
     let result = project.store().and_then(|store| reconcile::signoff::sign_off(&store, &report, &notes, &accepted));
     match result {
         Ok(Ok(s)) => {
-            println!("Signed off by {} at {} ({}).", s.user, s.at, s.verdict);
+            say!("Signed off by {} at {} ({}).", s.user, s.at, s.verdict);
             for a in &s.accepted {
-                println!("  accepted {} ({}): {}", a.key, crate::text::count(a.records, "record"), a.reason);
+                say!("  accepted {} ({}): {}", a.key, crate::text::count(a.records, "record"), a.reason);
             }
-            println!("Report hash: {}", s.report_hash);
+            say!("Report hash: {}", s.report_hash);
             EXIT_OK
         }
         Ok(Err(refusal)) => {

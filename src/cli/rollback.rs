@@ -13,7 +13,7 @@ pub async fn command(run: i64, project: Option<PathBuf>, opts: RollbackOptions) 
     };
     match rollback(&engine, run, &opts).await {
         Ok(report) => {
-            print!("{}", table(&report));
+            say_part!("{}", table(&report));
             if report.undecided() > 0 { EXIT_HALTED } else { EXIT_OK }
         }
         Err(e) => not_started(&e),
