@@ -996,3 +996,32 @@ fn two_rows_a_stray_quote_joined_into_valid_csv_are_a_discrepancy_to_look_at() {
     let refused = cutover(dir.path(), &["signoff", "--notes", "x"], &[]);
     assert_ne!(refused.status.code(), Some(0), "{}", text(&refused));
 }
+
+#[test]
+fn a_member_found_by_its_own_id_may_not_take_a_key_another_record_holds_at_any_batch_size() {
+    let mut seen = Vec::new();
+    for batch in [1, 2, 500] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // a2 is merged into Ann's record by the shared phone; Zed has his own.
+        let csv = b"id,name,email,phone\na1,Ann,,4155550001\na2,Ann Two,,4155550001\na3,Zed,z@x.com,\n";
+        contacts_project(dir.path(), "fill_blanks", batch, csv, "");
+        assert!(cutover(dir.path(), &["run"], &[]).status.success());
+        // a2 now brings Zed's email: filling it into Ann's record would leave two sharing it.
+        let csv = "id,name,email,phone\na1,Ann,,4155550001\na2,Ann Two,z@x.com,4155550001\na3,Zed,z@x.com,\n";
+        std::fs::write(dir.path().join("source/contacts.csv"), csv).expect("csv");
+        let out = cutover(dir.path(), &["run", "--delta", "both"], &[]);
+        assert!(out.status.success(), "{}", text(&out));
+        let d = dest(dir.path());
+        assert_eq!(
+            count(&d, "SELECT COUNT(*) FROM contacts WHERE email = 'z@x.com'"),
+            1,
+            "batch {batch}\n{}",
+            text(&out)
+        );
+        let item = queue_id(dir.path(), "a2", 1);
+        let show = text(&cutover(dir.path(), &["queue", "show", &item], &[]));
+        assert!(show.contains("holds 'z@x.com' too"), "batch {batch}\n{show}");
+        seen.push((outcomes(dir.path(), "contacts"), rows(dir.path(), "contacts")));
+    }
+    assert!(seen.windows(2).all(|w| w[0] == w[1]), "batches change nothing: {seen:#?}");
+}

@@ -105,7 +105,11 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
             if !items.is_empty() {
                 say!(
                     "\n  {:>6}  {:<10} {:<12} {:<9} {:<24} first issue",
-                    "id", "object", "source id", "status", "reason"
+                    "id",
+                    "object",
+                    "source id",
+                    "status",
+                    "reason"
                 );
             }
             for it in &items {
@@ -123,14 +127,7 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
         }
         QueueAction::Show { id } => {
             let Some(it) = store.queue_item(id)? else { bail!("no queue item {id}") };
-            say!(
-                "Queue item {} — {} {} ({}) from {}",
-                it.id,
-                it.object,
-                it.source_id,
-                it.status.as_str(),
-                it.origin
-            );
+            say!("Queue item {} — {} {} ({}) from {}", it.id, it.object, it.source_id, it.status.as_str(), it.origin);
             say!("Reason: {}", it.reason);
             if let Some((o, s)) = &it.waiting_on {
                 say!("Waiting on: {o} {s}");

@@ -866,7 +866,11 @@ fn follow_in_order(
         None => member_rule(plan),
     };
     let merged = merge(&lead_now, &values, rule);
-    if !decided && let Some(taken) = fills_anothers_key(plan, standing, works, &lead_now, &merged, Holder::Lead(lead)) {
+    // Found by its own id or not, what it fills in may not be a key another record holds — as
+    // its own update would be judged one batch later. Only an operator's choice writes it anyway.
+    if matched_by != OPERATOR_CHOICE
+        && let Some(taken) = fills_anothers_key(plan, standing, works, &lead_now, &merged, Holder::Lead(lead))
+    {
         let other = match &taken.other {
             Ok(d) => format!("destination record {d}"),
             Err(sid) => format!("source record {} of this batch", crate::text::shown(sid)),

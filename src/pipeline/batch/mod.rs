@@ -227,9 +227,18 @@ fn settle_followers(works: &mut [Work]) {
             (Some(o), Some(id)) if o.is_written() => {
                 works[i].outcome = Some(Outcome::Merged);
                 works[i].written = works[lead].written.clone();
-                works[i].detail = Some(format!(
-                    "merged into {id} with source record {lead_sid} of the same batch, its survivor: it fills blanks only"
-                ));
+                // The lead may itself be a member of a record another source record survives in.
+                works[i].detail = Some(match &works[lead].role {
+                    Role::Member { survivor } => format!(
+                        "merged into {id} (source record {} survives there) with source record {lead_sid} of the same \
+                         batch: it fills blanks only",
+                        crate::text::shown(survivor)
+                    ),
+                    Role::Survivor { .. } => format!(
+                        "merged into {id} with source record {lead_sid} of the same batch, its survivor: it fills \
+                         blanks only"
+                    ),
+                });
                 works[i].dest_id = Some(id);
             }
             (Some(Outcome::Failed), _) => {
