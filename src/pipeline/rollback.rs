@@ -345,7 +345,12 @@ async fn rollback_object(
                 }
             }
             // A run that only found the record as it was (unchanged) leaves the last writer earlier.
-            if last_run > of_run {
+            let undone = || -> Result<bool> {
+                let sids: Vec<&str> = group.targets.iter().map(|t| t.source_id.as_str()).collect();
+                let store = lock(engine.store())?;
+                tokio::task::block_in_place(|| store.undone_by_rollback(&plan.name, &sids, &group.dest_id, last_run))
+            };
+            if last_run > of_run && !undone()? {
                 why.push(format!("written again by run {last_run} since"));
             }
             if let Some(child) = mine.get(&group.dest_id) {

@@ -81,6 +81,22 @@ impl Store {
         Ok(rows)
     }
 
+    /// Whether a rollback of `run` already undid (or found nothing to undo in) its write of one
+    /// of these source records to `dest_id`: that run no longer counts as a later writer.
+    pub fn undone_by_rollback(&self, object: &str, source_ids: &[&str], dest_id: &str, run: i64) -> Result<bool> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT 1 FROM audit r INDEXED BY audit_record JOIN runs rr ON rr.id = r.run_id
+             WHERE r.object = ?1 AND r.source_id = ?2 AND r.dest_id = ?3 AND rr.kind = 'rollback' AND rr.of_run = ?4
+               AND r.outcome IN ('rolled_back', 'rollback_restored') LIMIT 1",
+        )?;
+        for sid in source_ids {
+            if stmt.exists(params![object, sid, dest_id, run])? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Every linked record of an object with what Cutover last wrote to it: (source id,
     /// destination id, image JSON).
     pub fn linked_images(&self, object: &str) -> Result<Vec<(String, String, Option<String>)>> {
