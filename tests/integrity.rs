@@ -1049,3 +1049,21 @@ fn a_run_whose_rollback_was_done_in_another_order_no_longer_blocks_an_earlier_ro
     assert_eq!(count(&dest(dir.path()), "SELECT COUNT(*) FROM contacts"), 0, "every run undone");
     assert_eq!(count(&store(dir.path()), "SELECT COUNT(*) FROM id_map"), 0);
 }
+
+#[test]
+fn a_record_added_beside_cutover_sharing_an_email_is_named_even_when_the_count_balances() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let existing = "INSERT INTO contacts VALUES (101, 'Old', 'old@x.com', '');";
+    contacts_project(dir.path(), "fill_blanks", 10, b"id,name,email,phone\n1,Ann,ann@x.com,\n", existing);
+    assert!(cutover(dir.path(), &["run"], &[]).status.success());
+    assert_eq!(common::reconcile_keys(dir.path(), &[]), Vec::<String>::new());
+    // Someone deletes one record and adds a copy of Ann: the count is what it was.
+    dest(dir.path())
+        .execute_batch(
+            "DELETE FROM contacts WHERE id = 101; INSERT INTO contacts (name, email) VALUES ('Dup', 'ANN@x.com');",
+        )
+        .expect("planted");
+    let keys = common::reconcile_keys(dir.path(), &[]);
+    assert!(keys.contains(&"contacts/duplicates/email".to_string()), "{keys:?}");
+    assert_ne!(cutover(dir.path(), &["signoff", "--notes", "x"], &[]).status.code(), Some(0));
+}

@@ -292,6 +292,7 @@ pub async fn check(
             Role::Plain => {}
         }
     }
+    see_the_others(engine, plan, &mut keys).await?;
     let mut duplicates = shared_keys(dest.as_ref(), plan, &fields, keys).await?;
     if !duplicates.0.is_empty() {
         let store = lock_store()?;
@@ -306,6 +307,39 @@ pub async fn check(
         }
     }
     Ok(Population { readback, distributions, sums: sum_checks, relationships, duplicates })
+}
+
+/// The destination's other records, key fields only, so a record added beside Cutover that
+/// shares an email with one it wrote is found too. Database destinations only: a CRM's API
+/// would be read record by record at its rate limit.
+async fn see_the_others(engine: &Engine, plan: &ObjectPlan, keys: &mut super::witness::KeyWitness) -> Result<()> {
+    let kind = engine.project.config.destination.kind.as_str();
+    let key_fields = keys.fields();
+    if key_fields.is_empty() || !matches!(kind, "sqlite" | "postgres" | "mysql") {
+        return Ok(());
+    }
+    let ours: HashSet<String> = {
+        let store = engine.store().lock().map_err(|_| eyre!("state store lock poisoned"))?;
+        tokio::task::block_in_place(|| store.id_map_links(&plan.name))?.into_values().collect()
+    };
+    let names: Vec<String> = key_fields.iter().map(|(f, _)| f.clone()).collect();
+    let dest = engine.destination();
+    let mut after = crate::connect::Cursor::start();
+    loop {
+        let (rows, next, done) = dest
+            .scan(&plan.dest_object, &names, &after, 5000)
+            .await
+            .wrap_err_with(|| format!("reading {} in the destination for shared keys", plan.dest_object))?;
+        for (id, values) in rows {
+            if !ours.contains(&id) {
+                keys.see_other(&id, &values);
+            }
+        }
+        if done {
+            return Ok(());
+        }
+        after = next;
+    }
 }
 
 /// Written records sharing a match-key value: the witness's suspects, read again to confirm.

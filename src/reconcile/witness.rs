@@ -179,6 +179,9 @@ pub struct KeyWitness {
     /// (field, position in the destination fields, how to compare).
     keys: Vec<(String, usize, Kind)>,
     dests: Vec<Box<str>>,
+    /// How many of `dests` (the first ones) this migration wrote or matched; the others are
+    /// the destination's own records, read to find one sharing a key with a written record.
+    ours: usize,
     /// Per key: (hash of the normalised value, index into `dests`).
     entries: Vec<Vec<(u64, u32)>>,
 }
@@ -215,6 +218,24 @@ impl KeyWitness {
             entries: keys.iter().map(|_| Vec::new()).collect(),
             keys,
             dests: Vec::new(),
+            ours: 0,
+        }
+    }
+
+    /// The key fields, in the destination's field order positions: (field, position).
+    pub fn fields(&self) -> Vec<(String, usize)> {
+        self.keys.iter().map(|(f, i, _)| (f.clone(), *i)).collect()
+    }
+
+    /// A destination record this migration did not write, with its key values (in the order of
+    /// [`KeyWitness::fields`]): it counts only where it shares a value with a written record.
+    pub fn see_other(&mut self, dest_id: &str, key_values: &[Option<String>]) {
+        let at = self.dests.len() as u32;
+        self.dests.push(dest_id.into());
+        for k in 0..self.keys.len() {
+            if let Some(v) = key_values.get(k).and_then(|v| v.as_deref()).and_then(|v| self.normalise(k, v)) {
+                self.entries[k].push((crate::config::fnv1a(v.as_bytes()), at));
+            }
         }
     }
 
@@ -240,6 +261,7 @@ impl KeyWitness {
         }
         let at = self.dests.len() as u32;
         self.dests.push(dest_id.into());
+        self.ours = self.dests.len();
         for k in 0..self.keys.len() {
             let i = self.keys[k].1;
             if let Some(v) = values.get(i).and_then(|v| v.as_deref()).and_then(|v| self.normalise(k, v)) {
@@ -260,7 +282,8 @@ impl KeyWitness {
                     j += 1;
                 }
                 let dests: BTreeSet<&str> = entries[i..j].iter().map(|(_, d)| &*self.dests[*d as usize]).collect();
-                if dests.len() > 1 {
+                let ours = entries[i..j].iter().any(|(_, d)| (*d as usize) < self.ours);
+                if dests.len() > 1 && ours {
                     out.push(Suspects {
                         field: self.keys[k].0.clone(),
                         index: self.keys[k].1,
