@@ -24,6 +24,8 @@ pub struct CommitWriter {
     /// Destination id → what Cutover wrote there (the batch, the image) in the same batches: a
     /// delta's next batch compares the destination with it, not with the store's older image.
     in_flight_images: HashMap<String, (u64, String)>,
+    /// Only a delta compares images: a full run does not keep them in flight.
+    keep_images: bool,
     /// Per batch handed over: its number and its id-map entries (source id, destination id).
     batches: Vec<(u64, Vec<(String, String)>)>,
     /// The newest batch handed over, and the newest the writer confirmed.
@@ -32,7 +34,7 @@ pub struct CommitWriter {
 }
 
 impl CommitWriter {
-    pub fn start(store: Arc<Mutex<Store>>, timings: Arc<Timings>) -> Self {
+    pub fn start(store: Arc<Mutex<Store>>, timings: Arc<Timings>, keep_images: bool) -> Self {
         let (send, batches) = std::sync::mpsc::sync_channel::<(u64, BatchCommit)>(1);
         let (confirm, confirmed) = std::sync::mpsc::channel::<(u64, Result<()>)>();
         let handle = tokio::task::spawn_blocking(move || {
@@ -56,6 +58,7 @@ impl CommitWriter {
             in_flight: HashMap::new(),
             in_flight_dest: HashMap::new(),
             in_flight_images: HashMap::new(),
+            keep_images,
             batches: Vec::new(),
             sent: 0,
             committed: 0,
@@ -94,7 +97,9 @@ impl CommitWriter {
         for w in &commit.id_map {
             self.in_flight.insert(w.source_id.clone(), w.dest_id.clone());
             self.in_flight_dest.entry(w.dest_id.clone()).or_default().push((w.source_id.clone(), w.member));
-            if let Some(image) = &w.written {
+            if self.keep_images
+                && let Some(image) = &w.written
+            {
                 self.in_flight_images.insert(w.dest_id.clone(), (batch, image.clone()));
             }
         }

@@ -660,7 +660,7 @@ impl Engine {
         let mut halt = None;
         let mut cancelled = false;
 
-        let mut writer = CommitWriter::start(self.store.clone(), self.timings.clone());
+        let mut writer = CommitWriter::start(self.store.clone(), self.timings.clone(), delta);
         let index_writer = Mutex::new(IndexWriter::start(self.index.clone(), self.timings.clone()));
         let reader = Mutex::new(Store::open_reader(&self.store_path)?);
         let mut batch_no = 0u64;
