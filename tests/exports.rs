@@ -124,3 +124,21 @@ fn a_phone_fields_invalid_policy_holds_or_blanks_instead() {
     let out = cutover(p.path(), &["check"], &[]);
     assert!(text(&out).contains("'ignore' is not one of warn, queue, blank"), "{}", text(&out));
 }
+
+#[test]
+fn a_record_several_source_records_feed_counts_once_in_the_sums() {
+    let fields = "[destination.types]\n\"people.amount\" = \"decimal\"\n[objects.people]\nmatch = [\"email\"]\n\
+                  [objects.people.fields]\nname = { from = \"name\" }\nemail = { from = \"email\", transform = \"email\" }\n\
+                  amount = { from = \"amount\" }\n";
+    let csv = "id,name,email,amount\n1,Ann,ann@x.com,10.5\n2,Ann again,ANN@x.com,99\n3,Bo,bo@x.com,1\n";
+    let p = TestProject::new(
+        &csv_to_sqlite("sums", fields),
+        &[("people", csv)],
+        "CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT, email TEXT, amount TEXT);",
+    );
+    assert!(cutover(p.path(), &["run"], &[]).status.success());
+    let out = cutover(p.path(), &["reconcile", "--all", "--format", "json"], &[]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let sum = &report["objects"][0]["sums"][0];
+    assert_eq!((sum["mapped"].as_str(), sum["destination"].as_str()), (Some("11.5"), Some("11.5")), "{sum}");
+}

@@ -1067,3 +1067,18 @@ fn a_record_added_beside_cutover_sharing_an_email_is_named_even_when_the_count_b
     assert!(keys.contains(&"contacts/duplicates/email".to_string()), "{keys:?}");
     assert_ne!(cutover(dir.path(), &["signoff", "--notes", "x"], &[]).status.code(), Some(0));
 }
+
+#[test]
+fn a_source_correction_is_no_change_in_the_source() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    contacts_project(dir.path(), "fill_blanks", 10, b"id,name,email,phone\n1,Ann,ann@x.com,12\n2,Bo,bo@x.com,\n", "");
+    assert!(cutover(dir.path(), &["run"], &[]).status.success());
+    let item = queue_id(dir.path(), "1", 1);
+    assert!(cutover(dir.path(), &["queue", "fix", &item, "source.phone=415 555 0101"], &[]).status.success());
+    assert!(cutover(dir.path(), &["queue", "reprocess", &item], &[]).status.success());
+    assert_eq!(count(&dest(dir.path()), "SELECT COUNT(*) FROM contacts WHERE phone = '+14155550101'"), 1);
+    assert_eq!(common::reconcile_keys(dir.path(), &[]), Vec::<String>::new(), "the export did not change");
+    // A full run maps the row with its correction again: nothing changes, nothing is held.
+    assert!(cutover(dir.path(), &["run"], &[]).status.success());
+    assert_eq!(outcomes(dir.path(), "contacts"), [("unchanged".into(), 2)]);
+}

@@ -159,14 +159,18 @@ impl Mapper {
     /// Maps one record. `corrections` are the operator's: `source.FIELD` replaces a source value
     /// before mapping, any other key replaces the mapped value of that destination field.
     pub fn map(&self, record: SourceRecord, corrections: &IndexMap<String, Option<String>>) -> Result<Mapped> {
-        let mut source = record;
+        // The record keeps its values as read (what the queue shows, what the source hash and a
+        // delta compare with); a `source.FIELD` correction applies to a copy that is mapped.
+        let mut corrected: Option<Vec<Value>> = None;
         for (key, value) in corrections {
             if let Some(field) = key.strip_prefix("source.")
                 && let Some(i) = self.plan.source_fields.iter().position(|f| f == field)
             {
-                source.values[i] = value.clone();
+                corrected.get_or_insert_with(|| record.values.clone())[i] = value.clone();
             }
         }
+        let source = record;
+        let read: &[Value] = corrected.as_deref().unwrap_or(&source.values);
         let mut values = Vec::with_capacity(self.plan.rules.len());
         let mut issues = Vec::new();
         let mut warnings = Vec::new();
@@ -190,7 +194,7 @@ impl Mapper {
                 }
                 continue;
             }
-            let raw = extract(rule, &source.values);
+            let raw = extract(rule, read);
             let mut warning = None;
             match self.map_value(rule, raw.clone(), &mut waiting_on, &mut warning) {
                 Ok(v) => {
