@@ -1082,3 +1082,33 @@ fn a_source_correction_is_no_change_in_the_source() {
     assert!(cutover(dir.path(), &["run"], &[]).status.success());
     assert_eq!(outcomes(dir.path(), "contacts"), [("unchanged".into(), 2)]);
 }
+
+#[test]
+fn a_key_a_merge_did_not_write_leads_nobody_later_in_the_batch() {
+    let mut seen = Vec::new();
+    for batch in [1, 2, 500] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let existing = "INSERT INTO contacts (name, email, phone) VALUES ('Ann', 'ann@x.com', '+14155550001');";
+        let csv = b"id,name,email,phone\nb1,Ann B,,4155550001\n";
+        contacts_project(dir.path(), "fill_blanks", batch, csv, existing);
+        assert!(cutover(dir.path(), &["run"], &[]).status.success());
+        // b1 (merged into Ann by her phone) now brings another email: fill_blanks keeps Ann's.
+        // Bea comes later with that other email: nobody holds it, so she is new — as she is
+        // when the two are in different batches.
+        let csv = "id,name,email,phone\nb1,Ann B,other@x.com,4155550001\nb2,Bea,other@x.com,4155550002\n";
+        std::fs::write(dir.path().join("source/contacts.csv"), csv).expect("csv");
+        let out = cutover(dir.path(), &["run", "--delta", "both"], &[]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(
+            outcomes(dir.path(), "contacts"),
+            [("created".into(), 1), ("unchanged".into(), 1)],
+            "batch {batch}\n{}",
+            text(&out)
+        );
+        let d = dest(dir.path());
+        assert_eq!(count(&d, "SELECT COUNT(*) FROM contacts WHERE email = 'other@x.com' AND name = 'Bea'"), 1);
+        assert_eq!(count(&d, "SELECT COUNT(*) FROM contacts WHERE email = 'ann@x.com'"), 1);
+        seen.push((outcomes(dir.path(), "contacts"), rows(dir.path(), "contacts")));
+    }
+    assert!(seen.windows(2).all(|w| w[0] == w[1]), "batches change nothing: {seen:#?}");
+}

@@ -244,12 +244,7 @@ phone = {{ from = "phone", transform = "phone" }}
     );
     std::fs::create_dir_all(dir.join("source")).expect("mkdir");
     std::fs::write(dir.join("cutover.toml"), toml).expect("toml");
-    let cell = |v: &Option<String>| v.clone().unwrap_or_default();
-    let mut csv = String::from("id,name,email,phone\n");
-    for (sid, p) in rows {
-        csv.push_str(&format!("{sid},{},{},{}\n", cell(&p.name), cell(&p.email), cell(&p.phone)));
-    }
-    std::fs::write(dir.join("source/contacts.csv"), csv).expect("csv");
+    write_rows(dir, rows);
     let db = rusqlite::Connection::open(dir.join("destination.db")).expect("dest");
     db.execute_batch("CREATE TABLE contacts (id INTEGER PRIMARY KEY, name TEXT, email TEXT, phone TEXT);")
         .expect("table");
@@ -260,6 +255,16 @@ phone = {{ from = "phone", transform = "phone" }}
         )
         .expect("row");
     }
+}
+
+/// The export: `source/contacts.csv` with these rows.
+fn write_rows(dir: &Path, rows: &[(String, Person)]) {
+    let cell = |v: &Option<String>| v.clone().unwrap_or_default();
+    let mut csv = String::from("id,name,email,phone\n");
+    for (sid, p) in rows {
+        csv.push_str(&format!("{sid},{},{},{}\n", cell(&p.name), cell(&p.email), cell(&p.phone)));
+    }
+    std::fs::write(dir.join("source/contacts.csv"), csv).expect("csv");
 }
 
 fn destination(dir: &Path) -> Vec<Person> {
@@ -357,6 +362,30 @@ proptest! {
         prop_assert_eq!(got.len(), rows.len(), "every physical record has exactly one latest outcome");
         prop_assert_eq!(got, want, "outcomes (batch {})", batch);
         prop_assert_eq!(destination(dir.path()), want_people, "destination (batch {})", batch);
+    }
+
+    /// A later export changes people's keys (found by their own ids, they keep what the merge
+    /// rule keeps) and brings new people: the delta decides every record as it would one batch
+    /// at a time.
+    #[test]
+    fn a_delta_after_a_run_decides_alike_at_any_batch_size(
+        (existing, rows, batch) in source(),
+        (_, later, _) in source(),
+    ) {
+        let rt = runtime();
+        let mut ends = Vec::new();
+        for size in [1, batch.max(2) * 3] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            project(dir.path(), &existing, &rows, size);
+            rt.block_on(async { engine(dir.path(), None).run(cutover::store::RunKind::Full).await }).expect("runs");
+            write_rows(dir.path(), &later);
+            rt.block_on(async { engine(dir.path(), None).delta(cutover::pipeline::delta::DeltaMode::Both).await })
+                .expect("delta runs");
+            ends.push((size, outcomes(dir.path()), destination(dir.path())));
+        }
+        let (one, many) = (&ends[0], &ends[1]);
+        prop_assert_eq!(&many.1, &one.1, "outcomes at batch {} against batch 1", many.0);
+        prop_assert_eq!(&many.2, &one.2, "destination at batch {} against batch 1", many.0);
     }
 
     #[test]

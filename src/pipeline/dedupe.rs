@@ -45,6 +45,12 @@ pub trait MatchLookup {
     fn written(&self, source_id: &str) -> Option<Written>;
     /// Destination records whose key (by position) has this normalised value.
     fn candidates(&self, key: usize, value: &str) -> Vec<Written>;
+    /// Whether the record of the batch at position `lead` is about to hold this key value. A
+    /// record merged into a destination record that keeps its own value (fill blanks) does not
+    /// give it the record's key, so it leads nobody by that key — as one batch later.
+    fn lead_holds(&self, _lead: usize, _key: usize, _value: &str) -> bool {
+        true
+    }
 }
 
 /// Normalises a match key value so that equal people compare equal: emails by case, phones by
@@ -226,6 +232,9 @@ impl<'p> BatchDeduper<'p> {
                     }
                 }
                 for &lead in self.pending_keys[*key].get(value.as_str()).into_iter().flatten() {
+                    if !lookup.lead_holds(lead, *key, value) {
+                        continue;
+                    }
                     if !targets.contains(&Target::Lead(lead)) {
                         targets.push(Target::Lead(lead));
                     }

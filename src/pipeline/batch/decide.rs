@@ -657,6 +657,26 @@ impl MatchLookup for AsItStands<'_> {
         };
         self.known.candidates(key, value).into_iter().filter(|(d, _)| holds(d)).collect()
     }
+
+    fn lead_holds(&self, lead: usize, key: usize, value: &str) -> bool {
+        lead_holds(self.plan, self.region, self.works, lead, key, value)
+    }
+}
+
+/// Whether the record of the batch at `lead` is about to be written holding this normalised key
+/// value (its values as merged so far).
+fn lead_holds(
+    plan: &ObjectPlan,
+    region: phonenumber::country::Id,
+    works: &[Work],
+    lead: usize,
+    key: usize,
+    value: &str,
+) -> bool {
+    let Some(mk) = plan.match_keys.get(key) else { return false };
+    let Some(finals) = works.get(lead).and_then(|w| w.finals.as_deref()) else { return true };
+    let have = finals.get(mk.index).and_then(|v| v.as_deref());
+    have.and_then(|v| normalize_key(mk.kind, v, false, region)).as_deref() == Some(value)
 }
 
 /// What the batch knows of the destination and of its own records so far.
@@ -721,7 +741,12 @@ fn fills_anothers_key(
             continue;
         }
         let dest = lookup.candidates(k, &value).into_iter().map(|(d, _)| d).find(|d| Some(d.as_str()) != own_dest);
-        let lead = standing.dedupe.leads_holding(k, &value).iter().copied().find(|&l| Some(l) != own_lead);
+        let lead = standing
+            .dedupe
+            .leads_holding(k, &value)
+            .iter()
+            .copied()
+            .find(|&l| Some(l) != own_lead && lead_holds(plan, region, works, l, k, &value));
         let other = match (dest, lead) {
             (Some(d), _) => Ok(d),
             (None, Some(l)) => Err(works.get(l).map(|w| w.source_id().to_string()).unwrap_or_default()),
