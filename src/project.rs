@@ -51,16 +51,17 @@ impl Project {
     }
 
     pub fn engine(&self) -> Result<Engine> {
-        let source = connect::open_source(&self.config)?;
-        let dest = connect::open_destination(&self.config, false)?;
+        let source = connect::open_source(&self.config).map_err(|e| self.config.as_file_problem(e))?;
+        let dest = connect::open_destination(&self.config, false).map_err(|e| self.config.as_file_problem(e))?;
         Engine::new(self.config.clone(), source, dest, self.store_path.clone())
     }
 
     /// An engine that reads both systems for real but writes nothing: it runs on a scratch copy
     /// of the state store, against a destination that only pretends to write.
     pub fn preview_engine(&self) -> Result<Preview> {
-        let source = connect::open_source(&self.config)?;
-        let dest = Arc::new(DryRunDestination::new(connect::open_destination(&self.config, true)?));
+        let source = connect::open_source(&self.config).map_err(|e| self.config.as_file_problem(e))?;
+        let dest = connect::open_destination(&self.config, true).map_err(|e| self.config.as_file_problem(e))?;
+        let dest = Arc::new(DryRunDestination::new(dest));
         let scratch = tempfile::tempdir().wrap_err("creating a scratch folder for the preview")?;
         let copy = scratch.path().join("preview.state.db");
         if self.store_path.is_file() {

@@ -155,7 +155,7 @@ kind = "mysql"
 name = { from = "name" }
 "#,
     );
-    has(&e, "source.queries.people", "a csv source has no SQL queries", Some(9));
+    has(&e, "source.queries", "a csv source takes no queries", Some(8));
     assert!(cutover::config::excludes(&["hs_*".into()], "hs_lastmodifieddate"));
     assert!(!cutover::config::excludes(&["hs_*".into(), "email".into()], "phone"));
     has(&e, "destination.url_env", "a mysql destination needs url_env", None);
@@ -219,4 +219,260 @@ fn an_owner_field_without_the_destinations_users_is_a_check_error_not_a_full_que
          [objects.teams]\n[objects.teams.fields]\ntitle = { from = \"title\", transform = \"owner\" }\n",
     );
     has(&e, "objects.teams.fields.title", "names no owners table", None);
+}
+
+/// The demo's project file with one mistake a person makes, and what `check` must say: the key,
+/// words of the message, and that the message carries the key's line. Through the binary; `check`
+/// leaves no state file behind.
+#[test]
+fn a_catalogue_of_bad_project_files_each_named_by_its_key_and_line() {
+    type Variant = (&'static str, &'static [(&'static str, &'static str)], &'static str, &'static str);
+    const BAD: &[Variant] = &[
+        (
+            "batch size as text",
+            &[("batch_size = 500", "batch_size = \"x\"")],
+            "project.batch_size",
+            "expected a whole number, found \"x\"",
+        ),
+        ("negative batch size", &[("batch_size = 500", "batch_size = -5")], "project.batch_size", "found -5"),
+        ("batch size zero", &[("batch_size = 500", "batch_size = 0")], "project.batch_size", "between 1 and 100000"),
+        (
+            "halt rate as text",
+            &[("halt_error_rate = 0.25", "halt_error_rate = \"lots\"")],
+            "project.halt_error_rate",
+            "expected a number",
+        ),
+        (
+            "halt rate above 1",
+            &[("halt_error_rate = 0.25", "halt_error_rate = 5")],
+            "project.halt_error_rate",
+            "at most 1",
+        ),
+        (
+            "day_first as text",
+            &[("default_region = \"US\"", "default_region = \"US\"\nday_first = \"yes\"")],
+            "project.day_first",
+            "expected true or false",
+        ),
+        (
+            "region not a country",
+            &[("default_region = \"US\"", "default_region = \"USA\"")],
+            "project.default_region",
+            "not a country code",
+        ),
+        (
+            "a key twice",
+            &[("batch_size = 500", "batch_size = 500\nbatch_size = 600")],
+            "(syntax)",
+            "duplicate key `batch_size`",
+        ),
+        ("not TOML", &[("batch_size = 500", "batch_size = = 500")], "(syntax)", "expected"),
+        ("unknown section", &[("[owners.aliases]", "[ownrs.aliases]")], "ownrs", "unknown key"),
+        ("project section misspelt", &[("[project]", "[projet]")], "project", "needs a [project] table"),
+        (
+            "unknown source kind",
+            &[("kind = \"csv\"", "kind = \"excel\"")],
+            "source.kind",
+            "unknown source kind 'excel'",
+        ),
+        (
+            "schema on a csv source",
+            &[("path = \"source\" ", "path = \"source\"\nschema = \"public\" ")],
+            "source.schema",
+            "a csv source takes no schema",
+        ),
+        (
+            "token_env on a csv source",
+            &[("path = \"source\" ", "path = \"source\"\ntoken_env = \"T\" ")],
+            "source.token_env",
+            "a csv source takes no token_env",
+        ),
+        (
+            "queries on a csv source",
+            &[("path = \"source\" ", "path = \"source\"\nqueries = { persons = \"SELECT 1\" } ")],
+            "source.queries",
+            "takes no queries",
+        ),
+        (
+            "url_env on a sqlite destination",
+            &[("path = \"destination.db\"", "path = \"destination.db\"\nurl_env = \"U\"")],
+            "destination.url_env",
+            "a sqlite destination takes no url_env",
+        ),
+        (
+            "rate_limit on a sqlite destination",
+            &[("path = \"destination.db\"", "path = \"destination.db\"\nrate_limit = 5")],
+            "destination.rate_limit",
+            "takes no rate_limit",
+        ),
+        ("source folder missing", &[("path = \"source\" ", "path = \"sourcez\" ")], "source.path", "does not exist"),
+        (
+            "destination file missing",
+            &[("path = \"destination.db\"", "path = \"nope.db\"")],
+            "destination.path",
+            "does not exist",
+        ),
+        (
+            "owners table missing",
+            &[("owners = { table = \"owners\"", "owners = { table = \"ownerz\"")],
+            "destination.owners",
+            "ownerz",
+        ),
+        (
+            "owners name not a column",
+            &[("name = [\"first_name\", \"last_name\"]", "name = 5")],
+            "destination.owners.name",
+            "a field name or a list",
+        ),
+        (
+            "URL variable not set",
+            &[(
+                "kind = \"sqlite\"\npath = \"destination.db\"",
+                "kind = \"postgres\"\nurl_env = \"CUTOVER_NOT_SET_URL\"",
+            )],
+            "destination.url_env",
+            "CUTOVER_NOT_SET_URL, which is not set",
+        ),
+        (
+            "types names a field nobody maps",
+            &[("\"contacts.email\" = \"email\"", "\"contacts.emial\" = \"email\"")],
+            "destination.types.\"contacts.emial\"",
+            "no object maps a field 'emial'",
+        ),
+        (
+            "types names an object nobody writes",
+            &[("\"contacts.email\" = \"email\"", "\"contcts.email\" = \"email\"")],
+            "destination.types.\"contcts.email\"",
+            "no object writes to 'contcts'",
+        ),
+        (
+            "unknown type",
+            &[("\"deals.amount\" = \"decimal\"", "\"deals.amount\" = \"money\"")],
+            "destination.types.\"deals.amount\"",
+            "unknown type 'money'",
+        ),
+        (
+            "picklist names a field nobody maps",
+            &[("\"deals.dealstage\" = {", "\"deals.dealstag\" = {")],
+            "destination.picklists.\"deals.dealstag\"",
+            "no object maps a field 'dealstag'",
+        ),
+        (
+            "translation to a blank",
+            &[("\"Won\" = \"closedwon\"", "\"Won\" = \"\"")],
+            "translations.deal_stage.\"Won\"",
+            "blank value",
+        ),
+        (
+            "unknown transform",
+            &[("transform = \"trim\"", "transform = \"trimm\"")],
+            "objects.companies.fields.name.transform",
+            "unknown transform 'trimm'",
+        ),
+        (
+            "unknown merge rule",
+            &[("merge = \"fill_blanks\"", "merge = \"fillblanks\"")],
+            "objects.companies.merge",
+            "unknown merge rule",
+        ),
+        (
+            "match key not mapped",
+            &[("match = [\"domain\"]", "match = [\"domian\"]")],
+            "objects.companies.match",
+            "'domian' is not a mapped",
+        ),
+        (
+            "match as one string",
+            &[("match = [\"domain\"]", "match = \"domain\"")],
+            "objects.companies.match",
+            "expected a list",
+        ),
+        (
+            "field mapping as a string",
+            &[("city = { from = \"address_locality\" }", "city = \"address_locality\"")],
+            "objects.companies.fields.city",
+            "expected a field mapping",
+        ),
+        (
+            "misspelt key of a mapping",
+            &[("city = { from = \"address_locality\" }", "city = { form = \"address_locality\" }")],
+            "objects.companies.fields.city.form",
+            "unknown key",
+        ),
+        (
+            "translation table unknown",
+            &[("translate = \"deal_stage\"", "translate = \"deal_stages\"")],
+            "objects.deals.fields.dealstage.translate",
+            "no translation table 'deal_stages'",
+        ),
+        (
+            "parent unknown",
+            &[("parent = \"companies\"", "parent = \"company\"")],
+            "objects.contacts.fields.associatedcompanyid.parent",
+            "not an object",
+        ),
+        (
+            "source field unknown",
+            &[("from = \"website\"", "from = \"webiste\"")],
+            "objects.companies.fields.domain",
+            "unknown source field 'webiste'",
+        ),
+        (
+            "destination field unknown",
+            &[("city = { from", "cty = { from")],
+            "objects.companies.fields.cty",
+            "has no field 'cty'",
+        ),
+        (
+            "invalid policy unknown",
+            &[("phone = { from = \"phone\"", "phone = { invalid = \"ignore\", from = \"phone\"")],
+            "objects.contacts.fields.phone.invalid",
+            "not one of warn, queue, blank",
+        ),
+        (
+            "outside the source folder",
+            &[("source = \"organizations\"", "source = \"../organizations\"")],
+            "objects.companies.source",
+            "leaves the source folder",
+        ),
+        // Several mistakes of different kinds: each is found in the one pass.
+        (
+            "a type error and a schema error",
+            &[("batch_size = 500", "batch_size = \"x\""), ("city = { from", "cty = { from")],
+            "objects.companies.fields.cty",
+            "has no field 'cty'",
+        ),
+        (
+            "a rule and a schema error",
+            &[("merge = \"fill_blanks\"", "merge = \"fillblanks\""), ("city = { from", "cty = { from")],
+            "objects.companies.merge",
+            "unknown merge rule",
+        ),
+    ];
+    let base = tempfile::tempdir().expect("tempdir");
+    cutover::demo::setup(&base.path().join("demo")).expect("demo");
+    let demo = std::fs::read_to_string(base.path().join("demo/cutover.toml")).expect("toml");
+    for (name, edits, key, words) in BAD {
+        let dir = tempfile::tempdir().expect("tempdir");
+        cutover::demo::setup(dir.path()).expect("demo");
+        let mut toml = demo.clone();
+        for (from, to) in *edits {
+            assert!(toml.contains(from), "{name}: the demo has no {from:?}");
+            toml = toml.replacen(from, to, 1);
+        }
+        std::fs::write(dir.path().join("cutover.toml"), &toml).expect("toml");
+        let out = common::cutover(dir.path(), &["check"], &[]);
+        let said = common::text(&out);
+        assert_eq!(out.status.code(), Some(2), "{name}: exit code\n{said}");
+        let line = said.lines().find(|l| l.contains(&format!(": {key}: ")) && l.contains(words));
+        let line = line.unwrap_or_else(|| panic!("{name}: no line naming {key} with {words:?} in\n{said}"));
+        if *key != "project" {
+            assert!(
+                line.contains("cutover.toml:") && line.split(':').nth(1).is_some_and(|n| n.parse::<u32>().is_ok()),
+                "{name}: no line number in {line:?}"
+            );
+        }
+        assert!(!said.contains("panicked") && !said.contains("usize") && !said.contains("struct "), "{name}: {said}");
+        assert!(!dir.path().join("cutover.state.db").exists(), "{name}: check left a state file");
+    }
 }

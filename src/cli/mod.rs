@@ -448,14 +448,45 @@ pub(crate) fn project_engine(project: Option<&std::path::Path>) -> Result<(Proje
     Ok((project, engine))
 }
 
+/// Every problem of the project file in one pass: its own, what its keys name (folders, files,
+/// variables, tables) and its mappings against both schemas. Writes nothing, not even a state file.
 async fn check_command(project: Option<PathBuf>) -> i32 {
-    let (project, engine) = match project_engine(project.as_deref()) {
-        Ok(pe) => pe,
-        Err(code) => return code,
+    let file = match Project::locate(project.as_deref()) {
+        Ok(file) => file,
+        Err(e) => return not_started(&e),
     };
-    match engine.prepare().await {
+    let (config, mut problems) = match crate::config::load_keeping_problems(&file) {
+        Ok(read) => read,
+        Err(e) => return not_started(&e.into()),
+    };
+    let opened = (crate::connect::open_source(&config), crate::connect::open_destination(&config, true));
+    let (source, dest) = match opened {
+        (Ok(source), Ok(dest)) => (source, dest),
+        (source, dest) => {
+            for e in [source.err(), dest.err()].into_iter().flatten() {
+                match config.as_file_problem(e).downcast::<ConfigError>() {
+                    Ok(c) => {
+                        for p in c.problems {
+                            if !problems.contains(&p) {
+                                problems.push(p);
+                            }
+                        }
+                    }
+                    Err(e) if problems.is_empty() => return not_started(&e),
+                    Err(_) => {}
+                }
+            }
+            return not_started(&ConfigError { file: config.path.clone(), problems }.into());
+        }
+    };
+    if !problems.is_empty() {
+        let schemas = crate::pipeline::prepare::Schemas::read(&config, source.as_ref(), dest.as_ref()).await;
+        problems.extend(schemas.problems(&config));
+        return not_started(&ConfigError { file: config.path.clone(), problems }.into());
+    }
+    match crate::pipeline::prepare::prepare(&config, source.as_ref(), dest.as_ref()).await {
         Ok(prepared) => {
-            say!("{}: the project file is valid.", project.config.path.display());
+            say!("{}: the project file is valid.", config.path.display());
             for plan in &prepared.plans {
                 say!(
                     "  {:<12} {} → {} ({} fields, match on {})",

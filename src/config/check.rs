@@ -30,10 +30,7 @@ pub fn static_rules(config: &ProjectConfig, problems: &mut Problems<'_>) {
     for name in config.source.queries.keys() {
         let path = format!("source.queries.{name}");
         if !matches!(config.source.kind.as_str(), "postgres" | "mysql" | "sqlite") {
-            problems.add(
-                path,
-                format!("a {} source has no SQL queries (sqlite, postgres and mysql do)", config.source.kind),
-            );
+            continue; // the kind takes no queries: said once, for the table
         } else if !config.objects.iter().any(|(k, o)| o.source_name(k) == name) {
             problems.add(path, format!("no object reads '{name}' from the source"));
         }
@@ -88,9 +85,6 @@ pub fn static_rules(config: &ProjectConfig, problems: &mut Problems<'_>) {
                 );
             }
         }
-    }
-    if config.source.allow_outside && config.source.kind != "csv" {
-        problems.add("source.allow_outside", "only a csv source takes allow_outside".to_string());
     }
     for key in config.destination.associations.keys() {
         check_object_field_key(config, &format!("destination.associations.\"{key}\""), key, problems);
@@ -168,24 +162,89 @@ fn check_connection(key: &str, conn: &super::ConnectionConfig, kinds: &[&str], p
     } else if conn.path.as_deref().is_none_or(str::is_empty) {
         problems.add(format!("{key}.path"), format!("a {} {key} needs a path", conn.kind));
     }
-    for (name, set) in [("max_field_lines", conn.max_field_lines), ("max_field_bytes", conn.max_field_bytes)] {
-        match set {
-            Some(_) if !(key == "source" && conn.kind == "csv") => {
-                problems.add(format!("{key}.{name}"), format!("only a csv source takes {name}"))
+    if kinds.contains(&conn.kind.as_str()) {
+        let takes = keys_taken(&conn.kind, key);
+        for given in keys_given(conn) {
+            if !takes.contains(&given) {
+                problems.add(
+                    format!("{key}.{given}"),
+                    format!("a {} {key} takes no {given} (it takes: kind, {})", conn.kind, takes.join(", ")),
+                );
             }
-            Some(0) => problems.add(format!("{key}.{name}"), format!("{name} must be at least 1")),
-            _ => {}
+        }
+    }
+    for (name, set) in [("max_field_lines", conn.max_field_lines), ("max_field_bytes", conn.max_field_bytes)] {
+        if set == Some(0) {
+            problems.add(format!("{key}.{name}"), format!("{name} must be at least 1"));
         }
     }
 }
 
+/// The keys a connection of this kind takes, as a source or as a destination.
+fn keys_taken(kind: &str, role: &str) -> &'static [&'static str] {
+    let source = role == "source";
+    match (kind, source) {
+        ("csv", _) => &["path", "max_field_lines", "max_field_bytes", "allow_outside"],
+        ("sqlite", true) => &["path", "queries"],
+        ("sqlite", false) => &["path", "owners", "picklists", "types"],
+        ("postgres", true) => &["url_env", "schema", "queries"],
+        ("postgres", false) => &["url_env", "schema", "owners", "picklists", "types"],
+        ("mysql", true) => &["url_env", "queries"],
+        ("mysql", false) => &["url_env", "owners", "picklists", "types"],
+        ("hubspot", true) => &["token_env", "base_url", "rate_limit"],
+        ("hubspot", false) => &["token_env", "base_url", "rate_limit", "source_id_property", "associations", "types"],
+        ("pipedrive", true) => &["token_env", "base_url", "rate_limit", "daily_tokens"],
+        ("pipedrive", false) => &["token_env", "base_url", "rate_limit", "daily_tokens", "source_id_property"],
+        _ => &[],
+    }
+}
+
+/// The keys a connection's table sets (besides `kind`).
+fn keys_given(conn: &super::ConnectionConfig) -> Vec<&'static str> {
+    let mut given = Vec::new();
+    let mut set = |name: &'static str, is: bool| {
+        if is {
+            given.push(name);
+        }
+    };
+    set("path", conn.path.is_some());
+    set("max_field_lines", conn.max_field_lines.is_some());
+    set("max_field_bytes", conn.max_field_bytes.is_some());
+    set("allow_outside", conn.allow_outside);
+    set("url_env", conn.url_env.is_some());
+    set("schema", conn.schema.is_some());
+    set("queries", !conn.queries.is_empty());
+    set("token_env", conn.token_env.is_some());
+    set("base_url", conn.base_url.is_some());
+    set("rate_limit", conn.rate_limit.is_some());
+    set("daily_tokens", conn.daily_tokens.is_some());
+    set("source_id_property", conn.source_id_property.is_some());
+    set("associations", !conn.associations.is_empty());
+    set("owners", conn.owners.is_some());
+    set("picklists", !conn.picklists.is_empty());
+    set("types", !conn.types.is_empty());
+    given
+}
+
+/// `"object.field"` must name a field some object of the project writes to that destination
+/// object: a typo (`"contacts.emial"`) would otherwise be a silent no-op.
 fn check_object_field_key(config: &ProjectConfig, path: &str, key: &str, problems: &mut Problems<'_>) {
-    match key.split_once('.') {
-        Some((object, _))
-            if config.objects.values().any(|o| o.destination.as_deref() == Some(object))
-                || config.objects.contains_key(object) => {}
-        Some((object, _)) => problems.add(path, format!("no object writes to '{object}'")),
-        None => problems.add(path, "expected \"object.field\""),
+    let Some((object, field)) = key.split_once('.') else {
+        problems.add(path, "expected \"object.field\"");
+        return;
+    };
+    let writers: Vec<&super::ObjectConfig> =
+        config.objects.iter().filter(|(name, o)| o.destination_name(name) == object).map(|(_, o)| o).collect();
+    if writers.is_empty() {
+        let known: Vec<&str> = config.objects.iter().map(|(name, o)| o.destination_name(name)).collect();
+        problems.add(path, format!("no object writes to '{object}' (objects write to: {})", list_or_none(&known)));
+        return;
+    }
+    if !writers.iter().any(|o| o.fields.contains_key(field)) {
+        let mut mapped: Vec<&str> = writers.iter().flat_map(|o| o.fields.keys().map(String::as_str)).collect();
+        mapped.dedup();
+        problems
+            .add(path, format!("no object maps a field '{field}' of '{object}' (mapped: {})", list_or_none(&mapped)));
     }
 }
 

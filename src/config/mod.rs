@@ -9,6 +9,7 @@
 
 pub mod check;
 pub mod edit;
+mod read;
 mod spans;
 
 use indexmap::IndexMap;
@@ -378,6 +379,29 @@ pub struct Problem {
     pub message: String,
 }
 
+/// A problem a connector found with what one key of the project file names — a folder that is
+/// not there, an environment variable not set, a table missing — so it is reported with that
+/// key and its line, like the file's own problems.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyProblem {
+    pub key: String,
+    pub message: String,
+}
+
+impl KeyProblem {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { key: key.into(), message: message.into() }
+    }
+}
+
+impl fmt::Display for KeyProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+impl std::error::Error for KeyProblem {}
+
 /// Every problem found in a project file, reported together.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -451,6 +475,23 @@ impl LoadedConfig {
     pub fn object(&self, name: &str) -> Option<&ObjectConfig> {
         self.config.objects.get(name)
     }
+
+    /// An error caused by what a key of this file names, as a problem of the file (with the
+    /// key's line); any other error as it is.
+    pub fn as_file_problem(&self, e: color_eyre::Report) -> color_eyre::Report {
+        match e.chain().find_map(|c| c.downcast_ref::<KeyProblem>()) {
+            Some(k) => ConfigError {
+                file: self.path.clone(),
+                problems: vec![Problem {
+                    key: k.key.clone(),
+                    line: self.spans.line_of(&k.key),
+                    message: k.message.clone(),
+                }],
+            }
+            .into(),
+            None => e,
+        }
+    }
 }
 
 /// Reads and checks a project file.
@@ -462,19 +503,37 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
     parse(path, &text)
 }
 
+/// Reads a project file like [`load`], keeping the problems of a file that reads (see
+/// [`parse_keeping_problems`]).
+pub fn load_keeping_problems(path: &Path) -> Result<(LoadedConfig, Vec<Problem>), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        problems: vec![Problem { key: "(file)".into(), line: None, message: format!("cannot read: {e}") }],
+    })?;
+    parse_keeping_problems(path, &text)
+}
+
 /// Parses and checks a project file's text; `path` names it in messages and anchors relative paths.
 pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
+    let (config, problems) = parse_keeping_problems(path, text)?;
+    if !problems.is_empty() {
+        return Err(ConfigError { file: path.to_path_buf(), problems });
+    }
+    Ok(config)
+}
+
+/// Like [`parse`], but a file that reads (every value of the right type) comes back together
+/// with the problems the rules found in it, so that `check` can add the schema's problems to them
+/// and report all at once. `Err`: a piece of the file did not read.
+pub fn parse_keeping_problems(path: &Path, text: &str) -> Result<(LoadedConfig, Vec<Problem>), ConfigError> {
     let fail = |problems| ConfigError { file: path.to_path_buf(), problems };
     let spans = Spans::parse(text);
-    let deserializer = toml::Deserializer::parse(text).map_err(|e| fail(vec![toml_problem(text, &e)]))?;
-    let mut unknown = Vec::new();
-    let config: ProjectConfig = serde_ignored::deserialize(deserializer, |p| unknown.push(p.to_string()))
-        .map_err(|e| fail(vec![toml_problem(text, &e)]))?;
-
     let mut problems = Problems::new(&spans);
-    for key in unknown {
-        problems.add(key, "unknown key (check its spelling; see config.example.toml)");
-    }
+    let config = match read::read(text, &mut problems) {
+        Err(syntax) => return Err(fail(vec![syntax])),
+        Ok(None) => return Err(fail(problems.into_vec())),
+        Ok(Some(config)) => config,
+    };
     check::static_rules(&config, &mut problems);
     let order = match check::parent_order(&config) {
         Ok(order) => order,
@@ -483,16 +542,9 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
             Vec::new()
         }
     };
-    if !problems.is_empty() {
-        return Err(fail(problems.into_vec()));
-    }
+    let problems = problems.into_vec();
     let hash = format!("{:016x}", fnv1a(text.as_bytes()));
-    Ok(LoadedConfig { path: path.to_path_buf(), config, spans, order, hash, text: text.to_string() })
-}
-
-fn toml_problem(text: &str, e: &toml::de::Error) -> Problem {
-    let line = e.span().map(|s| line_of_offset(text, s.start));
-    Problem { key: "(syntax)".into(), line, message: e.message().trim().to_string() }
+    Ok((LoadedConfig { path: path.to_path_buf(), config, spans, order, hash, text: text.to_string() }, problems))
 }
 
 pub(crate) fn line_of_offset(text: &str, offset: usize) -> usize {

@@ -30,7 +30,10 @@ impl Secret {
     pub fn from_env(var: &str, role: &str) -> Result<Self> {
         match std::env::var(var) {
             Ok(v) if !v.trim().is_empty() => Ok(Self(v.trim().to_string())),
-            _ => Err(eyre!("{role}.token_env names the environment variable {var}, which is not set")),
+            _ => Err(eyre!(crate::config::KeyProblem::new(
+                format!("{role}.token_env"),
+                format!("names the environment variable {var}, which is not set or empty (export the API token)")
+            ))),
         }
     }
 

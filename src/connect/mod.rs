@@ -145,7 +145,15 @@ pub trait Destination: Send + Sync {
 
 fn resolve_path(project: &LoadedConfig, conn: &ConnectionConfig, role: &str) -> Result<PathBuf> {
     let path = conn.path.as_deref().ok_or_else(|| eyre!("{role}.path is missing"))?;
-    Ok(project.base_dir().join(path))
+    let full = project.base_dir().join(path);
+    if !full.exists() {
+        let what = if conn.kind == "csv" { "folder" } else { "file" };
+        return Err(eyre!(crate::config::KeyProblem::new(
+            format!("{role}.path"),
+            format!("the {what} {} does not exist (a path is read from the project file's folder)", full.display())
+        )));
+    }
+    Ok(full)
 }
 
 pub fn open_source(project: &LoadedConfig) -> Result<Arc<dyn Source>> {

@@ -8,7 +8,12 @@ use color_eyre::eyre::{Result, eyre};
 
 /// The URL held by the environment variable `var` (its value is a secret: never logged).
 pub fn url_from_env(var: &str, role: &str) -> Result<String> {
-    std::env::var(var).map_err(|_| eyre!("{role}.url_env names the environment variable {var}, which is not set"))
+    std::env::var(var).map_err(|_| {
+        eyre!(crate::config::KeyProblem::new(
+            format!("{role}.url_env"),
+            format!("names the environment variable {var}, which is not set (export it before running)")
+        ))
+    })
 }
 
 /// The database's own message for a failed statement (what the operator needs to fix the

@@ -12,6 +12,7 @@ pub mod index_writer;
 pub mod map;
 pub mod phone_validity;
 pub mod plan;
+pub mod prepare;
 pub mod progress;
 pub mod rollback;
 pub mod run;

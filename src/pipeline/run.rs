@@ -13,9 +13,9 @@ use super::scope::{Part, Scope};
 use super::seen::SeenIds;
 use super::timings::Timings;
 use super::transform::TransformSettings;
-use crate::config::{ConfigError, LoadedConfig, Problems, check};
+use crate::config::LoadedConfig;
 use crate::connect::{Cursor, Destination, Source};
-use crate::model::{Counts, DestSchema, FieldNames, SourceRecord};
+use crate::model::{Counts, SourceRecord};
 use crate::store::journal::Journal;
 use crate::store::{BatchCommit, MatchIndex, QueueItem, RunKind, RunLock, Store, match_index, os_user};
 use color_eyre::eyre::{Result, WrapErr, eyre};
@@ -249,47 +249,7 @@ impl Engine {
 
     /// Reads the schemas of both systems and checks the mappings against them, reporting every problem.
     pub async fn prepare(&self) -> Result<Prepared> {
-        let mut source_fields: HashMap<String, Result<FieldNames, String>> = HashMap::new();
-        let mut dest_schemas: HashMap<String, Result<Arc<DestSchema>, String>> = HashMap::new();
-        for name in &self.project.order {
-            let Some(object) = self.project.object(name) else {
-                continue;
-            };
-            let src = self.source.fields(object.source_name(name)).await.map_err(|e| format!("{e:#}"));
-            source_fields.insert(name.clone(), src);
-            let dst = self.dest.schema(object.destination_name(name)).await.map(Arc::new).map_err(|e| format!("{e:#}"));
-            dest_schemas.insert(name.clone(), dst);
-        }
-        let mut problems = Problems::new(&self.project.spans);
-        check::against_schemas(
-            &self.project.config,
-            |name| check::ObjectSchemas {
-                source_fields: match source_fields.get(name) {
-                    Some(Ok(f)) => Ok(&f[..]),
-                    Some(Err(e)) => Err(e.clone()),
-                    None => Err("not read".into()),
-                },
-                destination: match dest_schemas.get(name) {
-                    Some(Ok(s)) => Ok(s.as_ref()),
-                    Some(Err(e)) => Err(e.clone()),
-                    None => Err("not read".into()),
-                },
-            },
-            &mut problems,
-        );
-        if !problems.is_empty() {
-            return Err(ConfigError { file: self.project.path.clone(), problems: problems.into_vec() }.into());
-        }
-        let mut plans = Vec::new();
-        for name in &self.project.order {
-            let fields =
-                source_fields.remove(name).and_then(Result::ok).ok_or_else(|| eyre!("no fields for {name}"))?;
-            let schema = dest_schemas.remove(name).and_then(Result::ok).ok_or_else(|| eyre!("no schema for {name}"))?;
-            plans.push(Arc::new(ObjectPlan::build(&self.project, name, fields, schema)?));
-        }
-        let users = self.dest.users().await.wrap_err("reading the destination's users")?;
-        let owners = Arc::new(Owners::new(&users, &self.project.config.owners.aliases));
-        Ok(Prepared { plans, owners })
+        super::prepare::prepare(&self.project, self.source.as_ref(), self.dest.as_ref()).await
     }
 
     /// The first `n` records of `object` mapped and validated with the current rules; writes
