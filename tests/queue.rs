@@ -115,3 +115,71 @@ async fn bulk_correction_writes_all_140_deals() {
     let err = engine.reprocess(&ids[..1]).await.expect_err("already written");
     assert!(format!("{:#}", err.error).contains("only open items"), "{:#}", err.error);
 }
+
+/// Held records worked by filter from a shell, as at scale: one command skips, corrects or
+/// previews every record that matches, never one per record; a mistake changes nothing.
+#[test]
+fn held_records_are_skipped_corrected_and_previewed_by_filter_from_the_shell() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let project = dir.path().join("demo");
+    cutover::demo::setup(&project).expect("demo");
+    let run = |args: &[&str]| common::cutover(&project, args, &[]);
+    assert!(run(&["run"]).status.success());
+    let state = || rusqlite::Connection::open(project.join("cutover.state.db")).expect("state");
+    let count = |sql: &str| -> i64 { state().query_row(sql, [], |r| r.get(0)).expect(sql) };
+    let open = |reason: &str| {
+        count(&format!("SELECT COUNT(*) FROM queue WHERE status IN ('open', 'fixed') AND reason = '{reason}'"))
+    };
+    assert_eq!(open("owner_not_provisioned"), 34);
+
+    // A mistake in the filter is named, and nothing changes.
+    let out = run(&["queue", "skip", "--where", "phne=x", "--reason", "typo"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(common::text(&out).contains("no held record has a field 'phne'"), "{}", common::text(&out));
+    let out = run(&["queue", "skip", "35", "--object", "deals", "--reason", "both"]);
+    assert!(common::text(&out).contains("not both"), "{}", common::text(&out));
+    // All or none: one id that is not held refuses the lot.
+    let out = run(&["queue", "skip", "35", "999999", "--reason", "x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(open("no_translation"), 140, "nothing was skipped");
+
+    // Every contact held for an owner nobody provisioned, in one command and one run.
+    let runs_before = count("SELECT COUNT(*) FROM runs");
+    let out = run(&["queue", "skip", "--held-for", "owner_not_provisioned", "--reason", "owners left the company"]);
+    assert!(out.status.success(), "{}", common::text(&out));
+    assert!(common::text(&out).contains("34 queue items skipped"), "{}", common::text(&out));
+    assert_eq!(open("owner_not_provisioned"), 0);
+    assert_eq!(count("SELECT COUNT(*) FROM runs"), runs_before + 1, "one run for the lot");
+    assert_eq!(count("SELECT COUNT(*) FROM audit WHERE outcome = 'skipped' AND detail LIKE '%owners left%'"), 34);
+
+    // --where reads the value as it stands: a source value, a blank mapped value.
+    let listed = common::text(&run(&["queue", "list", "--where", "source.stage=Partner Referral", "--limit", "5"]));
+    assert!(listed.contains("140 records matching --where"), "{listed}");
+    let listed = common::text(&run(&["queue", "list", "--where", "source.stage=Won"]));
+    assert!(listed.contains("0 records matching --where"), "{listed}");
+    // Records of another object have no such field: a blank matches only where the field is.
+    let listed = common::text(&run(&["queue", "list", "--where", "dealstage="]));
+    assert!(listed.contains("140 records matching --where"), "{listed}");
+
+    let out = run(&["queue", "fix", "--where", "source.stage=Partner Referral", "dealstage=qualifiedtobuy"]);
+    assert!(out.status.success(), "{}", common::text(&out));
+    // Corrected, the field no longer holds a blank.
+    assert!(common::text(&run(&["queue", "list", "--where", "dealstage="])).contains("0 records matching"));
+
+    // A preview of the reprocess: what it would write, and nothing changes.
+    let dest = || rusqlite::Connection::open(project.join("destination.db")).expect("dest");
+    let deals = || -> i64 { dest().query_row("SELECT COUNT(*) FROM deals", [], |r| r.get(0)).expect("deals") };
+    let (deals_before, audit_before) = (deals(), count("SELECT COUNT(*) FROM audit"));
+    let out = run(&["queue", "reprocess", "--reason", "no_translation", "--dry-run"]);
+    let said = common::text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("nothing was written"), "{said}");
+    let created = said.lines().find(|l| l.trim_start().starts_with("deals")).expect("deals row");
+    assert!(created.split_whitespace().nth(3) == Some("140"), "140 would be created: {created}");
+    assert_eq!((deals(), count("SELECT COUNT(*) FROM audit")), (deals_before, audit_before));
+    assert_eq!(open("no_translation"), 140, "still held after the preview");
+
+    // And for real.
+    assert!(run(&["queue", "reprocess", "--reason", "no_translation"]).status.success());
+    assert_eq!((deals(), open("no_translation")), (deals_before + 140, 0));
+}

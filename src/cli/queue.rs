@@ -2,7 +2,7 @@
 
 use super::{EXIT_FAILED, EXIT_OK, not_started, report_run};
 use crate::project::Project;
-use crate::store::QueueFilter;
+use crate::store::{QueueFilter, QueueItem};
 use clap::Subcommand;
 use color_eyre::eyre::{Result, bail};
 use std::path::PathBuf;
@@ -16,6 +16,10 @@ pub enum QueueAction {
         /// Reason, e.g. no_translation, owner_not_provisioned, parent_not_written, ambiguous_match.
         #[arg(long)]
         reason: Option<String>,
+        /// Only records whose FIELD holds VALUE now (its mapped value, or the correction made);
+        /// `source.FIELD=VALUE` for a source value; `FIELD=` for blank. Repeat for several.
+        #[arg(long = "where", value_name = "FIELD=VALUE")]
+        wheres: Vec<String>,
         /// Also show resolved and skipped items.
         #[arg(long)]
         all: bool,
@@ -37,6 +41,9 @@ pub enum QueueAction {
         object: Option<String>,
         #[arg(long)]
         reason: Option<String>,
+        /// Only held records whose FIELD holds VALUE now (`--where phone='n/a'`; see `list`).
+        #[arg(long = "where", value_name = "FIELD=VALUE")]
+        wheres: Vec<String>,
         /// FIELD=VALUE as you saw it (`queue show`): if another operator changed the field since,
         /// the correction is refused instead of overwriting theirs. `FIELD=` for blank.
         #[arg(long, value_name = "FIELD=VALUE")]
@@ -50,18 +57,37 @@ pub enum QueueAction {
         all: bool,
         /// Continue the last reprocess that was stopped before it finished (killed, failed), under
         /// the same run, with the records it was given that are still held.
-        #[arg(long, conflicts_with_all = ["ids", "all", "object", "reason"])]
+        #[arg(long, conflicts_with_all = ["ids", "all", "object", "reason", "wheres", "dry_run"])]
         resume: bool,
         #[arg(long)]
         object: Option<String>,
         #[arg(long)]
         reason: Option<String>,
+        /// Only held records whose FIELD holds VALUE now (see `list`).
+        #[arg(long = "where", value_name = "FIELD=VALUE")]
+        wheres: Vec<String>,
+        /// Say what the reprocess would write and hold, on a scratch copy of the state; change
+        /// nothing in the destination or the queue.
+        #[arg(long)]
+        dry_run: bool,
     },
-    /// Skip a held record: it will not be written. The reason goes to the audit log.
+    /// Skip held records: they will not be written. The reason goes to the audit log. By ids
+    /// (`skip 35 36 --reason …`), or every held record matching --object / --held-for / --where
+    /// (`skip --held-for invalid_phone --where phone='n/a' --reason "junk, agreed with sales"`);
+    /// all are checked first and skipped in one transaction, or none.
     Skip {
-        id: i64,
+        ids: Vec<i64>,
+        /// Why (kept in the audit log).
         #[arg(long, required = true)]
         reason: String,
+        #[arg(long)]
+        object: Option<String>,
+        /// Only records held for this reason (invalid_phone, conflicting_match, …).
+        #[arg(long, value_name = "REASON")]
+        held_for: Option<String>,
+        /// Only held records whose FIELD holds VALUE now (see `list`).
+        #[arg(long = "where", value_name = "FIELD=VALUE")]
+        wheres: Vec<String>,
     },
 }
 
@@ -74,6 +100,68 @@ fn parse_change(s: &str) -> Result<(String, Option<String>)> {
     Ok((field.to_string(), (!value.is_empty()).then(|| value.to_string())))
 }
 
+/// The held records an operator names by filter: object, reason, and fields holding values.
+struct Selection {
+    object: Option<String>,
+    reason: Option<String>,
+    wheres: Vec<(String, Option<String>)>,
+}
+
+impl Selection {
+    fn new(object: Option<String>, reason: Option<String>, wheres: &[String]) -> Result<Self> {
+        let wheres = wheres.iter().map(|w| parse_change(w)).collect::<Result<Vec<_>>>()?;
+        Ok(Self { object, reason, wheres })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.object.is_none() && self.reason.is_none() && self.wheres.is_empty()
+    }
+
+    /// The matching items (held only, unless `all`), in queue order.
+    fn items(&self, store: &crate::store::Store, all: bool) -> Result<Vec<QueueItem>> {
+        let filter = QueueFilter {
+            object: self.object.clone(),
+            reason: self.reason.clone(),
+            pending_only: !all,
+            limit: None,
+            offset: 0,
+        };
+        let items = store.queue_list(&filter)?;
+        for (field, _) in &self.wheres {
+            let named = items.iter().any(|it| match field.strip_prefix("source.") {
+                Some(f) => it.source.contains_key(f),
+                None => it.mapped.contains_key(field),
+            });
+            if !named && !items.is_empty() {
+                let known: Vec<&str> = items[0].mapped.keys().map(String::as_str).collect();
+                bail!(
+                    "no held record has a field '{field}' (fields: {}; source fields as source.FIELD)",
+                    known.join(", ")
+                );
+            }
+        }
+        Ok(items.into_iter().filter(|it| self.wheres.iter().all(|(f, v)| holds(it, f, v.as_deref()))).collect())
+    }
+
+    fn ids(&self, store: &crate::store::Store) -> Result<Vec<i64>> {
+        Ok(self.items(store, false)?.iter().map(|i| i.id).collect())
+    }
+}
+
+/// Whether the record's field holds `value` now: the correction made, else the value as
+/// mapped (`source.FIELD`: as read). Blank and absent are the same.
+fn holds(it: &QueueItem, field: &str, value: Option<&str>) -> bool {
+    let read = match field.strip_prefix("source.") {
+        Some(f) => it.source.get(f),
+        None => it.mapped.get(field),
+    };
+    // A record of another object, without the field, holds nothing there — not even a blank.
+    let Some(read) = read else { return false };
+    let now = it.corrections.get(field).cloned().or_else(|| Some(read.clone()));
+    let blank_as_none = |v: Option<&str>| v.filter(|s| !s.is_empty()).map(str::to_string);
+    blank_as_none(now.flatten().as_deref()) == blank_as_none(value)
+}
+
 pub async fn command(project: Option<PathBuf>, action: QueueAction) -> i32 {
     let project = match Project::load(project.as_deref()) {
         Ok(p) => p,
@@ -84,7 +172,13 @@ pub async fn command(project: Option<PathBuf>, action: QueueAction) -> i32 {
             Ok(engine) => report_run(&project, engine.resume_reprocess().await, false),
             Err(e) => not_started(&e),
         },
-        QueueAction::Reprocess { ids, all, object, reason, .. } => reprocess(&project, ids, all, object, reason).await,
+        QueueAction::Reprocess { ids, all, object, reason, wheres, dry_run, .. } => {
+            let selection = match Selection::new(object, reason, &wheres) {
+                Ok(s) => s,
+                Err(e) => return not_started(&e),
+            };
+            reprocess(&project, ids, all, selection, dry_run).await
+        }
         other => match simple(&project, other) {
             Ok(()) => EXIT_OK,
             Err(e) => {
@@ -98,10 +192,24 @@ pub async fn command(project: Option<PathBuf>, action: QueueAction) -> i32 {
 fn simple(project: &Project, action: QueueAction) -> Result<()> {
     let store = project.store()?;
     match action {
-        QueueAction::List { object, reason, all, limit } => {
+        QueueAction::List { object, reason, wheres, all, limit } => {
             say_part!("{}", super::report::queue_hint(&store));
-            let items =
-                store.queue_list(&QueueFilter { object, reason, pending_only: !all, limit: Some(limit), offset: 0 })?;
+            let selection = Selection::new(object, reason, &wheres)?;
+            let items = if selection.wheres.is_empty() {
+                let filter = QueueFilter {
+                    object: selection.object,
+                    reason: selection.reason,
+                    pending_only: !all,
+                    limit: Some(limit),
+                    offset: 0,
+                };
+                store.queue_list(&filter)?
+            } else {
+                let mut items = selection.items(&store, all)?;
+                say!("\n{} matching --where.", crate::text::count(items.len() as u64, "record"));
+                items.truncate(limit);
+                items
+            };
             if !items.is_empty() {
                 say!(
                     "\n  {:>6}  {:<10} {:<12} {:<9} {:<24} first issue",
@@ -180,7 +288,7 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
                 }
             }
         }
-        QueueAction::Fix { args, object, reason, was } => {
+        QueueAction::Fix { args, object, reason, wheres, was } => {
             let (mut ids, mut changes) = (Vec::new(), Vec::new());
             for arg in &args {
                 match arg.parse::<i64>() {
@@ -191,39 +299,66 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
             if changes.is_empty() {
                 bail!("nothing to correct: give FIELD=VALUE");
             }
+            let selection = Selection::new(object, reason, &wheres)?;
             if ids.is_empty() {
-                if object.is_none() && reason.is_none() {
+                if selection.is_empty() {
                     bail!(
-                        "name the records: queue item ids, or --object / --reason for every held record that matches"
+                        "name the records: queue item ids, or --object / --reason / --where for every held record \
+                         that matches"
                     );
                 }
-                let filter = QueueFilter { object, reason, pending_only: true, limit: None, offset: 0 };
-                ids = store.queue_list(&filter)?.iter().map(|i| i.id).collect();
+                ids = selection.ids(&store)?;
                 if ids.is_empty() {
                     bail!("no held record matches");
                 }
+            } else if !selection.is_empty() {
+                bail!("give queue item ids or a filter (--object, --reason, --where), not both");
             }
             let was = was.iter().map(|w| parse_change(w)).collect::<Result<Vec<_>>>()?;
             let n = store.queue_correct_many(&ids, &changes, &was)?;
             let what = if n == 1 { format!("Queue item {}", ids[0]) } else { format!("{n} queue items") };
             say!("{what} corrected; run `cutover queue reprocess` with the same ids or filter to write them.");
         }
-        QueueAction::Skip { id, reason } => {
-            let (_, item) = store.skip_queued(id, &reason, &project.config.hash)?;
-            say!("Queue item {id} ({} {}) skipped: {reason}", item.object, item.source_id);
+        QueueAction::Skip { mut ids, reason, object, held_for, wheres } => {
+            let selection = Selection::new(object, held_for, &wheres)?;
+            if ids.is_empty() {
+                if selection.is_empty() {
+                    bail!("name the records: queue item ids, or --object / --held-for / --where");
+                }
+                ids = selection.ids(&store)?;
+                if ids.is_empty() {
+                    bail!("no held record matches");
+                }
+            } else if !selection.is_empty() {
+                bail!("give queue item ids or a filter (--object, --held-for, --where), not both");
+            }
+            let mut seen = std::collections::HashSet::new();
+            ids.retain(|id| seen.insert(*id));
+            let (_, items) = store.skip_queued_many(&ids, &reason, &project.config.hash)?;
+            match items.as_slice() {
+                [item] => say!(
+                    "Queue item {} ({} {}) skipped: {}",
+                    item.id,
+                    item.object,
+                    crate::text::shown(&item.source_id),
+                    crate::text::shown(&reason)
+                ),
+                _ => say!(
+                    "{} skipped: {}",
+                    crate::text::count(items.len() as u64, "queue item"),
+                    crate::text::shown(&reason)
+                ),
+            }
         }
         QueueAction::Reprocess { .. } => {}
     }
     Ok(())
 }
 
-async fn reprocess(project: &Project, ids: Vec<i64>, all: bool, object: Option<String>, reason: Option<String>) -> i32 {
-    let ids = if all || object.is_some() || reason.is_some() {
-        match project
-            .store()
-            .and_then(|s| s.queue_list(&QueueFilter { object, reason, pending_only: true, limit: None, offset: 0 }))
-        {
-            Ok(items) => items.into_iter().map(|i| i.id).collect(),
+async fn reprocess(project: &Project, ids: Vec<i64>, all: bool, selection: Selection, dry_run: bool) -> i32 {
+    let ids = if all || !selection.is_empty() {
+        match project.store().and_then(|s| selection.ids(&s)) {
+            Ok(ids) => ids,
             Err(e) => return not_started(&e),
         }
     } else {
@@ -232,6 +367,20 @@ async fn reprocess(project: &Project, ids: Vec<i64>, all: bool, object: Option<S
     if ids.is_empty() {
         say!("Nothing to reprocess.");
         return EXIT_OK;
+    }
+    if dry_run {
+        // On a scratch copy of the state, against a destination that only pretends to write.
+        let preview = match project.preview_engine() {
+            Ok(p) => p,
+            Err(e) => return not_started(&e),
+        };
+        let result = preview.engine.reprocess(&ids).await;
+        let succeeded = result.is_ok();
+        let code = report_run(project, result, true);
+        if succeeded && let Ok(store) = preview.engine.store().lock() {
+            say_part!("{}", super::report::queue_summary(&store, true));
+        }
+        return code;
     }
     let engine = match project.engine() {
         Ok(e) => e,

@@ -406,17 +406,39 @@ impl Store {
     /// Skips a pending item with a reason, as a run of its own: the record's outcome is
     /// `skipped`, counted and audited, in one transaction.
     pub fn skip_queued(&self, id: i64, reason: &str, config_hash: &str) -> Result<(i64, QueueItem)> {
-        self.immediate(|| -> Result<(i64, QueueItem)> {
-            let Some(item) = self.queue_item(id)? else { bail!("no queue item {id}") };
+        let (run_id, mut items) = self.skip_queued_many(&[id], reason, config_hash)?;
+        let item = items.pop().ok_or_else(|| color_eyre::eyre::eyre!("no queue item {id}"))?;
+        Ok((run_id, item))
+    }
+
+    /// Skips several held records in one run and one transaction: every id is checked first
+    /// (exists, still open), so either all are skipped or none.
+    pub fn skip_queued_many(&self, ids: &[i64], reason: &str, config_hash: &str) -> Result<(i64, Vec<QueueItem>)> {
+        self.immediate(|| -> Result<(i64, Vec<QueueItem>)> {
+            let mut per_object: IndexMap<String, i64> = IndexMap::new();
+            for &id in ids {
+                let Some(item) = self.queue_item(id)? else { bail!("no queue item {id}") };
+                if !item.status.is_pending() {
+                    bail!("queue item {id} is {} — only open items can be skipped", item.status.as_str());
+                }
+                *per_object.entry(item.object).or_default() += 1;
+            }
             let run_id = self.begin_run(super::RunKind::Skip, &super::os_user(), config_hash)?;
-            self.begin_object(run_id, &item.object, 0, None)?;
-            let item = self.queue_skip(id, reason, run_id)?;
-            self.conn.execute(
-                "UPDATE run_objects SET extracted = 1, skipped = 1, done = 1 WHERE run_id = ?1 AND object = ?2",
-                params![run_id, item.object],
-            )?;
+            for (position, object) in per_object.keys().enumerate() {
+                self.begin_object(run_id, object, position, None)?;
+            }
+            let mut items = Vec::with_capacity(ids.len());
+            for &id in ids {
+                items.push(self.queue_skip(id, reason, run_id)?);
+            }
+            for (object, n) in &per_object {
+                self.conn.execute(
+                    "UPDATE run_objects SET extracted = ?3, skipped = ?3, done = 1 WHERE run_id = ?1 AND object = ?2",
+                    params![run_id, object, n],
+                )?;
+            }
             self.finish_run(run_id, "completed", None)?;
-            Ok((run_id, item))
+            Ok((run_id, items))
         })
     }
 
