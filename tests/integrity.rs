@@ -1112,3 +1112,19 @@ fn a_key_a_merge_did_not_write_leads_nobody_later_in_the_batch() {
     }
     assert!(seen.windows(2).all(|w| w[0] == w[1]), "batches change nothing: {seen:#?}");
 }
+
+#[test]
+fn a_ten_megabyte_value_is_shown_cut_with_its_length_and_whole_on_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let huge = "x".repeat(10 * 1024 * 1024);
+    let csv = format!("id,name,email,phone\n1,Ann,{huge},\n2,Bob,bob@x.com,\n");
+    contacts_project(dir.path(), "fill_blanks", 500, csv.as_bytes(), "");
+    assert!(cutover(dir.path(), &["run"], &[]).status.success());
+    let item = queue_id(dir.path(), "1", 1);
+    let out = cutover(dir.path(), &["queue", "show", &item], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.stdout.len() < 64 * 1024, "queue show printed {} bytes", out.stdout.len());
+    assert!(text(&out).contains("10485760 characters in all"), "{}", &text(&out)[..2000.min(text(&out).len())]);
+    let full = cutover(dir.path(), &["queue", "show", &item, "--full"], &[]);
+    assert!(full.stdout.len() > 10 * 1024 * 1024, "--full prints every character");
+}

@@ -26,8 +26,14 @@ pub enum QueueAction {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
-    /// One held record: source values, mapped values, each field's issue, corrections.
-    Show { id: i64 },
+    /// One held record: source values, mapped values, each field's issue, corrections. A value
+    /// longer than 2,000 characters is cut there (with its length) unless --full.
+    Show {
+        id: i64,
+        /// Every character of every value, however long.
+        #[arg(long)]
+        full: bool,
+    },
     /// Correct fields of held records, by id (`fix 35 dealstage=closedwon`) or every held record
     /// of --object / --reason (`fix --reason no_translation dealstage=closedwon`). FIELD is a
     /// destination field; `source.FIELD=VALUE` corrects a source value before mapping; `FIELD=`
@@ -233,7 +239,8 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
                 );
             }
         }
-        QueueAction::Show { id } => {
+        QueueAction::Show { id, full } => {
+            let clip = |v: &str| clipped(v, full);
             let Some(it) = store.queue_item(id)? else { bail!("no queue item {id}") };
             say!("Queue item {} — {} {} ({}) from {}", it.id, it.object, it.source_id, it.status.as_str(), it.origin);
             say!("Reason: {}", it.reason);
@@ -246,11 +253,8 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
                     "  {} [{}] value {}: {}{}",
                     i.field,
                     i.rule,
-                    i.value
-                        .as_deref()
-                        .map(|v| format!("{:?}", crate::text::shown(v)))
-                        .unwrap_or_else(|| "(blank)".into()),
-                    crate::text::shown(&i.message),
+                    i.value.as_deref().map(|v| format!("\"{}\"", clip(v))).unwrap_or_else(|| "(blank)".into()),
+                    clip(&i.message),
                     i.suggestion.as_deref().map(|s| format!(" — {}", crate::text::shown(s))).unwrap_or_default()
                 );
             }
@@ -259,16 +263,13 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
                 let corrected = it
                     .corrections
                     .get(f)
-                    .map(|c| format!("  → corrected to {:?}", c.as_deref().unwrap_or("")))
+                    .map(|c| format!("  → corrected to \"{}\"", clip(c.as_deref().unwrap_or(""))))
                     .unwrap_or_default();
-                say!(
-                    "  {f:<20} {}{corrected}",
-                    v.as_deref().map(crate::text::shown).unwrap_or_else(|| "(blank)".into())
-                );
+                say!("  {f:<20} {}{corrected}", v.as_deref().map(clip).unwrap_or_else(|| "(blank)".into()));
             }
             say!("\nSource values:");
             for (f, v) in &it.source {
-                say!("  {f:<20} {}", v.as_deref().map(crate::text::shown).unwrap_or_else(|| "(blank)".into()));
+                say!("  {f:<20} {}", v.as_deref().map(clip).unwrap_or_else(|| "(blank)".into()));
             }
             if let Some(serde_json::Value::Object(sides)) = &it.candidates {
                 for (name, values) in sides {
@@ -279,7 +280,7 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
                     match values {
                         serde_json::Value::Object(fields) => {
                             for (f, v) in fields {
-                                let v = v.as_str().map(crate::text::shown).unwrap_or_else(|| "(blank)".into());
+                                let v = v.as_str().map(clip).unwrap_or_else(|| "(blank)".into());
                                 say!("  {f:<20} {v}");
                             }
                         }
@@ -353,6 +354,20 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
         QueueAction::Reprocess { .. } => {}
     }
     Ok(())
+}
+
+/// How many characters of a value `queue show` prints unless asked for all.
+const SHOWN_CHARS: usize = 2000;
+
+/// A value as a terminal may show it (see `text::shown`), cut after [`SHOWN_CHARS`] characters
+/// with its length said, unless `full`.
+fn clipped(v: &str, full: bool) -> String {
+    let n = v.chars().count();
+    if full || n <= SHOWN_CHARS {
+        return crate::text::shown(v);
+    }
+    let head: String = v.chars().take(SHOWN_CHARS).collect();
+    format!("{}… ({n} characters in all; --full shows every one)", crate::text::shown(&head))
 }
 
 async fn reprocess(project: &Project, ids: Vec<i64>, all: bool, selection: Selection, dry_run: bool) -> i32 {

@@ -43,9 +43,20 @@ fn role(plan: &ObjectPlan, field: &str, ty: FieldType) -> Role {
         Some(r) if r.parent.is_some() => Role::Link,
         Some(r) if r.owner || r.translate.is_some() || picklist => Role::Categorical,
         _ if picklist || ty == FieldType::Boolean => Role::Categorical,
+        // Whole numbers that name something (an owner id, an external id, a match key) are
+        // identifiers: their sum means nothing.
+        _ if ty == FieldType::Integer && (names_an_id(field) || plan.match_keys.iter().any(|k| k.field == field)) => {
+            Role::Plain
+        }
         _ if matches!(ty, FieldType::Decimal | FieldType::Number | FieldType::Integer) => Role::Sum,
         _ => Role::Plain,
     }
+}
+
+/// `id`, `owner_id`, `hubspot_owner_id`, `ownerId`, `externalid`: a field named for an identifier.
+fn names_an_id(field: &str) -> bool {
+    let f = field.to_ascii_lowercase();
+    f == "id" || f.ends_with("_id") || field.ends_with("Id") || ["ownerid", "externalid"].iter().any(|s| f.ends_with(s))
 }
 
 fn sample(ids: Vec<String>, options: Options) -> Option<HashSet<String>> {
@@ -386,6 +397,16 @@ mod tests {
         assert_eq!(a, sample(reversed, opts).expect("sample"));
         assert_ne!(a, sample(ids.clone(), Options { seed: 8, ..opts }).expect("sample"));
         assert!(sample(ids, Options { all: true, ..opts }).is_none());
+    }
+
+    #[test]
+    fn identifiers_are_not_amounts() {
+        for id in ["id", "hubspot_owner_id", "ownerId", "externalid", "pd_ownerid"] {
+            assert!(names_an_id(id), "{id}");
+        }
+        for amount in ["amount", "paid", "seats", "valid", "width"] {
+            assert!(!names_an_id(amount), "{amount}");
+        }
     }
 
     #[test]
