@@ -150,6 +150,12 @@ pub enum Rule {
     /// A warning, not a hold: the phone number parses (written in E.164) but is not an
     /// assigned number of its region (`invalid = "warn"`, the default).
     UnassignedPhone,
+    /// A warning: a date like `03/04/2024` that reads either way round was read in the
+    /// project's order (`day_first`); the message gives the other reading.
+    AmbiguousDate,
+    /// A warning: a phone's extension (`x123`, `ext. 12`) was dropped — the destination has no
+    /// field for it.
+    DroppedExtension,
 }
 
 impl Rule {
@@ -173,6 +179,8 @@ impl Rule {
             Rule::InvalidEmail => "invalid_email",
             Rule::InvalidDate => "invalid_date",
             Rule::UnassignedPhone => "unassigned_phone",
+            Rule::AmbiguousDate => "ambiguous_date",
+            Rule::DroppedExtension => "dropped_extension",
         }
     }
 }

@@ -142,3 +142,60 @@ fn a_record_several_source_records_feed_counts_once_in_the_sums() {
     let sum = &report["objects"][0]["sums"][0];
     assert_eq!((sum["mapped"].as_str(), sum["destination"].as_str()), (Some("11.5"), Some("11.5")), "{sum}");
 }
+
+/// Two assumptions a record is written with, each a warning to verify: a date that reads either
+/// way round, and a phone extension nobody keeps. Mapped to a field of its own, the extension
+/// is kept and no warning is given.
+#[test]
+fn a_date_read_in_the_projects_order_and_a_dropped_extension_are_written_with_warnings() {
+    let project = |ext: &str| {
+        let fields = format!(
+            "[destination.types]\n\"people.met_on\" = \"date\"\n[objects.people.fields]\nname = {{ from = \"name\" }}\n\
+             phone = {{ from = \"phone\", transform = \"phone\" }}\nmet_on = {{ from = \"met\" }}\n{ext}"
+        );
+        let csv = "id,name,phone,met\n1,Ann,(415) 555-2671 x123,03/04/2024\n2,Bob,(415) 555-2672,13/04/2024\n\
+                   3,Cy,415.555.2673 ext. 7,2024-03-04\n";
+        TestProject::new(
+            &csv_to_sqlite("assumptions", &fields),
+            &[("people", csv)],
+            "CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT, phone TEXT, phone_ext TEXT, met_on TEXT);",
+        )
+    };
+    let p = project("");
+    let out = cutover(p.path(), &["run"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let row = |name: &str| -> (Option<String>, Option<String>) {
+        p.dest()
+            .query_row("SELECT phone, met_on FROM people WHERE name = ?1", [name], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    assert_eq!(row("Ann"), (Some("+14155552671".into()), Some("2024-03-04".into())), "written, month first");
+    assert_eq!(row("Bob"), (Some("+14155552672".into()), Some("2024-04-13".into())), "13 can only be a day");
+    let warnings = |id: &str| -> String {
+        p.project()
+            .store()
+            .expect("store")
+            .conn()
+            .query_row("SELECT coalesce(warnings, '') FROM audit WHERE source_id = ?1", [id], |r| r.get(0))
+            .expect("audited")
+    };
+    let ann = warnings("1");
+    assert!(ann.contains("ambiguous_date") && ann.contains("2024-04-03"), "{ann}");
+    assert!(ann.contains("dropped_extension") && ann.contains("extension 123"), "{ann}");
+    assert!(!warnings("2").contains("ambiguous_date"), "{}", warnings("2"));
+    assert!(warnings("3").contains("extension 7"), "{}", warnings("3"));
+    let keys = common::reconcile_keys(p.path(), &[]);
+    for key in ["people/warning/ambiguous_date", "people/warning/dropped_extension"] {
+        assert!(keys.contains(&key.to_string()), "{key} in {keys:?}");
+    }
+
+    // With a field for it, the extension is kept, and nothing was dropped.
+    let p = project("phone_ext = { from = \"phone\", transform = \"phone_extension\" }\n");
+    assert!(cutover(p.path(), &["run"], &[]).status.success());
+    let ext = |name: &str| -> Option<String> {
+        p.dest().query_row("SELECT phone_ext FROM people WHERE name = ?1", [name], |r| r.get(0)).expect("row")
+    };
+    assert_eq!((ext("Ann"), ext("Bob"), ext("Cy")), (Some("123".into()), None, Some("7".into())));
+    let keys = common::reconcile_keys(p.path(), &[]);
+    assert!(!keys.contains(&"people/warning/dropped_extension".to_string()), "{keys:?}");
+}

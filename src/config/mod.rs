@@ -241,6 +241,10 @@ pub enum Transform {
     Owner,
     /// Removes control characters (NUL, C0 but tab and line breaks, DEL).
     StripControl,
+    /// The extension of a phone number (`x123`, `ext. 12` → `123`, `12`); blank without one.
+    /// A field mapped with it from the same source field as a `phone` field keeps the extension
+    /// the phone field's E.164 value has no place for.
+    PhoneExtension,
 }
 
 impl Transform {
@@ -257,6 +261,7 @@ impl Transform {
         "boolean",
         "owner",
         "strip_control",
+        "phone_extension",
     ];
 
     pub fn parse(s: &str) -> Option<Self> {
@@ -273,6 +278,7 @@ impl Transform {
             "boolean" => Self::Boolean,
             "owner" => Self::Owner,
             "strip_control" => Self::StripControl,
+            "phone_extension" => Self::PhoneExtension,
             _ => return None,
         })
     }

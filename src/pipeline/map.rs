@@ -240,12 +240,43 @@ impl Mapper {
             return Ok(rule.default.clone());
         };
         for t in &rule.transforms {
+            if matches!(t, crate::config::Transform::Date | crate::config::Transform::Datetime)
+                && warning.is_none()
+                && let Some(message) = transform::ambiguous_order(&v, self.settings.day_first)
+            {
+                let read = transform::apply(*t, v, &self.settings)?;
+                *warning = Some(Issue {
+                    field: String::new(),
+                    rule: Rule::AmbiguousDate,
+                    value: None,
+                    message,
+                    suggestion: Some("check a few of these records in the source system".into()),
+                });
+                v = read;
+                continue;
+            }
             if *t != crate::config::Transform::Phone {
                 v = transform::apply(*t, v, &self.settings)?;
                 continue;
             }
             // A number that parses but is not assigned: the field's `invalid` policy decides.
             let (e164, unassigned) = transform::phone_e164(&v, self.settings.region)?;
+            // Only a value with letters or `;`/`#` can carry an extension: no second parse otherwise.
+            if v.contains(|c: char| c.is_ascii_alphabetic() || c == ';' || c == '#')
+                && let Some(ext) = transform::phone_extension(&v, self.settings.region)
+                && !self.keeps_extension(rule)
+            {
+                *warning = Some(Issue {
+                    field: String::new(),
+                    rule: Rule::DroppedExtension,
+                    value: None,
+                    message: format!("extension {ext} dropped: written as {e164}, and no field keeps the extension"),
+                    suggestion: Some(
+                        "map a destination field with transform = \"phone_extension\" from the same source field"
+                            .into(),
+                    ),
+                });
+            }
             let Some(why) = unassigned else {
                 v = e164;
                 continue;
@@ -268,6 +299,9 @@ impl Mapper {
                     return Ok(None);
                 }
             }
+        }
+        if rule.transforms.contains(&crate::config::Transform::PhoneExtension) && v.is_empty() {
+            return Ok(None);
         }
         if let Some((table, entries)) = &rule.translate {
             v = translate(table, entries, &v)?;
@@ -311,6 +345,14 @@ impl Mapper {
 }
 
 impl Mapper {
+    /// Whether another field of the object keeps the extension of this phone field's source.
+    fn keeps_extension(&self, phone: &FieldRule) -> bool {
+        self.plan.rules.iter().any(|r| {
+            r.transforms.contains(&crate::config::Transform::PhoneExtension)
+                && matches!((&r.expr, &phone.expr), (SourceExpr::Field(a), SourceExpr::Field(b)) if a == b)
+        })
+    }
+
     /// An operator's value for a destination field, through the field's transforms; a value of
     /// a translated field may be a translation's source or its target; an owner is resolved as a
     /// name, an email or a user id; a parent is the parent's source id, or the destination id of

@@ -44,6 +44,7 @@ pub fn apply(t: Transform, value: String, settings: &TransformSettings) -> Resul
         Transform::Integer => integer(&value),
         Transform::Boolean => boolean(&value),
         Transform::Owner => Ok(value),
+        Transform::PhoneExtension => Ok(phone_extension(&value, settings.region).unwrap_or_default()),
         Transform::StripControl => Ok(value
             .chars()
             .filter(|&c| !((c.is_ascii_control() && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{7f}'))
@@ -151,6 +152,13 @@ pub fn phone_e164(value: &str, region: phonenumber::country::Id) -> Result<(Stri
     Ok((out, unassigned))
 }
 
+/// The extension written with a phone number (`415-555-2671 x123`, `ext. 12`, `extension 9`), if any.
+/// A value that is no phone number has none (the phone field itself says what is wrong).
+pub fn phone_extension(value: &str, region: phonenumber::country::Id) -> Option<String> {
+    let parsed = phonenumber::parse(Some(region), value.trim()).ok()?;
+    parsed.extension().map(|e| e.to_string()).filter(|e| !e.is_empty())
+}
+
 /// `YYYY-MM-DD`, written directly: chrono's `format` parses its pattern string on every call.
 fn iso_date(w: &NaiveDateTime) -> String {
     let mut out = String::with_capacity(20);
@@ -233,6 +241,35 @@ impl DateForm {
             DateForm::Written => "a written-out date",
         }
     }
+}
+
+/// A numeric date that reads either way round (`03/04/2024`, `3-4-2024 10:00`: both numbers 12 or
+/// less, and different): how it is read with `day_first`, and the other reading. `None` for any
+/// other value (`13/04/2024` can only be day first; ISO dates are never ambiguous).
+pub fn ambiguous_order(value: &str, day_first: bool) -> Option<String> {
+    let v = value.trim();
+    let date = v.split_once([' ', 'T']).map_or(v, |(d, _)| d);
+    let sep = if date.contains('/') { '/' } else { '-' };
+    let parts: Vec<&str> = date.split(sep).collect();
+    let [a, b, y] = parts.as_slice() else { return None };
+    let digits =
+        |s: &str, n: std::ops::RangeInclusive<usize>| n.contains(&s.len()) && s.bytes().all(|c| c.is_ascii_digit());
+    if !digits(a, 1..=2) || !digits(b, 1..=2) || !digits(y, 4..=4) {
+        return None;
+    }
+    let (a, b, y): (u32, u32, i32) = (a.parse().ok()?, b.parse().ok()?, y.parse().ok()?);
+    if a > 12 || b > 12 || a == b || a == 0 || b == 0 {
+        return None;
+    }
+    let (month, day) = if day_first { (b, a) } else { (a, b) };
+    let read = NaiveDate::from_ymd_opt(y, month, day)?;
+    let other = NaiveDate::from_ymd_opt(y, day, month)?;
+    let (how, switch) = if day_first { ("day first", "false") } else { ("month first", "true") };
+    Some(format!(
+        "'{}' reads either way round: read as {read} ({how}); it is {other} if the export writes it the other way \
+         (day_first = {switch} under [project])",
+        crate::text::shown(v)
+    ))
 }
 
 /// Reads a date or date-time in one of the formats exports use; times without a zone are UTC.
@@ -552,6 +589,29 @@ mod tests {
 
     fn settings() -> TransformSettings {
         TransformSettings { region: Id::US, day_first: false }
+    }
+
+    #[test]
+    fn a_date_that_reads_either_way_round_says_so() {
+        let m = ambiguous_order("03/04/2024", false).expect("ambiguous");
+        assert!(m.contains("read as 2024-03-04 (month first)") && m.contains("2024-04-03"), "{m}");
+        let d = ambiguous_order("03/04/2024 10:00", true).expect("ambiguous");
+        assert!(d.contains("read as 2024-04-03 (day first)"), "{d}");
+        assert!(ambiguous_order("3-4-2024", false).is_some());
+        for clear in ["13/04/2024", "04/04/2024", "2024-03-04", "03.04.2024", "3/4/55", "Mar 3, 2024", "20240304"] {
+            assert_eq!(ambiguous_order(clear, false), None, "{clear}");
+        }
+    }
+
+    #[test]
+    fn a_phone_extension_is_found_in_the_ways_exports_write_it() {
+        let us = Id::US;
+        assert_eq!(phone_extension("415-555-2671 x123", us).as_deref(), Some("123"));
+        assert_eq!(phone_extension("(415) 555-2671 ext. 12", us).as_deref(), Some("12"));
+        assert_eq!(phone_extension("+1 415 555 2671 extension 9", us).as_deref(), Some("9"));
+        assert_eq!(phone_extension("(415) 555-2671", us), None);
+        assert_eq!(phone_extension("n/a", us), None);
+        assert_eq!(phone("415-555-2671 x123", us).as_deref(), Ok("+14155552671"));
     }
 
     #[test]
