@@ -199,3 +199,59 @@ fn a_date_read_in_the_projects_order_and_a_dropped_extension_are_written_with_wa
     let keys = common::reconcile_keys(p.path(), &[]);
     assert!(!keys.contains(&"people/warning/dropped_extension".to_string()), "{keys:?}");
 }
+
+/// `currency_to`: the currency an amount names goes to a field of its own; a currency column
+/// that says another currency than the amount holds the record instead of writing either.
+#[test]
+fn an_amounts_currency_goes_to_its_field_and_a_contradiction_is_held() {
+    let project = |currency: &str| {
+        let fields = format!(
+            "[destination.types]\n\"deals.amount\" = \"decimal\"\n[objects.deals]\nexclude = [{}]\n\
+             [objects.deals.fields]\ntitle = {{ from = \"title\" }}\n\
+             amount = {{ from = \"value\", currency_to = \"currency_code\" }}\n{currency}",
+            if currency.is_empty() { "\"currency\"" } else { "" }
+        );
+        let csv = "id,title,value,currency\n1,Dollars,\"$12,345.00\",\n2,Euros,EUR 5,\n3,Comma,\"1.234,50 €\",EUR\n\
+                   4,Plain,42,\n5,Clash,€5,USD\n";
+        TestProject::new(
+            &csv_to_sqlite("currency", &fields),
+            &[("deals", csv)],
+            "CREATE TABLE deals (id INTEGER PRIMARY KEY, title TEXT, amount TEXT, currency_code TEXT);",
+        )
+    };
+    let written = |p: &TestProject| -> Vec<(String, String, Option<String>)> {
+        let d = p.dest();
+        let mut stmt = d.prepare("SELECT title, amount, currency_code FROM deals ORDER BY title").expect("q");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).expect("rows").map(|r| r.expect("row")).collect()
+    };
+    // Without a currency column: the amount says it.
+    let p = project("");
+    let out = cutover(p.path(), &["run"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rows = written(&p);
+    assert!(rows.contains(&("Dollars".into(), "12345.00".into(), Some("USD".into()))), "{rows:?}");
+    assert!(rows.contains(&("Euros".into(), "5".into(), Some("EUR".into()))), "{rows:?}");
+    assert!(rows.contains(&("Comma".into(), "1234.50".into(), Some("EUR".into()))), "{rows:?}");
+    assert!(rows.contains(&("Plain".into(), "42".into(), None)), "no currency named: {rows:?}");
+    // With one: it fills nothing it has, agrees, or the record waits.
+    let p = project("currency_code = { from = \"currency\" }\n");
+    assert!(cutover(p.path(), &["run"], &[]).status.success());
+    let rows = written(&p);
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert!(!rows.iter().any(|r| r.0 == "Clash"), "{rows:?}");
+    let shown = text(&cutover(p.path(), &["queue", "show", "1"], &[]));
+    assert!(shown.contains("'€5' is an amount in EUR, but currency_code says USD"), "{shown}");
+    // currency_to on a field not read as an amount, or naming no field, is a check error.
+    let bad = TestProject::new(
+        &csv_to_sqlite(
+            "currency",
+            "[objects.deals.fields]\ntitle = { from = \"title\", currency_to = \"nope\" }\namount = { from = \"value\" }\n\
+             currency_code = { from = \"currency\" }\n",
+        ),
+        &[("deals", "id,title,value,currency\n1,a,5,\n")],
+        "CREATE TABLE deals (id INTEGER PRIMARY KEY, title TEXT, amount TEXT, currency_code TEXT);",
+    );
+    let said = text(&cutover(bad.path(), &["check"], &[]));
+    assert!(said.contains("objects.deals.fields.title.currency_to: destination 'deals' has no field 'nope'"), "{said}");
+    assert!(said.contains("'title' is not read as an amount"), "{said}");
+}

@@ -428,8 +428,32 @@ pub fn against_schemas<'a>(
                         }
                     }
                 }
+                for (field, spec) in &object.fields {
+                    let Some(target) = &spec.currency_to else { continue };
+                    let key = format!("{base}.fields.{field}.currency_to");
+                    if dest.field(target).is_none() {
+                        problems.add(&key, format!("destination '{}' has no field '{target}'", dest.object));
+                    }
+                    let amount = spec.transforms().contains(&Transform::Decimal)
+                        || dest.field(field).is_some_and(|f| matches!(f.ty, FieldType::Decimal | FieldType::Number));
+                    if !amount {
+                        problems.add(
+                            key,
+                            format!(
+                                "'{field}' is not read as an amount: give it transform = \"decimal\" or type it \
+                                 decimal under [destination.types]"
+                            ),
+                        );
+                    }
+                }
+                let currency_targets: Vec<&str> =
+                    object.fields.values().filter_map(|s| s.currency_to.as_deref()).collect();
                 for df in &dest.fields {
-                    if df.required && df.name != dest.id_field && !object.fields.contains_key(&df.name) {
+                    if df.required
+                        && df.name != dest.id_field
+                        && !object.fields.contains_key(&df.name)
+                        && !currency_targets.contains(&df.name.as_str())
+                    {
                         problems.add(
                             format!("{base}.fields"),
                             format!(

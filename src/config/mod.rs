@@ -200,6 +200,9 @@ pub struct FieldSpec {
     /// warning audited and reconciled; the default), "queue" (held) or "blank" (left blank,
     /// with a warning).
     pub invalid: Option<String>,
+    /// An amount field: the destination field that receives the currency its values name
+    /// (`$12.50` → USD, `EUR 5` → EUR). That field's own value, if any, must agree.
+    pub currency_to: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -215,6 +215,7 @@ impl Mapper {
                 }
             }
         }
+        self.currencies(read, &mut values, &mut issues);
         let match_choice = corrections.get(MATCH_CHOICE).cloned().flatten().as_deref().and_then(MatchChoice::parse);
         Ok(Mapped {
             source,
@@ -345,6 +346,33 @@ impl Mapper {
 }
 
 impl Mapper {
+    /// Each amount's currency into the field its `currency_to` names: filled when that field is
+    /// blank; a field that says another currency than the amount holds the record.
+    fn currencies(&self, read: &[Value], values: &mut [Value], issues: &mut Vec<Issue>) {
+        for rule in &self.plan.rules {
+            let Some(target) = rule.currency_to else { continue };
+            let Some(raw) = extract(rule, read).filter(|v| !v.trim().is_empty()) else { continue };
+            let Some(code) = transform::money(&raw).ok().and_then(|m| m.currency) else { continue };
+            let Some(slot) = values.get_mut(target) else { continue };
+            match slot.as_deref().map(str::trim) {
+                None | Some("") => *slot = Some(code.to_string()),
+                Some(said) if said.eq_ignore_ascii_case(code) => {}
+                Some(said) => issues.push(Issue {
+                    field: rule.dest.clone(),
+                    rule: Rule::Type,
+                    value: Some(raw.clone()),
+                    message: format!(
+                        "'{}' is an amount in {code}, but {} says {}",
+                        crate::text::shown(&raw),
+                        self.plan.rules[target].dest,
+                        crate::text::shown(said)
+                    ),
+                    suggestion: Some("correct the amount or the currency (here or in the export)".into()),
+                }),
+            }
+        }
+    }
+
     /// Whether another field of the object keeps the extension of this phone field's source.
     fn keeps_extension(&self, phone: &FieldRule) -> bool {
         self.plan.rules.iter().any(|r| {

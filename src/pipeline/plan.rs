@@ -55,6 +55,8 @@ pub struct FieldRule {
     pub max_length: Option<usize>,
     /// What a phone number that parses but is not assigned does.
     pub invalid: InvalidPolicy,
+    /// The position (in the plan's rules) of the field receiving the currency this amount names.
+    pub currency_to: Option<usize>,
 }
 
 /// `invalid = "warn" | "queue" | "blank"` on a phone field.
@@ -172,7 +174,33 @@ impl ObjectPlan {
                 required: spec.required || field.is_some_and(|f| f.required),
                 max_length: spec.max_length.or(field.and_then(|f| f.max_length)),
                 invalid: spec.invalid.as_deref().and_then(InvalidPolicy::parse).unwrap_or_default(),
+                currency_to: None,
             });
+        }
+        // A currency field named by `currency_to` only: a field of its own, filled from the amount.
+        for (i, spec) in object.fields.values().enumerate() {
+            let Some(target) = &spec.currency_to else { continue };
+            let at = match rules.iter().position(|r| &r.dest == target) {
+                Some(at) => at,
+                None => {
+                    let field = schema.field(target);
+                    rules.push(FieldRule {
+                        dest: target.clone(),
+                        expr: SourceExpr::Nothing,
+                        transforms: Vec::new(),
+                        translate: None,
+                        parent: None,
+                        owner: false,
+                        default: None,
+                        required: field.is_some_and(|f| f.required),
+                        max_length: field.and_then(|f| f.max_length),
+                        invalid: InvalidPolicy::default(),
+                        currency_to: None,
+                    });
+                    rules.len() - 1
+                }
+            };
+            rules[i].currency_to = Some(at);
         }
         let dest_fields: FieldNames = rules.iter().map(|r| r.dest.clone()).collect::<Vec<_>>().into();
         let match_keys = object

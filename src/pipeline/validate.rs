@@ -178,6 +178,7 @@ mod tests {
             required,
             max_length,
             invalid: Default::default(),
+            currency_to: None,
         }
     }
 
