@@ -435,6 +435,24 @@ fn a_catalogue_of_bad_project_files_each_named_by_its_key_and_line() {
             "objects.companies.source",
             "leaves the source folder",
         ),
+        (
+            "a default owner nobody is",
+            &[(
+                "hubspot_owner_id = { from = \"owner_name\", transform = \"owner\" }",
+                "hubspot_owner_id = { from = \"owner_name\", transform = \"owner\", default = \"nobody@nowhere.example\" }",
+            )],
+            "objects.companies.fields.hubspot_owner_id.default",
+            "nobody@nowhere.example",
+        ),
+        (
+            "a default date that is no date",
+            &[(
+                "createdate = { from = \"add_time\", transform = \"datetime\" }",
+                "createdate = { from = \"add_time\", transform = \"datetime\", default = \"soon\" }",
+            )],
+            "objects.companies.fields.createdate.default",
+            "'soon' is not a date",
+        ),
         // Several mistakes of different kinds: each is found in the one pass.
         (
             "a type error and a schema error",

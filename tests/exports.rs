@@ -255,3 +255,34 @@ fn an_amounts_currency_goes_to_its_field_and_a_contradiction_is_held() {
     assert!(said.contains("objects.deals.fields.title.currency_to: destination 'deals' has no field 'nope'"), "{said}");
     assert!(said.contains("'title' is not read as an amount"), "{said}");
 }
+
+/// A default is read like a value of its field: a constant owner given by email is written as
+/// that user's id, a default date in ISO form, a default stage through its translation.
+#[test]
+fn a_default_goes_through_the_fields_transforms_owner_and_translation() {
+    let fields = "[destination.owners]\ntable = \"users\"\nid = \"id\"\nname = \"name\"\nemail = \"email\"\n\
+                  [translations.stage]\n\"Won\" = \"closedwon\"\n\"Open\" = \"open\"\n\
+                  [objects.deals.fields]\ntitle = { from = \"title\" }\n\
+                  owner_id = { from = \"owner\", transform = \"owner\", default = \"Sam@Example.com\" }\n\
+                  closed_on = { from = \"closed\", transform = \"date\", default = \"12/31/2024\" }\n\
+                  stage = { from = \"stage\", translate = \"stage\", default = \"Open\" }\n";
+    let csv = "id,title,owner,closed,stage\n1,With,Ann,2024-01-02,Won\n2,Without,,,\n";
+    let p = TestProject::new(
+        &csv_to_sqlite("defaults", fields),
+        &[("deals", csv)],
+        "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT, email TEXT);
+         INSERT INTO users VALUES (7, 'Ann', 'ann@example.com'), (9, 'Sam', 'sam@example.com');
+         CREATE TABLE deals (id INTEGER PRIMARY KEY, title TEXT, owner_id TEXT, closed_on TEXT, stage TEXT);",
+    );
+    let out = cutover(p.path(), &["run"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let row = |title: &str| -> (String, String, String) {
+        p.dest()
+            .query_row("SELECT owner_id, closed_on, stage FROM deals WHERE title = ?1", [title], |r| {
+                Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap_or_else(|e| panic!("{title}: {e}"))
+    };
+    assert_eq!(row("With"), ("7".into(), "2024-01-02".into(), "closedwon".into()));
+    assert_eq!(row("Without"), ("9".into(), "2024-12-31".into(), "open".into()), "defaults read as values");
+}

@@ -127,6 +127,27 @@ pub struct Mapper {
     store: Store,
     /// Owner values repeat on nearly every record: each distinct one is resolved once.
     owner_cache: std::cell::RefCell<HashMap<String, Result<String, Rejection>>>,
+    /// Each field's default as it is written (see [`default_value`]), by destination field.
+    defaults: HashMap<String, Result<Value, Rejection>>,
+}
+
+/// A field's default read like one of its values: through its transforms (an email checked, a
+/// date made ISO), its translation (unless it is a translation's target already) and the owner
+/// lookup (a user's email or name becomes their id). `check` reports a default that does not read.
+pub fn default_value(rule: &FieldRule, settings: &TransformSettings, owners: &Owners) -> Result<Value, Rejection> {
+    let Some(mut v) = rule.default.clone().filter(|d| !d.trim().is_empty()) else { return Ok(None) };
+    for t in &rule.transforms {
+        v = transform::apply(*t, v, settings)?;
+    }
+    if let Some((table, entries)) = &rule.translate
+        && !entries.values().any(|target| *target == v)
+    {
+        v = translate(table, entries, &v)?;
+    }
+    if rule.owner {
+        v = owners.resolve(&v)?;
+    }
+    Ok((!v.is_empty()).then_some(v))
 }
 
 /// Distinct owner values remembered per mapper (a source has a few dozen owners, not thousands).
@@ -153,7 +174,13 @@ fn split_part(s: &str, sep: &str, part: Part) -> Option<String> {
 
 impl Mapper {
     pub fn new(plan: Arc<ObjectPlan>, settings: TransformSettings, owners: Arc<Owners>, store: Store) -> Self {
-        Self { plan, settings, owners, store, owner_cache: Default::default() }
+        let defaults = plan
+            .rules
+            .iter()
+            .filter(|r| r.default.is_some())
+            .map(|r| (r.dest.clone(), default_value(r, &settings, &owners)))
+            .collect();
+        Self { plan, settings, owners, store, owner_cache: Default::default(), defaults }
     }
 
     /// Maps one record. `corrections` are the operator's: `source.FIELD` replaces a source value
@@ -238,7 +265,11 @@ impl Mapper {
         warning: &mut Option<Issue>,
     ) -> Result<Value, Rejection> {
         let Some(mut v) = raw.filter(|s| !s.trim().is_empty()) else {
-            return Ok(rule.default.clone());
+            return match self.defaults.get(&rule.dest) {
+                None => Ok(None),
+                Some(Ok(v)) => Ok(v.clone()),
+                Some(Err(r)) => Err(Rejection { message: format!("the default: {}", r.message), ..r.clone() }),
+            };
         };
         for t in &rule.transforms {
             if matches!(t, crate::config::Transform::Date | crate::config::Transform::Datetime)

@@ -79,5 +79,27 @@ pub async fn prepare(project: &LoadedConfig, source: &dyn Source, dest: &dyn Des
         Err(e) => return Err(e.wrap_err("reading the destination's users")),
     };
     let owners = Arc::new(Owners::new(&users, &project.config.owners.aliases));
+    let problems = default_problems(project, &plans, &owners)?;
+    if !problems.is_empty() {
+        return Err(ConfigError { file: project.path.clone(), problems }.into());
+    }
     Ok(Prepared { plans, owners })
+}
+
+/// Every default that does not read as a value of its field (a constant owner nobody is, a date
+/// that is no date, a stage with no translation).
+fn default_problems(project: &LoadedConfig, plans: &[Arc<ObjectPlan>], owners: &Owners) -> Result<Vec<Problem>> {
+    let settings = super::transform::TransformSettings {
+        region: project.config.project.default_region.parse().map_err(|_| eyre!("project.default_region"))?,
+        day_first: project.config.project.day_first,
+    };
+    let mut problems = Problems::new(&project.spans);
+    for plan in plans {
+        for rule in plan.rules.iter().filter(|r| r.default.is_some()) {
+            if let Err(r) = super::map::default_value(rule, &settings, owners) {
+                problems.add(format!("objects.{}.fields.{}.default", plan.name, rule.dest), r.message);
+            }
+        }
+    }
+    Ok(problems.into_vec())
 }
