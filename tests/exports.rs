@@ -198,6 +198,15 @@ fn a_date_read_in_the_projects_order_and_a_dropped_extension_are_written_with_wa
     assert_eq!((ext("Ann"), ext("Bob"), ext("Cy")), (Some("123".into()), None, Some("7".into())));
     let keys = common::reconcile_keys(p.path(), &[]);
     assert!(!keys.contains(&"people/warning/dropped_extension".to_string()), "{keys:?}");
+    assert!(keys.contains(&"people/warning/ambiguous_date".to_string()), "{keys:?}");
+
+    // A project that says which order its export writes has decided: no warning.
+    let p = project("phone_ext = { from = \"phone\", transform = \"phone_extension\" }\n");
+    let toml = std::fs::read_to_string(p.file()).expect("toml").replacen("[source]", "day_first = false\n[source]", 1);
+    std::fs::write(p.file(), toml).expect("toml");
+    assert!(cutover(p.path(), &["run"], &[]).status.success());
+    let keys = common::reconcile_keys(p.path(), &[]);
+    assert!(!keys.iter().any(|k| k.contains("/warning/")), "{keys:?}");
 }
 
 /// `currency_to`: the currency an amount names goes to a field of its own; a currency column

@@ -43,9 +43,17 @@ pub struct ProjectSection {
     /// Region for phone numbers written without a country code (ISO 3166 alpha-2).
     #[serde(default = "default_region")]
     pub default_region: String,
-    /// Read dd/mm/yyyy rather than mm/dd/yyyy when a date is ambiguous.
+    /// Read dd/mm/yyyy rather than mm/dd/yyyy when a date is ambiguous. Not given: month first,
+    /// and each date that reads either way round is written with a warning (an assumption
+    /// nobody stated); given either way, it is the project's decision.
     #[serde(default)]
-    pub day_first: bool,
+    pub day_first: Option<bool>,
+}
+
+impl ProjectSection {
+    pub fn day_first(&self) -> bool {
+        self.day_first.unwrap_or(false)
+    }
 }
 
 fn default_batch_size() -> usize {

@@ -274,6 +274,7 @@ impl Mapper {
         for t in &rule.transforms {
             if matches!(t, crate::config::Transform::Date | crate::config::Transform::Datetime)
                 && warning.is_none()
+                && !self.settings.order_stated
                 && let Some(message) = transform::ambiguous_order(&v, self.settings.day_first)
             {
                 let read = transform::apply(*t, v, &self.settings)?;

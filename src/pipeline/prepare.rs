@@ -91,7 +91,8 @@ pub async fn prepare(project: &LoadedConfig, source: &dyn Source, dest: &dyn Des
 fn default_problems(project: &LoadedConfig, plans: &[Arc<ObjectPlan>], owners: &Owners) -> Result<Vec<Problem>> {
     let settings = super::transform::TransformSettings {
         region: project.config.project.default_region.parse().map_err(|_| eyre!("project.default_region"))?,
-        day_first: project.config.project.day_first,
+        day_first: project.config.project.day_first(),
+        order_stated: project.config.project.day_first.is_some(),
     };
     let mut problems = Problems::new(&project.spans);
     for plan in plans {

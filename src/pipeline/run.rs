@@ -161,7 +161,8 @@ impl Engine {
             .default_region
             .parse()
             .map_err(|_| eyre!("project.default_region is not a country code"))?;
-        let settings = TransformSettings { region, day_first: project.config.project.day_first };
+        let p = &project.config.project;
+        let settings = TransformSettings { region, day_first: p.day_first(), order_stated: p.day_first.is_some() };
         let (progress, _) = watch::channel(Progress::new("idle", &project.order));
         let (control, _) = watch::channel(Control::Go);
         Ok(Self {

@@ -28,6 +28,9 @@ impl Rejection {
 pub struct TransformSettings {
     pub region: phonenumber::country::Id,
     pub day_first: bool,
+    /// Whether the project says which order dates are written in (`day_first` given): then a
+    /// date that reads either way round is no assumption, and no warning.
+    pub order_stated: bool,
 }
 
 /// Applies one transform (not `owner`, which the mapper resolves against destination users).
@@ -267,7 +270,7 @@ pub fn ambiguous_order(value: &str, day_first: bool) -> Option<String> {
     let (how, switch) = if day_first { ("day first", "false") } else { ("month first", "true") };
     Some(format!(
         "'{}' reads either way round: read as {read} ({how}); it is {other} if the export writes it the other way \
-         (day_first = {switch} under [project])",
+         (day_first = {switch} under [project]); say day_first = true or false to make it the project's decision",
         crate::text::shown(v)
     ))
 }
@@ -588,7 +591,7 @@ mod tests {
     use phonenumber::country::Id;
 
     fn settings() -> TransformSettings {
-        TransformSettings { region: Id::US, day_first: false }
+        TransformSettings { region: Id::US, day_first: false, order_stated: false }
     }
 
     #[test]
