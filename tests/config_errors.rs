@@ -250,7 +250,7 @@ fn a_catalogue_of_bad_project_files_each_named_by_its_key_and_line() {
         ),
         (
             "day_first as text",
-            &[("default_region = \"US\"", "default_region = \"US\"\nday_first = \"yes\"")],
+            &[("day_first = false", "day_first = \"yes\"")],
             "project.day_first",
             "expected true or false",
         ),

@@ -439,6 +439,7 @@ pub fn demo_into_pipedrive(url: &str, stages: &str, marker: &str, with_notes: bo
 name = "Northwind: CSV → Pipedrive"
 batch_size = 500
 default_region = "US"
+day_first = false
 
 [source]
 kind = "csv"
