@@ -245,3 +245,31 @@ fn a_test_sync_on_a_seeded_sample_lists_every_issue_and_writes_nothing() {
     let refused = cutover(&["run", "--sample", "20"], &demo);
     assert_eq!(refused.status.code(), Some(2), "a sample is a test sync: --dry-run is required");
 }
+
+/// Every command names its project the same two ways: as its argument, or with `-p` / `--project`
+/// as `queue` takes it — run from anywhere.
+#[test]
+fn every_command_takes_the_project_as_an_argument_or_with_dash_p() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    cutover::demo::setup(&dir.path().join("demo")).expect("demo");
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("demo");
+    let p = p.to_str().expect("utf-8 path");
+    assert!(cutover(&["run", "-p", p], elsewhere.path()).status.success());
+    for args in [
+        vec!["check", "-p", p],
+        vec!["check", "--project", p],
+        vec!["runs", "-p", p],
+        vec!["run", "--dry-run", "-p", p],
+        vec!["queue", "list", "-p", p],
+        vec!["export", "audit", "-p", p],
+        vec!["rollback", "1", "--dry-run", "-p", p],
+    ] {
+        let out = cutover(&args, elsewhere.path());
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {:?}", text(&out));
+    }
+    // Reconcile says NOT BALANCED (3) while the demo's queue is held: it found the project.
+    assert_eq!(cutover(&["reconcile", "-p", p], elsewhere.path()).status.code(), Some(3));
+    let both = cutover(&["check", p, "-p", p], elsewhere.path());
+    assert_eq!(both.status.code(), Some(2), "one way or the other, not both");
+}

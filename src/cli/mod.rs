@@ -85,11 +85,17 @@ pub enum Command {
     Open {
         /// Project file, or a folder holding cutover.toml (default: the current folder).
         project: Option<PathBuf>,
+        /// The project, given as an option (as `queue -p` takes it).
+        #[arg(short = 'p', long = "project", value_name = "PROJECT", conflicts_with = "project")]
+        project_option: Option<PathBuf>,
     },
     /// Run a migration headless: every object, parents first.
     Run {
         /// Project file, or a folder holding cutover.toml (default: the current folder).
         project: Option<PathBuf>,
+        /// The project, given as an option (as `queue -p` takes it).
+        #[arg(short = 'p', long = "project", value_name = "PROJECT", conflicts_with = "project")]
+        project_option: Option<PathBuf>,
         /// Report would-create/update/merge/queue/skip counts; write nothing to the destination
         /// and change nothing in the project's state.
         #[arg(long)]
@@ -114,9 +120,21 @@ pub enum Command {
         values: bool,
     },
     /// Check a project file against the source and destination schemas, reporting every problem.
-    Check { project: Option<PathBuf> },
+    Check {
+        /// Project file, or a folder holding cutover.toml (default: the current folder).
+        project: Option<PathBuf>,
+        /// The project, given as an option (as `queue -p` takes it).
+        #[arg(short = 'p', long = "project", value_name = "PROJECT", conflicts_with = "project")]
+        project_option: Option<PathBuf>,
+    },
     /// List the runs of a project with their outcome counts.
-    Runs { project: Option<PathBuf> },
+    Runs {
+        /// Project file, or a folder holding cutover.toml (default: the current folder).
+        project: Option<PathBuf>,
+        /// The project, given as an option (as `queue -p` takes it).
+        #[arg(short = 'p', long = "project", value_name = "PROJECT", conflicts_with = "project")]
+        project_option: Option<PathBuf>,
+    },
     /// Work the conflict queue: list, inspect, correct, reprocess or skip held records.
     Queue {
         /// Project file, or a folder holding cutover.toml (default: the current folder).
@@ -130,6 +148,9 @@ pub enum Command {
     Reconcile {
         /// Project file, or a folder holding cutover.toml (default: the current folder).
         project: Option<PathBuf>,
+        /// The project, given as an option (as `queue -p` takes it).
+        #[arg(short = 'p', long = "project", value_name = "PROJECT", conflicts_with = "project")]
+        project_option: Option<PathBuf>,
         #[command(flatten)]
         sample: reconcile::SampleArgs,
         #[arg(long, value_enum, default_value = "markdown")]
@@ -143,6 +164,9 @@ pub enum Command {
     Signoff {
         /// Project file, or a folder holding cutover.toml (default: the current folder).
         project: Option<PathBuf>,
+        /// The project, given as an option (as `queue -p` takes it).
+        #[arg(short = 'p', long = "project", value_name = "PROJECT", conflicts_with = "project")]
+        project_option: Option<PathBuf>,
         /// What was checked, and by whom (recorded with the sign-off).
         #[arg(long)]
         notes: String,
@@ -159,6 +183,9 @@ pub enum Command {
         run: i64,
         /// Project file, or a folder holding cutover.toml (default: the current folder).
         project: Option<PathBuf>,
+        /// The project, given as an option (as `queue -p` takes it).
+        #[arg(short = 'p', long = "project", value_name = "PROJECT", conflicts_with = "project")]
+        project_option: Option<PathBuf>,
         /// Only this object.
         #[arg(long)]
         object: Option<String>,
@@ -177,6 +204,9 @@ pub enum Command {
         what: reconcile::ExportWhat,
         /// Project file, or a folder holding cutover.toml (default: the current folder).
         project: Option<PathBuf>,
+        /// The project, given as an option (as `queue -p` takes it).
+        #[arg(short = 'p', long = "project", value_name = "PROJECT", conflicts_with = "project")]
+        project_option: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "csv")]
         format: reconcile::ExportFormatArg,
         /// Write to this file (whole, or not at all) instead of standard output.
@@ -241,7 +271,7 @@ pub fn main_with(cli: Cli) -> i32 {
             return EXIT_NOT_STARTED;
         }
     };
-    runtime.block_on(dispatch(cli.command.unwrap_or(Command::Open { project: None })))
+    runtime.block_on(dispatch(cli.command.unwrap_or(Command::Open { project: None, project_option: None })))
 }
 
 async fn dispatch(command: Command) -> i32 {
@@ -249,11 +279,12 @@ async fn dispatch(command: Command) -> i32 {
         Command::Demo { dir, setup_only, console, into, regenerate } => {
             crate::demo::command(dir, setup_only, console, into, regenerate).await
         }
-        Command::Open { project } => match Project::load(project.as_deref()) {
+        Command::Open { project, project_option } => match Project::load(project.or(project_option).as_deref()) {
             Ok(p) => open_console(p).await,
             Err(e) => not_started(&e),
         },
-        Command::Run { project, dry_run, resume, delta, sample, seed, values } => {
+        Command::Run { project, project_option, dry_run, resume, delta, sample, seed, values } => {
+            let project = project.or(project_option);
             let start = match (resume, delta, sample) {
                 (true, _, _) => Start::Resume,
                 (false, Some(d), _) => Start::Delta(d.mode()),
@@ -262,16 +293,17 @@ async fn dispatch(command: Command) -> i32 {
             };
             run_command(project, dry_run, start).await
         }
-        Command::Check { project } => check_command(project).await,
-        Command::Runs { project } => runs_command(project),
+        Command::Check { project, project_option } => check_command(project.or(project_option)).await,
+        Command::Runs { project, project_option } => runs_command(project.or(project_option)),
         Command::Queue { project, action } => queue::command(project, action).await,
-        Command::Reconcile { project, sample, format, output } => {
-            reconcile::reconcile_command(project, sample, format, output).await
+        Command::Reconcile { project, project_option, sample, format, output } => {
+            reconcile::reconcile_command(project.or(project_option), sample, format, output).await
         }
-        Command::Signoff { project, notes, accept, sample } => {
-            reconcile::signoff_command(project, notes, accept, sample).await
+        Command::Signoff { project, project_option, notes, accept, sample } => {
+            reconcile::signoff_command(project.or(project_option), notes, accept, sample).await
         }
-        Command::Rollback { run, project, object, dry_run, anyway, keep } => {
+        Command::Rollback { run, project, project_option, object, dry_run, anyway, keep } => {
+            let project = project.or(project_option);
             let opts = crate::pipeline::rollback::RollbackOptions {
                 object,
                 dry_run,
@@ -280,7 +312,8 @@ async fn dispatch(command: Command) -> i32 {
             };
             rollback::command(run, project, opts).await
         }
-        Command::Export { what, project, format, output, object, status, run } => {
+        Command::Export { what, project, project_option, format, output, object, status, run } => {
+            let project = project.or(project_option);
             let filter = crate::store::export::ExportFilter { object, status, run };
             reconcile::export_command(what, project, format, output, filter)
         }
