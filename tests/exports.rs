@@ -295,3 +295,47 @@ fn a_default_goes_through_the_fields_transforms_owner_and_translation() {
     assert_eq!(row("With"), ("7".into(), "2024-01-02".into(), "closedwon".into()));
     assert_eq!(row("Without"), ("9".into(), "2024-12-31".into(), "open".into()), "defaults read as values");
 }
+
+/// `where` keeps rows out of scope without losing them: each ends skipped with the filter named,
+/// so every physical record still has its outcome; a filter naming no source field is refused.
+#[test]
+fn a_row_filter_skips_what_is_out_of_scope_and_says_so() {
+    let project = |filter: &str| {
+        let fields = format!(
+            "[objects.people]\nwhere = \"{filter}\"\n[objects.people.fields]\nname = {{ from = \"name\" }}\n\
+             status = {{ from = \"status\" }}\nregion = {{ from = \"region\" }}\n"
+        );
+        let csv =
+            "id,name,status,region\n1,Ann,active,EU\n2,Bob,inactive,EU\n3,Cy, active ,US\n4,Di,,EU\n5,Ed,active,\n";
+        TestProject::new(
+            &csv_to_sqlite("scope", &fields),
+            &[("people", csv)],
+            "CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT, status TEXT, region TEXT);",
+        )
+    };
+    let p = project("status = 'active' and region in ('EU', 'US')");
+    let out = cutover(p.path(), &["run"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let names: Vec<String> = {
+        let d = p.dest();
+        let mut stmt = d.prepare("SELECT name FROM people ORDER BY name").expect("q");
+        stmt.query_map([], |r| r.get(0)).expect("rows").map(|r| r.expect("row")).collect()
+    };
+    assert_eq!(names, ["Ann", "Cy"]);
+    let skipped: Vec<(String, String)> = {
+        let s = p.project().store().expect("store");
+        let mut stmt = s
+            .conn()
+            .prepare("SELECT source_id, detail FROM audit WHERE outcome = 'skipped' ORDER BY source_id")
+            .expect("q");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).expect("rows").map(|r| r.expect("row")).collect()
+    };
+    assert_eq!(skipped.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(), ["2", "4", "5"]);
+    assert!(skipped[0].1.contains("outside the object's where: status = 'active'"), "{skipped:?}");
+    assert!(text(&out).contains("accounted for: yes"), "{}", text(&out));
+    // Mistakes are check errors with the key.
+    let said = text(&cutover(project("staus = 'active'").path(), &["check"], &[]));
+    assert!(said.contains("objects.people.where: the source has no field 'staus'"), "{said}");
+    let said = text(&cutover(project("status = active").path(), &["check"], &[]));
+    assert!(said.contains("objects.people.where: expected a value in single quotes"), "{said}");
+}

@@ -127,6 +127,11 @@ pub fn static_rules(config: &ProjectConfig, problems: &mut Problems<'_>) {
         if object.fields.is_empty() {
             problems.add(format!("{base}.fields"), "no fields mapped");
         }
+        if let Some(filter) = &object.filter
+            && let Err(e) = crate::pipeline::row_filter::RowFilter::parse(filter)
+        {
+            problems.add(format!("{base}.where"), e);
+        }
         for key in &object.match_keys {
             if !object.fields.contains_key(key) {
                 problems.add(
@@ -392,8 +397,22 @@ pub fn against_schemas<'a>(
                         );
                     }
                 }
+                if let Some(filter) =
+                    object.filter.as_deref().and_then(|f| crate::pipeline::row_filter::RowFilter::parse(f).ok())
+                    && let Err(e) = filter.clone().bind(fields)
+                {
+                    problems
+                        .add(format!("{base}.where"), format!("{e} (source '{source}' has: {})", fields.join(", ")));
+                }
+                let filtered: Vec<String> = object
+                    .filter
+                    .as_deref()
+                    .and_then(|f| crate::pipeline::row_filter::RowFilter::parse(f).ok())
+                    .map(|f| f.fields().map(String::from).collect())
+                    .unwrap_or_default();
                 for field in fields {
-                    let used = *field == object.id
+                    let used = filtered.contains(field)
+                        || *field == object.id
                         || object.modified.as_ref() == Some(field)
                         || super::excludes(&object.exclude, field)
                         || object.fields.values().any(|s| s.source_fields().contains(&field.as_str()));

@@ -169,6 +169,10 @@ pub struct ObjectConfig {
     /// modified after the previous run's high-water mark (without it, a content hash decides).
     #[serde(default)]
     pub modified: Option<String>,
+    /// Which source rows are in scope (`where = "status = 'active'"`; see `pipeline::row_filter`):
+    /// a row outside it ends `skipped`, the filter named in its audit row.
+    #[serde(default, rename = "where")]
+    pub filter: Option<String>,
     pub fields: IndexMap<String, FieldSpec>,
 }
 

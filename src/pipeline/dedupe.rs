@@ -353,6 +353,7 @@ mod tests {
             schema: Arc::new(DestSchema { object: "contacts".into(), id_field: "id".into(), fields: vec![] }),
             modified: None,
             shared_destination: false,
+            filter: None,
         }
     }
 

@@ -15,6 +15,7 @@ pub mod plan;
 pub mod prepare;
 pub mod progress;
 pub mod rollback;
+pub mod row_filter;
 pub mod run;
 pub mod sample;
 pub mod scope;

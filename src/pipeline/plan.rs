@@ -117,6 +117,8 @@ pub struct ObjectPlan {
     pub modified: Option<usize>,
     /// Another object of the project writes the same destination object: markers name the object.
     pub shared_destination: bool,
+    /// The object's row filter, bound to the source's fields.
+    pub filter: Option<super::row_filter::RowFilter>,
 }
 
 impl ObjectPlan {
@@ -226,6 +228,14 @@ impl ObjectPlan {
             })
             .collect();
         let modified = object.modified.as_ref().and_then(|m| source_fields.iter().position(|f| f == m));
+        let filter = match &object.filter {
+            None => None,
+            Some(text) => Some(
+                super::row_filter::RowFilter::parse(text)
+                    .and_then(|f| f.bind(&source_fields))
+                    .map_err(|e| eyre!("objects.{name}.where: {e}"))?,
+            ),
+        };
         Ok(Self {
             name: name.to_string(),
             source_object: object.source_name(name).to_string(),
@@ -237,6 +247,7 @@ impl ObjectPlan {
             match_keys,
             merge: object.merge_rule(),
             modified,
+            filter,
             schema,
             shared_destination: project
                 .order

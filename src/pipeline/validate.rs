@@ -219,6 +219,7 @@ mod tests {
             }),
             modified: None,
             shared_destination: false,
+            filter: None,
         }
     }
 

@@ -74,6 +74,12 @@ impl Engine {
         let known = sync(|| -> Result<Prefetched> {
             let dedupe = BatchDeduper::new(plan, self.settings.region);
             for w in works.iter_mut() {
+                if let (Some(filter), Item::Mapped(m)) = (&plan.filter, &w.item)
+                    && !filter.admits(&m.source.values)
+                {
+                    w.settle(Outcome::Skipped, Some(format!("outside the object's where: {filter}")));
+                    continue;
+                }
                 if let Some(skipped) = operator_skip(plan, lookups, &w.item)? {
                     w.settle(Outcome::Skipped, Some(skipped));
                     continue;
