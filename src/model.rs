@@ -159,6 +159,30 @@ pub enum Rule {
 }
 
 impl Rule {
+    /// Every rule, in the order they are declared.
+    pub const ALL: [Rule; 20] = [
+        Rule::NoTranslation,
+        Rule::OwnerNotProvisioned,
+        Rule::AmbiguousMatch,
+        Rule::MatchNeedsDecision,
+        Rule::ParentNotWritten,
+        Rule::ParentMissing,
+        Rule::ChangedInDestination,
+        Rule::ConflictingMatch,
+        Rule::DuplicateSourceId,
+        Rule::ControlCharacter,
+        Rule::Required,
+        Rule::Type,
+        Rule::Length,
+        Rule::Picklist,
+        Rule::InvalidPhone,
+        Rule::InvalidEmail,
+        Rule::InvalidDate,
+        Rule::UnassignedPhone,
+        Rule::AmbiguousDate,
+        Rule::DroppedExtension,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Rule::NoTranslation => "no_translation",

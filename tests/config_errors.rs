@@ -322,7 +322,7 @@ fn a_catalogue_of_bad_project_files_each_named_by_its_key_and_line() {
             "owners name not a column",
             &[("name = [\"first_name\", \"last_name\"]", "name = 5")],
             "destination.owners.name",
-            "a field name or a list",
+            "a name in quotes or a list",
         ),
         (
             "URL variable not set",
@@ -453,7 +453,58 @@ fn a_catalogue_of_bad_project_files_each_named_by_its_key_and_line() {
             "objects.companies.fields.createdate.default",
             "'soon' is not a date",
         ),
+        (
+            "owners id column misspelt",
+            &[("id = \"id\", name = [", "id = \"ident\", name = [")],
+            "destination.owners",
+            "ident",
+        ),
+        (
+            "picklist column misspelt",
+            &[(
+                "\"deals.dealstage\" = { table = \"pipeline_stages\", column = \"id\" }",
+                "\"deals.dealstage\" = { table = \"pipeline_stages\", column = \"nosuchcol\" }",
+            )],
+            "destination.picklists.\"deals.dealstage\"",
+            "nosuchcol",
+        ),
+        (
+            "currency_to into a number field",
+            &[("amount = { from = \"value\"", "amount = { currency_to = \"hubspot_owner_id\", from = \"value\"")],
+            "objects.deals.fields.amount.currency_to",
+            "holds numbers",
+        ),
         // Several mistakes of different kinds: each is found in the one pass.
+        (
+            "a key twice hides nothing",
+            &[("batch_size = 500", "batch_size = 500\nbatch_size = 600"), ("city = { from", "cty = { from")],
+            "objects.companies.fields.cty",
+            "has no field 'cty'",
+        ),
+        (
+            "a picklist missing its column hides nothing",
+            &[
+                (
+                    "\"deals.pipeline\" = { table = \"pipelines\", column = \"id\" }",
+                    "\"deals.pipeline\" = { table = \"pipelines\" }",
+                ),
+                ("\"contacts.email\" = \"email\"", "\"contacts.emial\" = \"email\""),
+            ],
+            "destination.types.\"contacts.emial\"",
+            "no object maps",
+        ),
+        (
+            "a schema error hides no bad default",
+            &[
+                ("city = { from", "cty = { from"),
+                (
+                    "createdate = { from = \"add_time\", transform = \"datetime\" }",
+                    "createdate = { from = \"add_time\", transform = \"datetime\", default = \"soon\" }",
+                ),
+            ],
+            "objects.companies.fields.createdate.default",
+            "'soon' is not a date",
+        ),
         (
             "a type error and a schema error",
             &[("batch_size = 500", "batch_size = \"x\""), ("city = { from", "cty = { from")],

@@ -154,7 +154,7 @@ fn held_records_are_skipped_corrected_and_previewed_by_filter_from_the_shell() {
 
     // --where reads the value as it stands: a source value, a blank mapped value.
     let listed = common::text(&run(&["queue", "list", "--where", "source.stage=Partner Referral", "--limit", "5"]));
-    assert!(listed.contains("140 records matching --where"), "{listed}");
+    assert!(listed.contains("140 records match --where; the first 5 are listed (--limit N for more)"), "{listed}");
     let listed = common::text(&run(&["queue", "list", "--where", "source.stage=Won"]));
     assert!(listed.contains("0 records matching --where"), "{listed}");
     // Records of another object have no such field: a blank matches only where the field is.

@@ -18,6 +18,23 @@ macro_rules! say_part {
     }};
 }
 
+/// `eprintln!` that never panics: a closed stderr (`2>&1 | head -1`) is not worth a crash, and
+/// the exit code stays the command's own.
+macro_rules! tell {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `eprint!` likewise.
+macro_rules! tell_part {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod progress;
 mod queue;
 mod reconcile;
@@ -267,7 +284,7 @@ pub fn main_with(cli: Cli) -> i32 {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            tell!("error: cannot start the async runtime: {e}");
             return EXIT_NOT_STARTED;
         }
     };
@@ -326,9 +343,7 @@ async fn dispatch(command: Command) -> i32 {
 /// Runs the console until the operator quits. It needs a terminal on both ends.
 pub async fn open_console(project: Project) -> i32 {
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
-        eprintln!(
-            "error: the console needs a terminal; for scripts use `cutover run`, `cutover queue`, `cutover runs`"
-        );
+        tell!("error: the console needs a terminal; for scripts use `cutover run`, `cutover queue`, `cutover runs`");
         return EXIT_NOT_STARTED;
     }
     let keymap = match crate::tui::keymap::Keymap::load(crate::tui::keymap_path().as_deref()) {
@@ -338,7 +353,7 @@ pub async fn open_console(project: Project) -> i32 {
     match crate::tui::open(project, keymap).await {
         Ok(()) => EXIT_OK,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            tell!("error: {e:#}");
             EXIT_FAILED
         }
     }
@@ -347,9 +362,9 @@ pub async fn open_console(project: Project) -> i32 {
 /// Prints an error that stopped a command before it could start, and returns exit code 2.
 pub fn not_started(e: &color_eyre::Report) -> i32 {
     if let Some(config) = e.downcast_ref::<ConfigError>() {
-        eprint!("{config}");
+        tell_part!("{config}");
     } else {
-        eprintln!("error: {e:#}");
+        tell!("error: {e:#}");
     }
     EXIT_NOT_STARTED
 }
@@ -459,8 +474,8 @@ pub fn report_run(project: &Project, result: Result<RunSummary, RunFailure>, dry
         }
         Err(RunFailure { started: false, error }) => not_started(&error),
         Err(RunFailure { started: true, error }) => {
-            eprintln!("error: the run failed: {error:#}");
-            eprintln!("Everything committed before the failure is kept in {}.", project.store_path.display());
+            tell!("error: the run failed: {error:#}");
+            tell!("Everything committed before the failure is kept in {}.", project.store_path.display());
             EXIT_FAILED
         }
     }
@@ -512,13 +527,18 @@ async fn check_command(project: Option<PathBuf>) -> i32 {
             return not_started(&ConfigError { file: config.path.clone(), problems }.into());
         }
     };
-    if !problems.is_empty() {
-        let schemas = crate::pipeline::prepare::Schemas::read(&config, source.as_ref(), dest.as_ref()).await;
-        problems.extend(schemas.problems(&config));
-        return not_started(&ConfigError { file: config.path.clone(), problems }.into());
-    }
-    match crate::pipeline::prepare::prepare(&config, source.as_ref(), dest.as_ref()).await {
-        Ok(prepared) => {
+    let checked = crate::pipeline::prepare::checked(&config, source.as_ref(), dest.as_ref()).await;
+    let prepared = match checked {
+        Ok((prepared, more)) => {
+            problems.extend(more.into_iter().filter(|p| !problems.contains(p)).collect::<Vec<_>>());
+            prepared
+        }
+        Err(e) if problems.is_empty() => return not_started(&e),
+        Err(_) => None,
+    };
+    match prepared.filter(|_| problems.is_empty()) {
+        None => not_started(&ConfigError { file: config.path.clone(), problems }.into()),
+        Some(prepared) => {
             say!("{}: the project file is valid.", config.path.display());
             for plan in &prepared.plans {
                 say!(
@@ -536,7 +556,6 @@ async fn check_command(project: Option<PathBuf>) -> i32 {
             }
             EXIT_OK
         }
-        Err(e) => not_started(&e),
     }
 }
 

@@ -50,20 +50,20 @@ pub fn spawn(mut rx: watch::Receiver<Progress>, tty: bool) -> Display {
                 // Plain lines for logs and pipes: one when an object finishes, one every 5 s.
                 if p.current != last_object {
                     if let Some(o) = last_object.and_then(|i| p.objects.get(i)) {
-                        eprintln!("{}", line(o));
+                        tell!("{}", line(o));
                     }
                     last_object = p.current;
                     last_line = std::time::Instant::now();
                 } else if last_line.elapsed() > Duration::from_secs(5)
                     && let Some(o) = p.current.and_then(|i| p.objects.get(i))
                 {
-                    eprintln!("{}", line(o));
+                    tell!("{}", line(o));
                     last_line = std::time::Instant::now();
                 }
                 if matches!(p.state, RunState::Completed | RunState::Halted(_) | RunState::Failed(_))
                     && let Some(o) = p.current.and_then(|i| p.objects.get(i))
                 {
-                    eprintln!("{}", line(o));
+                    tell!("{}", line(o));
                 }
             }
             if matches!(p.state, RunState::Completed | RunState::Halted(_) | RunState::Failed(_)) {

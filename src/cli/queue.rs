@@ -79,7 +79,7 @@ pub enum QueueAction {
     },
     /// Skip held records: they will not be written. The reason goes to the audit log. By ids
     /// (`skip 35 36 --reason …`), or every held record matching --object / --held-for / --where
-    /// (`skip --held-for invalid_phone --where phone='n/a' --reason "junk, agreed with sales"`);
+    /// (`skip --held-for invalid_phone --where source.phone=n/a --reason "junk, agreed with sales"`);
     /// all are checked first and skipped in one transaction, or none.
     Skip {
         ids: Vec<i64>,
@@ -133,6 +133,13 @@ impl Selection {
             offset: 0,
         };
         let items = store.queue_list(&filter)?;
+        if let Some(reason) = &self.reason
+            && items.is_empty()
+            && crate::model::Rule::ALL.iter().all(|r| r.as_str() != reason)
+        {
+            let names: Vec<&str> = crate::model::Rule::ALL.iter().map(|r| r.as_str()).collect();
+            bail!("'{reason}' is not a reason a record is held for (one of: {})", names.join(", "));
+        }
         for (field, _) in &self.wheres {
             let named = items.iter().any(|it| match field.strip_prefix("source.") {
                 Some(f) => it.source.contains_key(f),
@@ -188,7 +195,7 @@ pub async fn command(project: Option<PathBuf>, action: QueueAction) -> i32 {
         other => match simple(&project, other) {
             Ok(()) => EXIT_OK,
             Err(e) => {
-                eprintln!("error: {e:#}");
+                tell!("error: {e:#}");
                 EXIT_FAILED
             }
         },
@@ -212,7 +219,12 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
                 store.queue_list(&filter)?
             } else {
                 let mut items = selection.items(&store, all)?;
-                say!("\n{} matching --where.", crate::text::count(items.len() as u64, "record"));
+                let n = items.len();
+                if n > limit {
+                    say!("\n{n} records match --where; the first {limit} are listed (--limit N for more).");
+                } else {
+                    say!("\n{} matching --where.", crate::text::count(n as u64, "record"));
+                }
                 items.truncate(limit);
                 items
             };

@@ -110,11 +110,11 @@ pub async fn reconcile_command(
     if let Err(e) = written
         && !broken_pipe(&e)
     {
-        eprintln!("error: {e:#}");
+        tell!("error: {e:#}");
         return EXIT_NOT_STARTED;
     }
     if let Some(path) = &output {
-        eprintln!("Report written to {} ({}).", path.display(), report.verdict());
+        tell!("Report written to {} ({}).", path.display(), report.verdict());
     }
     if report.balanced() { EXIT_OK } else { EXIT_HALTED }
 }
@@ -167,7 +167,7 @@ pub async fn signoff_command(project: Option<PathBuf>, notes: String, accept: Ve
             EXIT_OK
         }
         Ok(Err(refusal)) => {
-            eprintln!("{refusal}");
+            tell!("{refusal}");
             EXIT_HALTED
         }
         Err(e) => not_started(&e),
@@ -197,7 +197,7 @@ pub fn export_command(
     match result {
         Ok(n) => {
             if let Some(path) = &output {
-                eprintln!("{n} rows written to {}.", path.display());
+                tell!("{n} rows written to {}.", path.display());
             }
             EXIT_OK
         }

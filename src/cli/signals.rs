@@ -50,7 +50,7 @@ pub fn watch(control: Arc<watch::Sender<Control>>) -> Signals {
             }
             if interrupts == 1 {
                 control.send_replace(Control::Pause);
-                eprintln!(
+                tell!(
                     "\nPausing after the current batch: its outcomes and the checkpoint after it are committed.\n\
                      {}Ctrl-C again stops the run there; `cutover run --resume` continues it later.",
                     if enter { "Enter continues; " } else { "" }
@@ -61,13 +61,13 @@ pub fn watch(control: Arc<watch::Sender<Control>>) -> Signals {
                         let mut line = String::new();
                         if std::io::stdin().read_line(&mut line).is_ok() && *resume.borrow() == Control::Pause {
                             resume.send_replace(Control::Go);
-                            eprintln!("Continuing.");
+                            tell!("Continuing.");
                         }
                     });
                 }
             } else {
                 control.send_replace(Control::Cancel);
-                eprintln!("\nStopping at the next checkpoint…");
+                tell!("\nStopping at the next checkpoint…");
                 return;
             }
         }

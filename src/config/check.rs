@@ -450,8 +450,22 @@ pub fn against_schemas<'a>(
                 for (field, spec) in &object.fields {
                     let Some(target) = &spec.currency_to else { continue };
                     let key = format!("{base}.fields.{field}.currency_to");
+                    let numeric = |f: &str| {
+                        dest.field(f).is_some_and(|d| {
+                            matches!(d.ty, FieldType::Decimal | FieldType::Number | FieldType::Integer)
+                        }) || object.fields.get(f).is_some_and(|s| {
+                            s.transforms().iter().any(|t| matches!(t, Transform::Decimal | Transform::Integer))
+                        })
+                    };
                     if dest.field(target).is_none() {
                         problems.add(&key, format!("destination '{}' has no field '{target}'", dest.object));
+                    } else if target == field {
+                        problems.add(&key, "names the amount's own field: give the field for the currency code");
+                    } else if numeric(target) {
+                        problems.add(
+                            &key,
+                            format!("'{target}' holds numbers: the currency code (USD, EUR) needs a text field"),
+                        );
                     }
                     let amount = spec.transforms().contains(&Transform::Decimal)
                         || dest.field(field).is_some_and(|f| matches!(f.ty, FieldType::Decimal | FieldType::Number));

@@ -466,6 +466,10 @@ impl<'a> Problems<'a> {
         let line = self.spans.line_of(&key);
         self.list.push(Problem { key, line, message: message.into() });
     }
+    /// A problem at a line the caller knows (the file's syntax).
+    pub fn add_at(&mut self, key: impl Into<String>, line: Option<usize>, message: impl Into<String>) {
+        self.list.push(Problem { key: key.into(), line, message: message.into() });
+    }
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
@@ -548,9 +552,13 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
 /// and report all at once. `Err`: a piece of the file did not read.
 pub fn parse_keeping_problems(path: &Path, text: &str) -> Result<(LoadedConfig, Vec<Problem>), ConfigError> {
     let fail = |problems| ConfigError { file: path.to_path_buf(), problems };
-    let spans = Spans::parse(text);
+    let (clean, repeated) = read::without_repeated_keys(text).map_err(|syntax| fail(vec![syntax]))?;
+    let spans = Spans::parse(&clean);
     let mut problems = Problems::new(&spans);
-    let config = match read::read(text, &mut problems) {
+    for p in repeated {
+        problems.add_at(p.key, p.line, p.message);
+    }
+    let config = match read::read(&clean, &mut problems) {
         Err(syntax) => return Err(fail(vec![syntax])),
         Ok(None) => return Err(fail(problems.into_vec())),
         Ok(Some(config)) => config,

@@ -105,6 +105,23 @@ fn objects(value: toml::Value, problems: &mut Problems<'_>) -> Option<IndexMap<S
     Some(out)
 }
 
+/// The file with the later line of each key given twice left out (blank, so every line keeps its
+/// number), and a problem for each: the rest of the file is read on. `Err`: it is not TOML.
+pub(super) fn without_repeated_keys(text: &str) -> Result<(String, Vec<Problem>), Problem> {
+    let mut text = text.to_string();
+    let mut problems = Vec::new();
+    loop {
+        let Err(e) = toml::from_str::<toml::Table>(&text) else { return Ok((text, problems)) };
+        let problem = syntax_problem(&text, &e);
+        let Some(line) = problem.line.filter(|_| problem.message.starts_with("duplicate key") && problems.len() < 100)
+        else {
+            return Err(problem);
+        };
+        problems.push(problem);
+        text = text.lines().enumerate().map(|(i, l)| if i + 1 == line { "" } else { l }).collect::<Vec<_>>().join("\n");
+    }
+}
+
 /// One piece of the file read as `T`; its unknown keys and each wrong value are problems. A
 /// wrong value is left out and the piece read again, so that the values after it are checked
 /// too (the file is refused all the same); `None` when the piece cannot be read without it.
@@ -146,7 +163,9 @@ fn piece<T: DeserializeOwned>(mut value: toml::Value, path: &str, problems: &mut
             problems.add(key.clone(), in_user_words(&message));
         }
         left_out.push(key);
-        if missing.is_some() || !remove(&mut value, &keys) {
+        // A value with a wrong type is left out; a table missing a key it needs, whole (when it
+        // is an entry of the piece, not the piece itself).
+        if !remove(&mut value, &keys) {
             for key in unknown {
                 problems.add(format!("{path}.{key}"), "unknown key (check its spelling; see config.example.toml)");
             }
@@ -183,7 +202,7 @@ pub(super) fn in_user_words(message: &str) -> String {
         return format!("'{field}' is given twice");
     }
     if message.starts_with("data did not match any variant of untagged enum OneOrMany") {
-        return "expected a field name or a list of field names, like \"name\" or [\"first\", \"last\"]".into();
+        return "expected a name in quotes or a list of them, like \"trim\" or [\"first\", \"last\"]".into();
     }
     let rest = message.strip_prefix("invalid type: ").or_else(|| message.strip_prefix("invalid value: "));
     let Some((found, expected)) = rest.and_then(|r| r.split_once(", expected ")) else {
@@ -275,11 +294,15 @@ mod tests {
     }
 
     #[test]
-    fn a_key_given_twice_is_named() {
-        let text = "[project]\nname = \"x\"\nbatch_size = 5\nbatch_size = 6\n";
-        let spans = super::super::Spans::parse(text);
-        let e = read(text, &mut Problems::new(&spans)).expect_err("duplicate");
-        assert!(e.message.contains("`batch_size`"), "{}", e.message);
-        assert_eq!(e.line, Some(4));
+    fn a_key_given_twice_is_named_and_hides_nothing_else() {
+        let text = "[project]\nname = \"x\"\nbatch_size = 5\nbatch_size = 6\nhalt_error_rate = \"x\"\n";
+        let (clean, mut problems) = without_repeated_keys(text).expect("toml");
+        let spans = super::super::Spans::parse(&clean);
+        let mut more = Problems::new(&spans);
+        read(&clean, &mut more).expect("read on");
+        problems.extend(more.into_vec());
+        let twice = problems.iter().find(|p| p.message.contains("duplicate key `batch_size`")).expect("named");
+        assert_eq!(twice.line, Some(4));
+        assert!(problems.iter().any(|p| p.key == "project.halt_error_rate" && p.line == Some(5)), "{problems:?}");
     }
 }

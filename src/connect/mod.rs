@@ -219,6 +219,16 @@ pub fn open_destination(project: &LoadedConfig, read_only: bool) -> Result<Arc<d
     }
 }
 
+/// A picklist table or column the project names that the destination cannot read: a problem of
+/// that `[destination.picklists]` entry, at its line.
+pub(crate) fn picklist_problem(object: &str, field: &str, table: &str, column: &str, why: &str) -> color_eyre::Report {
+    let why = why.split(": Error code").next().unwrap_or(why);
+    eyre!(crate::config::KeyProblem::new(
+        format!("destination.picklists.\"{object}.{field}\""),
+        format!("cannot read the allowed values from {table}.{column}: {why}")
+    ))
+}
+
 /// Runs blocking work (file and SQLite I/O) off the async threads.
 pub(crate) async fn blocking<R: Send + 'static>(f: impl FnOnce() -> Result<R> + Send + 'static) -> Result<R> {
     tokio::task::spawn_blocking(f).await.map_err(|e| eyre!("background task failed: {e}"))?

@@ -36,6 +36,10 @@ fn open_existing(path: &Path, read_only: bool) -> Result<Connection> {
     };
     let conn = Connection::open_with_flags(path, flags).wrap_err_with(|| format!("cannot open {}", path.display()))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // A double-quoted name SQLite does not find is an error, never a string: an owners or
+    // picklist column misspelt in the project file must not read as its own name on every row.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DQS_DML, false)?;
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DQS_DDL, false)?;
     Ok(conn)
 }
 
@@ -451,8 +455,8 @@ impl Destination for SqliteDestination {
                     None => None,
                     Some((_, t)) => {
                         let sql = format!("SELECT DISTINCT {} FROM {} ORDER BY 1", ident(&t.column), ident(&t.table));
-                        let mut stmt = conn.prepare(&sql).wrap_err_with(|| {
-                            format!("picklist for {object}.{name}: table {}.{}", t.table, t.column)
+                        let mut stmt = conn.prepare(&sql).map_err(|e| {
+                            super::picklist_problem(&object, &name, &t.table, &t.column, &e.to_string())
                         })?;
                         let values = stmt
                             .query_map([], |r| r.get_ref(0).map(|v| text_of(v).ok().flatten()))?

@@ -356,12 +356,20 @@ impl Mapper {
                             suggestion: Some(format!("fix {parent} {key}; this record is released when it is written")),
                         });
                     }
+                    let why = match self.store.latest_outcome(parent, &key).ok().flatten() {
+                        Some((outcome, detail)) if outcome == "skipped" || outcome == "failed" => format!(
+                            "was {outcome}{}",
+                            detail.map(|d| format!(" ({})", crate::text::shown(&d))).unwrap_or_default()
+                        ),
+                        Some(_) => "is not in the destination".to_string(),
+                        None => "is not in the source (no outcome was ever given to it)".to_string(),
+                    };
                     return Err(Rejection {
                         rule: Rule::ParentMissing,
-                        message: format!(
-                            "parent {parent} {key} was not written to the destination (absent from the source, or failed)"
-                        ),
-                        suggestion: Some(format!("check {parent} {key} in the audit log")),
+                        message: format!("parent {parent} {key} {why}: this record cannot point at it"),
+                        suggestion: Some(format!(
+                            "bring {parent} {key} into the migration, correct the reference, or skip this record"
+                        )),
                     });
                 }
                 Err(e) => {
@@ -383,7 +391,9 @@ impl Mapper {
     fn currencies(&self, read: &[Value], values: &mut [Value], issues: &mut Vec<Issue>) {
         for rule in &self.plan.rules {
             let Some(target) = rule.currency_to else { continue };
-            let Some(raw) = extract(rule, read).filter(|v| !v.trim().is_empty()) else { continue };
+            // The value read, or the default that stood in for a blank one.
+            let raw = extract(rule, read).filter(|v| !v.trim().is_empty()).or_else(|| rule.default.clone());
+            let Some(raw) = raw else { continue };
             let Some(code) = transform::money(&raw).ok().and_then(|m| m.currency) else { continue };
             let Some(slot) = values.get_mut(target) else { continue };
             match slot.as_deref().map(str::trim) {

@@ -56,6 +56,16 @@ impl Region {
             types: typed.into_iter().flatten().map(Desc::new).collect::<Option<Vec<_>>>()?,
         })
     }
+    /// The lengths a number of the region may have: the general descriptor's, or (where the
+    /// metadata lists none there) every typed descriptor's.
+    fn allows_length(&self, len: u16) -> Option<bool> {
+        if !self.general.lengths.is_empty() {
+            return Some(self.general.lengths.contains(&len));
+        }
+        let typed: Vec<&Vec<u16>> = self.types.iter().map(|t| &t.lengths).filter(|l| !l.is_empty()).collect();
+        (!typed.is_empty()).then(|| typed.iter().any(|l| l.contains(&len)))
+    }
+
     fn has_type(&self, national: &str) -> bool {
         self.general.is_match(national) && self.types.iter().any(|t| t.is_match(national))
     }
@@ -122,8 +132,21 @@ pub fn is_valid(number: &PhoneNumber) -> bool {
 /// junk (too few or too many digits).
 pub fn is_possible(number: &PhoneNumber) -> bool {
     let Some(code) = rules(number.code().value()) else { return false };
-    let len = number.national().to_string().len() as u16;
-    code.regions.iter().any(|r| r.general.lengths.is_empty() || r.general.lengths.contains(&len))
+    let national = number.national().to_string();
+    let len = national.len() as u16;
+    // The code's main region (first in the database: the US for +1), or a region whose leading
+    // digits the number starts with (+1 246… is Barbados); a region listing no lengths says
+    // nothing, and with none listed at all, what any numbering plan allows (4 to 17 digits).
+    let mut judged = false;
+    for (i, r) in code.regions.iter().enumerate() {
+        let applies = i == 0 || r.leading_digits.as_ref().is_some_and(|re| re.is_match(&national));
+        let Some(allowed) = r.allows_length(len).filter(|_| applies) else { continue };
+        judged = true;
+        if allowed {
+            return true;
+        }
+    }
+    !judged && (4..=17).contains(&len)
 }
 
 #[cfg(test)]

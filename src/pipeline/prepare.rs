@@ -16,19 +16,27 @@ use std::sync::Arc;
 pub struct Schemas {
     source_fields: HashMap<String, Result<FieldNames, String>>,
     dest_schemas: HashMap<String, Result<Arc<DestSchema>, String>>,
+    /// Destination errors caused by what a key of the file names, by object.
+    key_problems: HashMap<String, crate::config::KeyProblem>,
 }
 
 impl Schemas {
     pub async fn read(project: &LoadedConfig, source: &dyn Source, dest: &dyn Destination) -> Self {
         let mut source_fields = HashMap::new();
         let mut dest_schemas = HashMap::new();
+        let mut key_problems = HashMap::new();
         for (name, object) in &project.config.objects {
             let src = source.fields(object.source_name(name)).await.map_err(|e| format!("{e:#}"));
             source_fields.insert(name.clone(), src);
-            let dst = dest.schema(object.destination_name(name)).await.map(Arc::new).map_err(|e| format!("{e:#}"));
+            let dst = dest.schema(object.destination_name(name)).await.map(Arc::new).map_err(|e| {
+                if let Some(k) = e.chain().find_map(|c| c.downcast_ref::<crate::config::KeyProblem>()) {
+                    key_problems.insert(name.clone(), k.clone());
+                }
+                format!("{e:#}")
+            });
             dest_schemas.insert(name.clone(), dst);
         }
-        Self { source_fields, dest_schemas }
+        Self { source_fields, dest_schemas, key_problems }
     }
 
     /// Every problem of the mappings against the schemas.
@@ -50,40 +58,81 @@ impl Schemas {
             },
             &mut problems,
         );
-        problems.into_vec()
+        // A destination error a key of the file caused is that key's problem, at its line.
+        let mut out: Vec<Problem> = Vec::new();
+        for p in problems.into_vec() {
+            let object = p.key.strip_prefix("objects.").and_then(|k| k.strip_suffix(".destination"));
+            let p = match object.and_then(|o| self.key_problems.get(o)) {
+                Some(k) => {
+                    Problem { key: k.key.clone(), line: project.spans.line_of(&k.key), message: k.message.clone() }
+                }
+                None => p,
+            };
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+        out
     }
 }
 
 /// The plans and lookups a run needs; the project file's problems (every one) when it does not check.
 pub async fn prepare(project: &LoadedConfig, source: &dyn Source, dest: &dyn Destination) -> Result<Prepared> {
+    let (prepared, problems) = checked(project, source, dest).await?;
+    match prepared {
+        Some(prepared) if problems.is_empty() => Ok(prepared),
+        _ => Err(ConfigError { file: project.path.clone(), problems }.into()),
+    }
+}
+
+/// Everything [`prepare`] checks, as far as it can go, and every problem it found on the way:
+/// the mappings against both schemas, the owners table, each object's plan and each default.
+/// `check` reports these together with the file's own problems.
+pub async fn checked(
+    project: &LoadedConfig,
+    source: &dyn Source,
+    dest: &dyn Destination,
+) -> Result<(Option<Prepared>, Vec<Problem>)> {
     let mut schemas = Schemas::read(project, source, dest).await;
-    let problems = schemas.problems(project);
-    if !problems.is_empty() {
-        return Err(ConfigError { file: project.path.clone(), problems }.into());
-    }
-    let mut plans = Vec::new();
-    for name in &project.order {
-        let fields =
-            schemas.source_fields.remove(name).and_then(Result::ok).ok_or_else(|| eyre!("no fields for {name}"))?;
-        let schema =
-            schemas.dest_schemas.remove(name).and_then(Result::ok).ok_or_else(|| eyre!("no schema for {name}"))?;
-        plans.push(Arc::new(ObjectPlan::build(project, name, fields, schema)?));
-    }
+    let mut problems = schemas.problems(project);
     let users = match dest.users().await {
-        Ok(users) => users,
+        Ok(users) => Some(users),
         // The table `owners =` names: a problem of the file, at that key's line.
         Err(e) if project.config.destination.owners.is_some() => {
-            let problem = crate::config::KeyProblem::new("destination.owners", format!("{e:#}"));
-            return Err(project.as_file_problem(eyre!(problem)));
+            let key = "destination.owners";
+            let message = format!("{e:#}");
+            let message = message.split(": Error code").next().unwrap_or(&message).to_string();
+            problems.push(Problem { key: key.into(), line: project.spans.line_of(key), message });
+            None
         }
         Err(e) => return Err(e.wrap_err("reading the destination's users")),
     };
-    let owners = Arc::new(Owners::new(&users, &project.config.owners.aliases));
-    let problems = default_problems(project, &plans, &owners)?;
-    if !problems.is_empty() {
-        return Err(ConfigError { file: project.path.clone(), problems }.into());
+    // Plans of the objects whose schemas read (the others said why above).
+    let mut plans = Vec::new();
+    for name in &project.order {
+        let fields = schemas.source_fields.remove(name).and_then(Result::ok);
+        let schema = schemas.dest_schemas.remove(name).and_then(Result::ok);
+        if let (Some(fields), Some(schema)) = (fields, schema)
+            && let Ok(plan) = ObjectPlan::build(project, name, fields, schema)
+        {
+            plans.push(Arc::new(plan));
+        }
     }
-    Ok(Prepared { plans, owners })
+    let Some(users) = users else { return Ok((None, problems)) };
+    let owners = Arc::new(Owners::new(&users, &project.config.owners.aliases));
+    problems.extend(default_problems(project, &plans, &owners)?);
+    if plans.len() != project.order.len() || !problems.is_empty() {
+        if problems.is_empty() {
+            // Every schema read and checked, yet a plan was not built: say why.
+            for name in &project.order {
+                if !plans.iter().any(|p| &p.name == name) {
+                    return Err(eyre!("objects.{name}: the plan could not be built"));
+                }
+            }
+        }
+        return Ok((None, problems));
+    }
+    Ok((Some(Prepared { plans, owners }), problems))
 }
 
 /// Every default that does not read as a value of its field (a constant owner nobody is, a date

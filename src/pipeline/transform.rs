@@ -615,6 +615,11 @@ mod tests {
         assert_eq!(phone_extension("(415) 555-2671", us), None);
         assert_eq!(phone_extension("n/a", us), None);
         assert_eq!(phone("415-555-2671 x123", us).as_deref(), Ok("+14155552671"));
+        // Too few or too many digits for the plan are junk, not unassigned numbers.
+        for junk in ["555", "x123", "415555", "415 555 267", "+1 415 555 26712", "020 7946 0958"] {
+            let e = phone_e164(junk, us).expect_err(junk);
+            assert_eq!(e.rule, Rule::InvalidPhone, "{junk}");
+        }
     }
 
     #[test]

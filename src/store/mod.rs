@@ -516,6 +516,14 @@ impl Store {
         Ok(stmt.exists(params![object, source_id])?)
     }
 
+    /// The latest outcome a source record was given, and its detail (why a parent is not there).
+    pub fn latest_outcome(&self, object: &str, source_id: &str) -> Result<Option<(String, Option<String>)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT outcome, detail FROM audit WHERE object = ?1 AND source_id = ?2 ORDER BY id DESC LIMIT 1",
+        )?;
+        Ok(stmt.query_row(params![object, source_id], |r| Ok((r.get(0)?, r.get(1)?))).optional()?)
+    }
+
     /// Records an operator action (a correction, a skip) in the audit log.
     pub fn audit_action(&self, run_id: i64, object: &str, source_id: &str, action: &str, detail: &str) -> Result<()> {
         self.conn.execute(

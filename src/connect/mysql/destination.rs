@@ -121,10 +121,9 @@ impl MySqlDestination {
             ident(&t.table),
             ident(&t.column)
         );
-        sqlx::query_scalar(&sql)
-            .fetch_all(&self.pool)
-            .await
-            .wrap_err_with(|| format!("picklist for {object}.{field}: table {}.{}", t.table, t.column))
+        sqlx::query_scalar(&sql).fetch_all(&self.pool).await.map_err(|e| {
+            crate::connect::picklist_problem(object, field, &t.table, &t.column, &super::super::sql::db_message(&e))
+        })
     }
 
     async fn returning(&self) -> Result<bool> {

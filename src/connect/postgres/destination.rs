@@ -128,10 +128,9 @@ impl PostgresDestination {
             self.table_name(&t.table),
             c = ident(&t.column)
         );
-        sqlx::query_scalar(&sql)
-            .fetch_all(&self.pool)
-            .await
-            .wrap_err_with(|| format!("picklist for {object}.{field}: table {}.{}", t.table, t.column))
+        sqlx::query_scalar(&sql).fetch_all(&self.pool).await.map_err(|e| {
+            crate::connect::picklist_problem(object, field, &t.table, &t.column, &super::super::sql::db_message(&e))
+        })
     }
 
     /// Runs one statement per record in one transaction: first straight through; when the
