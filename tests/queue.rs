@@ -159,7 +159,7 @@ fn held_records_are_skipped_corrected_and_previewed_by_filter_from_the_shell() {
     assert!(listed.contains("0 records matching --where"), "{listed}");
     // Records of another object have no such field: a blank matches only where the field is.
     let listed = common::text(&run(&["queue", "list", "--where", "dealstage="]));
-    assert!(listed.contains("140 records matching --where"), "{listed}");
+    assert!(listed.contains("140 records match --where"), "{listed}");
 
     let out = run(&["queue", "fix", "--where", "source.stage=Partner Referral", "dealstage=qualifiedtobuy"]);
     assert!(out.status.success(), "{}", common::text(&out));
