@@ -79,6 +79,7 @@ fn busy_state() -> (tempfile::TempDir, AppState) {
             outcome: if i % 5 == 0 { "queued".into() } else { "created".into() },
             dest_id: if i % 5 == 0 { None } else { Some((4_000_000 - i).to_string()) },
             detail: if i % 5 == 0 { Some("dealstage: no_translation".into()) } else { None },
+            warnings: (i % 7 == 3).then(|| r#"[{"field":"phone","rule":"unassigned_phone"}]"#.to_string()),
         })
         .collect();
     update(&mut s, Msg::AuditLoaded { query: AuditQuery::default(), before: None, rows, more: true });

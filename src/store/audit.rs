@@ -15,6 +15,8 @@ pub struct AuditEntry {
     pub outcome: String,
     pub dest_id: Option<String>,
     pub detail: Option<String>,
+    /// The warnings the record was written with, as the audit keeps them (a JSON list).
+    pub warnings: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -22,6 +24,8 @@ pub struct AuditQuery {
     pub object: Option<String>,
     pub outcome: Option<String>,
     pub source_id: Option<String>,
+    /// Only records written with this warning (`unassigned_phone`, `ambiguous_date`, …).
+    pub warning: Option<String>,
 }
 
 impl Store {
@@ -29,7 +33,7 @@ impl Store {
     /// older rows remain.
     pub fn audit_page(&self, query: &AuditQuery, before: Option<i64>, limit: usize) -> Result<(Vec<AuditEntry>, bool)> {
         let mut sql = String::from(
-            "SELECT id, run_id, at, user, object, source_id, outcome, dest_id, detail FROM audit WHERE id < ?1",
+            "SELECT id, run_id, at, user, object, source_id, outcome, dest_id, detail, warnings FROM audit WHERE id < ?1",
         );
         let mut args: Vec<rusqlite::types::Value> = vec![before.unwrap_or(i64::MAX).into()];
         for (column, value) in [("object", &query.object), ("outcome", &query.outcome), ("source_id", &query.source_id)]
@@ -38,6 +42,11 @@ impl Store {
                 args.push(v.clone().into());
                 sql.push_str(&format!(" AND {column} = ?{}", args.len()));
             }
+        }
+        if let Some(rule) = &query.warning {
+            // Read along the id order like the rest; a warning names its rule in the JSON list.
+            args.push(format!("%\"rule\":\"{rule}\"%").into());
+            sql.push_str(&format!(" AND warnings LIKE ?{}", args.len()));
         }
         if query.source_id.is_some() && query.object.is_none() {
             // Lets the (object, source_id) index answer: a scan of the whole log otherwise.
@@ -57,6 +66,7 @@ impl Store {
                     outcome: r.get(6)?,
                     dest_id: r.get(7)?,
                     detail: r.get(8)?,
+                    warnings: r.get(9)?,
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -80,6 +90,7 @@ mod tests {
             AuditQuery { outcome: Some("failed".into()), ..Default::default() },
             AuditQuery { object: Some("deals".into()), outcome: Some("failed".into()), ..Default::default() },
             AuditQuery { source_id: Some("7".into()), ..Default::default() },
+            AuditQuery { warning: Some("unassigned_phone".into()), ..Default::default() },
         ] {
             store.audit_page(&q, None, 10).expect("page");
             let mut sql = String::from("EXPLAIN QUERY PLAN SELECT id FROM audit WHERE id < 5");
@@ -87,6 +98,9 @@ mod tests {
                 if let Some(v) = v {
                     sql.push_str(&format!(" AND {c} = '{v}'"));
                 }
+            }
+            if let Some(w) = &q.warning {
+                sql.push_str(&format!(" AND warnings LIKE '%{w}%'"));
             }
             if q.source_id.is_some() && q.object.is_none() {
                 sql.push_str(" AND object IN (SELECT object FROM run_objects GROUP BY object)");
@@ -101,5 +115,29 @@ mod tests {
                 assert!(!plan.iter().any(|p| p.contains("ORDER BY")), "no sort of the whole log: {q:?}: {plan:?}");
             }
         }
+    }
+
+    #[test]
+    fn the_warning_filter_finds_the_records_written_with_that_warning() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("p.state.db")).expect("store");
+        for (sid, warnings) in [
+            ("1", None),
+            ("2", Some(r#"[{"field":"phone","rule":"unassigned_phone","message":"x"}]"#)),
+            ("3", Some(r#"[{"field":"met","rule":"ambiguous_date","message":"mentions unassigned_phone"}]"#)),
+        ] {
+            store
+                .conn()
+                .execute(
+                    "INSERT INTO audit (run_id, at, user, object, source_id, outcome, warnings)
+                     VALUES (1, 'now', 'op', 'people', ?1, 'created', ?2)",
+                    rusqlite::params![sid, warnings],
+                )
+                .expect("row");
+        }
+        let q = AuditQuery { warning: Some("unassigned_phone".into()), ..Default::default() };
+        let (rows, more) = store.audit_page(&q, None, 10).expect("page");
+        let ids: Vec<&str> = rows.iter().map(|r| r.source_id.as_str()).collect();
+        assert_eq!((ids, more), (vec!["2"], false), "by the rule, not a message naming it");
     }
 }

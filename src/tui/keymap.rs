@@ -40,6 +40,7 @@ pub enum Action {
     FilterObject,
     FilterReason,
     FilterOutcome,
+    FilterWarning,
     Search,
     FocusDetail,
     EditField,

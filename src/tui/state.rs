@@ -195,6 +195,8 @@ impl QueueView {
 pub use crate::store::audit::{AuditEntry, AuditQuery};
 
 pub const AUDIT_OUTCOMES: &[&str] = &["created", "updated", "merged", "queued", "skipped", "failed"];
+/// The warnings a record may be written with (the audit pane's warning filter).
+pub const AUDIT_WARNINGS: &[&str] = &["unassigned_phone", "ambiguous_date", "dropped_extension"];
 
 #[derive(Debug, Default)]
 pub struct AuditView {

@@ -1008,6 +1008,11 @@ fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
             state.audit.query.outcome = cycle(&outcomes, state.audit.query.outcome.as_deref());
             audit_reload(state)
         }
+        FilterWarning => {
+            let warnings: Vec<String> = AUDIT_WARNINGS.iter().map(|s| s.to_string()).collect();
+            state.audit.query.warning = cycle(&warnings, state.audit.query.warning.as_deref());
+            audit_reload(state)
+        }
         Search => {
             let current = state.audit.query.source_id.clone().unwrap_or_default();
             open_edit(state, EditTarget::AuditSearch, &current);
@@ -1212,7 +1217,8 @@ fn reconcile_action(state: &mut AppState, action: Action) -> Vec<Effect> {
                 queue_reload(state)
             }
             Some(ReconLine::Record { object, source_id, .. }) => {
-                state.audit.query = AuditQuery { object: Some(object), outcome: None, source_id: Some(source_id) };
+                state.audit.query =
+                    AuditQuery { object: Some(object), outcome: None, source_id: Some(source_id), warning: None };
                 state.pane = Pane::Audit;
                 audit_reload(state)
             }
@@ -1633,6 +1639,7 @@ mod tests {
             outcome: "created".into(),
             dest_id: None,
             detail: None,
+            warnings: None,
         };
         let rows: Vec<AuditEntry> = (801..=1000).rev().map(row).collect();
         update(&mut s, Msg::AuditLoaded { query: AuditQuery::default(), before: None, rows, more: true });

@@ -17,11 +17,13 @@ pub fn render(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
     frame.render_widget(
         Paragraph::new(Line::from(vec![Span::styled(
             format!(
-                "object: {} ({}) · outcome: {} ({}) · source id: {} ({}) · page {}{}",
+                "object: {} ({}) · outcome: {} ({}) · warning: {} ({}) · source id: {} ({}) · page {}{}",
                 a.query.object.as_deref().unwrap_or("all"),
                 k(Action::FilterObject),
                 a.query.outcome.as_deref().unwrap_or("all"),
                 k(Action::FilterOutcome),
+                a.query.warning.as_deref().unwrap_or("any"),
+                k(Action::FilterWarning),
                 a.query.source_id.as_deref().map(shown).unwrap_or_else(|| "any".into()),
                 k(Action::Search),
                 a.pages.len(),
@@ -49,7 +51,7 @@ pub fn render(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
                 r.outcome.clone(),
                 fit(&shown_opt(r.dest_id.as_deref()), 8),
                 r.at.get(5..19).unwrap_or(&r.at).replace('T', " "),
-                shown_opt(r.detail.as_deref()),
+                detail_with_warnings(r),
             ])
             .style(style)
         })
@@ -84,4 +86,20 @@ pub fn render(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
     .row_highlight_style(theme.selected)
     .block(Block::default().borders(Borders::ALL).title(title));
     frame.render_stateful_widget(table, body, &mut table_state);
+}
+
+/// The row's detail, then the rules of the warnings it was written with (`⚠ unassigned_phone`).
+fn detail_with_warnings(r: &crate::tui::state::AuditEntry) -> String {
+    let rules: Vec<String> = r
+        .warnings
+        .as_deref()
+        .and_then(|w| serde_json::from_str::<Vec<serde_json::Value>>(w).ok())
+        .map(|list| list.iter().filter_map(|w| w["rule"].as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    let detail = shown_opt(r.detail.as_deref());
+    if rules.is_empty() {
+        return detail;
+    }
+    let marks = format!("⚠ {}", rules.join(", "));
+    if r.detail.is_none() { marks } else { format!("{detail} · {marks}") }
 }
