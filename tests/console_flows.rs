@@ -55,6 +55,7 @@ fn deals_sample(version: u64) -> Msg {
         } else {
             Vec::new()
         },
+        skipped: None,
     };
     let fields = ["id", "title", "value", "currency", "stage", "status", "org_id", "owner_name"];
     Msg::Sampled(SampleView {

@@ -333,9 +333,223 @@ fn a_row_filter_skips_what_is_out_of_scope_and_says_so() {
     assert_eq!(skipped.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(), ["2", "4", "5"]);
     assert!(skipped[0].1.contains("outside the object's where: status = 'active'"), "{skipped:?}");
     assert!(text(&out).contains("accounted for: yes"), "{}", text(&out));
+    // A row that comes into scope later is new to a delta run.
+    let csv = std::fs::read_to_string(p.path().join("source/people.csv")).expect("csv");
+    std::fs::write(p.path().join("source/people.csv"), csv.replace("Bob,inactive", "Bob,active")).expect("write");
+    let out = cutover(p.path(), &["run", "--delta", "create-new"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(p.count("SELECT COUNT(*) FROM people WHERE name = 'Bob'"), 1, "{}", text(&out));
     // Mistakes are check errors with the key.
     let said = text(&cutover(project("staus = 'active'").path(), &["check"], &[]));
     assert!(said.contains("objects.people.where: the source has no field 'staus'"), "{said}");
     let said = text(&cutover(project("status = active").path(), &["check"], &[]));
     assert!(said.contains("objects.people.where: expected a value in single quotes"), "{said}");
+}
+
+const PARTIES: &str = r#"
+[objects.people]
+source = "parties"
+exclude = ["work_email", "home_email"]
+[objects.people.fields]
+name = { from = "name" }
+
+[objects.emails]
+source = "parties"
+destination = "mechanisms"
+exclude = ["name"]
+repeat.work = { address = "work_email", label = { value = "Work" } }
+repeat.home = { address = "home_email", label = { value = "Home" } }
+[objects.emails.fields]
+person_id = { from = "id", parent = "people" }
+value = { from = "address", transform = "email" }
+label = { from = "label" }
+kind = { default = "email" }
+"#;
+
+const MECHANISMS: &str = "CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT);
+     CREATE TABLE mechanisms (id INTEGER PRIMARY KEY, person_id INTEGER NOT NULL REFERENCES people(id),
+                              kind TEXT NOT NULL, label TEXT NOT NULL, value TEXT NOT NULL);";
+
+fn mechanisms(p: &TestProject) -> Vec<String> {
+    let d = p.dest();
+    let mut stmt = d
+        .prepare(
+            "SELECT p.name || ' ' || m.label || ' ' || m.value FROM mechanisms m JOIN people p ON p.id = m.person_id
+             ORDER BY 1",
+        )
+        .expect("q");
+    stmt.query_map([], |r| r.get(0)).expect("rows").map(|r| r.expect("row")).collect()
+}
+
+/// A party's emails into one contact-mechanism table: one row per `repeat` entry that has a
+/// value, none for a blank one (spaces are blank), each row linked to its person; a bad value
+/// holds only its own row; every source record has one outcome per entry, and a delta adds
+/// the rows of values filled in since — and says which rows stay although their value is gone.
+#[test]
+fn one_source_record_becomes_several_child_rows_without_blank_ones() {
+    let csv = "id,name,work_email,home_email\n\
+               P1,\"Lee, Ann\",ann@work.example,ANN@home.example\n\
+               P2,Bo,,bo@home.example\n\
+               P3,Cy,,\n\
+               P4,Di,not-an-email,di@home.example\n\
+               P5,Ed,\"  \",ed@home.example\n";
+    let p = TestProject::new(&csv_to_sqlite("parties", PARTIES), &[("parties", csv)], MECHANISMS);
+    let out = cutover(p.path(), &["check"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = cutover(p.path(), &["run"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains("accounted for: yes"), "{said}");
+    assert_eq!(
+        mechanisms(&p),
+        [
+            "Bo Home bo@home.example",
+            "Di Home di@home.example",
+            "Ed Home ed@home.example",
+            "Lee, Ann Home ann@home.example",
+            "Lee, Ann Work ann@work.example",
+        ]
+    );
+    assert_eq!(p.count("SELECT COUNT(*) FROM mechanisms WHERE kind != 'email' OR trim(value) = ''"), 0);
+    let store = p.project().store().expect("store");
+    let outcomes = |object: &str| -> Vec<(String, String)> {
+        let mut stmt = store
+            .conn()
+            .prepare("SELECT source_id, outcome FROM audit WHERE object = ?1 AND run_id = (SELECT MAX(id) FROM runs) ORDER BY source_id")
+            .expect("q");
+        stmt.query_map([object], |r| Ok((r.get(0)?, r.get(1)?))).expect("rows").map(|r| r.expect("row")).collect()
+    };
+    let work = outcomes("emails.work");
+    assert_eq!(
+        work.iter().map(|(s, o)| format!("{s} {o}")).collect::<Vec<_>>(),
+        ["P1 created", "P2 skipped", "P3 skipped", "P4 queued", "P5 skipped"]
+    );
+    assert_eq!(outcomes("emails.home").iter().filter(|(_, o)| o == "created").count(), 4);
+    let why: String = store
+        .conn()
+        .query_row("SELECT detail FROM audit WHERE object = 'emails.work' AND source_id = 'P3'", [], |r| r.get(0))
+        .expect("detail");
+    assert_eq!(why, "no row for the repeat entry 'work': work_email is blank");
+
+    // The held row is worked from the queue like any other, by its object's name.
+    let out = cutover(p.path(), &["queue", "fix", "--object", "emails.work", "value=di@work.example"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = cutover(p.path(), &["queue", "reprocess", "--object", "emails.work"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(mechanisms(&p).contains(&"Di Work di@work.example".to_string()));
+    let out = cutover(p.path(), &["reconcile"], &[]);
+    assert!(text(&out).contains("Verdict: BALANCED"), "{}", text(&out));
+
+    // Later: Bo has a work email now, Ann's home email is gone.
+    let later = csv.replace("P2,Bo,,", "P2,Bo,bo@work.example,").replace(",ANN@home.example", ",");
+    std::fs::write(p.path().join("source/parties.csv"), later).expect("write");
+    let out = cutover(p.path(), &["run", "--delta", "both"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rows = mechanisms(&p);
+    assert!(rows.contains(&"Bo Work bo@work.example".to_string()), "{rows:?}");
+    assert_eq!(rows.len(), 7, "{rows:?}");
+    let why: String = store
+        .conn()
+        .query_row(
+            "SELECT detail FROM audit WHERE object = 'emails.home' AND source_id = 'P1' ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .expect("detail");
+    assert!(why.contains("home_email is blank; the record an earlier run wrote for it"), "{why}");
+}
+
+/// A repeat's mistakes are `check` errors with their key: an entry missing an alias the fields
+/// read, an alias nothing reads, a parent naming the repeated object instead of one entry.
+#[test]
+fn a_repeat_mistake_is_a_check_error_with_its_line() {
+    let broken = PARTIES
+        .replace("repeat.home = { address = \"home_email\"", "repeat.home = { adress = \"home_email\"")
+        .replace("kind = { default = \"email\" }", "kind = { default = \"email\" }\n[objects.notes]\nsource = \"parties\"\nexclude = [\"name\", \"work_email\", \"home_email\"]\n[objects.notes.fields]\nabout = { from = \"id\", parent = \"emails\" }\n");
+    let p = TestProject::new(
+        &csv_to_sqlite("parties", &broken),
+        &[("parties", "id,name,work_email,home_email\n")],
+        MECHANISMS,
+    );
+    let out = cutover(p.path(), &["check"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let said = text(&out);
+    for wanted in [
+        "objects.emails.repeat.home.adress: no field of [objects.emails.fields] reads 'adress'",
+        "objects.emails.fields.value.from: the entry 'home' has no 'address' (other entries do)",
+        "objects.notes.fields.about.parent: parent 'emails' is made into several objects by its repeat: name one of emails.work, emails.home",
+    ] {
+        assert!(said.contains(wanted), "wanted {wanted} in\n{said}");
+    }
+}
+
+mod repeat_property {
+    use super::{MECHANISMS, PARTIES, mechanisms};
+    use crate::common::{TestProject, csv_to_sqlite, cutover, text};
+    use proptest::prelude::*;
+
+    /// An email cell as exports have them: blank, spaces, valid in any case with spaces around,
+    /// junk — with what a row for it would hold (`None`: no row or a held one).
+    fn email() -> impl Strategy<Value = (String, Option<String>, bool)> {
+        prop_oneof![
+            Just((String::new(), None, false)),
+            Just(("   ".to_string(), None, false)),
+            "[a-z]{1,4}".prop_map(|l| (format!("{l}@x.example"), Some(format!("{l}@x.example")), false)),
+            "[a-z]{1,4}".prop_map(|l| (
+                format!(" {}@X.Example ", l.to_uppercase()),
+                Some(format!("{l}@x.example")),
+                false
+            )),
+            prop_oneof![Just("n/a"), Just("none@"), Just("a b@c")].prop_map(|j| (j.to_string(), None, true)),
+        ]
+    }
+
+    fn name() -> impl Strategy<Value = String> {
+        prop_oneof!["[A-Za-z]{1,6}", "[A-Za-z]{1,4}, [A-Za-z]{1,4}", "[a-z]{1,3}\n[a-z]{1,3}", "[a-z]{1,3}\"[a-z]{1,3}"]
+    }
+
+    fn quoted(s: &str) -> String {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Whatever the cells hold, the destination has exactly one row per valid value of each
+        /// entry, linked to its own person, and no row for a blank one; junk is held, never
+        /// written; every source record has one outcome per entry object.
+        #[test]
+        fn each_non_blank_value_makes_exactly_its_own_row(rows in proptest::collection::vec((name(), email(), email()), 1..10)) {
+            let mut csv = "id,name,work_email,home_email\n".to_string();
+            let mut expected = Vec::new();
+            let mut junk = 0;
+            for (i, (n, (work, w, wj), (home, h, hj))) in rows.iter().enumerate() {
+                let name = format!("{n}{i}");
+                csv.push_str(&format!("P{i},{},{},{}\n", quoted(&name), quoted(work), quoted(home)));
+                for (label, v) in [("Work", w), ("Home", h)] {
+                    if let Some(v) = v {
+                        expected.push(format!("{name} {label} {v}"));
+                    }
+                }
+                junk += usize::from(*wj) + usize::from(*hj);
+            }
+            expected.sort();
+            let p = TestProject::new(&csv_to_sqlite("parties", PARTIES), &[("parties", &csv)], MECHANISMS);
+            let out = cutover(p.path(), &["run"], &[]);
+            prop_assert!(out.status.success(), "{}", text(&out));
+            let mut got = mechanisms(&p);
+            got.sort();
+            prop_assert_eq!(got, expected);
+            let held = p.project().store().expect("store").conn()
+                .query_row("SELECT COUNT(*) FROM queue WHERE status = 'open'", [], |r| r.get::<_, i64>(0)).expect("q");
+            prop_assert_eq!(held as usize, junk);
+            let said = String::from_utf8_lossy(&out.stdout).to_string();
+            for object in ["emails.work", "emails.home", "people"] {
+                let line = said.lines().find(|l| l.trim_start().starts_with(&format!("{object} "))).expect("row");
+                let n: Vec<u64> = line.split_whitespace().skip(1).map(|x| x.parse().expect("n")).collect();
+                prop_assert_eq!((n[0] as usize, n[1] as usize), (rows.len(), rows.len()), "{}", line);
+                prop_assert_eq!(n[2..].iter().sum::<u64>(), n[1], "one outcome per record read: {}", line);
+            }
+        }
+    }
 }

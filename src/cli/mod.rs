@@ -540,9 +540,10 @@ async fn check_command(project: Option<PathBuf>) -> i32 {
         None => not_started(&ConfigError { file: config.path.clone(), problems }.into()),
         Some(prepared) => {
             say!("{}: the project file is valid.", config.path.display());
+            let w = report::name_width(prepared.plans.iter().map(|p| p.name.as_str()));
             for plan in &prepared.plans {
                 say!(
-                    "  {:<12} {} → {} ({} fields, match on {})",
+                    "  {:<w$} {} → {} ({} fields, match on {})",
                     plan.name,
                     plan.source_object,
                     plan.dest_object,

@@ -6,21 +6,26 @@ use crate::store::Store;
 use color_eyre::eyre::Result;
 use std::fmt::Write;
 
-fn row(out: &mut String, name: &str, source: &str, c: &Counts) {
+/// The width of an object-name column: 12, or the longest name.
+pub fn name_width<'a>(names: impl IntoIterator<Item = &'a str>) -> usize {
+    names.into_iter().map(|n| n.chars().count()).max().unwrap_or(0).max(12)
+}
+
+fn row(out: &mut String, w: usize, name: &str, source: &str, c: &Counts) {
     let _ = writeln!(
         out,
-        "  {:<12} {:>8} {:>9} {:>8} {:>8} {:>9} {:>7} {:>7} {:>8} {:>7}",
+        "  {:<w$} {:>8} {:>9} {:>8} {:>8} {:>9} {:>7} {:>7} {:>8} {:>7}",
         name, source, c.extracted, c.created, c.updated, c.unchanged, c.merged, c.queued, c.skipped, c.failed
     );
 }
 
-fn header(out: &mut String, dry_run: bool) {
+fn header(out: &mut String, w: usize, dry_run: bool) {
     if dry_run {
         let _ = writeln!(out, "  What a run would do (nothing was written):");
     }
     let _ = writeln!(
         out,
-        "  {:<12} {:>8} {:>9} {:>8} {:>8} {:>9} {:>7} {:>7} {:>8} {:>7}",
+        "  {:<w$} {:>8} {:>9} {:>8} {:>8} {:>9} {:>7} {:>7} {:>8} {:>7}",
         "object", "source", "extracted", "created", "updated", "unchanged", "merged", "queued", "skipped", "failed"
     );
 }
@@ -51,11 +56,12 @@ pub fn run_table(summary: &RunSummary, dry_run: bool) -> String {
             String::new()
         }
     );
-    header(&mut out, dry_run);
+    let w = name_width(summary.objects.iter().map(|(n, _, _)| n.as_str()));
+    header(&mut out, w, dry_run);
     for (name, source, c) in &summary.objects {
-        row(&mut out, name, &source.map(|n| n.to_string()).unwrap_or_else(|| "-".into()), c);
+        row(&mut out, w, name, &source.map(|n| n.to_string()).unwrap_or_else(|| "-".into()), c);
     }
-    row(&mut out, "total", "", &totals);
+    row(&mut out, w, "total", "", &totals);
     let balanced = summary.objects.iter().all(|(_, _, c)| c.balanced());
     let _ = writeln!(
         out,
@@ -137,17 +143,18 @@ pub fn queue_summary(store: &Store, preview: bool) -> String {
             .into();
     }
     let total: u64 = summary.iter().map(|r| r.2).sum();
+    let w = name_width(summary.iter().map(|r| r.0.as_str()));
     if preview {
         let mut out = format!("A run would hold {} in the conflict queue:\n", crate::text::count(total, "record"));
         for (object, reason, n) in &summary {
-            let _ = writeln!(out, "  {object:<12} {reason:<24} {n:>6}");
+            let _ = writeln!(out, "  {object:<w$} {reason:<24} {n:>6}");
         }
         return out;
     }
     let mut out =
         format!("Conflict queue: {} held (nothing was written for them):\n", crate::text::count(total, "record"));
     for (object, reason, n) in &summary {
-        let _ = writeln!(out, "  {object:<12} {reason:<24} {n:>6}");
+        let _ = writeln!(out, "  {object:<w$} {reason:<24} {n:>6}");
     }
     let _ = writeln!(
         out,
@@ -171,9 +178,10 @@ pub fn runs_table(store: &Store) -> Result<String> {
         );
         let counts = store.run_counts(run.id)?;
         if !counts.is_empty() {
-            header(&mut out, false);
+            let w = name_width(counts.iter().map(|(n, _, _)| n.as_str()));
+            header(&mut out, w, false);
             for (name, source, c) in &counts {
-                row(&mut out, name, &source.map(|n| n.to_string()).unwrap_or_else(|| "-".into()), c);
+                row(&mut out, w, name, &source.map(|n| n.to_string()).unwrap_or_else(|| "-".into()), c);
             }
         }
         out.push('\n');

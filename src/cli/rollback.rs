@@ -28,15 +28,16 @@ pub fn table(r: &RollbackReport) -> String {
         (false, None) => writeln!(out, "Rollback of run {}", r.of_run),
     };
     let verb = if r.dry_run { "would be " } else { "" };
+    let w = super::report::name_width(r.objects.iter().map(|o| o.object.as_str()));
     let _ = writeln!(
         out,
-        "  {:<12} {:>8} {:>9} {:>10} {:>12} {:>11} {:>6} {:>7} {:>7}",
+        "  {:<w$} {:>8} {:>9} {:>10} {:>12} {:>11} {:>6} {:>7} {:>7}",
         "object", "deleted", "restored", "no change", "done before", "not linked", "kept", "decide", "failed"
     );
     for o in &r.objects {
         let _ = writeln!(
             out,
-            "  {:<12} {:>8} {:>9} {:>10} {:>12} {:>11} {:>6} {:>7} {:>7}",
+            "  {:<w$} {:>8} {:>9} {:>10} {:>12} {:>11} {:>6} {:>7} {:>7}",
             o.object,
             o.deleted,
             o.restored,

@@ -297,7 +297,18 @@ fn check_field(config: &ProjectConfig, key: &str, spec: &FieldSpec, problems: &m
     if let Some(parent) = &spec.parent
         && !config.objects.contains_key(parent)
     {
-        problems.add(format!("{key}.parent"), format!("parent '{parent}' is not an object of this project"));
+        let made: Vec<&str> = config
+            .objects
+            .iter()
+            .filter(|(_, o)| o.repeated.as_ref().is_some_and(|r| &r.object == parent))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let message = if made.is_empty() {
+            format!("parent '{parent}' is not an object of this project")
+        } else {
+            format!("parent '{parent}' is made into several objects by its repeat: name one of {}", made.join(", "))
+        };
+        problems.add(format!("{key}.parent"), message);
     }
 }
 
@@ -415,6 +426,7 @@ pub fn against_schemas<'a>(
                         || *field == object.id
                         || object.modified.as_ref() == Some(field)
                         || super::excludes(&object.exclude, field)
+                        || object.repeated.as_ref().is_some_and(|r| r.others.contains(field))
                         || object.fields.values().any(|s| s.source_fields().contains(&field.as_str()));
                     if !used {
                         problems.add(

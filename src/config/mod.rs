@@ -10,6 +10,7 @@
 pub mod check;
 pub mod edit;
 mod read;
+mod repeat;
 mod spans;
 
 use indexmap::IndexMap;
@@ -173,7 +174,39 @@ pub struct ObjectConfig {
     /// a row outside it ends `skipped`, the filter named in its audit row.
     #[serde(default, rename = "where")]
     pub filter: Option<String>,
+    /// One source record into several rows of this object's destination: one row per entry
+    /// (`work = { email = "work_email" }`), none for an entry whose columns are all blank. The
+    /// fields name an entry's aliases as if they were source fields; see `repeat`.
+    #[serde(default)]
+    pub repeat: IndexMap<String, IndexMap<String, RepeatColumn>>,
     pub fields: IndexMap<String, FieldSpec>,
+    /// Set on the objects a `repeat` entry became (`emails.work`): which entry, and what of the
+    /// source it needs.
+    #[serde(skip)]
+    pub repeated: Option<Repeated>,
+}
+
+/// What one alias of a `repeat` entry stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum RepeatColumn {
+    /// A source field.
+    Column(String),
+    /// The same value for every row of the entry (`kind = { value = "work" }`).
+    Constant { value: String },
+}
+
+/// An object made from one `repeat` entry of an object in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repeated {
+    /// The object's key in the file (`emails`).
+    pub object: String,
+    /// The entry's key (`work`).
+    pub entry: String,
+    /// The entry's source fields: a source record with all of them blank makes no row.
+    pub columns: Vec<String>,
+    /// The other entries' source fields: not this object's to map (nor to exclude).
+    pub others: Vec<String>,
 }
 
 fn default_id() -> String {
@@ -500,6 +533,14 @@ impl LoadedConfig {
     pub fn object(&self, name: &str) -> Option<&ObjectConfig> {
         self.config.objects.get(name)
     }
+    /// The key under `[objects]` that holds `name`'s mapping in the file: the object itself, or
+    /// the object whose `repeat` entry it is.
+    pub fn file_object<'a>(&'a self, name: &'a str) -> &'a str {
+        match self.object(name).and_then(|o| o.repeated.as_ref()) {
+            Some(r) => &r.object,
+            None => name,
+        }
+    }
 
     /// An error caused by what a key of this file names, as a problem of the file (with the
     /// key's line); any other error as it is.
@@ -563,6 +604,7 @@ pub fn parse_keeping_problems(path: &Path, text: &str) -> Result<(LoadedConfig, 
         Ok(None) => return Err(fail(problems.into_vec())),
         Ok(Some(config)) => config,
     };
+    let config = repeat::expand(config, &mut problems);
     check::static_rules(&config, &mut problems);
     let order = match check::parent_order(&config) {
         Ok(order) => order,

@@ -20,12 +20,19 @@ impl Spans {
         let doc = self.doc.as_ref()?;
         let mut item: &toml_edit::Item = doc.as_item();
         let mut found = None;
+        // One segment the file does not have is passed over: an object a `repeat` entry made
+        // (`objects.emails.work.fields.value`) has its lines in its object's table.
+        let mut passed_over = false;
         for segment in split_path(path) {
             let Some(table) = item.as_table_like() else {
                 break;
             };
             let Some((key, next)) = table.get_key_value(&segment) else {
-                break;
+                if passed_over || found.is_none() {
+                    break;
+                }
+                passed_over = true;
+                continue;
             };
             if let Some(span) = key.span().or_else(|| next.span()) {
                 found = Some(line_of_offset(&self.text, span.start));
@@ -64,6 +71,8 @@ mod tests {
         assert_eq!(spans.line_of("objects.deals.fields.stage"), Some(5));
         assert_eq!(spans.line_of("objects.deals.fields.stage.from"), Some(5));
         assert_eq!(spans.line_of("nothing.here"), None);
+        assert_eq!(spans.line_of("objects.deals.won.fields.stage"), Some(5), "a repeat entry's object");
+        assert_eq!(spans.line_of("objects.deals.a.b.stage"), Some(4), "one segment passed over, not two");
     }
 
     #[test]

@@ -354,6 +354,7 @@ mod tests {
             modified: None,
             shared_destination: false,
             filter: None,
+            repeat: None,
         }
     }
 

@@ -5,7 +5,7 @@
 
 use super::plan::ObjectPlan;
 use super::transform::parse_when;
-use crate::model::{SourceRecord, Value};
+use crate::model::{Outcome, SourceRecord, Value};
 use crate::store::Store;
 use color_eyre::eyre::Result;
 use std::collections::HashMap;
@@ -93,15 +93,19 @@ impl DeltaFilter {
     pub fn load(store: &Store, plan: &ObjectPlan, mode: DeltaMode, day_first: bool) -> Result<Self> {
         let written = store.source_hashes(&plan.name)?;
         let mut held = store.settled_sources(&plan.name)?;
+        // A row skipped by the object's scope (its `where`, a blank `repeat` entry) has no queue
+        // row: it is judged again, and taken once it is in scope.
         let settled = store
             .latest_outcomes(&plan.name)?
             .into_iter()
-            .filter(|((_, n), o)| {
-                *n == 1 && matches!(o, Some(crate::model::Outcome::Queued | crate::model::Outcome::Skipped))
-            })
-            .map(|((sid, _), _)| {
+            .filter(|((_, n), _)| *n == 1)
+            .filter_map(|((sid, _), o)| {
                 let source = held.remove(&sid);
-                (sid, source)
+                match o {
+                    Some(Outcome::Queued) => Some((sid, source)),
+                    Some(Outcome::Skipped) if source.is_some() => Some((sid, source)),
+                    _ => None,
+                }
             })
             .collect();
         let high_water = match plan.modified {

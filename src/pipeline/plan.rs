@@ -119,6 +119,28 @@ pub struct ObjectPlan {
     pub shared_destination: bool,
     /// The object's row filter, bound to the source's fields.
     pub filter: Option<super::row_filter::RowFilter>,
+    /// The object is one entry of a `repeat`: a record with all the entry's fields blank makes no row.
+    pub repeat: Option<RepeatRow>,
+}
+
+/// One `repeat` entry's source fields, by position.
+#[derive(Debug, Clone)]
+pub struct RepeatRow {
+    pub entry: String,
+    pub fields: Vec<(usize, String)>,
+}
+
+impl RepeatRow {
+    /// Why a record makes no row of this entry, or `None` when it makes one.
+    pub fn no_row(&self, values: &[Option<String>]) -> Option<String> {
+        let blank = |i: usize| values.get(i).and_then(|v| v.as_deref()).is_none_or(|v| v.trim().is_empty());
+        if !self.fields.iter().all(|(i, _)| blank(*i)) {
+            return None;
+        }
+        let names: Vec<&str> = self.fields.iter().map(|(_, n)| n.as_str()).collect();
+        let verb = if names.len() == 1 { "is" } else { "are" };
+        Some(format!("no row for the repeat entry '{}': {} {verb} blank", self.entry, names.join(" and ")))
+    }
 }
 
 impl ObjectPlan {
@@ -236,8 +258,16 @@ impl ObjectPlan {
                     .map_err(|e| eyre!("objects.{name}.where: {e}"))?,
             ),
         };
+        let repeat = match &object.repeated {
+            None => None,
+            Some(r) => Some(RepeatRow {
+                entry: r.entry.clone(),
+                fields: r.columns.iter().map(|c| Ok((pos(c)?, c.clone()))).collect::<Result<_>>()?,
+            }),
+        };
         Ok(Self {
             name: name.to_string(),
+            repeat,
             source_object: object.source_name(name).to_string(),
             dest_object: object.destination_name(name).to_string(),
             id_field: object.id.clone(),

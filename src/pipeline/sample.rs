@@ -21,6 +21,8 @@ pub struct SampleRecord {
     pub values: IndexMap<String, Value>,
     /// What would hold it in the queue (or fail it), field by field.
     pub issues: Vec<Issue>,
+    /// Why a run would make no record of it (outside the object's `where`, a blank `repeat` entry).
+    pub skipped: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +46,11 @@ pub fn map(batch: Batch, plan: &ObjectPlan, owners: &Owners, mapper: &Mapper, n:
         match r {
             Extracted::Record(rec) => {
                 let source = plan.source_fields.iter().cloned().zip(rec.values.iter().cloned()).collect();
+                let skipped = match (&plan.filter, &plan.repeat) {
+                    (Some(f), _) if !f.admits(&rec.values) => Some(format!("outside the object's where: {f}")),
+                    (_, Some(r)) => r.no_row(&rec.values),
+                    _ => None,
+                };
                 let m = mapper.map(rec, &none)?;
                 let mut issues = m.issues.clone();
                 issues.extend(validate(plan, owners, &m.values, &m.issues, None));
@@ -52,7 +59,8 @@ pub fn map(batch: Batch, plan: &ObjectPlan, owners: &Owners, mapper: &Mapper, n:
                     origin: m.source.origin.clone(),
                     source,
                     values: plan.dest_fields.iter().cloned().zip(m.values).collect(),
-                    issues,
+                    issues: if skipped.is_some() { Vec::new() } else { issues },
+                    skipped,
                 });
             }
             Extracted::Malformed { source_id, origin, message } => records.push(SampleRecord {
@@ -67,6 +75,7 @@ pub fn map(batch: Batch, plan: &ObjectPlan, owners: &Owners, mapper: &Mapper, n:
                     message,
                     suggestion: None,
                 }],
+                skipped: None,
             }),
         }
     }

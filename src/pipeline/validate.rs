@@ -220,6 +220,7 @@ mod tests {
             modified: None,
             shared_destination: false,
             filter: None,
+            repeat: None,
         }
     }
 

@@ -504,11 +504,15 @@ pub enum MappingLine<'a> {
     /// A source field neither mapped nor excluded (the sample tells which fields exist).
     Unmapped(&'a str),
     Excluded(&'a str),
+    /// A source field another entry of the object's `repeat` reads.
+    OtherEntry(&'a str),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MappingObject {
     pub name: String,
+    /// The key under `[objects]` its mapping is edited at (the repeated object, for a `repeat` entry).
+    pub file_key: String,
     pub source: String,
     pub destination: String,
     pub match_keys: Vec<String>,
@@ -517,6 +521,8 @@ pub struct MappingObject {
     pub id: String,
     pub rows: Vec<MappingRow>,
     pub excluded: Vec<String>,
+    /// Source fields the other entries of this object's `repeat` read.
+    pub other_entries: Vec<String>,
 }
 
 /// The sample's answer for one object at one version of the edited text.
@@ -567,12 +573,14 @@ impl MappingView {
         if let Some(fields) = self.source_fields.get(&obj.name) {
             for f in fields {
                 let read = obj.rows.iter().any(|r| r.reads.contains(f));
-                if !read && *f != obj.id && !crate::config::excludes(&obj.excluded, f) {
+                if !read && *f != obj.id && !crate::config::excludes(&obj.excluded, f) && !obj.other_entries.contains(f)
+                {
                     out.push(MappingLine::Unmapped(f));
                 }
             }
         }
         out.extend(obj.excluded.iter().map(|f| MappingLine::Excluded(f)));
+        out.extend(obj.other_entries.iter().map(|f| MappingLine::OtherEntry(f)));
         out
     }
 }
@@ -717,12 +725,14 @@ pub fn mapping_objects(config: &LoadedConfig) -> Vec<MappingObject> {
         .filter_map(|name| config.config.objects.get(name).map(|o| (name, o)))
         .map(|(name, o)| MappingObject {
             name: name.clone(),
+            file_key: config.file_object(name).to_string(),
             source: o.source.clone().unwrap_or_else(|| name.clone()),
             destination: o.destination.clone().unwrap_or_else(|| name.clone()),
             match_keys: o.match_keys.clone(),
             merge: o.merge.clone(),
             id: o.id.clone(),
             excluded: o.exclude.clone(),
+            other_entries: o.repeated.as_ref().map(|r| r.others.clone()).unwrap_or_default(),
             rows: o
                 .fields
                 .iter()

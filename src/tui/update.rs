@@ -784,7 +784,7 @@ fn mapping_action(state: &mut AppState, action: Action) -> Vec<Effect> {
     use crate::config::edit;
     let m = &state.mapping;
     let Some(obj) = m.current() else { return Vec::new() };
-    let object = obj.name.clone();
+    let object = obj.file_key.clone();
     let lines = m.lines();
     let line = lines.get(m.cursor).cloned();
     match action {
@@ -801,6 +801,10 @@ fn mapping_action(state: &mut AppState, action: Action) -> Vec<Effect> {
             Some(MappingLine::Excluded(f)) => {
                 let f = f.to_string();
                 state.status = Some((true, format!("{f} is excluded: x takes it off the list, then e maps it")));
+            }
+            Some(MappingLine::OtherEntry(f)) => {
+                let f = f.to_string();
+                state.status = Some((true, format!("{f} is read by another entry of this object's repeat")));
             }
             None => {}
         },
@@ -852,6 +856,9 @@ fn mapping_action(state: &mut AppState, action: Action) -> Vec<Effect> {
                     edit::toggle_exclude(&m.text, &object, &f).map(|(text, now)| {
                         (text, if now { format!("{f} excluded") } else { format!("{f} no longer excluded") })
                     })
+                }
+                Some(MappingLine::OtherEntry(f)) => {
+                    Err(format!("{f} is read by another entry of this object's repeat"))
                 }
                 None => return Vec::new(),
             };

@@ -74,10 +74,8 @@ impl Engine {
         let known = sync(|| -> Result<Prefetched> {
             let dedupe = BatchDeduper::new(plan, self.settings.region);
             for w in works.iter_mut() {
-                if let (Some(filter), Item::Mapped(m)) = (&plan.filter, &w.item)
-                    && !filter.admits(&m.source.values)
-                {
-                    w.settle(Outcome::Skipped, Some(format!("outside the object's where: {filter}")));
+                if let Some(why) = out_of_scope(plan, lookups, &w.item)? {
+                    w.settle(Outcome::Skipped, Some(why));
                     continue;
                 }
                 if let Some(skipped) = operator_skip(plan, lookups, &w.item)? {
@@ -797,6 +795,32 @@ fn hold_for_taken_key(
 
 /// The operator skipped this row from the queue, and it reads as it did then: the skip stands
 /// (a row changed since is judged afresh). Returns the audit detail.
+/// Why a row makes no record of this object (outside its `where`, or blank in its `repeat`
+/// entry), saying so when an earlier run wrote a record for it: that record stays.
+fn out_of_scope(plan: &ObjectPlan, lookups: &Lookups<'_>, item: &Item) -> Result<Option<String>> {
+    let Item::Mapped(m) = item else { return Ok(None) };
+    let why = match (&plan.filter, &plan.repeat) {
+        (Some(filter), _) if !filter.admits(&m.source.values) => format!("outside the object's where: {filter}"),
+        (_, Some(repeat)) => match repeat.no_row(&m.source.values) {
+            Some(why) => why,
+            None => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    let id = &m.source.source_id;
+    let written = match lookups.in_flight.get(id) {
+        Some(dest) => Some(dest.clone()),
+        None if m.occurrence == 1 => lock(lookups.store)?.dest_id(&plan.name, id)?,
+        None => None,
+    };
+    Ok(Some(match written {
+        Some(dest) => {
+            format!("{why}; the record an earlier run wrote for it (destination id {dest}) stays in the destination")
+        }
+        None => why,
+    }))
+}
+
 fn operator_skip(plan: &ObjectPlan, lookups: &Lookups<'_>, item: &Item) -> Result<Option<String>> {
     let Item::Mapped(m) = item else { return Ok(None) };
     if lookups.skips.is_empty() {

@@ -80,6 +80,14 @@ pub fn render(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
                 Row::new(vec![(*f).to_string(), "—".into(), String::new(), String::new(), "excluded".into()])
                     .style(theme.muted)
             }
+            MappingLine::OtherEntry(f) => Row::new(vec![
+                (*f).to_string(),
+                "—".into(),
+                String::new(),
+                String::new(),
+                "another repeat entry's".into(),
+            ])
+            .style(theme.muted),
         })
         .collect();
     let mut table_state = TableState::default();
@@ -146,7 +154,7 @@ fn render_sample(state: &AppState, frame: &mut Frame, area: Rect, line: Option<&
     };
     let (source_field, dest_field): (Option<&str>, Option<&str>) = match line {
         Some(MappingLine::Mapped(r)) => (r.reads.first().map(String::as_str), Some(r.dest.as_str())),
-        Some(MappingLine::Unmapped(f) | MappingLine::Excluded(f)) => (Some(f), None),
+        Some(MappingLine::Unmapped(f) | MappingLine::Excluded(f) | MappingLine::OtherEntry(f)) => (Some(f), None),
         None => (None, None),
     };
     let rows: Vec<Row> = sample
@@ -159,11 +167,18 @@ fn render_sample(state: &AppState, frame: &mut Frame, area: Rect, line: Option<&
             let issue = dest_field.and_then(|f| r.issues.iter().find(|i| i.field == f));
             let others = r.issues.iter().filter(|i| Some(i.field.as_str()) != dest_field).count();
             let issue_text = match issue {
+                _ if r.skipped.is_some() => format!("skipped: {}", r.skipped.as_deref().unwrap_or_default()),
                 Some(i) => format!("{}: {}", i.rule.as_str(), crate::text::shown(&i.message)),
                 None if dest_field.is_some() => "ok".into(),
                 None => String::new(),
             };
-            let style = if issue.is_some() { theme.error } else { Style::default() };
+            let style = if r.skipped.is_some() {
+                theme.muted
+            } else if issue.is_some() {
+                theme.error
+            } else {
+                Style::default()
+            };
             Row::new(vec![
                 fit(&crate::text::shown(&r.source_id), 10),
                 fit(&source, 18),
