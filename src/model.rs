@@ -156,11 +156,14 @@ pub enum Rule {
     /// A warning: a phone's extension (`x123`, `ext. 12`) was dropped — the destination has no
     /// field for it.
     DroppedExtension,
+    /// A warning: a value longer than the destination takes was cut to its length, as the
+    /// field's `truncate = true` says.
+    Truncated,
 }
 
 impl Rule {
     /// Every rule, in the order they are declared.
-    pub const ALL: [Rule; 20] = [
+    pub const ALL: [Rule; 21] = [
         Rule::NoTranslation,
         Rule::OwnerNotProvisioned,
         Rule::AmbiguousMatch,
@@ -181,6 +184,7 @@ impl Rule {
         Rule::UnassignedPhone,
         Rule::AmbiguousDate,
         Rule::DroppedExtension,
+        Rule::Truncated,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -205,6 +209,7 @@ impl Rule {
             Rule::UnassignedPhone => "unassigned_phone",
             Rule::AmbiguousDate => "ambiguous_date",
             Rule::DroppedExtension => "dropped_extension",
+            Rule::Truncated => "truncated",
         }
     }
 }

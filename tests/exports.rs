@@ -553,3 +553,50 @@ mod repeat_property {
         }
     }
 }
+
+/// `truncate = true`: a value longer than the field takes is cut to its length (counted in
+/// characters, not bytes) and written with a `truncated` warning that reconcile lists; without
+/// it the record is held as `length`; a field with no limit to cut to is a `check` error.
+#[test]
+fn a_value_too_long_is_cut_with_a_warning_only_where_the_field_says_so() {
+    let project = |rule: &str| {
+        let fields =
+            format!("[objects.people.fields]\nname = {{ from = \"name\" }}\nbio = {{ from = \"bio\"{rule} }}\n");
+        let csv = "id,name,bio\n1,Ann,Ébène ☕ café!\n2,Bob,exactly 10\n3,Cy,\"line one\nline two\"\n";
+        TestProject::new(
+            &csv_to_sqlite("cut", &fields),
+            &[("people", csv)],
+            "CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT, bio TEXT);",
+        )
+    };
+    let p = project(", max_length = 10, truncate = true");
+    let out = cutover(p.path(), &["run"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let bio = |name: &str| -> String {
+        p.dest().query_row("SELECT bio FROM people WHERE name = ?1", [name], |r| r.get(0)).expect("row")
+    };
+    assert_eq!((bio("Ann"), bio("Bob"), bio("Cy")), ("Ébène ☕ ca".into(), "exactly 10".into(), "line one\nl".into()));
+    let warned: String = p
+        .project()
+        .store()
+        .expect("store")
+        .conn()
+        .query_row("SELECT coalesce(warnings, '') FROM audit WHERE source_id = '1'", [], |r| r.get(0))
+        .expect("audited");
+    assert!(warned.contains("truncated") && warned.contains("13 characters cut to the 10"), "{warned}");
+    let keys = common::reconcile_keys(p.path(), &[]);
+    assert!(keys.contains(&"people/warning/truncated".to_string()), "{keys:?}");
+
+    let p = project(", max_length = 10");
+    assert!(cutover(p.path(), &["run"], &[]).status.success());
+    assert_eq!(p.count("SELECT COUNT(*) FROM people"), 1, "held as length, not cut");
+
+    let p = project(", truncate = true");
+    let out = cutover(p.path(), &["check"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("objects.people.fields.bio.truncate: 'people.bio' takes values of any length"),
+        "{}",
+        text(&out)
+    );
+}

@@ -241,6 +241,10 @@ pub struct FieldSpec {
     #[serde(default)]
     pub required: bool,
     pub max_length: Option<usize>,
+    /// A value longer than the destination takes (`max_length`, or the field's own limit) is cut
+    /// to that length and written with a `truncated` warning, instead of held as `length`.
+    #[serde(default)]
+    pub truncate: bool,
     /// A phone number that parses but is not an assigned number: "warn" (written in E.164, the
     /// warning audited and reconciled; the default), "queue" (held) or "blank" (left blank,
     /// with a warning).

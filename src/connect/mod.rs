@@ -17,6 +17,7 @@ pub mod pipedrive;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
+pub mod unavailable;
 
 use crate::config::{ConnectionConfig, LoadedConfig};
 use crate::model::{DestSchema, DestUser, Extracted, FieldNames, Value};

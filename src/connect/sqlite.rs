@@ -2,6 +2,7 @@
 //! users table and picklist tables named in the project file).
 
 use super::sql::declared_type;
+use super::unavailable::told;
 use super::{Batch, Change, Cursor, Destination, NewRecords, Source, WriteResult, blocking};
 use crate::config::{ConnectionConfig, OwnersTable, PicklistTable};
 use crate::model::{DestField, DestSchema, DestUser, Extracted, FieldNames, FieldType, SourceRecord, Value};
@@ -25,6 +26,22 @@ pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// Blocking work on the database `system` names; a lock, a read-only file or a full disk comes
+/// back as that database's [`super::unavailable::Unavailable`].
+async fn on_file<R: Send + 'static>(system: String, f: impl FnOnce() -> Result<R> + Send + 'static) -> Result<R> {
+    blocking(f).await.map_err(|e| told(system, e))
+}
+
+/// A statement's error as its record's answer — or, when the file or the machine is the cause
+/// (a lock, a read-only file, a full disk), as the batch's error: its transaction rolls back and
+/// nothing of it is written, rather than every record failing for a reason none of them has.
+fn record_error(system: &str, e: rusqlite::Error) -> Result<String> {
+    match super::unavailable::sqlite_cause(&e) {
+        Some(cause) => Err(super::unavailable::Unavailable { system: system.to_string(), cause }.into()),
+        None => Ok(e.to_string()),
+    }
+}
+
 fn open_existing(path: &Path, read_only: bool) -> Result<Connection> {
     if !path.is_file() {
         bail!("database {} does not exist", path.display());
@@ -35,7 +52,15 @@ fn open_existing(path: &Path, read_only: bool) -> Result<Connection> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let conn = Connection::open_with_flags(path, flags).wrap_err_with(|| format!("cannot open {}", path.display()))?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.busy_timeout(super::unavailable::SQLITE_LOCK_WAIT)?;
+    // SQLite opens a file it may not write read-only without a word: say so before a run starts.
+    if !read_only && conn.is_readonly(rusqlite::MAIN_DB)? {
+        return Err(super::unavailable::Unavailable {
+            system: format!("SQLite database {}", path.display()),
+            cause: "is read-only: the file, or the disk it is on, is not writable".into(),
+        }
+        .into());
+    }
     // A double-quoted name SQLite does not find is an error, never a string: an owners or
     // picklist column misspelt in the project file must not read as its own name on every row.
     conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DQS_DML, false)?;
@@ -265,13 +290,13 @@ impl Source for SqliteSource {
     async fn fields(&self, object: &str) -> Result<FieldNames> {
         let (conn, object, path, queries) =
             (self.conn.clone(), object.to_string(), self.path.clone(), self.queries.clone());
-        blocking(move || Ok(relation(&*lock(&conn)?, &queries, &path, &object)?.columns.into())).await
+        on_file(self.describe(), move || Ok(relation(&*lock(&conn)?, &queries, &path, &object)?.columns.into())).await
     }
 
     async fn count(&self, object: &str) -> Result<u64> {
         let (conn, object, path, queries) =
             (self.conn.clone(), object.to_string(), self.path.clone(), self.queries.clone());
-        blocking(move || {
+        on_file(self.describe(), move || {
             let conn = lock(&conn)?;
             let rel = relation(&conn, &queries, &path, &object)?;
             let n: i64 = conn
@@ -285,7 +310,7 @@ impl Source for SqliteSource {
     async fn read_batch(&self, object: &str, id_field: &str, cursor: &Cursor, max: usize) -> Result<Batch> {
         let (conn, object, id_field) = (self.conn.clone(), object.to_string(), id_field.to_string());
         let (path, queries, cursor) = (self.path.clone(), self.queries.clone(), cursor.clone());
-        blocking(move || {
+        on_file(self.describe(), move || {
             let conn = lock(&conn)?;
             let rel = relation(&conn, &queries, &path, &object)?;
             let id_index = rel
@@ -438,7 +463,7 @@ impl Destination for SqliteDestination {
             .filter_map(|(k, t)| k.strip_prefix(&format!("{object}.")).map(|f| (f.to_string(), *t)))
             .collect();
         let path = self.path.clone();
-        blocking(move || {
+        on_file(self.describe(), move || {
             let conn = lock(&conn)?;
             let cols = table_columns(&conn, &object)?;
             if cols.is_empty() {
@@ -477,7 +502,7 @@ impl Destination for SqliteDestination {
             return Ok(Vec::new());
         };
         let conn = self.conn.clone();
-        blocking(move || {
+        on_file(self.describe(), move || {
             let names = owners.name.items().iter().map(|c| format!("COALESCE({}, '')", ident(c))).collect::<Vec<_>>();
             let email = owners.email.as_deref().map(ident).unwrap_or_else(|| "NULL".into());
             let sql = format!(
@@ -512,7 +537,7 @@ impl Destination for SqliteDestination {
         let schema = self.cached_schema(object).await?;
         let (conn, fields) = (self.conn.clone(), fields.to_vec());
         let after: i64 = after.0.parse().unwrap_or(i64::MIN);
-        blocking(move || {
+        on_file(self.describe(), move || {
             let cols: Vec<String> = fields.iter().map(|f| ident(f)).collect();
             let sql = format!(
                 "SELECT rowid, {}{}{} FROM {} WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
@@ -543,7 +568,7 @@ impl Destination for SqliteDestination {
     async fn read(&self, object: &str, ids: &[String], fields: &[String]) -> Result<HashMap<String, Vec<Value>>> {
         let schema = self.cached_schema(object).await?;
         let (conn, ids, fields) = (self.conn.clone(), ids.to_vec(), fields.to_vec());
-        blocking(move || {
+        on_file(self.describe(), move || {
             let conn = lock(&conn)?;
             let cols: Vec<String> = fields.iter().map(|f| ident(f)).collect();
             let id_ty = schema.field(&schema.id_field).map(|f| f.ty).unwrap_or(FieldType::Integer);
@@ -575,11 +600,12 @@ impl Destination for SqliteDestination {
     }
 
     async fn create(&self, object: &str, records: NewRecords) -> Result<Vec<WriteResult>> {
+        let system = self.describe();
         let schema = self.cached_schema(object).await?;
         let conn = self.conn.clone();
-        blocking(move || {
+        on_file(self.describe(), move || {
             let mut conn = lock(&conn)?;
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let types = field_types(&schema, &records.fields);
             let cols: Vec<String> = records.fields.iter().map(|f| ident(f)).collect();
             // An INTEGER PRIMARY KEY is the rowid: its new value is last_insert_rowid(), which
@@ -610,7 +636,7 @@ impl Destination for SqliteDestination {
                     results.push(match result {
                         Ok(Some(id)) => Ok(id),
                         Ok(None) => Err("the destination returned no id".to_string()),
-                        Err(e) => Err(e.to_string()),
+                        Err(e) => Err(record_error(&system, e)?),
                     });
                 }
             }
@@ -632,11 +658,12 @@ impl Destination for SqliteDestination {
     }
 
     async fn update(&self, object: &str, changes: &[Change]) -> Result<Vec<WriteResult>> {
+        let system = self.describe();
         let schema = self.cached_schema(object).await?;
         let (conn, changes) = (self.conn.clone(), changes.to_vec());
-        blocking(move || {
+        on_file(self.describe(), move || {
             let mut conn = lock(&conn)?;
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let id_ty = schema.field(&schema.id_field).map(|f| f.ty).unwrap_or(FieldType::Integer);
             let mut results = Vec::with_capacity(changes.len());
             for change in &changes {
@@ -661,7 +688,7 @@ impl Destination for SqliteDestination {
                 results.push(match result {
                     Ok(0) => Err(format!("record {} no longer exists in {}", change.dest_id, schema.object)),
                     Ok(_) => Ok(change.dest_id.clone()),
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(record_error(&system, e)?),
                 });
             }
             tx.commit()?;
@@ -671,11 +698,12 @@ impl Destination for SqliteDestination {
     }
 
     async fn delete(&self, object: &str, ids: &[String]) -> Result<Vec<WriteResult>> {
+        let system = self.describe();
         let schema = self.cached_schema(object).await?;
         let (conn, ids) = (self.conn.clone(), ids.to_vec());
-        blocking(move || {
+        on_file(self.describe(), move || {
             let mut conn = lock(&conn)?;
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let id_ty = schema.field(&schema.id_field).map(|f| f.ty).unwrap_or(FieldType::Integer);
             let sql = format!("DELETE FROM {} WHERE {} = ?", ident(&schema.object), ident(&schema.id_field));
             let mut results = Vec::with_capacity(ids.len());
@@ -685,7 +713,7 @@ impl Destination for SqliteDestination {
                     results.push(match stmt.execute([bind(id_ty, Some(id))]) {
                         Ok(0) => Err(format!("record {id} does not exist in {}", schema.object)),
                         Ok(_) => Ok(id.clone()),
-                        Err(e) => Err(e.to_string()),
+                        Err(e) => Err(record_error(&system, e)?),
                     });
                 }
             }
@@ -706,7 +734,7 @@ impl Destination for SqliteDestination {
     async fn record_count(&self, object: &str) -> Result<Option<u64>> {
         let schema = self.cached_schema(object).await?;
         let conn = self.conn.clone();
-        blocking(move || {
+        on_file(self.describe(), move || {
             let n: i64 =
                 lock(&conn)?.query_row(&format!("SELECT COUNT(*) FROM {}", ident(&schema.object)), [], |r| r.get(0))?;
             Ok(Some(n as u64))
@@ -717,7 +745,7 @@ impl Destination for SqliteDestination {
     async fn marked(&self, namespace: &str, object: &str) -> Result<Vec<(String, String)>> {
         let schema = self.cached_schema(object).await?;
         let (conn, namespace) = (self.conn.clone(), namespace.to_string());
-        blocking(move || {
+        on_file(self.describe(), move || {
             let conn = lock(&conn)?;
             if !has_table(&conn, "cutover_marks")? {
                 return Ok(Vec::new());

@@ -40,10 +40,10 @@ impl CommitWriter {
         let handle = tokio::task::spawn_blocking(move || {
             for (no, commit) in batches {
                 let started = Instant::now();
-                let result = store
-                    .lock()
-                    .map_err(|_| eyre!("state store lock poisoned"))
-                    .and_then(|mut s| s.commit_batch(&commit));
+                let result = store.lock().map_err(|_| eyre!("state store lock poisoned")).and_then(|mut s| {
+                    let store = format!("the state store {}", s.path().display());
+                    s.commit_batch(&commit).map_err(|e| crate::connect::unavailable::told(store, e))
+                });
                 timings.add(Stage::Commit, started.elapsed());
                 let failed = result.is_err();
                 if confirm.send((no, result)).is_err() || failed {

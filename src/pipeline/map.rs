@@ -381,6 +381,20 @@ impl Mapper {
                 }
             };
         }
+        if rule.truncate
+            && let Some(max) = rule.max_length
+            && v.chars().count() > max
+        {
+            let n = v.chars().count();
+            v = v.chars().take(max).collect();
+            warning.get_or_insert(Issue {
+                field: String::new(),
+                rule: Rule::Truncated,
+                value: None,
+                message: format!("{n} characters cut to the {max} the destination takes"),
+                suggestion: Some("the whole value stays in the source and in this audit row".into()),
+            });
+        }
         Ok(Some(v))
     }
 }

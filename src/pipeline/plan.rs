@@ -53,6 +53,8 @@ pub struct FieldRule {
     pub default: Option<String>,
     pub required: bool,
     pub max_length: Option<usize>,
+    /// Cut a value longer than `max_length` to it, with a warning (`truncate = true`).
+    pub truncate: bool,
     /// What a phone number that parses but is not assigned does.
     pub invalid: InvalidPolicy,
     /// The position (in the plan's rules) of the field receiving the currency this amount names.
@@ -197,6 +199,7 @@ impl ObjectPlan {
                 default: spec.default.clone(),
                 required: spec.required || field.is_some_and(|f| f.required),
                 max_length: spec.max_length.or(field.and_then(|f| f.max_length)),
+                truncate: spec.truncate,
                 invalid: spec.invalid.as_deref().and_then(InvalidPolicy::parse).unwrap_or_default(),
                 currency_to: None,
             });
@@ -218,6 +221,7 @@ impl ObjectPlan {
                         default: None,
                         required: field.is_some_and(|f| f.required),
                         max_length: field.and_then(|f| f.max_length),
+                        truncate: false,
                         invalid: InvalidPolicy::default(),
                         currency_to: None,
                     });

@@ -6,6 +6,7 @@ use super::map::Owners;
 use super::plan::ObjectPlan;
 use super::run::Prepared;
 use crate::config::{ConfigError, LoadedConfig, Problem, Problems, check};
+use crate::connect::unavailable::Unavailable;
 use crate::connect::{Destination, Source};
 use crate::model::{DestSchema, FieldNames};
 use color_eyre::eyre::{Result, eyre};
@@ -18,6 +19,8 @@ pub struct Schemas {
     dest_schemas: HashMap<String, Result<Arc<DestSchema>, String>>,
     /// Destination errors caused by what a key of the file names, by object.
     key_problems: HashMap<String, crate::config::KeyProblem>,
+    /// A system that could not be used (locked, read-only, …): the schemas after it were not read.
+    unavailable: Option<Unavailable>,
 }
 
 impl Schemas {
@@ -25,10 +28,24 @@ impl Schemas {
         let mut source_fields = HashMap::new();
         let mut dest_schemas = HashMap::new();
         let mut key_problems = HashMap::new();
+        let mut unavailable = None;
         for (name, object) in &project.config.objects {
-            let src = source.fields(object.source_name(name)).await.map_err(|e| format!("{e:#}"));
-            source_fields.insert(name.clone(), src);
-            let dst = dest.schema(object.destination_name(name)).await.map(Arc::new).map_err(|e| {
+            let src = source.fields(object.source_name(name)).await;
+            if let Err(e) = &src
+                && let Some(cause) = crate::connect::unavailable::cause(e)
+            {
+                unavailable = Some(Unavailable { system: format!("the source, {}", source.describe()), cause });
+                break;
+            }
+            source_fields.insert(name.clone(), src.map_err(|e| format!("{e:#}")));
+            let dst = dest.schema(object.destination_name(name)).await;
+            if let Err(e) = &dst
+                && let Some(cause) = crate::connect::unavailable::cause(e)
+            {
+                unavailable = Some(Unavailable { system: format!("the destination, {}", dest.describe()), cause });
+                break;
+            }
+            let dst = dst.map(Arc::new).map_err(|e| {
                 if let Some(k) = e.chain().find_map(|c| c.downcast_ref::<crate::config::KeyProblem>()) {
                     key_problems.insert(name.clone(), k.clone());
                 }
@@ -36,7 +53,7 @@ impl Schemas {
             });
             dest_schemas.insert(name.clone(), dst);
         }
-        Self { source_fields, dest_schemas, key_problems }
+        Self { source_fields, dest_schemas, key_problems, unavailable }
     }
 
     /// Every problem of the mappings against the schemas.
@@ -94,9 +111,15 @@ pub async fn checked(
     dest: &dyn Destination,
 ) -> Result<(Option<Prepared>, Vec<Problem>)> {
     let mut schemas = Schemas::read(project, source, dest).await;
+    if let Some(u) = schemas.unavailable.take() {
+        return Err(u.into());
+    }
     let mut problems = schemas.problems(project);
     let users = match dest.users().await {
         Ok(users) => Some(users),
+        Err(e) if crate::connect::unavailable::cause(&e).is_some() => {
+            return Err(crate::connect::unavailable::told(format!("the destination, {}", dest.describe()), e));
+        }
         // The table `owners =` names: a problem of the file, at that key's line.
         Err(e) if project.config.destination.owners.is_some() => {
             let key = "destination.owners";
@@ -149,6 +172,15 @@ fn default_problems(project: &LoadedConfig, plans: &[Arc<ObjectPlan>], owners: &
             if let Err(r) = super::map::default_value(rule, &settings, owners) {
                 problems.add(format!("objects.{}.fields.{}.default", plan.name, rule.dest), r.message);
             }
+        }
+        for rule in plan.rules.iter().filter(|r| r.truncate && r.max_length.is_none()) {
+            problems.add(
+                format!("objects.{}.fields.{}.truncate", plan.name, rule.dest),
+                format!(
+                    "'{}.{}' takes values of any length: give max_length to cut them to",
+                    plan.dest_object, rule.dest
+                ),
+            );
         }
     }
     Ok(problems.into_vec())

@@ -381,6 +381,20 @@ impl Engine {
                 Ok(RunSummary { run_id, kind, finish, objects, elapsed: started_at.elapsed(), carried: 0 })
             }
             Err(e) => {
+                // The connectors name their own systems; a SQLite error left is the state's.
+                let e = if e.chain().any(|c| c.is::<rusqlite::Error>()) {
+                    let folder = self.store_path.parent().unwrap_or(std::path::Path::new("."));
+                    let folder = std::fs::canonicalize(folder).unwrap_or_else(|_| folder.to_path_buf());
+                    crate::connect::unavailable::told(
+                        format!(
+                            "the project's state (cutover.state.db and its index and journal in {})",
+                            folder.display()
+                        ),
+                        e,
+                    )
+                } else {
+                    e
+                };
                 let message = format!("{e:#}");
                 warn!(run_id, error = %message, "run failed");
                 let _ = sync(|| lock(&store).and_then(|s| s.finish_run(run_id, "failed", Some(&message))));

@@ -177,6 +177,7 @@ mod tests {
             default: None,
             required,
             max_length,
+            truncate: false,
             invalid: Default::default(),
             currency_to: None,
         }

@@ -196,7 +196,7 @@ pub use crate::store::audit::{AuditEntry, AuditQuery};
 
 pub const AUDIT_OUTCOMES: &[&str] = &["created", "updated", "merged", "queued", "skipped", "failed"];
 /// The warnings a record may be written with (the audit pane's warning filter).
-pub const AUDIT_WARNINGS: &[&str] = &["unassigned_phone", "ambiguous_date", "dropped_extension"];
+pub const AUDIT_WARNINGS: &[&str] = &["unassigned_phone", "ambiguous_date", "dropped_extension", "truncated"];
 
 #[derive(Debug, Default)]
 pub struct AuditView {
