@@ -2,6 +2,14 @@
 //! already holds M contacts, through the full pipeline (email, phone and date transforms, owner
 //! resolution, dedupe, validation, audit log). Prints records/s and peak memory.
 
+/// `println!` that ends quietly when the reader went away (`cutover bench | head -1`).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 use crate::cli::{EXIT_OK, not_started};
 use crate::pipeline::Finish;
 use crate::project::Project;
@@ -177,7 +185,7 @@ async fn bench(records: u64, existing: u64, batch_size: usize, dir: Option<PathB
     };
     let t = Instant::now();
     generate(&dir, records, existing, batch_size).wrap_err("generating the bench data")?;
-    println!(
+    say!(
         "generated {records} contacts (CSV) and a destination holding {existing} in {:.1}s — {}",
         t.elapsed().as_secs_f64(),
         dir.display()
@@ -190,14 +198,14 @@ async fn bench(records: u64, existing: u64, batch_size: usize, dir: Option<PathB
     let secs = t.elapsed().as_secs_f64();
     let c = summary.totals();
     if let Finish::Halted(reason) = &summary.finish {
-        println!("HALTED: {reason}");
+        say!("HALTED: {reason}");
     }
-    println!("migrated {} records in {secs:.2}s: {:.0} records/s end to end", c.extracted, c.extracted as f64 / secs);
-    println!("  {}", crate::cli::report::outcome_line(&c));
-    println!("  time per stage (extract and map overlap the rest): {}", engine.timings().summary());
+    say!("migrated {} records in {secs:.2}s: {:.0} records/s end to end", c.extracted, c.extracted as f64 / secs);
+    say!("  {}", crate::cli::report::outcome_line(&c));
+    say!("  time per stage (extract and map overlap the rest): {}", engine.timings().summary());
     match peak_memory_mib() {
-        Some(m) => println!("  peak memory (VmHWM, whole process incl. generation): {m:.0} MiB"),
-        None => println!("  peak memory: not available on this platform"),
+        Some(m) => say!("  peak memory (VmHWM, whole process incl. generation): {m:.0} MiB"),
+        None => say!("  peak memory: not available on this platform"),
     }
     Ok(())
 }

@@ -55,3 +55,69 @@ mod tests {
         assert_eq!(shown_opt(None), "∅");
     }
 }
+
+/// A writer for a terminal: control characters (ESC, C0 and C1 codes, DEL) in the bytes written
+/// are spelt out as [`shown`] spells them, so a record value cannot set the window title, write
+/// the clipboard (OSC 52) or clear the screen; line breaks and tabs stay. Use it only when the
+/// output is a terminal: files and pipes get the exact bytes.
+pub struct TerminalSafe<W: std::io::Write> {
+    inner: W,
+    /// A UTF-8 lead byte 0xC2 held back: the next byte says whether it starts a C1 code.
+    pending_c2: bool,
+}
+
+impl<W: std::io::Write> TerminalSafe<W> {
+    pub fn new(inner: W) -> Self {
+        Self { inner, pending_c2: false }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for TerminalSafe<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut out = Vec::with_capacity(buf.len() + 8);
+        for &b in buf {
+            if std::mem::take(&mut self.pending_c2) {
+                if (0x80..=0x9f).contains(&b) {
+                    out.extend_from_slice(format!("\\u{{{b:x}}}").as_bytes());
+                    continue;
+                }
+                out.push(0xc2);
+            }
+            match b {
+                0xc2 => self.pending_c2 = true,
+                b'\n' | b'\t' => out.push(b),
+                0x1b => out.extend_from_slice(b"\\e"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                0x00..=0x1f | 0x7f => out.extend_from_slice(format!("\\u{{{b:x}}}").as_bytes()),
+                _ => out.push(b),
+            }
+        }
+        self.inner.write_all(&out)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if std::mem::take(&mut self.pending_c2) {
+            self.inner.write_all(&[0xc2])?;
+        }
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod terminal_tests {
+    use super::TerminalSafe;
+    use std::io::Write;
+
+    #[test]
+    fn a_terminal_gets_control_codes_spelt_out_and_the_rest_as_it_is() {
+        let mut out = TerminalSafe::new(Vec::new());
+        // Written in pieces: a C1 code split across two writes is still caught.
+        out.write_all("Eve\u{1b}]52;c;ZXZp\u{7}\té\n".as_bytes()).expect("w");
+        out.write_all(&[b'x', 0xc2]).expect("w");
+        out.write_all(&[0x9b, b'2', b'J', 0xc2, 0xa9]).expect("w");
+        out.flush().expect("f");
+        let got = String::from_utf8(out.inner).expect("utf8");
+        assert_eq!(got, "Eve\\e]52;c;ZXZp\\u{7}\té\nx\\u{9b}2J©");
+    }
+}

@@ -273,3 +273,75 @@ fn every_command_takes_the_project_as_an_argument_or_with_dash_p() {
     let both = cutover(&["check", p, "-p", p], elsewhere.path());
     assert_eq!(both.status.code(), Some(2), "one way or the other, not both");
 }
+
+/// The bytes a command writes to a pseudo-terminal, until it exits.
+fn in_a_terminal(args: &[&str], cwd: &Path) -> Vec<u8> {
+    use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+    use std::io::Read;
+    let pair =
+        native_pty_system().openpty(PtySize { rows: 50, cols: 200, pixel_width: 0, pixel_height: 0 }).expect("pty");
+    let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_cutover"));
+    cmd.args(args);
+    cmd.cwd(cwd);
+    cmd.env("CUTOVER_LOG", cwd.join("cutover.log"));
+    let mut child = pair.slave.spawn_command(cmd).expect("spawn");
+    drop(pair.slave);
+    let mut reader = pair.master.try_clone_reader().expect("reader");
+    let reading = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        out
+    });
+    child.wait().expect("exits");
+    drop(pair.master);
+    reading.join().expect("read")
+}
+
+/// Record values carrying terminal codes — OSC 0 (window title), OSC 52 (clipboard), CSI 2J
+/// (clear screen), a C1 CSI — never reach a terminal raw, whatever the command; a pipe gets the
+/// exact bytes.
+#[test]
+fn hostile_values_reach_a_terminal_spelt_out_and_a_pipe_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("source")).expect("mkdir");
+    let toml = "[project]\nname = \"hostile\"\n[source]\nkind = \"csv\"\npath = \"source\"\n\
+                [destination]\nkind = \"sqlite\"\npath = \"destination.db\"\n\
+                [objects.people.fields]\nname = { from = \"name\" }\nnote = { from = \"note\" }\n";
+    std::fs::write(dir.path().join("cutover.toml"), toml).expect("toml");
+    let csv = "id,name,note\n\
+               1\u{1b}[2J,Held for its id,x\n\
+               2,Eve\u{1b}]0;PWNED\u{7} Mallory,\"clip\u{1b}]52;c;ZXZpbA==\u{7}\"\n\
+               3,Ann,\u{9b}2J\n";
+    std::fs::write(dir.path().join("source/people.csv"), csv).expect("csv");
+    rusqlite::Connection::open(dir.path().join("destination.db"))
+        .expect("dest")
+        .execute_batch("CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT, note TEXT);")
+        .expect("table");
+    let run = cutover(&["run"], dir.path());
+    assert!(run.status.code().is_some_and(|c| c == 0 || c == 3), "{:?}", text(&run));
+    // ESC followed by `]` (OSC) or `[` (CSI), or the one-byte C1 CSI.
+    let raw = |bytes: &[u8]| -> bool {
+        bytes.windows(2).any(|w| w == [0x1b, b']'] || w == [0x1b, b'['] || w == [0xc2, 0x9b])
+    };
+    let commands: [&[&str]; 7] = [
+        &["queue", "list"],
+        &["queue", "show", "1"],
+        &["queue", "show", "1", "--full"],
+        &["export", "audit", "--format", "csv"],
+        &["export", "queue", "--format", "csv"],
+        &["export", "audit", "--format", "jsonl"],
+        &["runs"],
+    ];
+    for args in commands {
+        let shown = in_a_terminal(args, dir.path());
+        assert!(!raw(&shown), "{args:?} wrote terminal codes raw:\n{}", String::from_utf8_lossy(&shown));
+    }
+    let piped = cutover(&["export", "audit", "--format", "csv"], dir.path());
+    assert!(piped.stdout.windows(2).any(|w| w == [0x1b, b'[']), "a pipe gets the exact bytes");
+}

@@ -244,7 +244,7 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
                     "  {:>6}  {:<10} {:<12} {:<9} {:<24} {}",
                     it.id,
                     it.object,
-                    it.source_id,
+                    crate::text::shown(&it.source_id),
                     it.status.as_str(),
                     it.reason,
                     crate::text::shown(&first)
@@ -254,10 +254,17 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
         QueueAction::Show { id, full } => {
             let clip = |v: &str| clipped(v, full);
             let Some(it) = store.queue_item(id)? else { bail!("no queue item {id}") };
-            say!("Queue item {} — {} {} ({}) from {}", it.id, it.object, it.source_id, it.status.as_str(), it.origin);
+            say!(
+                "Queue item {} — {} {} ({}) from {}",
+                it.id,
+                it.object,
+                crate::text::shown(&it.source_id),
+                it.status.as_str(),
+                crate::text::shown(&it.origin)
+            );
             say!("Reason: {}", it.reason);
             if let Some((o, s)) = &it.waiting_on {
-                say!("Waiting on: {o} {s}");
+                say!("Waiting on: {o} {}", crate::text::shown(s));
             }
             say!("\nIssues:");
             for i in &it.issues {

@@ -8,6 +8,7 @@ use crate::store::RunLock;
 use crate::store::export::{ExportFilter, ExportFormat, ExportTable};
 use clap::ValueEnum;
 use color_eyre::eyre::{Result, WrapErr, eyre};
+use std::io::IsTerminal;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -53,6 +54,13 @@ impl SampleArgs {
 /// or to standard output.
 pub fn write_output<T>(path: Option<&Path>, f: impl FnOnce(&mut dyn Write) -> Result<T>) -> Result<T> {
     match path {
+        // A terminal gets record values with their control codes spelt out; a pipe the bytes.
+        None if std::io::stdout().is_terminal() => {
+            let mut w = BufWriter::new(crate::text::TerminalSafe::new(std::io::stdout().lock()));
+            let done = f(&mut w)?;
+            w.flush()?;
+            Ok(done)
+        }
         None => {
             let stdout = std::io::stdout();
             let mut w = BufWriter::new(stdout.lock());
