@@ -244,6 +244,12 @@ fn a_test_sync_on_a_seeded_sample_lists_every_issue_and_writes_nothing() {
     assert!(values.lines().any(|l| l.starts_with("  deals ") && l.contains("dealstage=")), "{values}");
     let refused = cutover(&["run", "--sample", "20"], &demo);
     assert_eq!(refused.status.code(), Some(2), "a sample is a test sync: --dry-run is required");
+    // After a real run, a preview speaks of itself: not the run's created records, not its queue.
+    assert!(cutover(&["run"], &demo).status.success());
+    let after = text(&cutover(&["run", "--dry-run", "--sample", "2", "--seed", "7", "--values"], &demo)).0;
+    assert!(after.contains("A run would hold nothing in the conflict queue."), "{after}");
+    assert!(after.contains("nothing: every record of the sample is unchanged, held or skipped"), "{after}");
+    assert!(!after.contains("→ created"), "{after}");
 }
 
 /// Every command names its project the same two ways: as its argument, or with `-p` / `--project`

@@ -430,16 +430,17 @@ async fn finish_run(
     };
     signals.stop();
     show.finish().await;
-    let succeeded = result.is_ok();
+    let preview_run = result.as_ref().ok().map(|s| s.run_id);
     let code = report_run(project, result, dry_run);
-    // A preview's queue lives in its scratch store: say what a run would hold, and why.
+    // A preview's queue lives in its scratch store (with what earlier runs hold): say what this
+    // preview would hold, and why.
     if dry_run
-        && succeeded
+        && let Some(run_id) = preview_run
         && let Ok(store) = engine.store().lock()
     {
-        say_part!("{}", report::queue_summary(&store, true));
+        say_part!("{}", report::preview_queue_summary(&store, run_id));
         if let Start::Sample { values, .. } = start {
-            say_part!("{}", report::sample_details(&store, values));
+            say_part!("{}", report::sample_details(&store, run_id, values));
         }
     }
     code

@@ -74,9 +74,9 @@ pub fn run_table(summary: &RunSummary, dry_run: bool) -> String {
 
 /// A test sync's sample in detail: every held record with each issue; with `values`, what
 /// each written record would hold.
-pub fn sample_details(store: &Store, values: bool) -> String {
+pub fn sample_details(store: &Store, run_id: i64, values: bool) -> String {
     let mut out = String::new();
-    let held = store.queue_list(&crate::store::QueueFilter { pending_only: true, ..Default::default() });
+    let held = store.queue_held_in_run(run_id);
     if let Ok(held) = held
         && !held.is_empty()
     {
@@ -105,11 +105,11 @@ pub fn sample_details(store: &Store, values: bool) -> String {
         let rows = store.conn().prepare(
             "SELECT a.object, a.source_id, a.outcome, w.image FROM audit a
              LEFT JOIN written w ON w.object = a.object AND w.dest_id = a.dest_id
-             WHERE a.outcome IN ('created', 'updated', 'merged') ORDER BY a.id",
+             WHERE a.run_id = ?1 AND a.outcome IN ('created', 'updated', 'merged') ORDER BY a.id",
         );
         if let Ok(mut stmt) = rows {
             let _ = writeln!(out, "\nWhat each record of the sample would be written with:");
-            let lines = stmt.query_map([], |r| {
+            let lines = stmt.query_map([run_id], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
@@ -117,12 +117,17 @@ pub fn sample_details(store: &Store, values: bool) -> String {
                     r.get::<_, Option<String>>(3)?,
                 ))
             });
+            let mut any = false;
             for (object, sid, outcome, image) in lines.into_iter().flatten().flatten() {
+                any = true;
                 let image: indexmap::IndexMap<String, Option<String>> =
                     image.and_then(|i| serde_json::from_str(&i).ok()).unwrap_or_default();
                 let fields: Vec<String> =
                     image.iter().map(|(k, v)| format!("{k}={}", crate::text::shown_opt(v.as_deref()))).collect();
                 let _ = writeln!(out, "  {object} {} → {outcome}: {}", crate::text::shown(&sid), fields.join(", "));
+            }
+            if !any {
+                let _ = writeln!(out, "  nothing: every record of the sample is unchanged, held or skipped");
             }
         }
     }
@@ -133,11 +138,30 @@ pub fn queue_hint(store: &Store) -> String {
     queue_summary(store, false)
 }
 
+/// What a preview (run `run_id` in its scratch state) would hold, by object and reason — its
+/// own, not what earlier runs hold.
+pub fn preview_queue_summary(store: &Store, run_id: i64) -> String {
+    let Ok(held) = store.queue_held_in_run(run_id) else { return String::new() };
+    let mut summary: Vec<(String, String, u64)> = Vec::new();
+    for it in &held {
+        match summary.iter_mut().find(|(o, r, _)| *o == it.object && *r == it.reason) {
+            Some(row) => row.2 += 1,
+            None => summary.push((it.object.clone(), it.reason.clone(), 1)),
+        }
+    }
+    summary.sort();
+    summarised(summary, true)
+}
+
 /// The held records by object and reason; `preview` words it as what a run would hold.
 pub fn queue_summary(store: &Store, preview: bool) -> String {
     let Ok(summary) = store.queue_summary() else {
         return String::new();
     };
+    summarised(summary, preview)
+}
+
+fn summarised(summary: Vec<(String, String, u64)>, preview: bool) -> String {
     if summary.is_empty() {
         return if preview { "A run would hold nothing in the conflict queue.\n" } else { "Conflict queue: empty.\n" }
             .into();

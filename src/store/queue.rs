@@ -254,6 +254,21 @@ impl Store {
         Ok(rows)
     }
 
+    /// The pending items a run held (a preview's own, not those earlier runs left), with counts
+    /// per (object, reason).
+    pub fn queue_held_in_run(&self, run_id: i64) -> Result<Vec<QueueItem>> {
+        let columns: Vec<String> = COLUMNS.split(',').map(|c| format!("q.{}", c.trim())).collect();
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {} FROM queue q WHERE q.status IN ('open', 'fixed', 'claimed') AND EXISTS
+               (SELECT 1 FROM audit a WHERE a.run_id = ?1 AND a.object = q.object AND a.source_id = q.source_id
+                AND a.outcome = 'queued')
+             ORDER BY q.id",
+            columns.join(", ")
+        ))?;
+        let rows = stmt.query_map([run_id], item)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
     pub fn queue_item(&self, id: i64) -> Result<Option<QueueItem>> {
         Ok(self.conn.query_row(&format!("SELECT {COLUMNS} FROM queue WHERE id = ?1"), [id], item).optional()?)
     }
