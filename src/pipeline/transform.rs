@@ -101,6 +101,26 @@ pub fn phone(value: &str, region: phonenumber::country::Id) -> Result<String, Re
     }
 }
 
+/// Why a phone value does not read, in the words of someone reading it (not the parser's).
+fn unreadable_phone(e: &phonenumber::ParseError, value: &str) -> String {
+    use phonenumber::ParseError as P;
+    let digits = value.chars().filter(char::is_ascii_digit).count();
+    match e {
+        P::NoNumber => format!("{} of a number", crate::text::count(digits as u64, "digit")),
+        P::InvalidCountryCode | P::MalformedInteger(_) if value.starts_with("00") => {
+            "it starts with 00, which dials abroad, but no country has the code that follows".into()
+        }
+        P::InvalidCountryCode | P::MalformedInteger(_) if value.starts_with('+') => {
+            "no country has the code after its +".into()
+        }
+        P::InvalidCountryCode => "no country has the code it starts with".into(),
+        P::TooShortAfterIdd => "too few digits after the international prefix".into(),
+        P::TooShortNsn => "too few digits after the country code".into(),
+        P::TooLong => format!("{digits} digits are more than any phone number has"),
+        P::MalformedInteger(_) => "its digits do not read as a number".into(),
+    }
+}
+
 /// A number that parses, in E.164, and why it is not an assigned number of its region if it is
 /// not (the caller decides: hold it, warn, or leave it blank); junk is an error.
 pub fn phone_e164(value: &str, region: phonenumber::country::Id) -> Result<(String, Option<Rejection>), Rejection> {
@@ -110,7 +130,7 @@ pub fn phone_e164(value: &str, region: phonenumber::country::Id) -> Result<(Stri
     let parsed = phonenumber::parse(Some(region), trimmed).map_err(|e| {
         let r = Rejection::new(
             Rule::InvalidPhone,
-            format!("'{}' is not a phone number ({e})", crate::text::shown(trimmed)),
+            format!("'{}' is not a phone number: {}", crate::text::shown(trimmed), unreadable_phone(&e, trimmed)),
         );
         if international {
             r.suggest("check the digits")
@@ -658,6 +678,21 @@ mod tests {
         assert_eq!(unassigned.suggestion.as_deref(), Some("check the digits"));
         let local = phone("999 555 0100", Id::US).expect_err("no such area code");
         assert!(local.suggestion.is_some_and(|s| s.contains("country code")));
+    }
+
+    #[test]
+    fn junk_phones_are_told_in_a_readers_words() {
+        for (junk, says) in [
+            ("00000000000", "it starts with 00, which dials abroad"),
+            ("n/a", "is not a phone number"),
+            ("+999 1234567", "no country has the code after its +"),
+        ] {
+            let e = phone(junk, Id::US).expect_err(junk);
+            assert!(e.message.contains(says), "{junk}: {}", e.message);
+            for internal in ["IDD", "NSN", "malformed", "Error"] {
+                assert!(!e.message.contains(internal), "{junk}: {}", e.message);
+            }
+        }
     }
 
     #[test]
