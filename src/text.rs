@@ -23,7 +23,18 @@ pub fn shown(value: &str) -> String {
 
 /// A count with its noun: "1 record", "3 records" (the noun's plural takes an `s`).
 pub fn count(n: u64, noun: &str) -> String {
-    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+    format!("{n} {}", plural(n, noun))
+}
+
+/// `noun` as many of it as `n` says: record, records; discrepancy, discrepancies.
+pub fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        return noun.to_string();
+    }
+    match noun.strip_suffix('y') {
+        Some(stem) if !stem.ends_with(['a', 'e', 'o', 'u']) => format!("{stem}ies"),
+        _ => format!("{noun}s"),
+    }
 }
 
 /// A character that takes no room and shows nothing, or reorders what follows: zero-width
@@ -38,6 +49,17 @@ pub fn shown_opt(value: Option<&str>) -> String {
     match value {
         None => "∅".into(),
         Some(v) => shown(v),
+    }
+}
+
+#[cfg(test)]
+mod plural_tests {
+    #[test]
+    fn one_and_many() {
+        assert_eq!(super::count(1, "discrepancy"), "1 discrepancy");
+        assert_eq!(super::count(2, "discrepancy"), "2 discrepancies");
+        assert_eq!(super::count(0, "record"), "0 records");
+        assert_eq!(super::count(3, "key"), "3 keys");
     }
 }
 

@@ -50,7 +50,11 @@ pub fn markdown(report: &Report, signoff: Option<&SignOff>, out: &mut dyn Write)
             "**Verdict: BALANCED** — every source record is accounted for and the destination holds what was written."
         )?;
     } else {
-        writeln!(out, "**Verdict: NOT BALANCED** — {} discrepancies:", report.discrepancies.len())?;
+        writeln!(
+            out,
+            "**Verdict: NOT BALANCED** — {}:",
+            crate::text::count(report.discrepancies.len() as u64, "discrepancy")
+        )?;
         writeln!(out)?;
         writeln!(out, "| key | check | records | what |")?;
         writeln!(out, "|---|---|---:|---|")?;
@@ -134,12 +138,12 @@ fn object(o: &ObjectReport, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out)?;
     writeln!(
         out,
-        "{} written records looked up: {} missing. {} compared field by field: {} identical, {} field differences.{}",
-        r.written,
+        "{} looked up: {} missing. {} compared field by field: {} identical, {}.{}",
+        crate::text::count(r.written, "written record"),
         r.missing.total,
         r.checked,
         r.identical,
-        r.differences_total,
+        crate::text::count(r.differences_total, "field difference"),
         if r.no_image > 0 {
             format!(" {} records were written before Cutover kept what it wrote: not compared.", r.no_image)
         } else {
@@ -234,8 +238,8 @@ fn witnesses(o: &ObjectReport, out: &mut dyn Write) -> io::Result<()> {
     if let Some(c) = &w.census {
         writeln!(
             out,
-            "- Source count: the source's own count finds {} records; reading it finds {} — {}.",
-            c.records,
+            "- Source count: the source's own count finds {}; reading it finds {} — {}.",
+            crate::text::count(c.records, "record"),
             o.counts.in_source,
             mark(c.records == o.counts.in_source)
         )?;

@@ -68,9 +68,10 @@ pub fn acceptances(
         .collect();
     if !open.is_empty() {
         return Err(format!(
-            "cannot sign off: {} discrepancies are neither resolved nor accepted:\n{}\n\
+            "cannot sign off: {} {} neither resolved nor accepted:\n{}\n\
              Fix them (the queue, a rerun), or accept each with --accept KEY=REASON.",
-            open.len(),
+            crate::text::count(open.len() as u64, "discrepancy"),
+            if open.len() == 1 { "is" } else { "are" },
             open.join("\n")
         ));
     }

@@ -353,7 +353,11 @@ impl ReconcileView {
                 c.skipped,
                 c.failed.total,
                 if c.rolled_back > 0 { format!(" + {} rolled back", c.rolled_back) } else { String::new() },
-                if broken == 0 { String::new() } else { format!(" · {broken} discrepancies") }
+                if broken == 0 {
+                    String::new()
+                } else {
+                    format!(" · {}", crate::text::count(broken as u64, "discrepancy"))
+                }
             );
             if !section(&mut out, &format!("object:{}", o.object), title, broken == 0) {
                 continue;

@@ -1258,8 +1258,10 @@ fn reconcile_action(state: &mut AppState, action: Action) -> Vec<Effect> {
                 state.status = Some((
                     true,
                     format!(
-                        "cannot sign off: {open} discrepancies are neither resolved nor accepted (a accepts the \
-                         selected one with a reason)"
+                        "cannot sign off: {} {} neither resolved nor accepted (a accepts the selected one with a \
+                         reason)",
+                        crate::text::count(open as u64, "discrepancy"),
+                        if open == 1 { "is" } else { "are" }
                     ),
                 ));
                 return Vec::new();

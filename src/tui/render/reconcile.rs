@@ -31,15 +31,18 @@ fn report(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
     } else if open == 0 {
         Span::styled(
             format!(
-                "NOT BALANCED: {} discrepancies, each accepted — {}",
-                report.discrepancies.len(),
+                "NOT BALANCED: {}, each accepted — {}",
+                crate::text::count(report.discrepancies.len() as u64, "discrepancy"),
                 if r.signed() { "signed off" } else { "ready to sign off" }
             ),
             theme.warn,
         )
     } else {
         Span::styled(
-            format!("NOT BALANCED: {} discrepancies, {open} neither resolved nor accepted", report.discrepancies.len()),
+            format!(
+                "NOT BALANCED: {}, {open} neither resolved nor accepted",
+                crate::text::count(report.discrepancies.len() as u64, "discrepancy")
+            ),
             theme.error,
         )
     };
