@@ -183,3 +183,27 @@ fn held_records_are_skipped_corrected_and_previewed_by_filter_from_the_shell() {
     assert!(run(&["queue", "reprocess", "--reason", "no_translation"]).status.success());
     assert_eq!((deals(), open("no_translation")), (deals_before + 140, 0));
 }
+
+/// Skipping the second row under a repeated id is that row's outcome: the first row, written,
+/// stays counted written — by reconcile now and after a delta run (it was counted skipped).
+#[test]
+fn skipping_a_repeated_ids_second_row_leaves_the_first_written() {
+    use common::{TestProject, csv_to_sqlite, cutover, text};
+    let p = TestProject::new(
+        &csv_to_sqlite("dup", "[objects.people.fields]\nname = { from = \"name\" }\n"),
+        &[("people", "id,name\n1,A\n2,B\n2,B\n3,C\n3,Cee\n")],
+        "CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT);",
+    );
+    assert!(cutover(p.path(), &["run"], &[]).status.success());
+    let out = cutover(p.path(), &["queue", "skip", "--held-for", "duplicate_source_id", "--reason", "dup"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let counts = |p: &TestProject| -> String {
+        let report = text(&cutover(p.path(), &["reconcile"], &[]));
+        report.lines().skip_while(|l| !l.starts_with("### Counts")).nth(4).unwrap_or_default().to_string()
+    };
+    // in source, source's count, written, held, skipped, …
+    assert!(counts(&p).starts_with("| 5 | 5 | 3 | 0 | 2 |"), "{}", counts(&p));
+    assert!(cutover(p.path(), &["run", "--delta", "both"], &[]).status.success());
+    assert!(counts(&p).starts_with("| 5 | 5 | 3 | 0 | 2 |"), "{}", counts(&p));
+    assert_eq!(p.count("SELECT COUNT(*) FROM people"), 3);
+}

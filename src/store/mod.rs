@@ -524,11 +524,21 @@ impl Store {
         Ok(stmt.query_row(params![object, source_id], |r| Ok((r.get(0)?, r.get(1)?))).optional()?)
     }
 
-    /// Records an operator action (a correction, a skip) in the audit log.
-    pub fn audit_action(&self, run_id: i64, object: &str, source_id: &str, action: &str, detail: &str) -> Result<()> {
+    /// Records an operator action (a correction, a skip) on the `occurrence`-th source row under
+    /// `source_id` in the audit log: a skip of a second row under an id is that row's outcome,
+    /// never the first row's.
+    pub fn audit_action(
+        &self,
+        run_id: i64,
+        object: &str,
+        (source_id, occurrence): (&str, u32),
+        action: &str,
+        detail: &str,
+    ) -> Result<()> {
         self.conn.execute(
-            "INSERT INTO audit (run_id, at, user, object, source_id, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![run_id, now(), os_user(), object, source_id, action, detail],
+            "INSERT INTO audit (run_id, at, user, object, source_id, outcome, detail, occurrence)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![run_id, now(), os_user(), object, source_id, action, detail, occurrence.max(1)],
         )?;
         Ok(())
     }

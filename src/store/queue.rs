@@ -348,7 +348,7 @@ impl Store {
             })
             .collect::<Vec<_>>()
             .join(", ");
-        self.audit_action(it.run_id, &it.object, &it.source_id, "corrected", &detail)?;
+        self.audit_action(it.run_id, &it.object, (&it.source_id, it.occurrence), "corrected", &detail)?;
         it.status = QueueStatus::Fixed;
         Ok(it)
     }
@@ -467,7 +467,7 @@ impl Store {
             "UPDATE queue SET status = 'skipped', skip_reason = ?3, updated_at = ?2 WHERE id = ?1",
             params![id, now(), reason],
         )?;
-        self.audit_action(run_id, &it.object, &it.source_id, "skipped", reason)?;
+        self.audit_action(run_id, &it.object, (&it.source_id, it.occurrence), "skipped", reason)?;
         it.status = QueueStatus::Skipped;
         Ok(it)
     }
