@@ -432,6 +432,20 @@ fn one_source_record_becomes_several_child_rows_without_blank_ones() {
     assert_eq!(why, "no row for the repeat entry 'work': work_email is blank");
 
     // The held row is worked from the queue like any other, by its object's name.
+    let out = cutover(p.path(), &["queue", "list", "--object", "emails"], &[]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out)
+            .contains("'emails' is made into several objects by its repeat: name one of emails.work, emails.home"),
+        "{}",
+        text(&out)
+    );
+    let out = cutover(p.path(), &["queue", "list", "--object", "emials.work"], &[]);
+    assert!(
+        text(&out).contains("the project has no object 'emials.work' (its objects: people, emails.work, emails.home)"),
+        "{}",
+        text(&out)
+    );
     let out = cutover(p.path(), &["queue", "fix", "--object", "emails.work", "value=di@work.example"], &[]);
     assert!(out.status.success(), "{}", text(&out));
     let out = cutover(p.path(), &["queue", "reprocess", "--object", "emails.work"], &[]);
@@ -583,7 +597,10 @@ fn a_value_too_long_is_cut_with_a_warning_only_where_the_field_says_so() {
         .conn()
         .query_row("SELECT coalesce(warnings, '') FROM audit WHERE source_id = '1'", [], |r| r.get(0))
         .expect("audited");
-    assert!(warned.contains("truncated") && warned.contains("13 characters cut to the 10"), "{warned}");
+    assert!(
+        warned.contains("truncated") && warned.contains("13 characters, cut to 10 (the field takes 10)"),
+        "{warned}"
+    );
     let keys = common::reconcile_keys(p.path(), &[]);
     assert!(keys.contains(&"people/warning/truncated".to_string()), "{keys:?}");
 
@@ -591,6 +608,17 @@ fn a_value_too_long_is_cut_with_a_warning_only_where_the_field_says_so() {
     assert!(cutover(p.path(), &["run"], &[]).status.success());
     assert_eq!(p.count("SELECT COUNT(*) FROM people"), 1, "held as length, not cut");
 
+    for (rule, says) in [
+        (", max_length = 0, truncate = true", "objects.people.fields.bio.max_length: max_length must be at least 1"),
+        (
+            ", max_length = 2, default = \"abc\"",
+            "objects.people.fields.bio.default: 'abc' holds 3 characters; the field takes at most 2",
+        ),
+    ] {
+        let out = cutover(project(rule).path(), &["check"], &[]);
+        assert_eq!(out.status.code(), Some(2), "{rule}: {}", text(&out));
+        assert!(text(&out).contains(says), "{rule}: {}", text(&out));
+    }
     let p = project(", truncate = true");
     let out = cutover(p.path(), &["check"], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));

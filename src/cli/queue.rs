@@ -114,7 +114,10 @@ struct Selection {
 }
 
 impl Selection {
-    fn new(object: Option<String>, reason: Option<String>, wheres: &[String]) -> Result<Self> {
+    fn new(project: &Project, object: Option<String>, reason: Option<String>, wheres: &[String]) -> Result<Self> {
+        if let Some(o) = &object {
+            known_object(project, o)?;
+        }
         let wheres = wheres.iter().map(|w| parse_change(w)).collect::<Result<Vec<_>>>()?;
         Ok(Self { object, reason, wheres })
     }
@@ -163,6 +166,24 @@ impl Selection {
 
 /// Whether the record's field holds `value` now: the correction made, else the value as
 /// mapped (`source.FIELD`: as read). Blank and absent are the same.
+/// `--object` names an object of the project (a `repeat` entry by its own name, `emails.work`).
+fn known_object(project: &Project, object: &str) -> Result<()> {
+    let config = &project.config;
+    if config.object(object).is_some() {
+        return Ok(());
+    }
+    let entries: Vec<&str> = config
+        .order
+        .iter()
+        .filter(|n| config.object(n).and_then(|o| o.repeated.as_ref()).is_some_and(|r| r.object == object))
+        .map(String::as_str)
+        .collect();
+    if !entries.is_empty() {
+        bail!("'{object}' is made into several objects by its repeat: name one of {}", entries.join(", "));
+    }
+    bail!("the project has no object '{object}' (its objects: {})", config.order.join(", "))
+}
+
 fn holds(it: &QueueItem, field: &str, value: Option<&str>) -> bool {
     let read = match field.strip_prefix("source.") {
         Some(f) => it.source.get(f),
@@ -186,7 +207,7 @@ pub async fn command(project: Option<PathBuf>, action: QueueAction) -> i32 {
             Err(e) => not_started(&e),
         },
         QueueAction::Reprocess { ids, all, object, reason, wheres, dry_run, .. } => {
-            let selection = match Selection::new(object, reason, &wheres) {
+            let selection = match Selection::new(&project, object, reason, &wheres) {
                 Ok(s) => s,
                 Err(e) => return not_started(&e),
             };
@@ -206,8 +227,8 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
     let store = project.store()?;
     match action {
         QueueAction::List { object, reason, wheres, all, limit } => {
+            let selection = Selection::new(project, object, reason, &wheres)?;
             say_part!("{}", super::report::queue_hint(&store));
-            let selection = Selection::new(object, reason, &wheres)?;
             let items = if selection.wheres.is_empty() {
                 let filter = QueueFilter {
                     object: selection.object,
@@ -319,7 +340,7 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
             if changes.is_empty() {
                 bail!("nothing to correct: give FIELD=VALUE");
             }
-            let selection = Selection::new(object, reason, &wheres)?;
+            let selection = Selection::new(project, object, reason, &wheres)?;
             if ids.is_empty() {
                 if selection.is_empty() {
                     bail!(
@@ -340,7 +361,7 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
             say!("{what} corrected; run `cutover queue reprocess` with the same ids or filter to write them.");
         }
         QueueAction::Skip { mut ids, reason, object, held_for, wheres } => {
-            let selection = Selection::new(object, held_for, &wheres)?;
+            let selection = Selection::new(project, object, held_for, &wheres)?;
             if ids.is_empty() {
                 if selection.is_empty() {
                     bail!("name the records: queue item ids, or --object / --held-for / --where");

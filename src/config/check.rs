@@ -264,6 +264,9 @@ fn check_field(config: &ProjectConfig, key: &str, spec: &FieldSpec, problems: &m
     if spec.concat.as_ref().is_some_and(Vec::is_empty) {
         problems.add(format!("{key}.concat"), "concat needs at least one source field");
     }
+    if spec.max_length == Some(0) {
+        problems.add(format!("{key}.max_length"), "max_length must be at least 1 (0 would blank every value)");
+    }
     if spec.part.is_some() && spec.split.is_none() {
         problems.add(format!("{key}.part"), "part only applies with split");
     }

@@ -159,9 +159,12 @@ fn entry_field(
         match aliases.get(from) {
             Some(RepeatColumn::Constant { value }) => {
                 out.from = None;
-                if !value.trim().is_empty() {
-                    out.default = Some(value.clone());
-                }
+                // A blank constant is a blank value: the field's own default, if any, stands in.
+                out.default = if value.trim().is_empty() {
+                    spec.default.clone().or_else(|| Some(String::new()))
+                } else {
+                    Some(value.clone())
+                };
             }
             _ => out.from = Some(column(from, "from", problems)),
         }
@@ -215,6 +218,24 @@ mod tests {
         );
         assert_eq!(config.file_object("emails.home"), "emails");
         assert_eq!(config.file_object("people"), "people");
+    }
+
+    #[test]
+    fn a_blank_constant_is_a_blank_value_as_checks_suggest() {
+        let (config, problems) = read(
+            "[objects.emails]\nsource = \"parties\"\n\
+             repeat.work = { address = \"work_email\", label = \"work_label\" }\n\
+             repeat.home = { address = \"home_email\", label = { value = \"\" } }\n\
+             [objects.emails.fields]\nvalue = { from = \"address\" }\nlabel = { from = \"label\", default = \"none\" }\n\
+             note = { from = \"label\" }\n",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let home = config.object("emails.home").expect("made");
+        assert_eq!(
+            (home.fields["label"].from.as_deref(), home.fields["label"].default.as_deref()),
+            (None, Some("none"))
+        );
+        assert_eq!((home.fields["note"].from.as_deref(), home.fields["note"].default.as_deref()), (None, Some("")));
     }
 
     #[test]

@@ -386,12 +386,12 @@ impl Mapper {
             && v.chars().count() > max
         {
             let n = v.chars().count();
-            v = v.chars().take(max).collect();
+            v = transform::cut_to(&v, max);
             warning.get_or_insert(Issue {
                 field: String::new(),
                 rule: Rule::Truncated,
                 value: None,
-                message: format!("{n} characters cut to the {max} the destination takes"),
+                message: format!("{n} characters, cut to {} (the field takes {max})", v.chars().count()),
                 suggestion: Some("the whole value stays in the source and in this audit row".into()),
             });
         }

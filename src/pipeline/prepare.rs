@@ -169,8 +169,19 @@ fn default_problems(project: &LoadedConfig, plans: &[Arc<ObjectPlan>], owners: &
     let mut problems = Problems::new(&project.spans);
     for plan in plans {
         for rule in plan.rules.iter().filter(|r| r.default.is_some()) {
-            if let Err(r) = super::map::default_value(rule, &settings, owners) {
-                problems.add(format!("objects.{}.fields.{}.default", plan.name, rule.dest), r.message);
+            match super::map::default_value(rule, &settings, owners) {
+                Err(r) => problems.add(format!("objects.{}.fields.{}.default", plan.name, rule.dest), r.message),
+                Ok(Some(v)) if !rule.truncate && rule.max_length.is_some_and(|max| v.chars().count() > max) => problems
+                    .add(
+                        format!("objects.{}.fields.{}.default", plan.name, rule.dest),
+                        format!(
+                            "'{}' holds {} characters; the field takes at most {}",
+                            crate::text::shown(&v),
+                            v.chars().count(),
+                            rule.max_length.unwrap_or_default()
+                        ),
+                    ),
+                Ok(_) => {}
             }
         }
         for rule in plan.rules.iter().filter(|r| r.truncate && r.max_length.is_none()) {

@@ -101,6 +101,24 @@ pub fn phone(value: &str, region: phonenumber::country::Id) -> Result<String, Re
     }
 }
 
+/// The longest start of `v` of at most `max` characters that ends between two symbols as a
+/// reader sees them (grapheme clusters): `👍🏽` keeps its skin tone or goes whole, a family emoji
+/// is never cut into another family.
+pub fn cut_to(v: &str, max: usize) -> String {
+    use unicode_segmentation::UnicodeSegmentation;
+    let mut out = String::new();
+    let mut n = 0;
+    for g in v.graphemes(true) {
+        let len = g.chars().count();
+        if n + len > max {
+            break;
+        }
+        out.push_str(g);
+        n += len;
+    }
+    out
+}
+
 /// Why a phone value does not read, in the words of someone reading it (not the parser's).
 fn unreadable_phone(e: &phonenumber::ParseError, value: &str) -> String {
     use phonenumber::ParseError as P;
@@ -678,6 +696,16 @@ mod tests {
         assert_eq!(unassigned.suggestion.as_deref(), Some("check the digits"));
         let local = phone("999 555 0100", Id::US).expect_err("no such area code");
         assert!(local.suggestion.is_some_and(|s| s.contains("country code")));
+    }
+
+    #[test]
+    fn a_cut_ends_between_symbols_as_a_reader_sees_them() {
+        assert_eq!(cut_to("Ébène ☕ café!", 10), "Ébène ☕ ca");
+        assert_eq!(cut_to("ok 👍🏽!", 4), "ok ", "the thumb and its tone are one symbol");
+        assert_eq!(cut_to("ok 👍🏽!", 5), "ok 👍🏽");
+        let family = "👨\u{200d}👩\u{200d}👧\u{200d}👦";
+        assert_eq!(cut_to(&format!("a{family}"), 5), "a", "never a smaller family");
+        assert_eq!(cut_to("abc", 10), "abc");
     }
 
     #[test]

@@ -205,7 +205,13 @@ fn warning_groups(engine: &Engine, plan: &crate::pipeline::plan::ObjectPlan) -> 
     for (sid, json) in rows {
         let issues: Vec<crate::model::Issue> = serde_json::from_str(&json)
             .wrap_err_with(|| format!("the audit's warnings of {} {sid} are damaged", plan.name))?;
+        let mut rules_seen: Vec<crate::model::Rule> = Vec::new();
         for i in issues {
+            // A record with the same warning on several fields is one record to verify.
+            if rules_seen.contains(&i.rule) {
+                continue;
+            }
+            rules_seen.push(i.rule);
             let g = groups.entry(i.rule.as_str().to_string()).or_insert_with(|| WarningGroup {
                 rule: i.rule.as_str().to_string(),
                 records: RecordList::default(),
