@@ -178,3 +178,35 @@ async fn a_rollback_killed_midway_is_run_again_and_finishes_the_job() {
         assert_eq!(&table(&db, t), before, "{t}");
     }
 }
+
+/// A run that found every record as it was wrote nothing, so its rollback changes nothing and
+/// asks nothing: the children earlier runs wrote still point at parents that stay (it asked for
+/// a decision on 4,539 contacts and companies).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_back_a_run_that_changed_nothing_asks_no_decision() {
+    let (_dir, project) = demo();
+    let db = project.config.base_dir().join("destination.db");
+    let engine = project.engine().expect("engine");
+    engine.run(RunKind::Full).await.expect("run");
+    let migrated: Vec<_> = TABLES.iter().map(|t| table(&db, t)).collect();
+    let again = engine.run(RunKind::Full).await.expect("re-run");
+    let done = rollback(&engine, again.run_id, &RollbackOptions::default()).await.expect("rollback");
+    assert_eq!(
+        done.undecided(),
+        0,
+        "{:?}",
+        done.objects.iter().map(|o| (&o.object, o.undecided.len())).collect::<Vec<_>>()
+    );
+    let by: Vec<(String, u64, u64, u64)> =
+        done.objects.iter().map(|o| (o.object.clone(), o.deleted, o.restored, o.nothing_to_restore)).collect();
+    assert_eq!(
+        by,
+        vec![
+            ("notes".into(), 0, 0, 5932),
+            ("deals".into(), 0, 0, 1660),
+            ("contacts".into(), 0, 0, 4166),
+            ("companies".into(), 0, 0, 400)
+        ]
+    );
+    assert_eq!(TABLES.iter().map(|t| table(&db, t)).collect::<Vec<_>>(), migrated, "the destination as it was");
+}

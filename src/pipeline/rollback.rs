@@ -353,7 +353,9 @@ async fn rollback_object(
             if last_run > of_run && !undone()? {
                 why.push(format!("written again by run {last_run} since"));
             }
-            if let Some(child) = mine.get(&group.dest_id) {
+            // A child left in place matters only to a record the rollback would delete; one it
+            // restores or leaves as it was still exists for the child to point at.
+            if created && let Some(child) = mine.get(&group.dest_id) {
                 why.push(format!("{child}, left in place, points at it"));
             }
             if created && let Some(linked) = others.get(&group.dest_id) {
