@@ -1,0 +1,332 @@
+//! Field comparisons for record linkage (issue #15): how alike two values of one field are, as a
+//! level — exact, close, far, different — or no level at all when either side is blank (a blank
+//! is neither agreement nor disagreement). Each kind of field has its own notion of "close":
+//! names by Jaro–Winkler, ids, dates and phone digits by Damerau–Levenshtein (a typo or a
+//! transposition), emails by local part and domain, company names without legal suffixes and
+//! punctuation, web domains without scheme and `www.`.
+
+/// How a field's values are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Equal after trimming and ignoring case, or not.
+    Exact,
+    /// Person names: Jaro–Winkler on the normalised name.
+    Name,
+    /// Identifiers, dates and other digit strings: edit distance on the normalised characters.
+    Digits,
+    /// Phone numbers: edit distance on the digits (formatting never counts).
+    Phone,
+    /// Emails: the local part and the domain compared apart.
+    Email,
+    /// Company names: legal suffixes, `&`/`and`, punctuation and case normalised away.
+    Company,
+    /// Web domains: scheme, `www.`, path and case normalised away.
+    Domain,
+}
+
+impl Kind {
+    pub const NAMES: [&'static str; 7] = ["exact", "name", "digits", "phone", "email", "company", "domain"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "exact" => Kind::Exact,
+            "name" => Kind::Name,
+            "digits" | "id" | "date" => Kind::Digits,
+            "phone" => Kind::Phone,
+            "email" => Kind::Email,
+            "company" => Kind::Company,
+            "domain" => Kind::Domain,
+            _ => return None,
+        })
+    }
+
+    /// How many levels this kind tells apart (level 0 is the closest).
+    pub fn levels(self) -> usize {
+        match self {
+            Kind::Exact => 2,
+            _ => 4,
+        }
+    }
+
+    /// What each level means, for explanations.
+    pub fn level_names(self) -> &'static [&'static str] {
+        match self {
+            Kind::Exact => &["equal", "different"],
+            Kind::Name => &["equal", "close (Jaro–Winkler ≥ 0.92)", "similar (≥ 0.80)", "different"],
+            Kind::Digits | Kind::Phone => &["equal", "one edit apart", "two edits apart", "different"],
+            Kind::Email => &["equal", "same address, one typo", "same local part, other domain", "different"],
+            Kind::Company => &["equal", "equal without legal form", "similar (Jaro–Winkler ≥ 0.80)", "different"],
+            Kind::Domain => &["equal", "equal without www/scheme", "same registered name", "different"],
+        }
+    }
+}
+
+/// The level at which `a` and `b` agree (0: exactly), or `None` when either is blank.
+pub fn level(kind: Kind, a: Option<&str>, b: Option<&str>) -> Option<usize> {
+    let (a, b) = (a.map(str::trim).filter(|v| !v.is_empty())?, b.map(str::trim).filter(|v| !v.is_empty())?);
+    Some(match kind {
+        Kind::Exact => usize::from(!a.eq_ignore_ascii_case(b) && a.to_lowercase() != b.to_lowercase()),
+        Kind::Name => {
+            let (a, b) = (name_key(a), name_key(b));
+            if a.is_empty() || b.is_empty() {
+                return None;
+            }
+            by_similarity(&a, &b)
+        }
+        Kind::Digits => by_edits(&alnum(a), &alnum(b))?,
+        Kind::Phone => by_edits(&digits(a), &digits(b))?,
+        Kind::Email => email_level(a, b),
+        Kind::Company => {
+            if a.to_lowercase() == b.to_lowercase() {
+                0
+            } else {
+                let (x, y) = (company_key(a), company_key(b));
+                if x.is_empty() || y.is_empty() {
+                    return None;
+                }
+                match by_similarity(&x, &y) {
+                    0 => 1,
+                    1 | 2 => 2,
+                    _ => 3,
+                }
+            }
+        }
+        Kind::Domain => {
+            if a.eq_ignore_ascii_case(b) {
+                0
+            } else {
+                let (x, y) = (domain_key(a), domain_key(b));
+                if x.is_empty() || y.is_empty() {
+                    return None;
+                }
+                if x == y {
+                    1
+                } else if registered_name(&x) == registered_name(&y) {
+                    2
+                } else {
+                    3
+                }
+            }
+        }
+    })
+}
+
+fn by_similarity(a: &str, b: &str) -> usize {
+    if a == b {
+        return 0;
+    }
+    let s = strsim::jaro_winkler(a, b);
+    if s >= 0.92 {
+        1
+    } else if s >= 0.80 {
+        2
+    } else {
+        3
+    }
+}
+
+/// Equal, one edit (a typo, a transposed pair), two, or more; `None` when nothing is left.
+fn by_edits(a: &str, b: &str) -> Option<usize> {
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    Some(match strsim::damerau_levenshtein(a, b) {
+        0 => 0,
+        1 => 1,
+        2 => 2,
+        _ => 3,
+    })
+}
+
+fn digits(v: &str) -> String {
+    v.chars().filter(char::is_ascii_digit).collect()
+}
+
+fn alnum(v: &str) -> String {
+    v.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect()
+}
+
+/// A name in one spelling: lower case, letters and single spaces only.
+pub fn name_key(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for w in v.split(|c: char| !c.is_alphabetic()).filter(|w| !w.is_empty()) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.extend(w.chars().flat_map(char::to_lowercase));
+    }
+    out
+}
+
+fn email_level(a: &str, b: &str) -> usize {
+    let (a, b) = (a.to_lowercase(), b.to_lowercase());
+    if a == b {
+        return 0;
+    }
+    let split = |e: &str| -> (String, String) {
+        match e.rsplit_once('@') {
+            Some((l, d)) => (l.to_string(), d.to_string()),
+            None => (e.to_string(), String::new()),
+        }
+    };
+    let ((la, da), (lb, db)) = (split(&a), split(&b));
+    if strsim::damerau_levenshtein(&a, &b) == 1 && !la.is_empty() && !lb.is_empty() {
+        1
+    } else if la == lb && !la.is_empty() && da != db {
+        2
+    } else {
+        3
+    }
+}
+
+/// Words a company's name carries for its legal form, not its identity.
+const LEGAL_FORMS: &[&str] = &[
+    "inc",
+    "incorporated",
+    "corp",
+    "corporation",
+    "co",
+    "company",
+    "llc",
+    "llp",
+    "lp",
+    "ltd",
+    "limited",
+    "plc",
+    "gmbh",
+    "ag",
+    "kg",
+    "sa",
+    "sas",
+    "sarl",
+    "srl",
+    "spa",
+    "bv",
+    "nv",
+    "oy",
+    "ab",
+    "as",
+    "aps",
+    "pty",
+    "pte",
+    "kk",
+    "group",
+];
+
+/// A company's name without case, punctuation, `the`, `&` (as `and`) and legal forms:
+/// `ABC, Inc.`, `ABC Corp` and `abc corporation` are all `abc`.
+pub fn company_key(v: &str) -> String {
+    let lowered = v.to_lowercase().replace('&', " and ");
+    let words: Vec<&str> = lowered.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
+    let mut end = words.len();
+    while end > 1 && LEGAL_FORMS.contains(&words[end - 1]) {
+        end -= 1;
+    }
+    let start = usize::from(words.first() == Some(&"the") && end > 1);
+    words[start..end].join(" ")
+}
+
+/// A web domain without scheme, `www.`, port, path and case: `https://www.Acme.com/about` is
+/// `acme.com`.
+pub fn domain_key(v: &str) -> String {
+    let v = v.trim().to_lowercase();
+    let v = v.split_once("://").map_or(v.as_str(), |(_, rest)| rest);
+    let v = v.split(['/', '?', '#']).next().unwrap_or_default();
+    let v = v.rsplit_once('@').map_or(v, |(_, host)| host);
+    let v = v.split(':').next().unwrap_or_default();
+    v.strip_prefix("www.").unwrap_or(v).trim_end_matches('.').to_string()
+}
+
+/// The name a domain was registered under, without its public suffix as far as one can tell
+/// without a list: `acme.co.uk` and `acme.com` are both `acme`.
+fn registered_name(domain: &str) -> &str {
+    let labels: Vec<&str> = domain.split('.').collect();
+    match labels.len() {
+        0 | 1 => domain,
+        n if n >= 3 && labels[n - 2].len() <= 3 => labels[n - 3],
+        n => labels[n - 2],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const KINDS: [Kind; 7] =
+        [Kind::Exact, Kind::Name, Kind::Digits, Kind::Phone, Kind::Email, Kind::Company, Kind::Domain];
+
+    proptest! {
+        /// For every kind and any text: a value agrees with itself exactly, a comparison reads
+        /// the same both ways, and a level is one the kind has.
+        #[test]
+        fn levels_are_reflexive_symmetric_and_in_range(a in "\\PC{0,12}", b in "\\PC{0,12}") {
+            for kind in KINDS {
+                if let Some(l) = level(kind, Some(&a), Some(&a)) {
+                    prop_assert_eq!(l, 0, "{:?} {:?}", kind, a);
+                }
+                let (ab, ba) = (level(kind, Some(&a), Some(&b)), level(kind, Some(&b), Some(&a)));
+                prop_assert_eq!(ab, ba, "{:?} {:?} {:?}", kind, a, b);
+                prop_assert!(ab.is_none_or(|l| l < kind.levels()), "{:?} {:?}", kind, ab);
+            }
+        }
+    }
+
+    #[test]
+    fn a_blank_on_either_side_is_no_level() {
+        for kind in [Kind::Exact, Kind::Name, Kind::Digits, Kind::Phone, Kind::Email, Kind::Company, Kind::Domain] {
+            assert_eq!(level(kind, None, Some("x")), None, "{kind:?}");
+            assert_eq!(level(kind, Some("  "), Some("x")), None, "{kind:?}");
+            assert_eq!(level(kind, Some("x"), Some("")), None, "{kind:?}");
+        }
+        assert_eq!(level(Kind::Phone, Some("n/a"), Some("4155552671")), None, "no digits: nothing to compare");
+    }
+
+    #[test]
+    fn names_by_jaro_winkler() {
+        assert_eq!(level(Kind::Name, Some("Jonathan  Smith"), Some("jonathan smith")), Some(0));
+        assert_eq!(level(Kind::Name, Some("Jonathan Smith"), Some("Jonathon Smith")), Some(1));
+        assert_eq!(level(Kind::Name, Some("Smith"), Some("Smyth")), Some(2));
+        assert_eq!(level(Kind::Name, Some("Ann Lee"), Some("Bob Kowalski")), Some(3));
+    }
+
+    #[test]
+    fn ids_dates_and_phones_by_edits_formatting_aside() {
+        assert_eq!(level(Kind::Digits, Some("1984-03-12"), Some("19840312")), Some(0));
+        assert_eq!(level(Kind::Digits, Some("1984-03-12"), Some("1984-03-21")), Some(1), "a transposition");
+        assert_eq!(level(Kind::Digits, Some("AB-1234"), Some("ab1243")), Some(1));
+        assert_eq!(level(Kind::Digits, Some("1234"), Some("9876")), Some(3));
+        assert_eq!(level(Kind::Phone, Some("(415) 555-2671"), Some("+1 415.555.2671")), Some(1), "the country code");
+        assert_eq!(level(Kind::Phone, Some("415 555 2671"), Some("4155552671")), Some(0));
+    }
+
+    #[test]
+    fn emails_by_local_part_and_domain() {
+        assert_eq!(level(Kind::Email, Some("Ann@X.com"), Some("ann@x.com")), Some(0));
+        assert_eq!(level(Kind::Email, Some("ann@x.com"), Some("anne@x.com")), Some(1));
+        assert_eq!(level(Kind::Email, Some("ann.lee@work.com"), Some("ann.lee@gmail.com")), Some(2));
+        assert_eq!(level(Kind::Email, Some("ann@x.com"), Some("bob@y.com")), Some(3));
+    }
+
+    #[test]
+    fn companies_without_their_legal_form() {
+        for (a, b) in
+            [("ABC Corp", "ABC Corporation"), ("ABC, Inc.", "abc"), ("The Smith & Sons Ltd", "Smith and Sons")]
+        {
+            assert_eq!(level(Kind::Company, Some(a), Some(b)), Some(1), "{a} / {b}");
+        }
+        assert_eq!(company_key("Co"), "co", "a name that is only a legal form keeps it");
+        assert_eq!(level(Kind::Company, Some("Acme GmbH"), Some("Acme AG")), Some(1));
+        assert_eq!(level(Kind::Company, Some("Acme"), Some("Acne Corp")), Some(2));
+        assert_eq!(level(Kind::Company, Some("Acme"), Some("Globex")), Some(3));
+    }
+
+    #[test]
+    fn domains_without_scheme_www_or_path() {
+        assert_eq!(domain_key("https://www.Acme.com/about?x=1"), "acme.com");
+        assert_eq!(domain_key("sales@acme.com"), "acme.com");
+        assert_eq!(level(Kind::Domain, Some("http://www.acme.com"), Some("acme.com")), Some(1));
+        assert_eq!(level(Kind::Domain, Some("acme.co.uk"), Some("acme.com")), Some(2));
+        assert_eq!(level(Kind::Domain, Some("acme.com"), Some("globex.com")), Some(3));
+    }
+}

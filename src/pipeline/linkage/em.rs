@@ -1,0 +1,195 @@
+//! Fellegi–Sunter weights estimated from the candidate pairs themselves, without labels: the
+//! expectation–maximisation of a two-class mixture (pairs that are the same record, pairs that
+//! are not) with fields independent within each class. A field blank on either side (`None`)
+//! says nothing about a pair and takes no part.
+//!
+//! For each field and level, `m` is how often a true match agrees at that level and `u` how
+//! often a non-match does; a level's weight is `log2(m / u)`, and a pair's score is the sum of
+//! its fields' weights (plus the prior `log2(λ / (1 − λ))`).
+
+/// One pair's comparison: each field's level, or `None` where a side is blank.
+pub type Vector = Vec<Option<usize>>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    /// The share of candidate pairs that are matches.
+    pub lambda: f64,
+    /// Per field, per level: P(level | match).
+    pub m: Vec<Vec<f64>>,
+    /// Per field, per level: P(level | non-match).
+    pub u: Vec<Vec<f64>>,
+    /// Rounds EM ran before it settled (or the cap).
+    pub rounds: usize,
+}
+
+/// Keeps probabilities off 0 and 1, so that a level never seen in one class is a strong
+/// weight, not an infinite one.
+const FLOOR: f64 = 1e-4;
+const MAX_ROUNDS: usize = 200;
+const SETTLED: f64 = 1e-7;
+
+impl Model {
+    /// A start that says "closer levels are likelier among matches": EM moves from there.
+    pub fn start(levels: &[usize]) -> Self {
+        let spread = |n: usize, toward_first: bool| -> Vec<f64> {
+            let raw: Vec<f64> =
+                (0..n).map(|l| if toward_first { 0.5f64.powi(l as i32) } else { 2f64.powi(l as i32) }).collect();
+            let sum: f64 = raw.iter().sum();
+            raw.into_iter().map(|x| x / sum).collect()
+        };
+        Self {
+            lambda: 0.1,
+            m: levels.iter().map(|&n| spread(n, true)).collect(),
+            u: levels.iter().map(|&n| spread(n, false)).collect(),
+            rounds: 0,
+        }
+    }
+
+    /// The weight of each field's each level: `log2(m / u)`.
+    pub fn weights(&self) -> Vec<Vec<f64>> {
+        self.m.iter().zip(&self.u).map(|(m, u)| m.iter().zip(u).map(|(m, u)| (m / u).log2()).collect()).collect()
+    }
+
+    /// A pair's score: the prior and every compared field's weight.
+    pub fn score(&self, v: &[Option<usize>]) -> f64 {
+        let prior = (self.lambda / (1.0 - self.lambda)).log2();
+        prior + v.iter().enumerate().filter_map(|(f, l)| l.map(|l| (self.m[f][l] / self.u[f][l]).log2())).sum::<f64>()
+    }
+
+    /// The probability that a pair is a match, under this model.
+    pub fn match_probability(&self, v: &[Option<usize>]) -> f64 {
+        let s = self.score(v);
+        1.0 / (1.0 + 2f64.powf(-s))
+    }
+}
+
+/// Estimates the model from the pairs by EM, from [`Model::start`]; `levels[f]` is how many
+/// levels field `f` has. A level outside its field's range is an error of the caller: it is
+/// ignored like a blank.
+pub fn estimate(pairs: &[Vector], levels: &[usize]) -> Model {
+    let mut model = Model::start(levels);
+    if pairs.is_empty() {
+        return model;
+    }
+    let fields = levels.len();
+    for round in 1..=MAX_ROUNDS {
+        // E: each pair's probability of being a match.
+        let mut lambda = 0.0;
+        let mut m_count: Vec<Vec<f64>> = levels.iter().map(|&n| vec![0.0; n]).collect();
+        let mut u_count = m_count.clone();
+        for v in pairs {
+            let p = model.match_probability(v);
+            lambda += p;
+            for (f, l) in v.iter().enumerate().take(fields) {
+                if let Some(l) = l.filter(|l| *l < levels[f]) {
+                    m_count[f][l] += p;
+                    u_count[f][l] += 1.0 - p;
+                }
+            }
+        }
+        // M: the shares that would produce what E expects.
+        let normalised = |counts: Vec<Vec<f64>>| -> Vec<Vec<f64>> {
+            counts
+                .into_iter()
+                .map(|c| {
+                    let total: f64 = c.iter().sum();
+                    let n = c.len() as f64;
+                    c.into_iter()
+                        .map(|x| if total > 0.0 { (x / total).clamp(FLOOR, 1.0 - FLOOR) } else { 1.0 / n })
+                        .collect()
+                })
+                .collect()
+        };
+        let next = Model {
+            lambda: (lambda / pairs.len() as f64).clamp(FLOOR, 1.0 - FLOOR),
+            m: normalised(m_count),
+            u: normalised(u_count),
+            rounds: round,
+        };
+        let moved = (next.lambda - model.lambda)
+            .abs()
+            .max(next.m.iter().flatten().zip(model.m.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max));
+        model = next;
+        if moved < SETTLED {
+            break;
+        }
+    }
+    model
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small seeded generator (SplitMix64), so the test needs no dependency and never varies.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> f64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        }
+        fn pick(&mut self, shares: &[f64]) -> usize {
+            let x = self.next();
+            let mut acc = 0.0;
+            for (i, s) in shares.iter().enumerate() {
+                acc += s;
+                if x < acc {
+                    return i;
+                }
+            }
+            shares.len() - 1
+        }
+    }
+
+    #[test]
+    fn em_finds_the_weights_that_made_the_pairs() {
+        let (m, u, lambda) = (
+            [vec![0.90, 0.06, 0.03, 0.01], vec![0.80, 0.15, 0.05], vec![0.95, 0.05]],
+            [vec![0.02, 0.05, 0.13, 0.80], vec![0.05, 0.15, 0.80], vec![0.10, 0.90]],
+            0.2,
+        );
+        let levels = [4, 3, 2];
+        let mut rng = Rng(7);
+        let pairs: Vec<Vector> = (0..20_000)
+            .map(|_| {
+                let is_match = rng.next() < lambda;
+                (0..3)
+                    .map(|f| {
+                        // A field blank in one pair in ten: it must not bend the estimate.
+                        if rng.next() < 0.1 {
+                            return None;
+                        }
+                        Some(rng.pick(if is_match { &m[f] } else { &u[f] }))
+                    })
+                    .collect()
+            })
+            .collect();
+        let model = estimate(&pairs, &levels);
+        assert!((model.lambda - lambda).abs() < 0.02, "λ {}", model.lambda);
+        for f in 0..3 {
+            for l in 0..levels[f] {
+                assert!((model.m[f][l] - m[f][l]).abs() < 0.03, "m[{f}][{l}] {} vs {}", model.m[f][l], m[f][l]);
+                assert!((model.u[f][l] - u[f][l]).abs() < 0.03, "u[{f}][{l}] {} vs {}", model.u[f][l], u[f][l]);
+            }
+        }
+        // Agreement weighs for a match, disagreement against.
+        let w = model.weights();
+        assert!(w[0][0] > 4.0 && w[0][3] < -4.0, "{w:?}");
+        assert!(model.match_probability(&[Some(0), Some(0), Some(0)]) > 0.99);
+        assert!(model.match_probability(&[Some(3), Some(2), Some(1)]) < 0.01);
+        assert!(model.rounds < 200, "settled");
+    }
+
+    #[test]
+    fn blanks_say_nothing_and_no_pairs_give_the_start() {
+        let levels = [2, 2];
+        assert_eq!(estimate(&[], &levels), Model::start(&levels));
+        let model = estimate(&[vec![Some(0), None], vec![Some(1), None], vec![None, None]], &levels);
+        let blank_only = model.match_probability(&[None, None]);
+        assert!((blank_only - model.lambda).abs() < 1e-9, "a pair with nothing compared is the prior");
+        assert!(model.m.iter().flatten().chain(model.u.iter().flatten()).all(|p| p.is_finite() && *p > 0.0));
+    }
+}
