@@ -252,6 +252,10 @@ pub enum Command {
         /// Keep the generated files in this folder instead of a temporary one.
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Benchmark matching instead (#15): link damaged copies of people to a destination that
+        /// holds them, by EM-weighted comparison and by exact keys, and print precision and recall.
+        #[arg(long)]
+        linkage: bool,
     },
 }
 
@@ -334,7 +338,8 @@ async fn dispatch(command: Command) -> i32 {
             let filter = crate::store::export::ExportFilter { object, status, run };
             reconcile::export_command(what, project, format, output, filter)
         }
-        Command::Bench { records, existing, batch_size, dir } => {
+        Command::Bench { linkage: true, records, existing, .. } => crate::bench_linkage::command(records, existing),
+        Command::Bench { records, existing, batch_size, dir, .. } => {
             crate::bench::command(records, existing, batch_size, dir).await
         }
     }

@@ -74,7 +74,7 @@ pub fn level(kind: Kind, a: Option<&str>, b: Option<&str>) -> Option<usize> {
             by_similarity(&a, &b)
         }
         Kind::Digits => by_edits(&alnum(a), &alnum(b))?,
-        Kind::Phone => by_edits(&digits(a), &digits(b))?,
+        Kind::Phone => by_edits(national(&digits(a)), national(&digits(b)))?,
         Kind::Email => email_level(a, b),
         Kind::Company => {
             if a.to_lowercase() == b.to_lowercase() {
@@ -136,6 +136,11 @@ fn by_edits(a: &str, b: &str) -> Option<usize> {
         2 => 2,
         _ => 3,
     })
+}
+
+/// The last ten digits of a long number: `+1 415…` and `415…` are one number.
+fn national(d: &str) -> &str {
+    &d[d.len().saturating_sub(10)..]
 }
 
 fn digits(v: &str) -> String {
@@ -296,7 +301,8 @@ mod tests {
         assert_eq!(level(Kind::Digits, Some("1984-03-12"), Some("1984-03-21")), Some(1), "a transposition");
         assert_eq!(level(Kind::Digits, Some("AB-1234"), Some("ab1243")), Some(1));
         assert_eq!(level(Kind::Digits, Some("1234"), Some("9876")), Some(3));
-        assert_eq!(level(Kind::Phone, Some("(415) 555-2671"), Some("+1 415.555.2671")), Some(1), "the country code");
+        assert_eq!(level(Kind::Phone, Some("(415) 555-2671"), Some("+1 415.555.2671")), Some(0), "the country code");
+        assert_eq!(level(Kind::Phone, Some("(415) 555-2671"), Some("(415) 555-2617")), Some(1));
         assert_eq!(level(Kind::Phone, Some("415 555 2671"), Some("4155552671")), Some(0));
     }
 

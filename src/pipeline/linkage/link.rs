@@ -1,0 +1,265 @@
+//! Linking source records to destination records by the weight of evidence (issue #15):
+//! candidates from several blocking keys at once (never all pairs), each pair compared field by
+//! field, Fellegi–Sunter weights estimated by EM over the candidate pairs, then two thresholds —
+//! link above the upper one when the best candidate clearly beats the runner-up and no other
+//! source record took it (one-to-one), hold for review between them, create below.
+
+use super::compare::{self, Kind};
+use super::em::{self, Model, Vector};
+use std::collections::HashMap;
+
+/// A record as the linker sees it: one value per compared field, in the linker's field order.
+pub type Values = Vec<Option<String>>;
+
+/// A blocking key value shared by more records than this says little (a common surname, a
+/// placeholder email): it gives no candidates.
+const CROWDED: usize = 64;
+
+#[derive(Debug, Clone)]
+pub struct Linker {
+    pub kinds: Vec<Kind>,
+    /// Each block: the fields whose keys together form one blocking key.
+    pub blocks: Vec<Vec<usize>>,
+    /// Link at or above this match probability…
+    pub link_above: f64,
+    /// …hold for review at or above this one, create below.
+    pub review_above: f64,
+    /// The best candidate must beat the runner-up by this many bits of weight to be linked.
+    pub margin: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// The destination record, and the match probability.
+    Link(usize, f64),
+    /// Ranked candidates with their probabilities, for an operator.
+    Review(Vec<(usize, f64)>),
+    Create,
+}
+
+/// One field's value as a blocking key: normalised as its comparison normalises it.
+pub fn key(kind: Kind, value: Option<&str>) -> Option<String> {
+    let v = value.map(str::trim).filter(|v| !v.is_empty())?;
+    let k = match kind {
+        Kind::Exact | Kind::Email => v.to_lowercase(),
+        Kind::Name => compare::name_key(v),
+        Kind::Digits => v.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect(),
+        // The last ten digits: a country code written or not is the same number.
+        Kind::Phone => {
+            let d: Vec<char> = v.chars().filter(char::is_ascii_digit).collect();
+            d[d.len().saturating_sub(10)..].iter().collect()
+        }
+        Kind::Company => compare::company_key(v),
+        Kind::Domain => compare::domain_key(v),
+    };
+    (!k.is_empty()).then_some(k)
+}
+
+impl Linker {
+    fn block_keys(&self, r: &Values) -> Vec<(usize, String)> {
+        self.blocks
+            .iter()
+            .enumerate()
+            .filter_map(|(b, fields)| {
+                let parts: Option<Vec<String>> =
+                    fields.iter().map(|&f| key(self.kinds[f], r.get(f).and_then(|v| v.as_deref()))).collect();
+                parts.map(|p| (b, p.join("\u{1f}")))
+            })
+            .collect()
+    }
+
+    /// Every (source, destination) pair that shares at least one blocking key, once.
+    pub fn candidates(&self, source: &[Values], dest: &[Values]) -> Vec<(usize, usize)> {
+        let mut index: HashMap<(usize, String), Vec<usize>> = HashMap::new();
+        for (d, r) in dest.iter().enumerate() {
+            for k in self.block_keys(r) {
+                index.entry(k).or_default().push(d);
+            }
+        }
+        let mut pairs = Vec::new();
+        for (s, r) in source.iter().enumerate() {
+            let mut found: Vec<usize> = self
+                .block_keys(r)
+                .into_iter()
+                .filter_map(|k| index.get(&k))
+                .filter(|ds| ds.len() <= CROWDED)
+                .flatten()
+                .copied()
+                .collect();
+            found.sort_unstable();
+            found.dedup();
+            pairs.extend(found.into_iter().map(|d| (s, d)));
+        }
+        pairs
+    }
+
+    pub fn compare(&self, a: &Values, b: &Values) -> Vector {
+        self.kinds
+            .iter()
+            .enumerate()
+            .map(|(f, &k)| compare::level(k, a.get(f).and_then(|v| v.as_deref()), b.get(f).and_then(|v| v.as_deref())))
+            .collect()
+    }
+
+    /// Decides every source record; the model estimated from the candidate pairs comes with it.
+    pub fn link(&self, source: &[Values], dest: &[Values]) -> (Model, Vec<Decision>) {
+        let pairs = self.candidates(source, dest);
+        let vectors: Vec<Vector> = pairs.iter().map(|&(s, d)| self.compare(&source[s], &dest[d])).collect();
+        let levels: Vec<usize> = self.kinds.iter().map(|k| k.levels()).collect();
+        let model = em::estimate(&vectors, &levels);
+        let mut ranked: Vec<Vec<(usize, f64)>> = vec![Vec::new(); source.len()];
+        for (&(s, d), v) in pairs.iter().zip(&vectors) {
+            ranked[s].push((d, model.score(v)));
+        }
+        for r in &mut ranked {
+            r.sort_by(|a, b| b.1.total_cmp(&a.1));
+        }
+        // One-to-one: the surest links first; a destination record taken is no candidate after.
+        let mut order: Vec<usize> = (0..source.len()).collect();
+        order.sort_by(|&a, &b| {
+            let top = |s: usize| ranked[s].first().map_or(f64::NEG_INFINITY, |c| c.1);
+            top(b).total_cmp(&top(a))
+        });
+        let probability = |score: f64| 1.0 / (1.0 + 2f64.powf(-score));
+        let mut taken = vec![false; dest.len()];
+        let mut decisions = vec![Decision::Create; source.len()];
+        for s in order {
+            let open: Vec<(usize, f64)> = ranked[s].iter().copied().filter(|(d, _)| !taken[*d]).collect();
+            let Some(&(best, score)) = open.first() else { continue };
+            let clear = open.get(1).is_none_or(|(_, runner)| score - runner >= self.margin);
+            // A candidate another record took makes this one doubtful too.
+            let contested = ranked[s].first().is_some_and(|(d, _)| taken[*d]);
+            let p = probability(score);
+            decisions[s] = if p >= self.link_above && clear && !contested {
+                taken[best] = true;
+                Decision::Link(best, p)
+            } else if p >= self.review_above {
+                Decision::Review(open.iter().take(5).map(|&(d, sc)| (d, probability(sc))).collect())
+            } else {
+                Decision::Create
+            };
+        }
+        (model, decisions)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(v: &[&str]) -> Values {
+        v.iter().map(|s| (!s.is_empty()).then(|| s.to_string())).collect()
+    }
+
+    fn linker() -> Linker {
+        Linker {
+            kinds: vec![Kind::Name, Kind::Name, Kind::Email, Kind::Phone, Kind::Digits],
+            blocks: vec![vec![2], vec![3], vec![1, 4], vec![0, 1]],
+            link_above: 0.99,
+            review_above: 0.5,
+            margin: 3.0,
+        }
+    }
+
+    /// A destination of distinct people, and a source of the same people with export damage.
+    fn people() -> (Vec<Values>, Vec<Values>) {
+        let firsts = ["ann", "bob", "cy", "di", "ed", "flo", "gus", "hal", "ivy", "jo", "kai", "lu"];
+        let lasts = ["lee", "kowalski", "smith", "nguyen", "garcia", "okafor", "berg", "rossi"];
+        let mut dest = Vec::new();
+        for (i, f) in firsts.iter().enumerate() {
+            for (j, l) in lasts.iter().enumerate() {
+                let n = i * lasts.len() + j;
+                dest.push(rec(&[
+                    f,
+                    l,
+                    &format!("{f}.{l}{n}@x.example"),
+                    &format!("(415) 555-{:04}", 1000 + n),
+                    &format!("19{:02}-0{}-1{}", 50 + n % 40, 1 + n % 9, n % 10),
+                ]));
+            }
+        }
+        let source = dest
+            .iter()
+            .enumerate()
+            .map(|(n, r)| {
+                let mut r = r.clone();
+                match n % 4 {
+                    0 => r[2] = r[2].as_ref().map(|e| e.to_uppercase()), // case
+                    1 => r[3] = None,                                    // a phone missing
+                    2 => r[1] = r[1].as_ref().map(|l| format!("{l}e")),  // a typo in the surname
+                    _ => r[2] = r[2].as_ref().map(|e| e.replace("x.example", "y.example")), // another domain
+                }
+                r
+            })
+            .collect();
+        (source, dest)
+    }
+
+    #[test]
+    fn damaged_copies_link_to_their_originals_one_to_one() {
+        let (source, dest) = people();
+        let (model, decisions) = linker().link(&source, &dest);
+        let linked: Vec<usize> = decisions
+            .iter()
+            .enumerate()
+            .filter_map(|(s, d)| match d {
+                Decision::Link(to, _) => Some((s, *to)),
+                _ => None,
+            })
+            .map(|(s, to)| {
+                assert_eq!(s, to, "source {s} linked to the wrong person {to}");
+                to
+            })
+            .collect();
+        assert!(
+            linked.len() as f64 >= 0.95 * source.len() as f64,
+            "{} of {} linked; {model:?}",
+            linked.len(),
+            source.len()
+        );
+        let mut unique = linked.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), linked.len(), "one-to-one");
+    }
+
+    #[test]
+    fn strangers_are_created_and_a_shared_value_alone_does_not_link() {
+        let (_, dest) = people();
+        // New people; one shares a phone with someone in the destination (a household, an office).
+        let source = vec![
+            rec(&["zed", "quinn", "zed.q@new.example", "(212) 555-0000", "1971-02-03"]),
+            rec(&["yara", "holm", "yara@new.example", "(415) 555-1000", "1982-07-19"]),
+        ];
+        let (_, decisions) = linker().link(&source, &dest);
+        assert_eq!(decisions[0], Decision::Create);
+        assert!(!matches!(decisions[1], Decision::Link(..)), "{:?}", decisions[1]);
+    }
+
+    #[test]
+    fn two_equally_good_candidates_go_to_review_not_to_a_guess() {
+        let dest = vec![
+            rec(&["ann", "lee", "", "(415) 555-2671", ""]),
+            rec(&["ann", "lee", "", "(415) 555-2671", ""]),
+            rec(&["bob", "ray", "bob@x.example", "(415) 555-9999", "1990-01-01"]),
+        ];
+        let source = vec![rec(&["ann", "lee", "", "415 555 2671", ""])];
+        let l = Linker { link_above: 0.5, review_above: 0.1, ..linker() };
+        let (_, decisions) = l.link(&source, &dest);
+        assert!(matches!(&decisions[0], Decision::Review(c) if c.len() == 2), "{:?}", decisions[0]);
+    }
+
+    #[test]
+    fn blocking_keys_ignore_formatting_and_skip_blanks() {
+        assert_eq!(key(Kind::Phone, Some("+1 (415) 555-2671")), key(Kind::Phone, Some("415.555.2671")));
+        assert_eq!(key(Kind::Email, Some(" Ann@X.com ")), Some("ann@x.com".into()));
+        assert_eq!(key(Kind::Company, Some("ABC, Inc.")), Some("abc".into()));
+        assert_eq!(key(Kind::Name, Some("  ")), None);
+        let l = linker();
+        let a = rec(&["ann", "", "", "", ""]);
+        assert!(
+            l.candidates(std::slice::from_ref(&a), std::slice::from_ref(&a)).is_empty(),
+            "a key with a blank part gives no candidates"
+        );
+    }
+}
