@@ -29,9 +29,15 @@ const MAX_ROUNDS: usize = 200;
 const SETTLED: f64 = 1e-7;
 
 impl Model {
-    /// A start that says "closer levels are likelier among matches": EM moves from there.
+    /// A start that says "closer levels are likelier among matches": EM moves from there, and
+    /// it stands where there are too few pairs to learn from.
     pub fn start(levels: &[usize]) -> Self {
         let spread = |n: usize, toward_first: bool| -> Vec<f64> {
+            if toward_first {
+                // Matches mostly agree; the rest spread over the other levels.
+                let rest = (n.max(2) - 1) as f64;
+                return (0..n).map(|l| if l == 0 { 0.85 } else { 0.15 / rest }).collect();
+            }
             let raw: Vec<f64> =
                 (0..n).map(|l| if toward_first { 0.5f64.powi(l as i32) } else { 2f64.powi(l as i32) }).collect();
             let sum: f64 = raw.iter().sum();
@@ -67,7 +73,47 @@ impl Model {
 /// levels field `f` has. A level outside its field's range is an error of the caller: it is
 /// ignored like a blank.
 pub fn estimate(pairs: &[Vector], levels: &[usize]) -> Model {
+    run(pairs, levels, None, None)
+}
+
+/// Like [`estimate`], holding `m` and/or `u` where given (estimating the rest): `u` measured on
+/// random pairs, `m` from EM on pairs where the fields that found them are left out.
+pub fn estimate_holding(pairs: &[Vector], levels: &[usize], m: Option<&[Vec<f64>]>, u: Option<&[Vec<f64>]>) -> Model {
+    run(pairs, levels, m, u)
+}
+
+/// The level shares among `pairs`, each field apart (blanks left out), kept off 0 and 1.
+pub fn shares(pairs: &[Vector], levels: &[usize]) -> Vec<Vec<f64>> {
+    let mut counts: Vec<Vec<f64>> = levels.iter().map(|&n| vec![0.0; n]).collect();
+    for v in pairs {
+        for (f, l) in v.iter().enumerate().take(levels.len()) {
+            if let Some(l) = l.filter(|l| *l < levels[f]) {
+                counts[f][l] += 1.0;
+            }
+        }
+    }
+    normalise(counts)
+}
+
+fn normalise(counts: Vec<Vec<f64>>) -> Vec<Vec<f64>> {
+    counts
+        .into_iter()
+        .map(|c| {
+            let total: f64 = c.iter().sum();
+            let n = c.len() as f64;
+            c.into_iter().map(|x| if total > 0.0 { (x / total).clamp(FLOOR, 1.0 - FLOOR) } else { 1.0 / n }).collect()
+        })
+        .collect()
+}
+
+fn run(pairs: &[Vector], levels: &[usize], fixed_m: Option<&[Vec<f64>]>, fixed_u: Option<&[Vec<f64>]>) -> Model {
     let mut model = Model::start(levels);
+    if let Some(m) = fixed_m {
+        model.m = m.to_vec();
+    }
+    if let Some(u) = fixed_u {
+        model.u = u.to_vec();
+    }
     if pairs.is_empty() {
         return model;
     }
@@ -88,22 +134,10 @@ pub fn estimate(pairs: &[Vector], levels: &[usize]) -> Model {
             }
         }
         // M: the shares that would produce what E expects.
-        let normalised = |counts: Vec<Vec<f64>>| -> Vec<Vec<f64>> {
-            counts
-                .into_iter()
-                .map(|c| {
-                    let total: f64 = c.iter().sum();
-                    let n = c.len() as f64;
-                    c.into_iter()
-                        .map(|x| if total > 0.0 { (x / total).clamp(FLOOR, 1.0 - FLOOR) } else { 1.0 / n })
-                        .collect()
-                })
-                .collect()
-        };
         let next = Model {
             lambda: (lambda / pairs.len() as f64).clamp(FLOOR, 1.0 - FLOOR),
-            m: normalised(m_count),
-            u: normalised(u_count),
+            m: fixed_m.map_or_else(|| normalise(m_count), <[Vec<f64>]>::to_vec),
+            u: fixed_u.map_or_else(|| normalise(u_count), <[Vec<f64>]>::to_vec),
             rounds: round,
         };
         let moved = (next.lambda - model.lambda)

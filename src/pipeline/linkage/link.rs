@@ -14,6 +14,10 @@ pub type Values = Vec<Option<String>>;
 /// A blocking key value shared by more records than this says little (a common surname, a
 /// placeholder email): it gives no candidates.
 const CROWDED: usize = 64;
+/// Random pairs compared to measure how often non-matches agree.
+const RANDOM_PAIRS: usize = 20_000;
+/// Fewer candidate pairs than this are too few to estimate `m` from: the prior stands.
+const MIN_PAIRS: usize = 500;
 
 #[derive(Debug, Clone)]
 pub struct Linker {
@@ -93,6 +97,70 @@ impl Linker {
         pairs
     }
 
+    /// The model, estimated the way blocking calls for: `u` from seeded random pairs (nearly all
+    /// non-matches); each field's `m` from EM over the pairs of every blocking rule that does not
+    /// use that field (a rule's own fields agree on all its pairs, match or not, and would say
+    /// nothing); then `λ` over every candidate pair. A field no rule gives enough pairs for
+    /// keeps the prior `m` (agreement likely among matches).
+    fn estimate(&self, source: &[Values], dest: &[Values], pairs: &[(usize, usize)], vectors: &[Vector]) -> Model {
+        let levels: Vec<usize> = self.kinds.iter().map(|k| k.levels()).collect();
+        let u = em::shares(&self.random_pairs(source, dest), &levels);
+        let keys_s: Vec<Vec<(usize, String)>> = source.iter().map(|r| self.block_keys(r)).collect();
+        let keys_d: Vec<Vec<(usize, String)>> = dest.iter().map(|r| self.block_keys(r)).collect();
+        let mut m_sum: Vec<Vec<f64>> = levels.iter().map(|&n| vec![0.0; n]).collect();
+        let mut m_rules = vec![0usize; levels.len()];
+        for (b, fields) in self.blocks.iter().enumerate() {
+            let found_by_b = |&(s, d): &(usize, usize)| {
+                keys_s[s].iter().any(|(bs, ks)| *bs == b && keys_d[d].iter().any(|(bd, kd)| *bd == b && kd == ks))
+            };
+            let sub: Vec<Vector> = pairs
+                .iter()
+                .zip(vectors)
+                .filter(|(p, _)| found_by_b(p))
+                .map(|(_, v)| v.iter().enumerate().map(|(f, l)| if fields.contains(&f) { None } else { *l }).collect())
+                .collect();
+            // Too few pairs to learn from: EM would fit their noise.
+            if sub.len() < MIN_PAIRS {
+                continue;
+            }
+            let model_b = em::estimate_holding(&sub, &levels, None, Some(&u));
+            for f in (0..levels.len()).filter(|f| !fields.contains(f)) {
+                for (acc, m) in m_sum[f].iter_mut().zip(&model_b.m[f]) {
+                    *acc += m;
+                }
+                m_rules[f] += 1;
+            }
+        }
+        let start = em::Model::start(&levels);
+        let m: Vec<Vec<f64>> = m_sum
+            .into_iter()
+            .zip(&m_rules)
+            .enumerate()
+            .map(
+                |(f, (sum, &n))| {
+                    if n == 0 { start.m[f].clone() } else { sum.into_iter().map(|x| x / n as f64).collect() }
+                },
+            )
+            .collect();
+        em::estimate_holding(vectors, &levels, Some(&m), Some(&u))
+    }
+
+    /// Comparisons of seeded random (source, destination) pairs: nearly all non-matches, so
+    /// their level shares are the `u` probabilities.
+    fn random_pairs(&self, source: &[Values], dest: &[Values]) -> Vec<Vector> {
+        if source.is_empty() || dest.is_empty() {
+            return Vec::new();
+        }
+        let mut state: u64 = 0x5eed_1234_abcd;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        (0..RANDOM_PAIRS).map(|_| self.compare(&source[next(source.len())], &dest[next(dest.len())])).collect()
+    }
+
     pub fn compare(&self, a: &Values, b: &Values) -> Vector {
         self.kinds
             .iter()
@@ -105,8 +173,7 @@ impl Linker {
     pub fn link(&self, source: &[Values], dest: &[Values]) -> (Model, Vec<Decision>) {
         let pairs = self.candidates(source, dest);
         let vectors: Vec<Vector> = pairs.iter().map(|&(s, d)| self.compare(&source[s], &dest[d])).collect();
-        let levels: Vec<usize> = self.kinds.iter().map(|k| k.levels()).collect();
-        let model = em::estimate(&vectors, &levels);
+        let model = self.estimate(source, dest, &pairs, &vectors);
         let mut ranked: Vec<Vec<(usize, f64)>> = vec![Vec::new(); source.len()];
         for (&(s, d), v) in pairs.iter().zip(&vectors) {
             ranked[s].push((d, model.score(v)));
