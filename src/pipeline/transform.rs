@@ -418,6 +418,16 @@ fn written_date(v: &str, day_first: bool) -> Option<NaiveDateTime> {
     if v.len() > 64 || !v.bytes().any(|b| b.is_ascii_digit()) || v.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
+    // dtparse indexes past the end (and slices inside a character) when a `+` or `-` after a
+    // time has nothing after it, or a character beyond ASCII (`0H+`, `10:00 +€`): no such value
+    // is a date, and none may crash the run.
+    let signs_are_followed = v
+        .char_indices()
+        .filter(|(_, c)| matches!(c, '+' | '-'))
+        .all(|(i, _)| v[i + 1..].trim_start().bytes().next().is_some_and(|b| b.is_ascii_alphanumeric()));
+    if !signs_are_followed {
+        return None;
+    }
     let parser = dtparse::Parser::default();
     let tz = std::collections::HashMap::new();
     let read = |default: NaiveDateTime| {
@@ -709,6 +719,15 @@ mod tests {
     }
 
     #[test]
+    fn a_sign_with_no_digits_after_it_is_no_date_and_no_crash() {
+        // dtparse 2.0.1 panicked on these (found by the property below).
+        for v in ["0H+", "5 Mar 2024 10:00 +", "5 Mar 2024 10:00 +€", "5 Mar 2024 10:00 -"] {
+            assert!(written_date(v, false).is_none(), "{v}");
+        }
+        assert!(written_date("Tue, 05 Mar 2024 14:00:00 +0100", false).is_some());
+    }
+
+    #[test]
     fn junk_phones_are_told_in_a_readers_words() {
         for (junk, says) in [
             ("00000000000", "it starts with 00, which dials abroad"),
@@ -848,7 +867,7 @@ mod tests {
         /// Whatever the text, reading it never panics, and a date read has its year written in
         /// it (or is a number's date): nothing is filled in from today.
         #[test]
-        fn no_text_gets_a_year_it_does_not_hold(text in "[0-9A-Za-z ,./:+-]{0,24}", day_first: bool) {
+        fn no_text_gets_a_year_it_does_not_hold(text in "[0-9A-Za-z ,./:+€é-]{0,24}", day_first: bool) {
             if let Ok((at, form)) = read_when(&text, day_first)
                 && !matches!(form, DateForm::EpochSeconds | DateForm::EpochMillis | DateForm::ExcelSerial)
             {
