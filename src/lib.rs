@@ -18,6 +18,7 @@ pub mod model;
 pub mod pipeline;
 pub mod project;
 pub mod reconcile;
+pub mod seeded;
 pub mod store;
 pub mod text;
 pub mod tui;

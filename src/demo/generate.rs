@@ -9,6 +9,7 @@
 //! - 140 deals with a stage that has no translation entry;
 //! - 34 contacts owned by a rep not provisioned in the destination, each with 2 notes.
 
+use crate::seeded::Rng;
 use std::fmt::Write;
 
 pub const COMPANIES: usize = 400;
@@ -24,23 +25,6 @@ const ORG_BASE: usize = 100;
 const PERSON_BASE: usize = 5000;
 const DEAL_BASE: usize = 20000;
 const NOTE_BASE: usize = 60000;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-}
 
 const OWNERS: [(&str, &str); 20] = [
     ("Ana", "López"),

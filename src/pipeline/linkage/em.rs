@@ -155,27 +155,18 @@ fn run(pairs: &[Vector], levels: &[usize], fixed_m: Option<&[Vec<f64>]>, fixed_u
 mod tests {
     use super::*;
 
-    /// A small seeded generator (SplitMix64), so the test needs no dependency and never varies.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> f64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-        }
-        fn pick(&mut self, shares: &[f64]) -> usize {
-            let x = self.next();
-            let mut acc = 0.0;
-            for (i, s) in shares.iter().enumerate() {
-                acc += s;
-                if x < acc {
-                    return i;
-                }
+    use crate::seeded::Rng;
+
+    fn pick(rng: &mut Rng, shares: &[f64]) -> usize {
+        let x = rng.unit();
+        let mut acc = 0.0;
+        for (i, s) in shares.iter().enumerate() {
+            acc += s;
+            if x < acc {
+                return i;
             }
-            shares.len() - 1
         }
+        shares.len() - 1
     }
 
     #[test]
@@ -189,14 +180,14 @@ mod tests {
         let mut rng = Rng(7);
         let pairs: Vec<Vector> = (0..20_000)
             .map(|_| {
-                let is_match = rng.next() < lambda;
+                let is_match = rng.unit() < lambda;
                 (0..3)
                     .map(|f| {
                         // A field blank in one pair in ten: it must not bend the estimate.
-                        if rng.next() < 0.1 {
+                        if rng.unit() < 0.1 {
                             return None;
                         }
-                        Some(rng.pick(if is_match { &m[f] } else { &u[f] }))
+                        Some(pick(&mut rng, if is_match { &m[f] } else { &u[f] }))
                     })
                     .collect()
             })
