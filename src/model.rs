@@ -125,6 +125,9 @@ pub enum Rule {
     OwnerNotProvisioned,
     /// Several destination records match.
     AmbiguousMatch,
+    /// Record linkage found a likely match, but not sure enough to link it: between the two
+    /// thresholds, too close to the runner-up, or already another source record's.
+    PossibleMatch,
     /// A match was found but the object has no merge rule.
     MatchNeedsDecision,
     /// The parent record is held in the queue.
@@ -163,10 +166,11 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule, in the order they are declared.
-    pub const ALL: [Rule; 21] = [
+    pub const ALL: [Rule; 22] = [
         Rule::NoTranslation,
         Rule::OwnerNotProvisioned,
         Rule::AmbiguousMatch,
+        Rule::PossibleMatch,
         Rule::MatchNeedsDecision,
         Rule::ParentNotWritten,
         Rule::ParentMissing,
@@ -192,6 +196,7 @@ impl Rule {
             Rule::NoTranslation => "no_translation",
             Rule::OwnerNotProvisioned => "owner_not_provisioned",
             Rule::AmbiguousMatch => "ambiguous_match",
+            Rule::PossibleMatch => "possible_match",
             Rule::MatchNeedsDecision => "match_needs_decision",
             Rule::ParentNotWritten => "parent_not_written",
             Rule::ParentMissing => "parent_missing",

@@ -554,10 +554,15 @@ async fn check_command(project: Option<PathBuf>) -> i32 {
                     plan.source_object,
                     plan.dest_object,
                     plan.rules.len(),
-                    if plan.match_keys.is_empty() {
-                        "source id only".to_string()
-                    } else {
-                        plan.match_keys.iter().map(|k| k.field.as_str()).collect::<Vec<_>>().join(", ")
+                    match &plan.linkage {
+                        Some(l) => format!(
+                            "linkage of {} (link ≥ {}, review ≥ {})",
+                            l.fields.join(", "),
+                            l.linker.link_above,
+                            l.linker.review_above
+                        ),
+                        None if plan.match_keys.is_empty() => "source id only".to_string(),
+                        None => plan.match_keys.iter().map(|k| k.field.as_str()).collect::<Vec<_>>().join(", "),
                     }
                 );
             }

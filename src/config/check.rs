@@ -132,7 +132,10 @@ pub fn static_rules(config: &ProjectConfig, problems: &mut Problems<'_>) {
         {
             problems.add(format!("{base}.where"), e);
         }
-        for key in &object.match_keys {
+        if let Some(linkage) = object.matching.linkage() {
+            super::matching::check(&base, linkage, &|f| object.fields.contains_key(f), problems);
+        }
+        for key in object.matching.keys() {
             if !object.fields.contains_key(key) {
                 problems.add(
                     format!("{base}.match"),

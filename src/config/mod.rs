@@ -9,11 +9,13 @@
 
 pub mod check;
 pub mod edit;
+pub mod matching;
 mod read;
 mod repeat;
 mod spans;
 
 use indexmap::IndexMap;
+pub use matching::{LinkageConfig, MatchConfig};
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -160,9 +162,10 @@ pub struct ObjectConfig {
     /// `prefix` (a CRM's own system fields, e.g. HubSpot's `hs_*`).
     #[serde(default)]
     pub exclude: Vec<String>,
-    /// Destination fields to match existing records on, in order of trust.
+    /// How existing destination records are found: destination fields to match on, in order
+    /// of trust (`["email", "phone"]`), or a linkage table (see `matching`).
     #[serde(default, rename = "match")]
-    pub match_keys: Vec<String>,
+    pub matching: MatchConfig,
     /// What a single match does: fill_blanks, source_wins, destination_wins, or queue.
     #[serde(default = "default_merge")]
     pub merge: String,

@@ -123,6 +123,8 @@ pub struct ObjectPlan {
     pub filter: Option<super::row_filter::RowFilter>,
     /// The object is one entry of a `repeat`: a record with all the entry's fields blank makes no row.
     pub repeat: Option<RepeatRow>,
+    /// Record linkage (`match` as a table): who a source record is, by the weight of evidence.
+    pub linkage: Option<Arc<super::linkage::setup::LinkagePlan>>,
 }
 
 /// One `repeat` entry's source fields, by position.
@@ -232,7 +234,8 @@ impl ObjectPlan {
         }
         let dest_fields: FieldNames = rules.iter().map(|r| r.dest.clone()).collect::<Vec<_>>().into();
         let match_keys = object
-            .match_keys
+            .matching
+            .keys()
             .iter()
             .filter_map(|k| {
                 let index = dest_fields.iter().position(|f| f == k)?;
@@ -269,9 +272,14 @@ impl ObjectPlan {
                 fields: r.columns.iter().map(|c| Ok((pos(c)?, c.clone()))).collect::<Result<_>>()?,
             }),
         };
+        let linkage = match object.matching.linkage() {
+            Some(l) => Some(Arc::new(super::linkage::setup::LinkagePlan::new(name, l, &dest_fields)?)),
+            None => None,
+        };
         Ok(Self {
             name: name.to_string(),
             repeat,
+            linkage,
             source_object: object.source_name(name).to_string(),
             dest_object: object.destination_name(name).to_string(),
             id_field: object.id.clone(),

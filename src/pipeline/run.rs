@@ -6,6 +6,7 @@ use super::commit::CommitWriter;
 use super::delta::{DeltaFilter, DeltaMode};
 use super::extract::{self, Item, MappedBatch};
 use super::index_writer::{IndexBatch, IndexWriter};
+use super::linkage::index::LinkIndex;
 use super::map::{Mapper, Owners};
 use super::plan::ObjectPlan;
 use super::progress::{Control, Progress, RunState};
@@ -79,9 +80,9 @@ pub struct Prepared {
 
 pub struct Engine {
     pub project: Arc<LoadedConfig>,
-    source: Arc<dyn Source>,
+    pub(super) source: Arc<dyn Source>,
     pub(super) dest: Arc<dyn Destination>,
-    store: Arc<Mutex<Store>>,
+    pub(super) store: Arc<Mutex<Store>>,
     index: Arc<Mutex<MatchIndex>>,
     /// The write-ahead journal of updates (see `store::journal`).
     journal: Mutex<Journal>,
@@ -112,6 +113,8 @@ pub(crate) struct Lookups<'a> {
     pub(super) delta: bool,
     /// Records the operator skipped from the queue, by (source id, row under that id).
     pub(super) skips: &'a HashMap<(String, u32), crate::store::OperatorSkip>,
+    /// The object's record-linkage index, when it matches by linkage.
+    pub(super) linkage: Option<&'a Mutex<LinkIndex>>,
 }
 
 impl Lookups<'_> {
@@ -593,7 +596,7 @@ impl Engine {
         }
     }
 
-    fn mapper(&self, plan: &Arc<ObjectPlan>, owners: &Arc<Owners>) -> Result<Mapper> {
+    pub(super) fn mapper(&self, plan: &Arc<ObjectPlan>, owners: &Arc<Owners>) -> Result<Mapper> {
         Ok(Mapper::new(plan.clone(), self.settings.clone(), owners.clone(), Store::open_reader(&self.store_path)?))
     }
 
@@ -635,6 +638,7 @@ impl Engine {
         let mut halt = None;
         let mut cancelled = false;
 
+        let linkage = self.load_linkage(run_id, plan, &prepared.owners, false, recovered).await?.map(Mutex::new);
         let mut writer = CommitWriter::start(self.store.clone(), self.timings.clone(), delta);
         let index_writer = Mutex::new(IndexWriter::start(self.index.clone(), self.timings.clone()));
         let reader = Mutex::new(Store::open_reader(&self.store_path)?);
@@ -660,6 +664,7 @@ impl Engine {
                     journal: &journal,
                     delta,
                     skips: &skips,
+                    linkage: linkage.as_ref(),
                 };
                 let high_water = plan.modified.and_then(|i| {
                     items
@@ -844,6 +849,7 @@ impl Engine {
             self.ensure_match_index(plan).await?;
             // A reprocess killed after its write finds its records here, instead of writing twice.
             let recovered = self.recover_created(plan).await?;
+            let linkage = self.load_linkage(run_id, plan, &prepared.owners, true, &recovered).await?.map(Mutex::new);
             let journal = sync(|| self.journal()?.pending(run_id, &plan.name))?;
             let mapper = self.mapper(plan, &prepared.owners)?;
             // A resumed reprocess goes on counting where its interrupted attempt stopped.
@@ -878,6 +884,7 @@ impl Engine {
                         journal: &journal,
                         delta: false,
                         skips: &no_skips,
+                        linkage: linkage.as_ref(),
                     };
                     self.process_batch(run_id, plan, &prepared.owners, batch, &mut counts, None, false, true, &lookups)
                         .await?

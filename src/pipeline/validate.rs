@@ -222,6 +222,7 @@ mod tests {
             shared_destination: false,
             filter: None,
             repeat: None,
+            linkage: None,
         }
     }
 

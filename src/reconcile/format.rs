@@ -106,6 +106,27 @@ fn signoff_lines(s: &SignOff, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out)
 }
 
+/// How sure record linkage was of what it decided: records per outcome and band of probability.
+fn linkage(o: &ObjectReport, out: &mut dyn Write) -> io::Result<()> {
+    if o.linkage.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "### Record linkage (best candidate's match probability)")?;
+    writeln!(out)?;
+    writeln!(out, "| outcome | probability from | records |")?;
+    writeln!(out, "|---|---:|---:|")?;
+    for b in &o.linkage {
+        let outcome = match b.outcome.as_str() {
+            "updated" | "unchanged" | "merged" => format!("linked ({})", b.outcome),
+            "queued" => "held in the queue".to_string(),
+            "created" => "created (no likely match)".to_string(),
+            other => other.to_string(),
+        };
+        writeln!(out, "| {outcome} | {} | {} |", b.from, b.records)?;
+    }
+    writeln!(out)
+}
+
 fn object(o: &ObjectReport, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out, "## {}", o.object)?;
     writeln!(out)?;
@@ -170,6 +191,7 @@ fn object(o: &ObjectReport, out: &mut dyn Write) -> io::Result<()> {
         }
     }
     writeln!(out)?;
+    linkage(o, out)?;
     if !o.distributions.is_empty() {
         writeln!(out, "### Distributions (mapped source vs destination)")?;
         writeln!(out)?;

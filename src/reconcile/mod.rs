@@ -185,6 +185,21 @@ pub struct ObjectReport {
     /// Records written with warnings, per rule (their latest outcome).
     #[serde(default)]
     pub warnings: Vec<WarningGroup>,
+    /// Record linkage's decisions by confidence, over each record's latest outcome (objects
+    /// that match by linkage only; left out of the JSON otherwise, so reports of other objects
+    /// hash as before).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub linkage: Vec<ConfidenceBand>,
+}
+
+/// Records whose latest outcome linkage decided (linked: updated/merged; held: queued; created
+/// beside a candidate too unlikely), with the best candidate's match probability in a band.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfidenceBand {
+    pub outcome: String,
+    /// The band's floor: 0.999, 0.99, 0.95, 0.9, 0.8, 0.5 or 0.
+    pub from: String,
+    pub records: u64,
 }
 
 /// Records written with one kind of warning: which, and one example of what was assumed.
@@ -221,6 +236,18 @@ fn warning_groups(engine: &Engine, plan: &crate::pipeline::plan::ObjectPlan) -> 
         }
     }
     Ok(groups.into_values().collect())
+}
+
+fn confidence_bands(engine: &Engine, plan: &crate::pipeline::plan::ObjectPlan) -> Result<Vec<ConfidenceBand>> {
+    if plan.linkage.is_none() {
+        return Ok(Vec::new());
+    }
+    let store = engine.store().lock().map_err(|_| eyre!("state store lock poisoned"))?;
+    let bands = tokio::task::block_in_place(|| store.linkage_confidence(&plan.name))?;
+    Ok(bands
+        .into_iter()
+        .map(|(outcome, from, records)| ConfidenceBand { outcome, from: format!("{from}"), records })
+        .collect())
 }
 
 /// Something that does not balance. `key` is stable between reports of the same state, so a
@@ -301,6 +328,7 @@ pub async fn build(engine: &Engine, options: Options) -> Result<Report> {
             relationships: pop.relationships,
             witnesses,
             warnings: warning_groups(engine, plan)?,
+            linkage: confidence_bands(engine, plan)?,
         });
     }
     let queued = {

@@ -8,6 +8,7 @@ pub mod claims;
 pub mod export;
 pub mod journal;
 mod ledger;
+mod linkage;
 pub mod match_index;
 pub mod members;
 mod queue;
@@ -91,6 +92,9 @@ pub struct AuditRow {
     pub source_hash: Option<String>,
     /// JSON list of the warnings the record was written with (see `Mapped::warnings`).
     pub warnings: Option<String>,
+    /// The match probability when record linkage decided (linked, held, or created with a
+    /// candidate below the thresholds).
+    pub confidence: Option<f64>,
 }
 
 /// A queue item to insert or refresh.
@@ -386,8 +390,8 @@ impl Store {
         {
             let mut audit = tx.prepare_cached(
                 "INSERT INTO audit (run_id, at, user, object, source_id, outcome, dest_id, matched_by, merge_rule, detail,
-                                    before_image, occurrence, origin, source_hash, warnings)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                                    before_image, occurrence, origin, source_hash, warnings, confidence)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )?;
             for a in &batch.audit {
                 audit.execute(params![
@@ -405,7 +409,8 @@ impl Store {
                     a.occurrence.max(1),
                     a.origin,
                     a.source_hash,
-                    a.warnings
+                    a.warnings,
+                    a.confidence
                 ])?;
             }
             let mut idmap = tx.prepare_cached(

@@ -194,4 +194,15 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE audit ADD COLUMN warnings TEXT;
     "#,
+    // 9: record linkage — the model each run of an object linked by (a resumed run and a reprocess
+    // weigh pairs alike), and each audit row's match probability when linkage decided it.
+    r#"
+    CREATE TABLE linkage_models (
+        run_id INTEGER NOT NULL,
+        object TEXT NOT NULL,
+        model  TEXT NOT NULL,
+        PRIMARY KEY (run_id, object)
+    ) WITHOUT ROWID;
+    ALTER TABLE audit ADD COLUMN confidence REAL;
+    "#,
 ];

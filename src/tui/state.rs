@@ -519,7 +519,8 @@ pub struct MappingObject {
     pub file_key: String,
     pub source: String,
     pub destination: String,
-    pub match_keys: Vec<String>,
+    /// How existing records are found (`email, phone`, or the linkage fields and thresholds).
+    pub matching: String,
     pub merge: String,
     /// The source field holding each record's id.
     pub id: String,
@@ -732,7 +733,7 @@ pub fn mapping_objects(config: &LoadedConfig) -> Vec<MappingObject> {
             file_key: config.file_object(name).to_string(),
             source: o.source.clone().unwrap_or_else(|| name.clone()),
             destination: o.destination.clone().unwrap_or_else(|| name.clone()),
-            match_keys: o.match_keys.clone(),
+            matching: o.matching.describe(),
             merge: o.merge.clone(),
             id: o.id.clone(),
             excluded: o.exclude.clone(),

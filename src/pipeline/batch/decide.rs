@@ -1,11 +1,13 @@
 //! Phases 1-4 of a batch: who each record is (dedupe), the destination records it reaches,
 //! what each of them should hold (resolve), and whether those values may be written (validate).
 
+use super::link::Linked;
 use super::{DestRecords, KeyConflict, Role, Step, Target, Work, json_object, member_rule, merge_rule_for};
 use crate::config::MergeRule;
 use crate::model::{CREATE_NEW, FieldType, Issue, MATCH_CHOICE, NOT_A_RECORD, Outcome, Rule, Value};
 use crate::pipeline::dedupe::{BatchDeduper, Decision, MatchLookup, Prefetched, merge, normalize_key};
 use crate::pipeline::extract::Item;
+use crate::pipeline::linkage::index::Holder as LinkHolder;
 use crate::pipeline::map::{MatchChoice, Owners};
 use crate::pipeline::plan::ObjectPlan;
 use crate::pipeline::run::{Engine, Lookups, OPERATOR_CHOICE, lock, sync};
@@ -206,8 +208,17 @@ impl Engine {
         plan: &ObjectPlan,
         works: &[Work],
         known: &Prefetched,
+        lookups: &Lookups<'_>,
     ) -> Result<DestRecords> {
         let mut wanted: Vec<String> = Vec::new();
+        if let Some(l) = lookups.linkage {
+            let ix = l.lock().map_err(|_| eyre!("linkage index lock poisoned"))?;
+            for w in works.iter().filter(|w| is_clean(w)) {
+                if let Item::Mapped(m) = &w.item {
+                    wanted.extend(ix.reachable(&ix.plan.values(&m.values)));
+                }
+            }
+        }
         for w in works.iter().filter(|w| is_clean(w)) {
             let Item::Mapped(m) = &w.item else { continue };
             if let Some((dest, _)) = known.written(&m.source.source_id) {
@@ -253,6 +264,10 @@ impl Engine {
         };
         let context = self.context(plan, current, known, works, lookups)?;
         let mut dedupe = BatchDeduper::new(plan, self.settings.region);
+        let mut linkage = match lookups.linkage {
+            Some(l) => Some(l.lock().map_err(|_| eyre!("linkage index lock poisoned"))?),
+            None => None,
+        };
         for i in 0..works.len() {
             if !is_clean(&works[i]) {
                 continue;
@@ -265,6 +280,10 @@ impl Engine {
             if let Some(dest_id) = lookups.recovered.get(&sid) {
                 // Created by an interrupted attempt: the decision an uninterrupted run made.
                 works[i].step = Step::Adopt(dest_id.clone());
+                if let Some(ix) = linkage.as_mut() {
+                    let v = ix.plan.values(&values);
+                    ix.add(LinkHolder::Lead(i), v, true, true);
+                }
                 works[i].finals = Some(values);
                 dedupe.accept_adopted(i, &sid, &keys, dest_id);
                 continue;
@@ -276,6 +295,7 @@ impl Engine {
             let own = known.written(&sid).map(|(d, _)| d);
             let own_exists = own.as_ref().is_some_and(|d| current.contains_key(d));
             let confirmed = matches!((&choice, &own), (Some(MatchChoice::MergeInto(c)), Some(d)) if c == d);
+            let choice_was_none = choice.is_none() || own_exists;
             let decision = match choice.filter(|_| !own_exists) {
                 // The operator decided this record's match: no dedupe second-guesses it.
                 Some(MatchChoice::MergeInto(dest_id)) => {
@@ -289,53 +309,82 @@ impl Engine {
                     Ok(dedupe.decide(&standing, &sid, &keys))
                 }
             };
+            // No source id found it: record linkage weighs its candidates.
+            let mut held: Option<(Issue, Vec<String>)> = None;
+            let decision = match (decision, linkage.as_deref()) {
+                (Ok(Decision::Create), Some(ix)) if choice_was_none => {
+                    match super::link::decide(ix, works, i, &values, current, &dedupe) {
+                        Linked::Decided(d) => Ok(d),
+                        Linked::Held { issue, dest_ids } => {
+                            held = Some((issue, dest_ids));
+                            Ok(Decision::Create)
+                        }
+                    }
+                }
+                (d, _) => d,
+            };
             let w = &mut works[i];
-            let accepted: Option<Decision> = match decision {
-                Err(t) => self.update_in_order(plan, owners, w, t, current, &context, lookups, &sides)?,
-                Ok(Decision::Create) => create_in_order(plan, owners, w, values),
-                // Under the "queue" rule a match waits for a person — but not the record's own
-                // earlier write, found by its source id.
-                Ok(Decision::Update { dest_id, matched_by })
-                    if plan.merge == MergeRule::Queue && matched_by != "source_id" =>
-                {
-                    w.hold(Issue {
-                        field: matched_by,
-                        rule: Rule::MatchNeedsDecision,
-                        value: None,
-                        message: format!("matches destination record {dest_id}; this object has no merge rule"),
-                        suggestion: Some("merge into it, create new, or skip".into()),
-                    });
-                    w.candidates = Some(sides(std::slice::from_ref(&dest_id))?);
-                    w.undecided = Some(dest_id);
-                    None
-                }
-                Ok(Decision::Update { dest_id, matched_by }) => {
-                    let own = matched_by == "source_id";
-                    let t = Target { dest_id, matched_by, own, operator: own && confirmed };
-                    self.update_in_order(plan, owners, w, t, current, &context, lookups, &sides)?
-                }
-                Ok(Decision::IntoLead { lead, matched_by }) => {
-                    let standing =
-                        Standing { region: self.settings.region, known, current, dedupe: &dedupe, context: &context };
-                    follow_in_order(plan, owners, works, i, lead, matched_by, &standing)
-                }
-                Ok(Decision::Ambiguous { matched_by, candidates }) => {
-                    let value = values.get(plan.dest_fields.iter().position(|f| *f == matched_by).unwrap_or(0));
-                    w.hold(Issue {
-                        field: matched_by.clone(),
-                        rule: Rule::AmbiguousMatch,
-                        value: value.cloned().flatten(),
-                        message: format!(
-                            "{} destination records match on {matched_by}: {}",
-                            candidates.len(),
-                            candidates.join(", ")
-                        ),
-                        suggestion: Some("choose the record to merge into, create new, or skip".into()),
-                    });
-                    let real: Vec<String> = candidates.iter().filter(|c| !c.starts_with("batch")).cloned().collect();
-                    w.candidates = Some(sides(&real)?);
-                    w.ambiguous = candidates;
-                    None
+            let accepted: Option<Decision> = if let Some((issue, dest_ids)) = held {
+                w.hold(issue);
+                w.candidates = Some(sides(&dest_ids)?);
+                None
+            } else {
+                match decision {
+                    Err(t) => self.update_in_order(plan, owners, w, t, current, &context, lookups, &sides)?,
+                    Ok(Decision::Create) => create_in_order(plan, owners, w, values),
+                    // Under the "queue" rule a match waits for a person — but not the record's own
+                    // earlier write, found by its source id.
+                    Ok(Decision::Update { dest_id, matched_by })
+                        if plan.merge == MergeRule::Queue && matched_by != "source_id" =>
+                    {
+                        let evidence = w.linkage.as_ref().map(|(_, why)| format!(" ({why})")).unwrap_or_default();
+                        w.hold(Issue {
+                            field: matched_by,
+                            rule: Rule::MatchNeedsDecision,
+                            value: None,
+                            message: format!(
+                                "matches destination record {dest_id}{evidence}; this object has no merge rule"
+                            ),
+                            suggestion: Some("merge into it, create new, or skip".into()),
+                        });
+                        w.candidates = Some(sides(std::slice::from_ref(&dest_id))?);
+                        w.undecided = Some(dest_id);
+                        None
+                    }
+                    Ok(Decision::Update { dest_id, matched_by }) => {
+                        let own = matched_by == "source_id";
+                        let t = Target { dest_id, matched_by, own, operator: own && confirmed };
+                        self.update_in_order(plan, owners, w, t, current, &context, lookups, &sides)?
+                    }
+                    Ok(Decision::IntoLead { lead, matched_by }) => {
+                        let standing = Standing {
+                            region: self.settings.region,
+                            known,
+                            current,
+                            dedupe: &dedupe,
+                            context: &context,
+                        };
+                        follow_in_order(plan, owners, works, i, lead, matched_by, &standing)
+                    }
+                    Ok(Decision::Ambiguous { matched_by, candidates }) => {
+                        let value = values.get(plan.dest_fields.iter().position(|f| *f == matched_by).unwrap_or(0));
+                        w.hold(Issue {
+                            field: matched_by.clone(),
+                            rule: Rule::AmbiguousMatch,
+                            value: value.cloned().flatten(),
+                            message: format!(
+                                "{} destination records match on {matched_by}: {}",
+                                candidates.len(),
+                                candidates.join(", ")
+                            ),
+                            suggestion: Some("choose the record to merge into, create new, or skip".into()),
+                        });
+                        let real: Vec<String> =
+                            candidates.iter().filter(|c| !c.starts_with("batch")).cloned().collect();
+                        w.candidates = Some(sides(&real)?);
+                        w.ambiguous = candidates;
+                        None
+                    }
                 }
             };
             // An update may not give its record a key value another record holds (as the batch
@@ -358,6 +407,14 @@ impl Engine {
                 other => other,
             };
             if let Some(d) = accepted {
+                // A record about to be created is a candidate for the later ones: the source's
+                // own duplicates gather in it.
+                if let (Decision::Create, Some(ix)) = (&d, linkage.as_mut())
+                    && let Some(finals) = works[i].finals.as_deref()
+                {
+                    let v = ix.plan.values(finals);
+                    ix.add(LinkHolder::Lead(i), v, true, true);
+                }
                 dedupe.accept(i, &sid, &keys, &d);
             }
         }

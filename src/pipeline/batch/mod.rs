@@ -18,6 +18,7 @@
 //! blanks. Who is which is kept in the id map, so every run, resume and delta decides the same.
 
 mod decide;
+mod link;
 mod send;
 
 use super::dedupe::RecordKeys;
@@ -97,6 +98,8 @@ struct Work {
     /// the object's rule is "queue"): once that one is written, the operator is shown the
     /// destination record it became, which `@match` can name.
     held_beside: Option<(usize, Vec<KeyConflict>)>,
+    /// Record linkage's verdict: the best candidate's match probability and the evidence.
+    linkage: Option<(f64, String)>,
 }
 
 impl Work {
@@ -121,6 +124,7 @@ impl Work {
             current: None,
             role: Role::Survivor { group: false },
             held_beside: None,
+            linkage: None,
         }
     }
 
@@ -195,11 +199,33 @@ impl Engine {
         let mut works: Vec<Work> = items.into_iter().map(Work::new).collect();
         let known = self.lookup(plan, owners, &mut works, lookups, run_id)?;
         self.repeated_ids(plan, &mut works, lookups)?;
-        let stored = self.read_current(plan, &works, &known).await?;
+        let stored = self.read_current(plan, &works, &known, lookups).await?;
         let current = blanks_as_none(&stored);
         self.decide_in_order(plan, owners, &mut works, &known, &current, lookups)?;
         self.write(run_id, plan, &mut works, &stored, lookups).await?;
         settle_followers(&mut works);
+        if let Some(l) = lookups.linkage {
+            let mut ix = l.lock().map_err(|_| eyre!("linkage index lock poisoned"))?;
+            let mut written = Vec::new();
+            for (i, w) in works.iter().enumerate().filter(|(_, w)| w.outcome.is_some_and(Outcome::is_written)) {
+                let Some(dest) = w.dest_id.clone() else { continue };
+                let values = match &w.written {
+                    Some(json) => {
+                        let image: IndexMap<String, Value> = serde_json::from_str(json)?;
+                        Some(
+                            ix.plan
+                                .fields
+                                .iter()
+                                .map(|f| image.get(f).cloned().flatten().filter(|v| !v.is_empty()))
+                                .collect(),
+                        )
+                    }
+                    None => None,
+                };
+                written.push((i, dest, values));
+            }
+            ix.settle_batch(&written);
+        }
         show_written_leads(plan, &mut works)?;
         assemble(plan, run_id, works, counts, cursor, done, resolve_queue)
     }
@@ -385,8 +411,14 @@ fn assemble(
                     Outcome::Queued => Some(
                         w.issues.iter().map(|i| format!("{}: {}", i.field, i.message)).collect::<Vec<_>>().join("; "),
                     ),
-                    _ => w.detail,
+                    // What linkage weighed goes with the outcome it led to.
+                    _ => match (w.detail, w.linkage.as_ref().filter(|_| outcome.is_written())) {
+                        (Some(d), Some((_, why))) => Some(format!("{d}; {why}")),
+                        (None, Some((_, why))) => Some(why.clone()),
+                        (d, None) => d,
+                    },
                 };
+                let confidence = w.linkage.as_ref().map(|(p, _)| *p).filter(|_| outcome != Outcome::Skipped);
                 if !seen.insert((sid.clone(), m.occurrence)) {
                     return Err(eyre!("INVARIANT BROKEN: {} {} has two outcomes in one batch", plan.name, sid));
                 }
@@ -405,6 +437,7 @@ fn assemble(
                     warnings: (outcome.is_written() && !m.warnings.is_empty())
                         .then(|| serde_json::to_string(&m.warnings))
                         .transpose()?,
+                    confidence,
                 });
             }
         }

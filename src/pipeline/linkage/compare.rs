@@ -48,6 +48,36 @@ impl Kind {
         }
     }
 
+    /// The kind's name in the project file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Exact => "exact",
+            Kind::Name => "name",
+            Kind::Digits => "digits",
+            Kind::Phone => "phone",
+            Kind::Email => "email",
+            Kind::Company => "company",
+            Kind::Domain => "domain",
+        }
+    }
+
+    /// Each level's short name, as `weights` in the project file names it.
+    pub fn level_keys(self) -> &'static [&'static str] {
+        match self {
+            Kind::Exact => &["equal", "different"],
+            Kind::Name => &["equal", "close", "similar", "different"],
+            Kind::Digits | Kind::Phone => &["equal", "one_edit", "two_edits", "different"],
+            Kind::Email => &["equal", "typo", "local_part", "different"],
+            Kind::Company => &["equal", "legal_form", "similar", "different"],
+            Kind::Domain => &["equal", "www", "registered", "different"],
+        }
+    }
+
+    /// The level a short name stands for.
+    pub fn level_key(self, key: &str) -> Option<usize> {
+        self.level_keys().iter().position(|k| *k == key)
+    }
+
     /// What each level means, for explanations.
     pub fn level_names(self) -> &'static [&'static str] {
         match self {

@@ -10,7 +10,7 @@
 /// One pair's comparison: each field's level, or `None` where a side is blank.
 pub type Vector = Vec<Option<usize>>;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Model {
     /// The share of candidate pairs that are matches.
     pub lambda: f64,

@@ -13,7 +13,7 @@ pub type Values = Vec<Option<String>>;
 
 /// A blocking key value shared by more records than this says little (a common surname, a
 /// placeholder email): it gives no candidates.
-const CROWDED: usize = 64;
+pub const CROWDED: usize = 64;
 /// Random pairs compared to measure how often non-matches agree.
 const RANDOM_PAIRS: usize = 20_000;
 /// Fewer candidate pairs than this are too few to estimate `m` from: the prior stands.
@@ -59,17 +59,53 @@ pub fn key(kind: Kind, value: Option<&str>) -> Option<String> {
     (!k.is_empty()).then_some(k)
 }
 
+/// EM's `λ` is the share of matches among the candidate pairs, which blocking chose for being
+/// alike; weighed with every field's weight it would count that likeness twice. The prior of a
+/// pair is the share of matches among all pairs: as many matches, over `source × dest` pairs.
+fn prior_over_all_pairs(lambda: f64, candidates: usize, source: usize, dest: usize) -> f64 {
+    let all = (source as f64 * dest as f64).max(1.0);
+    (lambda * candidates as f64 / all).clamp(1e-12, 0.5)
+}
+
+/// The looser form of a blocking key part: a name's phonetic code, an email's local part.
+fn loose_key(kind: Kind, key: &str) -> String {
+    use rphonetic::Encoder as _;
+    match kind {
+        Kind::Name => {
+            let code = rphonetic::DoubleMetaphone::default().encode(key);
+            if code.is_empty() { key.to_string() } else { code }
+        }
+        Kind::Email => key.split('@').next().unwrap_or(key).to_string(),
+        _ => key.to_string(),
+    }
+}
+
 impl Linker {
-    fn block_keys(&self, r: &Values) -> Vec<(usize, String)> {
-        self.blocks
-            .iter()
-            .enumerate()
-            .filter_map(|(b, fields)| {
-                let parts: Option<Vec<String>> =
-                    fields.iter().map(|&f| key(self.kinds[f], r.get(f).and_then(|v| v.as_deref()))).collect();
-                parts.map(|p| (b, p.join("\u{1f}")))
-            })
-            .collect()
+    /// A record's blocking keys: each block's fields' keys joined, and a looser variant where a
+    /// block has names (their phonetic codes: Micheal meets Michael) or emails (the local part:
+    /// the same person at another employer). A block of names only ignores their order (a
+    /// first and last name swapped meet). A blank part gives no key.
+    pub fn block_keys(&self, r: &Values) -> Vec<(usize, String)> {
+        let mut out = Vec::with_capacity(self.blocks.len() * 2);
+        for (b, fields) in self.blocks.iter().enumerate() {
+            let names_only = fields.iter().all(|&f| self.kinds[f] == Kind::Name);
+            let value = |f: usize| r.get(f).and_then(|v| v.as_deref());
+            let Some(mut exact) = fields.iter().map(|&f| key(self.kinds[f], value(f))).collect::<Option<Vec<_>>>()
+            else {
+                continue;
+            };
+            let mut loose: Vec<String> = fields.iter().zip(&exact).map(|(&f, k)| loose_key(self.kinds[f], k)).collect();
+            if names_only {
+                exact.sort();
+                loose.sort();
+            }
+            let (exact, loose) = (exact.join("\u{1f}"), loose.join("\u{1f}"));
+            if loose != exact && !loose.is_empty() {
+                out.push((b, format!("~{loose}")));
+            }
+            out.push((b, exact));
+        }
+        out
     }
 
     /// Every (source, destination) pair that shares at least one blocking key, once.
@@ -142,7 +178,21 @@ impl Linker {
                 },
             )
             .collect();
-        em::estimate_holding(vectors, &levels, Some(&m), Some(&u))
+        let mut model = em::estimate_holding(vectors, &levels, Some(&m), Some(&u));
+        model.lambda = prior_over_all_pairs(model.lambda, pairs.len(), source.len(), dest.len());
+        model
+    }
+
+    /// The model a run links by, estimated from a sample of its source against the destination
+    /// and against the sample itself (duplicates within the source are pairs too; a record is
+    /// never paired with itself). With neither side holding pairs, the prior stands.
+    pub fn train(&self, sample: &[Values], dest: &[Values]) -> Model {
+        let n = dest.len();
+        let both: Vec<Values> = dest.iter().chain(sample).cloned().collect();
+        let pairs: Vec<(usize, usize)> =
+            self.candidates(sample, &both).into_iter().filter(|&(s, d)| d < n || d - n > s).collect();
+        let vectors: Vec<Vector> = pairs.iter().map(|&(s, d)| self.compare(&sample[s], &both[d])).collect();
+        self.estimate(sample, &both, &pairs, &vectors)
     }
 
     /// Comparisons of seeded random (source, destination) pairs: nearly all non-matches, so
@@ -161,12 +211,32 @@ impl Linker {
         (0..RANDOM_PAIRS).map(|_| self.compare(&source[next(source.len())], &dest[next(dest.len())])).collect()
     }
 
+    /// Each field's level. Two name fields that disagree both ways round but agree crosswise
+    /// (first and last name swapped, as exports do) count as agreeing one level less closely.
     pub fn compare(&self, a: &Values, b: &Values) -> Vector {
-        self.kinds
-            .iter()
-            .enumerate()
-            .map(|(f, &k)| compare::level(k, a.get(f).and_then(|v| v.as_deref()), b.get(f).and_then(|v| v.as_deref())))
-            .collect()
+        fn get(r: &Values, f: usize) -> Option<&str> {
+            r.get(f).and_then(|v| v.as_deref())
+        }
+        let mut levels: Vector =
+            self.kinds.iter().enumerate().map(|(f, &k)| compare::level(k, get(a, f), get(b, f))).collect();
+        let names: Vec<usize> = (0..self.kinds.len()).filter(|&f| self.kinds[f] == Kind::Name).collect();
+        if let [x, y] = names[..] {
+            let far = |l: Option<usize>| l.is_some_and(|l| l >= 2);
+            if far(levels[x]) && far(levels[y]) {
+                let (sx, sy) = (
+                    compare::level(Kind::Name, get(a, x), get(b, y)),
+                    compare::level(Kind::Name, get(a, y), get(b, x)),
+                );
+                if let (Some(lx), Some(ly)) = (sx, sy)
+                    && lx <= 1
+                    && ly <= 1
+                {
+                    levels[x] = Some(lx + 1);
+                    levels[y] = Some(ly + 1);
+                }
+            }
+        }
+        levels
     }
 
     /// Decides every source record; the model estimated from the candidate pairs comes with it.
@@ -314,6 +384,21 @@ mod tests {
         let l = Linker { link_above: 0.5, review_above: 0.1, ..linker() };
         let (_, decisions) = l.link(&source, &dest);
         assert!(matches!(&decisions[0], Decision::Review(c) if c.len() == 2), "{:?}", decisions[0]);
+    }
+
+    #[test]
+    fn swapped_names_and_spelling_variants_still_meet() {
+        let l = linker();
+        let a = rec(&["Michael", "Jones", "m.jones@old.example", "", ""]);
+        let b = rec(&["Jones", "Micheal", "M.Jones@new.example", "", ""]);
+        let (ka, kb) = (l.block_keys(&a), l.block_keys(&b));
+        assert!(ka.iter().any(|k| kb.contains(k)), "{ka:?} / {kb:?}");
+        // Compared crosswise: one level less close than in place (equal → close, close → similar).
+        let levels = l.compare(&a, &b);
+        assert_eq!((levels[0], levels[1]), (Some(2), Some(1)), "{levels:?}");
+        // Different people are not made alike by it.
+        let c = rec(&["Ann", "Lee", "", "", ""]);
+        assert_eq!(&l.compare(&a, &c)[..2], &[Some(3), Some(3)]);
     }
 
     #[test]

@@ -40,11 +40,7 @@ pub fn render(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
     }
     let info = format!(
         "{} → {} · id: {} · match: {} · merge: {}",
-        obj.source,
-        obj.destination,
-        obj.id,
-        if obj.match_keys.is_empty() { "source id only".into() } else { obj.match_keys.join(", ") },
-        obj.merge,
+        obj.source, obj.destination, obj.id, obj.matching, obj.merge,
     );
     frame.render_widget(Paragraph::new(vec![Line::from(names), Line::from(Span::styled(info, theme.muted))]), head);
 

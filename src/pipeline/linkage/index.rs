@@ -1,0 +1,412 @@
+//! The records one object's source records may be linked to during a run: the destination's (as
+//! scanned when the object starts) and those the run creates, each under its blocking keys, with
+//! the model that weighs a pair. The batch asks it for a record's ranked candidates and a verdict.
+//!
+//! One-to-one: a destination record that was there before Cutover and that a source record
+//! already feeds (an earlier run linked it, or a record of this batch does) is taken — a second
+//! source record as like it is held for review, never merged in silently. A record Cutover
+//! created is a cluster of the source's own duplicates: later records as like it fold into it. A
+//! record held for review is in no cluster, so a doubtful link never chains people together.
+
+use super::compare::Kind;
+use super::em::{Model, Vector};
+use super::link::{CROWDED, Values};
+use super::setup::LinkagePlan;
+use foldhash::{HashMap, HashMapExt};
+use std::sync::Arc;
+
+/// Who an entry is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    /// A destination record.
+    Dest(String),
+    /// A record of the batch being decided (its position), about to be created.
+    Lead(usize),
+    /// A record of an earlier batch that was not written after all.
+    Gone,
+}
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub holder: Holder,
+    pub values: Values,
+    /// A source record of this object feeds it (it is the destination record of one).
+    pub fed: bool,
+    /// Cutover created it: the source's own duplicates may fold into it.
+    pub created: bool,
+}
+
+/// A candidate of one record: the entry, the pair's score (points) and each field's level.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub entry: usize,
+    pub score: f64,
+    pub levels: Vector,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Sure enough, clearly ahead of the runner-up, and not another source record's.
+    Link { best: Candidate, runner_up: Option<Candidate> },
+    /// An operator decides: why, and the ranked candidates.
+    Review { why: String, ranked: Vec<Candidate> },
+    /// Nobody likely enough (the best candidates, for the audit log).
+    Create(Vec<Candidate>),
+}
+
+pub struct LinkIndex {
+    pub plan: Arc<LinkagePlan>,
+    pub model: Model,
+    entries: Vec<Entry>,
+    by_dest: HashMap<String, usize>,
+    blocks: HashMap<(usize, String), Vec<usize>>,
+    /// Entries of the batch being decided (holder `Lead`).
+    batch: Vec<usize>,
+}
+
+/// A probability from a score in points.
+pub fn probability(score: f64) -> f64 {
+    1.0 / (1.0 + 2f64.powf(-score))
+}
+
+impl LinkIndex {
+    pub fn new(plan: Arc<LinkagePlan>, model: Model) -> Self {
+        Self { plan, model, entries: Vec::new(), by_dest: HashMap::new(), blocks: HashMap::new(), batch: Vec::new() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn entry(&self, e: usize) -> &Entry {
+        &self.entries[e]
+    }
+
+    pub fn entry_of(&self, dest_id: &str) -> Option<usize> {
+        self.by_dest.get(dest_id).copied()
+    }
+
+    /// Adds a record; a destination record already in the index is not added twice.
+    pub fn add(&mut self, holder: Holder, values: Values, fed: bool, created: bool) -> usize {
+        if let Holder::Dest(d) = &holder
+            && let Some(&e) = self.by_dest.get(d)
+        {
+            return e;
+        }
+        let e = self.entries.len();
+        for key in self.plan.linker.block_keys(&values) {
+            self.blocks.entry(key).or_default().push(e);
+        }
+        match &holder {
+            Holder::Dest(d) => {
+                self.by_dest.insert(d.clone(), e);
+            }
+            Holder::Lead(_) => self.batch.push(e),
+            Holder::Gone => {}
+        }
+        self.entries.push(Entry { holder, values, fed, created });
+        e
+    }
+
+    /// Marks the destination records source records feed (an earlier run's links), and which of
+    /// them Cutover created.
+    pub fn note_fed(&mut self, fed: impl IntoIterator<Item = (String, bool)>) {
+        for (dest, created) in fed {
+            if let Some(&e) = self.by_dest.get(&dest) {
+                self.entries[e].fed = true;
+                self.entries[e].created |= created;
+            }
+        }
+    }
+
+    /// After the batch's write: each lead written becomes the destination record it was written
+    /// to, the others are gone; destination records the batch wrote into are fed from now on,
+    /// and hold what was written (indexed anew: a filled-in phone finds candidates from now on,
+    /// as a fresh scan would). `written`: (position in the batch, destination id, the compared
+    /// fields as written) of every record written.
+    pub fn settle_batch(&mut self, written: &[(usize, String, Option<Values>)]) {
+        let at: HashMap<usize, &String> = written.iter().map(|(p, d, _)| (*p, d)).collect();
+        for e in std::mem::take(&mut self.batch) {
+            let Holder::Lead(p) = self.entries[e].holder else { continue };
+            match at.get(&p) {
+                Some(dest) if !self.by_dest.contains_key(*dest) => {
+                    self.entries[e].holder = Holder::Dest((*dest).clone());
+                    self.entries[e].fed = true;
+                    self.entries[e].created = true;
+                    self.by_dest.insert((*dest).clone(), e);
+                }
+                _ => self.entries[e].holder = Holder::Gone,
+            }
+        }
+        for (_, dest, values) in written {
+            let Some(&e) = self.by_dest.get(dest) else { continue };
+            self.entries[e].fed = true;
+            if let Some(values) = values
+                && *values != self.entries[e].values
+            {
+                self.reindex(e, values.clone());
+            }
+        }
+    }
+
+    fn reindex(&mut self, e: usize, values: Values) {
+        for key in self.plan.linker.block_keys(&self.entries[e].values) {
+            if let Some(list) = self.blocks.get_mut(&key) {
+                list.retain(|&x| x != e);
+            }
+        }
+        for key in self.plan.linker.block_keys(&values) {
+            let list = self.blocks.entry(key).or_default();
+            if !list.contains(&e) {
+                list.push(e);
+            }
+        }
+        self.entries[e].values = values;
+    }
+
+    /// The entries sharing a blocking key with `values` (keys shared by more than a crowd say
+    /// nothing), best first: scored against each entry's values as `current` has them now; an
+    /// entry `current` has no values for (gone since the scan) is no candidate. Ties keep the
+    /// index's order, so every run ranks alike.
+    pub fn rank(&self, values: &Values, current: &dyn Fn(&Entry) -> Option<Values>) -> Vec<Candidate> {
+        let mut found: Vec<usize> = self
+            .plan
+            .linker
+            .block_keys(values)
+            .into_iter()
+            .filter_map(|k| self.blocks.get(&k))
+            .filter(|es| es.len() <= CROWDED)
+            .flatten()
+            .copied()
+            .filter(|&e| self.entries[e].holder != Holder::Gone)
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        let mut ranked: Vec<Candidate> = found
+            .into_iter()
+            .filter_map(|e| {
+                let theirs = current(&self.entries[e])?;
+                let levels = self.plan.linker.compare(values, &theirs);
+                Some(Candidate { entry: e, score: self.model.score(&levels), levels })
+            })
+            .collect();
+        ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.entry.cmp(&b.entry)));
+        ranked
+    }
+
+    /// The destination records that may be candidates of `values`: to read before deciding.
+    pub fn reachable(&self, values: &Values) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .plan
+            .linker
+            .block_keys(values)
+            .into_iter()
+            .filter_map(|k| self.blocks.get(&k))
+            .filter(|es| es.len() <= CROWDED)
+            .flatten()
+            .filter_map(|&e| match &self.entries[e].holder {
+                Holder::Dest(d) => Some(d.clone()),
+                _ => None,
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The verdict on a record's ranked candidates. `taken`: whether another source record
+    /// already feeds an entry (beyond what the index knows: a record of this batch updating it).
+    pub fn judge(&self, ranked: Vec<Candidate>, taken: &dyn Fn(usize) -> bool) -> Verdict {
+        let linker = &self.plan.linker;
+        let Some(best) = ranked.first().cloned() else { return Verdict::Create(ranked) };
+        let p = probability(best.score);
+        if p < linker.review_above {
+            return Verdict::Create(ranked.into_iter().take(3).collect());
+        }
+        let entry = &self.entries[best.entry];
+        let is_taken = !entry.created && (entry.fed || taken(best.entry));
+        let runner_up = ranked.get(1).map(|c| c.score);
+        let why = if p < linker.link_above {
+            format!("{} is below link_above ({})", percent(p), linker.link_above)
+        } else if is_taken {
+            "its best candidate is already the destination record of another source record".to_string()
+        } else if let Some(r) = runner_up.filter(|r| best.score - r < linker.margin) {
+            format!(
+                "the runner-up ({}) is within the margin: {:.1} points apart, {} needed",
+                percent(probability(r)),
+                best.score - r,
+                linker.margin
+            )
+        } else {
+            return Verdict::Link { best, runner_up: ranked.get(1).cloned() };
+        };
+        Verdict::Review { why, ranked: ranked.into_iter().take(5).collect() }
+    }
+
+    /// A candidate's evidence, field by field: `email equal +12.3 · lastname close +3.1 ·
+    /// phone blank · prior −5.8 = 9.6 points (p 0.9987)`.
+    pub fn explain(&self, c: &Candidate) -> String {
+        let weights = self.model.weights();
+        let mut parts: Vec<String> = Vec::with_capacity(c.levels.len() + 1);
+        for (f, level) in c.levels.iter().enumerate() {
+            let name = &self.plan.fields[f];
+            let kind: Kind = self.plan.linker.kinds[f];
+            parts.push(match level {
+                Some(l) => format!("{name} {} {}", kind.level_keys()[*l], points(weights[f][*l])),
+                None => format!("{name} blank"),
+            });
+        }
+        let prior = (self.model.lambda / (1.0 - self.model.lambda)).log2();
+        parts.push(format!("prior {}", points(prior)));
+        format!("{} = {:.1} points ({})", parts.join(" · "), c.score, percent(probability(c.score)))
+    }
+
+    /// Who an entry is, in words.
+    pub fn name(&self, e: usize) -> String {
+        match &self.entries[e].holder {
+            Holder::Dest(d) => format!("destination record {d}"),
+            Holder::Lead(p) => format!("batch record #{}", p + 1),
+            Holder::Gone => "a record not written".into(),
+        }
+    }
+
+    /// The estimated weights, one line per field: `email  equal +12.3  typo +8.1  …`.
+    pub fn weights_table(&self) -> Vec<String> {
+        let weights = self.model.weights();
+        self.plan
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(f, name)| {
+                let kind = self.plan.linker.kinds[f];
+                let levels: Vec<String> =
+                    kind.level_keys().iter().zip(&weights[f]).map(|(k, w)| format!("{k} {}", points(*w))).collect();
+                format!("{name} ({}): {}", kind.name(), levels.join(", "))
+            })
+            .collect()
+    }
+}
+
+fn points(w: f64) -> String {
+    if w >= 0.0 { format!("+{w:.1}") } else { format!("−{:.1}", -w) }
+}
+
+/// A probability as people read it: `p 0.9987`.
+pub fn percent(p: f64) -> String {
+    format!("p {p:.4}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LinkageConfig;
+    use indexmap::IndexMap;
+
+    fn plan() -> Arc<LinkagePlan> {
+        let config = LinkageConfig {
+            fields: [("first", "name"), ("last", "name"), ("email", "email"), ("phone", "phone")]
+                .into_iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            link_above: 0.99,
+            review_above: 0.5,
+            margin: 4.0,
+            blocks: Vec::new(),
+            weights: IndexMap::new(),
+        };
+        let fields: Vec<String> = ["first", "last", "email", "phone"].map(String::from).to_vec();
+        Arc::new(LinkagePlan::new("contacts", &config, &fields).unwrap())
+    }
+
+    fn rec(v: &[&str]) -> Values {
+        v.iter().map(|s| (!s.is_empty()).then(|| s.to_string())).collect()
+    }
+
+    /// A model that trusts emails and phones, names less.
+    fn model() -> Model {
+        Model {
+            lambda: 0.01,
+            m: vec![vec![0.8, 0.1, 0.05, 0.05]; 2]
+                .into_iter()
+                .chain([vec![0.9, 0.05, 0.02, 0.03], vec![0.9, 0.05, 0.02, 0.03]])
+                .collect(),
+            u: vec![vec![0.01, 0.02, 0.07, 0.9]; 2]
+                .into_iter()
+                .chain([vec![0.0001, 0.0001, 0.001, 0.9988], vec![0.0001, 0.0002, 0.001, 0.9987]])
+                .collect(),
+            rounds: 0,
+        }
+    }
+
+    fn index() -> LinkIndex {
+        let mut ix = LinkIndex::new(plan(), model());
+        ix.add(Holder::Dest("10".into()), rec(&["ann", "lee", "ann@x.com", "4155550100"]), false, false);
+        ix.add(Holder::Dest("11".into()), rec(&["bob", "ray", "bob@x.com", "4155550199"]), false, false);
+        ix
+    }
+
+    /// Every entry as indexed (none read anew).
+    fn none(e: &Entry) -> Option<Values> {
+        (e.holder != Holder::Gone).then(|| e.values.clone())
+    }
+
+    #[test]
+    fn a_damaged_copy_links_and_a_stranger_is_created() {
+        let ix = index();
+        let ranked = ix.rank(&rec(&["Anne", "Lee", "ANN@x.com", "(415) 555-0100"]), &none);
+        let Verdict::Link { best: c, .. } = ix.judge(ranked, &|_| false) else { panic!("not linked") };
+        assert_eq!(ix.name(c.entry), "destination record 10");
+        let why = ix.explain(&c);
+        assert!(why.contains("email equal +") && why.contains("first close +") && why.contains("prior −"), "{why}");
+        let ranked = ix.rank(&rec(&["zed", "quinn", "zed@new.com", ""]), &none);
+        assert!(matches!(ix.judge(ranked, &|_| false), Verdict::Create(_)));
+    }
+
+    #[test]
+    fn a_destination_record_another_source_record_feeds_goes_to_review() {
+        let mut ix = index();
+        ix.note_fed([("10".to_string(), false)]);
+        let ranked = ix.rank(&rec(&["ann", "lee", "ann@x.com", "4155550100"]), &none);
+        assert!(matches!(ix.judge(ranked, &|_| false), Verdict::Review { ref why, .. } if why.contains("another")));
+        // The batch's own lead taking it counts the same.
+        let ix = index();
+        let ranked = ix.rank(&rec(&["ann", "lee", "ann@x.com", "4155550100"]), &none);
+        assert!(matches!(ix.judge(ranked, &|e| e == 0), Verdict::Review { .. }));
+    }
+
+    #[test]
+    fn records_cutover_created_gather_the_sources_duplicates() {
+        let mut ix = index();
+        let lead = ix.add(Holder::Lead(3), rec(&["cy", "berg", "cy@x.com", "4155550300"]), true, true);
+        let ranked = ix.rank(&rec(&["cy", "berg", "cy@x.com", ""]), &none);
+        let Verdict::Link { best: c, .. } = ix.judge(ranked, &|_| true) else { panic!("not linked") };
+        assert_eq!(c.entry, lead);
+        assert_eq!(ix.name(lead), "batch record #4");
+        // Written: it becomes the destination record; not written: no candidate any more.
+        ix.settle_batch(&[(3, "12".into(), None)]);
+        assert_eq!(ix.entry(lead).holder, Holder::Dest("12".into()));
+        let other = ix.add(Holder::Lead(0), rec(&["di", "okafor", "di@x.com", ""]), true, true);
+        ix.settle_batch(&[]);
+        assert_eq!(ix.entry(other).holder, Holder::Gone);
+        assert!(ix.rank(&rec(&["di", "okafor", "di@x.com", ""]), &none).is_empty());
+    }
+
+    #[test]
+    fn two_close_candidates_are_reviewed_not_guessed() {
+        let mut ix = LinkIndex::new(plan(), model());
+        ix.add(Holder::Dest("1".into()), rec(&["ann", "lee", "", "4155550100"]), false, false);
+        ix.add(Holder::Dest("2".into()), rec(&["ann", "lee", "", "4155550100"]), false, false);
+        let ranked = ix.rank(&rec(&["ann", "lee", "", "415 555 0100"]), &none);
+        match ix.judge(ranked, &|_| false) {
+            Verdict::Review { why, ranked } => {
+                assert_eq!(ranked.len(), 2);
+                assert!(why.contains("margin"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Setting up an object's linkage when its pass starts: the destination's records read once
+//! (the compared fields only), the model estimated from the first records of the source — or
+//! the one this run already estimated, when it resumes — and kept in the state store.
+
+use super::em::Model;
+use super::index::{Holder, LinkIndex};
+use super::link::Values;
+use super::setup::LinkagePlan;
+use crate::connect::Cursor;
+use crate::model::Extracted;
+use crate::pipeline::map::Owners;
+use crate::pipeline::plan::ObjectPlan;
+use crate::pipeline::run::{Engine, lock, sync};
+use color_eyre::eyre::{Result, WrapErr};
+use std::sync::Arc;
+use tracing::info;
+
+/// Source records the model is estimated from: the first this many in scope. Enough pairs for
+/// every weight; bounded, so memory stays flat however large the source.
+pub const SAMPLE: usize = 20_000;
+
+impl Engine {
+    /// The object's linkage index for run `run_id`, or `None` when it matches by exact keys;
+    /// `recovered`: the records an interrupted attempt created (source id → destination id).
+    /// The model is the run's own when it has one (it resumes); else, with `reuse_latest` (a
+    /// reprocess weighs records as the run that held them did), the newest run's; else it is
+    /// estimated from the source.
+    pub(crate) async fn load_linkage(
+        &self,
+        run_id: i64,
+        plan: &Arc<ObjectPlan>,
+        owners: &Arc<Owners>,
+        reuse_latest: bool,
+        recovered: &foldhash::HashMap<String, String>,
+    ) -> Result<Option<LinkIndex>> {
+        let Some(linkage) = plan.linkage.clone() else { return Ok(None) };
+        // Records an interrupted attempt created and the store never recorded are not there yet
+        // as this run sees it: they join when their source record's turn comes (adopted), as
+        // they did in the attempt.
+        let adopted: std::collections::HashSet<&String> = recovered.values().collect();
+        let mut dest = self.scan_for_linkage(plan, &linkage).await?;
+        dest.retain(|(id, _)| !adopted.contains(id));
+        let stored = sync(|| -> Result<Option<String>> {
+            let store = lock(&self.store)?;
+            Ok(match store.linkage_model(run_id, &plan.name)? {
+                Some(m) => Some(m),
+                None if reuse_latest => store.latest_linkage_model(&plan.name)?.map(|(_, m)| m),
+                None => None,
+            })
+        })?;
+        let model = match stored.map(|json| serde_json::from_str::<Model>(&json)) {
+            // The file's weights apply to a stored model too (they may have changed since).
+            Some(Ok(model)) => linkage.with_overrides(model),
+            _ => {
+                let sample = self.source_sample(plan, &linkage, owners).await?;
+                let values: Vec<Values> = dest.iter().map(|(_, v)| v.clone()).collect();
+                let model = linkage.with_overrides(linkage.linker.train(&sample, &values));
+                let json = serde_json::to_string(&model)?;
+                sync(|| lock(&self.store)?.save_linkage_model(run_id, &plan.name, &json))?;
+                info!(
+                    object = %plan.name, sample = sample.len(), destination = values.len(), rounds = model.rounds,
+                    lambda = model.lambda, "linkage weights estimated"
+                );
+                model
+            }
+        };
+        let mut index = LinkIndex::new(linkage, model);
+        for (id, values) in dest {
+            index.add(Holder::Dest(id), values, false, false);
+        }
+        index.note_fed(sync(|| lock(&self.store)?.fed_records(&plan.name))?);
+        for line in index.weights_table() {
+            info!(object = %plan.name, "linkage weights: {line}");
+        }
+        Ok(Some(index))
+    }
+
+    /// Every destination record's compared fields.
+    async fn scan_for_linkage(&self, plan: &ObjectPlan, linkage: &LinkagePlan) -> Result<Vec<(String, Values)>> {
+        let mut out = Vec::new();
+        let mut cursor = Cursor::start();
+        loop {
+            let (rows, next, done) = self
+                .dest
+                .scan(&plan.dest_object, &linkage.fields, &cursor, 5000)
+                .await
+                .wrap_err_with(|| format!("reading {} in the destination for record linkage", plan.dest_object))?;
+            out.extend(
+                rows.into_iter().map(|(id, v)| (id, v.into_iter().map(|x| x.filter(|s| !s.is_empty())).collect())),
+            );
+            cursor = next;
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// The compared fields of the first [`SAMPLE`] source records in the object's scope, mapped
+    /// as the run maps them.
+    async fn source_sample(
+        &self,
+        plan: &Arc<ObjectPlan>,
+        linkage: &LinkagePlan,
+        owners: &Arc<Owners>,
+    ) -> Result<Vec<Values>> {
+        let mapper = self.mapper(plan, owners)?;
+        let none = indexmap::IndexMap::new();
+        let mut out = Vec::new();
+        let mut cursor = Cursor::start();
+        loop {
+            let batch = self.source.read_batch(&plan.source_object, &plan.id_field, &cursor, 1000).await?;
+            for r in batch.records {
+                let Extracted::Record(rec) = r else { continue };
+                let in_scope = plan.filter.as_ref().is_none_or(|f| f.admits(&rec.values))
+                    && plan.repeat.as_ref().is_none_or(|r| r.no_row(&rec.values).is_none());
+                if !in_scope {
+                    continue;
+                }
+                let mapped = sync(|| mapper.map(rec, &none))?;
+                out.push(linkage.values(&mapped.values));
+                if out.len() >= SAMPLE {
+                    return Ok(out);
+                }
+            }
+            if batch.done {
+                return Ok(out);
+            }
+            cursor = batch.next;
+        }
+    }
+}
