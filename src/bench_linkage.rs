@@ -263,7 +263,9 @@ enum Verdict {
 fn link_in_order(linker: &Linker, source: &[Values], dest: &[Values], truth: &[usize]) -> (Model, Vec<Verdict>) {
     use crate::pipeline::linkage::index::{Entry, Holder, LinkIndex, Verdict as V};
     let sample: Vec<Values> = source.iter().take(crate::pipeline::linkage::SAMPLE).cloned().collect();
+    let t = Instant::now();
     let model = linker.train(&sample, dest);
+    say(&format!("  weights estimated from {} source records in {:.2}s", sample.len(), t.elapsed().as_secs_f64()));
     let plan = LinkagePlan {
         fields: NAMES.iter().map(|n| n.to_string()).collect(),
         index: (0..NAMES.len()).collect(),

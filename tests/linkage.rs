@@ -415,3 +415,34 @@ fn kills_and_resumes_link_as_an_uninterrupted_run() {
     }
     assert_eq!(contact_rows(&subject), contact_rows(&reference), "the destination rows");
 }
+
+/// The linkage example of config.example.toml, uncommented in place of `match = [...]`, passes
+/// `check`: what a newcomer copies works.
+#[test]
+fn the_example_linkage_table_is_valid() {
+    let example = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml"))
+        .expect("example");
+    let start = example.find("# [objects.contacts.match]").expect("the example has a linkage table");
+    let end = start + example[start..].find("\n\n").unwrap_or(example.len() - start);
+    let table: Vec<String> = example[start..end]
+        .lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| {
+            l.starts_with('[')
+                || l.split_once(" = ").is_some_and(|(k, _)| k.chars().all(|c| c.is_alphanumeric() || c == '_'))
+        })
+        .map(|l| l.to_string())
+        .collect();
+    assert!(table.len() >= 8, "{table:?}");
+    let mut text = example[..start].replacen("match = [\"email\", \"phone\"]\n", "", 1);
+    text.push_str(&table.join("\n"));
+    text.push('\n');
+    text.push_str(&example[end..]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("cutover.toml"), &text).expect("write");
+    let project = cutover::config::load(&dir.path().join("cutover.toml"));
+    match project {
+        Ok(c) => assert!(c.object("contacts").and_then(|o| o.matching.linkage()).is_some()),
+        Err(e) => panic!("the uncommented example does not pass:\n{e}\n---\n{}", table.join("\n")),
+    }
+}

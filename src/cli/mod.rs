@@ -40,6 +40,7 @@ mod queue;
 mod reconcile;
 mod rollback;
 mod signals;
+mod weights;
 pub use reconcile::write_output;
 pub mod report;
 
@@ -151,6 +152,18 @@ pub enum Command {
         /// The project, given as an option (as `queue -p` takes it).
         #[arg(short = 'p', long = "project", value_name = "PROJECT", conflicts_with = "project")]
         project_option: Option<PathBuf>,
+    },
+    /// Show the weights record linkage decides by (objects whose `match` is a table): per field
+    /// and level, as the newest run estimated them, and the thresholds.
+    Weights {
+        /// Project file, or a folder holding cutover.toml (default: the current folder).
+        project: Option<PathBuf>,
+        /// The project, given as an option (as `queue -p` takes it).
+        #[arg(short = 'p', long = "project", value_name = "PROJECT", conflicts_with = "project")]
+        project_option: Option<PathBuf>,
+        /// Only this object.
+        #[arg(long)]
+        object: Option<String>,
     },
     /// Work the conflict queue: list, inspect, correct, reprocess or skip held records.
     Queue {
@@ -265,7 +278,11 @@ impl Command {
     /// (`cutover queue show 3 | head`), they end quietly as Unix tools do, instead of failing.
     pub fn only_reports(&self) -> bool {
         match self {
-            Command::Runs { .. } | Command::Check { .. } | Command::Export { .. } | Command::Reconcile { .. } => true,
+            Command::Runs { .. }
+            | Command::Check { .. }
+            | Command::Export { .. }
+            | Command::Reconcile { .. }
+            | Command::Weights { .. } => true,
             Command::Queue { action, .. } => {
                 matches!(action, queue::QueueAction::List { .. } | queue::QueueAction::Show { .. })
             }
@@ -316,6 +333,7 @@ async fn dispatch(command: Command) -> i32 {
         }
         Command::Check { project, project_option } => check_command(project.or(project_option)).await,
         Command::Runs { project, project_option } => runs_command(project.or(project_option)),
+        Command::Weights { project, project_option, object } => weights::command(project.or(project_option), object),
         Command::Queue { project, action } => queue::command(project, action).await,
         Command::Reconcile { project, project_option, sample, format, output } => {
             reconcile::reconcile_command(project.or(project_option), sample, format, output).await

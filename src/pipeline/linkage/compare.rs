@@ -160,12 +160,39 @@ fn by_edits(a: &str, b: &str) -> Option<usize> {
     if a.is_empty() || b.is_empty() {
         return None;
     }
-    Some(match strsim::damerau_levenshtein(a, b) {
+    Some(match edits(a, b) {
         0 => 0,
         1 => 1,
         2 => 2,
         _ => 3,
     })
+}
+
+/// Edits between two values, counting a transposed pair as one (optimal string alignment), up
+/// to 3: lengths 3 or more apart are "different" without a comparison.
+fn edits(a: &str, b: &str) -> usize {
+    if a == b {
+        return 0;
+    }
+    if a.len().abs_diff(b.len()) >= 3 && a.chars().count().abs_diff(b.chars().count()) >= 3 {
+        return 3;
+    }
+    // Most pairs compared are strangers: the characters one has and the other lacks bound the
+    // edits from below (a transposition moves none), so they are told apart without the table.
+    if a.is_ascii() && b.is_ascii() {
+        let mut count = [0i32; 128];
+        for c in a.bytes() {
+            count[c as usize] += 1;
+        }
+        for c in b.bytes() {
+            count[c as usize] -= 1;
+        }
+        let (more, fewer) = count.iter().fold((0, 0), |(m, f), &n| if n > 0 { (m + n, f) } else { (m, f - n) });
+        if more.max(fewer) >= 3 {
+            return 3;
+        }
+    }
+    strsim::osa_distance(a, b).min(3)
 }
 
 /// The last ten digits of a long number: `+1 415…` and `415…` are one number.
@@ -205,7 +232,7 @@ fn email_level(a: &str, b: &str) -> usize {
         }
     };
     let ((la, da), (lb, db)) = (split(&a), split(&b));
-    if strsim::damerau_levenshtein(&a, &b) == 1 && !la.is_empty() && !lb.is_empty() {
+    if edits(&a, &b) == 1 && !la.is_empty() && !lb.is_empty() {
         1
     } else if la == lb && !la.is_empty() && da != db {
         2

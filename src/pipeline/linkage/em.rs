@@ -12,7 +12,7 @@ pub type Vector = Vec<Option<usize>>;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Model {
-    /// The share of candidate pairs that are matches.
+    /// The prior share of matches among pairs (see `link::prior_over_all_pairs`).
     pub lambda: f64,
     /// Per field, per level: P(level | match).
     pub m: Vec<Vec<f64>>,
@@ -54,6 +54,21 @@ impl Model {
     /// The weight of each field's each level: `log2(m / u)`.
     pub fn weights(&self) -> Vec<Vec<f64>> {
         self.m.iter().zip(&self.u).map(|(m, u)| m.iter().zip(u).map(|(m, u)| (m / u).log2()).collect()).collect()
+    }
+
+    /// No partial agreement weighs more than exact agreement. Where the data say otherwise it
+    /// is noise — a level seen too rarely among non-matches for its share to be measured (`u`
+    /// floored) — and it takes the exact level's weight.
+    pub fn monotone(mut self) -> Self {
+        for (m, u) in self.m.iter_mut().zip(&self.u) {
+            let Some(exact) = m.first().zip(u.first()).map(|(m, u)| (m / u).log2()) else { continue };
+            for l in 1..m.len().min(u.len()) {
+                if (m[l] / u[l]).log2() > exact {
+                    m[l] = u[l] * 2f64.powf(exact);
+                }
+            }
+        }
+        self
     }
 
     /// A pair's score: the prior and every compared field's weight.
@@ -154,6 +169,21 @@ fn run(pairs: &[Vector], levels: &[usize], fixed_m: Option<&[Vec<f64>]>, fixed_u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_partial_agreement_outweighs_an_exact_one() {
+        let model = Model {
+            lambda: 0.1,
+            m: vec![vec![0.8, 0.1, 0.05, 0.05]],
+            // "close" never seen among non-matches: floored, it would weigh more than "equal".
+            u: vec![vec![0.01, FLOOR, 0.05, 0.94]],
+            rounds: 0,
+        };
+        let w = model.clone().monotone().weights();
+        assert!((w[0][1] - w[0][0]).abs() < 1e-9, "{w:?}");
+        assert!(w[0][2] <= w[0][0] && w[0][3] <= w[0][0], "{w:?}");
+        assert_eq!(model.weights()[0][0], w[0][0], "the closest level is kept");
+    }
 
     use crate::seeded::Rng;
 

@@ -180,7 +180,7 @@ impl Linker {
             .collect();
         let mut model = em::estimate_holding(vectors, &levels, Some(&m), Some(&u));
         model.lambda = prior_over_all_pairs(model.lambda, pairs.len(), source.len(), dest.len());
-        model
+        model.monotone()
     }
 
     /// The model a run links by, estimated from a sample of its source against the destination
