@@ -143,3 +143,9 @@ mod terminal_tests {
         assert_eq!(got, "Eve\\e]52;c;ZXZp\\u{7}\té\nx\\u{9b}2J©");
     }
 }
+
+/// "a name", "an email": the article a word takes (by its first letter's sound, roughly).
+pub fn a_or_an(word: &str) -> String {
+    let vowel = word.chars().next().is_some_and(|c| "aeiouAEIOU".contains(c));
+    format!("{} {word}", if vowel { "an" } else { "a" })
+}

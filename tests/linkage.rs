@@ -446,3 +446,42 @@ fn the_example_linkage_table_is_valid() {
         Err(e) => panic!("the uncommented example does not pass:\n{e}\n---\n{}", table.join("\n")),
     }
 }
+
+/// Names with accents (the phonetic encoder reads ASCII only) and in other scripts link like
+/// any other; and on a small export, the same local part at another domain with the same name
+/// is not enough to merge two John Smiths: it waits for a person.
+#[test]
+fn accented_names_link_and_a_namesake_at_another_domain_waits() {
+    let dest = format!(
+        "{TABLE}
+         INSERT INTO contacts VALUES (1, 'José', 'García', 'jose.garcia@corp.test', '+16175550001');
+         INSERT INTO contacts VALUES (2, 'Zoë', 'Müller', 'zoe@corp.test', '+16175550002');
+         INSERT INTO contacts VALUES (3, '伟', '王', 'wang.wei@corp.test', '+16175550003');
+         INSERT INTO contacts VALUES (4, 'John', 'Smith', 'john.smith@acme.test', '+16175550004');
+         {}",
+        (10..60)
+            .map(|i| format!(
+                "INSERT INTO contacts VALUES ({i}, 'P{i}', 'Q{i}', 'p{i}@corp.test', '+1617555{:04}');",
+                1000 + i
+            ))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let csv = "id,first,last,email,phone\n\
+               a,JOSÉ,Garcia,Jose.Garcia@corp.test,(617) 555-0001\n\
+               b,Zoe,Muller,ZOE@CORP.TEST,617 555 0002\n\
+               c,伟,王,wang.wei@corp.test,\n\
+               d,John,Smith,john.smith@gmail.test,\n\
+               e,Björn,Ñúñez,,\n";
+    let p = TestProject::new(&csv_to_sqlite("accents", MATCH), &[("people", csv)], &dest);
+    let out = cutover(p.path(), &["run"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    for (sid, dest) in [("a", "1"), ("b", "2"), ("c", "3")] {
+        let (outcome, d, _, _, detail) = audit(&p, sid);
+        assert!(matches!(outcome.as_str(), "updated" | "unchanged") && d.as_deref() == Some(dest), "{sid}: {detail}");
+    }
+    let (outcome, _, _, _, why) = audit(&p, "d");
+    assert_eq!(outcome, "queued", "{why}");
+    assert!(why.contains("destination record 4") && why.contains("email local_part"), "{why}");
+    assert_eq!(audit(&p, "e").0, "created");
+}

@@ -260,7 +260,15 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
                 );
             }
             for it in &items {
-                let first = it.issues.first().map(|i| format!("{}: {}", i.field, i.message)).unwrap_or_default();
+                // A possible match's ranked candidates are for `queue show`: the list keeps a line each.
+                let first = it
+                    .issues
+                    .first()
+                    .map(|i| match i.message.split_once("; candidates: ") {
+                        Some((head, _)) => format!("{}: {head} (candidates: queue show {})", i.field, it.id),
+                        None => format!("{}: {}", i.field, i.message),
+                    })
+                    .unwrap_or_default();
                 say!(
                     "  {:>6}  {:<10} {:<12} {:<9} {:<24} {}",
                     it.id,

@@ -190,7 +190,11 @@ pub fn check(base: &str, linkage: &LinkageConfig, mapped: &dyn Fn(&str) -> bool,
             if kind.level_key(level).is_none() {
                 problems.add(
                     format!("{key}.weights.{field}.{level}"),
-                    format!("no level '{level}' for a {} field; one of: {}", kind.name(), kind.level_keys().join(", ")),
+                    format!(
+                        "no level '{level}' for {} field; one of: {}",
+                        crate::text::a_or_an(kind.name()),
+                        kind.level_keys().join(", ")
+                    ),
                 );
             } else if !w.is_finite() {
                 problems.add(format!("{key}.weights.{field}.{level}"), "expected a number of points");

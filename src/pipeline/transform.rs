@@ -190,7 +190,31 @@ pub fn phone_e164(value: &str, region: phonenumber::country::Id) -> Result<(Stri
         out.push('0');
     }
     out.push_str(&national.value().to_string());
+    if international && let Some(written) = as_written(trimmed, &parsed, &out) {
+        // The parser dropped digits the value was written with: phonenumber 0.3 takes the 1 of
+        // a Chinese mobile (+86 139 1234 5678) for a carrier prefix and reads +86 39…, which
+        // is another number. Written with its country code, the number is its digits.
+        return Ok((written, None));
+    }
     Ok((out, unassigned))
+}
+
+/// The E.164 of an internationally written number from its own digits, when the parsed reading
+/// `ours` left some out — not when the difference is a trunk `(0)` after the country code
+/// (`+44 (0)20 …`) or the extension.
+fn as_written(trimmed: &str, parsed: &phonenumber::PhoneNumber, ours: &str) -> Option<String> {
+    let mut digits: String = trimmed.chars().filter(char::is_ascii_digit).collect();
+    if trimmed.starts_with("00") {
+        digits.drain(..2);
+    }
+    if let Some(ext) = parsed.extension().map(|e| e.to_string()).filter(|e| !e.is_empty()) {
+        digits = digits.strip_suffix(ext.as_str())?.to_string();
+    }
+    let ours = ours.strip_prefix('+')?;
+    let code = parsed.code().value().to_string();
+    let trunk = format!("{code}0{}", ours.strip_prefix(code.as_str())?);
+    let dropped = digits != ours && digits != trunk && digits.starts_with(&code) && digits.len() > ours.len();
+    (dropped && digits.len() <= 15).then(|| format!("+{digits}"))
 }
 
 /// The extension written with a phone number (`415-555-2671 x123`, `ext. 12`, `extension 9`), if any.
@@ -696,6 +720,15 @@ mod tests {
             let parsed = phonenumber::parse(Some(Id::US), input).expect(input);
             let library = parsed.format().mode(phonenumber::Mode::E164).to_string();
             assert_eq!(phone(input, Id::US).as_deref(), Ok(library.as_str()), "same E.164 as the library's formatter");
+        }
+        // A number written with its country code keeps every digit it was written with (the
+        // parser reads a Chinese mobile's 1 as a carrier prefix).
+        for (input, e164) in [
+            ("+86 139 1234 5678", "+8613912345678"),
+            ("+8613800138000", "+8613800138000"),
+            ("+86 10 6552 9988", "+861065529988"),
+        ] {
+            assert_eq!(phone_e164(input, Id::US).map(|(e, _)| e).as_deref(), Ok(e164), "{input}");
         }
         let err = phone("12", Id::US).expect_err("too short");
         assert_eq!(err.rule, Rule::InvalidPhone);

@@ -113,13 +113,18 @@ fn linkage(o: &ObjectReport, out: &mut dyn Write) -> io::Result<()> {
     }
     writeln!(out, "### Record linkage (best candidate's match probability)")?;
     writeln!(out)?;
+    writeln!(
+        out,
+        "Records linkage decided with a candidate in view; records with none are created and not counted here."
+    )?;
+    writeln!(out)?;
     writeln!(out, "| outcome | probability from | records |")?;
     writeln!(out, "|---|---:|---:|")?;
     for b in &o.linkage {
         let outcome = match b.outcome.as_str() {
             "updated" | "unchanged" | "merged" => format!("linked ({})", b.outcome),
             "queued" => "held in the queue".to_string(),
-            "created" => "created (no likely match)".to_string(),
+            "created" => "created (a candidate, too unlikely)".to_string(),
             other => other.to_string(),
         };
         writeln!(out, "| {outcome} | {} | {} |", b.from, b.records)?;

@@ -232,6 +232,8 @@ impl LinkIndex {
         let runner_up = ranked.get(1).map(|c| c.score);
         let why = if p < linker.link_above {
             format!("{} is below link_above ({})", percent(p), linker.link_above)
+        } else if !self.identified(&best.levels) {
+            "no identifying field (email, phone, id, date, domain) agrees exactly or within one typo".to_string()
         } else if is_taken {
             "its best candidate is already the destination record of another source record".to_string()
         } else if let Some(r) = runner_up.filter(|r| best.score - r < linker.margin) {
@@ -245,6 +247,17 @@ impl LinkIndex {
             return Verdict::Link { best, runner_up: ranked.get(1).cloned() };
         };
         Verdict::Review { why, ranked: ranked.into_iter().take(5).collect() }
+    }
+
+    /// Whether a pair's evidence rests on more than names and partial agreements: an automatic
+    /// link needs one identifying field (email, phone, id or date, domain, exact) agreeing
+    /// exactly or within one typo, when the object compares any. Two John Smiths with
+    /// `john.smith@` at two employers are a possible match, not a link.
+    fn identified(&self, levels: &Vector) -> bool {
+        let kinds = &self.plan.linker.kinds;
+        let identifying = |k: &Kind| matches!(k, Kind::Email | Kind::Phone | Kind::Digits | Kind::Exact | Kind::Domain);
+        !kinds.iter().any(identifying)
+            || kinds.iter().zip(levels).any(|(k, l)| identifying(k) && l.is_some_and(|l| l <= 1))
     }
 
     /// A candidate's evidence, field by field: `email equal +12.3 · lastname close +3.1 ·
@@ -393,6 +406,21 @@ mod tests {
         ix.settle_batch(&[]);
         assert_eq!(ix.entry(other).holder, Holder::Gone);
         assert!(ix.rank(&rec(&["di", "okafor", "di@x.com", ""]), &none).is_empty());
+    }
+
+    #[test]
+    fn names_and_a_partial_email_are_a_possible_match_not_a_link() {
+        // Weights that would link it on points alone: the rule, not the score, holds it.
+        let mut m = model();
+        m.lambda = 0.5;
+        let mut ix = LinkIndex::new(plan(), m);
+        ix.add(Holder::Dest("4".into()), rec(&["john", "smith", "john.smith@acme.test", ""]), false, false);
+        let ranked = ix.rank(&rec(&["john", "smith", "john.smith@gmail.test", ""]), &none);
+        assert!(probability(ranked[0].score) >= 0.99, "{ranked:?}");
+        match ix.judge(ranked, &|_| false) {
+            Verdict::Review { why, .. } => assert!(why.contains("no identifying field"), "{why}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -67,14 +67,24 @@ fn prior_over_all_pairs(lambda: f64, candidates: usize, source: usize, dest: usi
     (lambda * candidates as f64 / all).clamp(1e-12, 0.5)
 }
 
+/// A name's Double Metaphone code, from its letters with accents folded away (José → JOSE):
+/// the encoder reads ASCII only. `None` for a name with no Latin letters (王), which keeps its
+/// own key, and — never expected — if the encoder fails on a value.
+fn phonetic(name: &str) -> Option<String> {
+    use rphonetic::Encoder as _;
+    use unicode_normalization::UnicodeNormalization as _;
+    let ascii: String = name.nfd().filter(|c| c.is_ascii_alphabetic() || *c == ' ').collect();
+    if ascii.trim().is_empty() {
+        return None;
+    }
+    let code = std::panic::catch_unwind(|| rphonetic::DoubleMetaphone::default().encode(&ascii)).ok()?;
+    (!code.is_empty()).then_some(code)
+}
+
 /// The looser form of a blocking key part: a name's phonetic code, an email's local part.
 fn loose_key(kind: Kind, key: &str) -> String {
-    use rphonetic::Encoder as _;
     match kind {
-        Kind::Name => {
-            let code = rphonetic::DoubleMetaphone::default().encode(key);
-            if code.is_empty() { key.to_string() } else { code }
-        }
+        Kind::Name => phonetic(key).unwrap_or_else(|| key.to_string()),
         Kind::Email => key.split('@').next().unwrap_or(key).to_string(),
         _ => key.to_string(),
     }
@@ -399,6 +409,39 @@ mod tests {
         // Different people are not made alike by it.
         let c = rec(&["Ann", "Lee", "", "", ""]);
         assert_eq!(&l.compare(&a, &c)[..2], &[Some(3), Some(3)]);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 400, ..Default::default() })]
+        /// Whatever an export holds — any script, marks, controls, digits — comparing and
+        /// blocking give an answer, never a panic, and a record always meets itself.
+        #[test]
+        fn any_values_compare_and_block_without_panic(
+            v in proptest::collection::vec(proptest::option::of("\\PC{0,14}|[0-9 ()+.-]{0,14}|[a-zA-Zéëñ .@-]{0,14}"), 5),
+            w in proptest::collection::vec(proptest::option::of("\\PC{0,14}"), 5),
+        ) {
+            let l = linker();
+            let levels = l.compare(&v, &w);
+            proptest::prop_assert_eq!(levels.len(), 5);
+            let mine = l.block_keys(&v);
+            let _ = l.block_keys(&w);
+            let found = l.candidates(std::slice::from_ref(&v), std::slice::from_ref(&v));
+            proptest::prop_assert_eq!(found.is_empty(), mine.is_empty());
+        }
+    }
+
+    #[test]
+    fn names_in_any_script_have_keys_and_never_panic() {
+        assert_eq!(phonetic("josé"), phonetic("jose"));
+        assert_eq!(phonetic("zoë"), phonetic("zoe"));
+        assert_eq!(phonetic("王"), None);
+        let l = linker();
+        for name in ["JOSÉ", "Zoë", "García", "Björn", "王伟", "ǅemal", "Ñúñez", "a\u{301}"] {
+            let r = rec(&[name, name, "", "", ""]);
+            assert!(!l.block_keys(&r).is_empty(), "{name}");
+        }
+        // No letters at all: no name to block on, and no panic.
+        assert!(l.block_keys(&rec(&["😀", "42", "", "", ""])).is_empty());
     }
 
     #[test]
