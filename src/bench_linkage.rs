@@ -133,7 +133,13 @@ fn person(rng: &mut Rng, n: usize) -> Values {
     let first = FIRST[rng.below(FIRST.len())];
     let last = LAST[rng.below(LAST.len())];
     let company = format!("{}{}", COMPANY[rng.below(COMPANY.len())], FORMS[rng.below(FORMS.len())]);
-    let email = format!("{first}.{last}{}@{}", n % 1000, DOMAINS[rng.below(DOMAINS.len())]);
+    // Most addresses are a person's own; some are the plain first.last of a common name, which
+    // namesakes share at other providers (john.smith@gmail and john.smith@acme).
+    let email = if rng.chance(0.02) {
+        format!("{first}.{last}@{}", DOMAINS[rng.below(DOMAINS.len())])
+    } else {
+        format!("{first}.{last}{n}@{}", DOMAINS[rng.below(DOMAINS.len())])
+    };
     let phone = format!("({}) {:03}-{:04}", 200 + rng.below(700), rng.below(1000), rng.below(10_000));
     let birth = format!("19{:02}-{:02}-{:02}", 40 + rng.below(60), 1 + rng.below(12), 1 + rng.below(28));
     vec![Some(first.into()), Some(last.into()), Some(email), Some(phone), Some(birth), Some(company)]
@@ -264,7 +270,7 @@ fn link_in_order(linker: &Linker, source: &[Values], dest: &[Values], truth: &[u
     use crate::pipeline::linkage::index::{Entry, Holder, LinkIndex, Verdict as V};
     let sample: Vec<Values> = source.iter().take(crate::pipeline::linkage::SAMPLE).cloned().collect();
     let t = Instant::now();
-    let model = linker.train(&sample, dest);
+    let model = linker.train(&sample, dest, source.len());
     say(&format!("  weights estimated from {} source records in {:.2}s", sample.len(), t.elapsed().as_secs_f64()));
     let plan = LinkagePlan {
         fields: NAMES.iter().map(|n| n.to_string()).collect(),

@@ -58,11 +58,20 @@ fn show(project: Option<PathBuf>, only: Option<String>) -> Result<()> {
         }
         let prior = (model.lambda / (1.0 - model.lambda)).log2();
         say!(
-            "  {:<w$} {:<8} {prior:+.1} (about 1 match in {:.0} record pairs)",
+            "  {:<w$} {:<8} {prior:+.1} (about 1 match in {:.0} pairs of a source and a destination record)",
             "prior",
             "",
             1.0 / model.lambda.max(1e-12)
         );
+        if let Some(within) = model.lambda_within {
+            say!(
+                "  {:<w$} {:<8} {:+.1} (about 1 in {:.0} pairs of two source records: duplicates in the export)",
+                "",
+                "",
+                (within / (1.0 - within)).log2(),
+                1.0 / within.max(1e-12)
+            );
+        }
         say!(
             "  link at p ≥ {}, hold for review at p ≥ {}, runner-up at least {} points behind",
             plan.linker.link_above,

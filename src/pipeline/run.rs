@@ -638,7 +638,8 @@ impl Engine {
         let mut halt = None;
         let mut cancelled = false;
 
-        let linkage = self.load_linkage(run_id, plan, &prepared.owners, false, recovered).await?.map(Mutex::new);
+        let linkage =
+            self.load_linkage(run_id, plan, &prepared.owners, false, recovered, Some(total)).await?.map(Mutex::new);
         let mut writer = CommitWriter::start(self.store.clone(), self.timings.clone(), delta);
         let index_writer = Mutex::new(IndexWriter::start(self.index.clone(), self.timings.clone()));
         let reader = Mutex::new(Store::open_reader(&self.store_path)?);
@@ -849,7 +850,8 @@ impl Engine {
             self.ensure_match_index(plan).await?;
             // A reprocess killed after its write finds its records here, instead of writing twice.
             let recovered = self.recover_created(plan).await?;
-            let linkage = self.load_linkage(run_id, plan, &prepared.owners, true, &recovered).await?.map(Mutex::new);
+            let linkage =
+                self.load_linkage(run_id, plan, &prepared.owners, true, &recovered, None).await?.map(Mutex::new);
             let journal = sync(|| self.journal()?.pending(run_id, &plan.name))?;
             let mapper = self.mapper(plan, &prepared.owners)?;
             // A resumed reprocess goes on counting where its interrupted attempt stopped.

@@ -12,8 +12,13 @@ pub type Vector = Vec<Option<usize>>;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Model {
-    /// The prior share of matches among pairs (see `link::prior_over_all_pairs`).
+    /// The prior share of matches among pairs (see `link::prior_over_all_pairs`): of a source
+    /// record and a destination record.
     pub lambda: f64,
+    /// The prior of two records of the same source (a record and one the run created before
+    /// it); `None`: as `lambda`.
+    #[serde(default)]
+    pub lambda_within: Option<f64>,
     /// Per field, per level: P(level | match).
     pub m: Vec<Vec<f64>>,
     /// Per field, per level: P(level | non-match).
@@ -45,6 +50,7 @@ impl Model {
         };
         Self {
             lambda: 0.1,
+            lambda_within: None,
             m: levels.iter().map(|&n| spread(n, true)).collect(),
             u: levels.iter().map(|&n| spread(n, false)).collect(),
             rounds: 0,
@@ -77,7 +83,12 @@ impl Model {
 
     /// A pair's score: the prior and every compared field's weight.
     pub fn score(&self, v: &[Option<usize>]) -> f64 {
-        let prior = (self.lambda / (1.0 - self.lambda)).log2();
+        self.score_with(self.lambda, v)
+    }
+
+    /// A pair's score under another prior (see `lambda_within`).
+    pub fn score_with(&self, lambda: f64, v: &[Option<usize>]) -> f64 {
+        let prior = (lambda / (1.0 - lambda)).log2();
         prior + v.iter().enumerate().filter_map(|(f, l)| l.map(|l| (self.m[f][l] / self.u[f][l]).log2())).sum::<f64>()
     }
 
@@ -155,6 +166,7 @@ fn run(pairs: &[Vector], levels: &[usize], fixed_m: Option<&[Vec<f64>]>, fixed_u
         // M: the shares that would produce what E expects.
         let next = Model {
             lambda: (lambda / pairs.len() as f64).clamp(FLOOR, 1.0 - FLOOR),
+            lambda_within: None,
             m: fixed_m.map_or_else(|| normalise(m_count), <[Vec<f64>]>::to_vec),
             u: fixed_u.map_or_else(|| normalise(u_count), <[Vec<f64>]>::to_vec),
             rounds: round,
@@ -178,6 +190,7 @@ mod tests {
     fn no_partial_agreement_outweighs_an_exact_one() {
         let model = Model {
             lambda: 0.1,
+            lambda_within: None,
             m: vec![vec![0.8, 0.1, 0.05, 0.05]],
             // "close" never seen among non-matches: floored, it would weigh more than "equal".
             u: vec![vec![0.01, FLOOR, 0.05, 0.94]],

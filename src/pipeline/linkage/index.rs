@@ -191,7 +191,7 @@ impl LinkIndex {
             .filter_map(|e| {
                 let theirs = current(&self.entries[e])?;
                 let levels = self.plan.linker.compare(values, &theirs);
-                Some(Candidate { entry: e, score: self.model.score(&levels), levels })
+                Some(Candidate { entry: e, score: self.model.score_with(self.prior_of(e), &levels), levels })
             })
             .collect();
         ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.entry.cmp(&b.entry)));
@@ -273,9 +273,19 @@ impl LinkIndex {
                 None => format!("{name} blank"),
             });
         }
-        let prior = (self.model.lambda / (1.0 - self.model.lambda)).log2();
+        let lambda = self.prior_of(c.entry);
+        let prior = (lambda / (1.0 - lambda)).log2();
         parts.push(format!("prior {}", points(prior)));
         format!("{} = {:.1} points ({})", parts.join(" · "), c.score, percent(probability(c.score)))
+    }
+
+    /// The prior of a pair with this entry: a record Cutover created is the source's own (see
+    /// `Model::lambda_within`), any other the destination's.
+    fn prior_of(&self, e: usize) -> f64 {
+        match self.model.lambda_within {
+            Some(within) if self.entries[e].created => within,
+            _ => self.model.lambda,
+        }
     }
 
     /// Who an entry is, in words.
@@ -343,6 +353,7 @@ mod tests {
     fn model() -> Model {
         Model {
             lambda: 0.01,
+            lambda_within: None,
             m: vec![vec![0.8, 0.1, 0.05, 0.05]; 2]
                 .into_iter()
                 .chain([vec![0.9, 0.05, 0.02, 0.03], vec![0.9, 0.05, 0.02, 0.03]])

@@ -196,13 +196,38 @@ impl Linker {
     /// The model a run links by, estimated from a sample of its source against the destination
     /// and against the sample itself (duplicates within the source are pairs too; a record is
     /// never paired with itself). With neither side holding pairs, the prior stands.
-    pub fn train(&self, sample: &[Values], dest: &[Values]) -> Model {
+    ///
+    /// `records`: how many source records the run will decide (the sample is their start). Each
+    /// record is weighed against the destination and every record created before it, so the
+    /// prior — one record's matches spread over everyone it could be — is taken over
+    /// `dest + records` people, not over the sample's own size: a sample of 20,000 would make
+    /// a million-record source's chance pairs look fifty times likelier to be one person.
+    pub fn train(&self, sample: &[Values], dest: &[Values], records: usize) -> Model {
         let n = dest.len();
         let both: Vec<Values> = dest.iter().chain(sample).cloned().collect();
         let pairs: Vec<(usize, usize)> =
             self.candidates(sample, &both).into_iter().filter(|&(s, d)| d < n || d - n > s).collect();
         let vectors: Vec<Vector> = pairs.iter().map(|&(s, d)| self.compare(&sample[s], &both[d])).collect();
-        self.estimate(sample, &both, &pairs, &vectors)
+        let mut model = self.estimate(sample, &both, &pairs, &vectors);
+        // The two priors apart: a record against the destination, and against the source's
+        // own records (each λ by EM over its own pairs, m and u held).
+        let levels: Vec<usize> = self.kinds.iter().map(|k| k.levels()).collect();
+        let (mut to_dest, mut within) = (Vec::new(), Vec::new());
+        for (&(_, d), v) in pairs.iter().zip(&vectors) {
+            if d < n { to_dest.push(v.clone()) } else { within.push(v.clone()) }
+        }
+        let share = |vs: &[Vector]| em::estimate_holding(vs, &levels, Some(&model.m), Some(&model.u)).lambda;
+        let s = sample.len().max(1) as f64;
+        if !to_dest.is_empty() {
+            model.lambda = (share(&to_dest) * to_dest.len() as f64 / (s * n.max(1) as f64)).clamp(1e-12, 0.5);
+        }
+        // Duplicate pairs grow with the source, possible pairs with its square: over the whole
+        // run a pair of its records is (S − 1) / (N − 1) as likely to be one person as in the sample.
+        let pairs_in_sample = (s * (s - 1.0) / 2.0).max(1.0);
+        let scale = (s - 1.0).max(1.0) / ((records.max(sample.len()) as f64) - 1.0).max(1.0);
+        model.lambda_within = (!within.is_empty())
+            .then(|| (share(&within) * within.len() as f64 / pairs_in_sample * scale).clamp(1e-12, 0.5));
+        model
     }
 
     /// Comparisons of seeded random (source, destination) pairs: nearly all non-matches, so
@@ -428,6 +453,22 @@ mod tests {
             let found = l.candidates(std::slice::from_ref(&v), std::slice::from_ref(&v));
             proptest::prop_assert_eq!(found.is_empty(), mine.is_empty());
         }
+    }
+
+    #[test]
+    fn the_prior_of_two_source_records_shrinks_as_the_source_grows() {
+        let (source, dest) = people();
+        let l = linker();
+        let with_dest = l.train(&source, &dest, source.len());
+        // A source record against a destination record: about one match among the destination.
+        assert!(with_dest.lambda > 0.2 / dest.len() as f64 && with_dest.lambda < 5.0 / dest.len() as f64);
+        // Ten people given twice in one source.
+        let mut twice = source.clone();
+        twice.extend(dest[..10].iter().cloned());
+        let small = l.train(&twice, &[], twice.len()).lambda_within.expect("pairs within the source");
+        let large = l.train(&twice, &[], twice.len() * 50).lambda_within.expect("pairs within the source");
+        let n = twice.len() as f64;
+        assert!((small / large - (50.0 * n - 1.0) / (n - 1.0)).abs() < 1e-6 * small / large, "{small} {large}");
     }
 
     #[test]

@@ -21,7 +21,8 @@ pub const SAMPLE: usize = 20_000;
 
 impl Engine {
     /// The object's linkage index for run `run_id`, or `None` when it matches by exact keys;
-    /// `recovered`: the records an interrupted attempt created (source id → destination id).
+    /// `recovered`: the records an interrupted attempt created (source id → destination id);
+    /// `records`: how many the source holds, when it says.
     /// The model is the run's own when it has one (it resumes); else, with `reuse_latest` (a
     /// reprocess weighs records as the run that held them did), the newest run's; else it is
     /// estimated from the source.
@@ -32,6 +33,7 @@ impl Engine {
         owners: &Arc<Owners>,
         reuse_latest: bool,
         recovered: &foldhash::HashMap<String, String>,
+        records: Option<u64>,
     ) -> Result<Option<LinkIndex>> {
         let Some(linkage) = plan.linkage.clone() else { return Ok(None) };
         // Records an interrupted attempt created and the store never recorded are not there yet
@@ -54,7 +56,8 @@ impl Engine {
             _ => {
                 let sample = self.source_sample(plan, &linkage, owners).await?;
                 let values: Vec<Values> = dest.iter().map(|(_, v)| v.clone()).collect();
-                let model = linkage.with_overrides(linkage.linker.train(&sample, &values));
+                let records = records.map_or(sample.len(), |n| n as usize);
+                let model = linkage.with_overrides(linkage.linker.train(&sample, &values, records));
                 let json = serde_json::to_string(&model)?;
                 sync(|| lock(&self.store)?.save_linkage_model(run_id, &plan.name, &json))?;
                 info!(
