@@ -173,20 +173,8 @@ impl LinkIndex {
     /// entry `current` has no values for (gone since the scan) is no candidate. Ties keep the
     /// index's order, so every run ranks alike.
     pub fn rank(&self, values: &Values, current: &dyn Fn(&Entry) -> Option<Values>) -> Vec<Candidate> {
-        let mut found: Vec<usize> = self
-            .plan
-            .linker
-            .block_keys(values)
-            .into_iter()
-            .filter_map(|k| self.blocks.get(&k))
-            .filter(|es| es.len() <= CROWDED)
-            .flatten()
-            .copied()
-            .filter(|&e| self.entries[e].holder != Holder::Gone)
-            .collect();
-        found.sort_unstable();
-        found.dedup();
-        let mut ranked: Vec<Candidate> = found
+        let mut ranked: Vec<Candidate> = self
+            .blocked(values)
             .into_iter()
             .filter_map(|e| {
                 let theirs = current(&self.entries[e])?;
@@ -200,7 +188,19 @@ impl LinkIndex {
 
     /// The destination records that may be candidates of `values`: to read before deciding.
     pub fn reachable(&self, values: &Values) -> Vec<String> {
-        let mut out: Vec<String> = self
+        self.blocked(values)
+            .into_iter()
+            .filter_map(|e| match &self.entries[e].holder {
+                Holder::Dest(d) => Some(d.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The entries (not gone) sharing an uncrowded blocking key with `values`, once each, in
+    /// index order.
+    fn blocked(&self, values: &Values) -> Vec<usize> {
+        let mut found: Vec<usize> = self
             .plan
             .linker
             .block_keys(values)
@@ -208,14 +208,12 @@ impl LinkIndex {
             .filter_map(|k| self.blocks.get(&k))
             .filter(|es| es.len() <= CROWDED)
             .flatten()
-            .filter_map(|&e| match &self.entries[e].holder {
-                Holder::Dest(d) => Some(d.clone()),
-                _ => None,
-            })
+            .copied()
+            .filter(|&e| self.entries[e].holder != Holder::Gone)
             .collect();
-        out.sort_unstable();
-        out.dedup();
-        out
+        found.sort_unstable();
+        found.dedup();
+        found
     }
 
     /// The verdict on a record's ranked candidates. `taken`: whether another source record
