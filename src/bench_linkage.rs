@@ -259,15 +259,17 @@ fn shuffle<T>(rng: &mut Rng, items: &mut [T]) {
 enum Verdict {
     /// Linked to the record of this person.
     Linked(usize),
-    Review,
-    Created,
+    /// Held: why, and whether its person was among the candidates.
+    Review(String, bool),
+    /// Created: whether its person was among the candidates.
+    Created(bool),
 }
 
 /// The engine's own way, record by record in source order (`pipeline::linkage::index`): ranked
 /// candidates among the destination's records and those created before it, the verdict with
 /// one-to-one and clusters, a created record becoming a candidate for the later ones.
 fn link_in_order(linker: &Linker, source: &[Values], dest: &[Values], truth: &[usize]) -> (Model, Vec<Verdict>) {
-    use crate::pipeline::linkage::index::{Entry, Holder, LinkIndex, Verdict as V};
+    use crate::pipeline::linkage::index::{Entry, Holder, LinkIndex, Verdict as V, probability};
     let sample: Vec<Values> = source.iter().take(crate::pipeline::linkage::SAMPLE).cloned().collect();
     let t = Instant::now();
     let model = linker.train(&sample, dest, source.len());
@@ -289,6 +291,21 @@ fn link_in_order(linker: &Linker, source: &[Values], dest: &[Values], truth: &[u
     let mut verdicts = Vec::with_capacity(source.len());
     for (s, r) in source.iter().enumerate() {
         let ranked = index.rank(r, &now);
+        let found = ranked.iter().any(|c| person[c.entry] == truth[s]);
+        if std::env::var_os("DEBUG_MISSES").is_some() {
+            if let Some(c) = ranked.iter().find(|c| person[c.entry] == truth[s]) {
+                if ranked[0].entry != c.entry || probability(c.score) < 0.99 {
+                    let lv: Vec<String> = c.levels.iter().map(|l| l.map_or("-".into(), |l| l.to_string())).collect();
+                    eprintln!(
+                        "MISS {} score {:.1} rank {} created {}",
+                        lv.join(""),
+                        c.score,
+                        ranked.iter().position(|x| x.entry == c.entry).unwrap_or(0),
+                        index.entry(c.entry).created
+                    );
+                }
+            }
+        }
         verdicts.push(match index.judge(ranked, &|_| false) {
             V::Link { best, .. } => {
                 // Fed from now on: one-to-one.
@@ -297,11 +314,11 @@ fn link_in_order(linker: &Linker, source: &[Values], dest: &[Values], truth: &[u
                 }
                 Verdict::Linked(person[best.entry])
             }
-            V::Review { .. } => Verdict::Review,
+            V::Review { why, .. } => Verdict::Review(why, found),
             V::Create(_) => {
                 index.add(Holder::Dest(format!("new {s}")), r.clone(), true, true);
                 person.push(truth[s]);
-                Verdict::Created
+                Verdict::Created(found)
             }
         });
     }
@@ -336,8 +353,8 @@ fn score(verdicts: &[Verdict], truth: &[usize], existing: usize) -> Score {
                     wrong += 1;
                 }
             }
-            Verdict::Review => review += 1,
-            Verdict::Created => {}
+            Verdict::Review(..) => review += 1,
+            Verdict::Created(_) => {}
         }
     }
     Score {
@@ -347,6 +364,37 @@ fn score(verdicts: &[Verdict], truth: &[usize], existing: usize) -> Score {
         wrong,
         review,
     }
+}
+
+/// Where recall is lost: each findable record not linked to its person, by what became of it.
+fn misses(verdicts: &[Verdict], truth: &[usize], existing: usize) -> Vec<(String, usize)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut by: HashMap<String, usize> = HashMap::new();
+    for (v, &t) in verdicts.iter().zip(truth) {
+        let findable = t < existing || seen.contains(&t);
+        seen.insert(t);
+        if !findable {
+            continue;
+        }
+        let what = match v {
+            Verdict::Linked(p) if *p == t => continue,
+            Verdict::Linked(_) => "linked to someone else".to_string(),
+            Verdict::Created(false) => "created: its match was never a candidate (blocking)".to_string(),
+            Verdict::Created(true) => "created: its match scored below review_above".to_string(),
+            Verdict::Review(why, found) => {
+                // Without the figures: "p 0.9752 is below link_above (0.99)" → "is below link_above".
+                let words = why.split(['(', ':']).next().unwrap_or_default().split_whitespace();
+                let why: Vec<&str> =
+                    words.filter(|w| !w.starts_with(|c: char| c.is_ascii_digit()) && *w != "p").collect();
+                let why = why.join(" ");
+                format!("held{}: {why}", if *found { "" } else { " (its match not a candidate)" })
+            }
+        };
+        *by.entry(what).or_default() += 1;
+    }
+    let mut by: Vec<(String, usize)> = by.into_iter().collect();
+    by.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    by
 }
 
 /// Exact keys in order, the first key with a candidate deciding (what `match = ["email",
@@ -368,12 +416,16 @@ fn exact_keys(source: &[Values], dest: &[Values], truth: &[usize]) -> Vec<Verdic
     'records: for (s, r) in source.iter().enumerate() {
         for (i, (f, k)) in [(2, Kind::Email), (3, Kind::Phone)].into_iter().enumerate() {
             if let Some(found) = key(k, &r[f]).and_then(|v| by[i].get(&v)) {
-                out.push(if found.len() == 1 { Verdict::Linked(found[0]) } else { Verdict::Review });
+                out.push(if found.len() == 1 {
+                    Verdict::Linked(found[0])
+                } else {
+                    Verdict::Review("several".into(), found.contains(&truth[s]))
+                });
                 continue 'records;
             }
         }
         index(&mut by, r, truth[s]);
-        out.push(Verdict::Created);
+        out.push(Verdict::Created(false));
     }
     out
 }
@@ -421,6 +473,11 @@ fn scenario(title: &str, records: usize, existing: usize, dups: f64) -> Model {
             100.0 * s.review as f64 / records.max(1) as f64,
             time.as_secs_f64()
         ));
+        if std::ptr::eq(v, &verdicts) {
+            for (what, n) in misses(v, &truth, existing) {
+                say(&format!("    missed {n:>6}  {what}"));
+            }
+        }
     }
     model
 }

@@ -21,6 +21,19 @@ pub fn shown(value: &str) -> String {
     out
 }
 
+/// `n` as 1,234,567.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// A count with its noun: "1 record", "3 records" (the noun's plural takes an `s`).
 pub fn count(n: u64, noun: &str) -> String {
     format!("{n} {}", plural(n, noun))

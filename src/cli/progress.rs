@@ -99,17 +99,7 @@ fn rate_line(done: u64, total: u64, elapsed: Duration) -> String {
     line
 }
 
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+use crate::text::thousands;
 
 #[cfg(test)]
 mod tests {

@@ -10,6 +10,7 @@
 
 use super::compare::Kind;
 use super::em::{Model, Vector};
+use super::frequency::{Frequencies, Share, exact_weight};
 use super::link::{CROWDED, Values};
 use super::setup::LinkagePlan;
 use foldhash::{HashMap, HashMapExt};
@@ -36,12 +37,15 @@ pub struct Entry {
     pub created: bool,
 }
 
-/// A candidate of one record: the entry, the pair's score (points) and each field's level.
+/// A candidate of one record: the entry, the pair's score (points), each field's level, and
+/// the share of the records holding the value where that share set an exact agreement's weight.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
     pub entry: usize,
     pub score: f64,
     pub levels: Vector,
+    pub weights: Vec<Option<f64>>,
+    pub shares: Vec<Option<Share>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +66,10 @@ pub struct LinkIndex {
     blocks: HashMap<(usize, String), Vec<usize>>,
     /// Entries of the batch being decided (holder `Lead`).
     batch: Vec<usize>,
+    /// How many entries (not gone) hold each value.
+    frequencies: Frequencies,
+    /// The model's weights, per field and level.
+    weights: Vec<Vec<f64>>,
 }
 
 /// A probability from a score in points.
@@ -71,7 +79,18 @@ pub fn probability(score: f64) -> f64 {
 
 impl LinkIndex {
     pub fn new(plan: Arc<LinkagePlan>, model: Model) -> Self {
-        Self { plan, model, entries: Vec::new(), by_dest: HashMap::new(), blocks: HashMap::new(), batch: Vec::new() }
+        let frequencies = Frequencies::new(&plan.linker.kinds);
+        let weights = model.weights();
+        Self {
+            plan,
+            model,
+            entries: Vec::new(),
+            by_dest: HashMap::new(),
+            blocks: HashMap::new(),
+            batch: Vec::new(),
+            frequencies,
+            weights,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -108,6 +127,9 @@ impl LinkIndex {
             Holder::Lead(_) => self.batch.push(e),
             Holder::Gone => {}
         }
+        if holder != Holder::Gone {
+            self.frequencies.count(&values, true);
+        }
         self.entries.push(Entry { holder, values, fed, created });
         e
     }
@@ -139,7 +161,10 @@ impl LinkIndex {
                     self.entries[e].created = true;
                     self.by_dest.insert((*dest).clone(), e);
                 }
-                _ => self.entries[e].holder = Holder::Gone,
+                _ => {
+                    self.entries[e].holder = Holder::Gone;
+                    self.frequencies.count(&self.entries[e].values, false);
+                }
             }
         }
         for (_, dest, values) in written {
@@ -165,6 +190,10 @@ impl LinkIndex {
                 list.push(e);
             }
         }
+        if self.entries[e].holder != Holder::Gone {
+            self.frequencies.count(&self.entries[e].values, false);
+            self.frequencies.count(&values, true);
+        }
         self.entries[e].values = values;
     }
 
@@ -178,12 +207,40 @@ impl LinkIndex {
             .into_iter()
             .filter_map(|e| {
                 let theirs = current(&self.entries[e])?;
-                let levels = self.plan.linker.compare(values, &theirs);
-                Some(Candidate { entry: e, score: self.model.score_with(self.prior_of(e), &levels), levels })
+                Some(self.candidate(e, values, &theirs))
             })
             .collect();
         ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.entry.cmp(&b.entry)));
         ranked
+    }
+
+    /// A pair weighed: each compared field's weight, exact agreement by how common the value is
+    /// among the entries (see `frequency`), and the prior.
+    fn candidate(&self, e: usize, ours: &Values, theirs: &Values) -> Candidate {
+        let levels = self.plan.linker.compare(ours, theirs);
+        let mut shares = vec![None; levels.len()];
+        let weights: Vec<Option<f64>> = levels
+            .iter()
+            .enumerate()
+            .map(|(f, level)| {
+                let l = (*level)?;
+                let w = self.weights[f][l];
+                if l != 0 {
+                    return Some(w);
+                }
+                let share = self.frequencies.share(f, ours.get(f).and_then(|v| v.as_deref()));
+                let tf = share.and_then(|s| {
+                    exact_weight(self.model.m[f][0], self.model.u[f][0], self.weights[f].get(1).copied(), s)
+                });
+                if tf.is_some() {
+                    shares[f] = share;
+                }
+                Some(tf.unwrap_or(w))
+            })
+            .collect();
+        let lambda = self.prior_of(e);
+        let score = (lambda / (1.0 - lambda)).log2() + weights.iter().flatten().sum::<f64>();
+        Candidate { entry: e, score, levels, weights, shares }
     }
 
     /// The destination records that may be candidates of `values`: to read before deciding.
@@ -261,14 +318,20 @@ impl LinkIndex {
     /// A candidate's evidence, field by field: `email equal +12.3 · lastname close +3.1 ·
     /// phone blank · prior −5.8 = 9.6 points (p 0.9987)`.
     pub fn explain(&self, c: &Candidate) -> String {
-        let weights = self.model.weights();
         let mut parts: Vec<String> = Vec::with_capacity(c.levels.len() + 1);
         for (f, level) in c.levels.iter().enumerate() {
             let name = &self.plan.fields[f];
             let kind: Kind = self.plan.linker.kinds[f];
-            parts.push(match level {
-                Some(l) => format!("{name} {} {}", kind.level_keys()[*l], points(weights[f][*l])),
-                None => format!("{name} blank"),
+            let weight = c.weights.get(f).copied().flatten();
+            parts.push(match (level, weight) {
+                (Some(l), Some(w)) => {
+                    let share = match c.shares.get(f).copied().flatten() {
+                        Some(s) => format!(" ({} of {} records hold it)", group(s.holders), group(s.of)),
+                        None => String::new(),
+                    };
+                    format!("{name} {} {}{share}", kind.level_keys()[*l], points(w))
+                }
+                _ => format!("{name} blank"),
             });
         }
         let lambda = self.prior_of(c.entry);
@@ -297,7 +360,7 @@ impl LinkIndex {
 
     /// The estimated weights, one line per field: `email  equal +12.3  typo +8.1  …`.
     pub fn weights_table(&self) -> Vec<String> {
-        let weights = self.model.weights();
+        let weights = &self.weights;
         self.plan
             .fields
             .iter()
@@ -310,6 +373,10 @@ impl LinkIndex {
             })
             .collect()
     }
+}
+
+fn group(n: u32) -> String {
+    crate::text::thousands(u64::from(n))
 }
 
 fn points(w: f64) -> String {

@@ -6,6 +6,7 @@
 
 pub mod compare;
 pub mod em;
+pub mod frequency;
 pub mod index;
 pub mod link;
 mod load;

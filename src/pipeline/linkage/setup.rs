@@ -88,14 +88,16 @@ impl LinkagePlan {
     }
 }
 
-/// The blocking keys when the file names none: each field that alone says who someone is
-/// (email, phone, exact, domain, company) alone; every pair of name fields (first + last name);
-/// each name field with each id or date (surname + birth date). A name alone is too common to
-/// find candidates by; an id or a date alone is left to the pairs.
+/// The blocking keys when the file names none: each field that alone may say who someone is
+/// (email, phone, id or date, exact, domain, company) alone; every pair of name fields (first +
+/// last name); each name field with each id or date (surname + birth date). A name alone is too
+/// common to find candidates by. An id or a date alone finds the copy whose names were both
+/// mistyped (FEBRL's `georhe` for `webb`); a value too many records share (a birth date in a
+/// large file, a street number) is crowded and finds nothing, so it costs no comparisons.
 fn default_blocks(kinds: &[Kind]) -> Vec<Vec<usize>> {
     let mut blocks = Vec::new();
     for (f, k) in kinds.iter().enumerate() {
-        if matches!(k, Kind::Email | Kind::Phone | Kind::Exact | Kind::Domain | Kind::Company) {
+        if matches!(k, Kind::Email | Kind::Phone | Kind::Digits | Kind::Exact | Kind::Domain | Kind::Company) {
             blocks.push(vec![f]);
         }
     }
@@ -142,7 +144,7 @@ mod tests {
             config(&[("first", "name"), ("last", "name"), ("email", "email"), ("born", "date"), ("phone", "phone")]);
         let p = LinkagePlan::new("contacts", &c, &dest).unwrap();
         assert_eq!(p.index, vec![1, 2, 3, 4, 5]);
-        assert_eq!(p.linker.blocks, vec![vec![2], vec![4], vec![0, 1], vec![0, 3], vec![1, 3]]);
+        assert_eq!(p.linker.blocks, vec![vec![2], vec![3], vec![4], vec![0, 1], vec![0, 3], vec![1, 3]]);
         let values = p.values(&[Some("7".into()), Some("Ann".into()), None, Some("a@x".into()), None, None]);
         assert_eq!(values[0].as_deref(), Some("Ann"));
         assert_eq!(values[2].as_deref(), Some("a@x"));

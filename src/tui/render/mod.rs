@@ -241,18 +241,7 @@ fn edit(
     }
 }
 
-/// `n` as 1,234,567.
-pub fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+pub use crate::text::thousands;
 
 /// Cuts a string to `max` characters, with an ellipsis.
 pub fn fit(s: &str, max: usize) -> String {

@@ -1,0 +1,127 @@
+//! Term frequencies (issue #15): agreement on a value few records hold says more than agreement
+//! on one many hold. `smith` = `smith` is weak evidence, `wojciechowski` = `wojciechowski`
+//! strong; a placeholder email a thousand records share is almost none, while an address only
+//! one person has outweighs what 20,000 random pairs could ever measure (their `u` cannot go
+//! below 1 in 20,000, which capped an exact email at about 13 points — less than the prior of
+//! a million-record run).
+//!
+//! Counted over the records a run may link to (the destination's and those it created), by each
+//! field's blocking key, as a 64-bit hash: a million records cost a few dozen bytes each.
+
+use super::compare::Kind;
+use super::link::{Values, key};
+use foldhash::{HashMap, HashMapExt};
+use std::hash::{BuildHasher, Hash, Hasher};
+
+/// How many records hold each value, field by field.
+#[derive(Debug, Clone)]
+pub struct Frequencies {
+    kinds: Vec<Kind>,
+    counts: Vec<HashMap<u64, u32>>,
+    /// Records with a value in each field.
+    filled: Vec<u32>,
+    hasher: foldhash::fast::FixedState,
+}
+
+/// A value's share among the records, and how many hold it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Share {
+    pub holders: u32,
+    pub of: u32,
+}
+
+impl Frequencies {
+    pub fn new(kinds: &[Kind]) -> Self {
+        Self {
+            kinds: kinds.to_vec(),
+            counts: kinds.iter().map(|_| HashMap::new()).collect(),
+            filled: vec![0; kinds.len()],
+            hasher: foldhash::fast::FixedState::with_seed(0x15),
+        }
+    }
+
+    fn hash(&self, kind: Kind, value: Option<&str>) -> Option<u64> {
+        let k = key(kind, value)?;
+        let mut h = self.hasher.build_hasher();
+        k.hash(&mut h);
+        Some(h.finish())
+    }
+
+    /// Counts a record's values in (`add`) or out.
+    pub fn count(&mut self, values: &Values, add: bool) {
+        for f in 0..self.kinds.len() {
+            let Some(h) = self.hash(self.kinds[f], values.get(f).and_then(|v| v.as_deref())) else { continue };
+            if add {
+                *self.counts[f].entry(h).or_insert(0) += 1;
+                self.filled[f] += 1;
+            } else if let Some(n) = self.counts[f].get_mut(&h) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.counts[f].remove(&h);
+                }
+                self.filled[f] = self.filled[f].saturating_sub(1);
+            }
+        }
+    }
+
+    /// How many of the records hold `value` in field `f` (at least the one it agrees with).
+    pub fn share(&self, f: usize, value: Option<&str>) -> Option<Share> {
+        let h = self.hash(*self.kinds.get(f)?, value)?;
+        let holders = self.counts[f].get(&h).copied().unwrap_or(0).max(1);
+        Some(Share { holders, of: self.filled[f].max(holders) })
+    }
+}
+
+/// The weight of exact agreement on a value with this share, from the model's `m` and `u` of
+/// the exact level and the next level's weight. The share replaces `u` where it tells more:
+/// a value rarer than the model could measure (only a large index can show that), or one that
+/// several records hold and more often than the model's average. A value held once in a small
+/// index says nothing beyond the model. Exact agreement never weighs less than the next level
+/// (nor, for a two-level field, less than nothing).
+pub fn exact_weight(m0: f64, u0: f64, next: Option<f64>, share: Share) -> Option<f64> {
+    let u = f64::from(share.holders) / f64::from(share.of.max(1));
+    let rarer = u < u0;
+    let commoner = share.holders >= 2 && u > u0;
+    if !(rarer || commoner) {
+        return None;
+    }
+    let w = (m0 / u).log2();
+    Some(w.max(next.unwrap_or(0.0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(v: &[&str]) -> Values {
+        v.iter().map(|s| (!s.is_empty()).then(|| s.to_string())).collect()
+    }
+
+    #[test]
+    fn values_are_counted_by_their_key_and_uncounted() {
+        let mut f = Frequencies::new(&[Kind::Email, Kind::Name]);
+        f.count(&rec(&["Ann@X.com", "Smith"]), true);
+        f.count(&rec(&[" ann@x.com ", "smith"]), true);
+        f.count(&rec(&["bob@x.com", ""]), true);
+        assert_eq!(f.share(0, Some("ANN@x.com")), Some(Share { holders: 2, of: 3 }));
+        assert_eq!(f.share(1, Some("SMITH")), Some(Share { holders: 2, of: 2 }));
+        assert_eq!(f.share(1, Some("  ")), None, "a blank has no share");
+        f.count(&rec(&["bob@x.com", ""]), false);
+        assert_eq!(f.share(0, Some("bob@x.com")), Some(Share { holders: 1, of: 2 }), "at least the one it agrees with");
+    }
+
+    #[test]
+    fn rare_values_weigh_more_common_ones_less_and_small_indexes_say_nothing() {
+        let (m0, u0) = (0.9, 1e-4);
+        let next = Some(3.0);
+        // Held once among a million: rarer than 20,000 random pairs could tell.
+        let rare = exact_weight(m0, u0, next, Share { holders: 1, of: 1_000_000 }).unwrap();
+        assert!(rare > (m0 / u0).log2() + 6.0, "{rare}");
+        // A placeholder a thousand records share: close to nothing, never below the next level.
+        let common = exact_weight(m0, u0, next, Share { holders: 1000, of: 100_000 }).unwrap();
+        assert!((common - 6.5).abs() < 0.1, "{common}");
+        assert_eq!(exact_weight(m0, 0.001, next, Share { holders: 900, of: 1000 }), Some(3.0));
+        // Once among sixty: as rare as anything sixty records can show — the model stands.
+        assert_eq!(exact_weight(m0, u0, next, Share { holders: 1, of: 60 }), None);
+    }
+}
