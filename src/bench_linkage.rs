@@ -269,7 +269,7 @@ enum Verdict {
 /// candidates among the destination's records and those created before it, the verdict with
 /// one-to-one and clusters, a created record becoming a candidate for the later ones.
 fn link_in_order(linker: &Linker, source: &[Values], dest: &[Values], truth: &[usize]) -> (Model, Vec<Verdict>) {
-    use crate::pipeline::linkage::index::{Entry, Holder, LinkIndex, Verdict as V, probability};
+    use crate::pipeline::linkage::index::{Entry, Holder, LinkIndex, Verdict as V};
     let sample: Vec<Values> = source.iter().take(crate::pipeline::linkage::SAMPLE).cloned().collect();
     let t = Instant::now();
     let model = linker.train(&sample, dest, source.len());
@@ -287,25 +287,15 @@ fn link_in_order(linker: &Linker, source: &[Values], dest: &[Values], truth: &[u
         index.add(Holder::Dest(d.to_string()), r.clone(), false, false);
         person.push(d);
     }
-    let now = |e: &Entry| Some(e.values.clone());
+    fn now(e: &Entry) -> Option<std::borrow::Cow<'_, Values>> {
+        Some(std::borrow::Cow::Borrowed(&e.values))
+    }
     let mut verdicts = Vec::with_capacity(source.len());
+    let mut compared = 0usize;
     for (s, r) in source.iter().enumerate() {
         let ranked = index.rank(r, &now);
+        compared += ranked.len();
         let found = ranked.iter().any(|c| person[c.entry] == truth[s]);
-        if std::env::var_os("DEBUG_MISSES").is_some() {
-            if let Some(c) = ranked.iter().find(|c| person[c.entry] == truth[s]) {
-                if ranked[0].entry != c.entry || probability(c.score) < 0.99 {
-                    let lv: Vec<String> = c.levels.iter().map(|l| l.map_or("-".into(), |l| l.to_string())).collect();
-                    eprintln!(
-                        "MISS {} score {:.1} rank {} created {}",
-                        lv.join(""),
-                        c.score,
-                        ranked.iter().position(|x| x.entry == c.entry).unwrap_or(0),
-                        index.entry(c.entry).created
-                    );
-                }
-            }
-        }
         verdicts.push(match index.judge(ranked, &|_| false) {
             V::Link { best, .. } => {
                 // Fed from now on: one-to-one.
@@ -322,6 +312,11 @@ fn link_in_order(linker: &Linker, source: &[Values], dest: &[Values], truth: &[u
             }
         });
     }
+    say(&format!(
+        "  {} pairs compared ({:.1} a record)",
+        crate::text::thousands(compared as u64),
+        compared as f64 / source.len().max(1) as f64
+    ));
     (model, verdicts)
 }
 
@@ -430,10 +425,12 @@ fn exact_keys(source: &[Values], dest: &[Values], truth: &[usize]) -> Vec<Verdic
     out
 }
 
+/// The linker a project file with these six fields and no `blocks` gets.
 fn linker() -> Linker {
+    let kinds = vec![Kind::Name, Kind::Name, Kind::Email, Kind::Phone, Kind::Digits, Kind::Company];
     Linker {
-        kinds: vec![Kind::Name, Kind::Name, Kind::Email, Kind::Phone, Kind::Digits, Kind::Company],
-        blocks: vec![vec![2], vec![3], vec![1, 4], vec![0, 1], vec![0, 4]],
+        blocks: crate::pipeline::linkage::setup::default_blocks(&kinds),
+        kinds,
         link_above: 0.99,
         review_above: 0.8,
         margin: 4.0,

@@ -4,19 +4,29 @@
 use super::{Change, Cursor, Destination, NewRecords, WriteResult};
 use crate::model::{DestSchema, DestUser, Value};
 use async_trait::async_trait;
-use color_eyre::eyre::Result;
+use color_eyre::eyre::{Result, eyre};
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 pub struct DryRunDestination {
     inner: Arc<dyn Destination>,
     next_id: AtomicU64,
+    /// What the preview pretended to write, by object and id: a later batch reads a record it
+    /// "created" or "updated" as the run would have left it (a duplicate further down the file
+    /// finds it, as in a real run), not as blank.
+    written: Mutex<HashMap<(String, String), HashMap<String, Value>>>,
 }
 
 impl DryRunDestination {
     pub fn new(inner: Arc<dyn Destination>) -> Self {
-        Self { inner, next_id: AtomicU64::new(1) }
+        Self { inner, next_id: AtomicU64::new(1), written: Mutex::new(HashMap::new()) }
+    }
+
+    fn remember(&self, object: &str, id: &str, values: impl IntoIterator<Item = (String, Value)>) {
+        if let Ok(mut written) = self.written.lock() {
+            written.entry((object.to_string(), id.to_string())).or_default().extend(values);
+        }
     }
 }
 
@@ -46,13 +56,37 @@ impl Destination for DryRunDestination {
         for id in ids.iter().filter(|i| i.starts_with("dry-")) {
             out.insert(id.clone(), vec![None; fields.len()]);
         }
+        let written = self.written.lock().map_err(|_| eyre!("the preview's written records lock is poisoned"))?;
+        for (id, values) in out.iter_mut() {
+            if let Some(wrote) = written.get(&(object.to_string(), id.clone())) {
+                for (f, v) in fields.iter().zip(values.iter_mut()) {
+                    if let Some(w) = wrote.get(f) {
+                        *v = w.clone();
+                    }
+                }
+            }
+        }
         Ok(out)
     }
-    async fn create(&self, _object: &str, records: NewRecords) -> Result<Vec<WriteResult>> {
-        Ok(records.rows.iter().map(|_| Ok(format!("dry-{}", self.next_id.fetch_add(1, Ordering::Relaxed)))).collect())
+    async fn create(&self, object: &str, records: NewRecords) -> Result<Vec<WriteResult>> {
+        Ok(records
+            .rows
+            .iter()
+            .map(|row| {
+                let id = format!("dry-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+                self.remember(object, &id, records.fields.iter().cloned().zip(row.iter().cloned()));
+                Ok(id)
+            })
+            .collect())
     }
-    async fn update(&self, _object: &str, changes: &[Change]) -> Result<Vec<WriteResult>> {
-        Ok(changes.iter().map(|c| Ok(c.dest_id.clone())).collect())
+    async fn update(&self, object: &str, changes: &[Change]) -> Result<Vec<WriteResult>> {
+        Ok(changes
+            .iter()
+            .map(|c| {
+                self.remember(object, &c.dest_id, c.values.iter().cloned());
+                Ok(c.dest_id.clone())
+            })
+            .collect())
     }
     async fn delete(&self, _object: &str, ids: &[String]) -> Result<Vec<WriteResult>> {
         Ok(ids.iter().map(|i| Ok(i.clone())).collect())

@@ -20,6 +20,12 @@ pub(super) enum Linked {
 /// The matched_by of a record linkage linked.
 pub const LINKAGE: &str = "linkage";
 
+/// A closure that reads an entry's values as they are now (named, so that it is general over
+/// the entry's lifetime as `LinkIndex::rank` asks).
+fn current_values<F: for<'e> Fn(&'e Entry) -> Option<std::borrow::Cow<'e, Values>>>(f: F) -> F {
+    f
+}
+
 /// Weighs the record at `i` (its mapped `values`); its evidence goes to `works[i].linkage`.
 pub(super) fn decide(
     index: &LinkIndex,
@@ -31,8 +37,8 @@ pub(super) fn decide(
 ) -> Linked {
     let plan = &index.plan;
     let ours = plan.values(values);
-    let now = |e: &Entry| -> Option<Values> {
-        match &e.holder {
+    let now = current_values(|e: &Entry| {
+        let values = match &e.holder {
             // As the batch stands: a lead about to update it holds what it will write.
             Holder::Dest(d) => match dedupe.lead_of(d) {
                 Some(lead) => works.get(lead).and_then(|w| w.finals.as_deref()).map(|f| plan.values(f)),
@@ -40,8 +46,9 @@ pub(super) fn decide(
             },
             Holder::Lead(p) => works.get(*p).and_then(|w| w.finals.as_deref()).map(|f| plan.values(f)),
             Holder::Gone => None,
-        }
-    };
+        };
+        values.map(std::borrow::Cow::Owned)
+    });
     let ranked = index.rank(&ours, &now);
     let taken = |e: usize| matches!(&index.entry(e).holder, Holder::Dest(d) if dedupe.lead_of(d).is_some());
     match index.judge(ranked, &taken) {
@@ -96,18 +103,22 @@ pub(super) fn decide(
             }
         }
         Verdict::Create(ranked) => {
-            if let Some(best) = ranked.first() {
-                let p = probability(best.score);
-                works[i].linkage = Some((
-                    p,
+            works[i].linkage = Some(match ranked.first() {
+                Some(best) => (
+                    probability(best.score),
                     format!(
                         "no likely match (review_above {}); nearest: {} — {}",
                         index.plan.linker.review_above,
                         index.name(best.entry),
                         index.explain(best)
                     ),
-                ));
-            }
+                ),
+                None => (
+                    0.0,
+                    "no candidate: no record shares a blocking key with it (or only keys too many records share)"
+                        .to_string(),
+                ),
+            });
             Linked::Decided(Decision::Create)
         }
     }

@@ -91,30 +91,58 @@ impl Kind {
     }
 }
 
+/// A value as its comparison reads it, normalised once: a record is compared with dozens of
+/// candidates, and normalising both sides of every pair again was most of the linker's time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    /// Lower case (exact, email, company, domain), the name's letters, the alphanumerics of an
+    /// id or date, a phone's national digits.
+    main: Box<str>,
+    /// A company without its legal form, a domain without scheme and `www.`.
+    key: Option<Box<str>>,
+}
+
+/// `None` for a blank value (nothing but spaces).
+pub fn prepare(kind: Kind, value: Option<&str>) -> Option<Prepared> {
+    let v = value.map(str::trim).filter(|v| !v.is_empty())?;
+    let (main, key): (String, Option<String>) = match kind {
+        Kind::Exact | Kind::Email => (v.to_lowercase(), None),
+        Kind::Name => (name_key(v), None),
+        Kind::Digits => (alnum(v), None),
+        Kind::Phone => (national(&digits(v)).to_string(), None),
+        Kind::Company => (v.to_lowercase(), Some(company_key(v))),
+        Kind::Domain => (v.to_lowercase(), Some(domain_key(v))),
+    };
+    Some(Prepared { main: main.into(), key: key.map(Into::into) })
+}
+
 /// The level at which `a` and `b` agree (0: exactly), or `None` when either is blank.
 pub fn level(kind: Kind, a: Option<&str>, b: Option<&str>) -> Option<usize> {
-    let (a, b) = (a.map(str::trim).filter(|v| !v.is_empty())?, b.map(str::trim).filter(|v| !v.is_empty())?);
+    level_of(kind, &prepare(kind, a)?, &prepare(kind, b)?)
+}
+
+/// [`level`] of two prepared values.
+pub fn level_of(kind: Kind, a: &Prepared, b: &Prepared) -> Option<usize> {
+    let (x, y) = (&*a.main, &*b.main);
     Some(match kind {
-        Kind::Exact => usize::from(!a.eq_ignore_ascii_case(b) && a.to_lowercase() != b.to_lowercase()),
+        Kind::Exact => usize::from(x != y),
         Kind::Name => {
-            let (a, b) = (name_key(a), name_key(b));
-            if a.is_empty() || b.is_empty() {
+            if x.is_empty() || y.is_empty() {
                 return None;
             }
-            by_similarity(&a, &b)
+            by_similarity(x, y)
         }
-        Kind::Digits => by_edits(&alnum(a), &alnum(b))?,
-        Kind::Phone => by_edits(national(&digits(a)), national(&digits(b)))?,
-        Kind::Email => email_level(a, b),
+        Kind::Digits | Kind::Phone => by_edits(x, y)?,
+        Kind::Email => email_level(x, y),
         Kind::Company => {
-            if a.to_lowercase() == b.to_lowercase() {
+            if x == y {
                 0
             } else {
-                let (x, y) = (company_key(a), company_key(b));
+                let (x, y) = (a.key.as_deref().unwrap_or_default(), b.key.as_deref().unwrap_or_default());
                 if x.is_empty() || y.is_empty() {
                     return None;
                 }
-                match by_similarity(&x, &y) {
+                match by_similarity(x, y) {
                     0 => 1,
                     1 | 2 => 2,
                     _ => 3,
@@ -122,16 +150,16 @@ pub fn level(kind: Kind, a: Option<&str>, b: Option<&str>) -> Option<usize> {
             }
         }
         Kind::Domain => {
-            if a.eq_ignore_ascii_case(b) {
+            if x == y {
                 0
             } else {
-                let (x, y) = (domain_key(a), domain_key(b));
+                let (x, y) = (a.key.as_deref().unwrap_or_default(), b.key.as_deref().unwrap_or_default());
                 if x.is_empty() || y.is_empty() {
                     return None;
                 }
                 if x == y {
                     1
-                } else if registered_name(&x) == registered_name(&y) {
+                } else if registered_name(x) == registered_name(y) {
                     2
                 } else {
                     3
@@ -220,21 +248,23 @@ pub fn name_key(v: &str) -> String {
     out
 }
 
+/// Two lower-case emails.
 fn email_level(a: &str, b: &str) -> usize {
-    let (a, b) = (a.to_lowercase(), b.to_lowercase());
     if a == b {
         return 0;
     }
-    let split = |e: &str| -> (String, String) {
+    let parts = |e: &str| -> (usize, usize) {
         match e.rsplit_once('@') {
-            Some((l, d)) => (l.to_string(), d.to_string()),
-            None => (e.to_string(), String::new()),
+            Some((l, d)) => (l.len(), d.len()),
+            None => (e.len(), 0),
         }
     };
-    let ((la, da), (lb, db)) = (split(&a), split(&b));
-    if edits(&a, &b) == 1 && !la.is_empty() && !lb.is_empty() {
+    let ((la, da), (lb, db)) = (parts(a), parts(b));
+    let (local_a, local_b) = (&a[..la], &b[..lb]);
+    let (dom_a, dom_b) = (&a[a.len() - da..], &b[b.len() - db..]);
+    if la > 0 && lb > 0 && edits(a, b) == 1 {
         1
-    } else if la == lb && !la.is_empty() && da != db {
+    } else if local_a == local_b && la > 0 && dom_a != dom_b {
         2
     } else {
         3

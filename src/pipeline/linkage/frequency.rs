@@ -13,14 +13,22 @@ use super::link::{Values, key};
 use foldhash::{HashMap, HashMapExt};
 use std::hash::{BuildHasher, Hash, Hasher};
 
-/// How many records hold each value, field by field.
+/// How many records hold each value, field by field; for emails, each local part too (the
+/// same `jonathan.smith.1974` at another employer is strong evidence, the same `info` none).
 #[derive(Debug, Clone)]
 pub struct Frequencies {
     kinds: Vec<Kind>,
     counts: Vec<HashMap<u64, u32>>,
     /// Records with a value in each field.
     filled: Vec<u32>,
+    /// Per field: the local parts' counts (emails only) and how many records have one.
+    local: Vec<Option<(HashMap<u64, u32>, u32)>>,
     hasher: foldhash::fast::FixedState,
+}
+
+/// An email's local part, as its level compares it (lower case, before the last `@`).
+fn local_part(email: &str) -> Option<&str> {
+    email.rsplit_once('@').map(|(l, _)| l).filter(|l| !l.is_empty())
 }
 
 /// A value's share among the records, and how many hold it.
@@ -36,57 +44,75 @@ impl Frequencies {
             kinds: kinds.to_vec(),
             counts: kinds.iter().map(|_| HashMap::new()).collect(),
             filled: vec![0; kinds.len()],
+            local: kinds.iter().map(|k| (*k == Kind::Email).then(|| (HashMap::new(), 0))).collect(),
             hasher: foldhash::fast::FixedState::with_seed(0x15),
         }
     }
 
-    fn hash(&self, kind: Kind, value: Option<&str>) -> Option<u64> {
-        let k = key(kind, value)?;
+    fn hash(&self, key: &str) -> u64 {
         let mut h = self.hasher.build_hasher();
-        k.hash(&mut h);
-        Some(h.finish())
+        key.hash(&mut h);
+        h.finish()
     }
 
     /// Counts a record's values in (`add`) or out.
     pub fn count(&mut self, values: &Values, add: bool) {
         for f in 0..self.kinds.len() {
-            let Some(h) = self.hash(self.kinds[f], values.get(f).and_then(|v| v.as_deref())) else { continue };
-            if add {
-                *self.counts[f].entry(h).or_insert(0) += 1;
-                self.filled[f] += 1;
-            } else if let Some(n) = self.counts[f].get_mut(&h) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    self.counts[f].remove(&h);
+            let Some(k) = key(self.kinds[f], values.get(f).and_then(|v| v.as_deref())) else { continue };
+            let h = self.hash(&k);
+            tally(&mut self.counts[f], &mut self.filled[f], h, add);
+            if let Some(l) = local_part(&k) {
+                let h = self.hash(l);
+                if let Some((counts, filled)) = &mut self.local[f] {
+                    tally(counts, filled, h, add);
                 }
-                self.filled[f] = self.filled[f].saturating_sub(1);
             }
         }
     }
 
-    /// How many of the records hold `value` in field `f` (at least the one it agrees with).
-    pub fn share(&self, f: usize, value: Option<&str>) -> Option<Share> {
-        let h = self.hash(*self.kinds.get(f)?, value)?;
-        let holders = self.counts[f].get(&h).copied().unwrap_or(0).max(1);
-        Some(Share { holders, of: self.filled[f].max(holders) })
+    /// How many of the records hold `value` in field `f` (at least the one it agrees with); with
+    /// `local`, how many hold its local part (emails only).
+    pub fn share(&self, f: usize, value: Option<&str>, local: bool) -> Option<Share> {
+        let k = key(*self.kinds.get(f)?, value)?;
+        let (counts, filled, k) = if local {
+            let (counts, filled) = self.local[f].as_ref()?;
+            (counts, *filled, local_part(&k)?)
+        } else {
+            (&self.counts[f], self.filled[f], k.as_str())
+        };
+        let holders = counts.get(&self.hash(k)).copied().unwrap_or(0).max(1);
+        Some(Share { holders, of: filled.max(holders) })
     }
 }
 
-/// The weight of exact agreement on a value with this share, from the model's `m` and `u` of
-/// the exact level and the next level's weight. The share replaces `u` where it tells more:
-/// a value rarer than the model could measure (only a large index can show that), or one that
-/// several records hold and more often than the model's average. A value held once in a small
-/// index says nothing beyond the model. Exact agreement never weighs less than the next level
-/// (nor, for a two-level field, less than nothing).
-pub fn exact_weight(m0: f64, u0: f64, next: Option<f64>, share: Share) -> Option<f64> {
+fn tally(counts: &mut HashMap<u64, u32>, filled: &mut u32, h: u64, add: bool) {
+    if add {
+        *counts.entry(h).or_insert(0) += 1;
+        *filled += 1;
+    } else if let Some(n) = counts.get_mut(&h) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            counts.remove(&h);
+        }
+        *filled = filled.saturating_sub(1);
+    }
+}
+
+/// The weight of agreement on a value with this share, from the model's `m` and `u` of the
+/// level and the next level's weight. The share replaces `u` where it tells more: a value rarer
+/// than the model could measure (only a large index can show that), or one that several records
+/// hold and more often than the model's average. A value held once in a small index says
+/// nothing beyond the model. Agreement never weighs less than the next level (nor, for a
+/// two-level field, less than nothing), nor more than `cap`.
+pub fn exact_weight(m: f64, u_model: f64, next: Option<f64>, cap: f64, share: Share) -> Option<f64> {
     let u = f64::from(share.holders) / f64::from(share.of.max(1));
-    let rarer = u < u0;
-    let commoner = share.holders >= 2 && u > u0;
+    let rarer = u < u_model;
+    let commoner = share.holders >= 2 && u > u_model;
     if !(rarer || commoner) {
         return None;
     }
-    let w = (m0 / u).log2();
-    Some(w.max(next.unwrap_or(0.0)))
+    let w = (m / u).log2();
+    Some(w.min(cap).max(next.unwrap_or(0.0)))
 }
 
 #[cfg(test)]
@@ -103,11 +129,18 @@ mod tests {
         f.count(&rec(&["Ann@X.com", "Smith"]), true);
         f.count(&rec(&[" ann@x.com ", "smith"]), true);
         f.count(&rec(&["bob@x.com", ""]), true);
-        assert_eq!(f.share(0, Some("ANN@x.com")), Some(Share { holders: 2, of: 3 }));
-        assert_eq!(f.share(1, Some("SMITH")), Some(Share { holders: 2, of: 2 }));
-        assert_eq!(f.share(1, Some("  ")), None, "a blank has no share");
+        f.count(&rec(&["ann@y.com", ""]), true);
+        assert_eq!(f.share(0, Some("ANN@x.com"), false), Some(Share { holders: 2, of: 4 }));
+        assert_eq!(f.share(0, Some("ANN@z.com"), true), Some(Share { holders: 3, of: 4 }), "the local part");
+        assert_eq!(f.share(1, Some("SMITH"), false), Some(Share { holders: 2, of: 2 }));
+        assert_eq!(f.share(1, Some("SMITH"), true), None, "a name has no local part");
+        assert_eq!(f.share(1, Some("  "), false), None, "a blank has no share");
         f.count(&rec(&["bob@x.com", ""]), false);
-        assert_eq!(f.share(0, Some("bob@x.com")), Some(Share { holders: 1, of: 2 }), "at least the one it agrees with");
+        assert_eq!(
+            f.share(0, Some("bob@x.com"), false),
+            Some(Share { holders: 1, of: 3 }),
+            "at least the one it agrees with"
+        );
     }
 
     #[test]
@@ -115,13 +148,15 @@ mod tests {
         let (m0, u0) = (0.9, 1e-4);
         let next = Some(3.0);
         // Held once among a million: rarer than 20,000 random pairs could tell.
-        let rare = exact_weight(m0, u0, next, Share { holders: 1, of: 1_000_000 }).unwrap();
+        let cap = f64::INFINITY;
+        let rare = exact_weight(m0, u0, next, cap, Share { holders: 1, of: 1_000_000 }).unwrap();
         assert!(rare > (m0 / u0).log2() + 6.0, "{rare}");
+        assert_eq!(exact_weight(m0, u0, next, 15.0, Share { holders: 1, of: 1_000_000 }), Some(15.0), "capped");
         // A placeholder a thousand records share: close to nothing, never below the next level.
-        let common = exact_weight(m0, u0, next, Share { holders: 1000, of: 100_000 }).unwrap();
+        let common = exact_weight(m0, u0, next, cap, Share { holders: 1000, of: 100_000 }).unwrap();
         assert!((common - 6.5).abs() < 0.1, "{common}");
-        assert_eq!(exact_weight(m0, 0.001, next, Share { holders: 900, of: 1000 }), Some(3.0));
+        assert_eq!(exact_weight(m0, 0.001, next, cap, Share { holders: 900, of: 1000 }), Some(3.0));
         // Once among sixty: as rare as anything sixty records can show — the model stands.
-        assert_eq!(exact_weight(m0, u0, next, Share { holders: 1, of: 60 }), None);
+        assert_eq!(exact_weight(m0, u0, next, cap, Share { holders: 1, of: 60 }), None);
     }
 }

@@ -11,9 +11,10 @@
 use super::compare::Kind;
 use super::em::{Model, Vector};
 use super::frequency::{Frequencies, Share, exact_weight};
-use super::link::{CROWDED, Values};
+use super::link::{CROWDED, Prepared, Values};
 use super::setup::LinkagePlan;
 use foldhash::{HashMap, HashMapExt};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Who an entry is.
@@ -31,6 +32,8 @@ pub enum Holder {
 pub struct Entry {
     pub holder: Holder,
     pub values: Values,
+    /// The values as their comparisons read them, prepared once.
+    prepared: Prepared,
     /// A source record of this object feeds it (it is the destination record of one).
     pub fed: bool,
     /// Cutover created it: the source's own duplicates may fold into it.
@@ -70,6 +73,28 @@ pub struct LinkIndex {
     frequencies: Frequencies,
     /// The model's weights, per field and level.
     weights: Vec<Vec<f64>>,
+}
+
+/// The record being decided, prepared once for all its candidates: its values as compared,
+/// and how many entries hold each (and each email's local part).
+struct Ours {
+    prepared: Prepared,
+    shares: Vec<Option<Share>>,
+    local_shares: Vec<Option<Share>>,
+}
+
+impl Ours {
+    fn new(index: &LinkIndex, values: &Values) -> Self {
+        let kinds = &index.plan.linker.kinds;
+        let value = |f: usize| values.get(f).and_then(|v| v.as_deref());
+        Self {
+            prepared: index.plan.linker.prepare(values),
+            shares: (0..kinds.len()).map(|f| index.frequencies.share(f, value(f), false)).collect(),
+            local_shares: (0..kinds.len())
+                .map(|f| (kinds[f] == Kind::Email).then(|| index.frequencies.share(f, value(f), true)).flatten())
+                .collect(),
+        }
+    }
 }
 
 /// A probability from a score in points.
@@ -130,7 +155,8 @@ impl LinkIndex {
         if holder != Holder::Gone {
             self.frequencies.count(&values, true);
         }
-        self.entries.push(Entry { holder, values, fed, created });
+        let prepared = self.plan.linker.prepare(&values);
+        self.entries.push(Entry { holder, values, prepared, fed, created });
         e
     }
 
@@ -194,6 +220,7 @@ impl LinkIndex {
             self.frequencies.count(&self.entries[e].values, false);
             self.frequencies.count(&values, true);
         }
+        self.entries[e].prepared = self.plan.linker.prepare(&values);
         self.entries[e].values = values;
     }
 
@@ -201,13 +228,21 @@ impl LinkIndex {
     /// nothing), best first: scored against each entry's values as `current` has them now; an
     /// entry `current` has no values for (gone since the scan) is no candidate. Ties keep the
     /// index's order, so every run ranks alike.
-    pub fn rank(&self, values: &Values, current: &dyn Fn(&Entry) -> Option<Values>) -> Vec<Candidate> {
+    pub fn rank(&self, values: &Values, current: &dyn Fn(&Entry) -> Option<Cow<'_, Values>>) -> Vec<Candidate> {
+        let ours = Ours::new(self, values);
         let mut ranked: Vec<Candidate> = self
             .blocked(values)
             .into_iter()
             .filter_map(|e| {
-                let theirs = current(&self.entries[e])?;
-                Some(self.candidate(e, values, &theirs))
+                let entry = &self.entries[e];
+                let theirs = current(entry)?;
+                // Read anew but unchanged since indexed (nearly always): prepared already.
+                let prepared = if *theirs == entry.values {
+                    Cow::Borrowed(&entry.prepared)
+                } else {
+                    Cow::Owned(self.plan.linker.prepare(&theirs))
+                };
+                Some(self.candidate(e, &ours, &prepared))
             })
             .collect();
         ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.entry.cmp(&b.entry)));
@@ -216,8 +251,8 @@ impl LinkIndex {
 
     /// A pair weighed: each compared field's weight, exact agreement by how common the value is
     /// among the entries (see `frequency`), and the prior.
-    fn candidate(&self, e: usize, ours: &Values, theirs: &Values) -> Candidate {
-        let levels = self.plan.linker.compare(ours, theirs);
+    fn candidate(&self, e: usize, ours: &Ours, theirs: &Prepared) -> Candidate {
+        let levels = self.plan.linker.compare_prepared(&ours.prepared, theirs);
         let mut shares = vec![None; levels.len()];
         let weights: Vec<Option<f64>> = levels
             .iter()
@@ -225,12 +260,16 @@ impl LinkIndex {
             .map(|(f, level)| {
                 let l = (*level)?;
                 let w = self.weights[f][l];
-                if l != 0 {
-                    return Some(w);
-                }
-                let share = self.frequencies.share(f, ours.get(f).and_then(|v| v.as_deref()));
+                // Exact agreement, and an email's same local part at another domain, weigh by
+                // how many records hold the value; a partial level stays below the exact one.
+                let share = match l {
+                    0 => ours.shares[f],
+                    2 if self.plan.linker.kinds[f] == Kind::Email => ours.local_shares[f],
+                    _ => return Some(w),
+                };
+                let cap = if l == 0 { f64::INFINITY } else { self.weights[f][0] - l as f64 };
                 let tf = share.and_then(|s| {
-                    exact_weight(self.model.m[f][0], self.model.u[f][0], self.weights[f].get(1).copied(), s)
+                    exact_weight(self.model.m[f][l], self.model.u[f][l], self.weights[f].get(l + 1).copied(), cap, s)
                 });
                 if tf.is_some() {
                     shares[f] = share;
@@ -287,7 +326,7 @@ impl LinkIndex {
         let runner_up = ranked.get(1).map(|c| c.score);
         let why = if p < linker.link_above {
             format!("{} is below link_above ({})", percent(p), linker.link_above)
-        } else if !self.identified(&best.levels) {
+        } else if !self.identified(&best) {
             "no identifying field (email, phone, id, date, domain) agrees exactly or within one typo".to_string()
         } else if is_taken {
             "its best candidate is already the destination record of another source record".to_string()
@@ -308,11 +347,25 @@ impl LinkIndex {
     /// link needs one identifying field (email, phone, id or date, domain, exact) agreeing
     /// exactly or within one typo, when the object compares any. Two John Smiths with
     /// `john.smith@` at two employers are a possible match, not a link.
-    fn identified(&self, levels: &Vector) -> bool {
+    ///
+    /// An email's local part at another domain identifies too when the records show it rare
+    /// (its weight raised by how few hold it: `jonathan.smith.1974` moving employer), never
+    /// on the model's average alone.
+    fn identified(&self, c: &Candidate) -> bool {
         let kinds = &self.plan.linker.kinds;
         let identifying = |k: &Kind| matches!(k, Kind::Email | Kind::Phone | Kind::Digits | Kind::Exact | Kind::Domain);
+        let rare_local_part = |f: usize| {
+            kinds[f] == Kind::Email
+                && c.levels[f] == Some(2)
+                && c.shares[f].is_some()
+                && c.weights[f].is_some_and(|w| w > self.weights[f][2])
+        };
         !kinds.iter().any(identifying)
-            || kinds.iter().zip(levels).any(|(k, l)| identifying(k) && l.is_some_and(|l| l <= 1))
+            || kinds
+                .iter()
+                .zip(&c.levels)
+                .enumerate()
+                .any(|(f, (k, l))| identifying(k) && (l.is_some_and(|l| l <= 1) || rare_local_part(f)))
     }
 
     /// A candidate's evidence, field by field: `email equal +12.3 · lastname close +3.1 ·
@@ -439,8 +492,8 @@ mod tests {
     }
 
     /// Every entry as indexed (none read anew).
-    fn none(e: &Entry) -> Option<Values> {
-        (e.holder != Holder::Gone).then(|| e.values.clone())
+    fn none(e: &Entry) -> Option<Cow<'_, Values>> {
+        (e.holder != Holder::Gone).then_some(Cow::Borrowed(&e.values))
     }
 
     #[test]

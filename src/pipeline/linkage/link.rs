@@ -10,6 +10,8 @@ use std::collections::HashMap;
 
 /// A record as the linker sees it: one value per compared field, in the linker's field order.
 pub type Values = Vec<Option<String>>;
+/// A record's values as their comparisons read them (see [`compare::prepare`]).
+pub type Prepared = Vec<Option<compare::Prepared>>;
 
 /// A blocking key value shared by more records than this says little (a common surname, a
 /// placeholder email): it gives no candidates.
@@ -120,6 +122,12 @@ impl Linker {
 
     /// Every (source, destination) pair that shares at least one blocking key, once.
     pub fn candidates(&self, source: &[Values], dest: &[Values]) -> Vec<(usize, usize)> {
+        self.found(source, dest).into_iter().map(|(p, _)| p).collect()
+    }
+
+    /// [`Linker::candidates`], each pair with the rules that found it (bit `b` for block `b`;
+    /// blocks past the 64th find pairs but are not told apart). A crowded key finds nothing.
+    fn found(&self, source: &[Values], dest: &[Values]) -> Vec<((usize, usize), u64)> {
         let mut index: HashMap<(usize, String), Vec<usize>> = HashMap::new();
         for (d, r) in dest.iter().enumerate() {
             for k in self.block_keys(r) {
@@ -127,18 +135,25 @@ impl Linker {
             }
         }
         let mut pairs = Vec::new();
+        let mut found: Vec<(usize, u64)> = Vec::new();
         for (s, r) in source.iter().enumerate() {
-            let mut found: Vec<usize> = self
-                .block_keys(r)
-                .into_iter()
-                .filter_map(|k| index.get(&k))
-                .filter(|ds| ds.len() <= CROWDED)
-                .flatten()
-                .copied()
-                .collect();
-            found.sort_unstable();
-            found.dedup();
-            pairs.extend(found.into_iter().map(|d| (s, d)));
+            found.clear();
+            for k in self.block_keys(r) {
+                let Some(ds) = index.get(&k).filter(|ds| ds.len() <= CROWDED) else { continue };
+                let bit = if k.0 < 64 { 1u64 << k.0 } else { 0 };
+                found.extend(ds.iter().map(|&d| (d, bit)));
+            }
+            found.sort_unstable_by_key(|&(d, _)| d);
+            let mut at = 0;
+            while at < found.len() {
+                let d = found[at].0;
+                let mut rules = 0;
+                while at < found.len() && found[at].0 == d {
+                    rules |= found[at].1;
+                    at += 1;
+                }
+                pairs.push(((s, d), rules));
+            }
         }
         pairs
     }
@@ -148,21 +163,27 @@ impl Linker {
     /// use that field (a rule's own fields agree on all its pairs, match or not, and would say
     /// nothing); then `λ` over every candidate pair. A field no rule gives enough pairs for
     /// keeps the prior `m` (agreement likely among matches).
-    fn estimate(&self, source: &[Values], dest: &[Values], pairs: &[(usize, usize)], vectors: &[Vector]) -> Model {
+    ///
+    /// `rules`: each pair's rules that found it, through a key few enough records share (a
+    /// crowded key — a company of thousands — found nothing, and the pairs that merely share it,
+    /// found by other rules, would make that rule's EM see every pair as a match).
+    fn estimate(
+        &self,
+        (source, dest): (&[Prepared], &[Values]),
+        pairs: &[(usize, usize)],
+        rules: &[u64],
+        vectors: &[Vector],
+    ) -> Model {
         let levels: Vec<usize> = self.kinds.iter().map(|k| k.levels()).collect();
-        let u = em::shares(&self.random_pairs(source, dest), &levels);
-        let keys_s: Vec<Vec<(usize, String)>> = source.iter().map(|r| self.block_keys(r)).collect();
-        let keys_d: Vec<Vec<(usize, String)>> = dest.iter().map(|r| self.block_keys(r)).collect();
+        let mut u = em::shares(&self.random_pairs(source, dest), &levels);
+        self.measure_exact_agreement(&mut u, dest);
         let mut m_sum: Vec<Vec<f64>> = levels.iter().map(|&n| vec![0.0; n]).collect();
         let mut m_rules = vec![0usize; levels.len()];
-        for (b, fields) in self.blocks.iter().enumerate() {
-            let found_by_b = |&(s, d): &(usize, usize)| {
-                keys_s[s].iter().any(|(bs, ks)| *bs == b && keys_d[d].iter().any(|(bd, kd)| *bd == b && kd == ks))
-            };
-            let sub: Vec<Vector> = pairs
+        for (b, fields) in self.blocks.iter().enumerate().take(64) {
+            let sub: Vec<Vector> = rules
                 .iter()
                 .zip(vectors)
-                .filter(|(p, _)| found_by_b(p))
+                .filter(|(r, _)| *r & (1 << b) != 0)
                 .map(|(_, v)| v.iter().enumerate().map(|(f, l)| if fields.contains(&f) { None } else { *l }).collect())
                 .collect();
             // Too few pairs to learn from: EM would fit their noise.
@@ -205,10 +226,11 @@ impl Linker {
     pub fn train(&self, sample: &[Values], dest: &[Values], records: usize) -> Model {
         let n = dest.len();
         let both: Vec<Values> = dest.iter().chain(sample).cloned().collect();
-        let pairs: Vec<(usize, usize)> =
-            self.candidates(sample, &both).into_iter().filter(|&(s, d)| d < n || d - n > s).collect();
-        let vectors: Vec<Vector> = pairs.iter().map(|&(s, d)| self.compare(&sample[s], &both[d])).collect();
-        let mut model = self.estimate(sample, &both, &pairs, &vectors);
+        let (pairs, rules): (Vec<(usize, usize)>, Vec<u64>) =
+            self.found(sample, &both).into_iter().filter(|&((s, d), _)| d < n || d - n > s).unzip();
+        let (ours, theirs) = (self.prepare_all(sample), self.prepare_all(&both));
+        let vectors: Vec<Vector> = pairs.iter().map(|&(s, d)| self.compare_prepared(&ours[s], &theirs[d])).collect();
+        let mut model = self.estimate((&ours, &both), &pairs, &rules, &vectors);
         // The two priors apart: a record against the destination, and against the source's
         // own records (each λ by EM over its own pairs, m and u held).
         let levels: Vec<usize> = self.kinds.iter().map(|k| k.levels()).collect();
@@ -230,9 +252,42 @@ impl Linker {
         model
     }
 
+    /// How often two different records agree exactly on a field, counted over every pair of
+    /// `records` from their values' frequencies rather than over random pairs: 20,000 random
+    /// pairs cannot tell a share below 1 in 20,000, and an email or an id only one person has
+    /// is far rarer than that. Counting every pair (true duplicates among them, so it errs
+    /// toward caution) measures it down to one pair in all. The other levels keep their
+    /// random-pair shares, scaled to what is left.
+    fn measure_exact_agreement(&self, u: &mut [Vec<f64>], records: &[Values]) {
+        for (f, &kind) in self.kinds.iter().enumerate() {
+            let mut counts: HashMap<String, u64> = HashMap::new();
+            for r in records {
+                if let Some(k) = key(kind, r.get(f).and_then(|v| v.as_deref())) {
+                    *counts.entry(k).or_default() += 1;
+                }
+            }
+            let n: u64 = counts.values().sum();
+            if n < 2 {
+                continue;
+            }
+            let pairs = (n * (n - 1)) as f64;
+            let agreeing: f64 = counts.values().map(|&c| (c * (c - 1)) as f64).sum();
+            let exact = (agreeing.max(1.0) / pairs).min(u[f][0]);
+            let rest: f64 = u[f][1..].iter().sum();
+            if rest <= 0.0 {
+                continue;
+            }
+            let scale = (1.0 - exact) / rest;
+            u[f][0] = exact;
+            for x in &mut u[f][1..] {
+                *x *= scale;
+            }
+        }
+    }
+
     /// Comparisons of seeded random (source, destination) pairs: nearly all non-matches, so
     /// their level shares are the `u` probabilities.
-    fn random_pairs(&self, source: &[Values], dest: &[Values]) -> Vec<Vector> {
+    fn random_pairs(&self, source: &[Prepared], dest: &[Values]) -> Vec<Vector> {
         if source.is_empty() || dest.is_empty() {
             return Vec::new();
         }
@@ -243,25 +298,51 @@ impl Linker {
             state ^= state << 17;
             (state % n as u64) as usize
         };
-        (0..RANDOM_PAIRS).map(|_| self.compare(&source[next(source.len())], &dest[next(dest.len())])).collect()
+        (0..RANDOM_PAIRS)
+            .map(|_| {
+                let s = &source[next(source.len())];
+                self.compare_prepared(s, &self.prepare(&dest[next(dest.len())]))
+            })
+            .collect()
+    }
+
+    fn prepare_all(&self, records: &[Values]) -> Vec<Prepared> {
+        records.iter().map(|r| self.prepare(r)).collect()
     }
 
     /// Each field's level. Two name fields that disagree both ways round but agree crosswise
     /// (first and last name swapped, as exports do) count as agreeing one level less closely.
     pub fn compare(&self, a: &Values, b: &Values) -> Vector {
-        fn get(r: &Values, f: usize) -> Option<&str> {
-            r.get(f).and_then(|v| v.as_deref())
-        }
-        let mut levels: Vector =
-            self.kinds.iter().enumerate().map(|(f, &k)| compare::level(k, get(a, f), get(b, f))).collect();
+        self.compare_prepared(&self.prepare(a), &self.prepare(b))
+    }
+
+    /// A record's compared values, each as its comparison reads it.
+    pub fn prepare(&self, r: &Values) -> Prepared {
+        self.kinds.iter().enumerate().map(|(f, &k)| compare::prepare(k, r.get(f).and_then(|v| v.as_deref()))).collect()
+    }
+
+    /// [`Linker::compare`] of two prepared records.
+    pub fn compare_prepared(&self, a: &Prepared, b: &Prepared) -> Vector {
+        let level = |kind: Kind, x: &Option<compare::Prepared>, y: &Option<compare::Prepared>| {
+            compare::level_of(kind, x.as_ref()?, y.as_ref()?)
+        };
+        let mut levels: Vector = self
+            .kinds
+            .iter()
+            .enumerate()
+            .map(|(f, &k)| match (a.get(f), b.get(f)) {
+                (Some(x), Some(y)) => level(k, x, y),
+                _ => None,
+            })
+            .collect();
         let names: Vec<usize> = (0..self.kinds.len()).filter(|&f| self.kinds[f] == Kind::Name).collect();
-        if let [x, y] = names[..] {
+        if let [x, y] = names[..]
+            && a.len() > x.max(y)
+            && b.len() > x.max(y)
+        {
             let far = |l: Option<usize>| l.is_some_and(|l| l >= 2);
             if far(levels[x]) && far(levels[y]) {
-                let (sx, sy) = (
-                    compare::level(Kind::Name, get(a, x), get(b, y)),
-                    compare::level(Kind::Name, get(a, y), get(b, x)),
-                );
+                let (sx, sy) = (level(Kind::Name, &a[x], &b[y]), level(Kind::Name, &a[y], &b[x]));
                 if let (Some(lx), Some(ly)) = (sx, sy)
                     && lx <= 1
                     && ly <= 1
@@ -276,9 +357,10 @@ impl Linker {
 
     /// Decides every source record; the model estimated from the candidate pairs comes with it.
     pub fn link(&self, source: &[Values], dest: &[Values]) -> (Model, Vec<Decision>) {
-        let pairs = self.candidates(source, dest);
-        let vectors: Vec<Vector> = pairs.iter().map(|&(s, d)| self.compare(&source[s], &dest[d])).collect();
-        let model = self.estimate(source, dest, &pairs, &vectors);
+        let (pairs, rules): (Vec<(usize, usize)>, Vec<u64>) = self.found(source, dest).into_iter().unzip();
+        let (ours, theirs) = (self.prepare_all(source), self.prepare_all(dest));
+        let vectors: Vec<Vector> = pairs.iter().map(|&(s, d)| self.compare_prepared(&ours[s], &theirs[d])).collect();
+        let model = self.estimate((&ours, dest), &pairs, &rules, &vectors);
         let mut ranked: Vec<Vec<(usize, f64)>> = vec![Vec::new(); source.len()];
         for (&(s, d), v) in pairs.iter().zip(&vectors) {
             ranked[s].push((d, model.score(v)));

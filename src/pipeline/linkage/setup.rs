@@ -94,7 +94,7 @@ impl LinkagePlan {
 /// common to find candidates by. An id or a date alone finds the copy whose names were both
 /// mistyped (FEBRL's `georhe` for `webb`); a value too many records share (a birth date in a
 /// large file, a street number) is crowded and finds nothing, so it costs no comparisons.
-fn default_blocks(kinds: &[Kind]) -> Vec<Vec<usize>> {
+pub fn default_blocks(kinds: &[Kind]) -> Vec<Vec<usize>> {
     let mut blocks = Vec::new();
     for (f, k) in kinds.iter().enumerate() {
         if matches!(k, Kind::Email | Kind::Phone | Kind::Digits | Kind::Exact | Kind::Domain | Kind::Company) {
