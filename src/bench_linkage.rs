@@ -276,6 +276,7 @@ fn link_in_order(linker: &Linker, source: &[Values], dest: &[Values], truth: &[u
     say(&format!("  weights estimated from {} source records in {:.2}s", sample.len(), t.elapsed().as_secs_f64()));
     let plan = LinkagePlan {
         fields: NAMES.iter().map(|n| n.to_string()).collect(),
+        comparisons: linker.kinds.iter().map(|k| k.name().to_string()).collect(),
         index: (0..NAMES.len()).collect(),
         linker: linker.clone(),
         overrides: Vec::new(),

@@ -485,3 +485,45 @@ fn accented_names_link_and_a_namesake_at_another_domain_waits() {
     assert!(why.contains("destination record 4") && why.contains("email local_part"), "{why}");
     assert_eq!(audit(&p, "e").0, "created");
 }
+
+#[test]
+fn a_record_held_beside_one_of_its_own_batch_can_be_merged_into_what_that_one_became() {
+    let dest = format!(
+        "{TABLE}\n{}",
+        (10..60)
+            .map(|i| format!(
+                "INSERT INTO contacts VALUES ({i}, 'P{i}', 'Q{i}', 'p{i}@corp.test', '+1617555{:04}');",
+                1000 + i
+            ))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // The same John Smith twice in one export, the second at another employer: a possible match
+    // with a record the same batch creates, which has no destination id when it is held.
+    let csv = "id,first,last,email,phone\n\
+               x1,John,Smith,john.smith@acme.test,+16175550004\n\
+               x2,John,Smith,john.smith@gmail.test,\n";
+    let p = TestProject::new(&csv_to_sqlite("same_batch", MATCH), &[("people", csv)], &dest);
+    let out = cutover(p.path(), &["run"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (o1, d1, ..) = audit(&p, "x1");
+    assert_eq!(o1, "created");
+    let d1 = d1.expect("a destination id");
+    let (o2, _, _, _, why) = audit(&p, "x2");
+    assert_eq!(o2, "queued", "{why}");
+    let id: String = state(&p)
+        .query_row("SELECT id FROM queue WHERE source_id = 'x2'", [], |r| r.get::<_, i64>(0))
+        .expect("queue item")
+        .to_string();
+    // Shown as the destination record it became, with its values, and choosable.
+    let show = text(&cutover(p.path(), &["queue", "show", &id], &[]));
+    assert!(show.contains(&format!("destination record {d1} (written from batch record #1)")), "{show}");
+    assert!(show.contains(&format!("Destination candidate {d1}")) && show.contains(&format!("@match={d1}")), "{show}");
+    let fix = cutover(p.path(), &["queue", "fix", &id, &format!("@match={d1}")], &[]);
+    assert!(fix.status.success(), "{}", text(&fix));
+    let again = cutover(p.path(), &["queue", "reprocess", &id], &[]);
+    assert!(again.status.success(), "{}", text(&again));
+    let (o2, d2, ..) = audit(&p, "x2");
+    assert!(matches!(o2.as_str(), "updated" | "merged" | "unchanged") && d2 == Some(d1), "{o2} {d2:?}");
+    assert_eq!(p.count("SELECT COUNT(*) FROM contacts WHERE lastname = 'Smith'"), 1);
+}

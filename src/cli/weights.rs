@@ -54,9 +54,14 @@ fn show(project: Option<PathBuf>, only: Option<String>) -> Result<()> {
                     format!("{key} {:+.1}{}", weights[f][l], if set { " (set)" } else { "" })
                 })
                 .collect();
-            say!("  {field:<w$} {:<8} {}", kind.name(), levels.join(", "));
+            say!("  {field:<w$} {:<8} {}", plan.comparisons[f], levels.join(", "));
         }
         let prior = (model.lambda / (1.0 - model.lambda)).log2();
+        say!(
+            "  {:<w$} {:<8} an exact agreement (and an email's local part) weighs by how many records hold the value",
+            "",
+            ""
+        );
         say!(
             "  {:<w$} {:<8} {prior:+.1} (about 1 match in {:.0} pairs of a source and a destination record)",
             "prior",

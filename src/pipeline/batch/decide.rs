@@ -310,13 +310,13 @@ impl Engine {
                 }
             };
             // No source id found it: record linkage weighs its candidates.
-            let mut held: Option<(Issue, Vec<String>)> = None;
+            let mut held: Option<(Issue, Vec<String>, Vec<usize>)> = None;
             let decision = match (decision, linkage.as_deref()) {
                 (Ok(Decision::Create), Some(ix)) if choice_was_none => {
                     match super::link::decide(ix, works, i, &values, current, &dedupe) {
                         Linked::Decided(d) => Ok(d),
-                        Linked::Held { issue, dest_ids } => {
-                            held = Some((issue, dest_ids));
+                        Linked::Held { issue, dest_ids, leads } => {
+                            held = Some((issue, dest_ids, leads));
                             Ok(Decision::Create)
                         }
                     }
@@ -324,8 +324,9 @@ impl Engine {
                 (d, _) => d,
             };
             let w = &mut works[i];
-            let accepted: Option<Decision> = if let Some((issue, dest_ids)) = held {
+            let accepted: Option<Decision> = if let Some((issue, dest_ids, leads)) = held {
                 w.hold(issue);
+                w.linked_beside = leads;
                 w.candidates = Some(sides(&dest_ids)?);
                 None
             } else {

@@ -13,8 +13,9 @@ use crate::pipeline::linkage::link::Values;
 pub(super) enum Linked {
     /// Update, fold into a lead, or create.
     Decided(Decision),
-    /// Held for review, with the destination records to show beside it.
-    Held { issue: Issue, dest_ids: Vec<String> },
+    /// Held for review, with the destination records to show beside it, and the records of the
+    /// batch among its candidates (their positions).
+    Held { issue: Issue, dest_ids: Vec<String>, leads: Vec<usize> },
 }
 
 /// The matched_by of a record linkage linked.
@@ -82,6 +83,13 @@ pub(super) fn decide(
                     _ => None,
                 })
                 .collect();
+            let leads: Vec<usize> = ranked
+                .iter()
+                .filter_map(|c| match &index.entry(c.entry).holder {
+                    Holder::Lead(p) => Some(*p),
+                    _ => None,
+                })
+                .collect();
             let merge = dest_ids.first().map(|d| format!("merge it ({MATCH_CHOICE}={d}), ")).unwrap_or_default();
             works[i].linkage = Some((p, format!("possible match, held: {why}")));
             Linked::Held {
@@ -100,6 +108,7 @@ pub(super) fn decide(
                     )),
                 },
                 dest_ids,
+                leads,
             }
         }
         Verdict::Create(ranked) => {
@@ -121,5 +130,80 @@ pub(super) fn decide(
             });
             Linked::Decided(Decision::Create)
         }
+    }
+}
+
+/// After the batch's write: a record held beside candidates of its own batch is shown the
+/// destination records they were written to — their values side by side, the message naming
+/// them, `@match` able to choose one (before, only "new" or skip were left).
+pub(super) fn show_written_candidates(works: &mut [Work]) -> color_eyre::Result<()> {
+    for i in 0..works.len() {
+        let leads = std::mem::take(&mut works[i].linked_beside);
+        let mut sides: serde_json::Map<String, serde_json::Value> = match works[i].candidates.as_deref() {
+            Some(json) => serde_json::from_str(json)?,
+            None => serde_json::Map::new(),
+        };
+        let mut named = Vec::new();
+        for p in leads {
+            let Some(lead) = works.get(p) else { continue };
+            let (Some(o), Some(dest), Some(written)) = (lead.outcome, lead.dest_id.clone(), lead.written.as_deref())
+            else {
+                continue;
+            };
+            if !o.is_written() {
+                continue;
+            }
+            sides.insert(dest.clone(), serde_json::from_str(written)?);
+            named.push((p, dest));
+        }
+        if named.is_empty() {
+            continue;
+        }
+        let w = &mut works[i];
+        for issue in w.issues.iter_mut().filter(|is| is.rule == Rule::PossibleMatch) {
+            for (p, dest) in &named {
+                let batch = format!("batch record #{}", p + 1);
+                issue.message =
+                    replace_name(&issue.message, &batch, &format!("destination record {dest} (written from {batch})"));
+            }
+            if let Some(s) = issue.suggestion.as_mut()
+                && !s.starts_with("merge it")
+            {
+                *s = format!("merge it ({MATCH_CHOICE}={}), {s}", named[0].1);
+            }
+        }
+        w.candidates = Some(serde_json::to_string(&sides)?);
+    }
+    Ok(())
+}
+
+/// `text` with each `name` (not followed by another digit: `#1` is not `#12`) replaced.
+fn replace_name(text: &str, name: &str, with: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(name) {
+        let after = &rest[at + name.len()..];
+        out.push_str(&rest[..at]);
+        if after.starts_with(|c: char| c.is_ascii_digit()) {
+            out.push_str(name);
+        } else {
+            out.push_str(with);
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_batch_record_is_renamed_only_where_named_whole() {
+        let text =
+            "may be the same as batch record #1 (p 0.9); candidates: 1. batch record #1 — …; 2. batch record #12";
+        assert_eq!(
+            super::replace_name(text, "batch record #1", "destination record 7"),
+            "may be the same as destination record 7 (p 0.9); candidates: 1. destination record 7 — …; 2. batch record #12"
+        );
     }
 }

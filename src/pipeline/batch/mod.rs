@@ -98,6 +98,10 @@ struct Work {
     /// the object's rule is "queue"): once that one is written, the operator is shown the
     /// destination record it became, which `@match` can name.
     held_beside: Option<(usize, Vec<KeyConflict>)>,
+    /// Held by record linkage with records of this batch among its candidates (their indexes):
+    /// once they are written, the operator is shown the destination records they became, which
+    /// `@match` can name.
+    linked_beside: Vec<usize>,
     /// Record linkage's verdict: the best candidate's match probability and the evidence.
     linkage: Option<(f64, String)>,
 }
@@ -119,6 +123,7 @@ impl Work {
             candidates: None,
             undecided: None,
             ambiguous: Vec::new(),
+            linked_beside: Vec::new(),
             finals: None,
             own_finals: None,
             current: None,
@@ -227,6 +232,7 @@ impl Engine {
             ix.settle_batch(&written);
         }
         show_written_leads(plan, &mut works)?;
+        link::show_written_candidates(&mut works)?;
         assemble(plan, run_id, works, counts, cursor, done, resolve_queue)
     }
 }

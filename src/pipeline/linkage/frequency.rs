@@ -11,7 +11,7 @@
 use super::compare::Kind;
 use super::link::{Values, key};
 use foldhash::{HashMap, HashMapExt};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 
 /// How many records hold each value, field by field; for emails, each local part too (the
 /// same `jonathan.smith.1974` at another employer is strong evidence, the same `info` none).
@@ -50,9 +50,7 @@ impl Frequencies {
     }
 
     fn hash(&self, key: &str) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        h.finish()
+        self.hasher.hash_one(key)
     }
 
     /// Counts a record's values in (`add`) or out.
@@ -99,12 +97,12 @@ fn tally(counts: &mut HashMap<u64, u32>, filled: &mut u32, h: u64, add: bool) {
 }
 
 /// The weight of agreement on a value with this share, from the model's `m` and `u` of the
-/// level and the next level's weight. The share replaces `u` where it tells more: a value rarer
-/// than the model could measure (only a large index can show that), or one that several records
-/// hold and more often than the model's average. A value held once in a small index says
-/// nothing beyond the model. Agreement never weighs less than the next level (nor, for a
-/// two-level field, less than nothing), nor more than `cap`.
-pub fn exact_weight(m: f64, u_model: f64, next: Option<f64>, cap: f64, share: Share) -> Option<f64> {
+/// level. The share replaces `u` where it tells more: a value rarer than the model could
+/// measure (only a large index can show that), or one that several records hold and more often
+/// than the model's average. A value held once in a small index says nothing beyond the model.
+/// Agreement never weighs less than nothing (a placeholder everyone holds is no evidence
+/// either way), nor more than `cap`.
+pub fn exact_weight(m: f64, u_model: f64, cap: f64, share: Share) -> Option<f64> {
     let u = f64::from(share.holders) / f64::from(share.of.max(1));
     let rarer = u < u_model;
     let commoner = share.holders >= 2 && u > u_model;
@@ -112,7 +110,7 @@ pub fn exact_weight(m: f64, u_model: f64, next: Option<f64>, cap: f64, share: Sh
         return None;
     }
     let w = (m / u).log2();
-    Some(w.min(cap).max(next.unwrap_or(0.0)))
+    Some(w.min(cap).max(0.0))
 }
 
 #[cfg(test)]
@@ -146,17 +144,16 @@ mod tests {
     #[test]
     fn rare_values_weigh_more_common_ones_less_and_small_indexes_say_nothing() {
         let (m0, u0) = (0.9, 1e-4);
-        let next = Some(3.0);
         // Held once among a million: rarer than 20,000 random pairs could tell.
         let cap = f64::INFINITY;
-        let rare = exact_weight(m0, u0, next, cap, Share { holders: 1, of: 1_000_000 }).unwrap();
+        let rare = exact_weight(m0, u0, cap, Share { holders: 1, of: 1_000_000 }).unwrap();
         assert!(rare > (m0 / u0).log2() + 6.0, "{rare}");
-        assert_eq!(exact_weight(m0, u0, next, 15.0, Share { holders: 1, of: 1_000_000 }), Some(15.0), "capped");
-        // A placeholder a thousand records share: close to nothing, never below the next level.
-        let common = exact_weight(m0, u0, next, cap, Share { holders: 1000, of: 100_000 }).unwrap();
+        assert_eq!(exact_weight(m0, u0, 15.0, Share { holders: 1, of: 1_000_000 }), Some(15.0), "capped");
+        // A placeholder a thousand records share: close to nothing, never below nothing.
+        let common = exact_weight(m0, u0, cap, Share { holders: 1000, of: 100_000 }).unwrap();
         assert!((common - 6.5).abs() < 0.1, "{common}");
-        assert_eq!(exact_weight(m0, 0.001, next, cap, Share { holders: 900, of: 1000 }), Some(3.0));
+        assert_eq!(exact_weight(m0, 0.001, cap, Share { holders: 900, of: 1000 }), Some(0.0));
         // Once among sixty: as rare as anything sixty records can show — the model stands.
-        assert_eq!(exact_weight(m0, u0, next, cap, Share { holders: 1, of: 60 }), None);
+        assert_eq!(exact_weight(m0, u0, cap, Share { holders: 1, of: 60 }), None);
     }
 }

@@ -268,9 +268,7 @@ impl LinkIndex {
                     _ => return Some(w),
                 };
                 let cap = if l == 0 { f64::INFINITY } else { self.weights[f][0] - l as f64 };
-                let tf = share.and_then(|s| {
-                    exact_weight(self.model.m[f][l], self.model.u[f][l], self.weights[f].get(l + 1).copied(), cap, s)
-                });
+                let tf = share.and_then(|s| exact_weight(self.model.m[f][l], self.model.u[f][l], cap, s));
                 if tf.is_some() {
                     shares[f] = share;
                 }
@@ -422,7 +420,7 @@ impl LinkIndex {
                 let kind = self.plan.linker.kinds[f];
                 let levels: Vec<String> =
                     kind.level_keys().iter().zip(&weights[f]).map(|(k, w)| format!("{k} {}", points(*w))).collect();
-                format!("{name} ({}): {}", kind.name(), levels.join(", "))
+                format!("{name} ({}): {}", self.plan.comparisons[f], levels.join(", "))
             })
             .collect()
     }
@@ -553,11 +551,45 @@ mod tests {
     }
 
     #[test]
+    fn a_value_many_records_hold_weighs_less_than_ones_own() {
+        let mut ix = index();
+        for n in 0..5 {
+            let (first, last, phone) = (format!("x{n}"), format!("y{n}"), format!("41555502{n:02}"));
+            ix.add(Holder::Dest(format!("2{n}")), rec(&[&first, &last, "info@acme.test", &phone]), false, false);
+        }
+        let shared = ix.rank(&rec(&["zed", "quinn", "INFO@acme.test", ""]), &none);
+        let own = ix.rank(&rec(&["zed", "quinn", "ann@x.com", ""]), &none);
+        let email = |c: &Candidate| c.weights[2].expect("compared");
+        assert_eq!(shared.len(), 5);
+        assert!(email(&shared[0]) < 1.0, "a placeholder five of seven hold: {}", ix.explain(&shared[0]));
+        assert!(
+            ix.explain(&shared[0]).contains("email equal +0.3 (5 of 7 records hold it)"),
+            "{}",
+            ix.explain(&shared[0])
+        );
+        assert!(email(&own[0]) > 10.0, "{}", ix.explain(&own[0]));
+        assert!(!matches!(ix.judge(shared, &|_| false), Verdict::Link { .. }));
+        // Gone records are counted out: the one left holds it alone.
+        let mut ix = index();
+        let lead = ix.add(Holder::Lead(0), rec(&["ann", "lee", "ann@x.com", ""]), true, true);
+        ix.settle_batch(&[]);
+        assert_eq!(ix.entry(lead).holder, Holder::Gone);
+        assert_eq!(ix.frequencies.share(2, Some("ann@x.com"), false), Some(Share { holders: 1, of: 2 }));
+    }
+
+    #[test]
     fn two_close_candidates_are_reviewed_not_guessed() {
-        let mut ix = LinkIndex::new(plan(), model());
+        // Sure enough of the first on points, the second a phone typo behind: within a margin
+        // of six points, the margin, not the score, holds it.
+        let mut m = model();
+        m.lambda = 0.5;
+        let mut plan = (*plan()).clone();
+        plan.linker.margin = 6.0;
+        let mut ix = LinkIndex::new(Arc::new(plan), m);
         ix.add(Holder::Dest("1".into()), rec(&["ann", "lee", "", "4155550100"]), false, false);
-        ix.add(Holder::Dest("2".into()), rec(&["ann", "lee", "", "4155550100"]), false, false);
+        ix.add(Holder::Dest("2".into()), rec(&["ann", "lee", "", "4155550101"]), false, false);
         let ranked = ix.rank(&rec(&["ann", "lee", "", "415 555 0100"]), &none);
+        assert!(probability(ranked[0].score) > 0.999, "{}", ix.explain(&ranked[0]));
         match ix.judge(ranked, &|_| false) {
             Verdict::Review { why, ranked } => {
                 assert_eq!(ranked.len(), 2);

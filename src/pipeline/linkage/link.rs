@@ -568,6 +568,35 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_finds_pairs_only_through_keys_few_records_share() {
+        // Everyone works at Acme: every pair shares the company, but it finds no one, and its
+        // rule learns nothing from pairs the email found.
+        let l = Linker { kinds: vec![Kind::Email, Kind::Company], blocks: vec![vec![0], vec![1]], ..linker() };
+        let dest: Vec<Values> = (0..100).map(|n| rec(&[&format!("p{n}@x.example"), "Acme Inc"])).collect();
+        let source = vec![rec(&["P7@x.example", "ACME"]), rec(&["nobody@y.example", "Acme"])];
+        assert_eq!(l.found(&source, &dest), vec![((0, 7), 0b01)]);
+        let few = &dest[..3];
+        assert_eq!(
+            l.found(&source, few),
+            vec![((0, 0), 0b10), ((0, 1), 0b10), ((0, 2), 0b10), ((1, 0), 0b10), ((1, 1), 0b10), ((1, 2), 0b10)]
+        );
+    }
+
+    #[test]
+    fn exact_agreement_is_measured_below_what_random_pairs_can_tell() {
+        let l = Linker { kinds: vec![Kind::Email, Kind::Name], blocks: vec![vec![0]], ..linker() };
+        // 1,000 people, each their own email; two first names between them.
+        let records: Vec<Values> =
+            (0..1000).map(|n| rec(&[&format!("p{n}@x.example"), if n % 2 == 0 { "ann" } else { "bob" }])).collect();
+        let mut u = vec![vec![0.01, 0.01, 0.01, 0.97], vec![0.5, 0.1, 0.1, 0.3]];
+        l.measure_exact_agreement(&mut u, &records);
+        assert!(u[0][0] <= 1.0 / (1000.0 * 999.0) + 1e-12, "one pair at most: {}", u[0][0]);
+        assert!((u[0].iter().sum::<f64>() - 1.0).abs() < 1e-9, "{:?}", u[0]);
+        // Half the pairs share a first name: nearly what random pairs said, kept.
+        assert!((u[1][0] - 0.4995).abs() < 1e-3, "{:?}", u[1]);
+    }
+
+    #[test]
     fn blocking_keys_ignore_formatting_and_skip_blanks() {
         assert_eq!(key(Kind::Phone, Some("+1 (415) 555-2671")), key(Kind::Phone, Some("415.555.2671")));
         assert_eq!(key(Kind::Email, Some(" Ann@X.com ")), Some("ann@x.com".into()));

@@ -12,6 +12,8 @@ use color_eyre::eyre::{Result, eyre};
 pub struct LinkagePlan {
     /// The compared destination fields, in the linker's order.
     pub fields: Vec<String>,
+    /// Each field's comparison as the project file names it (`date`, `id`: both compare digits).
+    pub comparisons: Vec<String>,
     /// Each compared field's position in the mapped values.
     pub index: Vec<usize>,
     pub linker: Linker,
@@ -25,11 +27,13 @@ impl LinkagePlan {
         let mut fields = Vec::new();
         let mut index = Vec::new();
         let mut kinds = Vec::new();
+        let mut comparisons = Vec::new();
         for (field, kind) in &config.fields {
             let at = dest_fields
                 .iter()
                 .position(|f| f == field)
                 .ok_or_else(|| eyre!("objects.{name}.match.fields.{field}: '{field}' is not a mapped field"))?;
+            comparisons.push(kind.to_string());
             let kind = Kind::parse(kind)
                 .ok_or_else(|| eyre!("objects.{name}.match.fields.{field}: unknown comparison '{kind}'"))?;
             fields.push(field.clone());
@@ -59,6 +63,7 @@ impl LinkagePlan {
         }
         Ok(Self {
             fields,
+            comparisons,
             index,
             linker: Linker {
                 kinds,
