@@ -527,3 +527,73 @@ fn a_record_held_beside_one_of_its_own_batch_can_be_merged_into_what_that_one_be
     assert!(matches!(o2.as_str(), "updated" | "merged" | "unchanged") && d2 == Some(d1), "{o2} {d2:?}");
     assert_eq!(p.count("SELECT COUNT(*) FROM contacts WHERE lastname = 'Smith'"), 1);
 }
+
+/// Twins, a couple and two colleagues share phones, addresses, office emails and birth dates;
+/// a record whose first name was replaced by another (as the FEBRL benchmark's are) keeps its
+/// id. Only the id may merge past a first name that disagrees entirely.
+#[test]
+fn twins_households_and_colleagues_are_not_merged_but_an_id_links_past_a_replaced_name() {
+    let config = r#"
+[objects.people]
+source = "people"
+destination = "people"
+[objects.people.match]
+link_above = 0.99
+review_above = 0.8
+[objects.people.match.fields]
+first = "name"
+last = "name"
+email = "email"
+phone = "phone"
+born = "date"
+ssn = "id"
+[objects.people.fields]
+first = { from = "first" }
+last = { from = "last" }
+email = { from = "email" }
+phone = { from = "phone" }
+born = { from = "born" }
+ssn = { from = "ssn" }
+"#;
+    let mut sql = String::from(
+        "CREATE TABLE people (id INTEGER PRIMARY KEY, first TEXT, last TEXT, email TEXT, phone TEXT, born TEXT, ssn TEXT);\n\
+         INSERT INTO people VALUES (1, 'Jonathan', 'Ovaewha', 'home@ovaewha.test', '+14155550100', '1990-04-02', NULL);\n\
+         INSERT INTO people VALUES (2, 'Brian', 'Lopez', 'info@initech.test', '+14155550199', NULL, NULL);\n\
+         INSERT INTO people VALUES (3, 'Michaela', 'Neumann', NULL, NULL, '1915-11-11', '5304218');\n",
+    );
+    for i in 10..80 {
+        sql.push_str(&format!(
+            "INSERT INTO people VALUES ({i}, 'P{i}', 'Q{i}', 'p{i}@corp.test', '+1617555{:04}', '19{}-01-0{}', '{}');\n",
+            1000 + i,
+            10 + i,
+            1 + i % 9,
+            7_000_000 + i
+        ));
+    }
+    let csv = "id,first,last,email,phone,born,ssn\n\
+               twin,Linda,Ovaewha,home@ovaewha.test,(415) 555-0100,1990-04-02,\n\
+               colleague,Kenneth,Wilson,INFO@initech.test,415.555.0199,,\n\
+               replaced,Kiria,Neumann,,,1915-11-11,5304218\n";
+    let p = TestProject::new(&csv_to_sqlite("twins", config), &[("people", csv)], &sql);
+    let out = cutover(p.path(), &["run"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let row = |sid: &str| -> (String, Option<String>, String) {
+        state(&p)
+            .query_row(
+                "SELECT outcome, dest_id, COALESCE(detail, '') FROM audit WHERE object = 'people' AND source_id = ?1
+                 ORDER BY id DESC LIMIT 1",
+                [sid],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .expect(sid)
+    };
+    for sid in ["twin", "colleague"] {
+        let (outcome, dest, detail) = row(sid);
+        assert!(outcome == "queued" || outcome == "created", "{sid} was {outcome} into {dest:?}: {detail}");
+    }
+    // Both names of Linda's record and her twin's destination record are still their own.
+    assert_eq!(p.count("SELECT COUNT(*) FROM people WHERE first = 'Jonathan' AND last = 'Ovaewha'"), 1);
+    let (outcome, dest, detail) = row("replaced");
+    assert!(matches!(outcome.as_str(), "updated" | "unchanged"), "{outcome}: {detail}");
+    assert_eq!(dest.as_deref(), Some("3"), "{detail}");
+}

@@ -228,8 +228,18 @@ fn national(d: &str) -> &str {
     &d[d.len().saturating_sub(10)..]
 }
 
-fn digits(v: &str) -> String {
-    v.chars().filter(char::is_ascii_digit).collect()
+/// A phone number's digits without its extension (`+1 404 551 2040 ext 317`, `x317`, `#317`,
+/// `, 317`): once a number has begun, a letter or `#`, `,`, `;` starts the extension.
+pub fn digits(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        if c.is_ascii_digit() {
+            out.push(c);
+        } else if out.len() >= 7 && (c.is_alphabetic() || matches!(c, '#' | ',' | ';')) {
+            break;
+        }
+    }
+    out
 }
 
 fn alnum(v: &str) -> String {
@@ -391,6 +401,11 @@ mod tests {
         assert_eq!(level(Kind::Phone, Some("(415) 555-2671"), Some("+1 415.555.2671")), Some(0), "the country code");
         assert_eq!(level(Kind::Phone, Some("(415) 555-2671"), Some("(415) 555-2617")), Some(1));
         assert_eq!(level(Kind::Phone, Some("415 555 2671"), Some("4155552671")), Some(0));
+        for with_extension in ["+1 404 551 2040 ext 317", "(404) 551-2040 x317", "404.551.2040#317", "4045512040, 317"]
+        {
+            assert_eq!(level(Kind::Phone, Some(with_extension), Some("+14045512040")), Some(0), "{with_extension}");
+        }
+        assert_eq!(level(Kind::Phone, Some("tel: +1 404 551 2040"), Some("4045512040")), Some(0));
     }
 
     #[test]

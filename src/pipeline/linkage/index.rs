@@ -326,6 +326,12 @@ impl LinkIndex {
             format!("{} is below link_above ({})", percent(p), linker.link_above)
         } else if !self.identified(&best) {
             "no identifying field (email, phone, id, date, domain) agrees exactly or within one typo".to_string()
+        } else if let Some(f) = self.name_disagreeing(&best) {
+            format!(
+                "its {} disagrees entirely and no id agrees: people who share everything else (twins, a household, \
+                 an office) are not merged without a person",
+                self.plan.fields[f]
+            )
         } else if is_taken {
             "its best candidate is already the destination record of another source record".to_string()
         } else if let Some(r) = runner_up.filter(|r| best.score - r < linker.margin) {
@@ -339,6 +345,22 @@ impl LinkIndex {
             return Verdict::Link { best, runner_up: ranked.get(1).cloned() };
         };
         Verdict::Review { why, ranked: ranked.into_iter().take(5).collect() }
+    }
+
+    /// A compared name that disagrees entirely (not even similar, nor agreeing crosswise with
+    /// the other name: swapped names are not "different"), with no personal id (a field compared
+    /// as `id`) agreeing exactly. Phones, emails, addresses and birth dates are shared by twins,
+    /// couples and colleagues; points alone would merge them. A nickname or a changed surname
+    /// is left to a person too — unless an id says who it is (a record whose name was replaced
+    /// by another, as FEBRL's are, keeps its id).
+    fn name_disagreeing(&self, c: &Candidate) -> Option<usize> {
+        let kinds = &self.plan.linker.kinds;
+        let id_agrees =
+            (0..kinds.len()).any(|f| self.plan.comparisons[f] == "id" && c.levels[f].is_some_and(|l| l <= 1));
+        if id_agrees {
+            return None;
+        }
+        (0..kinds.len()).find(|&f| kinds[f] == Kind::Name && c.levels[f] == Some(Kind::Name.levels() - 1))
     }
 
     /// Whether a pair's evidence rests on more than names and partial agreements: an automatic
@@ -575,6 +597,29 @@ mod tests {
         ix.settle_batch(&[]);
         assert_eq!(ix.entry(lead).holder, Holder::Gone);
         assert_eq!(ix.frequencies.share(2, Some("ann@x.com"), false), Some(Share { holders: 1, of: 2 }));
+    }
+
+    #[test]
+    fn twins_sharing_everything_but_a_first_name_wait_for_a_person() {
+        // Weights that would link on points alone: the differing first name holds it.
+        let mut m = model();
+        m.lambda = 0.5;
+        let mut ix = LinkIndex::new(plan(), m);
+        ix.add(
+            Holder::Dest("1".into()),
+            rec(&["jonathan", "ovaewha", "home@ovaewha.test", "4155550100"]),
+            false,
+            false,
+        );
+        let ranked = ix.rank(&rec(&["linda", "ovaewha", "home@ovaewha.test", "4155550100"]), &none);
+        assert!(probability(ranked[0].score) > 0.999, "{}", ix.explain(&ranked[0]));
+        match ix.judge(ranked, &|_| false) {
+            Verdict::Review { why, .. } => assert!(why.contains("first disagrees entirely"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // Swapped first and last names are not a disagreement.
+        let ranked = ix.rank(&rec(&["ovaewha", "jonathan", "home@ovaewha.test", "4155550100"]), &none);
+        assert!(matches!(ix.judge(ranked, &|_| false), Verdict::Link { .. }));
     }
 
     #[test]

@@ -52,8 +52,8 @@ pub fn key(kind: Kind, value: Option<&str>) -> Option<String> {
         Kind::Digits => v.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect(),
         // The last ten digits: a country code written or not is the same number.
         Kind::Phone => {
-            let d: Vec<char> = v.chars().filter(char::is_ascii_digit).collect();
-            d[d.len().saturating_sub(10)..].iter().collect()
+            let d = compare::digits(v);
+            d[d.len().saturating_sub(10)..].to_string()
         }
         Kind::Company => compare::company_key(v),
         Kind::Domain => compare::domain_key(v),
@@ -599,6 +599,7 @@ mod tests {
     #[test]
     fn blocking_keys_ignore_formatting_and_skip_blanks() {
         assert_eq!(key(Kind::Phone, Some("+1 (415) 555-2671")), key(Kind::Phone, Some("415.555.2671")));
+        assert_eq!(key(Kind::Phone, Some("415.555.2671 ext. 12")), key(Kind::Phone, Some("4155552671")));
         assert_eq!(key(Kind::Email, Some(" Ann@X.com ")), Some("ann@x.com".into()));
         assert_eq!(key(Kind::Company, Some("ABC, Inc.")), Some("abc".into()));
         assert_eq!(key(Kind::Name, Some("  ")), None);
