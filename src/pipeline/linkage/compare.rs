@@ -169,6 +169,8 @@ pub fn level_of(kind: Kind, a: &Prepared, b: &Prepared) -> Option<usize> {
     })
 }
 
+/// Jaro–Winkler levels; a single typo or transposed pair is at least "similar" however short
+/// the name (`lee`/`lxe` scores 0.78, below the "similar" line, and was taken for another name).
 fn by_similarity(a: &str, b: &str) -> usize {
     if a == b {
         return 0;
@@ -176,7 +178,7 @@ fn by_similarity(a: &str, b: &str) -> usize {
     let s = strsim::jaro_winkler(a, b);
     if s >= 0.92 {
         1
-    } else if s >= 0.80 {
+    } else if s >= 0.80 || edits(a, b) <= 1 {
         2
     } else {
         3
@@ -390,6 +392,9 @@ mod tests {
         assert_eq!(level(Kind::Name, Some("Jonathan Smith"), Some("Jonathon Smith")), Some(1));
         assert_eq!(level(Kind::Name, Some("Smith"), Some("Smyth")), Some(2));
         assert_eq!(level(Kind::Name, Some("Ann Lee"), Some("Bob Kowalski")), Some(3));
+        assert_eq!(level(Kind::Name, Some("lee"), Some("lxe")), Some(2), "one typo in a short name");
+        assert_eq!(level(Kind::Name, Some("ed"), Some("de")), Some(2), "a transposed pair");
+        assert_eq!(level(Kind::Name, Some("ann"), Some("dan")), Some(3));
     }
 
     #[test]

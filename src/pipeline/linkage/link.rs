@@ -343,12 +343,14 @@ impl Linker {
             let far = |l: Option<usize>| l.is_some_and(|l| l >= 2);
             if far(levels[x]) && far(levels[y]) {
                 let (sx, sy) = (level(Kind::Name, &a[x], &b[y]), level(Kind::Name, &a[y], &b[x]));
+                // Crosswise, one name close and the other at least similar (a swap and a typo).
                 if let (Some(lx), Some(ly)) = (sx, sy)
-                    && lx <= 1
-                    && ly <= 1
+                    && lx.max(ly) <= 2
+                    && lx.min(ly) <= 1
                 {
-                    levels[x] = Some(lx + 1);
-                    levels[y] = Some(ly + 1);
+                    let swapped = |l: usize| (l + 1).min(2);
+                    levels[x] = levels[x].map(|l| l.min(swapped(lx)));
+                    levels[y] = levels[y].map(|l| l.min(swapped(ly)));
                 }
             }
         }
@@ -513,6 +515,9 @@ mod tests {
         // Compared crosswise: one level less close than in place (equal → close, close → similar).
         let levels = l.compare(&a, &b);
         assert_eq!((levels[0], levels[1]), (Some(2), Some(1)), "{levels:?}");
+        // Swapped, and one of them mistyped: still not two different names.
+        let d = rec(&["Jnoes", "Michael", "", "", ""]);
+        assert_eq!(&l.compare(&a, &d)[..2], &[Some(1), Some(2)]);
         // Different people are not made alike by it.
         let c = rec(&["Ann", "Lee", "", "", ""]);
         assert_eq!(&l.compare(&a, &c)[..2], &[Some(3), Some(3)]);
