@@ -18,6 +18,9 @@ pub type Prepared = Vec<Option<compare::Prepared>>;
 pub const CROWDED: usize = 64;
 /// Random pairs compared to measure how often non-matches agree.
 const RANDOM_PAIRS: usize = 20_000;
+/// A key held by at most this many records (in training, the sample is among them: a record
+/// and its one copy) teaches its rule's EM; see [`Linker::found`].
+const LEARN_HOLDERS: usize = 2;
 /// Fewer candidate pairs than this are too few to estimate `m` from: the prior stands.
 const MIN_PAIRS: usize = 500;
 
@@ -125,8 +128,9 @@ impl Linker {
         self.found(source, dest).into_iter().map(|(p, _)| p).collect()
     }
 
-    /// [`Linker::candidates`], each pair with the rules that found it (bit `b` for block `b`;
-    /// blocks past the 64th find pairs but are not told apart). A crowded key finds nothing.
+    /// [`Linker::candidates`], each pair with the rules that found it through a key only it
+    /// holds (bit `b` for block `b`; blocks past the 64th find pairs but are not told apart). A
+    /// crowded key finds nothing.
     fn found(&self, source: &[Values], dest: &[Values]) -> Vec<((usize, usize), u64)> {
         let mut index: HashMap<(usize, String), Vec<usize>> = HashMap::new();
         for (d, r) in dest.iter().enumerate() {
@@ -140,7 +144,11 @@ impl Linker {
             found.clear();
             for k in self.block_keys(r) {
                 let Some(ds) = index.get(&k).filter(|ds| ds.len() <= CROWDED) else { continue };
-                let bit = if k.0 < 64 { 1u64 << k.0 } else { 0 };
+                // A rule learns only from the pairs it found through a key no one else holds:
+                // an office's info@ address, a household's phone, a common birth date find
+                // pairs of colleagues, couples and strangers that agree on everything the
+                // key brings with it, and its EM would take them for the same person.
+                let bit = if k.0 < 64 && ds.len() <= LEARN_HOLDERS { 1u64 << k.0 } else { 0 };
                 found.extend(ds.iter().map(|&d| (d, bit)));
             }
             found.sort_unstable_by_key(|&(d, _)| d);
@@ -580,11 +588,14 @@ mod tests {
         let dest: Vec<Values> = (0..100).map(|n| rec(&[&format!("p{n}@x.example"), "Acme Inc"])).collect();
         let source = vec![rec(&["P7@x.example", "ACME"]), rec(&["nobody@y.example", "Acme"])];
         assert_eq!(l.found(&source, &dest), vec![((0, 7), 0b01)]);
-        let few = &dest[..3];
+        // Three at Acme: the company finds them all, but a key others hold too teaches nothing.
+        let three = &dest[..3];
         assert_eq!(
-            l.found(&source, few),
-            vec![((0, 0), 0b10), ((0, 1), 0b10), ((0, 2), 0b10), ((1, 0), 0b10), ((1, 1), 0b10), ((1, 2), 0b10)]
+            l.found(&source, three),
+            vec![((0, 0), 0), ((0, 1), 0), ((0, 2), 0), ((1, 0), 0), ((1, 1), 0), ((1, 2), 0)]
         );
+        let one = &dest[7..8];
+        assert_eq!(l.found(&source, one), vec![((0, 0), 0b11), ((1, 0), 0b10)]);
     }
 
     #[test]
