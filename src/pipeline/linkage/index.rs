@@ -237,7 +237,7 @@ impl LinkIndex {
                 let entry = &self.entries[e];
                 let theirs = current(entry)?;
                 // Read anew but unchanged since indexed (nearly always): prepared already.
-                let prepared = if *theirs == entry.values {
+                let prepared = if std::ptr::eq(&*theirs, &entry.values) || *theirs == entry.values {
                     Cow::Borrowed(&entry.prepared)
                 } else {
                     Cow::Owned(self.plan.linker.prepare(&theirs))

@@ -343,8 +343,8 @@ impl Linker {
                 _ => None,
             })
             .collect();
-        let names: Vec<usize> = (0..self.kinds.len()).filter(|&f| self.kinds[f] == Kind::Name).collect();
-        if let [x, y] = names[..]
+        let mut names = (0..self.kinds.len()).filter(|&f| self.kinds[f] == Kind::Name);
+        if let (Some(x), Some(y), None) = (names.next(), names.next(), names.next())
             && a.len() > x.max(y)
             && b.len() > x.max(y)
         {
