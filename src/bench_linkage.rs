@@ -292,11 +292,13 @@ fn link_in_order(linker: &Linker, source: &[Values], dest: &[Values], truth: &[u
         Some(std::borrow::Cow::Borrowed(&e.values))
     }
     let mut verdicts = Vec::with_capacity(source.len());
-    let mut compared = 0usize;
+    let mut created = std::collections::HashSet::new();
     for (s, r) in source.iter().enumerate() {
         let ranked = index.rank(r, &now);
-        compared += ranked.len();
-        let found = ranked.iter().any(|c| person[c.entry] == truth[s]);
+        // Whether its person was among the records it was compared with (for the misses; only
+        // asked of a record whose person was there to find).
+        let findable = truth[s] < dest.len() || created.contains(&truth[s]);
+        let found = |index: &LinkIndex| findable && index.candidates(r).iter().any(|&e| person[e] == truth[s]);
         verdicts.push(match index.judge(ranked, &|_| false) {
             V::Link { best, .. } => {
                 // Fed from now on: one-to-one.
@@ -305,17 +307,20 @@ fn link_in_order(linker: &Linker, source: &[Values], dest: &[Values], truth: &[u
                 }
                 Verdict::Linked(person[best.entry])
             }
-            V::Review { why, .. } => Verdict::Review(why, found),
+            V::Review { why, .. } => Verdict::Review(why, found(&index)),
             V::Create(_) => {
+                let found = found(&index);
                 index.add(Holder::Dest(format!("new {s}")), r.clone(), true, true);
                 person.push(truth[s]);
+                created.insert(truth[s]);
                 Verdict::Created(found)
             }
         });
     }
+    let compared = index.pairs_compared();
     say(&format!(
         "  {} pairs compared ({:.1} a record)",
-        crate::text::thousands(compared as u64),
+        crate::text::thousands(compared),
         compared as f64 / source.len().max(1) as f64
     ));
     (model, verdicts)

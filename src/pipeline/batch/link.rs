@@ -8,6 +8,7 @@ use crate::model::{CREATE_NEW, Issue, MATCH_CHOICE, Rule, Value};
 use crate::pipeline::dedupe::{BatchDeduper, Decision};
 use crate::pipeline::linkage::index::{Entry, Holder, LinkIndex, Verdict, percent, probability};
 use crate::pipeline::linkage::link::Values;
+use crate::pipeline::linkage::setup::LinkagePlan;
 
 /// What linkage made of a record.
 pub(super) enum Linked {
@@ -27,6 +28,16 @@ fn current_values<F: for<'e> Fn(&'e Entry) -> Option<std::borrow::Cow<'e, Values
     f
 }
 
+/// An entry's values as a record read now has them: read anew as indexed (nearly always), as
+/// indexed, not copied once per pair.
+fn as_now<'e>(plan: &LinkagePlan, e: &'e Entry, mapped: &[Value]) -> std::borrow::Cow<'e, Values> {
+    if plan.same_values(mapped, &e.values) {
+        std::borrow::Cow::Borrowed(&e.values)
+    } else {
+        std::borrow::Cow::Owned(plan.values(mapped))
+    }
+}
+
 /// Weighs the record at `i` (its mapped `values`); its evidence goes to `works[i].linkage`.
 pub(super) fn decide(
     index: &LinkIndex,
@@ -38,17 +49,17 @@ pub(super) fn decide(
 ) -> Linked {
     let plan = &index.plan;
     let ours = plan.values(values);
+    // As the batch stands: a lead about to update a record holds what it will write.
     let now = current_values(|e: &Entry| {
-        let values = match &e.holder {
-            // As the batch stands: a lead about to update it holds what it will write.
+        let mapped = match &e.holder {
             Holder::Dest(d) => match dedupe.lead_of(d) {
-                Some(lead) => works.get(lead).and_then(|w| w.finals.as_deref()).map(|f| plan.values(f)),
-                None => current.get(d).map(|v| plan.values(v)),
+                Some(lead) => works.get(lead).and_then(|w| w.finals.as_deref()),
+                None => current.get(d).map(Vec::as_slice),
             },
-            Holder::Lead(p) => works.get(*p).and_then(|w| w.finals.as_deref()).map(|f| plan.values(f)),
+            Holder::Lead(p) => works.get(*p).and_then(|w| w.finals.as_deref()),
             Holder::Gone => None,
         };
-        values.map(std::borrow::Cow::Owned)
+        mapped.map(|m| as_now(plan, e, m))
     });
     let ranked = index.rank(&ours, &now);
     let taken = |e: usize| matches!(&index.entry(e).holder, Holder::Dest(d) if dedupe.lead_of(d).is_some());

@@ -100,6 +100,10 @@ pub struct Prepared {
     main: Box<str>,
     /// A company without its legal form, a domain without scheme and `www.`.
     key: Option<Box<str>>,
+    /// A hash of `main`: most pairs compared differ, and told so without reading their text.
+    hash: u64,
+    /// An email's local part: the length of `main` before its last `@`.
+    local: u32,
 }
 
 /// `None` for a blank value (nothing but spaces).
@@ -113,7 +117,12 @@ pub fn prepare(kind: Kind, value: Option<&str>) -> Option<Prepared> {
         Kind::Company => (v.to_lowercase(), Some(company_key(v))),
         Kind::Domain => (v.to_lowercase(), Some(domain_key(v))),
     };
-    Some(Prepared { main: main.into(), key: key.map(Into::into) })
+    let hash = std::hash::BuildHasher::hash_one(&foldhash::fast::FixedState::with_seed(0x5eed), main.as_bytes());
+    let local = match kind {
+        Kind::Email => main.rfind('@').unwrap_or(main.len()) as u32,
+        _ => 0,
+    };
+    Some(Prepared { main: main.into(), key: key.map(Into::into), hash, local })
 }
 
 /// The level at which `a` and `b` agree (0: exactly), or `None` when either is blank.
@@ -124,46 +133,46 @@ pub fn level(kind: Kind, a: Option<&str>, b: Option<&str>) -> Option<usize> {
 /// [`level`] of two prepared values.
 pub fn level_of(kind: Kind, a: &Prepared, b: &Prepared) -> Option<usize> {
     let (x, y) = (&*a.main, &*b.main);
+    if x.is_empty() || y.is_empty() {
+        // Only a name, id or phone can be left with nothing to compare.
+        return match kind {
+            Kind::Name | Kind::Digits | Kind::Phone => None,
+            _ => Some(usize::from(x != y)),
+        };
+    }
+    // Equal 64-bit hashes of equal-length texts are taken for equal texts without reading them
+    // again: a collision among the pairs of a billion-record run is about one chance in 10⁸.
+    if a.hash == b.hash && x.len() == y.len() {
+        return Some(0);
+    }
+    // From here on the two differ.
     Some(match kind {
-        Kind::Exact => usize::from(x != y),
-        Kind::Name => {
+        Kind::Exact => 1,
+        Kind::Name => similarity_of_different(x, y),
+        Kind::Digits | Kind::Phone => edits_of_different(x, y),
+        Kind::Email => email_level((x, a.local as usize), (y, b.local as usize)),
+        Kind::Company => {
+            let (x, y) = (a.key.as_deref().unwrap_or_default(), b.key.as_deref().unwrap_or_default());
             if x.is_empty() || y.is_empty() {
                 return None;
             }
-            by_similarity(x, y)
-        }
-        Kind::Digits | Kind::Phone => by_edits(x, y)?,
-        Kind::Email => email_level(x, y),
-        Kind::Company => {
-            if x == y {
-                0
-            } else {
-                let (x, y) = (a.key.as_deref().unwrap_or_default(), b.key.as_deref().unwrap_or_default());
-                if x.is_empty() || y.is_empty() {
-                    return None;
-                }
-                match by_similarity(x, y) {
-                    0 => 1,
-                    1 | 2 => 2,
-                    _ => 3,
-                }
+            match by_similarity(x, y) {
+                0 => 1,
+                1 | 2 => 2,
+                _ => 3,
             }
         }
         Kind::Domain => {
+            let (x, y) = (a.key.as_deref().unwrap_or_default(), b.key.as_deref().unwrap_or_default());
+            if x.is_empty() || y.is_empty() {
+                return None;
+            }
             if x == y {
-                0
+                1
+            } else if registered_name(x) == registered_name(y) {
+                2
             } else {
-                let (x, y) = (a.key.as_deref().unwrap_or_default(), b.key.as_deref().unwrap_or_default());
-                if x.is_empty() || y.is_empty() {
-                    return None;
-                }
-                if x == y {
-                    1
-                } else if registered_name(x) == registered_name(y) {
-                    2
-                } else {
-                    3
-                }
+                3
             }
         }
     })
@@ -172,13 +181,15 @@ pub fn level_of(kind: Kind, a: &Prepared, b: &Prepared) -> Option<usize> {
 /// Jaro–Winkler levels; a single typo or transposed pair is at least "similar" however short
 /// the name (`lee`/`lxe` scores 0.78, below the "similar" line, and was taken for another name).
 fn by_similarity(a: &str, b: &str) -> usize {
-    if a == b {
-        return 0;
-    }
+    if a == b { 0 } else { similarity_of_different(a, b) }
+}
+
+/// [`by_similarity`] of two names known to differ.
+fn similarity_of_different(a: &str, b: &str) -> usize {
     let s = jaro_winkler(a, b);
     if s >= 0.92 {
         1
-    } else if s >= 0.80 || edits(a, b) <= 1 {
+    } else if s >= 0.80 || one_edit_apart(a, b) {
         2
     } else {
         3
@@ -246,24 +257,37 @@ fn ascii_jaro(a: &[u8], b: &[u8]) -> f64 {
         / 3.0
 }
 
-/// Equal, one edit (a typo, a transposed pair), two, or more; `None` when nothing is left.
-fn by_edits(a: &str, b: &str) -> Option<usize> {
-    if a.is_empty() || b.is_empty() {
-        return None;
+/// Whether two different values are one edit apart (a typo, a letter more or less, a transposed
+/// pair): what `edits(a, b) == 1` says, in one pass over the text.
+fn one_edit_apart(a: &str, b: &str) -> bool {
+    if !(a.is_ascii() && b.is_ascii()) {
+        return a != b && strsim::osa_distance(a, b) == 1;
     }
-    Some(match edits(a, b) {
-        0 => 0,
-        1 => 1,
-        2 => 2,
-        _ => 3,
-    })
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    if long.len() - short.len() > 1 {
+        return false;
+    }
+    let start = short.iter().zip(long).take_while(|(p, q)| p == q).count();
+    if start == short.len() {
+        // One side is the other and a letter more (or they are equal: not one edit apart).
+        return long.len() != short.len();
+    }
+    let (s, l) = (&short[start..], &long[start..]);
+    if s.len() == l.len() {
+        // A substitution, or a transposed pair.
+        s[1..] == l[1..] || (s.len() >= 2 && s[0] == l[1] && s[1] == l[0] && s[2..] == l[2..])
+    } else {
+        // A letter inserted in the longer.
+        *s == l[1..]
+    }
 }
 
-/// Edits between two values, counting a transposed pair as one (optimal string alignment), up
+/// Edits between two different values, counting a transposed pair as one (optimal string alignment), up
 /// to 3: lengths 3 or more apart are "different" without a comparison.
-fn edits(a: &str, b: &str) -> usize {
-    if a == b {
-        return 0;
+fn edits_of_different(a: &str, b: &str) -> usize {
+    if one_edit_apart(a, b) {
+        return 1;
     }
     if a.len().abs_diff(b.len()) >= 3 && a.chars().count().abs_diff(b.chars().count()) >= 3 {
         return 3;
@@ -321,21 +345,11 @@ pub fn name_key(v: &str) -> String {
     out
 }
 
-/// Two lower-case emails.
-fn email_level(a: &str, b: &str) -> usize {
-    if a == b {
-        return 0;
-    }
-    let parts = |e: &str| -> (usize, usize) {
-        match e.rsplit_once('@') {
-            Some((l, d)) => (l.len(), d.len()),
-            None => (e.len(), 0),
-        }
-    };
-    let ((la, da), (lb, db)) = (parts(a), parts(b));
+/// Two different lower-case emails, each with the length of its local part (before the last `@`).
+fn email_level((a, la): (&str, usize), (b, lb): (&str, usize)) -> usize {
     let (local_a, local_b) = (&a[..la], &b[..lb]);
-    let (dom_a, dom_b) = (&a[a.len() - da..], &b[b.len() - db..]);
-    if la > 0 && lb > 0 && edits(a, b) == 1 {
+    let (dom_a, dom_b) = (&a[la..], &b[lb..]);
+    if la > 0 && lb > 0 && one_edit_apart(a, b) {
         1
     } else if local_a == local_b && la > 0 && dom_a != dom_b {
         2
@@ -443,6 +457,16 @@ mod tests {
         #[test]
         fn jaro_winkler_is_strsims(a in "[a-e ]{0,12}|[ -~]{0,70}|\\PC{0,8}", b in "[a-e ]{0,12}|[ -~]{0,70}|\\PC{0,8}") {
             prop_assert_eq!(jaro_winkler(&a, &b).to_bits(), strsim::jaro_winkler(&a, &b).to_bits(), "{:?} {:?}", a, b);
+        }
+    }
+
+    proptest! {
+        /// The one-pass check says what the edit distance says, for near and far pairs alike.
+        #[test]
+        fn one_edit_apart_is_an_edit_distance_of_one(a in "[ab]{0,6}|[a-z]{0,10}|\\PC{0,5}", b in "[ab]{0,6}|[a-z]{0,10}|\\PC{0,5}") {
+            prop_assert_eq!(one_edit_apart(&a, &b), strsim::osa_distance(&a, &b) == 1, "{:?} {:?}", a, b);
+            let (joined, typo) = (format!("{}{}", a, b), format!("{}x{}", a, b));
+            prop_assert!(one_edit_apart(&joined, &typo), "{:?} {:?}", joined, typo);
         }
     }
 

@@ -15,6 +15,7 @@ use super::link::{CROWDED, Prepared, Values};
 use super::setup::LinkagePlan;
 use foldhash::{HashMap, HashMapExt};
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::sync::Arc;
 
 /// Who an entry is.
@@ -73,7 +74,12 @@ pub struct LinkIndex {
     frequencies: Frequencies,
     /// The model's weights, per field and level.
     weights: Vec<Vec<f64>>,
+    /// Pairs compared so far.
+    compared: Cell<u64>,
 }
+
+/// How many candidates a ranking keeps: a review shows five, a link names its runner-up.
+pub const KEPT: usize = 5;
 
 /// The record being decided, prepared once for all its candidates: its values as compared,
 /// and how many entries hold each (and each email's local part).
@@ -115,6 +121,7 @@ impl LinkIndex {
             batch: Vec::new(),
             frequencies,
             weights,
+            compared: Cell::new(0),
         }
     }
 
@@ -225,59 +232,84 @@ impl LinkIndex {
     }
 
     /// The entries sharing a blocking key with `values` (keys shared by more than a crowd say
-    /// nothing), best first: scored against each entry's values as `current` has them now; an
-    /// entry `current` has no values for (gone since the scan) is no candidate. Ties keep the
-    /// index's order, so every run ranks alike.
+    /// nothing), the best [`KEPT`] of them first: scored against each entry's values as
+    /// `current` has them now; an entry `current` has no values for (gone since the scan) is no
+    /// candidate. Ties keep the index's order, so every run ranks alike. Only the kept are
+    /// written out field by field: a record is compared with dozens.
     pub fn rank(&self, values: &Values, current: &dyn Fn(&Entry) -> Option<Cow<'_, Values>>) -> Vec<Candidate> {
         let ours = Ours::new(self, values);
-        let mut ranked: Vec<Candidate> = self
-            .blocked(values)
-            .into_iter()
-            .filter_map(|e| {
-                let entry = &self.entries[e];
-                let theirs = current(entry)?;
-                // Read anew but unchanged since indexed (nearly always): prepared already.
-                let prepared = if std::ptr::eq(&*theirs, &entry.values) || *theirs == entry.values {
-                    Cow::Borrowed(&entry.prepared)
-                } else {
-                    Cow::Owned(self.plan.linker.prepare(&theirs))
-                };
-                Some(self.candidate(e, &ours, &prepared))
-            })
-            .collect();
-        ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.entry.cmp(&b.entry)));
-        ranked
+        let mut top: Vec<Candidate> = Vec::with_capacity(KEPT + 1);
+        let mut levels = Vector::with_capacity(self.plan.linker.kinds.len());
+        let mut compared = 0;
+        for e in self.blocked(values) {
+            let entry = &self.entries[e];
+            let Some(theirs) = current(entry) else { continue };
+            compared += 1;
+            // Read anew but unchanged since indexed (nearly always): prepared already.
+            let prepared = if std::ptr::eq(&*theirs, &entry.values) || *theirs == entry.values {
+                Cow::Borrowed(&entry.prepared)
+            } else {
+                Cow::Owned(self.plan.linker.prepare(&theirs))
+            };
+            self.plan.linker.compare_into(&ours.prepared, &prepared, &mut levels);
+            let score = self.prior_points(e)
+                + (0..levels.len()).filter_map(|f| self.weigh(&ours, f, &levels).map(|w| w.0)).sum::<f64>();
+            if top.len() == KEPT && top.last().is_some_and(|last| score <= last.score) {
+                continue;
+            }
+            let at = top.iter().position(|c| c.score < score).unwrap_or(top.len());
+            top.insert(at, self.candidate(e, &ours, &levels));
+            top.truncate(KEPT);
+        }
+        self.compared.set(self.compared.get() + compared as u64);
+        top
     }
 
-    /// A pair weighed: each compared field's weight, exact agreement by how common the value is
-    /// among the entries (see `frequency`), and the prior.
-    fn candidate(&self, e: usize, ours: &Ours, theirs: &Prepared) -> Candidate {
-        let levels = self.plan.linker.compare_prepared(&ours.prepared, theirs);
-        let mut shares = vec![None; levels.len()];
-        let weights: Vec<Option<f64>> = levels
-            .iter()
-            .enumerate()
-            .map(|(f, level)| {
-                let l = (*level)?;
-                let w = self.weights[f][l];
-                // Exact agreement, and an email's same local part at another domain, weigh by
-                // how many records hold the value; a partial level stays below the exact one.
-                let share = match l {
-                    0 => ours.shares[f],
-                    2 if self.plan.linker.kinds[f] == Kind::Email => ours.local_shares[f],
-                    _ => return Some(w),
-                };
-                let cap = if l == 0 { f64::INFINITY } else { self.weights[f][0] - l as f64 };
-                let tf = share.and_then(|s| exact_weight(self.model.m[f][l], self.model.u[f][l], cap, s));
-                if tf.is_some() {
-                    shares[f] = share;
-                }
-                Some(tf.unwrap_or(w))
+    /// Pairs compared by [`LinkIndex::rank`] so far.
+    pub fn pairs_compared(&self) -> u64 {
+        self.compared.get()
+    }
+
+    /// The entries `values` would be compared with (not gone, as indexed).
+    pub fn candidates(&self, values: &Values) -> Vec<usize> {
+        self.blocked(values)
+    }
+
+    /// A field's weight in a pair at these levels, and the share of records holding the value
+    /// when that share set it: exact agreement, and an email's same local part at another
+    /// domain, weigh by how many records hold the value (see `frequency`); a partial level stays
+    /// below the exact one. `None` for a blank.
+    fn weigh(&self, ours: &Ours, f: usize, levels: &Vector) -> Option<(f64, Option<Share>)> {
+        let l = levels[f]?;
+        let w = self.weights[f][l];
+        let share = match l {
+            0 => ours.shares[f],
+            2 if self.plan.linker.kinds[f] == Kind::Email => ours.local_shares[f],
+            _ => return Some((w, None)),
+        };
+        let cap = if l == 0 { f64::INFINITY } else { self.weights[f][0] - l as f64 };
+        match share.and_then(|s| exact_weight(self.model.m[f][l], self.model.u[f][l], cap, s)) {
+            Some(tf) => Some((tf, share)),
+            None => Some((w, None)),
+        }
+    }
+
+    /// A pair weighed, field by field, with the prior.
+    fn candidate(&self, e: usize, ours: &Ours, levels: &Vector) -> Candidate {
+        let (weights, shares): (Vec<Option<f64>>, Vec<Option<Share>>) = (0..levels.len())
+            .map(|f| match self.weigh(ours, f, levels) {
+                Some((w, share)) => (Some(w), share),
+                None => (None, None),
             })
-            .collect();
+            .unzip();
+        let score = self.prior_points(e) + weights.iter().flatten().sum::<f64>();
+        Candidate { entry: e, score, levels: levels.clone(), weights, shares }
+    }
+
+    /// The prior of a pair with this entry in points.
+    fn prior_points(&self, e: usize) -> f64 {
         let lambda = self.prior_of(e);
-        let score = (lambda / (1.0 - lambda)).log2() + weights.iter().flatten().sum::<f64>();
-        Candidate { entry: e, score, levels, weights, shares }
+        (lambda / (1.0 - lambda)).log2()
     }
 
     /// The destination records that may be candidates of `values`: to read before deciding.

@@ -331,18 +331,22 @@ impl Linker {
 
     /// [`Linker::compare`] of two prepared records.
     pub fn compare_prepared(&self, a: &Prepared, b: &Prepared) -> Vector {
+        let mut levels = Vector::with_capacity(self.kinds.len());
+        self.compare_into(a, b, &mut levels);
+        levels
+    }
+
+    /// [`Linker::compare_prepared`] into a vector the caller keeps (one per record ranked, not
+    /// one per pair).
+    pub fn compare_into(&self, a: &Prepared, b: &Prepared, levels: &mut Vector) {
         let level = |kind: Kind, x: &Option<compare::Prepared>, y: &Option<compare::Prepared>| {
             compare::level_of(kind, x.as_ref()?, y.as_ref()?)
         };
-        let mut levels: Vector = self
-            .kinds
-            .iter()
-            .enumerate()
-            .map(|(f, &k)| match (a.get(f), b.get(f)) {
-                (Some(x), Some(y)) => level(k, x, y),
-                _ => None,
-            })
-            .collect();
+        levels.clear();
+        levels.extend(self.kinds.iter().enumerate().map(|(f, &k)| match (a.get(f), b.get(f)) {
+            (Some(x), Some(y)) => level(k, x, y),
+            _ => None,
+        }));
         let mut names = (0..self.kinds.len()).filter(|&f| self.kinds[f] == Kind::Name);
         if let (Some(x), Some(y), None) = (names.next(), names.next(), names.next())
             && a.len() > x.max(y)
@@ -362,7 +366,6 @@ impl Linker {
                 }
             }
         }
-        levels
     }
 
     /// Decides every source record; the model estimated from the candidate pairs comes with it.

@@ -81,6 +81,13 @@ impl LinkagePlan {
         self.index.iter().map(|&i| mapped.get(i).cloned().flatten()).collect()
     }
 
+    /// Whether a mapped record's compared fields hold `values` (what [`LinkagePlan::values`]
+    /// would make of it), without copying them.
+    pub fn same_values(&self, mapped: &[Value], values: &Values) -> bool {
+        self.index.len() == values.len()
+            && self.index.iter().zip(values).all(|(&i, v)| mapped.get(i).and_then(|m| m.as_deref()) == v.as_deref())
+    }
+
     /// The estimated model with the project file's weights put in: a level's weight is
     /// `log2(m / u)`, so `m` is set to give exactly the points asked for.
     pub fn with_overrides(&self, mut model: Model) -> Model {
