@@ -11,6 +11,8 @@
 //!   unknown whether the API acted (500, 502, 504, a timeout): [`Retry::Never`] hands that back to
 //!   the connector, which looks for its idempotency markers before sending again. A 429 or a 503
 //!   says the request was not handled, so it is sent again as it is.
+//! - A 2xx whose body breaks off or is not complete JSON is not an empty success: for a create it
+//!   is an unknown outcome like a lost answer; any other request is sent again.
 
 use color_eyre::eyre::{Result, eyre};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -318,14 +320,21 @@ impl Client {
                 Ok(resp) => {
                     let status = resp.status();
                     let retry_after = retry_after(resp.headers());
-                    let text = resp.text().await.unwrap_or_default();
-                    let body = if text.trim().is_empty() {
-                        Value::Null
-                    } else {
-                        serde_json::from_str(&text).unwrap_or(Value::String(text))
-                    };
+                    let (body, unreadable) = read_body(resp).await;
                     let reply = Reply { status, body };
-                    if status == StatusCode::TOO_MANY_REQUESTS {
+                    if let Some(why) = unreadable.filter(|_| status.is_success()) {
+                        // It acted (2xx), but what it says it did cannot be read: for a create,
+                        // as unknown as a lost answer; anything else is sent again.
+                        let what = format!("{} answered {} but {why}", self.name, status.as_u16());
+                        if call.retry == Retry::Never {
+                            return Err(CallError::Unknown(what));
+                        }
+                        errors += 1;
+                        if errors > self.policy.error_attempts {
+                            return Err(CallError::Fatal(format!("{what} ({errors} attempts)")));
+                        }
+                        self.backoff(errors)
+                    } else if status == StatusCode::TOO_MANY_REQUESTS {
                         self.stats.throttled.fetch_add(1, Ordering::Relaxed);
                         throttled += 1;
                         if throttled > self.policy.throttled_attempts {
@@ -386,6 +395,26 @@ impl Client {
     fn backoff(&self, attempt: u32) -> Duration {
         let ceiling = self.policy.base_delay.saturating_mul(1u32 << attempt.min(16)).min(self.policy.max_delay);
         ceiling.mul_f64(jitter())
+    }
+}
+
+/// An answer's body as JSON (`Null` when empty, the text itself when it is not JSON), and why it
+/// could not be read whole, if it could not: the connection broke off during the body, or what
+/// arrived is not complete JSON (the APIs answer JSON; a 2xx cut short is not an empty success).
+async fn read_body(resp: reqwest::Response) -> (Value, Option<String>) {
+    let text = match resp.text().await {
+        Ok(text) => text,
+        Err(e) => return (Value::Null, Some(format!("its answer broke off: {}", without_url(&e)))),
+    };
+    if text.trim().is_empty() {
+        return (Value::Null, None);
+    }
+    match serde_json::from_str(&text) {
+        Ok(body) => (body, None),
+        Err(e) => {
+            let why = format!("its answer is not complete JSON ({e})");
+            (Value::String(text), Some(why))
+        }
     }
 }
 

@@ -42,6 +42,8 @@ pub struct HubSpot {
     associations: IndexMap<String, AssociationConfig>,
     types: IndexMap<String, FieldType>,
     objects: Mutex<HashMap<String, Arc<Object>>>,
+    /// The portal's owner ids, once read.
+    owners: Mutex<Option<Vec<String>>>,
 }
 
 /// One association field: the project's name for it, the object it points at, and its type.
@@ -84,6 +86,7 @@ impl HubSpot {
             associations: conn.associations.clone(),
             types,
             objects: Mutex::default(),
+            owners: Mutex::default(),
         })
     }
 
@@ -138,9 +141,15 @@ impl HubSpot {
                     .filter_map(|o| o["value"].as_str().map(String::from))
                     .collect()
             };
+            // An enumeration with `externalOptions` lists no options of its own: an owner
+            // property's are the portal's owners; any other's are not a closed list.
+            let external = p["externalOptions"].as_bool() == Some(true);
+            let owner = p["referencedObjectType"].as_str() == Some("OWNER") || name == "hubspot_owner_id";
             let picklist = match (name, &pipelines) {
                 ("pipeline", Some((ids, _))) => Some(ids.clone()),
                 ("dealstage", Some((_, stages))) => Some(stages.clone()),
+                _ if external && owner => Some(self.owner_ids().await?),
+                _ if external => None,
                 _ if p["type"].as_str() == Some("enumeration") && ty != FieldType::Boolean => Some(options()),
                 _ => None,
             };
@@ -183,6 +192,16 @@ impl HubSpot {
             .map_err(|_| eyre!("schema cache poisoned"))?
             .insert(object.to_string(), object_info.clone());
         Ok(object_info)
+    }
+
+    /// The ids of the portal's owners (what an owner property takes), read once.
+    async fn owner_ids(&self) -> Result<Vec<String>> {
+        if let Some(ids) = lock(&self.owners)?.clone() {
+            return Ok(ids);
+        }
+        let ids: Vec<String> = Destination::users(self).await?.into_iter().map(|u| u.id).collect();
+        *lock(&self.owners)? = Some(ids.clone());
+        Ok(ids)
     }
 
     /// Deal pipeline ids and every stage id.
@@ -239,6 +258,12 @@ impl HubSpot {
         id_property: Option<&str>,
     ) -> Result<HashMap<String, Json>> {
         let path = format!("/crm/v3/objects/{object}/batch/read");
+        // A record is keyed by the id property read back, and a portal returns only the
+        // properties asked for: ask for it.
+        let mut properties = properties.to_vec();
+        if let Some(p) = id_property.filter(|p| !properties.iter().any(|x| x == p)) {
+            properties.push(p.to_string());
+        }
         let calls = ids.chunks(BATCH).map(|chunk| {
             let mut body = json!({
                 "properties": properties,
@@ -333,8 +358,10 @@ impl HubSpot {
 
     /// Creates one batch (≤ 100 rows); `rows` holds each row's index in the call. A batch HubSpot
     /// refuses whole is halved until the records it refuses stand alone — unless both halves are
-    /// refused for the very same reason, which then belongs to the request (an unknown property),
-    /// not to a record, and every record fails with it.
+    /// refused with the very same 400, which then belongs to the request (an unknown property),
+    /// not to a record, and every record fails with it. A 409 (a unique value, such as a contact's
+    /// email, another record already holds) names one record of the batch only: the batch is
+    /// halved down to that record, whose refusal names the record that holds the value.
     async fn create_batch(
         &self,
         object: &Object,
@@ -344,7 +371,7 @@ impl HubSpot {
     ) -> Result<()> {
         match self.create_attempt(object, records, rows.clone(), results).await? {
             None => Ok(()),
-            Some(message) => self.split_refused(object, records, rows, message, results).await,
+            Some(refused) => self.split_refused(object, records, rows, refused, results).await,
         }
     }
 
@@ -353,20 +380,20 @@ impl HubSpot {
         object: &Object,
         records: &NewRecords,
         mut rows: Vec<usize>,
-        message: String,
+        refused: Refused,
         results: &Mutex<Vec<Option<WriteResult>>>,
     ) -> Result<()> {
         if rows.len() == 1 {
-            lock(results)?[rows[0]] = Some(Err(message));
+            lock(results)?[rows[0]] = Some(Err(refused.for_the_record()));
             return Ok(());
         }
         let second = rows.split_off(rows.len() / 2);
         let a = self.create_attempt(object, records, rows.clone(), results).await?;
         let b = self.create_attempt(object, records, second.clone(), results).await?;
-        if a.as_ref() == Some(&message) && b.as_ref() == Some(&message) {
+        if refused.status == 400 && a.as_ref() == Some(&refused) && b.as_ref() == Some(&refused) {
             let mut r = lock(results)?;
             for i in rows.iter().chain(&second) {
-                r[*i] = Some(Err(message.clone()));
+                r[*i] = Some(Err(refused.message.clone()));
             }
             return Ok(());
         }
@@ -378,7 +405,7 @@ impl HubSpot {
         Ok(())
     }
 
-    /// One batch request, until HubSpot's answer is known: `Some(message)` when it refused the
+    /// One batch request, until HubSpot's answer is known: `Some(refusal)` when it refused the
     /// batch whole (nothing written), otherwise every row's result is in `results`.
     async fn create_attempt(
         &self,
@@ -386,7 +413,7 @@ impl HubSpot {
         records: &NewRecords,
         rows: Vec<usize>,
         results: &Mutex<Vec<Option<WriteResult>>>,
-    ) -> Result<Option<String>> {
+    ) -> Result<Option<Refused>> {
         let marks = records.marks.as_ref().map(|m| m.source_ids.as_slice()).filter(|_| self.marker.is_some());
         let path = format!("/crm/v3/objects/{}/batch/create", object.schema.object);
         let mut pending = rows;
@@ -407,7 +434,9 @@ impl HubSpot {
                     }
                     return Ok(None);
                 }
-                Ok(reply) if reply.status.as_u16() == 400 => return Ok(Some(reply_error(&reply))),
+                Ok(reply) if matches!(reply.status.as_u16(), 400 | 409) => {
+                    return Ok(Some(Refused { status: reply.status.as_u16(), message: reply_error(&reply) }));
+                }
                 Ok(reply) => {
                     let message = reply_error(&reply);
                     let mut r = lock(results)?;
@@ -508,7 +537,7 @@ impl HubSpot {
             }
             return Ok(());
         }
-        if changes.len() > 1 && reply.status.as_u16() == 400 {
+        if changes.len() > 1 && matches!(reply.status.as_u16(), 400 | 409) {
             let (a, b) = changes.split_at(changes.len() / 2);
             Box::pin(self.update_batch(object, a, results)).await?;
             return Box::pin(self.update_batch(object, b, results)).await;
@@ -519,6 +548,30 @@ impl HubSpot {
             r[*i] = Some(Err(message.clone()));
         }
         Ok(())
+    }
+}
+
+/// A batch HubSpot refused whole (400 or 409): nothing of it was written.
+#[derive(Debug, Clone, PartialEq)]
+struct Refused {
+    status: u16,
+    message: String,
+}
+
+impl Refused {
+    /// The refusal of the one record a batch came down to: a 409 that names the record holding
+    /// its unique value (`Contact already exists. Existing ID: 555`) says so as a match.
+    fn for_the_record(&self) -> String {
+        match self.existing_id().filter(|_| self.status == 409) {
+            Some(id) => super::exists_as(id, &self.message),
+            None => self.message.clone(),
+        }
+    }
+
+    fn existing_id(&self) -> Option<&str> {
+        let (_, rest) = self.message.split_once("Existing ID: ")?;
+        let id = rest.split(|c: char| !c.is_ascii_digit()).next()?;
+        (!id.is_empty()).then_some(id)
     }
 }
 
@@ -830,5 +883,19 @@ mod tests {
         assert_eq!(trace_index(&json!("17")), Some(17));
         assert_eq!(json_text(&json!(12345)), Some("12345".into()));
         assert_eq!(json_text(&json!("")), None);
+    }
+
+    #[test]
+    fn a_conflict_names_the_record_that_holds_the_value_and_nothing_else_does() {
+        let conflict = Refused { status: 409, message: "409 Contact already exists. Existing ID: 12345".into() };
+        let said = conflict.for_the_record();
+        assert_eq!(crate::connect::existing_record(&said), Some("12345"), "{said}");
+        assert!(said.contains("Contact already exists"), "HubSpot's words are kept: {said}");
+        // A 409 that names no record, and a 400 that happens to carry the words, are refusals.
+        let unnamed = Refused { status: 409, message: "409 Conflict".into() };
+        assert_eq!(crate::connect::existing_record(&unnamed.for_the_record()), None);
+        let invalid = Refused { status: 400, message: "400 Existing ID: 7 is not a valid value".into() };
+        assert_eq!(crate::connect::existing_record(&invalid.for_the_record()), None);
+        assert_eq!(crate::connect::existing_record("already in the destination as record : x"), None);
     }
 }

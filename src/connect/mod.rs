@@ -107,6 +107,20 @@ pub struct Change {
 /// Per-record answer of the destination: the record's id, or the destination's message.
 pub type WriteResult = std::result::Result<String, String>;
 
+/// A create refused because the destination already holds a record with one of its unique values
+/// (HubSpot's 409 `Contact already exists. Existing ID: 555`): the refusal names that record, and
+/// the engine holds the source record as a match to decide, not as a failure.
+pub fn exists_as(existing_id: &str, message: &str) -> String {
+    format!("{EXISTS_AS}{existing_id}: {message}")
+}
+
+/// The destination record an [`exists_as`] refusal names.
+pub fn existing_record(refusal: &str) -> Option<&str> {
+    refusal.strip_prefix(EXISTS_AS)?.split_once(": ").map(|(id, _)| id).filter(|id| !id.is_empty())
+}
+
+const EXISTS_AS: &str = "already in the destination as record ";
+
 #[async_trait]
 pub trait Destination: Send + Sync {
     fn describe(&self) -> String;

@@ -5,6 +5,12 @@
 //! request; invalid values fail their own input in a 207 multi-status answer), unique-value
 //! properties, associations, and injected faults: spurious 429s, 503s before the request is
 //! carried out, and 503s after it was (the answer lost on the way back).
+//!
+//! And what portals do beyond the documentation's happy path: owner properties with
+//! `externalOptions` and no options listed (their values are owner ids), batch reads that return
+//! only the properties asked for (the `idProperty` is not echoed), a 409 `CONFLICT` refusing a
+//! whole contact batch when one email is another contact's (`Existing ID: …`), and answers that
+//! break off after the request was carried out.
 #![allow(dead_code, clippy::result_large_err)]
 
 use axum::body::Bytes;
@@ -31,6 +37,9 @@ pub struct Rules {
     /// A validation rule of the account's own: inputs whose `property` starts with `prefix` are
     /// refused — in a 207 answer, or (`whole`) by refusing the whole batch with a 400.
     pub reject: Option<Reject>,
+    /// Share of successful answers whose body breaks off after the request was carried out
+    /// (a connection cut mid-body: what arrives is not complete JSON).
+    pub truncate_rate: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -43,7 +52,15 @@ pub struct Reject {
 
 impl Default for Rules {
     fn default() -> Self {
-        Rules { per_10s: 100_000, searches_per_s: 1000, fault_rate: 0.0, retry_after_s: 1, seed: 7, reject: None }
+        Rules {
+            per_10s: 100_000,
+            searches_per_s: 1000,
+            fault_rate: 0.0,
+            retry_after_s: 1,
+            seed: 7,
+            reject: None,
+            truncate_rate: 0.0,
+        }
     }
 }
 
@@ -56,10 +73,21 @@ pub struct Property {
     pub read_only: bool,
     pub unique: bool,
     pub required: bool,
+    /// An owner property as portals describe it: an enumeration with `externalOptions: true`,
+    /// `referencedObjectType: OWNER` and no options listed; its values are owner ids.
+    pub owner: bool,
 }
 
 pub fn prop(name: &str, ty: &str) -> Property {
-    Property { name: name.into(), ty: ty.into(), options: Vec::new(), read_only: false, unique: false, required: false }
+    Property {
+        name: name.into(),
+        ty: ty.into(),
+        options: Vec::new(),
+        read_only: false,
+        unique: false,
+        required: false,
+        owner: false,
+    }
 }
 
 #[derive(Debug, Default)]
@@ -274,19 +302,37 @@ async fn handle(state: &Arc<Mutex<State>>, method: Method, uri: Uri, headers: He
     let body: Value = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap_or(Value::Null) };
     let p: Vec<&str> = path.iter().map(String::as_str).collect();
     let search = matches!(p.as_slice(), ["crm", "v3", "objects", _, "search"]);
-    let mut s = state.lock().expect("state");
-    let (fault, remaining) = match gate(&mut s, &headers, search) {
-        Ok(x) => x,
-        Err(r) => return r,
+    let (response, cut) = {
+        let mut s = state.lock().expect("state");
+        let (fault, remaining) = match gate(&mut s, &headers, search) {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+        let max = if search { s.rules.searches_per_s } else { s.rules.per_10s };
+        let mut response = route(&mut s, &method, &p, &query, &body);
+        if matches!(fault, Fault::After) {
+            // Carried out, but the answer is lost: the client cannot know.
+            response = error(StatusCode::BAD_GATEWAY, "INTERNAL_ERROR", "Bad gateway");
+        }
+        rate_headers(response.headers_mut(), max, remaining);
+        let truncate = s.rules.truncate_rate;
+        let cut = truncate > 0.0 && response.status().is_success() && s.random() < truncate;
+        if cut {
+            s.seen.injected += 1;
+        }
+        (response, cut)
     };
-    let max = if search { s.rules.searches_per_s } else { s.rules.per_10s };
-    let mut response = route(&mut s, &method, &p, &query, &body);
-    if matches!(fault, Fault::After) {
-        // Carried out, but the answer is lost: the client cannot know.
-        response = error(StatusCode::BAD_GATEWAY, "INTERNAL_ERROR", "Bad gateway");
+    if !cut {
+        return response;
     }
-    rate_headers(response.headers_mut(), max, remaining);
-    response
+    // Carried out, and the answer breaks off halfway (not in the documentation; what a dropped
+    // connection or a proxy cut does).
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let half = bytes.slice(..bytes.len() / 2);
+    let mut parts = parts;
+    parts.headers.remove("content-length");
+    Response::from_parts(parts, axum::body::Body::from(half))
 }
 
 fn percent_decode(v: &str) -> String {
@@ -340,13 +386,18 @@ fn route(s: &mut State, method: &Method, p: &[&str], query: &[(String, String)],
                     .properties
                     .iter()
                     .map(|p| {
-                        json!({
+                        let mut v = json!({
                             "name": p.name, "label": p.name, "type": p.ty,
                             "fieldType": if p.ty == "enumeration" { "select" } else { "text" },
                             "options": p.options.iter().enumerate().map(|(i, v)| json!({"label": v, "value": v, "displayOrder": i, "hidden": false})).collect::<Vec<_>>(),
                             "hasUniqueValue": p.unique,
                             "modificationMetadata": { "archivable": true, "readOnlyDefinition": true, "readOnlyValue": p.read_only },
-                        })
+                        });
+                        if p.owner {
+                            v["externalOptions"] = json!(true);
+                            v["referencedObjectType"] = json!("OWNER");
+                        }
+                        v
                     })
                     .collect();
                 ok(StatusCode::OK, json!({ "results": results }))
@@ -566,6 +617,7 @@ fn check_values(
             "number" => v.parse::<f64>().is_ok(),
             "date" => chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d").is_ok(),
             "datetime" => chrono::DateTime::parse_from_rfc3339(v).is_ok() || v.parse::<i64>().is_ok(),
+            "enumeration" if p.owner => s.owners.iter().any(|o| o["id"].as_str() == Some(v)),
             "enumeration" => p.options.is_empty() || p.options.iter().any(|x| x == v),
             "bool" => v == "true" || v == "false",
             _ => true,
@@ -599,6 +651,22 @@ fn batch_create(s: &mut State, object: &str, inputs: &[Value]) -> Response {
     };
     if let Some((message, true)) = inputs.iter().find_map(refused) {
         return error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", &message);
+    }
+    // A contact's email is unique in a portal: one input whose email another contact holds
+    // refuses the whole batch with a 409 naming the first such contact (HubSpot's answer, as
+    // users report it; the documentation lists 409 without its body).
+    if object == "contacts" {
+        let o = s.objects.get(object).expect("checked");
+        // A contact's secondary emails (`hs_additional_emails`, `;`-separated) are taken too.
+        let holds = |r: &Map<String, Value>, email: &str| {
+            let primary = r.get("email").and_then(Value::as_str).into_iter();
+            let more = r.get("hs_additional_emails").and_then(Value::as_str).into_iter().flat_map(|v| v.split(';'));
+            primary.chain(more).any(|e| e.trim().eq_ignore_ascii_case(email.trim()))
+        };
+        let holder = |email: &str| o.records.iter().find(|(_, r)| holds(r, email));
+        if let Some((id, _)) = inputs.iter().find_map(|i| i["properties"]["email"].as_str().and_then(holder)) {
+            return error(StatusCode::CONFLICT, "CONFLICT", &format!("Contact already exists. Existing ID: {id}"));
+        }
     }
     let refusals: Vec<Option<String>> = inputs.iter().map(|i| refused(i).map(|(m, _)| m)).collect();
     let mut results = Vec::new();
@@ -661,13 +729,8 @@ fn batch_read(s: &mut State, object: &str, body: &Value, inputs: &[Value]) -> Re
             Some(p) => s.by_unique(object, p, key).and_then(|id| o.records.get(&id).map(|r| (id, r))),
         };
         match found {
-            Some((id, p)) => {
-                let mut w = wanted.clone();
-                if let Some(p) = by {
-                    w.push(p.to_string());
-                }
-                results.push(record_json(id, shown(p, &w)));
-            }
+            // Only the properties asked for: the id property is not echoed unless listed.
+            Some((id, p)) => results.push(record_json(id, shown(p, &wanted))),
             None => missing.push(json!(key)),
         }
     }
@@ -736,7 +799,6 @@ pub fn seed_demo(s: &mut State, demo_destination: &std::path::Path) {
         .expect("owners")
         .collect::<Result<_, _>>()
         .expect("owners");
-    let owner_ids: Vec<String> = owners.iter().map(|o| o.0.to_string()).collect();
     s.owners = owners
         .iter()
         .map(|(id, email, f, l)| json!({ "id": id.to_string(), "email": email, "firstName": f, "lastName": l, "archived": false }))
@@ -751,7 +813,7 @@ pub fn seed_demo(s: &mut State, demo_destination: &std::path::Path) {
     s.pipelines = vec![("default".into(), stages.clone())];
     let owner = || {
         let mut p = prop("hubspot_owner_id", "enumeration");
-        p.options = owner_ids.clone();
+        p.owner = true;
         p
     };
     let marker = || {

@@ -2,7 +2,7 @@
 
 use super::{DestRecords, Role, Step, Work, json_object};
 use crate::connect::Marks;
-use crate::model::{Outcome, Value};
+use crate::model::{Issue, MATCH_CHOICE, Outcome, Rule, Value};
 use crate::pipeline::dedupe::BatchDeduper;
 use crate::pipeline::plan::ObjectPlan;
 use crate::pipeline::run::{Engine, Lookups, sync};
@@ -13,6 +13,32 @@ use color_eyre::eyre::Result;
 
 use indexmap::IndexMap;
 use std::time::Instant;
+
+/// A create the destination refused because another of its records already holds a unique value
+/// of this one (a contact's email): not a failure but a match to decide, held with that record as
+/// its candidate (`@match=ID` merges into it).
+fn hold_as_existing(plan: &ObjectPlan, w: &mut Work, existing: &str, refusal: &str) {
+    let said = refusal.split_once(": ").map_or(refusal, |(_, said)| said);
+    w.written = None;
+    w.keys = Vec::new();
+    w.hold(Issue {
+        // Which value HubSpot does not say: the decision is the operator's match.
+        field: MATCH_CHOICE.to_string(),
+        rule: Rule::MatchNeedsDecision,
+        value: None,
+        message: format!(
+            "the destination already holds {} {existing} with a value of this record that must be unique there ({said})",
+            plan.dest_object
+        ),
+        suggestion: Some(format!(
+            "merge into it ({MATCH_CHOICE}={existing}), correct the value and reprocess, or skip"
+        )),
+    });
+    let mut side = serde_json::Map::new();
+    side.insert(existing.to_string(), serde_json::Value::Null);
+    w.candidates = Some(serde_json::Value::Object(side).to_string());
+    w.undecided = Some(existing.to_string());
+}
 
 impl Engine {
     /// Phase 5: creates (with their markers) and updates (journaled first), one answer per record.
@@ -65,11 +91,14 @@ impl Engine {
                         w.outcome = Some(Outcome::Created);
                         w.dest_id = Some(id);
                     }
-                    Err(msg) => {
-                        w.outcome = Some(Outcome::Failed);
-                        w.detail = Some(format!("the destination refused it: {msg}"));
-                        w.written = None;
-                    }
+                    Err(msg) => match crate::connect::existing_record(&msg) {
+                        Some(existing) => hold_as_existing(plan, w, existing, &msg),
+                        None => {
+                            w.outcome = Some(Outcome::Failed);
+                            w.detail = Some(format!("the destination refused it: {msg}"));
+                            w.written = None;
+                        }
+                    },
                 }
             }
         }
