@@ -79,6 +79,8 @@ async fn the_demo_lands_in_hubspot_in_batches_of_100_and_reconciles() {
     let seen = server.lock().seen.clone();
     assert_eq!(seen.over_limit, 0, "never more than 100 inputs a request");
     assert_eq!(seen.largest_batch, 100);
+    // The 800 contacts updated are linked to their companies in batches, not one call each.
+    assert!(seen.association_calls <= 20, "{} association requests", seen.association_calls);
     {
         let s = server.lock();
         let notes_linked = s.associations.iter().filter(|a| a.0 == "notes" && a.2 == "contacts" && a.4 == 202).count();
@@ -116,7 +118,8 @@ async fn rate_limits_and_injected_faults_lose_and_duplicate_nothing() {
     assert_no_duplicates(&server, "deals", 1660);
     assert_no_duplicates(&server, "notes", 5932);
     let seen = server.lock().seen.clone();
-    assert!(seen.injected > 50, "{seen:?}");
+    // The run makes ~210 requests (associations of updated records go in batches): ~30 faults.
+    assert!(seen.injected > 20, "{seen:?}");
     assert_eq!(seen.over_limit, 0);
 }
 

@@ -551,6 +551,50 @@ impl HubSpot {
     }
 }
 
+impl HubSpot {
+    /// Creates associations in one batch request (v4); a batch refused whole is halved until the
+    /// refused ones stand alone, each failing its own record; a multi-status answer is sent again
+    /// one by one, so that each record learns its own answer.
+    async fn associate(
+        &self,
+        object: &str,
+        to: &str,
+        links: &[(usize, &Link, String, String)],
+        results: &Mutex<Vec<Option<WriteResult>>>,
+    ) -> Result<()> {
+        let path = format!("/crm/v4/associations/{object}/{to}/batch/create");
+        let inputs: Vec<Json> = links
+            .iter()
+            .map(|(_, l, from, to)| {
+                json!({
+                    "from": { "id": from }, "to": { "id": to },
+                    "types": [{ "associationCategory": "HUBSPOT_DEFINED", "associationTypeId": l.type_id }],
+                })
+            })
+            .collect();
+        let reply = self.send(Call::post(&path, json!({ "inputs": inputs }))).await?;
+        let partial = reply.status.as_u16() == 207;
+        if reply.ok() && !partial {
+            return Ok(());
+        }
+        if links.len() == 1 {
+            if !reply.ok() || reply.body["errors"].as_array().is_some_and(|e| !e.is_empty()) {
+                lock(results)?[links[0].0] = Some(Err(reply_error(&reply)));
+            }
+            return Ok(());
+        }
+        if partial {
+            for one in links.chunks(1) {
+                Box::pin(self.associate(object, to, one, results)).await?;
+            }
+            return Ok(());
+        }
+        let (a, b) = links.split_at(links.len() / 2);
+        Box::pin(self.associate(object, to, a, results)).await?;
+        Box::pin(self.associate(object, to, b, results)).await
+    }
+}
+
 /// A batch HubSpot refused whole (400 or 409): nothing of it was written.
 #[derive(Debug, Clone, PartialEq)]
 struct Refused {
@@ -748,15 +792,15 @@ impl Destination for HubSpot {
         for outcome in join_all(calls).await {
             outcome?;
         }
-        for (i, l, from, to) in links {
-            let path = format!("/crm/v4/associations/{object}/{}/batch/create", l.to);
-            let body = json!({ "inputs": [{
-                "from": { "id": from }, "to": { "id": to },
-                "types": [{ "associationCategory": "HUBSPOT_DEFINED", "associationTypeId": l.type_id }],
-            }]});
-            let reply = self.send(Call::post(&path, body)).await?;
-            if !reply.ok() {
-                lock(&results)?[i] = Some(Err(reply_error(&reply)));
+        // Associations in batches per target object (one request per record was 83% of a run's
+        // requests when 800 contacts were updated).
+        let mut by_target: IndexMap<&str, Vec<(usize, &Link, String, String)>> = IndexMap::new();
+        for link in links {
+            by_target.entry(link.1.to.as_str()).or_default().push(link);
+        }
+        for (to, links) in by_target {
+            for chunk in links.chunks(BATCH) {
+                self.associate(object, to, chunk, &results).await?;
             }
         }
         let results = results.into_inner().map_err(|_| eyre!("results lock poisoned"))?;
@@ -816,7 +860,9 @@ impl Source for HubSpot {
 
     async fn count(&self, object: &str) -> Result<u64> {
         let path = format!("/crm/v3/objects/{object}/search");
-        let reply = self.send(Call::post(&path, json!({ "limit": 1 })).lane(SEARCH)).await?;
+        // Every field HubSpot's published request schema lists as required, none filtering.
+        let body = json!({ "filterGroups": [], "sorts": [], "properties": ["hs_object_id"], "limit": 1, "after": "0" });
+        let reply = self.send(Call::post(&path, body).lane(SEARCH)).await?;
         if !reply.ok() {
             return Err(eyre!("counting {object}: {}", reply.message()));
         }

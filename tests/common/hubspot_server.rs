@@ -105,6 +105,8 @@ pub struct Seen {
     pub injected: u64,
     pub largest_batch: usize,
     pub over_limit: u64,
+    /// Requests to create associations apart from records (v4 batch create).
+    pub association_calls: u64,
 }
 
 #[derive(Default)]
@@ -486,6 +488,7 @@ fn route(s: &mut State, method: &Method, p: &[&str], query: &[(String, String)],
             ok(StatusCode::OK, json!({ "status": "COMPLETE", "results": results }))
         }
         ("POST", ["crm", "v4", "associations", from, to, "batch", "create"]) => {
+            s.seen.association_calls += 1;
             for i in body["inputs"].as_array().into_iter().flatten() {
                 let f = i["from"]["id"].as_str().and_then(|v| v.parse::<u64>().ok());
                 let t = i["to"]["id"].as_str().and_then(|v| v.parse::<u64>().ok());
@@ -541,6 +544,13 @@ fn list(s: &mut State, object: &str, query: &[(String, String)]) -> Response {
 }
 
 fn search(s: &mut State, object: &str, body: &Value) -> Response {
+    // HubSpot's published schema of a search request (PublicObjectSearchRequest) lists these
+    // as required; whether a portal refuses a body without them is not documented.
+    for field in ["filterGroups", "sorts", "properties", "limit", "after"] {
+        if body.get(field).is_none() {
+            return error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", &format!("{field} is required"));
+        }
+    }
     let limit = body["limit"].as_u64().unwrap_or(10) as usize;
     if limit > 200 {
         return error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", "limit must be at most 200");
