@@ -3,7 +3,7 @@
 //! compared by the destination field's type, never as floating point.
 
 use crate::model::FieldType;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use rust_decimal::Decimal;
 use std::str::FromStr;
 
@@ -25,7 +25,20 @@ pub fn instant(text: &str) -> Option<DateTime<Utc>> {
         .map(|d| d.with_timezone(&Utc))
         .or_else(|_| NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f").map(|n| n.and_utc()))
         .or_else(|_| NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f").map(|n| n.and_utc()))
+        .or_else(|_| NaiveDate::parse_from_str(t, "%Y-%m-%d").map(|d| d.and_time(NaiveTime::MIN).and_utc()))
         .ok()
+}
+
+/// A date, as a date or as a date-time at midnight UTC — how a system that keeps dates as
+/// date-times (HubSpot: `2025-08-20T00:00:00.000Z`) hands one back. Any other time of day is
+/// not a date.
+pub fn day(text: &str) -> Option<NaiveDate> {
+    let t = text.trim();
+    if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        return Some(d);
+    }
+    let at = instant(t)?;
+    (at.time() == NaiveTime::MIN).then(|| at.date_naive())
 }
 
 fn blank(v: Option<&str>) -> Option<&str> {
@@ -56,6 +69,7 @@ pub fn same(ty: FieldType, expected: Option<&str>, actual: Option<&str>) -> bool
                 FieldType::Boolean => matches!((boolean(e), boolean(a)), (Some(x), Some(y)) if x == y),
                 FieldType::Email => e.eq_ignore_ascii_case(a),
                 FieldType::Datetime => matches!((instant(e), instant(a)), (Some(x), Some(y)) if x == y),
+                FieldType::Date => matches!((day(e), day(a)), (Some(x), Some(y)) if x == y),
                 _ => false,
             }
         }
@@ -71,6 +85,10 @@ pub fn canonical(ty: FieldType, value: Option<&str>) -> Option<String> {
         }
         FieldType::Boolean => boolean(v).map(|b| b.to_string()).unwrap_or_else(|| v.to_string()),
         FieldType::Email => v.to_ascii_lowercase(),
+        FieldType::Date => day(v).map(|d| d.to_string()).unwrap_or_else(|| v.to_string()),
+        FieldType::Datetime => instant(v)
+            .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+            .unwrap_or_else(|| v.to_string()),
         _ => v.to_string(),
     })
 }
@@ -103,9 +121,28 @@ mod tests {
     }
 
     #[test]
+    fn a_date_kept_as_a_date_time_at_midnight_utc_is_that_date() {
+        // HubSpot keeps date properties, and dates written to date-time ones, at midnight UTC.
+        assert!(same(FieldType::Date, Some("2025-08-20"), Some("2025-08-20T00:00:00.000Z")));
+        assert!(same(FieldType::Date, Some("2025-08-20"), Some("2025-08-20T02:00:00+02:00")));
+        assert!(same(FieldType::Datetime, Some("2025-08-20"), Some("2025-08-20T00:00:00.000Z")));
+        assert!(
+            !same(FieldType::Date, Some("2025-08-20"), Some("2025-08-20T09:30:00Z")),
+            "a time of day is not a date"
+        );
+        assert!(!same(FieldType::Date, Some("2025-08-20"), Some("2025-08-21T00:00:00Z")));
+        assert!(!same(FieldType::Date, Some("2025-08-20"), Some("20/08/2025")), "not read in another order");
+    }
+
+    #[test]
     fn canonical_values_group_spellings_together() {
         assert_eq!(canonical(FieldType::Decimal, Some("1.50")), Some("1.5".into()));
         assert_eq!(canonical(FieldType::Boolean, Some("1")), Some("true".into()));
         assert_eq!(canonical(FieldType::Text, Some("")), None);
+        assert_eq!(canonical(FieldType::Date, Some("2025-08-20T00:00:00.000Z")), Some("2025-08-20".into()));
+        assert_eq!(
+            canonical(FieldType::Datetime, Some("2025-08-20 14:05:00+02")),
+            canonical(FieldType::Datetime, Some("2025-08-20T12:05:00.000Z"))
+        );
     }
 }

@@ -195,3 +195,68 @@ fn a_console_opened_after_headless_runs_says_where_their_outcomes_are() {
     let text = screen(&s);
     assert!(text.contains("Newest full run 3: completed, then runs 4–5 · its outcomes: 5 Reconcile"), "{text}");
 }
+
+/// The screen as text, one line per row.
+fn screen(t: &ratatui::Terminal<ratatui::backend::TestBackend>) -> String {
+    let buffer = t.backend().buffer();
+    let width = buffer.area.width as usize;
+    let cells: Vec<&str> = buffer.content().iter().map(|c| c.symbol()).collect();
+    cells.chunks(width).map(|row| row.concat()).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn half_a_million_held_shows_every_reason_and_whole_figures_at_80x24() {
+    let (_d, mut s) = busy_state();
+    let reasons = [
+        ("contacts", "invalid_phone", 418_513),
+        ("contacts", "owner_not_provisioned", 34_204),
+        ("deals", "no_translation", 21_140),
+        ("contacts", "possible_match", 12_731),
+        ("notes", "parent_not_written", 39),
+    ];
+    update(
+        &mut s,
+        Msg::QueueLoaded {
+            query: QueueQuery::default(),
+            summary: reasons.iter().map(|(o, r, n)| (o.to_string(), r.to_string(), *n)).collect(),
+            items: vec![item(35, "deals", "no_translation", "dealstage", "Partner Referral")],
+            offset: 0,
+            total: 486_627,
+        },
+    );
+    let balance = |object: &str, n: u64, queued: u64| BalanceRow {
+        object: object.into(),
+        source: Some(n),
+        counts: Counts { extracted: n, created: n - queued, queued, ..Default::default() },
+        open_queue: queued,
+    };
+    update(
+        &mut s,
+        Msg::BalanceLoaded {
+            run: Some((1, "full".into(), "completed".into())),
+            rows: vec![balance("contacts", 1_000_000, 465_448), balance("deals", 180_000, 21_140)],
+            latest_run: Some(1),
+            signoff: None,
+        },
+    );
+    press(&mut s, '3');
+    let queue = screen(&draw(&s, 80, 24));
+    let words = queue.split_whitespace().collect::<Vec<_>>().join(" ");
+    for (_, reason, n) in reasons {
+        let shown = format!("{reason} {}", cutover::text::thousands(n));
+        assert!(words.contains(&shown), "'{shown}' is on the screen:\n{queue}");
+    }
+    assert!(queue.contains("486,627 open"), "{queue}");
+    insta::assert_snapshot!("queue_half_a_million_80x24", draw(&s, 80, 24).backend());
+    press(&mut s, '5');
+    let reconcile = screen(&draw(&s, 80, 24));
+    let contacts = reconcile.lines().find(|l| l.contains("contacts")).unwrap_or_default();
+    assert_eq!(contacts.matches("1,000,000").count(), 2, "source and extracted whole, not 1,000,00:\n{reconcile}");
+    assert!(reconcile.contains("BALANCED, 486,588 records still open"), "{reconcile}");
+    insta::assert_snapshot!("reconcile_a_million_80x24", draw(&s, 80, 24).backend());
+    // While both systems are read, the counts are no verdict.
+    s.reconcile.working = true;
+    let reading = screen(&draw(&s, 80, 24));
+    assert!(!reading.contains("BALANCED"), "{reading}");
+    assert!(reading.contains("RECONCILING: the counts balance (486,588 open)"), "{reading}");
+}

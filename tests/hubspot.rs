@@ -187,6 +187,46 @@ async fn an_email_another_contact_holds_holds_its_record_as_a_match_and_creates_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_date_written_as_a_date_reads_back_as_the_same_day() {
+    // A portal keeps `closedate` as a date-time; told it is a date, Cutover writes `2025-08-20`
+    // and the portal hands back `2025-08-20T00:00:00.000Z`: the same day, not a difference.
+    let server = Server::start(Rules::default()).await;
+    let (_dir, demo) = demo_project(&server, 100_000);
+    let toml = std::fs::read_to_string(demo.join("cutover.toml")).expect("toml");
+    let toml = toml.replace("[destination.types]\n", "[destination.types]\n\"deals.closedate\" = \"date\"\n");
+    std::fs::write(demo.join("cutover.toml"), toml).expect("toml");
+    let shown = text(&cutover(&demo, &["run"]));
+    for line in DEMO_COUNTS {
+        assert!(shown.contains(line), "missing '{line}':\n{shown}");
+    }
+    let stored: Vec<String> = server
+        .records("deals")
+        .iter()
+        .filter_map(|r| r.get("closedate").and_then(|v| v.as_str()).map(String::from))
+        .collect();
+    assert!(stored.len() > 1000 && stored.iter().all(|v| v.ends_with("T00:00:00.000Z")), "{:?}", &stored[..3]);
+    assert_eq!(reconcile_keys(&demo), DEMO_QUEUE, "read back, every close date is the day written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_refuses_an_association_type_the_portal_does_not_have() {
+    let server = Server::start(Rules::default()).await;
+    let (_dir, demo) = demo_project(&server, 100_000);
+    let toml = std::fs::read_to_string(demo.join("cutover.toml")).expect("toml");
+    let toml = toml.replace("{ to = \"companies\", type_id = 5 }", "{ to = \"companies\", type_id = 999 }");
+    std::fs::write(demo.join("cutover.toml"), toml).expect("toml");
+    let out = cutover(&demo, &["check"]);
+    let shown = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{shown}");
+    assert!(
+        shown.contains("\"deals.associatedcompanyid\"") && shown.contains("type_id = 999"),
+        "names the key and the value: {shown}"
+    );
+    assert!(shown.contains("341 (unlabeled), 5 ('Primary')"), "and what the portal has: {shown}");
+    assert!(server.records("deals").is_empty(), "nothing written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_stays_under_the_ten_second_limit() {
     // A small allowance, so the run must pace itself: the server would answer 429 to any excess.
     let rules = Rules { per_10s: 400, ..Rules::default() };

@@ -164,6 +164,9 @@ impl HubSpot {
             })
             .collect();
         for l in &links {
+            self.check_association_type(object, l).await?;
+        }
+        for l in &links {
             fields.retain(|f| f.name != l.field);
             fields.push(DestField {
                 name: l.field.clone(),
@@ -192,6 +195,40 @@ impl HubSpot {
             .map_err(|_| eyre!("schema cache poisoned"))?
             .insert(object.to_string(), object_info.clone());
         Ok(object_info)
+    }
+
+    /// An association field's type id is one the portal has between the two objects
+    /// (`/crm/v4/associations/{from}/{to}/labels`): a wrong one would fail every record, or
+    /// link them under a label nobody asked for.
+    async fn check_association_type(&self, object: &str, link: &Link) -> Result<()> {
+        let path = format!("/crm/v4/associations/{object}/{}/labels", link.to);
+        let reply = self.send(Call::get(&path)).await?;
+        if !reply.ok() {
+            return Err(eyre!("reading HubSpot's {object} → {} association types: {}", link.to, reply.message()));
+        }
+        let types: Vec<(u64, String)> = reply.body["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| {
+                let label =
+                    r["label"].as_str().filter(|l| !l.is_empty()).map_or("unlabeled".into(), |l| format!("'{l}'"));
+                Some((r["typeId"].as_u64()?, label))
+            })
+            .collect();
+        if types.iter().any(|(id, _)| *id == u64::from(link.type_id)) {
+            return Ok(());
+        }
+        let known: Vec<String> = types.iter().map(|(id, label)| format!("{id} ({label})")).collect();
+        Err(eyre!(crate::config::KeyProblem::new(
+            format!("destination.associations.\"{object}.{}\"", link.field),
+            format!(
+                "has type_id = {}, which is not a {object} → {} association type in this portal; it has: {}",
+                link.type_id,
+                link.to,
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            )
+        )))
     }
 
     /// The ids of the portal's owners (what an owner property takes), read once.

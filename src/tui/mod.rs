@@ -26,10 +26,21 @@ pub fn keymap_path() -> Option<PathBuf> {
     directories::ProjectDirs::from("", "", "cutover").map(|d| d.config_dir().join("keymap.toml"))
 }
 
+/// Whether the terminal `TERM` names shows colours: not a `dumb` one, nor a DEC VT (`vt100`,
+/// `vt220`: monochrome, and the colour codes the console would send are 256-colour ones they
+/// print as text). An unknown or missing `TERM` gets none either.
+fn colour_terminal(term: Option<&str>) -> bool {
+    match term.map(str::trim).filter(|t| !t.is_empty()) {
+        None => false,
+        Some(t) => t != "dumb" && !t.starts_with("vt") && t != "unknown",
+    }
+}
+
 /// Opens the console on a project and returns when the operator quits.
 /// Load the keymap first ([`keymap::Keymap::load`]): bad input fails before the terminal is taken.
 pub async fn open(project: Project, keymap: keymap::Keymap) -> Result<()> {
-    let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let term = std::env::var("TERM").ok();
+    let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && colour_terminal(term.as_deref());
     // Make (or migrate) the state store once, before anything reads it concurrently.
     drop(project.store()?);
     let mut state = state::AppState::new(&project.config, keymap, color);
@@ -110,4 +121,17 @@ async fn event_loop(
     };
     runner.release_all();
     result
+}
+
+#[cfg(test)]
+mod colour_tests {
+    #[test]
+    fn monochrome_and_unknown_terminals_get_no_colour() {
+        for t in [None, Some(""), Some("dumb"), Some("vt100"), Some("vt220"), Some("unknown")] {
+            assert!(!super::colour_terminal(t), "{t:?}");
+        }
+        for t in ["xterm-256color", "xterm", "screen", "tmux-256color", "linux", "alacritty"] {
+            assert!(super::colour_terminal(Some(t)), "{t}");
+        }
+    }
 }

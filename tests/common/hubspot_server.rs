@@ -487,6 +487,22 @@ fn route(s: &mut State, method: &Method, p: &[&str], query: &[(String, String)],
                 .collect();
             ok(StatusCode::OK, json!({ "status": "COMPLETE", "results": results }))
         }
+        ("GET", ["crm", "v4", "associations", from, to, "labels"]) => {
+            // The association types a portal has between two objects (HubSpot-defined ones; a
+            // portal may add labelled ones of its own).
+            let types: &[(u64, Option<&str>)] = match (*from, *to) {
+                ("contacts", "companies") => &[(279, None), (1, Some("Primary"))],
+                ("companies", "contacts") => &[(280, None), (2, Some("Primary"))],
+                ("deals", "companies") => &[(341, None), (5, Some("Primary"))],
+                ("notes", "contacts") => &[(202, None)],
+                _ => &[],
+            };
+            let results: Vec<Value> = types
+                .iter()
+                .map(|(id, label)| json!({ "category": "HUBSPOT_DEFINED", "typeId": id, "label": label }))
+                .collect();
+            ok(StatusCode::OK, json!({ "results": results }))
+        }
         ("POST", ["crm", "v4", "associations", from, to, "batch", "create"]) => {
             s.seen.association_calls += 1;
             for i in body["inputs"].as_array().into_iter().flatten() {
@@ -626,7 +642,13 @@ fn check_values(
         let valid = match p.ty.as_str() {
             "number" => v.parse::<f64>().is_ok(),
             "date" => chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d").is_ok(),
-            "datetime" => chrono::DateTime::parse_from_rfc3339(v).is_ok() || v.parse::<i64>().is_ok(),
+            // A bare date is taken as midnight UTC (as portals do; the documentation asks for
+            // a date-time or epoch milliseconds).
+            "datetime" => {
+                chrono::DateTime::parse_from_rfc3339(v).is_ok()
+                    || v.parse::<i64>().is_ok()
+                    || chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d").is_ok()
+            }
             "enumeration" if p.owner => s.owners.iter().any(|o| o["id"].as_str() == Some(v)),
             "enumeration" => p.options.is_empty() || p.options.iter().any(|x| x == v),
             "bool" => v == "true" || v == "false",
@@ -708,11 +730,12 @@ fn batch_create(s: &mut State, object: &str, inputs: &[Value]) -> Response {
                 "context": { "objectWriteTraceId": [trace] },
             })),
             None => {
-                let id = s.insert(object, props.clone());
+                let stored = as_stored(o, props);
+                let id = s.insert(object, stored.clone());
                 for (target, t, ty) in links {
                     s.associations.push((object.to_string(), id, target.to_string(), t, ty));
                 }
-                let mut r = record_json(id, props);
+                let mut r = record_json(id, stored);
                 r["objectWriteTraceId"] = trace;
                 results.push(r);
             }
@@ -720,6 +743,27 @@ fn batch_create(s: &mut State, object: &str, inputs: &[Value]) -> Response {
     }
     let status = if errors.is_empty() { StatusCode::CREATED } else { StatusCode::MULTI_STATUS };
     ok(status, json!({ "status": "COMPLETE", "results": results, "numErrors": errors.len(), "errors": errors }))
+}
+
+/// Values as a portal keeps them: a date-time (RFC 3339 or epoch milliseconds) in UTC with
+/// milliseconds, `2025-08-20T00:00:00.000Z`, whatever spelling was sent.
+fn as_stored(o: &Object, mut props: Map<String, Value>) -> Map<String, Value> {
+    for p in o.properties.iter().filter(|p| p.ty == "datetime") {
+        let Some(v) = props.get(&p.name).and_then(Value::as_str) else { continue };
+        let at = chrono::DateTime::parse_from_rfc3339(v)
+            .map(|d| d.with_timezone(&chrono::Utc))
+            .ok()
+            .or_else(|| v.parse::<i64>().ok().and_then(chrono::DateTime::from_timestamp_millis))
+            .or_else(|| {
+                chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                    .ok()
+                    .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+            });
+        if let Some(at) = at {
+            props.insert(p.name.clone(), json!(at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()));
+        }
+    }
+    props
 }
 
 fn batch_read(s: &mut State, object: &str, body: &Value, inputs: &[Value]) -> Response {
@@ -779,6 +823,7 @@ fn batch_update(s: &mut State, object: &str, inputs: &[Value]) -> Response {
                 "context": { "objectWriteTraceId": [trace], "ids": [id.to_string()] },
             })),
             None => {
+                let props = as_stored(o, props);
                 let old = s.objects.get(object).and_then(|o| o.records.get(&id)).cloned().unwrap_or_default();
                 s.index(object, id, &old, false);
                 let o = s.objects.get_mut(object).expect("checked");
@@ -884,7 +929,8 @@ pub fn seed_demo(s: &mut State, demo_destination: &std::path::Path) {
             prop("deal_currency_code", "string"),
             pipeline,
             stage,
-            prop("closedate", "date"),
+            // A portal's deal close date is a date-time.
+            prop("closedate", "datetime"),
             owner(),
             prop("createdate", "datetime"),
             marker(),

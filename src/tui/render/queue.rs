@@ -13,8 +13,6 @@ use ratatui::widgets::{Block, Borders, Paragraph, Row, Table, TableState, Wrap};
 
 pub fn render(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
     let q = &state.queue;
-    let [filters, body, note] =
-        Layout::vertical([Constraint::Length(2), Constraint::Min(6), Constraint::Length(1)]).areas(area);
 
     // Counts per reason (of the object filter), then the filters in force.
     let mut reasons: Vec<(String, u64)> = Vec::new();
@@ -27,13 +25,13 @@ pub fn render(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
         }
     }
     let total: u64 = reasons.iter().map(|(_, n)| n).sum();
-    let mut counts = vec![Span::styled(format!("{total} open: "), theme.accent)];
+    let mut counts = vec![Span::styled(format!("{} open: ", crate::text::thousands(total)), theme.accent)];
     for (i, (r, n)) in reasons.iter().enumerate() {
         if i > 0 {
             counts.push(Span::raw(" · "));
         }
         let style = if q.query.reason.as_ref() == Some(r) { theme.selected } else { Style::default() };
-        counts.push(Span::styled(format!("{r} {n}"), style));
+        counts.push(Span::styled(format!("{r} {}", crate::text::thousands(*n)), style));
     }
     let layer = state.pane.layer();
     let k = |a| state.keymap.key_for(layer, a);
@@ -51,7 +49,19 @@ pub fn render(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
         ),
         if q.loading { Span::styled("loading…", theme.muted) } else { Span::raw("") },
     ]);
-    frame.render_widget(Paragraph::new(vec![Line::from(counts), filter_line]), filters);
+    // Every reason with its count, on as many lines as they take (up to three): at 80 columns
+    // five reasons do not fit on one, and a reason left out is a reason not seen.
+    let counts = Line::from(counts);
+    let count_rows = counts.width().div_ceil(area.width.max(1) as usize).clamp(1, 3) as u16;
+    let [count_area, filter_area, body, note] = Layout::vertical([
+        Constraint::Length(count_rows),
+        Constraint::Length(1),
+        Constraint::Min(6),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    frame.render_widget(Paragraph::new(counts).wrap(Wrap { trim: true }), count_area);
+    frame.render_widget(Paragraph::new(filter_line), filter_area);
 
     let wide = body.width >= 110;
     let (list_area, detail_area) = if wide {

@@ -137,8 +137,13 @@ fn balance(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
     let open: u64 = r.rows.iter().map(|b| b.open_queue).sum();
     let verdict = match (balanced, open) {
         (false, _) => Span::styled("NOT BALANCED: records unaccounted for", theme.error),
+        // The counts balance, but the verdict is the read-back's: not "BALANCED" before it.
+        (true, n) if r.working => Span::styled(
+            format!("RECONCILING: the counts balance ({} open); reading both systems…", thousands(n)),
+            theme.muted,
+        ),
         (true, 0) => Span::styled("BALANCED: every record accounted for, nothing open", theme.ok),
-        (true, n) => Span::styled(format!("BALANCED, {n} records still open in the queue"), theme.warn),
+        (true, n) => Span::styled(format!("BALANCED, {} records still open in the queue", thousands(n)), theme.warn),
     };
     frame.render_widget(
         Paragraph::new(vec![
@@ -150,13 +155,13 @@ fn balance(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
         ]),
         head,
     );
-    let rows: Vec<Row> = r
+    let cells: Vec<(bool, Vec<String>)> = r
         .rows
         .iter()
         .map(|b| {
             let c = &b.counts;
             let ok = c.balanced();
-            Row::new(vec![
+            let cells = vec![
                 b.object.clone(),
                 b.source.map(thousands).unwrap_or_else(|| "—".into()),
                 thousands(c.extracted),
@@ -166,38 +171,38 @@ fn balance(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
                 thousands(c.failed),
                 thousands(b.open_queue),
                 if ok { "yes".into() } else { "NO".into() },
-            ])
-            .style(if ok { ratatui::style::Style::default() } else { theme.error })
+            ];
+            (ok, cells)
         })
         .collect();
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(10),
-            Constraint::Length(8),
-            Constraint::Length(9),
-            Constraint::Length(8),
-            Constraint::Length(7),
-            Constraint::Length(8),
-            Constraint::Length(7),
-            Constraint::Length(8),
-            Constraint::Length(8),
-        ],
-    )
-    .header(
-        Row::new(["object", "source", "extracted", "written", "queued", "skipped", "failed", "open now", "balanced"])
-            .style(theme.accent),
-    )
-    .block(Block::default().borders(Borders::ALL).title(if r.working {
-        " counts of the run · reconciling: reading both systems… ".to_string()
-    } else {
-        match &r.error {
-            Some(e) => format!(" counts of the run · could not reconcile: {} ", fit(e, 60)),
-            None => format!(
-                " counts of the run · {} reconciles: read-back, distributions, sums, sign-off ",
-                state.keymap.key_for(state.pane.layer(), Action::Reconcile)
-            ),
-        }
-    }));
+    // Each column as wide as its header or its widest cell, whichever is wider: a million whole
+    // (not `1,000,00`) at 80 columns.
+    const HEADER: [&str; 9] =
+        ["object", "source", "extracted", "written", "queued", "skipped", "failed", "open now", "balanced"];
+    let widths: Vec<Constraint> = HEADER
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let widest = cells.iter().map(|(_, c)| c[i].chars().count()).max().unwrap_or(0);
+            Constraint::Length(widest.max(h.chars().count()) as u16)
+        })
+        .collect();
+    let rows: Vec<Row> = cells
+        .into_iter()
+        .map(|(ok, cells)| Row::new(cells).style(if ok { ratatui::style::Style::default() } else { theme.error }))
+        .collect();
+    let table = Table::new(rows, widths).header(Row::new(HEADER).style(theme.accent)).block(
+        Block::default().borders(Borders::ALL).title(if r.working {
+            " counts of the run · reconciling: reading both systems… ".to_string()
+        } else {
+            match &r.error {
+                Some(e) => format!(" counts of the run · could not reconcile: {} ", fit(e, 60)),
+                None => format!(
+                    " counts of the run · {} reconciles: read-back, distributions, sums, sign-off ",
+                    state.keymap.key_for(state.pane.layer(), Action::Reconcile)
+                ),
+            }
+        }),
+    );
     frame.render_widget(table, body);
 }
