@@ -94,4 +94,11 @@ impl Destination for DryRunDestination {
     async fn marked(&self, namespace: &str, object: &str) -> Result<Vec<(String, String)>> {
         self.inner.marked(namespace, object).await
     }
+    async fn find_created(
+        &self,
+        object: &str,
+        wanted: &[(String, serde_json::Value)],
+    ) -> Result<Option<Vec<Option<String>>>> {
+        self.inner.find_created(object, wanted).await
+    }
 }

@@ -861,6 +861,19 @@ impl Destination for HubSpot {
         Source::count(self, object).await.map(Some)
     }
 
+    /// By marker, a hundred a request (the unique property as `idProperty`): not the whole
+    /// object listed at the start of every run.
+    async fn find_created(&self, object: &str, wanted: &[(String, Json)]) -> Result<Option<Vec<Option<String>>>> {
+        let Some(marker) = self.marker.clone() else { return Ok(None) };
+        self.object(object).await?;
+        if wanted.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let keys: Vec<String> = wanted.iter().map(|(m, _)| m.clone()).collect();
+        let found = self.batch_read(object, &keys, &[], Some(&marker)).await?;
+        Ok(Some(keys.iter().map(|k| found.get(k).and_then(|p| json_text(&p["__id"]))).collect()))
+    }
+
     async fn marked(&self, _namespace: &str, object: &str) -> Result<Vec<(String, String)>> {
         let Some(marker) = self.marker.clone() else {
             return Ok(Vec::new());

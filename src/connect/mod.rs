@@ -156,6 +156,17 @@ pub trait Destination: Send + Sync {
     async fn marked(&self, _namespace: &str, _object: &str) -> Result<Vec<(String, String)>> {
         Ok(Vec::new())
     }
+    /// For creates an interrupted attempt may have sent — each its marker and the record as
+    /// written (a JSON object of destination fields) — the destination record that holds each,
+    /// if one exists, found without reading every record (and for records that carry no
+    /// marker). `None`: this destination cannot tell; the caller reads [`Destination::marked`].
+    async fn find_created(
+        &self,
+        _object: &str,
+        _wanted: &[(String, serde_json::Value)],
+    ) -> Result<Option<Vec<Option<String>>>> {
+        Ok(None)
+    }
 }
 
 fn resolve_path(project: &LoadedConfig, conn: &ConnectionConfig, role: &str) -> Result<PathBuf> {

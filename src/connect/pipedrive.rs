@@ -290,6 +290,55 @@ impl Pipedrive {
         Ok(reply.body["data"]["items"].as_array().into_iter().flatten().find_map(|i| text(&i["item"]["id"])))
     }
 
+    /// Notes as written, found among the notes of their parent (a deal, else a person, else an
+    /// organization) with the same content; each note found once. A note with no parent or no
+    /// content cannot be told apart: not found.
+    async fn find_notes(&self, wanted: &[(String, Json)]) -> Result<Vec<Option<String>>> {
+        let parent =
+            |w: &Json| ["deal_id", "person_id", "org_id"].into_iter().find_map(|f| text(&w[f]).map(|id| (f, id)));
+        let content = |v: &Json| text(&v["content"]).map(|c| c.trim().to_string());
+        let mut by_parent: IndexMap<(&str, String), Vec<(String, String)>> = IndexMap::new();
+        let mut out = vec![None; wanted.len()];
+        for (_, w) in wanted {
+            let Some(key) = parent(w) else { continue };
+            if by_parent.contains_key(&key) {
+                continue;
+            }
+            let mut notes = Vec::new();
+            let mut start = 0usize;
+            loop {
+                let call = Call::get("/v1/notes")
+                    .cost(cost::NOTES_LIST)
+                    .query(key.0, key.1.clone())
+                    .query("start", start.to_string())
+                    .query("limit", PAGE.to_string());
+                let reply = self.send(call).await?;
+                if !reply.ok() {
+                    return Err(eyre!("reading Pipedrive's notes of {} {}: {}", key.0, key.1, reply.message()));
+                }
+                for n in reply.body["data"].as_array().into_iter().flatten() {
+                    if let (Some(id), Some(c)) = (text(&n["id"]), content(n)) {
+                        notes.push((id, c));
+                    }
+                }
+                let p = &reply.body["additional_data"]["pagination"];
+                match text(&p["next_start"]).and_then(|n| n.parse().ok()) {
+                    Some(next) if p["more_items_in_collection"].as_bool() == Some(true) => start = next,
+                    _ => break,
+                }
+            }
+            by_parent.insert(key, notes);
+        }
+        for (i, (_, w)) in wanted.iter().enumerate() {
+            let (Some(key), Some(c)) = (parent(w), content(w)) else { continue };
+            let Some(notes) = by_parent.get_mut(&key) else { continue };
+            if let Some(at) = notes.iter().position(|(_, n)| *n == c) {
+                out[i] = Some(notes.remove(at).0);
+            }
+        }
+        Ok(out)
+    }
+
     async fn create_one(&self, object: &str, body: Json, source_id: Option<&str>) -> Result<WriteResult> {
         let e = entity(object)?;
         let c = if e.v2 { cost::V2_CREATE } else { cost::NOTES_CREATE };
@@ -568,6 +617,23 @@ impl Destination for Pipedrive {
             out.push(if reply.ok() { Ok(id.clone()) } else { Err(format!("Pipedrive {}", reply.message())) });
         }
         Ok(out)
+    }
+
+    /// Persons, organizations and deals by their marker (search; after a crash the search index
+    /// has long caught up); notes, which carry none, among their parent's notes by content.
+    async fn find_created(&self, object: &str, wanted: &[(String, Json)]) -> Result<Option<Vec<Option<String>>>> {
+        let e = entity(object)?;
+        if object == "notes" {
+            return self.find_notes(wanted).await.map(Some);
+        }
+        if self.marker.is_none() || !e.searchable {
+            return Ok(None);
+        }
+        let mut out = Vec::with_capacity(wanted.len());
+        for (marker, _) in wanted {
+            out.push(self.find_marked(object, marker).await?);
+        }
+        Ok(Some(out))
     }
 
     async fn marked(&self, _namespace: &str, object: &str) -> Result<Vec<(String, String)>> {

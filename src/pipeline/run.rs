@@ -17,7 +17,7 @@ use super::transform::TransformSettings;
 use crate::config::LoadedConfig;
 use crate::connect::{Cursor, Destination, Source};
 use crate::model::{Counts, SourceRecord};
-use crate::store::journal::Journal;
+use crate::store::journal::{Journal, PendingCreate};
 use crate::store::{BatchCommit, MatchIndex, QueueItem, RunKind, RunLock, Store, match_index, os_user};
 use color_eyre::eyre::{Result, WrapErr, eyre};
 use foldhash::{HashMap, HashMapExt, HashSet};
@@ -504,6 +504,9 @@ impl Engine {
     /// created by an attempt killed between the destination's write and the store's commit.
     /// They are adopted (outcome created, nothing written again). Only records that still exist.
     async fn recover_created(&self, plan: &ObjectPlan) -> Result<HashMap<String, String>> {
+        if let Some(found) = self.recover_journaled(plan).await? {
+            return Ok(found);
+        }
         let marked = self
             .dest
             .marked(&self.project.config.project.name, &plan.dest_object)
@@ -535,6 +538,47 @@ impl Engine {
             );
         }
         Ok(recovered)
+    }
+
+    /// The creates an unfinished attempt journaled and never committed, looked up one by one in a
+    /// destination that can (`Destination::find_created`): by marker, or by parent and content
+    /// where a record carries none. One destination record is adopted by one source record, and
+    /// never one the id map already links. `None`: the destination cannot look them up.
+    async fn recover_journaled(&self, plan: &ObjectPlan) -> Result<Option<HashMap<String, String>>> {
+        let known = sync(|| lock(&self.store)?.id_map_links(&plan.name))?;
+        let pending: Vec<PendingCreate> = sync(|| self.journal()?.pending_creates(&plan.name))?
+            .into_iter()
+            .filter(|p| !known.contains_key(&p.source_id))
+            .collect();
+        let wanted: Vec<(String, serde_json::Value)> = pending
+            .iter()
+            .map(|p| (p.marker.clone(), serde_json::from_str(&p.written).unwrap_or(serde_json::Value::Null)))
+            .collect();
+        let Some(found) = self
+            .dest
+            .find_created(&plan.dest_object, &wanted)
+            .await
+            .wrap_err_with(|| format!("looking up {} an interrupted attempt may have created", plan.dest_object))?
+        else {
+            return Ok(None);
+        };
+        let taken: HashSet<&String> = known.values().collect();
+        let mut adopted: HashSet<String> = HashSet::default();
+        let mut recovered = HashMap::new();
+        for (p, dest) in pending.iter().zip(found) {
+            if let Some(dest) = dest.filter(|d| !taken.contains(d) && adopted.insert(d.clone())) {
+                recovered.insert(p.source_id.clone(), dest);
+            }
+        }
+        if !recovered.is_empty() {
+            warn!(
+                object = %plan.name,
+                records = recovered.len(),
+                looked_up = pending.len(),
+                "records created by an interrupted attempt found by their journaled writes: adopted, not created again"
+            );
+        }
+        Ok(Some(recovered))
     }
 
     pub(super) fn journal(&self) -> Result<MutexGuard<'_, Journal>> {

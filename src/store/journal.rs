@@ -24,6 +24,16 @@ pub struct Journaled {
     pub before_image: Option<String>,
 }
 
+/// A create journaled before it was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingCreate {
+    pub source_id: String,
+    /// The marker it carries where the destination keeps one.
+    pub marker: String,
+    /// The record as written: JSON of its destination fields.
+    pub written: String,
+}
+
 pub struct Journal {
     conn: Connection,
 }
@@ -51,6 +61,14 @@ impl Journal {
                  outcome      TEXT NOT NULL,
                  detail       TEXT NOT NULL,
                  before_image TEXT,
+                 PRIMARY KEY (run_id, object, source_id)
+             ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS pending_creates (
+                 run_id    INTEGER NOT NULL,
+                 object    TEXT NOT NULL,
+                 source_id TEXT NOT NULL,
+                 marker    TEXT NOT NULL,
+                 written   TEXT NOT NULL,
                  PRIMARY KEY (run_id, object, source_id)
              ) WITHOUT ROWID;",
         )
@@ -100,9 +118,43 @@ impl Journal {
         Ok(out)
     }
 
+    /// Journals creates about to be sent (source id, its marker, the record as written), in one
+    /// transaction: if the process dies before the batch's commit, the next attempt asks the
+    /// destination for exactly these — also where a record carries no marker (a Pipedrive note).
+    pub fn intend_creates(&mut self, run_id: i64, object: &str, intents: &[PendingCreate]) -> Result<()> {
+        if intents.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO pending_creates (run_id, object, source_id, marker, written) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (run_id, object, source_id) DO UPDATE SET marker = excluded.marker, written = excluded.written",
+            )?;
+            for i in intents {
+                stmt.execute(params![run_id, object, i.source_id, i.marker, i.written])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every create journaled for an object by any run not yet finished (those whose batch
+    /// committed are in the id map; the caller leaves them out).
+    pub fn pending_creates(&self, object: &str) -> Result<Vec<PendingCreate>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT source_id, marker, written FROM pending_creates WHERE object = ?1 ORDER BY run_id, source_id",
+        )?;
+        let rows = stmt.query_map([object], |r| {
+            Ok(PendingCreate { source_id: r.get(0)?, marker: r.get(1)?, written: r.get(2)? })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
     /// Forgets what a run journaled once every batch of it is committed.
     pub fn clear(&mut self, run_id: i64) -> Result<()> {
         self.conn.execute("DELETE FROM pending_updates WHERE run_id = ?1", [run_id])?;
+        self.conn.execute("DELETE FROM pending_creates WHERE run_id = ?1", [run_id])?;
         Ok(())
     }
 }
@@ -128,5 +180,24 @@ mod tests {
         assert_eq!(pending["7"].before_image.as_deref(), Some("{\"name\":null}"), "the replay keeps the first image");
         j.clear(1).expect("clear");
         assert!(j.pending(1, "contacts").expect("pending").is_empty());
+    }
+
+    #[test]
+    fn creates_are_pending_until_their_run_finishes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut j = Journal::open(&path_for(&dir.path().join("p.state.db"))).expect("open");
+        let intent = |sid: &str| PendingCreate {
+            source_id: sid.into(),
+            marker: format!("demo:{sid}"),
+            written: format!("{{\"content\":\"note {sid}\"}}"),
+        };
+        j.intend_creates(1, "notes", &[intent("1"), intent("2")]).expect("intend");
+        j.intend_creates(2, "notes", &[intent("3")]).expect("intend");
+        j.intend_creates(2, "deals", &[intent("9")]).expect("intend");
+        let pending = j.pending_creates("notes").expect("pending");
+        assert_eq!(pending.iter().map(|p| p.source_id.as_str()).collect::<Vec<_>>(), ["1", "2", "3"]);
+        assert_eq!(pending[0], intent("1"));
+        j.clear(1).expect("clear");
+        assert_eq!(j.pending_creates("notes").expect("pending"), [intent("3")], "another run's stay");
     }
 }

@@ -283,8 +283,15 @@ fn route(s: &mut State, method: &str, path: &str, query: &[(String, String)], bo
                 (StatusCode::OK, axum::Json(body)).into_response()
             } else {
                 let start: usize = q(query, "start").and_then(|c| c.parse().ok()).unwrap_or(0);
-                let data: Vec<Value> = c.values().skip(start).take(limit).cloned().collect();
-                let more = start + limit < c.len();
+                // v1 notes filter by their parent (`deal_id`, `person_id`, `org_id`).
+                let filters: Vec<(&str, u64)> = ["deal_id", "person_id", "org_id"]
+                    .into_iter()
+                    .filter_map(|f| Some((f, q(query, f)?.parse().ok()?)))
+                    .collect();
+                let all: Vec<&Value> =
+                    c.values().filter(|r| filters.iter().all(|(f, id)| r[*f].as_u64() == Some(*id))).collect();
+                let data: Vec<Value> = all.iter().skip(start).take(limit).map(|v| (*v).clone()).collect();
+                let more = start + limit < all.len();
                 let body = json!({ "success": true, "data": data, "additional_data": { "pagination": {
                     "start": start, "limit": limit, "more_items_in_collection": more, "next_start": start + limit } } });
                 (StatusCode::OK, axum::Json(body)).into_response()

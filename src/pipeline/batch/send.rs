@@ -8,7 +8,7 @@ use crate::pipeline::plan::ObjectPlan;
 use crate::pipeline::run::{Engine, Lookups, sync};
 use crate::pipeline::timings::Stage;
 use crate::pipeline::write;
-use crate::store::journal::Journaled;
+use crate::store::journal::{Journaled, PendingCreate};
 use color_eyre::eyre::Result;
 
 use indexmap::IndexMap;
@@ -80,6 +80,20 @@ impl Engine {
                     markers.push(plan.marker(w.source_id()));
                 }
             }
+            // Journaled before they are sent: if the process dies before this batch commits,
+            // the next attempt looks these up instead of creating them again.
+            let intents: Vec<PendingCreate> = creates
+                .iter()
+                .zip(&markers)
+                .filter_map(|(&i, marker)| {
+                    Some(PendingCreate {
+                        source_id: works[i].source_id().to_string(),
+                        marker: marker.clone(),
+                        written: works[i].written.clone()?,
+                    })
+                })
+                .collect();
+            sync(|| self.journal()?.intend_creates(run_id, &plan.name, &intents))?;
             let marks = Marks { namespace: self.project.config.project.name.clone(), source_ids: markers };
             let started = Instant::now();
             let results = write::create(self.dest.as_ref(), plan, rows, marks).await?;
