@@ -83,12 +83,6 @@ fn busy_state() -> (tempfile::TempDir, AppState) {
         })
         .collect();
     update(&mut s, Msg::AuditLoaded { query: AuditQuery::default(), before: None, rows, more: true });
-    let balance = |object: &str, n: u64, queued: u64| BalanceRow {
-        object: object.into(),
-        source: Some(n),
-        counts: Counts { extracted: n, created: n - queued, queued, ..Default::default() },
-        open_queue: queued,
-    };
     update(
         &mut s,
         Msg::BalanceLoaded {
@@ -99,6 +93,16 @@ fn busy_state() -> (tempfile::TempDir, AppState) {
         },
     );
     (dir, s)
+}
+
+/// An object's line of the reconcile pane: `n` read, `queued` of them held, the rest created.
+fn balance(object: &str, n: u64, queued: u64) -> BalanceRow {
+    BalanceRow {
+        object: object.into(),
+        source: Some(n),
+        counts: Counts { extracted: n, created: n - queued, queued, ..Default::default() },
+        open_queue: queued,
+    }
 }
 
 #[test]
@@ -224,12 +228,6 @@ fn half_a_million_held_shows_every_reason_and_whole_figures_at_80x24() {
             total: 486_627,
         },
     );
-    let balance = |object: &str, n: u64, queued: u64| BalanceRow {
-        object: object.into(),
-        source: Some(n),
-        counts: Counts { extracted: n, created: n - queued, queued, ..Default::default() },
-        open_queue: queued,
-    };
     update(
         &mut s,
         Msg::BalanceLoaded {

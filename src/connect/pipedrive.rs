@@ -12,7 +12,9 @@
 //! token budget (`daily_tokens`) at the cost the API documents for it (`x-token-cost`).
 //! Pipedrive has no batch writes: each record is one request. A created record carries its source
 //! id in the custom field `source_id_property`; after a create whose outcome is unknown, Cutover
-//! searches for that id before sending again.
+//! looks for it by a consistent read before sending again — records of its object changed since
+//! just before it was sent, or a note among its parent's notes — never by search, whose index
+//! lags behind writes.
 
 use super::http::{Auth, Budget, Call, CallError, Client, Rate, Reply, Secret};
 use super::{Batch, Change, Cursor, Destination, NewRecords, Source, WriteResult};
@@ -40,16 +42,15 @@ struct Entity {
     v2: bool,
     /// The user field (`owner_id`, or `user_id` on notes).
     user: &'static str,
-    searchable: bool,
 }
 
 fn entity(object: &str) -> Result<Entity> {
-    let e = |path, v2, user, searchable| Entity { path, v2, user, searchable };
+    let e = |path, v2, user| Entity { path, v2, user };
     match object {
-        "persons" => Ok(e("/api/v2/persons", true, "owner_id", true)),
-        "organizations" => Ok(e("/api/v2/organizations", true, "owner_id", true)),
-        "deals" => Ok(e("/api/v2/deals", true, "owner_id", true)),
-        "notes" => Ok(e("/v1/notes", false, "user_id", false)),
+        "persons" => Ok(e("/api/v2/persons", true, "owner_id")),
+        "organizations" => Ok(e("/api/v2/organizations", true, "owner_id")),
+        "deals" => Ok(e("/api/v2/deals", true, "owner_id")),
+        "notes" => Ok(e("/v1/notes", false, "user_id")),
         other => {
             Err(eyre!("Pipedrive has no object '{other}' Cutover can move (persons, organizations, deals, notes)"))
         }
@@ -62,7 +63,6 @@ mod cost {
     pub const V2_CREATE: u32 = 5;
     pub const V2_UPDATE: u32 = 5;
     pub const V2_DELETE: u32 = 3;
-    pub const V2_SEARCH: u32 = 20;
     pub const STAGES: u32 = 5;
     pub const PIPELINES: u32 = 5;
     pub const NOTES_LIST: u32 = 20;
@@ -71,6 +71,15 @@ mod cost {
     pub const NOTES_DELETE: u32 = 6;
     pub const NOTES_GET: u32 = 2;
     pub const USERS: u32 = 20;
+}
+
+/// What a look-up after a lost answer found.
+enum Lookup {
+    Found(String),
+    /// Not carried out: send it again.
+    Absent,
+    /// Nothing to look it up by.
+    Unknowable,
 }
 
 pub struct Pipedrive {
@@ -274,22 +283,6 @@ impl Pipedrive {
         Json::Object(body)
     }
 
-    /// A record with this source id in the marker field, found by search.
-    async fn find_marked(&self, object: &str, source_id: &str) -> Result<Option<String>> {
-        let (Some(_), e) = (&self.marker, entity(object)?) else { return Ok(None) };
-        if !e.searchable {
-            return Ok(None);
-        }
-        let path = format!("{}/search", e.path);
-        let call = Call::get(&path)
-            .cost(cost::V2_SEARCH)
-            .query("term", source_id)
-            .query("fields", "custom_fields")
-            .query("exact_match", "true");
-        let reply = self.send(call).await?;
-        Ok(reply.body["data"]["items"].as_array().into_iter().flatten().find_map(|i| text(&i["item"]["id"])))
-    }
-
     /// Notes as written, found among the notes of their parent (a deal, else a person, else an
     /// organization) with the same content; each note found once. A note with no parent or no
     /// content cannot be told apart: not found.
@@ -343,27 +336,78 @@ impl Pipedrive {
         let e = entity(object)?;
         let c = if e.v2 { cost::V2_CREATE } else { cost::NOTES_CREATE };
         for attempt in 1..=6u64 {
+            let sent_at = chrono::Utc::now();
             match self.client.send(Call::post(e.path, body.clone()).cost(c).creating()).await {
                 Ok(reply) if reply.ok() => {
                     return Ok(text(&reply.body["data"]["id"]).ok_or_else(|| "Pipedrive answered no id".to_string()));
                 }
                 Ok(reply) => return Ok(Err(format!("Pipedrive {}", reply.message()))),
                 Err(CallError::Unknown(why)) => {
-                    let Some(sid) = source_id.filter(|_| e.searchable && self.marker.is_some()) else {
-                        return Err(eyre!(
-                            "{why}: Pipedrive may have created this {object} record and Cutover cannot look it up — stopped rather than risk a duplicate"
-                        ));
-                    };
-                    // Search is eventually consistent: give it a moment before looking.
-                    tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
-                    if let Some(id) = self.find_marked(object, sid).await? {
-                        return Ok(Ok(id));
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                    match self.find_sent(object, &body, source_id, sent_at).await? {
+                        Lookup::Found(id) => return Ok(Ok(id)),
+                        Lookup::Absent => {}
+                        Lookup::Unknowable => {
+                            return Err(eyre!(
+                                "{why}: Pipedrive may have created this {object} record and Cutover cannot look it up — stopped rather than risk a duplicate"
+                            ));
+                        }
                     }
                 }
                 Err(CallError::Fatal(why)) => return Err(eyre!(why)),
             }
         }
         Err(eyre!("Pipedrive did not confirm creating a {object} record after 6 attempts"))
+    }
+
+    /// Whether a create whose answer was lost was carried out, by a consistent read — never the
+    /// search index, which lags behind writes: a record with a marker among those of its object
+    /// updated since just before it was sent; a note among its parent's notes, by content.
+    async fn find_sent(
+        &self,
+        object: &str,
+        body: &Json,
+        source_id: Option<&str>,
+        sent_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Lookup> {
+        if object == "notes" {
+            let wanted = [(String::new(), body.clone())];
+            let (found, lookable) = (self.find_notes(&wanted).await?, text(&body["content"]).is_some());
+            return Ok(match found.into_iter().next().flatten() {
+                Some(id) => Lookup::Found(id),
+                None if lookable => Lookup::Absent,
+                None => Lookup::Unknowable,
+            });
+        }
+        let (Some(key), Some(sid)) = (self.marker.as_deref(), source_id) else { return Ok(Lookup::Unknowable) };
+        let e = entity(object)?;
+        // A minute of leeway for the two clocks.
+        let since = (sent_at - chrono::Duration::seconds(60)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let mut cursor = String::new();
+        loop {
+            let mut call = Call::get(e.path)
+                .cost(cost::V2_LIST)
+                .query("updated_since", since.clone())
+                .query("limit", PAGE.to_string());
+            if !cursor.is_empty() {
+                call = call.query("cursor", cursor.clone());
+            }
+            let reply = self.send(call).await?;
+            if !reply.ok() {
+                return Err(eyre!("reading Pipedrive {object} changed since {since}: {}", reply.message()));
+            }
+            for r in reply.body["data"].as_array().into_iter().flatten() {
+                let m = r["custom_fields"][key].clone();
+                let m = if m.is_null() { r[key].clone() } else { m };
+                if text(&m).as_deref() == Some(sid) {
+                    return Ok(text(&r["id"]).map_or(Lookup::Unknowable, Lookup::Found));
+                }
+            }
+            match text(&reply.body["additional_data"]["next_cursor"]) {
+                Some(next) => cursor = next,
+                None => return Ok(Lookup::Absent),
+            }
+        }
     }
 }
 
@@ -619,21 +663,14 @@ impl Destination for Pipedrive {
         Ok(out)
     }
 
-    /// Persons, organizations and deals by their marker (search; after a crash the search index
-    /// has long caught up); notes, which carry none, among their parent's notes by content.
+    /// Notes, which carry no marker, among their parent's notes by content. Persons,
+    /// organizations and deals are left to the listing of their markers (`marked`): a consistent
+    /// read, where search lags behind a resume that follows the crash closely.
     async fn find_created(&self, object: &str, wanted: &[(String, Json)]) -> Result<Option<Vec<Option<String>>>> {
-        let e = entity(object)?;
         if object == "notes" {
             return self.find_notes(wanted).await.map(Some);
         }
-        if self.marker.is_none() || !e.searchable {
-            return Ok(None);
-        }
-        let mut out = Vec::with_capacity(wanted.len());
-        for (marker, _) in wanted {
-            out.push(self.find_marked(object, marker).await?);
-        }
-        Ok(Some(out))
+        Ok(None)
     }
 
     async fn marked(&self, _namespace: &str, object: &str) -> Result<Vec<(String, String)>> {

@@ -106,11 +106,17 @@ impl Spec {
 pub struct Rules {
     pub per_2s: usize,
     pub daily_tokens: u64,
+    /// Share of creates carried out whose answer is lost (a 502 after the write).
+    pub lose_rate: f64,
+    /// How long a new record takes to reach the search index (Pipedrive's search is eventually
+    /// consistent; lists and reads by id are not).
+    pub search_lag: Duration,
+    pub seed: u64,
 }
 
 impl Default for Rules {
     fn default() -> Self {
-        Rules { per_2s: 1_000_000, daily_tokens: u64::MAX }
+        Rules { per_2s: 1_000_000, daily_tokens: u64::MAX, lose_rate: 0.0, search_lag: Duration::ZERO, seed: 7 }
     }
 }
 
@@ -135,7 +141,28 @@ pub struct State {
     /// Tokens spent, at the spec's costs.
     pub spent: u64,
     pub throttled: u64,
+    /// Answers lost after a create was carried out.
+    pub lost: u64,
     window: VecDeque<Instant>,
+    /// When each new record reaches the search index.
+    searchable_at: std::collections::HashMap<(String, u64), Instant>,
+    rng: u64,
+}
+
+impl State {
+    fn random(&mut self) -> f64 {
+        let mut x = self.rng | 1;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Now, as Pipedrive v2 writes times.
+fn now_text() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 pub struct Server {
@@ -145,7 +172,8 @@ pub struct Server {
 
 impl Server {
     pub async fn start(rules: Rules) -> Server {
-        let state = Arc::new(Mutex::new(State { rules, next_id: 1_000_000, ..State::default() }));
+        let rng = rules.seed;
+        let state = Arc::new(Mutex::new(State { rules, next_id: 1_000_000, rng, ..State::default() }));
         for c in ["persons", "organizations", "deals", "notes"] {
             state.lock().expect("state").collections.insert(c.into(), BTreeMap::new());
         }
@@ -276,7 +304,17 @@ fn route(s: &mut State, method: &str, path: &str, query: &[(String, String)], bo
             }
             if v2 {
                 let after: u64 = q(query, "cursor").and_then(|c| c.parse().ok()).unwrap_or(0);
-                let page: Vec<(u64, Value)> = c.range(after..).take(limit + 1).map(|(k, v)| (*k, v.clone())).collect();
+                let since = q(query, "updated_since").and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+                let recent = |r: &Value| {
+                    since.is_none_or(|since| {
+                        r["update_time"]
+                            .as_str()
+                            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                            .is_some_and(|t| t >= since)
+                    })
+                };
+                let page: Vec<(u64, Value)> =
+                    c.range(after..).filter(|(_, v)| recent(v)).take(limit + 1).map(|(k, v)| (*k, v.clone())).collect();
                 let next = (page.len() > limit).then(|| page[limit].0.to_string());
                 let data: Vec<Value> = page.into_iter().take(limit).map(|(_, v)| v).collect();
                 let body = json!({ "success": true, "data": data, "additional_data": { "next_cursor": next } });
@@ -299,8 +337,14 @@ fn route(s: &mut State, method: &str, path: &str, query: &[(String, String)], bo
         }
         ("GET", ["search"]) => {
             let term = q(query, "term").unwrap_or("");
+            let now = Instant::now();
+            let indexed = |r: &Value| {
+                let id = r["id"].as_u64().unwrap_or(0);
+                s.searchable_at.get(&(collection.to_string(), id)).is_none_or(|at| *at <= now)
+            };
             let items: Vec<Value> = s.collections[collection]
                 .values()
+                .filter(|r| indexed(r))
                 .filter(|r| r["custom_fields"].as_object().is_some_and(|c| c.values().any(|v| v.as_str() == Some(term))))
                 .map(|r| json!({ "result_score": 1.0, "item": { "id": r["id"], "type": collection.trim_end_matches('s') } }))
                 .collect();
@@ -325,7 +369,16 @@ fn route(s: &mut State, method: &str, path: &str, query: &[(String, String)], bo
             s.next_id += 1;
             let mut record = body;
             record["id"] = json!(id);
+            record["update_time"] = json!(now_text());
             s.collections.get_mut(collection).expect("collection").insert(id, record.clone());
+            let lag = s.rules.search_lag;
+            s.searchable_at.insert((collection.to_string(), id), Instant::now() + lag);
+            let lose = s.rules.lose_rate;
+            if lose > 0.0 && s.random() < lose {
+                // Carried out; the answer is lost on the way back.
+                s.lost += 1;
+                return fail(StatusCode::BAD_GATEWAY, "Bad gateway");
+            }
             let status = if v2 { StatusCode::OK } else { StatusCode::CREATED };
             (status, axum::Json(json!({ "success": true, "data": record }))).into_response()
         }
@@ -338,6 +391,7 @@ fn route(s: &mut State, method: &str, path: &str, query: &[(String, String)], bo
             for (k, v) in body.as_object().into_iter().flatten() {
                 r[k] = v.clone();
             }
+            r["update_time"] = json!(now_text());
             ok(r.clone())
         }
         ("DELETE", [id]) => {
