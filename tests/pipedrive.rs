@@ -206,3 +206,29 @@ async fn lost_answers_and_a_lagging_search_index_duplicate_nothing() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 0, "no record failed for a lost answer");
     assert_requests_match_the_spec(&server);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_daily_budget_stops_the_run_saying_when_and_a_resume_the_next_day_duplicates_nothing() {
+    // A budget that runs out among the persons.
+    let rules = Rules { daily_tokens: 20_000, ..Rules::default() };
+    let server = Server::start(rules).await;
+    let (_dir, demo) = demo_into_an_empty_account(&server, |toml| toml);
+    let started = std::time::Instant::now();
+    let out = cutover(&demo, &["run"]);
+    let shown = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{shown}");
+    assert!(started.elapsed().as_secs() < 60, "stopped at once, not after minutes of retries");
+    assert!(shown.contains("daily") && shown.contains("resets in"), "says why and when: {shown}");
+    assert!(shown.contains("run --resume"), "and what to do: {shown}");
+    // The next day.
+    server.lock().rules.daily_tokens = u64::MAX;
+    let shown = text(&cutover(&demo, &["run", "--resume"]));
+    assert!(shown.contains("Every record accounted for: yes"), "{shown}");
+    for object in ["organizations", "persons", "deals", "notes"] {
+        let out = cutover(&demo, &["export", "audit", "--format", "jsonl", "--object", object, "--status", "created"]);
+        let created = String::from_utf8_lossy(&out.stdout).lines().count();
+        assert_eq!(server.records(object).len(), created, "{object}: in the account, each one created outcome");
+    }
+    let out = cutover(&demo, &["export", "audit", "--format", "jsonl", "--status", "failed"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 0, "no record failed for the budget");
+}

@@ -320,6 +320,7 @@ impl Client {
                 Ok(resp) => {
                     let status = resp.status();
                     let retry_after = retry_after(resp.headers());
+                    let headers = resp.headers().clone();
                     let (body, unreadable) = read_body(resp).await;
                     let reply = Reply { status, body };
                     if let Some(why) = unreadable.filter(|_| status.is_success()) {
@@ -334,6 +335,17 @@ impl Client {
                             return Err(CallError::Fatal(format!("{what} ({errors} attempts)")));
                         }
                         self.backoff(errors)
+                    } else if status == StatusCode::TOO_MANY_REQUESTS
+                        && let Some(resets) = daily_limit_spent(&headers, &reply)
+                    {
+                        // Not a burst to wait out: nothing more today. Stop now, resumably.
+                        self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                        return Err(CallError::Fatal(format!(
+                            "{}'s daily limit is spent ({}){resets}: stopped. Records of the unfinished batch are not \
+                             lost — `cutover run --resume` continues from the last committed batch once it resets",
+                            self.name,
+                            reply.message()
+                        )));
                     } else if status == StatusCode::TOO_MANY_REQUESTS {
                         self.stats.throttled.fetch_add(1, Ordering::Relaxed);
                         throttled += 1;
@@ -427,6 +439,32 @@ fn without_url(e: &reqwest::Error) -> String {
     s
 }
 
+/// Whether a 429 says the day's allowance is spent, not a burst — Pipedrive's
+/// `x-daily-requests-left: 0`, HubSpot's `X-HubSpot-RateLimit-Daily-Remaining: 0` or its `DAILY`
+/// policy — and when it resets, in words (` — it resets in 5 h 12 min, at 00:00 UTC`), when the
+/// answer says (`x-ratelimit-reset` seconds, or `Retry-After`).
+fn daily_limit_spent(headers: &reqwest::header::HeaderMap, reply: &Reply) -> Option<String> {
+    let zero = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim() == "0");
+    let daily_policy = reply.body["policyName"].as_str().is_some_and(|p| p.eq_ignore_ascii_case("DAILY"));
+    if !(zero("x-daily-requests-left") || zero("x-hubspot-ratelimit-daily-remaining") || daily_policy) {
+        return None;
+    }
+    let secs = headers
+        .get("x-ratelimit-reset")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .or_else(|| retry_after(headers));
+    Some(match secs {
+        Some(wait) => {
+            let at = chrono::Utc::now() + chrono::Duration::seconds(wait.as_secs() as i64);
+            let (h, m) = (wait.as_secs() / 3600, wait.as_secs() % 3600 / 60);
+            format!(" — it resets in {h} h {m} min, at {} UTC", at.format("%H:%M"))
+        }
+        None => " — it resets when the account's day ends".to_string(),
+    })
+}
+
 /// `Retry-After` as seconds or an HTTP date.
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
@@ -452,6 +490,29 @@ fn jitter() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spent_day_is_told_from_a_burst_with_when_it_resets() {
+        let reply = |body: Value| Reply { status: StatusCode::TOO_MANY_REQUESTS, body };
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = reqwest::header::HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, reqwest::header::HeaderValue::from_static(v));
+            }
+            h
+        };
+        let pipedrive = headers(&[("x-daily-requests-left", "0"), ("x-ratelimit-reset", "18720")]);
+        let said = daily_limit_spent(&pipedrive, &reply(Value::Null)).expect("spent");
+        assert!(said.contains("resets in 5 h 12 min"), "{said}");
+        let hubspot = headers(&[("x-hubspot-ratelimit-daily-remaining", "0")]);
+        assert!(daily_limit_spent(&hubspot, &reply(Value::Null)).is_some());
+        assert!(daily_limit_spent(&headers(&[]), &reply(serde_json::json!({ "policyName": "DAILY" }))).is_some());
+        // A burst: wait and send again.
+        let burst = headers(&[("x-daily-requests-left", "4000"), ("x-ratelimit-remaining", "0")]);
+        assert!(
+            daily_limit_spent(&burst, &reply(serde_json::json!({ "policyName": "TEN_SECONDLY_ROLLING" }))).is_none()
+        );
+    }
 
     #[test]
     fn a_secret_never_shows() {

@@ -625,13 +625,19 @@ impl Destination for Pipedrive {
             let body = self.body(object, &values, sid);
             match self.create_one(object, body, sid).await {
                 Ok(r) => out.push(r),
-                // Records already confirmed are reported; the rest of the batch is not written.
-                Err(e) if !out.is_empty() => {
+                // The batch stops uncommitted, none of its records failed: its creates are
+                // journaled, and the next attempt finds the ones Pipedrive confirmed (by marker,
+                // a note by parent and content). Without a marker to find them by, the confirmed
+                // are reported and the rest of the batch is not written.
+                Err(e) if out.is_empty() || self.marker.is_some() || object == "notes" => {
+                    tracing::warn!(object, confirmed = out.len(), "Pipedrive stopped a batch: {e:#}");
+                    return Err(e);
+                }
+                Err(e) => {
                     tracing::warn!(object, "Pipedrive stopped answering: {e:#}");
                     out.extend((out.len()..records.rows.len()).map(|_| Err(format!("not written: {e}"))));
                     return Ok(out);
                 }
-                Err(e) => return Err(e),
             }
         }
         Ok(out)

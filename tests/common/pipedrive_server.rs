@@ -261,6 +261,9 @@ fn handle(state: &Arc<Mutex<State>>, method: Method, uri: Uri, headers: HeaderMa
         s.throttled += 1;
         let mut r = fail(StatusCode::TOO_MANY_REQUESTS, "Daily token budget exceeded");
         r.headers_mut().insert("x-daily-requests-left", HeaderValue::from(0));
+        // Seconds until the budget resets (the account's midnight; here UTC's).
+        let secs = 86_400 - chrono::Utc::now().timestamp().rem_euclid(86_400);
+        r.headers_mut().insert("x-ratelimit-reset", HeaderValue::from(secs));
         return r;
     }
     s.window.push_back(now);
