@@ -407,7 +407,8 @@ fn pipedrive_rows(server: &pipedrive_server::Server) -> Vec<String> {
                 .as_object()
                 .into_iter()
                 .flatten()
-                .filter(|(k, _)| *k != "id")
+                // The server's own id and time of last change are not migrated data.
+                .filter(|(k, _)| *k != "id" && *k != "update_time")
                 .map(|(k, v)| match k.as_str() {
                     "org_id" => format!("{k}={}", name("organizations", v)),
                     "person_id" => format!("{k}={}", name("persons", v)),

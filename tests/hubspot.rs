@@ -227,6 +227,46 @@ async fn check_refuses_an_association_type_the_portal_does_not_have() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_moved_to_another_company_is_not_left_in_both() {
+    let server = Server::start(Rules::default()).await;
+    let (_dir, demo) = demo_project(&server, 100_000);
+    // The source's company wins over the portal's.
+    let toml = std::fs::read_to_string(demo.join("cutover.toml")).expect("toml");
+    let toml = toml.replace(
+        "merge = \"fill_blanks\"         # keep what HubSpot has; fill its blanks from Pipedrive",
+        "merge = \"source_wins\"",
+    );
+    assert!(toml.contains("merge = \"source_wins\""), "the demo's contacts merge rule moved");
+    std::fs::write(demo.join("cutover.toml"), toml).expect("toml");
+    // Every contact already in the portal belongs to an old company.
+    let contacts: Vec<u64> = server
+        .records("contacts")
+        .iter()
+        .filter_map(|r| r.get("hs_object_id").and_then(|v| v.as_str()).and_then(|v| v.parse().ok()))
+        .collect();
+    let old = {
+        let mut s = server.lock();
+        let mut props = serde_json::Map::new();
+        props.insert("name".into(), serde_json::json!("Old Co"));
+        let old = s.insert("companies", props);
+        for c in &contacts {
+            s.associations.push(("contacts".into(), *c, "companies".into(), old, 279));
+        }
+        old
+    };
+    let shown = text(&cutover(&demo, &["run"]));
+    assert!(shown.contains("Every record accounted for: yes"), "{shown}");
+    let s = server.lock();
+    let companies_of =
+        |c: u64| s.associations.iter().filter(|a| a.0 == "contacts" && a.1 == c && a.2 == "companies").count();
+    let doubled = contacts.iter().filter(|c| companies_of(**c) > 1).count();
+    assert_eq!(doubled, 0, "a contact left in its old company and its new one");
+    assert!(contacts.iter().all(|c| companies_of(*c) == 1), "every contact still has one company");
+    let old_kept = s.associations.iter().filter(|a| a.0 == "contacts" && a.2 == "companies" && a.3 == old).count();
+    assert!(old_kept < contacts.len(), "some contacts moved to their source company");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_stays_under_the_ten_second_limit() {
     // A small allowance, so the run must pace itself: the server would answer 429 to any excess.
     let rules = Rules { per_10s: 400, ..Rules::default() };

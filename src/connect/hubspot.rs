@@ -589,6 +589,30 @@ impl HubSpot {
 }
 
 impl HubSpot {
+    /// Before a record is associated with a new parent, the association with the parent it had
+    /// (of the same type) is archived: a contact moved to another company is not left in both.
+    async fn archive_replaced(&self, object: &str, to: &str, links: &[(usize, &Link, String, String)]) -> Result<()> {
+        let Some(link) = links.first().map(|l| l.1) else { return Ok(()) };
+        let from: Vec<String> = links.iter().map(|l| l.2.clone()).collect();
+        let current = self.linked(object, link, &from).await?;
+        let inputs: Vec<Json> = links
+            .iter()
+            .filter_map(|(_, _, from, new)| {
+                let old = current.get(from).filter(|old| *old != new)?;
+                Some(json!({ "from": { "id": from }, "to": [{ "id": old }] }))
+            })
+            .collect();
+        if inputs.is_empty() {
+            return Ok(());
+        }
+        let path = format!("/crm/v4/associations/{object}/{to}/batch/archive");
+        let reply = self.send(Call::post(&path, json!({ "inputs": inputs }))).await?;
+        if !reply.ok() {
+            return Err(eyre!("archiving the {object} → {to} associations that changed: {}", reply.message()));
+        }
+        Ok(())
+    }
+
     /// Creates associations in one batch request (v4); a batch refused whole is halved until the
     /// refused ones stand alone, each failing its own record; a multi-status answer is sent again
     /// one by one, so that each record learns its own answer.
@@ -599,6 +623,7 @@ impl HubSpot {
         links: &[(usize, &Link, String, String)],
         results: &Mutex<Vec<Option<WriteResult>>>,
     ) -> Result<()> {
+        self.archive_replaced(object, to, links).await?;
         let path = format!("/crm/v4/associations/{object}/{to}/batch/create");
         let inputs: Vec<Json> = links
             .iter()

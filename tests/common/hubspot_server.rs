@@ -487,6 +487,21 @@ fn route(s: &mut State, method: &Method, p: &[&str], query: &[(String, String)],
                 .collect();
             ok(StatusCode::OK, json!({ "status": "COMPLETE", "results": results }))
         }
+        ("POST", ["crm", "v4", "associations", from, to, "batch", "archive"]) => {
+            // Removes every association between each `from` and the `to` records it names.
+            s.seen.association_calls += 1;
+            for i in body["inputs"].as_array().into_iter().flatten() {
+                let Some(f) = i["from"]["id"].as_str().and_then(|v| v.parse::<u64>().ok()) else { continue };
+                let targets: Vec<u64> = i["to"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t["id"].as_str().and_then(|v| v.parse::<u64>().ok()))
+                    .collect();
+                s.associations.retain(|a| !(a.0 == *from && a.1 == f && a.2 == *to && targets.contains(&a.3)));
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
         ("GET", ["crm", "v4", "associations", from, to, "labels"]) => {
             // The association types a portal has between two objects (HubSpot-defined ones; a
             // portal may add labelled ones of its own).
