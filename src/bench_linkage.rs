@@ -491,7 +491,7 @@ pub fn command(records: u64, existing: u64) -> i32 {
     scenario("deduplicating one source (empty destination)", records, 0, 0.2);
     say(&format!(
         "  weights of the first, estimated by EM (prior {:+.1} points), log2(m/u) per level:",
-        (model.lambda / (1.0 - model.lambda)).log2()
+        crate::pipeline::linkage::em::points_of(model.lambda)
     ));
     for (f, w) in model.weights().iter().enumerate() {
         let levels: Vec<String> = w.iter().map(|x| format!("{x:+.1}")).collect();

@@ -12,7 +12,7 @@ use common::{DEMO_COUNTS, DEMO_QUEUE, text};
 use hubspot_server::{Reject, Rules, Server, TOKEN, seed_demo};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 /// The demo project, pointed at the server.
 fn demo_project(server: &Server, rate_limit: usize) -> (tempfile::TempDir, PathBuf) {
@@ -43,6 +43,14 @@ source_id_property = "cutover_source_id"
         format!("{}{destination}{}", &toml[..start], &toml[end..]).replace("\"contacts.phone\" = \"phone\"\n", "");
     std::fs::write(demo.join("cutover.toml"), toml).expect("toml");
     (dir, demo)
+}
+
+/// Replaces `from` with `to` in the demo's project file; `from` must be there (a test that edits
+/// nothing proves nothing).
+fn edit_project(demo: &Path, from: &str, to: &str) {
+    let toml = std::fs::read_to_string(demo.join("cutover.toml")).expect("toml");
+    assert!(toml.contains(from), "the demo's project file no longer holds {from:?}");
+    std::fs::write(demo.join("cutover.toml"), toml.replace(from, to)).expect("toml");
 }
 
 fn cutover(dir: &Path, args: &[&str]) -> Output {
@@ -192,9 +200,7 @@ async fn a_close_date_written_as_a_date_reads_back_as_the_same_day() {
     // and the portal hands back `2025-08-20T00:00:00.000Z`: the same day, not a difference.
     let server = Server::start(Rules::default()).await;
     let (_dir, demo) = demo_project(&server, 100_000);
-    let toml = std::fs::read_to_string(demo.join("cutover.toml")).expect("toml");
-    let toml = toml.replace("[destination.types]\n", "[destination.types]\n\"deals.closedate\" = \"date\"\n");
-    std::fs::write(demo.join("cutover.toml"), toml).expect("toml");
+    edit_project(&demo, "[destination.types]\n", "[destination.types]\n\"deals.closedate\" = \"date\"\n");
     let shown = text(&cutover(&demo, &["run"]));
     for line in DEMO_COUNTS {
         assert!(shown.contains(line), "missing '{line}':\n{shown}");
@@ -212,9 +218,7 @@ async fn a_close_date_written_as_a_date_reads_back_as_the_same_day() {
 async fn check_refuses_an_association_type_the_portal_does_not_have() {
     let server = Server::start(Rules::default()).await;
     let (_dir, demo) = demo_project(&server, 100_000);
-    let toml = std::fs::read_to_string(demo.join("cutover.toml")).expect("toml");
-    let toml = toml.replace("{ to = \"companies\", type_id = 5 }", "{ to = \"companies\", type_id = 999 }");
-    std::fs::write(demo.join("cutover.toml"), toml).expect("toml");
+    edit_project(&demo, "{ to = \"companies\", type_id = 5 }", "{ to = \"companies\", type_id = 999 }");
     let out = cutover(&demo, &["check"]);
     let shown = text(&out);
     assert_ne!(out.status.code(), Some(0), "{shown}");
@@ -231,13 +235,11 @@ async fn a_contact_moved_to_another_company_is_not_left_in_both() {
     let server = Server::start(Rules::default()).await;
     let (_dir, demo) = demo_project(&server, 100_000);
     // The source's company wins over the portal's.
-    let toml = std::fs::read_to_string(demo.join("cutover.toml")).expect("toml");
-    let toml = toml.replace(
+    edit_project(
+        &demo,
         "merge = \"fill_blanks\"         # keep what HubSpot has; fill its blanks from Pipedrive",
         "merge = \"source_wins\"",
     );
-    assert!(toml.contains("merge = \"source_wins\""), "the demo's contacts merge rule moved");
-    std::fs::write(demo.join("cutover.toml"), toml).expect("toml");
     // Every contact already in the portal belongs to an old company.
     let contacts: Vec<u64> = server
         .records("contacts")
@@ -309,24 +311,10 @@ async fn a_batch_refused_whole_is_split_until_the_refused_records_stand_alone() 
 async fn a_run_killed_mid_write_resumes_without_creating_anything_twice() {
     // Slow enough (≈ 100 requests/s) to kill it while it writes notes.
     let server = Server::start(Rules { per_10s: 1000, ..Rules::default() }).await;
-    let (dir, demo) = demo_project(&server, 1000);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .args(["run"])
-        .current_dir(&demo)
-        .env("CUTOVER_LOG", dir.path().join("run.log"))
-        .env("CUTOVER_HUBSPOT_TOKEN", TOKEN)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
-    // Wait until notes are being written, then kill without warning.
-    let started = std::time::Instant::now();
-    while server.records("notes").len() < 1500 {
-        assert!(started.elapsed().as_secs() < 120, "the run did not reach the notes");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    child.kill().expect("kill");
-    child.wait().expect("wait");
+    let (_dir, demo) = demo_project(&server, 1000);
+    // Once notes are being written, killed without warning.
+    common::run_killed_when(&demo, &[("CUTOVER_HUBSPOT_TOKEN", TOKEN)], 120, || server.records("notes").len() >= 1500)
+        .await;
     let shown = text(&cutover(&demo, &["run", "--resume"]));
     assert!(shown.contains("completed"), "{shown}");
     assert_no_duplicates(&server, "notes", 5932);

@@ -145,34 +145,33 @@ async fn the_token_spend_is_what_the_openapi_files_say() {
     assert_eq!(pd.tokens_spent(), spent, "the connector pays what each call costs");
 }
 
+/// How many audit rows `export audit` gives with these filters.
+fn audit_rows(demo: &Path, filters: &[&str]) -> usize {
+    let mut args = vec!["export", "audit", "--format", "jsonl"];
+    args.extend_from_slice(filters);
+    String::from_utf8_lossy(&cutover(demo, &args).stdout).lines().count()
+}
+
+/// Every record of `object` in the account is exactly one `created` outcome of the audit (none
+/// sent twice, none unaccounted for); returns how many.
+fn assert_created_once(server: &Server, demo: &Path, object: &str) -> usize {
+    let created = audit_rows(demo, &["--object", object, "--status", "created"]);
+    assert_eq!(server.records(object).len(), created, "{object}: in the account, each one created outcome");
+    created
+}
+
 /// Kills a run into Pipedrive once `object` holds `at` records, then resumes it: every record of
 /// `object` in the account is exactly one `created` outcome of the audit — none sent twice.
 async fn killed_while_writing(object: &str, at: usize) {
     let server = Server::start(Rules::default()).await;
     // Paced at ~400 requests/s, so that the kill lands while it writes.
-    let (dir, demo) =
+    let (_dir, demo) =
         demo_into_an_empty_account(&server, |toml| toml.replace("rate_limit = 100000", "rate_limit = 800"));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .args(["run"])
-        .current_dir(&demo)
-        .env("CUTOVER_LOG", dir.path().join("run.log"))
-        .env("CUTOVER_PIPEDRIVE_TOKEN", TOKEN)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let started = std::time::Instant::now();
-    while server.records(object).len() < at {
-        assert!(started.elapsed().as_secs() < 180, "the run did not reach {object}");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    child.kill().expect("kill");
-    child.wait().expect("wait");
+    common::run_killed_when(&demo, &[("CUTOVER_PIPEDRIVE_TOKEN", TOKEN)], 180, || server.records(object).len() >= at)
+        .await;
     let shown = text(&cutover(&demo, &["run", "--resume"]));
     assert!(shown.contains("completed") && shown.contains("Every record accounted for: yes"), "{shown}");
-    let out = cutover(&demo, &["export", "audit", "--format", "jsonl", "--object", object, "--status", "created"]);
-    let created = String::from_utf8_lossy(&out.stdout).lines().count();
-    assert_eq!(server.records(object).len(), created, "{object} in the account, each one created outcome:\n{shown}");
+    let created = assert_created_once(&server, &demo, object);
     assert!(created > 1000, "{created}");
 }
 
@@ -198,12 +197,9 @@ async fn lost_answers_and_a_lagging_search_index_duplicate_nothing() {
     assert!(shown.contains("Every record accounted for: yes"), "{shown}");
     assert!(server.lock().lost > 50, "answers lost: {}", server.lock().lost);
     for object in ["organizations", "persons", "deals", "notes"] {
-        let out = cutover(&demo, &["export", "audit", "--format", "jsonl", "--object", object, "--status", "created"]);
-        let created = String::from_utf8_lossy(&out.stdout).lines().count();
-        assert_eq!(server.records(object).len(), created, "{object}: in the account, each one created outcome");
+        assert_created_once(&server, &demo, object);
     }
-    let out = cutover(&demo, &["export", "audit", "--format", "jsonl", "--status", "failed"]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 0, "no record failed for a lost answer");
+    assert_eq!(audit_rows(&demo, &["--status", "failed"]), 0, "no record failed for a lost answer");
     assert_requests_match_the_spec(&server);
 }
 
@@ -225,10 +221,7 @@ async fn a_spent_daily_budget_stops_the_run_saying_when_and_a_resume_the_next_da
     let shown = text(&cutover(&demo, &["run", "--resume"]));
     assert!(shown.contains("Every record accounted for: yes"), "{shown}");
     for object in ["organizations", "persons", "deals", "notes"] {
-        let out = cutover(&demo, &["export", "audit", "--format", "jsonl", "--object", object, "--status", "created"]);
-        let created = String::from_utf8_lossy(&out.stdout).lines().count();
-        assert_eq!(server.records(object).len(), created, "{object}: in the account, each one created outcome");
+        assert_created_once(&server, &demo, object);
     }
-    let out = cutover(&demo, &["export", "audit", "--format", "jsonl", "--status", "failed"]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 0, "no record failed for the budget");
+    assert_eq!(audit_rows(&demo, &["--status", "failed"]), 0, "no record failed for the budget");
 }

@@ -56,7 +56,7 @@ fn show(project: Option<PathBuf>, only: Option<String>) -> Result<()> {
                 .collect();
             say!("  {field:<w$} {:<8} {}", plan.comparisons[f], levels.join(", "));
         }
-        let prior = (model.lambda / (1.0 - model.lambda)).log2();
+        let prior = crate::pipeline::linkage::em::points_of(model.lambda);
         say!(
             "  {:<w$} {:<8} an exact agreement (and an email's local part) weighs by how many records hold the value",
             "",
@@ -73,7 +73,7 @@ fn show(project: Option<PathBuf>, only: Option<String>) -> Result<()> {
                 "  {:<w$} {:<8} {:+.1} (about 1 in {:.0} pairs of two source records: duplicates in the export)",
                 "",
                 "",
-                (within / (1.0 - within)).log2(),
+                crate::pipeline::linkage::em::points_of(within),
                 1.0 / within.max(1e-12)
             );
         }

@@ -320,7 +320,8 @@ impl Client {
                 Ok(resp) => {
                     let status = resp.status();
                     let retry_after = retry_after(resp.headers());
-                    let headers = resp.headers().clone();
+                    // Kept past the body only where they may say the day is spent.
+                    let limits = (status == StatusCode::TOO_MANY_REQUESTS).then(|| resp.headers().clone());
                     let (body, unreadable) = read_body(resp).await;
                     let reply = Reply { status, body };
                     if let Some(why) = unreadable.filter(|_| status.is_success()) {
@@ -335,9 +336,7 @@ impl Client {
                             return Err(CallError::Fatal(format!("{what} ({errors} attempts)")));
                         }
                         self.backoff(errors)
-                    } else if status == StatusCode::TOO_MANY_REQUESTS
-                        && let Some(resets) = daily_limit_spent(&headers, &reply)
-                    {
+                    } else if let Some(resets) = limits.as_ref().and_then(|h| daily_limit_spent(h, &reply)) {
                         // Not a burst to wait out: nothing more today. Stop now, resumably.
                         self.stats.throttled.fetch_add(1, Ordering::Relaxed);
                         return Err(CallError::Fatal(format!(

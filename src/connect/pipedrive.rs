@@ -90,6 +90,13 @@ pub struct Pipedrive {
     fields: Mutex<HashMap<String, FieldNames>>,
 }
 
+/// The source id a record carries in the marker field (a custom field, or top level as v1
+/// answers put it).
+fn marker_of(record: &Json, key: &str) -> Option<String> {
+    let m = &record["custom_fields"][key];
+    text(if m.is_null() { &record[key] } else { m })
+}
+
 fn text(v: &Json) -> Option<String> {
     match v {
         Json::Null => None,
@@ -164,8 +171,22 @@ impl Pipedrive {
 
     /// One page: records and the cursor after it (`None`: the last page).
     async fn page(&self, object: &str, cursor: &str) -> Result<(Vec<Json>, Option<String>)> {
+        self.page_where(object, cursor, &[]).await
+    }
+
+    /// One page of the records `filters` select (query parameters the list takes: a note's
+    /// `person_id`, `updated_since`).
+    async fn page_where(
+        &self,
+        object: &str,
+        cursor: &str,
+        filters: &[(&str, String)],
+    ) -> Result<(Vec<Json>, Option<String>)> {
         let e = entity(object)?;
         let mut call = Call::get(e.path).query("limit", PAGE.to_string());
+        for (k, v) in filters {
+            call = call.query(k, v.clone());
+        }
         if e.v2 {
             call = call.cost(cost::V2_LIST);
             if !cursor.is_empty() {
@@ -298,26 +319,13 @@ impl Pipedrive {
                 continue;
             }
             let mut notes = Vec::new();
-            let mut start = 0usize;
+            let mut cursor = String::new();
             loop {
-                let call = Call::get("/v1/notes")
-                    .cost(cost::NOTES_LIST)
-                    .query(key.0, key.1.clone())
-                    .query("start", start.to_string())
-                    .query("limit", PAGE.to_string());
-                let reply = self.send(call).await?;
-                if !reply.ok() {
-                    return Err(eyre!("reading Pipedrive's notes of {} {}: {}", key.0, key.1, reply.message()));
-                }
-                for n in reply.body["data"].as_array().into_iter().flatten() {
-                    if let (Some(id), Some(c)) = (text(&n["id"]), content(n)) {
-                        notes.push((id, c));
-                    }
-                }
-                let p = &reply.body["additional_data"]["pagination"];
-                match text(&p["next_start"]).and_then(|n| n.parse().ok()) {
-                    Some(next) if p["more_items_in_collection"].as_bool() == Some(true) => start = next,
-                    _ => break,
+                let (page, next) = self.page_where("notes", &cursor, &[(key.0, key.1.clone())]).await?;
+                notes.extend(page.iter().filter_map(|n| Some((text(&n["id"])?, content(n)?))));
+                match next {
+                    Some(n) => cursor = n,
+                    None => break,
                 }
             }
             by_parent.insert(key, notes);
@@ -380,30 +388,15 @@ impl Pipedrive {
             });
         }
         let (Some(key), Some(sid)) = (self.marker.as_deref(), source_id) else { return Ok(Lookup::Unknowable) };
-        let e = entity(object)?;
         // A minute of leeway for the two clocks.
         let since = (sent_at - chrono::Duration::seconds(60)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
         let mut cursor = String::new();
         loop {
-            let mut call = Call::get(e.path)
-                .cost(cost::V2_LIST)
-                .query("updated_since", since.clone())
-                .query("limit", PAGE.to_string());
-            if !cursor.is_empty() {
-                call = call.query("cursor", cursor.clone());
+            let (page, next) = self.page_where(object, &cursor, &[("updated_since", since.clone())]).await?;
+            if let Some(r) = page.iter().find(|r| marker_of(r, key).as_deref() == Some(sid)) {
+                return Ok(text(&r["id"]).map_or(Lookup::Unknowable, Lookup::Found));
             }
-            let reply = self.send(call).await?;
-            if !reply.ok() {
-                return Err(eyre!("reading Pipedrive {object} changed since {since}: {}", reply.message()));
-            }
-            for r in reply.body["data"].as_array().into_iter().flatten() {
-                let m = r["custom_fields"][key].clone();
-                let m = if m.is_null() { r[key].clone() } else { m };
-                if text(&m).as_deref() == Some(sid) {
-                    return Ok(text(&r["id"]).map_or(Lookup::Unknowable, Lookup::Found));
-                }
-            }
-            match text(&reply.body["additional_data"]["next_cursor"]) {
+            match next {
                 Some(next) => cursor = next,
                 None => return Ok(Lookup::Absent),
             }
@@ -685,9 +678,7 @@ impl Destination for Pipedrive {
         loop {
             let (page, next) = self.page(object, &cursor).await?;
             for r in &page {
-                let m = r["custom_fields"][&marker].clone();
-                let m = if m.is_null() { r[&marker].clone() } else { m };
-                if let (Some(sid), Some(id)) = (text(&m), text(&r["id"])) {
+                if let (Some(sid), Some(id)) = (marker_of(r, &marker), text(&r["id"])) {
                     out.push((sid, id));
                 }
             }

@@ -105,6 +105,24 @@ pub fn cutover(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process:
     cmd.output().expect("the binary runs")
 }
 
+/// Starts `cutover run` in `dir` and kills it without warning (SIGKILL) once `reached` says so,
+/// polling; fails the test if that takes longer than `within` seconds.
+pub async fn run_killed_when(dir: &Path, env: &[(&str, &str)], within: u64, reached: impl Fn() -> bool) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
+    cmd.arg("run").current_dir(dir).env("CUTOVER_LOG", dir.join("cutover.log"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().expect("spawn");
+    let started = std::time::Instant::now();
+    while !reached() {
+        assert!(started.elapsed().as_secs() < within, "the run did not reach the point to kill it at");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+}
+
 /// Standard output and error of a run, together.
 pub fn text(out: &std::process::Output) -> String {
     format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))

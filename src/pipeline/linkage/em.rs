@@ -88,8 +88,8 @@ impl Model {
 
     /// A pair's score under another prior (see `lambda_within`).
     pub fn score_with(&self, lambda: f64, v: &[Option<usize>]) -> f64 {
-        let prior = (lambda / (1.0 - lambda)).log2();
-        prior + v.iter().enumerate().filter_map(|(f, l)| l.map(|l| (self.m[f][l] / self.u[f][l]).log2())).sum::<f64>()
+        points_of(lambda)
+            + v.iter().enumerate().filter_map(|(f, l)| l.map(|l| (self.m[f][l] / self.u[f][l]).log2())).sum::<f64>()
     }
 
     /// The probability that a pair is a match, under this model.
@@ -102,6 +102,11 @@ impl Model {
 /// Estimates the model from the pairs by EM, from [`Model::start`]; `levels[f]` is how many
 /// levels field `f` has. A level outside its field's range is an error of the caller: it is
 /// ignored like a blank.
+/// A probability as the points (log2 of the odds) it adds to a score: a prior of 0.001 is −10.
+pub fn points_of(p: f64) -> f64 {
+    (p / (1.0 - p)).log2()
+}
+
 pub fn estimate(pairs: &[Vector], levels: &[usize]) -> Model {
     run(pairs, levels, None, None)
 }

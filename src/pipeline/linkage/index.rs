@@ -9,7 +9,7 @@
 //! record held for review is in no cluster, so a doubtful link never chains people together.
 
 use super::compare::Kind;
-use super::em::{Model, Vector};
+use super::em::{Model, Vector, points_of};
 use super::frequency::{Frequencies, Share, exact_weight};
 use super::link::{CROWDED, Prepared, Values};
 use super::setup::LinkagePlan;
@@ -76,6 +76,9 @@ pub struct LinkIndex {
     weights: Vec<Vec<f64>>,
     /// Pairs compared so far.
     compared: Cell<u64>,
+    /// The prior in points of a pair with a destination record, and with a record Cutover
+    /// created (the source's own: see `Model::lambda_within`), worked out once.
+    priors: (f64, Option<f64>),
 }
 
 /// How many candidates a ranking keeps: a review shows five, a link names its runner-up.
@@ -112,6 +115,7 @@ impl LinkIndex {
     pub fn new(plan: Arc<LinkagePlan>, model: Model) -> Self {
         let frequencies = Frequencies::new(&plan.linker.kinds);
         let weights = model.weights();
+        let priors = (points_of(model.lambda), model.lambda_within.map(points_of));
         Self {
             plan,
             model,
@@ -122,6 +126,7 @@ impl LinkIndex {
             frequencies,
             weights,
             compared: Cell::new(0),
+            priors,
         }
     }
 
@@ -308,8 +313,10 @@ impl LinkIndex {
 
     /// The prior of a pair with this entry in points.
     fn prior_points(&self, e: usize) -> f64 {
-        let lambda = self.prior_of(e);
-        (lambda / (1.0 - lambda)).log2()
+        match self.priors.1 {
+            Some(within) if self.entries[e].created => within,
+            _ => self.priors.0,
+        }
     }
 
     /// The destination records that may be candidates of `values`: to read before deciding.
@@ -439,19 +446,8 @@ impl LinkIndex {
                 _ => format!("{name} blank"),
             });
         }
-        let lambda = self.prior_of(c.entry);
-        let prior = (lambda / (1.0 - lambda)).log2();
-        parts.push(format!("prior {}", points(prior)));
+        parts.push(format!("prior {}", points(self.prior_points(c.entry))));
         format!("{} = {:.1} points ({})", parts.join(" · "), c.score, percent(probability(c.score)))
-    }
-
-    /// The prior of a pair with this entry: a record Cutover created is the source's own (see
-    /// `Model::lambda_within`), any other the destination's.
-    fn prior_of(&self, e: usize) -> f64 {
-        match self.model.lambda_within {
-            Some(within) if self.entries[e].created => within,
-            _ => self.model.lambda,
-        }
     }
 
     /// Who an entry is, in words.

@@ -1,7 +1,7 @@
 //! Pane 3: the conflict queue — counts per reason, the filtered list (windowed from the store),
 //! and the selected record's fields: source value, mapped value (or the correction), issue.
 
-use super::{Theme, fit};
+use super::{Theme, fit, thousands};
 use crate::text::{shown, shown_opt};
 use crate::tui::keymap::Action;
 use crate::tui::state::AppState;
@@ -25,13 +25,13 @@ pub fn render(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
         }
     }
     let total: u64 = reasons.iter().map(|(_, n)| n).sum();
-    let mut counts = vec![Span::styled(format!("{} open: ", crate::text::thousands(total)), theme.accent)];
+    let mut counts = vec![Span::styled(format!("{} open: ", thousands(total)), theme.accent)];
     for (i, (r, n)) in reasons.iter().enumerate() {
         if i > 0 {
             counts.push(Span::raw(" · "));
         }
         let style = if q.query.reason.as_ref() == Some(r) { theme.selected } else { Style::default() };
-        counts.push(Span::styled(format!("{r} {}", crate::text::thousands(*n)), style));
+        counts.push(Span::styled(format!("{r} {}", thousands(*n)), style));
     }
     let layer = state.pane.layer();
     let k = |a| state.keymap.key_for(layer, a);
