@@ -14,7 +14,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub struct MatchIndex {
-    conn: Connection,
+    /// Opened at first use, not when the engine is made: only a run (holding the run lock)
+    /// touches the index, so a second console making an engine never reads or locks the file a
+    /// running reprocess writes (it made that run fail with "database is locked").
+    conn: Option<Connection>,
     path: PathBuf,
     open_object: Option<String>,
     /// (object, key) → number, looked up without allocating (an object has a few keys).
@@ -126,37 +129,34 @@ pub fn path_for(store: &Path) -> PathBuf {
     }
 }
 
+/// Another process holds the file: wait, do not rebuild.
+fn is_busy(e: &color_eyre::Report) -> bool {
+    e.downcast_ref::<rusqlite::Error>().is_some_and(|e| {
+        matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+    })
+}
+
 fn connect(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
     conn.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-64000;")?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let empty: bool = conn.query_row("SELECT COUNT(*) = 0 FROM sqlite_schema", [], |r| r.get(0))?;
     if version != VERSION && !empty {
         return Err(color_eyre::eyre::eyre!("match index of layout {version}, not {VERSION}"));
     }
-    conn.execute_batch(SCHEMA)?;
-    conn.execute_batch(&format!("PRAGMA user_version = {VERSION}"))?;
+    if version != VERSION {
+        conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(&format!("PRAGMA user_version = {VERSION}"))?;
+    }
     Ok(conn)
 }
 
 impl MatchIndex {
-    /// Opens the index; a file that cannot be read is discarded and started afresh (it is a cache).
+    /// The index at `path`; the file is opened (checked, made or rebuilt) at first use.
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = match connect(path).and_then(|c| {
-            let check: String = c.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
-            if check != "ok" {
-                return Err(color_eyre::eyre::eyre!("match index damaged: {check}"));
-            }
-            Ok(c)
-        }) {
-            Ok(c) => c,
-            Err(_) => {
-                let _ = std::fs::remove_file(path);
-                connect(path).wrap_err_with(|| format!("cannot create the match index {}", path.display()))?
-            }
-        };
         Ok(Self {
-            conn,
+            conn: None,
             path: path.to_path_buf(),
             open_object: None,
             key_ids: Default::default(),
@@ -165,14 +165,46 @@ impl MatchIndex {
         })
     }
 
+    /// Opens the file: a damaged one is discarded and started afresh (it is a cache); a busy one
+    /// is waited for, never taken for damaged.
+    fn ensure_open(&mut self) -> Result<()> {
+        if self.conn.is_some() {
+            return Ok(());
+        }
+        let path = &self.path;
+        let conn = match connect(path).and_then(|c| {
+            let check: String = c.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+            if check != "ok" {
+                return Err(color_eyre::eyre::eyre!("match index damaged: {check}"));
+            }
+            Ok(c)
+        }) {
+            Ok(c) => c,
+            Err(e) if is_busy(&e) => {
+                return Err(e).wrap_err_with(|| format!("the match index {} is in use", path.display()));
+            }
+            Err(_) => {
+                let _ = std::fs::remove_file(path);
+                connect(path).wrap_err_with(|| format!("cannot create the match index {}", path.display()))?
+            }
+        };
+        self.conn = Some(conn);
+        Ok(())
+    }
+
+    /// The open connection (after `ensure_open`), borrowing only that field.
+    fn db(conn: &Option<Connection>) -> Result<&Connection> {
+        conn.as_ref().ok_or_else(|| color_eyre::eyre::eyre!("the match index is not open"))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// Whether the object's keys were completely written (not interrupted since).
-    pub fn is_clean(&self, object: &str) -> Result<bool> {
-        Ok(self
-            .conn
+    pub fn is_clean(&mut self, object: &str) -> Result<bool> {
+        self.ensure_open()?;
+        Ok(Self::db(&self.conn)?
             .query_row("SELECT clean FROM objects WHERE object = ?1", [object], |r| r.get::<_, bool>(0))
             .optional()?
             .unwrap_or(false))
@@ -181,13 +213,14 @@ impl MatchIndex {
     /// Marks the object dirty (durably), then opens the transaction its writes go into. The
     /// filter starts empty: call [`MatchIndex::clear`] (rebuild) or [`MatchIndex::load_filter`].
     pub fn begin(&mut self, object: &str) -> Result<()> {
+        self.ensure_open()?;
         self.finish()?;
         self.filter = Bloom::new();
-        self.conn.execute(
+        Self::db(&self.conn)?.execute(
             "INSERT INTO objects (object, clean) VALUES (?1, 0) ON CONFLICT (object) DO UPDATE SET clean = 0",
             [object],
         )?;
-        self.conn.execute_batch("BEGIN")?;
+        Self::db(&self.conn)?.execute_batch("BEGIN")?;
         self.open_object = Some(object.to_string());
         Ok(())
     }
@@ -196,19 +229,20 @@ impl MatchIndex {
     pub fn finish(&mut self) -> Result<()> {
         self.flush()?;
         if let Some(object) = self.open_object.take() {
-            self.conn.execute("UPDATE objects SET clean = 1 WHERE object = ?1", [&object])?;
-            self.conn.execute_batch("COMMIT")?;
+            Self::db(&self.conn)?.execute("UPDATE objects SET clean = 1 WHERE object = ?1", [&object])?;
+            Self::db(&self.conn)?.execute_batch("COMMIT")?;
         }
         Ok(())
     }
 
     fn key_id(&mut self, object: &str, key: &str) -> Result<i64> {
+        self.ensure_open()?;
         if let Some((_, _, k)) = self.key_ids.iter().find(|(o, n, _)| o == object && n == key) {
             return Ok(*k);
         }
-        self.conn.execute("INSERT OR IGNORE INTO key_names (object, key) VALUES (?1, ?2)", [object, key])?;
+        Self::db(&self.conn)?.execute("INSERT OR IGNORE INTO key_names (object, key) VALUES (?1, ?2)", [object, key])?;
         let k: i64 =
-            self.conn
+            Self::db(&self.conn)?
                 .query_row("SELECT k FROM key_names WHERE object = ?1 AND key = ?2", [object, key], |r| r.get(0))?;
         self.key_ids.push((object.to_string(), key.to_string(), k));
         Ok(k)
@@ -216,8 +250,9 @@ impl MatchIndex {
 
     /// Forgets every key of the object (before a rebuild from the destination).
     pub fn clear(&mut self, object: &str) -> Result<()> {
+        self.ensure_open()?;
         self.flush()?;
-        self.conn.execute("DELETE FROM keys WHERE k IN (SELECT k FROM key_names WHERE object = ?1)", [object])?;
+        Self::db(&self.conn)?.execute("DELETE FROM keys WHERE k IN (SELECT k FROM key_names WHERE object = ?1)", [object])?;
         self.filter.clear();
         Ok(())
     }
@@ -227,7 +262,7 @@ impl MatchIndex {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = Self::db(&self.conn)?.prepare_cached(
             "INSERT INTO keys (k, h, dest_id, run_id) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT DO UPDATE SET run_id = COALESCE(excluded.run_id, run_id)",
         )?;
@@ -240,8 +275,9 @@ impl MatchIndex {
     /// Fills the filter from the object's stored keys (when the index is reused, not rebuilt);
     /// the written source ids come from the store (`note_written`).
     pub fn load_filter(&mut self, object: &str) -> Result<()> {
+        self.ensure_open()?;
         self.filter.clear();
-        let mut stmt = self.conn.prepare(
+        let mut stmt = Self::db(&self.conn)?.prepare(
             "SELECT keys.k, keys.h FROM keys JOIN key_names ON key_names.k = keys.k WHERE key_names.object = ?1",
         )?;
         let mut rows = stmt.query([object])?;
@@ -304,7 +340,7 @@ impl MatchIndex {
         for chunk in hashes.chunks(500) {
             let list = (2..2 + chunk.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
             let sql = format!("SELECT h, dest_id, run_id FROM keys WHERE k = ?1 AND h IN ({list})");
-            let mut stmt = self.conn.prepare_cached(&sql)?;
+            let mut stmt = Self::db(&self.conn)?.prepare_cached(&sql)?;
             let params = std::iter::once(k).chain(chunk.iter().copied());
             let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
             while let Some(row) = rows.next()? {
@@ -375,7 +411,34 @@ mod tests {
         idx.finish().expect("finish");
         drop(idx);
         std::fs::write(&path, b"not a database").expect("tear");
-        let idx = MatchIndex::open(&path).expect("reopened afresh");
+        let mut idx = MatchIndex::open(&path).expect("reopened afresh");
         assert!(!idx.is_clean("contacts").expect("flag"), "a torn index is rebuilt, not trusted");
+    }
+
+    #[test]
+    fn a_second_engine_neither_touches_nor_discards_an_index_in_use() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = path_for(&dir.path().join("p.state.db"));
+        let mut running = MatchIndex::open(&path).expect("open");
+        running.begin("contacts").expect("begin");
+        running.add("contacts", &[("email".into(), "a@x.com".into(), "7".into())], Some(3)).expect("add");
+        running.flush().expect("flush");
+        // Another console makes an engine meanwhile: nothing is opened, read or locked.
+        let other = MatchIndex::open(&path).expect("made without opening the file");
+        assert!(other.conn.is_none());
+        drop(other);
+        // A reader held on the file while the run commits: the commit waits for it, then succeeds.
+        let reader = Connection::open(&path).expect("reader");
+        reader.execute_batch("BEGIN").expect("begin");
+        let _: i64 = reader.query_row("SELECT COUNT(*) FROM key_names", [], |r| r.get(0)).expect("shared lock");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            reader.execute_batch("COMMIT").expect("release");
+        });
+        running.finish().expect("the commit waits for the reader instead of failing");
+        release.join().expect("thread");
+        let mut again = MatchIndex::open(&path).expect("open");
+        assert!(again.is_clean("contacts").expect("flag"), "kept, not discarded as damaged");
+        assert_eq!(again.candidates_many("contacts", "email", &["a@x.com"]).expect("q").len(), 1);
     }
 }

@@ -2,13 +2,39 @@
 //! held for the whole run. The operating system releases it when the process ends, however it
 //! ends, so a killed run never leaves a stale lock behind.
 
-use color_eyre::eyre::{Result, WrapErr, bail};
+use color_eyre::eyre::{Result, WrapErr};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 pub struct RunLock {
     _file: File,
+}
+
+/// The project's run lock is held by another process (a run, a reprocess, a rollback, a sign-off).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Busy {
+    pub path: PathBuf,
+    /// What the holder wrote in the lock file: `pid N since TIME`.
+    pub holder: String,
+}
+
+impl std::fmt::Display for Busy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "another Cutover process is running this project ({}; {}); wait for it, or stop it",
+            self.path.display(),
+            self.holder
+        )
+    }
+}
+
+impl std::error::Error for Busy {}
+
+/// Whether an error is the run lock refused because another process holds it.
+pub fn is_busy(e: &color_eyre::Report) -> Option<&Busy> {
+    e.chain().find_map(|c| c.downcast_ref::<Busy>())
 }
 
 /// `cutover.state.db` → `cutover.state.lock`.
@@ -31,11 +57,7 @@ impl RunLock {
             Err(TryLockError::WouldBlock) => {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
-                bail!(
-                    "another Cutover process is running this project ({}; {}); wait for it, or stop it",
-                    path.display(),
-                    holder.trim()
-                );
+                return Err(Busy { path, holder: holder.trim().to_string() }.into());
             }
             Err(TryLockError::Error(e)) => return Err(e).wrap_err_with(|| format!("cannot lock {}", path.display())),
         }
@@ -58,6 +80,7 @@ mod tests {
         let err = RunLock::acquire(&store).err().expect("second refused");
         assert!(err.to_string().contains("another Cutover process is running this project"), "{err}");
         assert!(err.to_string().contains(&format!("pid {}", std::process::id())), "{err}");
+        assert!(is_busy(&err).is_some_and(|b| b.holder.starts_with("pid ")), "told apart from other failures");
         drop(first);
         RunLock::acquire(&store).expect("free again");
     }

@@ -400,12 +400,38 @@ impl Runner {
                     }
                 }
             });
-            let result = match mode {
-                RunMode::Preview => engine.run(RunKind::Preview).await,
-                RunMode::Full => engine.run(RunKind::Full).await,
-                RunMode::Resume => engine.resume().await,
-                RunMode::Delta => engine.delta(crate::pipeline::delta::DeltaMode::Both).await,
-                RunMode::Reprocess => engine.reprocess(&ids).await,
+            let result = loop {
+                let result = match mode {
+                    RunMode::Preview => engine.run(RunKind::Preview).await,
+                    RunMode::Full => engine.run(RunKind::Full).await,
+                    RunMode::Resume => engine.resume().await,
+                    RunMode::Delta => engine.delta(crate::pipeline::delta::DeltaMode::Both).await,
+                    RunMode::Reprocess => engine.reprocess(&ids).await,
+                };
+                // A reprocess while another console's (or a headless run) holds the project waits
+                // its turn, saying so, instead of failing: the operator's corrections and marks
+                // stay; x stops waiting.
+                let busy = match &result {
+                    Err(f) if mode == RunMode::Reprocess && !f.started => {
+                        crate::store::run_lock::is_busy(&f.error).map(|b| b.holder.clone())
+                    }
+                    _ => None,
+                };
+                let Some(holder) = busy else { break result };
+                if *engine.controller().borrow() == Control::Cancel {
+                    let _ = tx.send(Msg::Waited(None));
+                    if let Ok(mut c) = control.lock() {
+                        *c = None;
+                    }
+                    let summary = "not reprocessed: stopped waiting for the other run; corrections and marks are kept";
+                    let _ = tx.send(Msg::RunEnded { summary: summary.into(), failed: true });
+                    return;
+                }
+                let _ = tx.send(Msg::Waited(Some(format!(
+                    "waiting for the other console's reprocess or run on this project to finish ({holder}); x stops \
+                     waiting"
+                ))));
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             };
             // The last snapshot first, then the end.
             let now = started.elapsed().as_secs_f64();

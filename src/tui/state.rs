@@ -86,6 +86,8 @@ pub struct Live {
     /// A run another console (or a headless `cutover run`) started, seen through the store:
     /// who runs it, for the header. This console cannot pause or cancel it.
     pub remote: Option<String>,
+    /// Waiting for the project's run lock (another console's reprocess, a headless run): for what.
+    pub waiting: Option<String>,
 }
 
 impl Live {
@@ -102,6 +104,7 @@ impl Live {
             return end.clone();
         }
         match &self.progress.state {
+            RunState::Starting if self.waiting.is_some() => "waiting for the other run".into(),
             RunState::Starting => "starting".into(),
             RunState::Running if self.control == Control::Pause => "pausing after this batch".into(),
             RunState::Running if self.control == Control::Cancel => "cancelling after this batch".into(),
@@ -147,6 +150,8 @@ pub struct QueueView {
     pub loading: bool,
     /// For an ambiguous or undecided match: which destination candidate is chosen.
     pub candidate: usize,
+    /// The records of the reprocess under way: unmarked once it has handled them.
+    pub reprocessing: Vec<i64>,
 }
 
 impl QueueView {

@@ -38,6 +38,9 @@ pub enum Msg {
         total: usize,
     },
     QueueIds(Vec<i64>),
+    /// A reprocess waits for the project's run lock (`Some`: what it waits for), or stopped
+    /// waiting because the operator cancelled (`None`).
+    Waited(Option<String>),
     AuditLoaded {
         query: AuditQuery,
         before: Option<i64>,
@@ -203,6 +206,15 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
             let mode = state.live.as_ref().map(|l| l.mode);
             if let Some(live) = state.live.as_mut() {
                 live.ended = Some(summary.clone());
+                live.waiting = None;
+            }
+            // Marks stay on records a reprocess did not get to (refused, failed): only what it
+            // handled is unmarked.
+            let handled = std::mem::take(&mut state.queue.reprocessing);
+            if mode == Some(RunMode::Reprocess) && !failed {
+                for id in handled {
+                    state.queue.marked.remove(&id);
+                }
             }
             state.status = Some((failed, summary));
             if mode == Some(RunMode::Preview) {
@@ -231,6 +243,13 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
             if q.cursor < q.offset || q.cursor >= q.offset + q.items.len().max(1) {
                 return vec![Effect::LoadQueue { query: q.query.clone(), offset: page_of(q.cursor, QUEUE_PAGE) }];
             }
+            Vec::new()
+        }
+        Msg::Waited(waiting) => {
+            if let Some(live) = state.live.as_mut() {
+                live.waiting = waiting.clone();
+            }
+            state.queue.note = Some((false, waiting.unwrap_or_else(|| "stopped waiting; nothing reprocessed".into())));
             Vec::new()
         }
         Msg::QueueIds(ids) => {
@@ -972,6 +991,13 @@ fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
             live.control = if action == Pause { Control::Pause } else { Control::Go };
             vec![Effect::Control(live.control)]
         }
+        Cancel if state.live.as_ref().is_some_and(|l| l.active() && l.waiting.is_some()) => {
+            if let Some(live) = state.live.as_mut() {
+                live.control = Control::Cancel;
+            }
+            state.queue.note = Some((false, "stopping the wait…".into()));
+            vec![Effect::Control(Control::Cancel)]
+        }
         Cancel => {
             if !state.live.as_ref().is_some_and(|l| l.active() && l.mode != RunMode::Reprocess) {
                 state.status = Some((true, "no run to cancel".into()));
@@ -1086,7 +1112,7 @@ fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
             if let Some(refused) = taken(state, &ids) {
                 return refused;
             }
-            state.queue.marked.clear();
+            state.queue.reprocessing = ids.clone();
             start(state, RunMode::Reprocess);
             state.queue.note = Some((false, format!("reprocessing {} record(s)…", ids.len())));
             vec![Effect::Reprocess { ids }]
@@ -1184,6 +1210,7 @@ fn start(state: &mut AppState, mode: RunMode) {
         ended: None,
         control: Control::Go,
         remote: None,
+        waiting: None,
     });
 }
 
@@ -1543,6 +1570,26 @@ mod tests {
         let fx = ch(&mut s, 'y');
         assert_eq!(fx, vec![Effect::Skip { ids: vec![35, 36, 37], reason: "duplicate of 34".into() }]);
         assert!(s.queue.marked.is_empty());
+    }
+
+    #[test]
+    fn marks_stay_until_a_reprocess_has_handled_them_and_a_wait_can_be_stopped() {
+        let (_d, mut s) = state();
+        ch(&mut s, '3');
+        loaded(&mut s, 35..=40);
+        for _ in 0..3 {
+            ch(&mut s, ' ');
+        }
+        assert_eq!(ch(&mut s, 'r'), vec![Effect::Reprocess { ids: vec![35, 36, 37] }]);
+        assert_eq!(s.queue.marked.len(), 3, "marks stay while it runs");
+        update(&mut s, Msg::Waited(Some("waiting for the other console's reprocess (pid 9)".into())));
+        assert!(s.queue.note.as_ref().is_some_and(|(bad, t)| !bad && t.contains("waiting for the other")));
+        assert_eq!(ch(&mut s, 'x'), vec![Effect::Control(Control::Cancel)], "x stops waiting, without a question");
+        update(&mut s, Msg::RunEnded { summary: "not reprocessed: stopped waiting".into(), failed: true });
+        assert_eq!(s.queue.marked.len(), 3, "nothing reprocessed: every mark kept");
+        assert_eq!(ch(&mut s, 'r'), vec![Effect::Reprocess { ids: vec![35, 36, 37] }]);
+        update(&mut s, Msg::RunEnded { summary: "Run 3 (reprocess) finished".into(), failed: false });
+        assert!(s.queue.marked.is_empty(), "handled: unmarked");
     }
 
     #[test]

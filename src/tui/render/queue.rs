@@ -53,11 +53,14 @@ pub fn render(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
     // five reasons do not fit on one, and a reason left out is a reason not seen.
     let counts = Line::from(counts);
     let count_rows = counts.width().div_ceil(area.width.max(1) as usize).clamp(1, 3) as u16;
+    // The result of the last action in full (what was refused and why), up to three lines.
+    let note_line = note_line(state, theme);
+    let note_rows = note_line.width().div_ceil(area.width.max(1) as usize).clamp(1, 3) as u16;
     let [count_area, filter_area, body, note] = Layout::vertical([
         Constraint::Length(count_rows),
         Constraint::Length(1),
         Constraint::Min(6),
-        Constraint::Length(1),
+        Constraint::Length(note_rows),
     ])
     .areas(area);
     frame.render_widget(Paragraph::new(counts).wrap(Wrap { trim: true }), count_area);
@@ -74,7 +77,13 @@ pub fn render(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
     list(state, frame, list_area, theme);
     detail(state, frame, detail_area, theme);
 
-    let note_line = match &q.note {
+    frame.render_widget(Paragraph::new(note_line).wrap(Wrap { trim: true }), note);
+}
+
+fn note_line(state: &AppState, theme: &Theme) -> Line<'static> {
+    let layer = state.pane.layer();
+    let k = |a| state.keymap.key_for(layer, a);
+    match &state.queue.note {
         Some((true, text)) => Line::from(Span::styled(text.clone(), theme.error)),
         Some((false, text)) => Line::from(Span::styled(text.clone(), theme.ok)),
         None => Line::from(Span::styled(
@@ -90,8 +99,7 @@ pub fn render(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
             ),
             theme.muted,
         )),
-    };
-    frame.render_widget(Paragraph::new(note_line), note);
+    }
 }
 
 fn list(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
