@@ -65,6 +65,15 @@ pub fn shown_opt(value: Option<&str>) -> String {
     }
 }
 
+/// A value as an operator confirms it: in quotes (a trailing space or an added character shows),
+/// or `(blank)`.
+pub fn quoted(value: Option<&str>) -> String {
+    match value.filter(|v| !v.is_empty()) {
+        None => "(blank)".into(),
+        Some(v) => format!("\"{}\"", shown(v)),
+    }
+}
+
 #[cfg(test)]
 mod plural_tests {
     #[test]

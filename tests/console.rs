@@ -258,3 +258,37 @@ fn half_a_million_held_shows_every_reason_and_whole_figures_at_80x24() {
     assert!(!reading.contains("BALANCED"), "{reading}");
     assert!(reading.contains("RECONCILING: the counts balance (486,588 open)"), "{reading}");
 }
+
+#[test]
+fn a_bulk_edit_asks_for_the_field_then_shows_what_changes_before_asking() {
+    let (_d, mut s) = busy_state();
+    press(&mut s, '3');
+    update(&mut s, Msg::QueueIds(vec![35, 36, 37]));
+    press(&mut s, 'E');
+    for (w, h) in [(80, 24), (120, 40)] {
+        insta::assert_snapshot!(format!("queue_bulk_field_{w}x{h}"), draw(&s, w, h).backend());
+    }
+    update(&mut s, Msg::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)));
+    update(
+        &mut s,
+        Msg::Claimed { ids: vec![35, 36, 37], field: "dealstage".into(), current: String::new(), was: None },
+    );
+    for c in "closedwon".chars() {
+        press(&mut s, c);
+    }
+    update(&mut s, Msg::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)));
+    update(
+        &mut s,
+        Msg::FixPreviewed {
+            ids: vec![35, 36, 37],
+            field: "dealstage".into(),
+            value: Some("closedwon".into()),
+            result: Ok("2 change, 1 already hold it:\n  #35 deals 20035: (blank) → \"closedwon\"\n  #36 deals 20036: \
+                        \"On Hold\" → \"closedwon\""
+                .into()),
+        },
+    );
+    for (w, h) in [(80, 24), (120, 40)] {
+        insta::assert_snapshot!(format!("queue_bulk_preview_{w}x{h}"), draw(&s, w, h).backend());
+    }
+}

@@ -40,9 +40,8 @@ async fn a_reprocess_waits_for_the_other_consoles_and_then_writes() {
     assert!(waiting.contains(&format!("pid {}", std::process::id())), "names who holds it: {waiting}");
     drop(other);
     let (summary, failed) = loop {
-        match next(&mut rx).await {
-            Msg::RunEnded { summary, failed } => break (summary, failed),
-            _ => {}
+        if let Msg::RunEnded { summary, failed } = next(&mut rx).await {
+            break (summary, failed);
         }
     };
     assert!(!failed, "{summary}");

@@ -55,6 +55,30 @@ pub enum QueueAction {
         #[arg(long, value_name = "FIELD=VALUE")]
         was: Vec<String>,
     },
+    /// Take back the last correction of held records: `unfix 35 dealstage` sets dealstage back
+    /// to what it held before; `unfix 35` takes back the record's newest correction, whatever
+    /// its field; `unfix --object deals dealstage` every held deal's. Audited; a record already
+    /// written is left as it is, saying with what it was written.
+    Unfix {
+        #[arg(value_name = "ID|FIELD")]
+        args: Vec<String>,
+        #[arg(long)]
+        object: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+        /// Only held records whose FIELD holds VALUE now (see `list`).
+        #[arg(long = "where", value_name = "FIELD=VALUE")]
+        wheres: Vec<String>,
+    },
+    /// Take skips back: the records are held again, and reprocess or the next run handles them.
+    /// By ids, or every skipped record of --object (and --held-for). All or none.
+    Unskip {
+        ids: Vec<i64>,
+        #[arg(long)]
+        object: Option<String>,
+        #[arg(long, value_name = "REASON")]
+        held_for: Option<String>,
+    },
     /// Send held records again through map → dedupe → validate → write.
     Reprocess {
         ids: Vec<i64>,
@@ -398,6 +422,67 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
                     crate::text::shown(&reason)
                 ),
             }
+        }
+        QueueAction::Unfix { args, object, reason, wheres } => {
+            let (mut ids, mut fields) = (Vec::new(), Vec::new());
+            for arg in &args {
+                match arg.parse::<i64>() {
+                    Ok(id) => ids.push(id),
+                    Err(_) => fields.push(arg.clone()),
+                }
+            }
+            if fields.len() > 1 {
+                bail!(
+                    "name one field to take back (got {}), or none for each record's newest correction",
+                    fields.join(", ")
+                );
+            }
+            let selection = Selection::new(project, object, reason, &wheres)?;
+            if ids.is_empty() {
+                if selection.is_empty() {
+                    bail!("name the records: queue item ids, or --object / --reason / --where");
+                }
+                ids = selection.ids(&store)?;
+                if ids.is_empty() {
+                    bail!("no held record matches");
+                }
+            } else if !selection.is_empty() {
+                bail!("give queue item ids or a filter (--object, --reason, --where), not both");
+            }
+            let undone = store.queue_undo(&ids, fields.first().map(String::as_str))?;
+            say!("{}", undone.describe());
+            for (_, why) in undone.left.iter().skip(1).take(20) {
+                say!("  {why}");
+            }
+            if undone.restored.is_empty() {
+                bail!("nothing was undone");
+            }
+        }
+        QueueAction::Unskip { mut ids, object, held_for } => {
+            if ids.is_empty() {
+                let Some(object) = object else {
+                    bail!("name the records: queue item ids, or --object (with --held-for) for every skipped one")
+                };
+                known_object(project, &object)?;
+                let filter =
+                    QueueFilter { object: Some(object), reason: held_for, pending_only: false, ..Default::default() };
+                ids = store
+                    .queue_list(&filter)?
+                    .into_iter()
+                    .filter(|i| i.status == crate::store::QueueStatus::Skipped)
+                    .map(|i| i.id)
+                    .collect();
+                if ids.is_empty() {
+                    bail!("no skipped record matches");
+                }
+            } else if object.is_some() || held_for.is_some() {
+                bail!("give queue item ids or a filter (--object, --held-for), not both");
+            }
+            let (_, items) = store.unskip_many(&ids, &project.config.hash)?;
+            say!(
+                "{} held again; `cutover queue reprocess` writes them, or the next run takes them up.",
+                crate::text::count(items.len() as u64, "record")
+            );
         }
         QueueAction::Reprocess { .. } => {}
     }

@@ -240,10 +240,13 @@ impl MatchIndex {
         if let Some((_, _, k)) = self.key_ids.iter().find(|(o, n, _)| o == object && n == key) {
             return Ok(*k);
         }
-        Self::db(&self.conn)?.execute("INSERT OR IGNORE INTO key_names (object, key) VALUES (?1, ?2)", [object, key])?;
-        let k: i64 =
-            Self::db(&self.conn)?
-                .query_row("SELECT k FROM key_names WHERE object = ?1 AND key = ?2", [object, key], |r| r.get(0))?;
+        Self::db(&self.conn)?
+            .execute("INSERT OR IGNORE INTO key_names (object, key) VALUES (?1, ?2)", [object, key])?;
+        let k: i64 = Self::db(&self.conn)?.query_row(
+            "SELECT k FROM key_names WHERE object = ?1 AND key = ?2",
+            [object, key],
+            |r| r.get(0),
+        )?;
         self.key_ids.push((object.to_string(), key.to_string(), k));
         Ok(k)
     }
@@ -252,7 +255,8 @@ impl MatchIndex {
     pub fn clear(&mut self, object: &str) -> Result<()> {
         self.ensure_open()?;
         self.flush()?;
-        Self::db(&self.conn)?.execute("DELETE FROM keys WHERE k IN (SELECT k FROM key_names WHERE object = ?1)", [object])?;
+        Self::db(&self.conn)?
+            .execute("DELETE FROM keys WHERE k IN (SELECT k FROM key_names WHERE object = ?1)", [object])?;
         self.filter.clear();
         Ok(())
     }

@@ -5,6 +5,7 @@
 pub mod audit;
 mod checkpoint;
 pub mod claims;
+pub mod corrections;
 pub mod export;
 pub mod journal;
 mod ledger;
@@ -45,6 +46,8 @@ pub enum RunKind {
     Delta,
     /// An operator skipping queued records: one transaction, nothing written.
     Skip,
+    /// An operator taking skips back: the records are held again.
+    Unskip,
 }
 
 impl RunKind {
@@ -56,6 +59,7 @@ impl RunKind {
             RunKind::Rollback => "rollback",
             RunKind::Delta => "delta",
             RunKind::Skip => "skip",
+            RunKind::Unskip => "unskip",
         }
     }
 }

@@ -334,7 +334,8 @@ impl Store {
             bail!("queue item {id} is {} — only open items can be corrected", it.status.as_str());
         }
         for (field, value) in changes {
-            it.corrections.insert(field.clone(), value.clone());
+            let before = it.corrections.insert(field.clone(), value.clone());
+            self.remember_correction(id, field, before, value.as_deref())?;
         }
         let corrections = serde_json::to_string(&it.corrections)?;
         self.conn.execute(

@@ -205,4 +205,20 @@ pub const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     ALTER TABLE audit ADD COLUMN confidence REAL;
     "#,
+    // 10: undo — every correction keeps what the field held before it, so an operator can take a
+    // (bulk) correction back; `undone_at` marks the ones taken back.
+    r#"
+    CREATE TABLE correction_history (
+        id         INTEGER PRIMARY KEY,
+        queue_id   INTEGER NOT NULL,
+        field      TEXT NOT NULL,
+        had_before INTEGER NOT NULL,
+        before     TEXT,
+        after      TEXT,
+        at         TEXT NOT NULL,
+        user       TEXT NOT NULL,
+        undone_at  TEXT
+    );
+    CREATE INDEX correction_history_item ON correction_history (queue_id, id);
+    "#,
 ];

@@ -47,6 +47,7 @@ pub enum Action {
     ToggleMark,
     MarkAll,
     ClearMarks,
+    Undo,
     EditMarked,
     Reprocess,
     Skip,

@@ -233,6 +233,18 @@ impl Runner {
                     Ok(Msg::Done { message: format!("{field} = {v} on {which}; r reprocesses it now"), failed: false })
                 })
             }
+            Effect::PreviewFix { ids, field, value } => self.query(move |store| {
+                let result = preview_fix(store, &ids, &field, value.as_deref());
+                Ok(Msg::FixPreviewed { ids, field, value, result })
+            }),
+            Effect::Undo { ids } => self.write(move |store| {
+                let undone = store.queue_undo(&ids, None)?;
+                let mut message = undone.describe();
+                if !undone.restored.is_empty() {
+                    message.push_str(" (audited)");
+                }
+                Ok(Msg::Done { message, failed: undone.restored.is_empty() })
+            }),
             Effect::Skip { ids, reason } => {
                 let project = self.project();
                 self.write(move |store| {
@@ -604,6 +616,56 @@ fn reprocess_report(store: &Store, ids: &[i64]) -> Result<String> {
             if written > 0 {
                 out = format!("{written} written; {out}");
             }
+        }
+    }
+    Ok(out)
+}
+
+/// What setting `field` to `value` on these records would change: how many change and how many
+/// already hold it, with the first few before → after; refused when a record is no longer held or
+/// has no such field (the correction would be refused as a whole).
+fn preview_fix(store: &Store, ids: &[i64], field: &str, value: Option<&str>) -> std::result::Result<String, String> {
+    const SHOWN: usize = 5;
+    let blank = |v: Option<&str>| v.map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
+    let (mut change, mut same) = (0u64, 0u64);
+    let mut examples = Vec::new();
+    for &id in ids {
+        let item = store.queue_item(id).map_err(|e| format!("{e:#}"))?.ok_or_else(|| format!("no queue item {id}"))?;
+        if !item.status.is_pending() {
+            return Err(format!("#{id} is {} — only held records can be corrected", item.status.as_str()));
+        }
+        let known = match field.strip_prefix("source.") {
+            Some(f) => item.source.contains_key(f),
+            None => item.mapped.contains_key(field),
+        };
+        if !known {
+            return Err(format!("#{id} ({}) has no field {field}", item.object));
+        }
+        let now = item.value_of(field);
+        if blank(now.as_deref()) == blank(value) {
+            same += 1;
+            continue;
+        }
+        change += 1;
+        if examples.len() < SHOWN {
+            examples.push(format!(
+                "  #{id} {} {}: {} → {}",
+                item.object,
+                crate::text::shown(&item.source_id),
+                crate::text::quoted(now.as_deref()),
+                crate::text::quoted(value)
+            ));
+        }
+    }
+    let mut out = format!("{} change", crate::text::thousands(change));
+    if same > 0 {
+        out.push_str(&format!(", {} already hold it", crate::text::thousands(same)));
+    }
+    if !examples.is_empty() {
+        out.push_str(":\n");
+        out.push_str(&examples.join("\n"));
+        if change as usize > examples.len() {
+            out.push_str(&format!("\n  … and {} more", crate::text::thousands(change - examples.len() as u64)));
         }
     }
     Ok(out)

@@ -615,6 +615,12 @@ pub enum Confirm {
     SignOff {
         notes: String,
     },
+    /// Set `field` to `value` on these records (the preview was shown in the question).
+    Fix {
+        ids: Vec<i64>,
+        field: String,
+        value: Option<String>,
+    },
     /// Roll this run back (its preview was shown in the question); `keep`: and keep the records
     /// changed in the destination since (audited as kept).
     Rollback {
@@ -653,7 +659,21 @@ pub enum EditTarget {
     SignOffNotes,
 }
 
+/// What a choice from a list is for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Choice {
+    /// The field a bulk edit of these records sets.
+    BulkField { ids: Vec<i64> },
+}
+
 pub enum Modal {
+    /// Pick one of `options` (↑/↓, enter; esc abandons).
+    Choose {
+        title: String,
+        options: Vec<String>,
+        cursor: usize,
+        purpose: Choice,
+    },
     /// The keys of the pane; `scroll` rows are scrolled past (a short terminal shows part).
     Help {
         scroll: u16,

@@ -89,6 +89,14 @@ pub enum Msg {
         problems: Vec<crate::config::Problem>,
         version: u64,
     },
+    /// What a bulk correction would change (a summary with the first records before → after),
+    /// or why it cannot be made.
+    FixPreviewed {
+        ids: Vec<i64>,
+        field: String,
+        value: Option<String>,
+        result: Result<String, String>,
+    },
     /// The store granted this console the records to edit.
     Claimed {
         ids: Vec<i64>,
@@ -125,6 +133,16 @@ pub enum Effect {
         was: Option<Option<String>>,
     },
     Reprocess {
+        ids: Vec<i64>,
+    },
+    /// Work out what setting `field` on these records would change (answered `FixPreviewed`).
+    PreviewFix {
+        ids: Vec<i64>,
+        field: String,
+        value: Option<String>,
+    },
+    /// Take back the last correction of each record (answered `Done`).
+    Undo {
         ids: Vec<i64>,
     },
     Skip {
@@ -400,6 +418,23 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
             observe(state, latest, now);
             reload_all(state)
         }
+        Msg::FixPreviewed { ids, field, value, result } => match result {
+            Ok(summary) if state.modal.is_none() => {
+                let question = format!(
+                    "Set {field} = {} on {} records?\n{summary}\ny writes the correction (u undoes it; r then reprocesses)",
+                    crate::text::quoted(value.as_deref()),
+                    crate::text::thousands(ids.len() as u64)
+                );
+                state.status = None;
+                state.modal = Some(Modal::Confirm { question, what: Confirm::Fix { ids, field, value } });
+                Vec::new()
+            }
+            Ok(_) => vec![Effect::Release { ids }],
+            Err(why) => {
+                state.status = Some((true, format!("nothing corrected: {why}")));
+                vec![Effect::Release { ids }]
+            }
+        },
         Msg::Claimed { ids, field, current, was } => {
             if state.modal.is_some() {
                 // Something else took the screen meanwhile: do not hold records nobody edits.
@@ -545,11 +580,34 @@ fn on_modal_key(state: &mut AppState, modal: Modal, key: KeyEvent) -> Vec<Effect
             }
             Vec::new()
         }
+        Modal::Choose { title, options, cursor, purpose } => {
+            let n = options.len().max(1);
+            let cursor = match key.code {
+                KeyCode::Down | KeyCode::Char('j') => (cursor + 1) % n,
+                KeyCode::Up | KeyCode::Char('k') => (cursor + n - 1) % n,
+                KeyCode::Esc => {
+                    state.status = Some((false, "nothing done".into()));
+                    return Vec::new();
+                }
+                KeyCode::Enter => return chosen(purpose, options.get(cursor).cloned()),
+                // A letter jumps to the next option starting with it.
+                KeyCode::Char(c) => (1..=n)
+                    .map(|d| (cursor + d) % n)
+                    .find(|&i| options.get(i).is_some_and(|o| o.starts_with(c)))
+                    .unwrap_or(cursor),
+                _ => cursor,
+            };
+            state.modal = Some(Modal::Choose { title, options, cursor, purpose });
+            Vec::new()
+        }
         Modal::Confirm { question, what } => match key.code {
             KeyCode::Char('y') | KeyCode::Char('Y') => confirmed(state, what),
             KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => {
                 state.status = Some((false, "nothing done".into()));
-                Vec::new()
+                match what {
+                    Confirm::Fix { ids, .. } => vec![Effect::Release { ids }],
+                    _ => Vec::new(),
+                }
             }
             _ => {
                 state.modal = Some(Modal::Confirm { question, what });
@@ -586,6 +644,11 @@ fn submit_edit(state: &mut AppState, target: EditTarget, text: String) -> Vec<Ef
     match target {
         EditTarget::Field { ids, field, was } => {
             let value = if text.is_empty() { None } else { Some(text) };
+            if ids.len() > 1 {
+                // A bulk edit is shown before it is made: what changes, on how many records.
+                state.status = Some((false, format!("working out what {field} changes on {} records…", ids.len())));
+                return vec![Effect::PreviewFix { ids, field, value }];
+            }
             vec![Effect::Fix { ids, field, value, was }]
         }
         EditTarget::SkipReason { ids } => {
@@ -676,6 +739,7 @@ fn confirmed(state: &mut AppState, what: Confirm) -> Vec<Effect> {
             }
             vec![Effect::Control(Control::Cancel)]
         }
+        Confirm::Fix { ids, field, value } => vec![Effect::Fix { ids, field, value, was: None }],
         Confirm::Skip { ids, reason } => {
             state.queue.marked.clear();
             vec![Effect::Skip { ids, reason }]
@@ -1057,7 +1121,7 @@ fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
             }
             Vec::new()
         }
-        EditField | EditMarked => {
+        EditField => {
             let q = &state.queue;
             let Some(item) = q.selected() else {
                 state.status = Some((true, "no record selected".into()));
@@ -1068,25 +1132,18 @@ fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
                 state.status = Some((true, "select a field first (enter, then ↑/↓)".into()));
                 return Vec::new();
             };
-            let ids = if action == EditMarked {
-                if q.marked.is_empty() {
-                    state.status = Some((true, "no records marked (space marks, a marks the whole filter)".into()));
-                    return Vec::new();
-                }
-                q.marked.iter().copied().collect()
-            } else {
-                vec![item.id]
-            };
+            let ids = vec![item.id];
             let current =
                 item.corrections.get(&field).cloned().flatten().or_else(|| item.mapped.get(&field).cloned().flatten());
             if let Some(refused) = taken(state, &ids) {
                 return refused;
             }
-            // The editor opens once the store has given this console the records (`Msg::Claimed`).
-            // One record: what it holds now is what the operator decides on.
-            let was = (ids.len() == 1).then(|| current.clone());
+            // The editor opens once the store has given this console the record (`Msg::Claimed`);
+            // what it holds now is what the operator decides on.
+            let was = Some(current.clone());
             vec![Effect::Claim { ids, field, current: current.unwrap_or_default(), was }]
         }
+        EditMarked => bulk_field_choice(state),
         ToggleMark => {
             if let Some(id) = state.queue.selected().map(|i| i.id)
                 && !state.queue.marked.remove(&id)
@@ -1099,6 +1156,16 @@ fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
         ClearMarks => {
             state.queue.marked.clear();
             Vec::new()
+        }
+        Undo => {
+            let ids = state.queue.targets();
+            if ids.is_empty() {
+                return Vec::new();
+            }
+            if let Some(refused) = taken(state, &ids) {
+                return refused;
+            }
+            vec![Effect::Undo { ids }]
         }
         Reprocess => {
             if state.run_active() {
@@ -1189,6 +1256,71 @@ fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
             open_edit(state, EditTarget::SkipReason { ids }, "");
             Vec::new()
         }
+    }
+}
+
+/// `E`: the field of a bulk edit is chosen from a list first — never the row the cursor happens
+/// to be on — and the value typed into an empty box.
+fn bulk_field_choice(state: &mut AppState) -> Vec<Effect> {
+    let q = &state.queue;
+    if q.marked.is_empty() {
+        state.status = Some((true, "no records marked (space marks, a marks the whole filter)".into()));
+        return Vec::new();
+    }
+    let ids: Vec<i64> = q.marked.iter().copied().collect();
+    let mut objects: Vec<&str> =
+        q.items.iter().filter(|i| q.marked.contains(&i.id)).map(|i| i.object.as_str()).collect();
+    objects.sort_unstable();
+    objects.dedup();
+    if objects.len() > 1 {
+        state.status = Some((
+            true,
+            format!(
+                "the marked records are of several objects ({}): mark one object's (o filters)",
+                objects.join(", ")
+            ),
+        ));
+        return Vec::new();
+    }
+    let object = q.query.object.clone().or_else(|| objects.first().map(|o| o.to_string()));
+    let selected = q.selected().filter(|i| object.as_deref().is_none_or(|o| o == i.object));
+    let mut options: Vec<String> = state
+        .mapping
+        .objects
+        .iter()
+        .find(|o| object.as_deref() == Some(o.name.as_str()))
+        .map(|o| o.rows.iter().map(|r| r.dest.clone()).collect())
+        .unwrap_or_default();
+    if selected.is_some() {
+        for f in q.fields() {
+            if !options.contains(&f) {
+                options.push(f);
+            }
+        }
+    }
+    if options.is_empty() {
+        state.status = Some((true, "no fields known for the marked records: select one of them first".into()));
+        return Vec::new();
+    }
+    let flagged = selected.and_then(|i| i.issues.iter().find(|x| options.contains(&x.field)).map(|x| x.field.clone()));
+    let cursor = flagged.and_then(|f| options.iter().position(|o| *o == f)).unwrap_or(0);
+    if let Some(refused) = taken(state, &ids) {
+        return refused;
+    }
+    let title = format!(
+        " Which field to set on {} marked {}? ",
+        crate::text::thousands(ids.len() as u64),
+        object.as_deref().unwrap_or("records")
+    );
+    state.modal = Some(Modal::Choose { title, options, cursor, purpose: Choice::BulkField { ids } });
+    Vec::new()
+}
+
+fn chosen(purpose: Choice, option: Option<String>) -> Vec<Effect> {
+    let Some(field) = option else { return Vec::new() };
+    match purpose {
+        // Claimed first (another console sees them taken); the value box opens empty.
+        Choice::BulkField { ids } => vec![Effect::Claim { ids, field, current: String::new(), was: None }],
     }
 }
 
@@ -1546,15 +1678,82 @@ mod tests {
         loaded(&mut s, 35..=37);
         assert_eq!(ch(&mut s, 'a'), vec![Effect::LoadQueueIds { query: QueueQuery::default() }]);
         update(&mut s, Msg::QueueIds(vec![35, 36, 37]));
+        // The cursor on another row changes nothing: E asks for the field, from a list.
         key(&mut s, KeyCode::Enter);
         ch(&mut s, 'j');
-        let fx = ch(&mut s, 'E');
-        assert!(matches!(&fx[..], [Effect::Claim { ids, .. }] if ids.len() == 3));
+        assert!(ch(&mut s, 'E').is_empty(), "nothing claimed before a field is chosen");
+        match &s.modal {
+            Some(Modal::Choose { options, cursor, .. }) => {
+                assert!(options.contains(&"dealname".to_string()), "{options:?}");
+                assert_eq!(options[*cursor], "dealstage", "starts on the field the selected record is held for");
+            }
+            _ => panic!("expected the field list"),
+        }
+        let fx = key(&mut s, KeyCode::Enter);
+        assert_eq!(
+            fx,
+            vec![Effect::Claim { ids: vec![35, 36, 37], field: "dealstage".into(), current: String::new(), was: None }],
+            "nothing pre-filled from one record into a bulk edit"
+        );
         update(
             &mut s,
             Msg::Claimed { ids: vec![35, 36, 37], field: "dealstage".into(), current: String::new(), was: None },
         );
-        assert!(matches!(&s.modal, Some(Modal::Edit { target: EditTarget::Field { ids, .. }, .. }) if ids.len() == 3));
+        assert!(matches!(&s.modal, Some(Modal::Edit { target: EditTarget::Field { ids, .. }, input, .. })
+            if ids.len() == 3 && input.lines() == [""]));
+        for c in "closedwon".chars() {
+            ch(&mut s, c);
+        }
+        let fx = key(&mut s, KeyCode::Enter);
+        assert_eq!(
+            fx,
+            vec![Effect::PreviewFix {
+                ids: vec![35, 36, 37],
+                field: "dealstage".into(),
+                value: Some("closedwon".into())
+            }],
+            "shown before it is made"
+        );
+        update(
+            &mut s,
+            Msg::FixPreviewed {
+                ids: vec![35, 36, 37],
+                field: "dealstage".into(),
+                value: Some("closedwon".into()),
+                result: Ok("3 change:\n  #35 deals 20035: ∅ → 'closedwon'".into()),
+            },
+        );
+        match &s.modal {
+            Some(Modal::Confirm { question, .. }) => {
+                assert!(question.starts_with("Set dealstage = \"closedwon\" on 3 records?\n3 change"), "{question}")
+            }
+            _ => panic!("expected the confirmation with the preview"),
+        }
+        assert_eq!(ch(&mut s, 'n'), vec![Effect::Release { ids: vec![35, 36, 37] }], "no: nothing written, let go");
+        // Again, and yes this time.
+        ch(&mut s, 'E');
+        key(&mut s, KeyCode::Enter);
+        update(
+            &mut s,
+            Msg::Claimed { ids: vec![35, 36, 37], field: "dealstage".into(), current: String::new(), was: None },
+        );
+        update(
+            &mut s,
+            Msg::FixPreviewed {
+                ids: vec![35, 36, 37],
+                field: "dealstage".into(),
+                value: None,
+                result: Ok("3 change".into()),
+            },
+        );
+        assert!(matches!(s.modal, Some(Modal::Edit { .. })), "a preview answering while the box is open waits");
+        key(&mut s, KeyCode::Esc);
+        ch(&mut s, 'E');
+        key(&mut s, KeyCode::Enter);
+        update(
+            &mut s,
+            Msg::Claimed { ids: vec![35, 36, 37], field: "dealstage".into(), current: String::new(), was: None },
+        );
         let fx = key(&mut s, KeyCode::Esc);
         assert!(s.modal.is_none(), "esc abandons the edit");
         assert_eq!(fx, vec![Effect::Release { ids: vec![35, 36, 37] }], "and lets go of the records");

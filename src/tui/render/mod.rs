@@ -75,6 +75,7 @@ pub fn render(state: &AppState, frame: &mut Frame) {
     match &state.modal {
         Some(Modal::Help { scroll }) => help(state, frame, area, *scroll, &theme),
         Some(Modal::Confirm { question, .. }) => confirm(frame, area, question, &theme),
+        Some(Modal::Choose { title, options, cursor, .. }) => choose(frame, area, title, options, *cursor, &theme),
         Some(Modal::Edit { target, input, error }) => edit(frame, area, target, input, error.as_deref(), &theme),
         None => {}
     }
@@ -165,6 +166,33 @@ fn help(state: &AppState, frame: &mut Frame, area: Rect, scroll: u16, theme: &Th
             .block(Block::default().borders(Borders::ALL).title(format!(" Keys: {} ({how}) ", state.pane.title()))),
         r,
     );
+}
+
+/// A list to pick from, the cursor's row highlighted and kept in view.
+fn choose(frame: &mut Frame, area: Rect, title: &str, options: &[String], cursor: usize, theme: &Theme) {
+    let width = area.width.saturating_sub(4).clamp(20, 70);
+    let height = (options.len() as u16 + 2).clamp(3, area.height.saturating_sub(2).max(3));
+    let r = centered(area, width, height);
+    frame.render_widget(Clear, r);
+    let items: Vec<ratatui::widgets::ListItem> =
+        options.iter().map(|o| ratatui::widgets::ListItem::new(crate::text::shown(o))).collect();
+    let list = ratatui::widgets::List::new(items).highlight_style(theme.selected).highlight_symbol("▶ ").block(
+        Block::default()
+            .borders(Borders::ALL)
+            .title(title.to_string())
+            .title_bottom(Line::from(vec![
+                Span::styled(" ↑/↓", theme.accent),
+                Span::raw(" choose   "),
+                Span::styled("enter", theme.accent),
+                Span::raw(" take it   "),
+                Span::styled("esc", theme.accent),
+                Span::raw(" abandon "),
+            ]))
+            .border_style(theme.accent),
+    );
+    let mut list_state = ratatui::widgets::ListState::default();
+    list_state.select(Some(cursor.min(options.len().saturating_sub(1))));
+    frame.render_stateful_widget(list, r, &mut list_state);
 }
 
 fn confirm(frame: &mut Frame, area: Rect, question: &str, theme: &Theme) {
