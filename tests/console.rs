@@ -8,8 +8,9 @@ use cutover::model::{Counts, Issue, Rule};
 use cutover::pipeline::{Progress, RunState};
 use cutover::store::QueueItem;
 use cutover::store::audit::{AuditEntry, AuditQuery};
+use cutover::store::queue_view::Group;
 use cutover::tui::state::{AppState, BalanceRow, QueueQuery};
-use cutover::tui::update::{Msg, update};
+use cutover::tui::update::{Effect, Msg, update};
 
 fn press(s: &mut AppState, c: char) {
     ch(s, c);
@@ -291,4 +292,89 @@ fn a_bulk_edit_asks_for_the_field_then_shows_what_changes_before_asking() {
     for (w, h) in [(80, 24), (120, 40)] {
         insta::assert_snapshot!(format!("queue_bulk_preview_{w}x{h}"), draw(&s, w, h).backend());
     }
+}
+
+fn group(object: &str, reason: &str, field: Option<&str>, value: Option<&str>, count: u64) -> Group {
+    Group {
+        object: object.into(),
+        reason: reason.into(),
+        field: field.map(str::to_string),
+        value: value.map(str::to_string),
+        count,
+    }
+}
+
+#[test]
+fn the_queue_opens_on_its_groups_and_a_group_opens_marks_finds_and_jumps() {
+    let (_d, mut s) = busy_state();
+    let groups = vec![
+        group("contacts", "invalid_phone", Some("phone"), Some("n/a"), 212_204),
+        group("contacts", "invalid_phone", Some("phone"), Some("000-000-0000"), 103_118),
+        group("contacts", "invalid_phone", Some("phone"), None, 90_000),
+        group("contacts", "invalid_phone", None, None, 13_191),
+        group("contacts", "owner_not_provisioned", Some("hubspot_owner_id"), Some("Dana Whitfield"), 34_204),
+        group("deals", "no_translation", Some("dealstage"), Some("Partner Referral"), 21_140),
+    ];
+    update(&mut s, Msg::GroupsLoaded(groups));
+    press(&mut s, '3');
+    for (w, h) in [(80, 24), (120, 40)] {
+        insta::assert_snapshot!(format!("queue_groups_{w}x{h}"), draw(&s, w, h).backend());
+    }
+    let text = screen(&draw(&s, 80, 24));
+    assert!(text.contains("473,857 open"), "the counts come from the groups:\n{text}");
+    assert!(text.contains("212,204") && text.contains("phone = \"n/a\""), "{text}");
+    // Down to the blank phones; enter shows them (the filter is the group).
+    press(&mut s, 'j');
+    press(&mut s, 'j');
+    let fx = update(&mut s, Msg::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)));
+    let blank = QueueQuery {
+        object: Some("contacts".into()),
+        reason: Some("invalid_phone".into()),
+        issue: Some(("phone".into(), None)),
+    };
+    assert_eq!(fx, vec![Effect::LoadQueue { query: blank.clone(), offset: 0 }]);
+    assert!(!s.queue.in_groups());
+    assert!(screen(&draw(&s, 80, 24)).contains("phone = (blank)"), "the filter line names the group");
+    // esc: back to the groups, where a marks a whole group.
+    update(&mut s, Msg::Key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE)));
+    assert!(s.queue.in_groups());
+    press(&mut s, 'k');
+    let fx = ch(&mut s, 'a');
+    let na = QueueQuery {
+        object: Some("contacts".into()),
+        reason: Some("invalid_phone".into()),
+        issue: Some(("phone".into(), Some("000-000-0000".into()))),
+    };
+    assert_eq!(
+        fx,
+        vec![Effect::LoadQueue { query: na.clone(), offset: 0 }, Effect::LoadQueueIds { query: na.clone() }]
+    );
+    // Find: / then n and N, within the group; the answer moves the cursor and loads its page.
+    let items: Vec<QueueItem> =
+        (100..300).map(|id| item(id, "contacts", "invalid_phone", "phone", "000-000-0000")).collect();
+    update(&mut s, Msg::QueueLoaded { query: na.clone(), summary: vec![], items, offset: 0, total: 103_118 });
+    press(&mut s, '/');
+    for c in "5551".chars() {
+        press(&mut s, c);
+    }
+    let fx = update(&mut s, Msg::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)));
+    assert_eq!(fx, vec![Effect::Find { query: na.clone(), from: 100, text: "5551".into(), forward: true }]);
+    let fx = update(&mut s, Msg::Found { query: na.clone(), text: "5551".into(), found: Some((90_123, 60_001)) });
+    assert_eq!(fx, vec![Effect::LoadQueue { query: na.clone(), offset: 60_000 }]);
+    assert_eq!(s.queue.cursor, 60_001);
+    assert!(matches!(&ch(&mut s, 'N')[..], [Effect::Find { forward: false, text, .. }] if text == "5551"));
+    update(&mut s, Msg::Found { query: na.clone(), text: "nope".into(), found: None });
+    assert!(s.status.as_ref().is_some_and(|(bad, t)| *bad && t.contains("no held record of this filter has \"nope\"")));
+    // Jump: : then a source id; shown in its own object and reason when the filter does not hold it.
+    press(&mut s, ':');
+    for c in "20035".chars() {
+        press(&mut s, c);
+    }
+    let fx = update(&mut s, Msg::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)));
+    assert_eq!(fx, vec![Effect::Jump { query: na.clone(), text: "20035".into() }]);
+    let deals = QueueQuery { object: Some("deals".into()), reason: Some("no_translation".into()), issue: None };
+    let fx = update(&mut s, Msg::Jumped(Ok((deals.clone(), 35, 4))));
+    assert_eq!(fx, vec![Effect::LoadQueue { query: deals.clone(), offset: 0 }]);
+    assert_eq!((s.queue.query.clone(), s.queue.cursor), (deals, 4));
+    assert!(s.status.as_ref().is_some_and(|(_, t)| t.contains("the filter changed to show it")));
 }

@@ -209,7 +209,7 @@ fn an_ambiguous_match_is_decided_side_by_side() {
     assert_eq!(ch(&mut s, 'y'), vec![Effect::Decide { id: 7, choice: "502".into() }]);
     assert!(s.run_active(), "the decision is reprocessed at once");
     update(&mut s, Msg::RunEnded { summary: "done".into(), failed: false });
-    ch(&mut s, 'N');
+    ch(&mut s, 'C');
     assert_eq!(ch(&mut s, 'y'), vec![Effect::Decide { id: 7, choice: "new".into() }]);
 }
 
@@ -222,7 +222,7 @@ fn a_record_another_console_edits_is_shown_taken_and_left_alone() {
     queue_with(&mut s, vec![theirs]);
     let screen = draw(&s, 120, 40).backend().to_string();
     assert!(screen.contains("TAKEN by bob (console pid 2)"), "{screen}");
-    for c in ['e', 'r', 's', 'M', 'N'] {
+    for c in ['e', 'r', 's', 'M', 'C'] {
         assert_eq!(ch(&mut s, c), Vec::<Effect>::new(), "{c}");
         assert!(s.modal.is_none(), "{c}");
         assert!(s.status.as_ref().is_some_and(|(bad, t)| *bad && t.contains("being edited by bob")), "{c}");

@@ -101,11 +101,11 @@ pub struct OperatorSkip {
     pub reason: Option<String>,
 }
 
-const COLUMNS: &str = "id, object, source_id, origin, run_id, status, reason, source, mapped, issues, candidates, \
+pub(super) const COLUMNS: &str = "id, object, source_id, origin, run_id, status, reason, source, mapped, issues, candidates, \
                        corrections, waiting_object, waiting_source_id, created_at, updated_at, claimed_by, claimed_at, \
                        occurrence";
 
-fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueItem> {
+pub(super) fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueItem> {
     let json = |i: usize| -> rusqlite::Result<String> { r.get(i) };
     let parse_err = |i: usize, e: serde_json::Error| {
         rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
@@ -270,7 +270,8 @@ impl Store {
     }
 
     pub fn queue_item(&self, id: i64) -> Result<Option<QueueItem>> {
-        Ok(self.conn.query_row(&format!("SELECT {COLUMNS} FROM queue WHERE id = ?1"), [id], item).optional()?)
+        let mut stmt = self.conn.prepare_cached(&format!("SELECT {COLUMNS} FROM queue WHERE id = ?1"))?;
+        Ok(stmt.query_row([id], item).optional()?)
     }
 
     /// The operator's corrections of an object's records (source id → corrections): decisions

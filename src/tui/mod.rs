@@ -40,22 +40,63 @@ fn colour_terminal(term: Option<&str>) -> bool {
 /// Load the keymap first ([`keymap::Keymap::load`]): bad input fails before the terminal is taken.
 pub async fn open(project: Project, keymap: keymap::Keymap) -> Result<()> {
     let term = std::env::var("TERM").ok();
-    let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && colour_terminal(term.as_deref());
+    let modern = colour_terminal(term.as_deref());
+    let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && modern;
     // Make (or migrate) the state store once, before anything reads it concurrently.
     drop(project.store()?);
     let mut state = state::AppState::new(&project.config, keymap, color);
     let project = Arc::new(project);
 
     let mut terminal = ratatui::try_init().wrap_err("cannot open the terminal for the console")?;
-    let result = event_loop(&mut terminal, &mut state, project).await;
+    // Pasted text arrives as one event (a multi-line paste must not submit at its first line).
+    let _ = crossterm::execute!(std::io::stdout(), crossterm::event::EnableBracketedPaste);
+    let result = event_loop(&mut terminal, &mut state, project, Frames { synchronized: modern }).await;
+    let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableBracketedPaste);
     ratatui::restore();
     result
+}
+
+/// How frames reach the terminal.
+struct Frames {
+    /// Wrap each frame in a synchronized update (DEC mode 2026): the terminal shows it whole,
+    /// never half drawn. Terminals without it ignore the mode; dumb and DEC terminals are not sent it.
+    synchronized: bool,
+}
+
+impl Frames {
+    fn draw(&self, terminal: &mut ratatui::DefaultTerminal, state: &mut state::AppState) -> Result<()> {
+        let size = terminal.size()?;
+        state.page_rows = size.height.saturating_sub(12).max(1) as usize;
+        if self.synchronized {
+            crossterm::queue!(terminal.backend_mut(), crossterm::terminal::BeginSynchronizedUpdate)?;
+        }
+        terminal.draw(|f| render::render(state, f))?;
+        if self.synchronized {
+            crossterm::execute!(terminal.backend_mut(), crossterm::terminal::EndSynchronizedUpdate)?;
+        }
+        Ok(())
+    }
+}
+
+/// Hands a terminal event to `update`; false when it changes nothing on screen.
+fn on_event(state: &mut state::AppState, runner: &runner::Runner, event: Event) -> bool {
+    let msg = match event {
+        Event::Key(key) => update::Msg::Key(key),
+        Event::Paste(text) => update::Msg::Paste(text),
+        Event::Resize(_, _) => return true,
+        _ => return false,
+    };
+    for effect in update::update(state, msg) {
+        runner.run(effect);
+    }
+    true
 }
 
 async fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
     state: &mut state::AppState,
     project: Arc<Project>,
+    frames: Frames,
 ) -> Result<()> {
     let started = Instant::now();
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -64,26 +105,38 @@ async fn event_loop(
         runner.run(effect);
     }
     let mut events = EventStream::new();
-    let mut frames = tokio::time::interval(Duration::from_millis(33));
-    frames.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // Engine and store answers are drawn at most every 33 ms (live counters change constantly);
+    // a keypress is drawn at once.
+    let mut ticker = tokio::time::interval(Duration::from_millis(33));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut dirty = true;
+    // Set by input: draw as soon as no further input is waiting (a burst is one frame). The
+    // stream is only ever polled with the loop's own waker — a drain with a no-op waker left
+    // it unable to wake the loop, and each key waited for the 33 ms timer.
+    let mut draw_now = false;
     let result = loop {
         tokio::select! {
+            biased;
             event = events.next() => {
                 match event {
-                    Some(Ok(Event::Key(key))) => {
-                        for effect in update::update(state, update::Msg::Key(key)) {
-                            runner.run(effect);
+                    Some(Ok(event)) => {
+                        if on_event(state, &runner, event) {
+                            draw_now = true;
+                            dirty = true;
                         }
                     }
-                    Some(Ok(Event::Resize(_, _))) => {}
-                    Some(Ok(_)) => continue,
                     Some(Err(e)) => break Err(e).wrap_err("reading the terminal"),
                     None => break Ok(()),
                 }
-                dirty = true;
+            }
+            _ = std::future::ready(()), if draw_now => {
+                draw_now = false;
+                if let Err(e) = frames.draw(terminal, state) {
+                    break Err(e).wrap_err("drawing the console");
+                }
+                dirty = false;
             }
             Some(msg) = rx.recv() => {
                 let mut pending = vec![msg];
@@ -102,13 +155,9 @@ async fn event_loop(
                     runner.run(effect);
                 }
             }
-            _ = frames.tick() => {
+            _ = ticker.tick() => {
                 if dirty {
-                    let drawn = terminal.size().and_then(|size| {
-                        state.page_rows = size.height.saturating_sub(12).max(1) as usize;
-                        terminal.draw(|f| render::render(state, f)).map(|_| ())
-                    });
-                    if let Err(e) = drawn {
+                    if let Err(e) = frames.draw(terminal, state) {
                         break Err(e).wrap_err("drawing the console");
                     }
                     dirty = false;

@@ -8,7 +8,8 @@ use crate::pipeline::progress::Control;
 use crate::pipeline::progress::ObjectProgress;
 use crate::pipeline::{Engine, Finish, RunFailure, RunSummary};
 use crate::project::Project;
-use crate::store::{QueueFilter, QueueStatus, RunKind, Store};
+use crate::store::queue_view::Group;
+use crate::store::{QueueStatus, RunKind, Store};
 use color_eyre::eyre::{Result, eyre};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
@@ -23,6 +24,13 @@ pub struct Runner {
     /// The connection that watches the store for other writers, and the last version it saw.
     watcher: Arc<Mutex<Option<(Store, i64, bool)>>>,
     me: String,
+    /// The queue's groups as last read (the pages take their counts from them), and whether a
+    /// reading is under way (one at a time: during a run the store changes every second).
+    groups: Arc<Mutex<Option<Vec<Group>>>>,
+    grouping: Arc<std::sync::atomic::AtomicBool>,
+    /// Held records per filter, as last counted: paging within a filter counts once. Forgotten
+    /// whenever the store changes (a write here, a commit seen by the watcher).
+    counts: Arc<Mutex<std::collections::HashMap<QueueQuery, u64>>>,
 }
 
 impl Runner {
@@ -34,6 +42,9 @@ impl Runner {
             started,
             watcher: Arc::default(),
             me,
+            groups: Arc::default(),
+            grouping: Arc::default(),
+            counts: Arc::default(),
         }
     }
 
@@ -194,28 +205,89 @@ impl Runner {
                     sender.send_replace(c);
                 }
             }
-            Effect::LoadQueue { query, offset } => self.query(move |store| {
-                let summary = store.queue_summary()?;
-                let total = summary
-                    .iter()
-                    .filter(|(o, r, _)| {
-                        query.object.as_ref().is_none_or(|q| q == o) && query.reason.as_ref().is_none_or(|q| q == r)
-                    })
-                    .map(|(_, _, n)| *n as usize)
-                    .sum();
-                let mut items = store.queue_list(&filter(&query, Some(QUEUE_PAGE), offset))?;
-                // A lapsed claim holds nothing.
-                let cutoff = crate::store::claims::claim_cutoff();
-                for i in &mut items {
-                    if i.claimed_at.as_ref().is_none_or(|at| *at <= cutoff) {
-                        i.claimed_by = None;
+            Effect::LoadQueue { query, offset } => {
+                let (groups, counts) = (self.groups.clone(), self.counts.clone());
+                self.query(move |store| {
+                    let cached = groups.lock().ok().and_then(|g| g.clone());
+                    let all = match cached {
+                        Some(g) => g,
+                        None => store.queue_groups()?,
+                    };
+                    let summary = crate::tui::state::summary_of(&all);
+                    let slice = query.slice();
+                    let known = counts.lock().ok().and_then(|c| c.get(&query).copied());
+                    let total = match known {
+                        Some(n) => n,
+                        None => {
+                            let n = store.queue_count(&slice)?;
+                            if let Ok(mut c) = counts.lock() {
+                                c.insert(query.clone(), n);
+                            }
+                            n
+                        }
+                    };
+                    let mut items = store.queue_page(&slice, offset, QUEUE_PAGE, Some(total))?;
+                    let total = total as usize;
+                    // A lapsed claim holds nothing.
+                    let cutoff = crate::store::claims::claim_cutoff();
+                    for i in &mut items {
+                        if i.claimed_at.as_ref().is_none_or(|at| *at <= cutoff) {
+                            i.claimed_by = None;
+                        }
                     }
+                    Ok(Msg::QueueLoaded { query, summary, items, offset, total })
+                })
+            }
+            Effect::LoadGroups => {
+                use std::sync::atomic::Ordering;
+                // Asked for whenever the store changed (see `update::reload_all`): the counts
+                // of the filters go with it, before the page asked next is loaded.
+                forget(&self.counts);
+                if self.grouping.swap(true, Ordering::AcqRel) {
+                    return; // one reading at a time; the next change asks again
                 }
-                Ok(Msg::QueueLoaded { query, summary, items, offset, total })
+                let (groups, grouping) = (self.groups.clone(), self.grouping.clone());
+                self.query(move |store| {
+                    let read = store.queue_groups();
+                    grouping.store(false, Ordering::Release);
+                    let read = read?;
+                    if let Ok(mut g) = groups.lock() {
+                        *g = Some(read.clone());
+                    }
+                    Ok(Msg::GroupsLoaded(read))
+                })
+            }
+            Effect::Find { query, from, text, forward } => self.query(move |store| {
+                let slice = query.slice();
+                let found = match store.queue_find(&slice, from, &text, forward)? {
+                    Some(id) => Some((id, store.queue_position(&slice, id)? as usize)),
+                    None => None,
+                };
+                Ok(Msg::Found { query, text, found })
             }),
-            Effect::LoadQueueIds { query } => self.query(move |store| {
-                Ok(Msg::QueueIds(store.queue_list(&filter(&query, None, 0))?.into_iter().map(|i| i.id).collect()))
+            Effect::Jump { query, text } => self.query(move |store| {
+                let Some((id, object, reason)) = store.queue_locate(&text)? else {
+                    return Ok(Msg::Jumped(Err(format!(
+                        "no held record has queue id or source id {}",
+                        crate::text::quoted(Some(&text))
+                    ))));
+                };
+                // Shown in the filter in force when it is there; else in its object and reason.
+                let slice = query.slice();
+                let at = store.queue_position(&slice, id)?;
+                let inside = store.queue_position(&slice, id + 1)? > at;
+                let (query, at) = if inside {
+                    (query, at)
+                } else {
+                    let q = QueueQuery { object: Some(object), reason: Some(reason), issue: None };
+                    let at = store.queue_position(&q.slice(), id)?;
+                    (q, at)
+                };
+                Ok(Msg::Jumped(Ok((query, id, at as usize))))
             }),
+            Effect::LoadQueueIds { query } => {
+                self.query(move |store| Ok(Msg::QueueIds(store.queue_ids(&query.slice())?)))
+            }
             Effect::LoadAudit { query, before } => self.query(move |store| {
                 let (rows, more) = store.audit_page(&query, before, AUDIT_PAGE)?;
                 Ok(Msg::AuditLoaded { query, before, rows, more })
@@ -248,10 +320,10 @@ impl Runner {
             Effect::Skip { ids, reason } => {
                 let project = self.project();
                 self.write(move |store| {
-                    for id in &ids {
-                        store.skip_queued(*id, &reason, &project.config.hash)?;
-                    }
-                    Ok(Msg::Done { message: format!("skipped {} record(s): {reason}", ids.len()), failed: false })
+                    // One run, one transaction: all of them are skipped, or none.
+                    let (_, items) = store.skip_queued_many(&ids, &reason, &project.config.hash)?;
+                    let n = crate::text::thousands(items.len() as u64);
+                    Ok(Msg::Done { message: format!("skipped {n} record(s): {reason} (audited)"), failed: false })
                 })
             }
         }
@@ -261,8 +333,10 @@ impl Runner {
     fn write(&self, f: impl FnOnce(&Store) -> Result<Msg> + Send + 'static) {
         let tx = self.tx.clone();
         let path = self.project().store_path.clone();
+        let counts = self.counts.clone();
         tokio::task::spawn_blocking(move || {
             let msg = Store::open(&path).and_then(|s| f(&s)).unwrap_or_else(|e| Msg::Failed(format!("{e:#}")));
+            forget(&counts);
             let _ = tx.send(msg);
         });
     }
@@ -276,6 +350,9 @@ impl Runner {
             started: self.started,
             watcher: self.watcher.clone(),
             me: self.me.clone(),
+            groups: self.groups.clone(),
+            grouping: self.grouping.clone(),
+            counts: self.counts.clone(),
         }
     }
 
@@ -286,6 +363,7 @@ impl Runner {
         let watcher = self.watcher.clone();
         let path = self.project().store_path.clone();
         let started = self.started;
+        let counts = self.counts.clone();
         tokio::task::spawn_blocking(move || {
             let Ok(mut guard) = watcher.try_lock() else { return };
             if guard.is_none() {
@@ -306,6 +384,9 @@ impl Runner {
             }
             let changed = version != *seen;
             *seen = version;
+            if changed {
+                forget(&counts);
+            }
             match observed(store) {
                 Ok(latest) => {
                     let now_alive = latest.as_ref().is_some_and(|r| r.alive);
@@ -468,6 +549,13 @@ impl Runner {
     }
 }
 
+/// Forgets the counted filters (the store changed).
+fn forget(counts: &Mutex<std::collections::HashMap<QueueQuery, u64>>) {
+    if let Ok(mut c) = counts.lock() {
+        c.clear();
+    }
+}
+
 /// Records of the mapping editor's live sample.
 pub const SAMPLE_RECORDS: usize = 5;
 
@@ -556,10 +644,6 @@ fn pid_alive(pid: u32) -> bool {
 #[cfg(not(target_os = "linux"))]
 fn pid_alive(_pid: u32) -> bool {
     true
-}
-
-fn filter(query: &QueueQuery, limit: Option<usize>, offset: usize) -> QueueFilter {
-    QueueFilter { object: query.object.clone(), reason: query.reason.clone(), pending_only: true, limit, offset }
 }
 
 fn describe(mode: RunMode, result: &std::result::Result<RunSummary, RunFailure>) -> (String, bool) {

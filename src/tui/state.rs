@@ -124,10 +124,51 @@ impl Live {
 }
 
 /// Which queue items are shown.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct QueueQuery {
     pub object: Option<String>,
     pub reason: Option<String>,
+    /// The field and value of the first issue (a group); `None` value: blank.
+    pub issue: Option<(String, Option<String>)>,
+}
+
+impl QueueQuery {
+    pub fn slice(&self) -> crate::store::queue_view::Slice {
+        crate::store::queue_view::Slice {
+            object: self.object.clone(),
+            reason: self.reason.clone(),
+            issue: self.issue.clone(),
+        }
+    }
+    /// The records of a group.
+    pub fn of_group(g: &crate::store::queue_view::Group) -> Self {
+        QueueQuery {
+            object: Some(g.object.clone()),
+            reason: Some(g.reason.clone()),
+            issue: g.field.clone().map(|f| (f, g.value.clone())),
+        }
+    }
+}
+
+/// Held records per (object, reason), from the groups.
+pub fn summary_of(groups: &[crate::store::queue_view::Group]) -> Vec<(String, String, u64)> {
+    let mut out: Vec<(String, String, u64)> = Vec::new();
+    for g in groups {
+        match out.last_mut() {
+            Some((o, r, n)) if *o == g.object && *r == g.reason => *n += g.count,
+            _ => out.push((g.object.clone(), g.reason.clone(), g.count)),
+        }
+    }
+    out
+}
+
+/// What the queue pane lists: the groups of held records (object, reason, offending value), or
+/// the records of the filter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum QueueMode {
+    #[default]
+    Groups,
+    Records,
 }
 
 #[derive(Debug, Default)]
@@ -152,9 +193,22 @@ pub struct QueueView {
     pub candidate: usize,
     /// The records of the reprocess under way: unmarked once it has handled them.
     pub reprocessing: Vec<i64>,
+    pub mode: QueueMode,
+    /// Held records by object, reason and first issue's value, the most frequent first.
+    pub groups: Vec<crate::store::queue_view::Group>,
+    pub group_cursor: usize,
+    /// The text `/` last searched for (`n`/`N` search again).
+    pub search: Option<String>,
 }
 
 impl QueueView {
+    /// Whether the pane shows the groups (there are some, and the operator has not opened one).
+    pub fn in_groups(&self) -> bool {
+        self.mode == QueueMode::Groups && !self.groups.is_empty()
+    }
+    pub fn selected_group(&self) -> Option<&crate::store::queue_view::Group> {
+        self.groups.get(self.group_cursor)
+    }
     pub fn selected(&self) -> Option<&QueueItem> {
         self.cursor.checked_sub(self.offset).and_then(|i| self.items.get(i))
     }
@@ -652,6 +706,10 @@ pub enum EditTarget {
         ids: Vec<i64>,
     },
     AuditSearch,
+    /// Text to find among the held records of the filter (`/`).
+    QueueSearch,
+    /// A queue id or source id to go to (`:`).
+    QueueJump,
     /// Why a discrepancy is accepted.
     AcceptReason {
         key: String,

@@ -19,6 +19,9 @@ pub const AUDIT_PAGE: usize = 200;
 #[derive(Debug)]
 pub enum Msg {
     Key(KeyEvent),
+    /// Text pasted into the terminal (bracketed paste): typed into an open edit box, never
+    /// submitted by a line break in it.
+    Paste(String),
     /// A new snapshot from the engine; `now` is seconds since the console started.
     Progress {
         progress: Progress,
@@ -38,6 +41,16 @@ pub enum Msg {
         total: usize,
     },
     QueueIds(Vec<i64>),
+    /// The held records' groups (object, reason, first issue's value) with counts.
+    GroupsLoaded(Vec<crate::store::queue_view::Group>),
+    /// Where `/`, `n` or `N` found the text in `query`: the record and its position (`None`: nowhere).
+    Found {
+        query: QueueQuery,
+        text: String,
+        found: Option<(i64, usize)>,
+    },
+    /// Where `:` found the record: the filter it is shown in and its position, or why not.
+    Jumped(Result<(QueueQuery, i64, usize), String>),
     /// A reprocess waits for the project's run lock (`Some`: what it waits for), or stopped
     /// waiting because the operator cancelled (`None`).
     Waited(Option<String>),
@@ -119,6 +132,20 @@ pub enum Effect {
     },
     LoadQueueIds {
         query: QueueQuery,
+    },
+    /// The groups of held records (answered `GroupsLoaded`).
+    LoadGroups,
+    /// Find `text` in the records of `query` after (or before) record `from` (answered `Found`).
+    Find {
+        query: QueueQuery,
+        from: i64,
+        text: String,
+        forward: bool,
+    },
+    /// Go to a queue id or source id, in `query` if it is there (answered `Jumped`).
+    Jump {
+        query: QueueQuery,
+        text: String,
     },
     LoadAudit {
         query: AuditQuery,
@@ -203,6 +230,7 @@ pub enum Effect {
 /// Effects to run when the console opens.
 pub fn startup() -> Vec<Effect> {
     vec![
+        Effect::LoadGroups,
         Effect::LoadQueue { query: QueueQuery::default(), offset: 0 },
         Effect::LoadAudit { query: AuditQuery::default(), before: None },
         Effect::LoadBalance,
@@ -213,6 +241,15 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
     match msg {
         Msg::Key(key) if key.kind != KeyEventKind::Release => on_key(state, key),
         Msg::Key(_) => Vec::new(),
+        Msg::Paste(text) => {
+            if let Some(Modal::Edit { input, .. }) = state.modal.as_mut() {
+                // The boxes hold one line: line breaks and tabs become spaces.
+                let line: String =
+                    text.chars().map(|c| if c == '\n' || c == '\r' || c == '\t' { ' ' } else { c }).collect();
+                input.insert_str(line.trim_end());
+            }
+            Vec::new()
+        }
         Msg::Progress { progress, now } => {
             on_progress(state, progress, now);
             Vec::new()
@@ -268,6 +305,46 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
                 live.waiting = waiting.clone();
             }
             state.queue.note = Some((false, waiting.unwrap_or_else(|| "stopped waiting; nothing reprocessed".into())));
+            Vec::new()
+        }
+        Msg::GroupsLoaded(groups) => {
+            let q = &mut state.queue;
+            q.summary = summary_of(&groups);
+            q.groups = groups;
+            q.group_cursor = q.group_cursor.min(q.groups.len().saturating_sub(1));
+            Vec::new()
+        }
+        Msg::Found { query, text, found } => {
+            if query != state.queue.query {
+                return Vec::new();
+            }
+            match found {
+                Some((id, position)) => {
+                    state.status = Some((false, format!("#{id} has {}", crate::text::quoted(Some(&text)))));
+                    go_to(state, position)
+                }
+                None => {
+                    state.status =
+                        Some((true, format!("no held record of this filter has {}", crate::text::quoted(Some(&text)))));
+                    Vec::new()
+                }
+            }
+        }
+        Msg::Jumped(Ok((query, id, position))) => {
+            let q = &mut state.queue;
+            q.mode = QueueMode::Records;
+            let refilter = query != q.query;
+            q.query = query;
+            state.status =
+                Some((false, format!("#{id}{}", if refilter { " (the filter changed to show it)" } else { "" })));
+            if refilter {
+                state.queue.items.clear();
+                state.queue.total = position + 1;
+            }
+            go_to(state, position)
+        }
+        Msg::Jumped(Err(why)) => {
+            state.status = Some((true, why));
             Vec::new()
         }
         Msg::QueueIds(ids) => {
@@ -505,6 +582,7 @@ fn page_of(cursor: usize, page: usize) -> usize {
 fn reload_all(state: &mut AppState) -> Vec<Effect> {
     state.queue.loading = true;
     vec![
+        Effect::LoadGroups,
         Effect::LoadQueue { query: state.queue.query.clone(), offset: page_of(state.queue.cursor, QUEUE_PAGE) },
         Effect::LoadAudit { query: state.audit.query.clone(), before: state.audit.pages.last().copied().flatten() },
         Effect::LoadBalance,
@@ -553,6 +631,17 @@ pub fn rate(samples: &VecDeque<(f64, u64)>) -> f64 {
 }
 
 fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Effect> {
+    // Esc then a key, arriving together over a slow link, reads as Alt+key: unless the keymap
+    // binds that Alt+key, it is what the operator typed — Esc, then the key.
+    if let KeyCode::Char(c) = key.code
+        && key.modifiers.contains(crossterm::event::KeyModifiers::ALT)
+        && state.keymap.action(state.pane.layer(), Key::from_event(&key)).is_none()
+    {
+        let mut effects = on_key(state, KeyEvent::new(KeyCode::Esc, crossterm::event::KeyModifiers::NONE));
+        let plain = key.modifiers.difference(crossterm::event::KeyModifiers::ALT);
+        effects.extend(on_key(state, KeyEvent::new(KeyCode::Char(c), plain)));
+        return effects;
+    }
     if let Some(modal) = state.modal.take() {
         return on_modal_key(state, modal, key);
     }
@@ -659,13 +748,30 @@ fn submit_edit(state: &mut AppState, target: EditTarget, text: String) -> Vec<Ef
             }
             let question = format!(
                 "Skip {} record(s) with the reason \"{}\"? They will not be migrated; the audit log keeps why.",
-                ids.len(),
+                crate::text::thousands(ids.len() as u64),
                 crate::text::shown(&reason)
             );
             state.modal = Some(Modal::Confirm { question, what: Confirm::Skip { ids, reason } });
             Vec::new()
         }
         EditTarget::MappingRow { .. } | EditTarget::Translation { .. } => Vec::new(),
+        EditTarget::QueueSearch => {
+            let text = text.trim().to_string();
+            if text.is_empty() {
+                state.queue.search = None;
+                return Vec::new();
+            }
+            state.queue.search = Some(text.clone());
+            let from = state.queue.selected().map_or(0, |i| i.id);
+            vec![Effect::Find { query: state.queue.query.clone(), from, text, forward: true }]
+        }
+        EditTarget::QueueJump => {
+            let text = text.trim().to_string();
+            if text.is_empty() {
+                return Vec::new();
+            }
+            vec![Effect::Jump { query: state.queue.query.clone(), text }]
+        }
         EditTarget::AuditSearch => {
             let id = text.trim();
             state.audit.query.source_id = if id.is_empty() { None } else { Some(id.to_string()) };
@@ -983,6 +1089,12 @@ fn text_input(initial: &str) -> TextArea<'static> {
 
 fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
     use Action::*;
+    if state.pane == Pane::Queue
+        && state.queue.in_groups()
+        && let Some(effects) = group_action(state, action)
+    {
+        return effects;
+    }
     match action {
         Quit => {
             if state.run_active() {
@@ -1017,7 +1129,45 @@ fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
         Back => {
             if state.pane == Pane::Queue && state.queue.focus_detail {
                 state.queue.focus_detail = false;
+            } else if state.pane == Pane::Queue && !state.queue.groups.is_empty() {
+                state.queue.mode = QueueMode::Groups;
             }
+            Vec::new()
+        }
+        Groups => {
+            let q = &mut state.queue;
+            q.mode = if q.mode == QueueMode::Groups { QueueMode::Records } else { QueueMode::Groups };
+            if q.groups.is_empty() && q.mode == QueueMode::Groups {
+                state.status = Some((false, "no groups: nothing is held".into()));
+            }
+            Vec::new()
+        }
+        PrevFilterObject => {
+            let mut objects: Vec<String> = state.queue.summary.iter().map(|(o, _, _)| o.clone()).collect();
+            objects.dedup();
+            objects.reverse();
+            state.queue.query.object = cycle(&objects, state.queue.query.object.as_deref());
+            state.queue.query.reason = None;
+            state.queue.query.issue = None;
+            queue_reload(state)
+        }
+        PrevFilterReason => {
+            let mut reasons = state.queue.reasons();
+            reasons.reverse();
+            state.queue.query.reason = cycle(&reasons, state.queue.query.reason.as_deref());
+            state.queue.query.issue = None;
+            queue_reload(state)
+        }
+        FindNext | FindPrev => {
+            let Some(text) = state.queue.search.clone() else {
+                state.status = Some((true, "nothing to find yet: / searches".into()));
+                return Vec::new();
+            };
+            let from = state.queue.selected().map_or(0, |i| i.id);
+            vec![Effect::Find { query: state.queue.query.clone(), from, text, forward: action == FindNext }]
+        }
+        Jump => {
+            open_edit(state, EditTarget::QueueJump, "");
             Vec::new()
         }
         Rollback => {
@@ -1087,6 +1237,7 @@ fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
                 objects.dedup();
                 state.queue.query.object = cycle(&objects, state.queue.query.object.as_deref());
                 state.queue.query.reason = None;
+                state.queue.query.issue = None;
                 queue_reload(state)
             }
             Pane::Audit => {
@@ -1098,6 +1249,7 @@ fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
         FilterReason => {
             let reasons = state.queue.reasons();
             state.queue.query.reason = cycle(&reasons, state.queue.query.reason.as_deref());
+            state.queue.query.issue = None;
             queue_reload(state)
         }
         FilterOutcome => {
@@ -1109,6 +1261,10 @@ fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
             let warnings: Vec<String> = AUDIT_WARNINGS.iter().map(|s| s.to_string()).collect();
             state.audit.query.warning = cycle(&warnings, state.audit.query.warning.as_deref());
             audit_reload(state)
+        }
+        Search if state.pane == Pane::Queue => {
+            open_edit(state, EditTarget::QueueSearch, "");
+            Vec::new()
         }
         Search => {
             let current = state.audit.query.source_id.clone().unwrap_or_default();
@@ -1377,7 +1533,8 @@ fn reconcile_action(state: &mut AppState, action: Action) -> Vec<Effect> {
             Some(ReconLine::Section { id, .. }) => toggle(&mut r.open, id),
             Some(ReconLine::Discrepancy { key, .. }) => toggle(&mut r.open, key),
             Some(ReconLine::Record { object, source_id, queue_reason: Some(reason), .. }) => {
-                state.queue.query = QueueQuery { object: Some(object), reason: Some(reason) };
+                state.queue.query = QueueQuery { object: Some(object), reason: Some(reason), issue: None };
+                state.queue.mode = QueueMode::Records;
                 state.status = Some((false, format!("{} is among these held records", crate::text::shown(&source_id))));
                 state.pane = Pane::Queue;
                 queue_reload(state)
@@ -1463,6 +1620,60 @@ fn switch(state: &mut AppState, pane: Pane) -> Vec<Effect> {
         Pane::Mapping => sample_effect(state),
         _ => Vec::new(),
     }
+}
+
+/// Puts the queue's cursor on `position` of the filter, loading its page when it is not loaded.
+fn go_to(state: &mut AppState, position: usize) -> Vec<Effect> {
+    let q = &mut state.queue;
+    q.cursor = position;
+    q.field = 0;
+    q.candidate = 0;
+    q.focus_detail = false;
+    if position < q.offset || position >= q.offset + q.items.len() || q.items.is_empty() {
+        q.loading = true;
+        return vec![Effect::LoadQueue { query: q.query.clone(), offset: page_of(position, QUEUE_PAGE) }];
+    }
+    Vec::new()
+}
+
+/// Keys of the queue's group list: move, open a group (its records), mark a group.
+fn group_action(state: &mut AppState, action: Action) -> Option<Vec<Effect>> {
+    use Action::*;
+    let q = &mut state.queue;
+    let n = q.groups.len();
+    let step = |pos: usize, d: i64| clamp_move(pos, d, n);
+    match action {
+        Up => q.group_cursor = step(q.group_cursor, -1),
+        Down => q.group_cursor = step(q.group_cursor, 1),
+        PageUp => q.group_cursor = step(q.group_cursor, -(state.page_rows.max(1) as i64)),
+        PageDown => q.group_cursor = step(q.group_cursor, state.page_rows.max(1) as i64),
+        Top => q.group_cursor = 0,
+        Bottom => q.group_cursor = n.saturating_sub(1),
+        FocusDetail | MarkAll => {
+            let group = q.selected_group()?.clone();
+            q.query = QueueQuery::of_group(&group);
+            q.mode = QueueMode::Records;
+            let mut effects = queue_reload(state);
+            if action == MarkAll {
+                effects.push(Effect::LoadQueueIds { query: state.queue.query.clone() });
+            }
+            return Some(effects);
+        }
+        EditField | EditMarked | Skip | Reprocess | Undo | ToggleMark => {
+            state.status = Some((
+                true,
+                "on a group: enter shows its records, a marks them all; then E sets a field, s skips, r reprocesses"
+                    .into(),
+            ));
+        }
+        // Searching and filtering are about records: the pane shows them.
+        Search | FindNext | FindPrev | Jump | FilterObject | FilterReason | PrevFilterObject | PrevFilterReason => {
+            q.mode = QueueMode::Records;
+            return None;
+        }
+        _ => return None,
+    }
+    Some(Vec::new())
 }
 
 fn queue_reload(state: &mut AppState) -> Vec<Effect> {
@@ -1789,6 +2000,24 @@ mod tests {
         assert_eq!(ch(&mut s, 'r'), vec![Effect::Reprocess { ids: vec![35, 36, 37] }]);
         update(&mut s, Msg::RunEnded { summary: "Run 3 (reprocess) finished".into(), failed: false });
         assert!(s.queue.marked.is_empty(), "handled: unmarked");
+    }
+
+    #[test]
+    fn a_paste_types_into_the_box_without_submitting_and_esc_then_a_key_is_not_alt() {
+        let (_d, mut s) = state();
+        ch(&mut s, '3');
+        loaded(&mut s, 35..=37);
+        ch(&mut s, 's');
+        assert!(update(&mut s, Msg::Paste("duplicate\nof 34\n".into())).is_empty(), "nothing submitted");
+        match &s.modal {
+            Some(Modal::Edit { input, .. }) => assert_eq!(input.lines(), ["duplicate of 34"]),
+            _ => panic!("the box stays open"),
+        }
+        // Esc and j in one read (alt-j): the box closes, then the cursor moves.
+        update(&mut s, Msg::Key(KeyEvent::new(KeyCode::Char('j'), KeyModifiers::ALT)));
+        assert!(s.modal.is_none());
+        assert_eq!(s.queue.cursor, 1);
+        assert!(update(&mut s, Msg::Paste("ignored".into())).is_empty(), "no box: a paste does nothing");
     }
 
     #[test]

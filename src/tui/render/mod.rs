@@ -239,6 +239,8 @@ fn edit(
         EditTarget::AcceptReason { .. } | EditTarget::SkipReason { .. } => " enter takes the reason · esc abandons",
         EditTarget::SignOffNotes => " enter, then a confirmation names everything accepted · esc abandons",
         EditTarget::AuditSearch => " enter filters · esc abandons · empty shows every record",
+        EditTarget::QueueSearch => " enter finds the next · then n next, N previous · esc abandons",
+        EditTarget::QueueJump => " enter goes there (the filter changes if it must) · esc abandons",
     };
     let title = match target {
         EditTarget::MappingRow { object, original: Some(dest) } => format!(" {object}: edit the mapping of {dest} "),
@@ -248,6 +250,8 @@ fn edit(
         EditTarget::Field { ids, field, .. } => format!(" Set {field} on {} marked records ", ids.len()),
         EditTarget::SkipReason { ids } => format!(" Why skip {} record(s)? ", ids.len()),
         EditTarget::AuditSearch => " Source id (empty: all) ".to_string(),
+        EditTarget::QueueSearch => " Find a source id or value (any case) ".to_string(),
+        EditTarget::QueueJump => " Go to queue id (#35) or source id ".to_string(),
         EditTarget::AcceptReason { key } => format!(" Why accept {key}? (recorded with the sign-off) "),
         EditTarget::SignOffNotes => " Sign-off notes: what was checked, and by whom ".to_string(),
     };

@@ -38,12 +38,16 @@ pub fn render(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
     let filter_line = Line::from(vec![
         Span::styled(
             format!(
-                "object: {} ({}) · reason: {} ({}) · marked: {} ",
+                "object: {} ({}) · reason: {} ({}){} · marked: {} ",
                 q.query.object.as_deref().unwrap_or("all"),
                 k(Action::FilterObject),
                 q.query.reason.as_deref().unwrap_or("all"),
                 k(Action::FilterReason),
-                q.marked.len()
+                match &q.query.issue {
+                    Some((f, v)) => format!(" · {f} = {}", crate::text::quoted(v.as_deref())),
+                    None => String::new(),
+                },
+                thousands(q.marked.len() as u64)
             ),
             theme.muted,
         ),
@@ -67,15 +71,29 @@ pub fn render(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
     frame.render_widget(Paragraph::new(filter_line), filter_area);
 
     let wide = body.width >= 110;
+    // The groups take most of the room: their detail is a few lines of keys.
+    let list_share = if q.in_groups() {
+        if wide { 60 } else { 65 }
+    } else if wide {
+        40
+    } else {
+        45
+    };
+    let shares = [Constraint::Percentage(list_share), Constraint::Percentage(100 - list_share)];
     let (list_area, detail_area) = if wide {
-        let [l, d] = Layout::horizontal([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(body);
+        let [l, d] = Layout::horizontal(shares).areas(body);
         (l, d)
     } else {
-        let [l, d] = Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(body);
+        let [l, d] = Layout::vertical(shares).areas(body);
         (l, d)
     };
-    list(state, frame, list_area, theme);
-    detail(state, frame, detail_area, theme);
+    if q.in_groups() {
+        groups(state, frame, list_area, theme);
+        group_detail(state, frame, detail_area, theme);
+    } else {
+        list(state, frame, list_area, theme);
+        detail(state, frame, detail_area, theme);
+    }
 
     frame.render_widget(Paragraph::new(note_line).wrap(Wrap { trim: true }), note);
 }
@@ -83,6 +101,19 @@ pub fn render(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
 fn note_line(state: &AppState, theme: &Theme) -> Line<'static> {
     let layer = state.pane.layer();
     let k = |a| state.keymap.key_for(layer, a);
+    if state.queue.note.is_none() && state.queue.in_groups() {
+        return Line::from(Span::styled(
+            format!(
+                "{} its records · {} mark the group · {} records view · {} find · {} go to",
+                k(Action::FocusDetail),
+                k(Action::MarkAll),
+                k(Action::Groups),
+                k(Action::Search),
+                k(Action::Jump)
+            ),
+            theme.muted,
+        ));
+    }
     match &state.queue.note {
         Some((true, text)) => Line::from(Span::styled(text.clone(), theme.error)),
         Some((false, text)) => Line::from(Span::styled(text.clone(), theme.ok)),
@@ -100,6 +131,64 @@ fn note_line(state: &AppState, theme: &Theme) -> Line<'static> {
             theme.muted,
         )),
     }
+}
+
+/// The held records by object, reason and the value their first issue is about, the most
+/// frequent first: what an operator clears a group at a time.
+fn groups(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
+    let q = &state.queue;
+    let rows: Vec<Row> = q
+        .groups
+        .iter()
+        .map(|g| {
+            let value = match &g.field {
+                Some(f) => format!("{f} = {}", crate::text::quoted(g.value.as_deref())),
+                None => "(other values)".to_string(),
+            };
+            Row::new(vec![thousands(g.count), g.object.clone(), g.reason.clone(), value])
+        })
+        .collect();
+    let mut table_state = TableState::default();
+    table_state.select(Some(q.group_cursor.min(q.groups.len().saturating_sub(1))));
+    let title = format!(" groups · {} of {} ", q.group_cursor + 1, q.groups.len());
+    let table =
+        Table::new(rows, [Constraint::Length(9), Constraint::Length(10), Constraint::Length(22), Constraint::Min(10)])
+            .header(Row::new(["held", "object", "reason", "first issue's value"]).style(theme.accent))
+            .row_highlight_style(theme.selected)
+            .block(Block::default().borders(Borders::ALL).title(title).border_style(theme.accent));
+    frame.render_stateful_widget(table, area, &mut table_state);
+}
+
+fn group_detail(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
+    let q = &state.queue;
+    let layer = state.pane.layer();
+    let k = |a| state.keymap.key_for(layer, a);
+    let mut lines = Vec::new();
+    if let Some(g) = q.selected_group() {
+        let what = match &g.field {
+            Some(f) => format!("{f} = {}", crate::text::quoted(g.value.as_deref())),
+            None => "the values not listed above".into(),
+        };
+        lines.push(Line::from(vec![
+            Span::styled(format!("{} {} ", thousands(g.count), g.object), theme.accent),
+            Span::raw(format!("held for {} · {what}", g.reason)),
+        ]));
+        lines.push(Line::from(""));
+    }
+    for (key, text) in [
+        (k(Action::FocusDetail), "shows these records"),
+        (k(Action::MarkAll), "marks them all, then E sets a field on them, s skips them, r reprocesses"),
+        (k(Action::Groups), "switches between groups and records"),
+        (k(Action::Search), "finds a source id or value · : goes to a queue id"),
+    ] {
+        lines.push(Line::from(vec![Span::styled(format!("{key:>6} "), theme.accent), Span::raw(text)]));
+    }
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(Block::default().borders(Borders::ALL).title(" group ").border_style(theme.muted)),
+        area,
+    );
 }
 
 fn list(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
@@ -128,7 +217,8 @@ fn list(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
     if let Some(sel) = q.cursor.checked_sub(q.offset).filter(|s| *s < q.items.len()) {
         table_state.select(Some(sel));
     }
-    let title = format!(" {} of {} ", if q.total == 0 { 0 } else { q.cursor + 1 }, q.total);
+    let title =
+        format!(" {} of {} ", thousands(if q.total == 0 { 0 } else { q.cursor as u64 + 1 }), thousands(q.total as u64));
     let border = if q.focus_detail { theme.muted } else { theme.accent };
     let table = Table::new(
         rows,

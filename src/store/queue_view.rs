@@ -1,0 +1,343 @@
+//! The console's reading of the conflict queue: a slice of the held records (object, reason,
+//! the field and value of the first issue), its pages, counts, groups by value, search and
+//! jumps — each answered from the queue's partial indexes (see schema 11), so a queue of half a
+//! million answers in milliseconds, never by reading every record.
+
+use super::{QueueItem, Store};
+use color_eyre::eyre::Result;
+use rusqlite::types::Value;
+
+/// The held records the console shows. `issue`: the first issue's field and value (`None`
+/// value: blank).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Slice {
+    pub object: Option<String>,
+    pub reason: Option<String>,
+    pub issue: Option<(String, Option<String>)>,
+}
+
+/// Held records sharing object, reason and first issue's field and value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub object: String,
+    pub reason: String,
+    pub field: Option<String>,
+    pub value: Option<String>,
+    pub count: u64,
+}
+
+const PENDING: &str = "status IN ('open', 'fixed', 'claimed')";
+const FIELD: &str = "json_extract(issues, '$[0].field')";
+const VALUE: &str = "json_extract(issues, '$[0].value')";
+
+/// Groups listed per object and reason; the rest are summed into one "other values" group.
+pub const GROUPS_PER_REASON: usize = 12;
+
+impl Slice {
+    /// The WHERE clause (with the index it is answered from) and its arguments.
+    fn clause(&self) -> (&'static str, String, Vec<Value>) {
+        let mut sql = PENDING.to_string();
+        let mut args: Vec<Value> = Vec::new();
+        let mut push = |sql: &mut String, expr: &str, v: Value| {
+            args.push(v);
+            sql.push_str(&format!(" AND {expr} = ?{}", args.len()));
+        };
+        if let Some(o) = &self.object {
+            push(&mut sql, "object", Value::Text(o.clone()));
+        }
+        if let Some(r) = &self.reason {
+            push(&mut sql, "reason", Value::Text(r.clone()));
+        }
+        if let Some((field, value)) = &self.issue {
+            push(&mut sql, FIELD, Value::Text(field.clone()));
+            match value {
+                Some(v) => push(&mut sql, VALUE, Value::Text(v.clone())),
+                None => sql.push_str(&format!(" AND {VALUE} IS NULL")),
+            }
+        }
+        let index = match (&self.object, &self.reason, &self.issue) {
+            (None, None, None) => "queue_pending_id",
+            (Some(_), Some(_), None) => "queue_pending_reason",
+            (Some(_), None, None) => "queue_pending_reason",
+            _ => "queue_issue",
+        };
+        (index, sql, args)
+    }
+}
+
+impl Store {
+    /// How many held records the slice has.
+    pub fn queue_count(&self, slice: &Slice) -> Result<u64> {
+        let (index, sql, args) = slice.clause();
+        let n: i64 = self.conn.query_row(
+            &format!("SELECT COUNT(*) FROM queue INDEXED BY {index} WHERE {sql}"),
+            rusqlite::params_from_iter(args),
+            |r| r.get(0),
+        )?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// `limit` held records of the slice from position `offset`, in queue order: the page's first
+    /// id is found in the index, then only the page's records are read.
+    /// `total`: the slice's count, when known — a page in its second half is found walking the
+    /// index from the end.
+    pub fn queue_page(&self, slice: &Slice, offset: usize, limit: usize, total: Option<u64>) -> Result<Vec<QueueItem>> {
+        let (index, sql, mut args) = slice.clause();
+        let (order, skip) = match total {
+            Some(t) if offset as u64 > t / 2 && (offset as u64) < t => ("DESC", t - 1 - offset as u64),
+            _ => ("ASC", offset as u64),
+        };
+        let first: Option<i64> = {
+            let mut stmt = self.conn.prepare_cached(&format!(
+                "SELECT id FROM queue INDEXED BY {index} WHERE {sql} ORDER BY id {order} LIMIT 1 OFFSET {skip}"
+            ))?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
+            rows.next()?.map(|r| r.get(0)).transpose()?
+        };
+        let Some(first) = first else { return Ok(Vec::new()) };
+        args.push(Value::Integer(first));
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {} FROM queue INDEXED BY {index} WHERE {sql} AND id >= ?{} ORDER BY id LIMIT {limit}",
+            super::queue::COLUMNS,
+            args.len()
+        ))?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), super::queue::item)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// The ids of every held record of the slice (to mark them all).
+    pub fn queue_ids(&self, slice: &Slice) -> Result<Vec<i64>> {
+        let (index, sql, args) = slice.clause();
+        let mut stmt =
+            self.conn.prepare_cached(&format!("SELECT id FROM queue INDEXED BY {index} WHERE {sql} ORDER BY id"))?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// The position of record `id` in the slice (how many come before it).
+    pub fn queue_position(&self, slice: &Slice, id: i64) -> Result<u64> {
+        let (index, sql, mut args) = slice.clause();
+        args.push(Value::Integer(id));
+        let n: i64 = self.conn.query_row(
+            &format!("SELECT COUNT(*) FROM queue INDEXED BY {index} WHERE {sql} AND id < ?{}", args.len()),
+            rusqlite::params_from_iter(args),
+            |r| r.get(0),
+        )?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// Every held record's group — object, reason, first issue's field and value — with counts,
+    /// the most frequent first within each object and reason; past [`GROUPS_PER_REASON`] the
+    /// rest of a reason is one group without a value (`field: None`).
+    pub fn queue_groups(&self) -> Result<Vec<Group>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT object, reason, {FIELD}, {VALUE}, COUNT(*) FROM queue INDEXED BY queue_issue WHERE {PENDING}
+             GROUP BY 1, 2, 3, 4"
+        ))?;
+        let text = |v: rusqlite::types::ValueRef<'_>| match v {
+            rusqlite::types::ValueRef::Null => None,
+            rusqlite::types::ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+            other => Some(match other {
+                rusqlite::types::ValueRef::Integer(n) => n.to_string(),
+                rusqlite::types::ValueRef::Real(f) => f.to_string(),
+                _ => String::new(),
+            }),
+        };
+        let rows = stmt.query_map([], |r| {
+            Ok(Group {
+                object: r.get(0)?,
+                reason: r.get(1)?,
+                field: text(r.get_ref(2)?),
+                value: text(r.get_ref(3)?),
+                count: r.get::<_, i64>(4)?.max(0) as u64,
+            })
+        })?;
+        let mut all = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        all.sort_by(|a, b| (&a.object, &a.reason, b.count).cmp(&(&b.object, &b.reason, a.count)));
+        let mut out: Vec<Group> = Vec::new();
+        let mut shown = 0;
+        for g in all {
+            let same = out.last().is_some_and(|l| l.object == g.object && l.reason == g.reason);
+            shown = if same { shown + 1 } else { 1 };
+            if shown <= GROUPS_PER_REASON {
+                out.push(g);
+            } else if shown == GROUPS_PER_REASON + 1 {
+                out.push(Group { field: None, value: None, ..g });
+            } else if let Some(rest) = out.last_mut() {
+                rest.count += g.count;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The next held record of the slice after `from` (before it, when not `forward`) whose
+    /// source id is `text` or whose values contain it (any case), wrapping around; `None` when
+    /// no record has it.
+    pub fn queue_find(&self, slice: &Slice, from: i64, text: &str, forward: bool) -> Result<Option<i64>> {
+        let (index, sql, args) = slice.clause();
+        let n = args.len();
+        let (cmp, order) = if forward { (">", "ASC") } else { ("<", "DESC") };
+        let matches = format!(
+            "(source_id = ?{a} OR instr(lower(source), ?{b}) > 0 OR instr(lower(mapped), ?{b}) > 0 \
+             OR instr(lower(corrections), ?{b}) > 0)",
+            a = n + 1,
+            b = n + 2
+        );
+        let needle = serde_json::to_string(&text.to_lowercase()).unwrap_or_default();
+        // Inside JSON the text is escaped as JSON escapes it (quotes, backslashes); without its quotes.
+        let needle = needle.trim_matches('"').to_string();
+        let find = |bound: Option<i64>| -> Result<Option<i64>> {
+            let mut a = args.clone();
+            a.push(Value::Text(text.to_string()));
+            a.push(Value::Text(needle.clone()));
+            let limit = match bound {
+                Some(b) => {
+                    a.push(Value::Integer(b));
+                    format!(" AND id {cmp} ?{}", a.len())
+                }
+                None => String::new(),
+            };
+            let mut stmt = self.conn.prepare_cached(&format!(
+                "SELECT id FROM queue INDEXED BY {index} WHERE {sql} AND {matches}{limit} ORDER BY id {order} LIMIT 1"
+            ))?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(a))?;
+            Ok(rows.next()?.map(|r| r.get(0)).transpose()?)
+        };
+        match find(Some(from))? {
+            Some(id) => Ok(Some(id)),
+            None => find(None),
+        }
+    }
+
+    /// A held record by queue id (`#35`, `35`) or source id, for a jump: its id and object.
+    pub fn queue_locate(&self, text: &str) -> Result<Option<(i64, String, String)>> {
+        let t = text.trim();
+        let by_id = t.trim_start_matches('#').parse::<i64>().ok();
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT id, object, reason FROM queue WHERE {PENDING} AND (id = ?1 OR source_id = ?2)
+             ORDER BY (id = ?1) DESC, id LIMIT 1"
+        ))?;
+        let mut rows = stmt.query(rusqlite::params![by_id, t])?;
+        Ok(rows.next()?.map(|r| Ok::<_, rusqlite::Error>((r.get(0)?, r.get(1)?, r.get(2)?))).transpose()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::params;
+
+    /// `n` held contacts: reason by i % 3, first issue phone with one of four values (some blank).
+    fn store(n: usize) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("p.state.db")).expect("store");
+        for i in 0..n {
+            let reason = ["invalid_phone", "required", "owner_not_provisioned"][i % 3];
+            let value = [Some("n/a"), Some("000-000-0000"), None, Some("Call \"me\"")][i % 4];
+            let issues = serde_json::json!([{"field": "phone", "rule": reason, "value": value, "message": "m"}]);
+            store
+                .conn
+                .execute(
+                    "INSERT INTO queue (object, source_id, origin, run_id, status, reason, source, mapped, issues,
+                                        created_at, updated_at)
+                     VALUES (?1, ?2, 'p.csv', 1, ?3, ?4, ?5, '{}', ?6, '', '')",
+                    params![
+                        if i % 5 == 0 { "companies" } else { "contacts" },
+                        format!("s{i}"),
+                        if i % 11 == 0 { "resolved" } else { "open" },
+                        reason,
+                        serde_json::json!({"phone": value, "name": format!("Name {i}")}).to_string(),
+                        issues.to_string()
+                    ],
+                )
+                .expect("insert");
+        }
+        (dir, store)
+    }
+
+    #[test]
+    fn slices_count_page_and_group_as_a_plain_reading_would() {
+        let (_d, store) = store(600);
+        let all = store.queue_list(&crate::store::QueueFilter { pending_only: true, ..Default::default() }).expect("l");
+        let slices = [
+            Slice::default(),
+            Slice { object: Some("contacts".into()), ..Default::default() },
+            Slice { object: Some("contacts".into()), reason: Some("invalid_phone".into()), issue: None },
+            Slice { object: None, reason: Some("required".into()), issue: None },
+            Slice {
+                object: Some("contacts".into()),
+                reason: Some("invalid_phone".into()),
+                issue: Some(("phone".into(), None)),
+            },
+            Slice {
+                object: Some("contacts".into()),
+                reason: Some("invalid_phone".into()),
+                issue: Some(("phone".into(), Some("Call \"me\"".into()))),
+            },
+        ];
+        for slice in &slices {
+            // The plain reading: every held record, filtered in Rust.
+            let want: Vec<i64> = all
+                .iter()
+                .filter(|i| slice.object.as_ref().is_none_or(|o| *o == i.object))
+                .filter(|i| slice.reason.as_ref().is_none_or(|r| *r == i.reason))
+                .filter(|i| {
+                    slice.issue.as_ref().is_none_or(|(f, v)| {
+                        i.issues.first().is_some_and(|x| x.field == *f && x.value.as_deref() == v.as_deref())
+                    })
+                })
+                .map(|i| i.id)
+                .collect();
+            assert!(!want.is_empty(), "{slice:?}");
+            assert_eq!(store.queue_count(slice).expect("count"), want.len() as u64, "{slice:?}");
+            assert_eq!(store.queue_ids(slice).expect("ids"), want, "{slice:?}");
+            let page: Vec<i64> = store.queue_page(slice, 7, 5, None).expect("page").iter().map(|i| i.id).collect();
+            assert_eq!(page, want[7.min(want.len())..(12).min(want.len())], "{slice:?}");
+            let end = want.len() - 3;
+            let total = Some(want.len() as u64);
+            let tail: Vec<i64> = store.queue_page(slice, end, 5, total).expect("page").iter().map(|i| i.id).collect();
+            assert_eq!(tail, want[end..], "found from the end: {slice:?}");
+            let last = *want.last().expect("one");
+            assert_eq!(store.queue_position(slice, last).expect("pos"), want.len() as u64 - 1);
+        }
+        let groups = store.queue_groups().expect("groups");
+        let total: u64 = groups.iter().map(|g| g.count).sum();
+        assert_eq!(total, all.len() as u64, "every held record is in one group");
+        let blank = groups
+            .iter()
+            .find(|g| g.object == "contacts" && g.reason == "invalid_phone" && g.value.is_none() && g.field.is_some())
+            .expect("a blank value is a group of its own");
+        assert_eq!(blank.count, store.queue_count(&slices[4]).expect("count"));
+    }
+
+    #[test]
+    fn find_wraps_around_and_jump_takes_a_queue_or_source_id() {
+        let (_d, store) = store(60);
+        let slice = Slice { object: Some("contacts".into()), ..Default::default() };
+        let hits: Vec<i64> = store
+            .queue_ids(&slice)
+            .expect("ids")
+            .into_iter()
+            .filter(|id| {
+                let it = store.queue_item(*id).expect("i").expect("i");
+                it.source.values().any(|v| v.as_deref().is_some_and(|v| v.to_lowercase().contains("call \"me")))
+            })
+            .collect();
+        assert!(hits.len() > 2);
+        let first = store.queue_find(&slice, 0, "CALL \"ME", true).expect("find");
+        assert_eq!(first, Some(hits[0]), "any case, quotes as typed");
+        let next = store.queue_find(&slice, hits[0], "call \"me", true).expect("find");
+        assert_eq!(next, Some(hits[1]));
+        let back = store.queue_find(&slice, hits[0], "call \"me", false).expect("find");
+        assert_eq!(back, Some(*hits.last().expect("last")), "wraps around backwards");
+        assert_eq!(store.queue_find(&slice, 0, "nobody has this", true).expect("find"), None);
+        let by_source = store.queue_find(&slice, 0, "s7", true).expect("find");
+        assert_eq!(store.queue_item(by_source.expect("found")).expect("i").expect("i").source_id, "s7");
+        assert_eq!(store.queue_locate("#7").expect("l").map(|(id, _, _)| id), Some(7));
+        assert_eq!(
+            store.queue_locate("s12").expect("l").map(|(_, o, r)| (o, r)),
+            Some(("contacts".into(), "invalid_phone".into()))
+        );
+        assert_eq!(store.queue_locate("s0").expect("l"), None, "resolved: not held");
+    }
+}
