@@ -28,7 +28,11 @@ impl Undone {
                 let mut fields: Vec<&str> = many.iter().map(|(_, f, _, _)| f.as_str()).collect();
                 fields.sort_unstable();
                 fields.dedup();
-                format!("undid the last correction of {} records ({})", many.len(), fields.join(", "))
+                format!(
+                    "undid the last correction of {} records ({})",
+                    crate::text::thousands(many.len() as u64),
+                    fields.join(", ")
+                )
             }
         };
         if let Some((_, why)) = self.left.first() {

@@ -27,7 +27,7 @@ pub struct Runner {
     /// The queue's groups as last read (the pages take their counts from them), and whether a
     /// reading is under way (one at a time: during a run the store changes every second).
     groups: Arc<Mutex<Option<Vec<Group>>>>,
-    grouping: Arc<std::sync::atomic::AtomicBool>,
+    grouping: Arc<std::sync::atomic::AtomicUsize>,
     /// Held records per filter, as last counted: paging within a filter counts once. Forgotten
     /// whenever the store changes (a write here, a commit seen by the watcher).
     counts: Arc<Mutex<std::collections::HashMap<QueueQuery, u64>>>,
@@ -243,19 +243,32 @@ impl Runner {
                 // Asked for whenever the store changed (see `update::reload_all`): the counts
                 // of the filters go with it, before the page asked next is loaded.
                 forget(&self.counts);
-                if self.grouping.swap(true, Ordering::AcqRel) {
-                    return; // one reading at a time; the next change asks again
+                // One reading at a time (during a run the store changes every second); a change
+                // during a reading makes it read once more, so the last answer is never stale.
+                if self.grouping.fetch_add(1, Ordering::AcqRel) > 0 {
+                    return;
                 }
-                let (groups, grouping) = (self.groups.clone(), self.grouping.clone());
-                self.query(move |store| {
-                    let read = store.queue_groups();
-                    grouping.store(false, Ordering::Release);
-                    let read = read?;
-                    if let Ok(mut g) = groups.lock() {
-                        *g = Some(read.clone());
+                let (groups, grouping, tx) = (self.groups.clone(), self.grouping.clone(), self.tx.clone());
+                let path = self.project().store_path.clone();
+                tokio::task::spawn_blocking(move || {
+                    loop {
+                        let read = Store::open_reader(&path).and_then(|s| s.queue_groups());
+                        let msg = match read {
+                            Ok(read) => {
+                                if let Ok(mut g) = groups.lock() {
+                                    *g = Some(read.clone());
+                                }
+                                Msg::GroupsLoaded(read)
+                            }
+                            Err(e) => Msg::Failed(format!("{e:#}")),
+                        };
+                        let _ = tx.send(msg);
+                        if grouping.compare_exchange(1, 0, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                            break;
+                        }
+                        grouping.store(1, Ordering::Release);
                     }
-                    Ok(Msg::GroupsLoaded(read))
-                })
+                });
             }
             Effect::Find { query, from, text, forward } => self.query(move |store| {
                 let slice = query.slice();
@@ -301,7 +314,11 @@ impl Runner {
                     store.queue_release(Some(&ids), &me)?;
                     let n = corrected?;
                     let v = value.as_deref().map(crate::text::shown).unwrap_or_else(|| "blank".into());
-                    let which = if ids.len() == 1 { format!("record #{}", ids[0]) } else { format!("{n} records") };
+                    let which = if ids.len() == 1 {
+                        format!("record #{}", ids[0])
+                    } else {
+                        format!("{} records", crate::text::thousands(n as u64))
+                    };
                     Ok(Msg::Done { message: format!("{field} = {v} on {which}; r reprocesses it now"), failed: false })
                 })
             }
