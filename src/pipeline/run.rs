@@ -348,7 +348,12 @@ impl Engine {
         } else {
             0
         };
+        // Held records are indexed by value once, at the end, not one random insert at a time.
+        sync(|| lock(&self.store)?.queue_value_index(false))?;
         let result = self.run_objects(run_id, &prepared, resume, part).await;
+        if let Err(e) = sync(|| lock(&self.store)?.queue_value_index(true)) {
+            warn!(error = %format!("{e:#}"), "could not index the held records by value; the console reads without it");
+        }
         self.finish(run_id, kind, started_at, result).await.map(|s| RunSummary { carried, ..s })
     }
 

@@ -42,8 +42,16 @@ pub async fn open(project: Project, keymap: keymap::Keymap) -> Result<()> {
     let term = std::env::var("TERM").ok();
     let modern = colour_terminal(term.as_deref());
     let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && modern;
-    // Make (or migrate) the state store once, before anything reads it concurrently.
-    drop(project.store()?);
+    // Make (or migrate) the state store once, before anything reads it concurrently; a run
+    // killed before its end left the held records' value index down: build it while no run holds
+    // the project.
+    let store = project.store()?;
+    if let Ok(_lock) = crate::store::RunLock::acquire(&project.store_path)
+        && let Err(e) = store.queue_value_index(true)
+    {
+        tracing::warn!(error = %format!("{e:#}"), "could not index the held records by value");
+    }
+    drop(store);
     let mut state = state::AppState::new(&project.config, keymap, color);
     let project = Arc::new(project);
 
