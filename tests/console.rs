@@ -331,6 +331,7 @@ fn the_queue_opens_on_its_groups_and_a_group_opens_marks_finds_and_jumps() {
         object: Some("contacts".into()),
         reason: Some("invalid_phone".into()),
         issue: Some(("phone".into(), None)),
+        ..Default::default()
     };
     assert_eq!(fx, vec![Effect::LoadQueue { query: blank.clone(), offset: 0 }]);
     assert!(!s.queue.in_groups());
@@ -344,6 +345,7 @@ fn the_queue_opens_on_its_groups_and_a_group_opens_marks_finds_and_jumps() {
         object: Some("contacts".into()),
         reason: Some("invalid_phone".into()),
         issue: Some(("phone".into(), Some("000-000-0000".into()))),
+        ..Default::default()
     };
     assert_eq!(
         fx,
@@ -372,7 +374,12 @@ fn the_queue_opens_on_its_groups_and_a_group_opens_marks_finds_and_jumps() {
     }
     let fx = update(&mut s, Msg::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)));
     assert_eq!(fx, vec![Effect::Jump { query: na.clone(), text: "20035".into() }]);
-    let deals = QueueQuery { object: Some("deals".into()), reason: Some("no_translation".into()), issue: None };
+    let deals = QueueQuery {
+        object: Some("deals".into()),
+        reason: Some("no_translation".into()),
+        issue: None,
+        ..Default::default()
+    };
     let fx = update(&mut s, Msg::Jumped(Ok((deals.clone(), 35, 4))));
     assert_eq!(fx, vec![Effect::LoadQueue { query: deals.clone(), offset: 0 }]);
     assert_eq!((s.queue.query.clone(), s.queue.cursor), (deals, 4));

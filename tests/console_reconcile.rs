@@ -61,7 +61,12 @@ async fn discrepancies_are_accepted_one_by_one_then_signed_off() {
     assert_eq!(s.pane, Pane::Queue);
     assert_eq!(
         s.queue.query,
-        QueueQuery { object: Some("contacts".into()), reason: Some("owner_not_provisioned".into()), issue: None }
+        QueueQuery {
+            object: Some("contacts".into()),
+            reason: Some("owner_not_provisioned".into()),
+            issue: None,
+            ..Default::default()
+        }
     );
     assert!(matches!(effects.as_slice(), [Effect::LoadQueue { .. }]), "{effects:?}");
 

@@ -395,3 +395,47 @@ async fn a_property_hubspot_does_not_have_fails_every_record_with_its_message_in
     assert!(requests <= 3, "the reason is the request's, not a record's: {requests} requests, not 199");
     assert!(server.records("companies").is_empty());
 }
+
+/// A day's allowance of 150 requests runs out among the contacts (the demo makes ~210); the run
+/// stops (before it, keeping `reserve`; or on HubSpot's DAILY 429 with no reserve), and the
+/// next day's resume leaves every record created exactly once, none failed.
+async fn the_day_runs_out(reserve: u64) -> String {
+    let rules = Rules { per_day: 150, ..Rules::default() };
+    let server = Server::start(rules).await;
+    let (_dir, demo) = demo_project(&server, 100_000);
+    edit_project(&demo, "rate_limit = 100000\n", &format!("rate_limit = 100000\ndaily_reserve = {reserve}\n"));
+    let out = cutover(&demo, &["run"]);
+    let shown = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("run --resume"), "says what to do: {shown}");
+    let failed = common::audit_rows(&demo, &["--status", "failed"], &[("CUTOVER_HUBSPOT_TOKEN", TOKEN)]);
+    assert_eq!(failed, 0, "no record failed for the limit: {shown}");
+    let throttled = server.lock().seen.throttled;
+    {
+        let mut s = server.lock();
+        s.today = 0;
+        s.rules.per_day = 1_000_000;
+    }
+    let resumed = text(&cutover(&demo, &["run", "--resume"]));
+    assert!(resumed.contains("Every record accounted for: yes"), "{resumed}");
+    assert_no_duplicates(&server, "companies", 400);
+    assert_no_duplicates(&server, "contacts", 3366);
+    assert_no_duplicates(&server, "deals", 1660);
+    assert_no_duplicates(&server, "notes", 5932);
+    assert_eq!(reconcile_keys(&demo), DEMO_QUEUE, "everything written reads back as written");
+    format!("{shown}\nthrottled: {throttled}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stops_before_the_daily_limit_and_resumes_the_next_day_creating_nothing_twice() {
+    let shown = the_day_runs_out(40).await;
+    assert!(shown.contains("stopped before the destination's daily request limit"), "says why: {shown}");
+    assert!(shown.contains("kept in reserve"), "{shown}");
+    assert!(shown.ends_with("throttled: 0"), "stopped before HubSpot refused anything: {shown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_daily_limit_mid_batch_fails_no_record_and_the_resume_creates_nothing_twice() {
+    let shown = the_day_runs_out(0).await;
+    assert!(shown.contains("daily limit is spent"), "says why: {shown}");
+}

@@ -145,11 +145,8 @@ async fn the_token_spend_is_what_the_openapi_files_say() {
     assert_eq!(pd.tokens_spent(), spent, "the connector pays what each call costs");
 }
 
-/// How many audit rows `export audit` gives with these filters.
 fn audit_rows(demo: &Path, filters: &[&str]) -> usize {
-    let mut args = vec!["export", "audit", "--format", "jsonl"];
-    args.extend_from_slice(filters);
-    String::from_utf8_lossy(&cutover(demo, &args).stdout).lines().count()
+    common::audit_rows(demo, filters, &[])
 }
 
 /// Every record of `object` in the account is exactly one `created` outcome of the audit (none

@@ -186,6 +186,25 @@ impl Selection {
     fn ids(&self, store: &crate::store::Store) -> Result<Vec<i64>> {
         Ok(self.items(store, false)?.iter().map(|i| i.id).collect())
     }
+
+    /// The records a command acts on: the ids given, or every held record the filter matches —
+    /// one or the other. `flags`: how this command names its filter flags.
+    fn resolve(&self, ids: Vec<i64>, store: &crate::store::Store, flags: &str) -> Result<Vec<i64>> {
+        if !ids.is_empty() {
+            if !self.is_empty() {
+                bail!("give queue item ids or a filter ({flags}), not both");
+            }
+            return Ok(ids);
+        }
+        if self.is_empty() {
+            bail!("name the records: queue item ids, or {flags} for every held record that matches");
+        }
+        let ids = self.ids(store)?;
+        if ids.is_empty() {
+            bail!("no held record matches");
+        }
+        Ok(ids)
+    }
 }
 
 /// Whether the record's field holds `value` now: the correction made, else the value as
@@ -373,38 +392,15 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
                 bail!("nothing to correct: give FIELD=VALUE");
             }
             let selection = Selection::new(project, object, reason, &wheres)?;
-            if ids.is_empty() {
-                if selection.is_empty() {
-                    bail!(
-                        "name the records: queue item ids, or --object / --reason / --where for every held record \
-                         that matches"
-                    );
-                }
-                ids = selection.ids(&store)?;
-                if ids.is_empty() {
-                    bail!("no held record matches");
-                }
-            } else if !selection.is_empty() {
-                bail!("give queue item ids or a filter (--object, --reason, --where), not both");
-            }
+            let ids = selection.resolve(ids, &store, "--object, --reason, --where")?;
             let was = was.iter().map(|w| parse_change(w)).collect::<Result<Vec<_>>>()?;
             let n = store.queue_correct_many(&ids, &changes, &was)?;
             let what = if n == 1 { format!("Queue item {}", ids[0]) } else { format!("{n} queue items") };
             say!("{what} corrected; run `cutover queue reprocess` with the same ids or filter to write them.");
         }
-        QueueAction::Skip { mut ids, reason, object, held_for, wheres } => {
+        QueueAction::Skip { ids, reason, object, held_for, wheres } => {
             let selection = Selection::new(project, object, held_for, &wheres)?;
-            if ids.is_empty() {
-                if selection.is_empty() {
-                    bail!("name the records: queue item ids, or --object / --held-for / --where");
-                }
-                ids = selection.ids(&store)?;
-                if ids.is_empty() {
-                    bail!("no held record matches");
-                }
-            } else if !selection.is_empty() {
-                bail!("give queue item ids or a filter (--object, --held-for, --where), not both");
-            }
+            let mut ids = selection.resolve(ids, &store, "--object, --held-for, --where")?;
             let mut seen = std::collections::HashSet::new();
             ids.retain(|id| seen.insert(*id));
             let (_, items) = store.skip_queued_many(&ids, &reason, &project.config.hash)?;
@@ -438,17 +434,7 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
                 );
             }
             let selection = Selection::new(project, object, reason, &wheres)?;
-            if ids.is_empty() {
-                if selection.is_empty() {
-                    bail!("name the records: queue item ids, or --object / --reason / --where");
-                }
-                ids = selection.ids(&store)?;
-                if ids.is_empty() {
-                    bail!("no held record matches");
-                }
-            } else if !selection.is_empty() {
-                bail!("give queue item ids or a filter (--object, --reason, --where), not both");
-            }
+            let ids = selection.resolve(ids, &store, "--object, --reason, --where")?;
             let undone = store.queue_undo(&ids, fields.first().map(String::as_str))?;
             say!("{}", undone.describe());
             for (_, why) in undone.left.iter().skip(1).take(20) {

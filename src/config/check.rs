@@ -200,9 +200,13 @@ fn keys_taken(kind: &str, role: &str) -> &'static [&'static str] {
         ("mysql", true) => &["url_env", "queries"],
         ("mysql", false) => &["url_env", "owners", "picklists", "types"],
         ("hubspot", true) => &["token_env", "base_url", "rate_limit"],
-        ("hubspot", false) => &["token_env", "base_url", "rate_limit", "source_id_property", "associations", "types"],
+        ("hubspot", false) => {
+            &["token_env", "base_url", "rate_limit", "daily_reserve", "source_id_property", "associations", "types"]
+        }
         ("pipedrive", true) => &["token_env", "base_url", "rate_limit", "daily_tokens"],
-        ("pipedrive", false) => &["token_env", "base_url", "rate_limit", "daily_tokens", "source_id_property"],
+        ("pipedrive", false) => {
+            &["token_env", "base_url", "rate_limit", "daily_tokens", "daily_reserve", "source_id_property"]
+        }
         _ => &[],
     }
 }
@@ -226,6 +230,7 @@ fn keys_given(conn: &super::ConnectionConfig) -> Vec<&'static str> {
     set("base_url", conn.base_url.is_some());
     set("rate_limit", conn.rate_limit.is_some());
     set("daily_tokens", conn.daily_tokens.is_some());
+    set("daily_reserve", conn.daily_reserve.is_some());
     set("source_id_property", conn.source_id_property.is_some());
     set("associations", !conn.associations.is_empty());
     set("owners", conn.owners.is_some());

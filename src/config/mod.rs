@@ -101,6 +101,10 @@ pub struct ConnectionConfig {
     pub rate_limit: Option<u32>,
     /// Pipedrive: the account's daily token budget (each call costs what the API documents).
     pub daily_tokens: Option<u32>,
+    /// CRM destinations: requests of the day's allowance kept for others (integrations, the
+    /// team's own use); a run stops at a batch boundary, resumably, when the API says fewer are
+    /// left (default 500).
+    pub daily_reserve: Option<u64>,
     /// CRM destinations: the property holding each created record's source id (Cutover's
     /// idempotency marker); HubSpot: create it as a unique-value text property.
     pub source_id_property: Option<String>,

@@ -187,9 +187,27 @@ pub struct Stats {
     pub timeouts: AtomicU64,
     pub retries: AtomicU64,
     pub spent: AtomicU64,
+    /// What the API last said is left of the day's allowance, plus one (0: it has not said).
+    daily_left: AtomicU64,
 }
 
+/// The headers an API states the day's remaining allowance in: Pipedrive's (requests to
+/// POST/PUT endpoints left today), HubSpot's (requests left today).
+const DAILY_LEFT: [&str; 2] = ["x-daily-requests-left", "x-hubspot-ratelimit-daily-remaining"];
+
 impl Stats {
+    /// Requests the API last said are left today, if it says.
+    pub fn daily_left(&self) -> Option<u64> {
+        self.daily_left.load(Ordering::Relaxed).checked_sub(1)
+    }
+
+    fn note_daily_left(&self, headers: &reqwest::header::HeaderMap) {
+        let left = DAILY_LEFT.iter().find_map(|h| headers.get(*h)?.to_str().ok()?.trim().parse::<u64>().ok());
+        if let Some(left) = left {
+            self.daily_left.store(left.saturating_add(1), Ordering::Relaxed);
+        }
+    }
+
     pub fn snapshot(&self) -> [u64; 6] {
         [&self.requests, &self.throttled, &self.server_errors, &self.timeouts, &self.retries, &self.spent]
             .map(|c| c.load(Ordering::Relaxed))
@@ -319,6 +337,7 @@ impl Client {
             let wait = match req.send().await {
                 Ok(resp) => {
                     let status = resp.status();
+                    self.stats.note_daily_left(resp.headers());
                     let retry_after = retry_after(resp.headers());
                     // Kept past the body only where they may say the day is spent.
                     let limits = (status == StatusCode::TOO_MANY_REQUESTS).then(|| resp.headers().clone());

@@ -822,7 +822,13 @@ impl Destination for HubSpot {
         let results = results.into_inner().map_err(|_| eyre!("results lock poisoned"))?;
         if let Some(e) = outcomes.into_iter().find_map(Result::err) {
             let done = results.iter().filter(|r| matches!(r, Some(Ok(_)))).count();
-            if done == 0 {
+            // With a marker the engine's batch stops uncommitted, none of its records failed:
+            // its creates were journaled, and the next attempt adopts what HubSpot confirmed
+            // (a spent daily limit failed hundreds of records that had done nothing wrong).
+            if done == 0 || self.marker.is_some() {
+                if done > 0 {
+                    tracing::warn!(object, confirmed = done, "a HubSpot batch stopped: {e:#}");
+                }
                 return Err(e);
             }
             tracing::warn!(object, confirmed = done, "a HubSpot batch failed for good: {e:#}");
@@ -879,6 +885,10 @@ impl Destination for HubSpot {
             out.extend(chunk.iter().map(|id| result.clone().map(|_| id.clone())));
         }
         Ok(out)
+    }
+
+    fn daily_requests_left(&self) -> Option<u64> {
+        self.client.stats.daily_left()
     }
 
     /// HubSpot's search total (eventually consistent: a count right after writes may lag).

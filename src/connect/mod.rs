@@ -148,6 +148,13 @@ pub trait Destination: Send + Sync {
     async fn delete(&self, object: &str, ids: &[String]) -> Result<Vec<WriteResult>>;
     /// How many records the destination holds in `object`, by its own count; `None` where it
     /// cannot count short of reading everything.
+    /// Requests the destination's API says are left of today's allowance (HubSpot's daily limit,
+    /// Pipedrive's daily requests), when it says: a run stops at a batch boundary before it runs
+    /// out (`daily_reserve`).
+    fn daily_requests_left(&self) -> Option<u64> {
+        None
+    }
+
     async fn record_count(&self, _object: &str) -> Result<Option<u64>> {
         Ok(None)
     }

@@ -478,6 +478,10 @@ impl Destination for Pipedrive {
         "Pipedrive".into()
     }
 
+    fn daily_requests_left(&self) -> Option<u64> {
+        self.client.stats.daily_left()
+    }
+
     async fn schema(&self, object: &str) -> Result<DestSchema> {
         let e = entity(object)?;
         let text_field = |name: &str, required: bool| DestField {

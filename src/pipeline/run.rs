@@ -59,6 +59,9 @@ impl RunSummary {
     }
 }
 
+/// Requests of a CRM's daily allowance a run leaves unspent unless the project says otherwise.
+pub const DAILY_RESERVE: u64 = 500;
+
 /// Why a run did not finish: `started` tells whether any record was touched.
 #[derive(Debug)]
 pub struct RunFailure {
@@ -187,6 +190,22 @@ impl Engine {
     /// The engine looks between batches: a batch in progress always finishes and commits.
     pub fn controller(&self) -> Arc<watch::Sender<Control>> {
         self.control.clone()
+    }
+
+    /// Why to stop before the next batch: the destination's API says fewer requests are left
+    /// today than the project keeps in reserve. Stopped at a batch boundary, the run resumes
+    /// where it stopped; run on into the limit, it would stop mid-batch on a 429 instead.
+    fn day_nearly_spent(&self) -> Option<String> {
+        let left = self.dest.daily_requests_left()?;
+        let reserve = self.project.config.destination.daily_reserve.unwrap_or(DAILY_RESERVE);
+        (left < reserve).then(|| {
+            format!(
+                "stopped before the destination's daily request limit: it says {left} requests are left today, \
+                 fewer than the {reserve} kept in reserve (daily_reserve). Nothing is lost — `cutover run --resume` \
+                 continues from this batch once the allowance resets (HubSpot: midnight in the account's time \
+                 zone; Pipedrive: midnight UTC)"
+            )
+        })
     }
 
     /// Waits while paused; true when the operator cancelled.
@@ -465,6 +484,11 @@ impl Engine {
                     p.objects[position].counts = counts;
                 });
                 continue;
+            }
+            // An object begins with reads of its own (the destination's match keys): not on the
+            // last of the day's allowance.
+            if let Some(why) = self.day_nearly_spent() {
+                return Ok(Finish::Halted(why));
             }
             sync(|| lock(&self.store)?.begin_object(run_id, &plan.name, position, Some(total)))?;
             self.progress.send_modify(|p| {
@@ -765,6 +789,10 @@ impl Engine {
                     break;
                 }
                 if done {
+                    break;
+                }
+                if let Some(why) = self.day_nearly_spent() {
+                    halt = Some(why);
                     break;
                 }
                 if self.checkpoint_control().await {

@@ -14,6 +14,71 @@ pub struct Slice {
     pub object: Option<String>,
     pub reason: Option<String>,
     pub issue: Option<(String, Option<String>)>,
+    pub order: Order,
+}
+
+/// The order a slice is listed in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Order {
+    /// Held longest first (queue order).
+    #[default]
+    Oldest,
+    /// Held most recently first.
+    Newest,
+    /// By object, then reason, then age.
+    Grouped,
+}
+
+/// A record's place in an order: its object, reason and id.
+type Place = (String, String, i64);
+
+impl Order {
+    pub fn label(self) -> &'static str {
+        match self {
+            Order::Oldest => "oldest first",
+            Order::Newest => "newest first",
+            Order::Grouped => "by object and reason",
+        }
+    }
+    pub fn next(self) -> Self {
+        match self {
+            Order::Oldest => Order::Newest,
+            Order::Newest => Order::Grouped,
+            Order::Grouped => Order::Oldest,
+        }
+    }
+
+    /// ORDER BY, forwards or (`back`) backwards.
+    fn by(self, back: bool) -> &'static str {
+        match (self, back) {
+            (Order::Oldest, false) | (Order::Newest, true) => "id",
+            (Order::Oldest, true) | (Order::Newest, false) => "id DESC",
+            (Order::Grouped, false) => "object, reason, id",
+            (Order::Grouped, true) => "object DESC, reason DESC, id DESC",
+        }
+    }
+
+    /// The condition "comes `cmp` the place" (`cmp`: "<", ">", ">=" in this order's direction),
+    /// its arguments numbered from `first`.
+    fn compare(self, cmp: &str, first: usize) -> String {
+        let flipped = match cmp {
+            "<" => ">",
+            ">" => "<",
+            ">=" => "<=",
+            other => other,
+        };
+        match self {
+            Order::Oldest => format!("id {cmp} ?{}", first + 2),
+            Order::Newest => format!("id {flipped} ?{}", first + 2),
+            Order::Grouped => format!("(object, reason, id) {cmp} (?{first}, ?{}, ?{})", first + 1, first + 2),
+        }
+    }
+}
+
+fn place_args(args: &mut Vec<Value>, place: &Place) {
+    args.push(Value::Text(place.0.clone()));
+    args.push(Value::Text(place.1.clone()));
+    args.push(Value::Integer(place.2));
 }
 
 /// Held records sharing object, reason and first issue's field and value.
@@ -64,6 +129,7 @@ impl Slice {
             }
         }
         let index = match (&self.object, &self.reason, &self.issue) {
+            (None, None, None) if self.order == Order::Grouped => "INDEXED BY queue_pending_reason",
             (None, None, None) => "INDEXED BY queue_pending_id",
             (Some(_), _, None) => "INDEXED BY queue_pending_reason",
             _ if value_index => "INDEXED BY queue_issue",
@@ -110,42 +176,56 @@ impl Store {
     /// index from the end.
     pub fn queue_page(&self, slice: &Slice, offset: usize, limit: usize, total: Option<u64>) -> Result<Vec<QueueItem>> {
         let (index, sql, mut args) = slice.clause(self.has_value_index()?);
-        let (order, skip) = match total {
-            Some(t) if offset as u64 > t / 2 && (offset as u64) < t => ("DESC", t - 1 - offset as u64),
-            _ => ("ASC", offset as u64),
+        let (back, skip) = match total {
+            Some(t) if offset as u64 > t / 2 && (offset as u64) < t => (true, t - 1 - offset as u64),
+            _ => (false, offset as u64),
         };
-        let first: Option<i64> = {
+        let first: Option<Place> = {
             let mut stmt = self.conn.prepare_cached(&format!(
-                "SELECT id FROM queue {index} WHERE {sql} ORDER BY id {order} LIMIT 1 OFFSET {skip}"
+                "SELECT object, reason, id FROM queue {index} WHERE {sql} ORDER BY {} LIMIT 1 OFFSET {skip}",
+                slice.order.by(back)
             ))?;
             let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
-            rows.next()?.map(|r| r.get(0)).transpose()?
+            rows.next()?.map(|r| Ok::<_, rusqlite::Error>((r.get(0)?, r.get(1)?, r.get(2)?))).transpose()?
         };
         let Some(first) = first else { return Ok(Vec::new()) };
-        args.push(Value::Integer(first));
+        let at = args.len() + 1;
+        place_args(&mut args, &first);
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {} FROM queue {index} WHERE {sql} AND id >= ?{} ORDER BY id LIMIT {limit}",
+            "SELECT {} FROM queue {index} WHERE {sql} AND {} ORDER BY {} LIMIT {limit}",
             super::queue::COLUMNS,
-            args.len()
+            slice.order.compare(">=", at),
+            slice.order.by(false)
         ))?;
         let rows = stmt.query_map(rusqlite::params_from_iter(args), super::queue::item)?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
+    /// A record's place (object, reason, id), if it is in the queue.
+    fn place(&self, id: i64) -> Result<Option<Place>> {
+        let mut stmt = self.conn.prepare_cached("SELECT object, reason, id FROM queue WHERE id = ?1")?;
+        let mut rows = stmt.query([id])?;
+        Ok(rows.next()?.map(|r| Ok::<_, rusqlite::Error>((r.get(0)?, r.get(1)?, r.get(2)?))).transpose()?)
+    }
+
     /// The ids of every held record of the slice (to mark them all).
     pub fn queue_ids(&self, slice: &Slice) -> Result<Vec<i64>> {
         let (index, sql, args) = slice.clause(self.has_value_index()?);
-        let mut stmt = self.conn.prepare_cached(&format!("SELECT id FROM queue {index} WHERE {sql} ORDER BY id"))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT id FROM queue {index} WHERE {sql} ORDER BY {}", slice.order.by(false)))?;
         let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
-    /// The position of record `id` in the slice (how many come before it).
+    /// The position of record `id` in the slice (how many come before it in its order).
     pub fn queue_position(&self, slice: &Slice, id: i64) -> Result<u64> {
+        let Some(place) = self.place(id)? else { return Ok(0) };
         let (index, sql, mut args) = slice.clause(self.has_value_index()?);
-        args.push(Value::Integer(id));
+        let at = args.len() + 1;
+        place_args(&mut args, &place);
         let n: i64 = self.conn.query_row(
-            &format!("SELECT COUNT(*) FROM queue {index} WHERE {sql} AND id < ?{}", args.len()),
+            &format!("SELECT COUNT(*) FROM queue {index} WHERE {sql} AND {}", slice.order.compare("<", at)),
             rusqlite::params_from_iter(args),
             |r| r.get(0),
         )?;
@@ -203,7 +283,8 @@ impl Store {
     pub fn queue_find(&self, slice: &Slice, from: i64, text: &str, forward: bool) -> Result<Option<i64>> {
         let (index, sql, args) = slice.clause(self.has_value_index()?);
         let n = args.len();
-        let (cmp, order) = if forward { (">", "ASC") } else { ("<", "DESC") };
+        let (cmp, by) = if forward { (">", slice.order.by(false)) } else { ("<", slice.order.by(true)) };
+        let from = self.place(from)?;
         let matches = format!(
             "(source_id = ?{a} OR instr(lower(source), ?{b}) > 0 OR instr(lower(mapped), ?{b}) > 0 \
              OR instr(lower(corrections), ?{b}) > 0)",
@@ -213,24 +294,26 @@ impl Store {
         let needle = serde_json::to_string(&text.to_lowercase()).unwrap_or_default();
         // Inside JSON the text is escaped as JSON escapes it (quotes, backslashes); without its quotes.
         let needle = needle.trim_matches('"').to_string();
-        let find = |bound: Option<i64>| -> Result<Option<i64>> {
+        let find = |bound: Option<&Place>| -> Result<Option<i64>> {
             let mut a = args.clone();
             a.push(Value::Text(text.to_string()));
             a.push(Value::Text(needle.clone()));
             let limit = match bound {
-                Some(b) => {
-                    a.push(Value::Integer(b));
-                    format!(" AND id {cmp} ?{}", a.len())
+                Some(place) => {
+                    let at = a.len() + 1;
+                    place_args(&mut a, place);
+                    format!(" AND {}", slice.order.compare(cmp, at))
                 }
                 None => String::new(),
             };
             let mut stmt = self.conn.prepare_cached(&format!(
-                "SELECT id FROM queue {index} WHERE {sql} AND {matches}{limit} ORDER BY id {order} LIMIT 1"
+                "SELECT id FROM queue {index} WHERE {sql} AND {matches}{limit} ORDER BY {by} LIMIT 1"
             ))?;
             let mut rows = stmt.query(rusqlite::params_from_iter(a))?;
             Ok(rows.next()?.map(|r| r.get(0)).transpose()?)
         };
-        match find(Some(from))? {
+        // From the record the cursor is on; wrapping round to the other end.
+        match from.as_ref().map(|p| find(Some(p))).transpose()?.flatten() {
             Some(id) => Ok(Some(id)),
             None => find(None),
         }
@@ -289,43 +372,71 @@ mod tests {
         let slices = [
             Slice::default(),
             Slice { object: Some("contacts".into()), ..Default::default() },
-            Slice { object: Some("contacts".into()), reason: Some("invalid_phone".into()), issue: None },
-            Slice { object: None, reason: Some("required".into()), issue: None },
+            Slice { object: Some("contacts".into()), reason: Some("invalid_phone".into()), ..Default::default() },
+            Slice { object: None, reason: Some("required".into()), ..Default::default() },
             Slice {
                 object: Some("contacts".into()),
                 reason: Some("invalid_phone".into()),
                 issue: Some(("phone".into(), None)),
+                ..Default::default()
             },
             Slice {
                 object: Some("contacts".into()),
                 reason: Some("invalid_phone".into()),
                 issue: Some(("phone".into(), Some("Call \"me\"".into()))),
+                ..Default::default()
             },
         ];
         for slice in &slices {
-            // The plain reading: every held record, filtered in Rust.
-            let want: Vec<i64> = all
-                .iter()
-                .filter(|i| slice.object.as_ref().is_none_or(|o| *o == i.object))
-                .filter(|i| slice.reason.as_ref().is_none_or(|r| *r == i.reason))
-                .filter(|i| {
-                    slice.issue.as_ref().is_none_or(|(f, v)| {
-                        i.issues.first().is_some_and(|x| x.field == *f && x.value.as_deref() == v.as_deref())
+            for order in [Order::Oldest, Order::Newest, Order::Grouped] {
+                let slice = Slice { order, ..slice.clone() };
+                // The plain reading: every held record, filtered and sorted in Rust.
+                let mut want: Vec<&QueueItem> = all
+                    .iter()
+                    .filter(|i| slice.object.as_ref().is_none_or(|o| *o == i.object))
+                    .filter(|i| slice.reason.as_ref().is_none_or(|r| *r == i.reason))
+                    .filter(|i| {
+                        slice.issue.as_ref().is_none_or(|(f, v)| {
+                            i.issues.first().is_some_and(|x| x.field == *f && x.value.as_deref() == v.as_deref())
+                        })
                     })
-                })
-                .map(|i| i.id)
-                .collect();
-            assert!(!want.is_empty(), "{slice:?}");
-            assert_eq!(store.queue_count(slice).expect("count"), want.len() as u64, "{slice:?}");
-            assert_eq!(store.queue_ids(slice).expect("ids"), want, "{slice:?}");
-            let page: Vec<i64> = store.queue_page(slice, 7, 5, None).expect("page").iter().map(|i| i.id).collect();
-            assert_eq!(page, want[7.min(want.len())..(12).min(want.len())], "{slice:?}");
-            let end = want.len() - 3;
-            let total = Some(want.len() as u64);
-            let tail: Vec<i64> = store.queue_page(slice, end, 5, total).expect("page").iter().map(|i| i.id).collect();
-            assert_eq!(tail, want[end..], "found from the end: {slice:?}");
-            let last = *want.last().expect("one");
-            assert_eq!(store.queue_position(slice, last).expect("pos"), want.len() as u64 - 1);
+                    .collect();
+                match order {
+                    Order::Oldest => want.sort_by_key(|i| i.id),
+                    Order::Newest => want.sort_by_key(|i| std::cmp::Reverse(i.id)),
+                    Order::Grouped => {
+                        want.sort_by(|a, b| (&a.object, &a.reason, a.id).cmp(&(&b.object, &b.reason, b.id)))
+                    }
+                }
+                let want: Vec<i64> = want.iter().map(|i| i.id).collect();
+                assert!(!want.is_empty(), "{slice:?}");
+                assert_eq!(store.queue_count(&slice).expect("count"), want.len() as u64, "{slice:?}");
+                assert_eq!(store.queue_ids(&slice).expect("ids"), want, "{slice:?}");
+                let page: Vec<i64> = store.queue_page(&slice, 7, 5, None).expect("page").iter().map(|i| i.id).collect();
+                assert_eq!(page, want[7.min(want.len())..(12).min(want.len())], "{slice:?}");
+                let end = want.len() - 3;
+                let total = Some(want.len() as u64);
+                let tail: Vec<i64> =
+                    store.queue_page(&slice, end, 5, total).expect("page").iter().map(|i| i.id).collect();
+                assert_eq!(tail, want[end..], "found from the end: {slice:?}");
+                for (at, id) in want.iter().enumerate().step_by(17) {
+                    assert_eq!(store.queue_position(&slice, *id).expect("pos"), at as u64, "{slice:?}");
+                }
+                // Find goes to the next record in the order shown, wrapping round.
+                let hits: Vec<i64> = want
+                    .iter()
+                    .copied()
+                    .filter(|id| all.iter().any(|i| i.id == *id && i.source.get("phone") == Some(&Some("n/a".into()))))
+                    .collect();
+                if hits.len() > 1 {
+                    assert_eq!(
+                        store.queue_find(&slice, hits[0], "N/A", true).expect("find"),
+                        Some(hits[1]),
+                        "{slice:?}"
+                    );
+                    assert_eq!(store.queue_find(&slice, hits[0], "n/a", false).expect("find"), hits.last().copied());
+                }
+            }
         }
         let groups = store.queue_groups().expect("groups");
         // While a run has the value index down, the same answers, read without it.
@@ -334,6 +445,8 @@ mod tests {
         for slice in &slices {
             assert_eq!(store.queue_count(slice).expect("count"), store.queue_ids(slice).expect("ids").len() as u64);
         }
+        let grouped = Slice { object: Some("contacts".into()), issue: None, reason: None, order: Order::Grouped };
+        assert_eq!(store.queue_page(&grouped, 3, 4, None).expect("page").len(), 4, "read without the index too");
         store.queue_value_index(true).expect("build");
         assert!(store.has_value_index().expect("index"));
         let total: u64 = groups.iter().map(|g| g.count).sum();

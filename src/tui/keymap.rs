@@ -42,6 +42,7 @@ pub enum Action {
     PrevFilterObject,
     PrevFilterReason,
     Groups,
+    Sort,
     FindNext,
     FindPrev,
     Jump,

@@ -292,7 +292,7 @@ impl Runner {
                 let (query, at) = if inside {
                     (query, at)
                 } else {
-                    let q = QueueQuery { object: Some(object), reason: Some(reason), issue: None };
+                    let q = QueueQuery { object: Some(object), reason: Some(reason), issue: None, order: query.order };
                     let at = store.queue_position(&q.slice(), id)?;
                     (q, at)
                 };

@@ -130,6 +130,7 @@ pub struct QueueQuery {
     pub reason: Option<String>,
     /// The field and value of the first issue (a group); `None` value: blank.
     pub issue: Option<(String, Option<String>)>,
+    pub order: crate::store::queue_view::Order,
 }
 
 impl QueueQuery {
@@ -138,6 +139,7 @@ impl QueueQuery {
             object: self.object.clone(),
             reason: self.reason.clone(),
             issue: self.issue.clone(),
+            order: self.order,
         }
     }
     /// The records of a group.
@@ -146,6 +148,7 @@ impl QueueQuery {
             object: Some(g.object.clone()),
             reason: Some(g.reason.clone()),
             issue: g.field.clone().map(|f| (f, g.value.clone())),
+            order: Default::default(),
         }
     }
 }

@@ -1134,6 +1134,13 @@ fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
             }
             Vec::new()
         }
+        Sort => {
+            let q = &mut state.queue;
+            q.query.order = q.query.order.next();
+            q.mode = QueueMode::Records;
+            state.status = Some((false, format!("sorted {}", state.queue.query.order.label())));
+            queue_reload(state)
+        }
         Groups => {
             let q = &mut state.queue;
             q.mode = if q.mode == QueueMode::Groups { QueueMode::Records } else { QueueMode::Groups };
@@ -1314,13 +1321,7 @@ fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
             Vec::new()
         }
         Undo => {
-            let ids = state.queue.targets();
-            if ids.is_empty() {
-                return Vec::new();
-            }
-            if let Some(refused) = taken(state, &ids) {
-                return refused;
-            }
+            let Some(ids) = free_targets(state) else { return Vec::new() };
             vec![Effect::Undo { ids }]
         }
         Reprocess => {
@@ -1328,13 +1329,7 @@ fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
                 state.status = Some((true, "wait for the active run to finish".into()));
                 return Vec::new();
             }
-            let ids = state.queue.targets();
-            if ids.is_empty() {
-                return Vec::new();
-            }
-            if let Some(refused) = taken(state, &ids) {
-                return refused;
-            }
+            let Some(ids) = free_targets(state) else { return Vec::new() };
             state.queue.reprocessing = ids.clone();
             start(state, RunMode::Reprocess);
             state.queue.note = Some((false, format!("reprocessing {} record(s)…", ids.len())));
@@ -1402,13 +1397,7 @@ fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
         Reconcile => start_reconcile(state),
         Expand | Accept | SignOff | WriteReport => reconcile_action(state, action),
         Skip => {
-            let ids = state.queue.targets();
-            if ids.is_empty() {
-                return Vec::new();
-            }
-            if let Some(refused) = taken(state, &ids) {
-                return refused;
-            }
+            let Some(ids) = free_targets(state) else { return Vec::new() };
             open_edit(state, EditTarget::SkipReason { ids }, "");
             Vec::new()
         }
@@ -1480,6 +1469,16 @@ fn chosen(purpose: Choice, option: Option<String>) -> Vec<Effect> {
     }
 }
 
+/// The marked records (or the selected one) when no other console is editing any of them;
+/// `None` (with the status naming who holds one) otherwise, or when there is none.
+fn free_targets(state: &mut AppState) -> Option<Vec<i64>> {
+    let ids = state.queue.targets();
+    if ids.is_empty() || taken(state, &ids).is_some() {
+        return None;
+    }
+    Some(ids)
+}
+
 /// Refuses to act on records another console is editing; names who.
 fn taken(state: &mut AppState, ids: &[i64]) -> Option<Vec<Effect>> {
     let (id, by) = state.queue.taken(ids, &state.me)?;
@@ -1533,7 +1532,8 @@ fn reconcile_action(state: &mut AppState, action: Action) -> Vec<Effect> {
             Some(ReconLine::Section { id, .. }) => toggle(&mut r.open, id),
             Some(ReconLine::Discrepancy { key, .. }) => toggle(&mut r.open, key),
             Some(ReconLine::Record { object, source_id, queue_reason: Some(reason), .. }) => {
-                state.queue.query = QueueQuery { object: Some(object), reason: Some(reason), issue: None };
+                state.queue.query =
+                    QueueQuery { object: Some(object), reason: Some(reason), issue: None, ..Default::default() };
                 state.queue.mode = QueueMode::Records;
                 state.status = Some((false, format!("{} is among these held records", crate::text::shown(&source_id))));
                 state.pane = Pane::Queue;
@@ -1667,7 +1667,8 @@ fn group_action(state: &mut AppState, action: Action) -> Option<Vec<Effect>> {
             ));
         }
         // Searching and filtering are about records: the pane shows them.
-        Search | FindNext | FindPrev | Jump | FilterObject | FilterReason | PrevFilterObject | PrevFilterReason => {
+        Search | FindNext | FindPrev | Jump | FilterObject | FilterReason | PrevFilterObject | PrevFilterReason
+        | Sort => {
             q.mode = QueueMode::Records;
             return None;
         }
@@ -2018,6 +2019,23 @@ mod tests {
         assert!(s.modal.is_none());
         assert_eq!(s.queue.cursor, 1);
         assert!(update(&mut s, Msg::Paste("ignored".into())).is_empty(), "no box: a paste does nothing");
+    }
+
+    #[test]
+    fn s_steps_the_order_and_reloads_from_the_top() {
+        use crate::store::queue_view::Order;
+        let (_d, mut s) = state();
+        ch(&mut s, '3');
+        loaded(&mut s, 35..=40);
+        ch(&mut s, 'j');
+        let fx = ch(&mut s, 'S');
+        let newest = QueueQuery { order: Order::Newest, ..Default::default() };
+        assert_eq!(fx, vec![Effect::LoadQueue { query: newest, offset: 0 }]);
+        assert_eq!(s.queue.cursor, 0);
+        ch(&mut s, 'S');
+        assert_eq!(s.queue.query.order, Order::Grouped);
+        ch(&mut s, 'S');
+        assert_eq!(s.queue.query.order, Order::Oldest);
     }
 
     #[test]

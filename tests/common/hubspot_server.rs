@@ -40,6 +40,9 @@ pub struct Rules {
     /// Share of successful answers whose body breaks off after the request was carried out
     /// (a connection cut mid-body: what arrives is not complete JSON).
     pub truncate_rate: f64,
+    /// Requests a day (HubSpot: from 250,000; every answer says what is left in
+    /// `X-HubSpot-RateLimit-Daily-Remaining`); past it, 429 with the DAILY policy.
+    pub per_day: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +63,7 @@ impl Default for Rules {
             seed: 7,
             reject: None,
             truncate_rate: 0.0,
+            per_day: 1_000_000,
         }
     }
 }
@@ -122,6 +126,8 @@ pub struct State {
     unique: HashMap<(String, String), HashMap<String, u64>>,
     window: VecDeque<Instant>,
     searches: VecDeque<Instant>,
+    /// Requests counted against today's limit.
+    pub today: u64,
     rng: u64,
     pub seen: Seen,
 }
@@ -228,6 +234,11 @@ fn rate_headers(h: &mut HeaderMap, max: usize, remaining: usize) {
     h.insert("X-HubSpot-RateLimit-Interval-Milliseconds", HeaderValue::from(10_000));
 }
 
+fn daily_headers(h: &mut HeaderMap, per_day: u64, left: u64) {
+    h.insert("X-HubSpot-RateLimit-Daily", HeaderValue::from(per_day));
+    h.insert("X-HubSpot-RateLimit-Daily-Remaining", HeaderValue::from(left));
+}
+
 enum Fault {
     None,
     After,
@@ -284,8 +295,22 @@ fn gate(s: &mut State, headers: &HeaderMap, search: bool) -> Result<(Fault, usiz
         rate_headers(r.headers_mut(), max, 0);
         return Err(r);
     }
+    if s.today >= s.rules.per_day {
+        s.seen.throttled += 1;
+        let body = json!({
+            "status": "error",
+            "message": "You have reached your daily limit.",
+            "errorType": "RATE_LIMIT",
+            "correlationId": "00000000-0000-4000-8000-000000000000",
+            "policyName": "DAILY",
+        });
+        let mut r = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+        daily_headers(r.headers_mut(), s.rules.per_day, 0);
+        return Err(r);
+    }
     window.push_back(now);
     let remaining = max - window.len();
+    s.today += 1;
     s.seen.counted += 1;
     if matches!(fault, Fault::After) {
         s.seen.injected += 1;
@@ -317,6 +342,10 @@ async fn handle(state: &Arc<Mutex<State>>, method: Method, uri: Uri, headers: He
             response = error(StatusCode::BAD_GATEWAY, "INTERNAL_ERROR", "Bad gateway");
         }
         rate_headers(response.headers_mut(), max, remaining);
+        if !search {
+            // Searches answer without the daily headers, as HubSpot's do.
+            daily_headers(response.headers_mut(), s.rules.per_day, s.rules.per_day.saturating_sub(s.today));
+        }
         let truncate = s.rules.truncate_rate;
         let cut = truncate > 0.0 && response.status().is_success() && s.random() < truncate;
         if cut {

@@ -105,6 +105,13 @@ pub fn cutover(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process:
     cmd.output().expect("the binary runs")
 }
 
+/// How many audit rows `export audit` gives with these filters.
+pub fn audit_rows(demo: &Path, filters: &[&str], env: &[(&str, &str)]) -> usize {
+    let mut args = vec!["export", "audit", "--format", "jsonl"];
+    args.extend_from_slice(filters);
+    String::from_utf8_lossy(&cutover(demo, &args, env).stdout).lines().count()
+}
+
 /// Starts `cutover run` in `dir` and kills it without warning (SIGKILL) once `reached` says so,
 /// polling; fails the test if that takes longer than `within` seconds.
 pub async fn run_killed_when(dir: &Path, env: &[(&str, &str)], within: u64, reached: impl Fn() -> bool) {

@@ -46,6 +46,9 @@ pub fn render(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
                 match &q.query.issue {
                     Some((f, v)) => format!(" · {f} = {}", crate::text::quoted(v.as_deref())),
                     None => String::new(),
+                } + &match q.query.order {
+                    crate::store::queue_view::Order::Oldest => String::new(),
+                    other => format!(" · {}", other.label()),
                 },
                 thousands(q.marked.len() as u64)
             ),
@@ -292,7 +295,30 @@ fn detail(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
             .header(Row::new(["field", "source", "mapped", "issue"]).style(theme.accent))
             .row_highlight_style(theme.selected);
     let block = Block::default().borders(Borders::ALL).title(fit(&title, area.width as usize - 2)).border_style(border);
-    let issues = issues(item, None, theme);
+    let mut issues = issues(item, None, theme);
+    // The selected field's values in full (the table has room for their start only).
+    if q.focus_detail
+        && let Some(f) = fields.get(q.field.min(fields.len().saturating_sub(1)))
+    {
+        let now = item.value_of(f);
+        let from = mapping.and_then(|m| m.rows.iter().find(|r| r.dest == *f)).map(|r| r.from.as_str()).unwrap_or(f);
+        let source: Option<String> = item.source.get(from).cloned().flatten();
+        let long = now.as_deref().is_some_and(|v| v.chars().count() > 20)
+            || source.as_deref().is_some_and(|v| v.chars().count() > 16);
+        if long {
+            issues.insert(
+                0,
+                Line::from(vec![
+                    Span::styled(format!("{f}: "), theme.accent),
+                    Span::raw(format!(
+                        "{} (source {})",
+                        crate::text::quoted(now.as_deref()),
+                        source.map(|v| crate::text::quoted(Some(&v))).unwrap_or_else(|| "—".into())
+                    )),
+                ]),
+            );
+        }
+    }
     let [table_area, issues_area] = with_issues(frame, area, block, height, &issues);
     frame.render_stateful_widget(table, table_area, &mut table_state);
     frame.render_widget(Paragraph::new(issues).wrap(Wrap { trim: false }), issues_area);
