@@ -1127,10 +1127,13 @@ fn on_action(state: &mut AppState, action: Action) -> Vec<Effect> {
         Top => move_by(state, i64::MIN / 2),
         Bottom => move_by(state, i64::MAX / 2),
         Back => {
-            if state.pane == Pane::Queue && state.queue.focus_detail {
-                state.queue.focus_detail = false;
-            } else if state.pane == Pane::Queue && !state.queue.groups.is_empty() {
-                state.queue.mode = QueueMode::Groups;
+            let q = &mut state.queue;
+            if state.pane == Pane::Queue && q.focus_detail && q.total > 0 {
+                q.focus_detail = false;
+            } else if state.pane == Pane::Queue && !q.groups.is_empty() {
+                // Out of a group (or a filter left empty): back to the groups.
+                q.focus_detail = false;
+                q.mode = QueueMode::Groups;
             }
             Vec::new()
         }

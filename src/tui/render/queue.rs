@@ -15,9 +15,11 @@ pub fn render(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
     let q = &state.queue;
 
     // Counts per reason (of the object filter), then the filters in force.
+    // The groups list every held record: so do their counts.
+    let object_filter = if q.in_groups() { None } else { q.query.object.as_ref() };
     let mut reasons: Vec<(String, u64)> = Vec::new();
     for (o, r, n) in &q.summary {
-        if q.query.object.as_ref().is_none_or(|f| f == o) {
+        if object_filter.is_none_or(|f| f == o) {
             match reasons.iter_mut().find(|(x, _)| x == r) {
                 Some((_, c)) => *c += n,
                 None => reasons.push((r.clone(), *n)),
@@ -35,27 +37,18 @@ pub fn render(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
     }
     let layer = state.pane.layer();
     let k = |a| state.keymap.key_for(layer, a);
-    let filter_line = Line::from(vec![
-        Span::styled(
+    let filter_line = if q.in_groups() {
+        Line::from(Span::styled(
             format!(
-                "object: {} ({}) · reason: {} ({}){} · marked: {} ",
-                q.query.object.as_deref().unwrap_or("all"),
-                k(Action::FilterObject),
-                q.query.reason.as_deref().unwrap_or("all"),
-                k(Action::FilterReason),
-                match &q.query.issue {
-                    Some((f, v)) => format!(" · {f} = {}", crate::text::quoted(v.as_deref())),
-                    None => String::new(),
-                } + &match q.query.order {
-                    crate::store::queue_view::Order::Oldest => String::new(),
-                    other => format!(" · {}", other.label()),
-                },
-                thousands(q.marked.len() as u64)
+                "every held record, by group · marked: {} · {} the records of the filter",
+                thousands(q.marked.len() as u64),
+                k(Action::Groups)
             ),
             theme.muted,
-        ),
-        if q.loading { Span::styled("loading…", theme.muted) } else { Span::raw("") },
-    ]);
+        ))
+    } else {
+        records_filter_line(state, theme)
+    };
     // Every reason with its count, on as many lines as they take (up to three): at 80 columns
     // five reasons do not fit on one, and a reason left out is a reason not seen.
     let counts = Line::from(counts);
@@ -134,6 +127,36 @@ fn note_line(state: &AppState, theme: &Theme) -> Line<'static> {
             theme.muted,
         )),
     }
+}
+
+/// What the records list is filtered by.
+fn records_filter_line(state: &AppState, theme: &Theme) -> Line<'static> {
+    let q = &state.queue;
+    let layer = state.pane.layer();
+    let k = |a| state.keymap.key_for(layer, a);
+    // A group's filter is long: its key hints give way to the marks (help lists the keys).
+    let hint = |a| if q.query.issue.is_some() { String::new() } else { format!(" ({})", k(a)) };
+    Line::from(vec![
+        Span::styled(
+            format!(
+                "object: {}{} · reason: {}{}{} · marked: {} ",
+                q.query.object.as_deref().unwrap_or("all"),
+                hint(Action::FilterObject),
+                q.query.reason.as_deref().unwrap_or("all"),
+                hint(Action::FilterReason),
+                match &q.query.issue {
+                    Some((f, v)) => format!(" · {f} = {}", crate::text::quoted(v.as_deref())),
+                    None => String::new(),
+                } + &match q.query.order {
+                    crate::store::queue_view::Order::Oldest => String::new(),
+                    other => format!(" · {}", other.label()),
+                },
+                thousands(q.marked.len() as u64)
+            ),
+            theme.muted,
+        ),
+        if q.loading { Span::styled("loading…", theme.muted) } else { Span::raw("") },
+    ])
 }
 
 /// The held records by object, reason and the value their first issue is about, the most
