@@ -384,4 +384,12 @@ fn the_queue_opens_on_its_groups_and_a_group_opens_marks_finds_and_jumps() {
     assert_eq!(fx, vec![Effect::LoadQueue { query: deals.clone(), offset: 0 }]);
     assert_eq!((s.queue.query.clone(), s.queue.cursor), (deals, 4));
     assert!(s.status.as_ref().is_some_and(|(_, t)| t.contains("the filter changed to show it")));
+    // From the groups, which stand for every held record, / searches every held record — not
+    // the group opened last.
+    update(&mut s, Msg::Key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE)));
+    assert!(s.queue.in_groups());
+    let fx = ch(&mut s, '/');
+    assert_eq!(fx, vec![Effect::LoadQueue { query: QueueQuery::default(), offset: 0 }]);
+    assert_eq!(s.queue.query, QueueQuery::default());
+    assert!(matches!(s.modal, Some(cutover::tui::state::Modal::Edit { .. })), "the search box is open");
 }

@@ -1,5 +1,6 @@
-//! Two consoles on one project: a reprocess started while another holds the project's run lock
-//! waits its turn (saying so), then writes — it never fails falsely, and the operator's marks stay.
+//! The console's runner against a real project: a reprocess started while another console holds
+//! the project's run lock waits its turn (saying so), then writes — it never fails falsely; and
+//! a bulk correction changes exactly what its preview said.
 
 mod common;
 use cutover::store::{QueueFilter, QueueStatus, RunLock};
@@ -79,4 +80,44 @@ async fn a_reprocess_waiting_for_the_lock_stops_when_told() {
         }
     }
     drop(other);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_correction_changes_what_its_preview_said_and_no_more() {
+    let (_dir, project) = common::demo();
+    let engine = project.engine().expect("engine");
+    engine.run(cutover::store::RunKind::Full).await.expect("demo run");
+    drop(engine);
+    let store = project.store().expect("store");
+    let filter = QueueFilter { object: Some("deals".into()), pending_only: true, ..Default::default() };
+    let ids: Vec<i64> = store.queue_list(&filter).expect("list").iter().take(3).map(|i| i.id).collect();
+    // One of them already holds the value (typed with a trailing space: the same value).
+    store.queue_correct_many(&ids[..1], &[("dealstage".into(), Some("closedwon ".into()))], &[]).expect("fix");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let path = project.store_path.clone();
+    let runner = Runner::new(Arc::new(project), tx, Instant::now(), "me (console pid 1)".into());
+    let field = "dealstage".to_string();
+    let value = Some("closedwon".to_string());
+    runner.run(Effect::PreviewFix { ids: ids.clone(), field: field.clone(), value: value.clone() });
+    let preview = loop {
+        if let Msg::FixPreviewed { result, .. } = next(&mut rx).await {
+            break result.expect("previewed");
+        }
+    };
+    assert!(preview.starts_with("2 change, 1 already hold it"), "{preview}");
+    runner.run(Effect::Fix { ids: ids.clone(), field, value, was: None });
+    let done = loop {
+        if let Msg::Done { message, .. } = next(&mut rx).await {
+            break message;
+        }
+    };
+    assert!(done.contains("on 2 records (1 already held it: left as they are)"), "{done}");
+    let store = cutover::store::Store::open(&path).expect("store");
+    let untouched = store.queue_item(ids[0]).expect("read").expect("item");
+    assert_eq!(untouched.corrections.get("dealstage"), Some(&Some("closedwon ".to_string())), "left as it was");
+    let corrected: i64 = store
+        .conn()
+        .query_row("SELECT COUNT(*) FROM audit WHERE outcome = 'corrected'", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(corrected, 3, "the first correction, then the two the preview named");
 }

@@ -118,11 +118,18 @@ impl Store {
                         params![entry_id, now()],
                     )?;
                 }
+                // What the field holds now: the earlier correction, or the value as mapped (read).
+                let holds = match &back {
+                    Some(v) => v.clone(),
+                    None => match field.strip_prefix("source.") {
+                        Some(f) => item.source.get(f).cloned().flatten(),
+                        None => item.mapped.get(&field).cloned().flatten(),
+                    },
+                };
                 let detail = format!(
-                    "{field} back to {} (took back {})",
-                    back.as_ref()
-                        .map(|v| crate::text::quoted(v.as_deref()))
-                        .unwrap_or_else(|| "its mapped value".into()),
+                    "{field} back to {}{} (took back {})",
+                    crate::text::quoted(holds.as_deref()),
+                    if back.is_none() { ", as mapped" } else { "" },
                     crate::text::quoted(undid.as_deref())
                 );
                 self.audit_action(
@@ -132,7 +139,7 @@ impl Store {
                     "uncorrected",
                     &detail,
                 )?;
-                done.restored.push((id, field, back.flatten(), undid));
+                done.restored.push((id, field, holds, undid));
             }
             Ok(done)
         })
@@ -311,6 +318,11 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM audit WHERE outcome = 'uncorrected'", [], |r| r.get(0))
             .expect("count");
         assert_eq!(audited, 4);
+        // Back to the value as mapped, and said so (not "blank").
+        store.queue_correct_many(&ids[..1], &[("dealname".into(), Some("X".into()))], &[]).expect("fix");
+        let back = store.queue_undo(&ids[..1], Some("dealname")).expect("undo");
+        assert_eq!(back.restored[0].2.as_deref(), Some("Deal 0"));
+        assert!(back.describe().contains("dealname back to \"Deal 0\""), "{}", back.describe());
         // Taking corrections back is no outcome: the records are still only held.
         assert!(
             store

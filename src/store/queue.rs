@@ -152,6 +152,12 @@ impl QueueItem {
         }
     }
 
+    /// Whether the field already holds `value` now, blanks alike (empty, spaces or none).
+    pub fn already_holds(&self, field: &str, value: Option<&str>) -> bool {
+        let blank = |v: Option<&str>| v.map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
+        blank(self.value_of(field).as_deref()) == blank(value)
+    }
+
     /// Destination ids an operator may merge this record into (an ambiguous or undecided match).
     pub fn candidate_ids(&self) -> Vec<String> {
         match &self.candidates {

@@ -125,7 +125,8 @@ impl Slice {
             push(&mut sql, FIELD, Value::Text(field.clone()));
             match value {
                 Some(v) => push(&mut sql, VALUE, Value::Text(v.clone())),
-                None => sql.push_str(&format!(" AND {VALUE} IS NULL")),
+                // Blank: no value, or an empty one (one group, as the CLI's `--where FIELD=`).
+                None => sql.push_str(&format!(" AND ({VALUE} IS NULL OR {VALUE} = '')")),
             }
         }
         let index = match (&self.object, &self.reason, &self.issue) {
@@ -259,7 +260,21 @@ impl Store {
                 count: r.get::<_, i64>(4)?.max(0) as u64,
             })
         })?;
-        let mut all = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        // An empty value is no value: one blank group.
+        let mut all: Vec<Group> = Vec::new();
+        for row in rows {
+            let mut g = row?;
+            if g.value.as_deref() == Some("") {
+                g.value = None;
+            }
+            match all
+                .iter_mut()
+                .find(|a| a.object == g.object && a.reason == g.reason && a.field == g.field && a.value == g.value)
+            {
+                Some(a) => a.count += g.count,
+                None => all.push(g),
+            }
+        }
         all.sort_by(|a, b| (&a.object, &a.reason, b.count).cmp(&(&b.object, &b.reason, a.count)));
         let mut out: Vec<Group> = Vec::new();
         let mut shown = 0;
@@ -285,15 +300,18 @@ impl Store {
         let n = args.len();
         let (cmp, by) = if forward { (">", slice.order.by(false)) } else { ("<", slice.order.by(true)) };
         let from = self.place(from)?;
+        // Values only, never the field names the JSON keys hold.
+        let values = |column: &str| {
+            format!("EXISTS (SELECT 1 FROM json_each({column}) WHERE instr(lower(json_each.value), ?{}) > 0)", n + 2)
+        };
         let matches = format!(
-            "(source_id = ?{a} OR instr(lower(source), ?{b}) > 0 OR instr(lower(mapped), ?{b}) > 0 \
-             OR instr(lower(corrections), ?{b}) > 0)",
-            a = n + 1,
-            b = n + 2
+            "(source_id = ?{} OR {} OR {} OR {})",
+            n + 1,
+            values("source"),
+            values("mapped"),
+            values("corrections")
         );
-        let needle = serde_json::to_string(&text.to_lowercase()).unwrap_or_default();
-        // Inside JSON the text is escaped as JSON escapes it (quotes, backslashes); without its quotes.
-        let needle = needle.trim_matches('"').to_string();
+        let needle = text.to_lowercase();
         let find = |bound: Option<&Place>| -> Result<Option<i64>> {
             let mut a = args.clone();
             a.push(Value::Text(text.to_string()));
@@ -337,13 +355,13 @@ mod tests {
     use super::*;
     use rusqlite::params;
 
-    /// `n` held contacts: reason by i % 3, first issue phone with one of four values (some blank).
+    /// `n` held contacts: reason by i % 3, first issue phone with one of five values (empty and none: both blank).
     fn store(n: usize) -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("p.state.db")).expect("store");
         for i in 0..n {
             let reason = ["invalid_phone", "required", "owner_not_provisioned"][i % 3];
-            let value = [Some("n/a"), Some("000-000-0000"), None, Some("Call \"me\"")][i % 4];
+            let value = [Some("n/a"), Some("000-000-0000"), None, Some("Call \"me\""), Some("")][i % 5];
             let issues = serde_json::json!([{"field": "phone", "rule": reason, "value": value, "message": "m"}]);
             store
                 .conn
@@ -397,7 +415,10 @@ mod tests {
                     .filter(|i| slice.reason.as_ref().is_none_or(|r| *r == i.reason))
                     .filter(|i| {
                         slice.issue.as_ref().is_none_or(|(f, v)| {
-                            i.issues.first().is_some_and(|x| x.field == *f && x.value.as_deref() == v.as_deref())
+                            // A blank group holds no value and empty ones alike.
+                            i.issues.first().is_some_and(|x| {
+                                x.field == *f && x.value.as_deref().filter(|v| !v.is_empty()) == v.as_deref()
+                            })
                         })
                     })
                     .collect();
@@ -479,6 +500,7 @@ mod tests {
         let back = store.queue_find(&slice, hits[0], "call \"me", false).expect("find");
         assert_eq!(back, Some(*hits.last().expect("last")), "wraps around backwards");
         assert_eq!(store.queue_find(&slice, 0, "nobody has this", true).expect("find"), None);
+        assert_eq!(store.queue_find(&slice, 0, "phone", true).expect("find"), None, "field names are not values");
         let by_source = store.queue_find(&slice, 0, "s7", true).expect("find");
         assert_eq!(store.queue_item(by_source.expect("found")).expect("i").expect("i").source_id, "s7");
         assert_eq!(store.queue_locate("#7").expect("l").map(|(id, _, _)| id), Some(7));

@@ -310,7 +310,22 @@ impl Runner {
                 let me = self.me.clone();
                 self.write(move |store| {
                     let was: Vec<(String, Option<String>)> = was.map(|w| (field.clone(), w)).into_iter().collect();
-                    let corrected = store.queue_correct_many(&ids, &[(field.clone(), value.clone())], &was);
+                    // A bulk correction changes what its preview said it changes: records that
+                    // already hold the value are left as they are (not marked corrected).
+                    let (change, same) = if ids.len() > 1 {
+                        let mut change = Vec::with_capacity(ids.len());
+                        for &id in &ids {
+                            match store.queue_item(id)? {
+                                Some(item) if item.already_holds(&field, value.as_deref()) => {}
+                                _ => change.push(id),
+                            }
+                        }
+                        let same = ids.len() - change.len();
+                        (change, same)
+                    } else {
+                        (ids.clone(), 0)
+                    };
+                    let corrected = store.queue_correct_many(&change, &[(field.clone(), value.clone())], &was);
                     store.queue_release(Some(&ids), &me)?;
                     let n = corrected?;
                     let v = value.as_deref().map(crate::text::shown).unwrap_or_else(|| "blank".into());
@@ -319,7 +334,15 @@ impl Runner {
                     } else {
                         format!("{} records", crate::text::thousands(n as u64))
                     };
-                    Ok(Msg::Done { message: format!("{field} = {v} on {which}; r reprocesses it now"), failed: false })
+                    let kept = if same > 0 {
+                        format!(" ({} already held it: left as they are)", crate::text::thousands(same as u64))
+                    } else {
+                        String::new()
+                    };
+                    Ok(Msg::Done {
+                        message: format!("{field} = {v} on {which}{kept}; r reprocesses it now"),
+                        failed: false,
+                    })
                 })
             }
             Effect::PreviewFix { ids, field, value } => self.query(move |store| {
@@ -727,7 +750,6 @@ fn reprocess_report(store: &Store, ids: &[i64]) -> Result<String> {
 /// has no such field (the correction would be refused as a whole).
 fn preview_fix(store: &Store, ids: &[i64], field: &str, value: Option<&str>) -> std::result::Result<String, String> {
     const SHOWN: usize = 5;
-    let blank = |v: Option<&str>| v.map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
     let (mut change, mut same) = (0u64, 0u64);
     let mut examples = Vec::new();
     for &id in ids {
@@ -743,7 +765,7 @@ fn preview_fix(store: &Store, ids: &[i64], field: &str, value: Option<&str>) -> 
             return Err(format!("#{id} ({}) has no field {field}", item.object));
         }
         let now = item.value_of(field);
-        if blank(now.as_deref()) == blank(value) {
+        if item.already_holds(field, value) {
             same += 1;
             continue;
         }

@@ -1669,9 +1669,20 @@ fn group_action(state: &mut AppState, action: Action) -> Option<Vec<Effect>> {
                     .into(),
             ));
         }
-        // Searching and filtering are about records: the pane shows them.
-        Search | FindNext | FindPrev | Jump | FilterObject | FilterReason | PrevFilterObject | PrevFilterReason
-        | Sort => {
+        // The groups stand for every held record: so does a search or a jump from them.
+        Search | FindNext | FindPrev | Jump => {
+            q.mode = QueueMode::Records;
+            if q.query.object.is_some() || q.query.reason.is_some() || q.query.issue.is_some() {
+                q.query = QueueQuery { order: q.query.order, ..Default::default() };
+                q.items.clear();
+                let mut effects = queue_reload(state);
+                effects.extend(on_action(state, action));
+                return Some(effects);
+            }
+            return None;
+        }
+        // Filtering is about records: the pane shows them.
+        FilterObject | FilterReason | PrevFilterObject | PrevFilterReason | Sort => {
             q.mode = QueueMode::Records;
             return None;
         }
