@@ -300,9 +300,15 @@ impl Store {
         let n = args.len();
         let (cmp, by) = if forward { (">", slice.order.by(false)) } else { ("<", slice.order.by(true)) };
         let from = self.place(from)?;
-        // Values only, never the field names the JSON keys hold.
+        // Values only, never the field names the JSON keys hold; the text as a whole is looked
+        // at first (cheap), its values only when it has the needle somewhere.
         let values = |column: &str| {
-            format!("EXISTS (SELECT 1 FROM json_each({column}) WHERE instr(lower(json_each.value), ?{}) > 0)", n + 2)
+            format!(
+                "(instr(lower({column}), ?{n3}) > 0 AND \
+                 EXISTS (SELECT 1 FROM json_each({column}) WHERE instr(lower(json_each.value), ?{n2}) > 0))",
+                n2 = n + 2,
+                n3 = n + 3
+            )
         };
         let matches = format!(
             "(source_id = ?{} OR {} OR {} OR {})",
@@ -312,10 +318,14 @@ impl Store {
             values("corrections")
         );
         let needle = text.to_lowercase();
+        // In the stored JSON text the needle is escaped as JSON escapes it (quotes, backslashes).
+        let quoted = serde_json::to_string(&needle).unwrap_or_default();
+        let escaped = quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"')).unwrap_or(&needle).to_string();
         let find = |bound: Option<&Place>| -> Result<Option<i64>> {
             let mut a = args.clone();
             a.push(Value::Text(text.to_string()));
             a.push(Value::Text(needle.clone()));
+            a.push(Value::Text(escaped.clone()));
             let limit = match bound {
                 Some(place) => {
                     let at = a.len() + 1;
