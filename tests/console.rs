@@ -393,3 +393,23 @@ fn the_queue_opens_on_its_groups_and_a_group_opens_marks_finds_and_jumps() {
     assert_eq!(s.queue.query, QueueQuery::default());
     assert!(matches!(s.modal, Some(cutover::tui::state::Modal::Edit { .. })), "the search box is open");
 }
+
+#[test]
+fn on_a_short_screen_the_field_a_record_is_held_for_is_in_view() {
+    let (_d, mut s) = busy_state();
+    let mut it = item(35, "deals", "no_translation", "dealstage", "Partner Referral");
+    // Nine fields before the one it is held for: more than 80×24 shows.
+    let mut mapped: indexmap::IndexMap<String, Option<String>> =
+        (1..=9).map(|n| (format!("field{n}"), Some(format!("value {n}")))).collect();
+    mapped.insert("dealstage".into(), None);
+    it.mapped = mapped;
+    update(
+        &mut s,
+        Msg::QueueLoaded { query: QueueQuery::default(), summary: vec![], items: vec![it], offset: 0, total: 1 },
+    );
+    press(&mut s, '3');
+    let text = screen(&draw(&s, 80, 24));
+    // The table's row (the full text below it starts "dealstage · …").
+    let row = text.lines().find(|l| l.starts_with("│dealstage ") && !l.contains('·')).unwrap_or_default();
+    assert!(row.contains("Partner Referral"), "its row, with the source value, is shown:\n{text}");
+}

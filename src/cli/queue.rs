@@ -335,6 +335,9 @@ fn simple(project: &Project, action: QueueAction) -> Result<()> {
                 crate::text::shown(&it.origin)
             );
             say!("Reason: {}", it.reason);
+            if let Some(why) = &it.skip_reason {
+                say!("Skipped by an operator: {}", crate::text::shown(why));
+            }
             if let Some((o, s)) = &it.waiting_on {
                 say!("Waiting on: {o} {}", crate::text::shown(s));
             }

@@ -342,11 +342,14 @@ mod tests {
         assert_eq!(undone.restored.len(), 1);
         assert!(undone.left[0].1.contains("was already written with dealstage = won"), "{:?}", undone.left);
         store.skip_queued(ids[1], "junk", "h").expect("skip");
+        let skipped = store.queue_item(ids[1]).expect("read").expect("item");
+        assert_eq!(skipped.skip_reason.as_deref(), Some("junk"), "`queue show` has the reason to show");
         let err = store.unskip_many(&ids, "h").expect_err("one is not skipped: none unskipped");
         assert!(err.to_string().contains("not skipped"), "{err}");
         store.unskip_many(&ids[1..], "h").expect("unskip");
         let item = store.queue_item(ids[1]).expect("read").expect("item");
         assert_eq!(item.status, QueueStatus::Open);
+        assert_eq!(item.skip_reason, None);
         assert_eq!(
             store.latest_outcomes("deals").expect("o").get(&("101".to_string(), 1)),
             Some(&Some(crate::model::Outcome::Queued))

@@ -79,6 +79,8 @@ pub struct QueueItem {
     /// The console editing it, while its claim lasts (see [`Store::queue_claim`]).
     pub claimed_by: Option<String>,
     pub claimed_at: Option<String>,
+    /// Why an operator skipped it, when skipped.
+    pub skip_reason: Option<String>,
 }
 
 /// Which queue items to list.
@@ -103,7 +105,7 @@ pub struct OperatorSkip {
 
 pub(super) const COLUMNS: &str = "id, object, source_id, origin, run_id, status, reason, source, mapped, issues, candidates, \
                        corrections, waiting_object, waiting_source_id, created_at, updated_at, claimed_by, claimed_at, \
-                       occurrence";
+                       occurrence, skip_reason";
 
 pub(super) fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueItem> {
     let json = |i: usize| -> rusqlite::Result<String> { r.get(i) };
@@ -136,6 +138,7 @@ pub(super) fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueItem> {
         claimed_by: r.get(16)?,
         claimed_at: r.get(17)?,
         occurrence: r.get::<_, i64>(18)?.max(1) as u32,
+        skip_reason: r.get(19)?,
     })
 }
 

@@ -1819,6 +1819,7 @@ mod tests {
             updated_at: String::new(),
             claimed_by: None,
             claimed_at: None,
+            skip_reason: None,
         }
     }
 

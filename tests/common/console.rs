@@ -53,5 +53,6 @@ pub fn held(id: i64, object: &str, source_id: &str, reason: &str) -> QueueItem {
         updated_at: String::new(),
         claimed_by: None,
         claimed_at: None,
+        skip_reason: None,
     }
 }

@@ -343,6 +343,15 @@ fn detail(state: &AppState, frame: &mut Frame, area: Rect, theme: &Theme) {
         }
     }
     let [table_area, issues_area] = with_issues(frame, area, block, height, &issues);
+    // On a short screen the field the record is held for is scrolled into view, not left below.
+    let visible = table_area.height.saturating_sub(1) as usize;
+    if !q.focus_detail
+        && let Some(at) = fields.iter().position(|f| item.issues.iter().any(|i| i.field == *f))
+        && visible > 0
+        && at >= visible
+    {
+        *table_state.offset_mut() = at + 1 - visible;
+    }
     frame.render_stateful_widget(table, table_area, &mut table_state);
     frame.render_widget(Paragraph::new(issues).wrap(Wrap { trim: false }), issues_area);
 }
