@@ -222,3 +222,27 @@ async fn a_spent_daily_budget_stops_the_run_saying_when_and_a_resume_the_next_da
     }
     assert_eq!(audit_rows(&demo, &["--status", "failed"]), 0, "no record failed for the budget");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_budget_the_project_allows_stops_the_run_instead_of_crawling_and_a_resume_duplicates_nothing() {
+    // The account could do more; the project allows 3,000 tokens a day (300 creates).
+    let server = Server::start(Rules::default()).await;
+    let (_dir, demo) =
+        demo_into_an_empty_account(&server, |toml| toml.replace("daily_tokens = 100000000", "daily_tokens = 3000"));
+    let started = std::time::Instant::now();
+    let out = cutover(&demo, &["run"]);
+    let shown = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{shown}");
+    assert!(started.elapsed().as_secs() < 60, "stopped, not waiting call by call for the budget to refill: {shown}");
+    assert!(shown.contains("daily_tokens = 3000") && shown.contains("run --resume"), "{shown}");
+    assert_eq!(audit_rows(&demo, &["--status", "failed"]), 0, "no record failed for the budget");
+    // The budget raised, the run resumed.
+    let toml = std::fs::read_to_string(demo.join("cutover.toml")).expect("toml");
+    std::fs::write(demo.join("cutover.toml"), toml.replace("daily_tokens = 3000", "daily_tokens = 100000000"))
+        .expect("toml");
+    let shown = text(&cutover(&demo, &["run", "--resume"]));
+    assert!(shown.contains("Every record accounted for: yes"), "{shown}");
+    for object in ["organizations", "persons", "deals", "notes"] {
+        assert_created_once(&server, &demo, object);
+    }
+}

@@ -80,6 +80,15 @@ pub struct Budget {
     pub per: Duration,
 }
 
+/// "5 h 12 min", "0 h 1 min".
+fn hours_minutes(d: Duration) -> String {
+    let secs = d.as_secs().max(60);
+    format!("{} h {} min", secs / 3600, secs % 3600 / 60)
+}
+
+/// The longest a call waits for the daily token budget to refill before the run stops instead.
+const BUDGET_WAIT: Duration = Duration::from_secs(30);
+
 /// Whether a failed request may be sent again as it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retry {
@@ -315,8 +324,22 @@ impl Client {
         }
         if let Some((budget, max)) = &self.budget {
             let cost = NonZeroU32::new(call.cost.clamp(1, *max)).unwrap_or(NonZeroU32::MIN);
-            // The cost is at most the budget's size, so this always becomes ready.
-            let _ = budget.until_n_ready(cost).await;
+            // A budget spent is not waited out call by call for hours (the run would crawl on
+            // without a word): past a short wait the run stops, resumably, saying so.
+            if let Ok(Err(not_until)) = budget.check_n(cost) {
+                use governor::clock::Clock;
+                let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+                if wait > BUDGET_WAIT {
+                    return Err(CallError::Fatal(format!(
+                        "the daily token budget this project allows {} (daily_tokens = {max}) is spent: the next call \
+                         would wait {}. Stopped; records of the unfinished batch are not lost — `cutover run --resume` \
+                         continues once the budget refills (raise daily_tokens if your account allows more)",
+                        self.name,
+                        hours_minutes(wait)
+                    )));
+                }
+                let _ = budget.until_n_ready(cost).await;
+            }
             self.stats.spent.fetch_add(u64::from(call.cost), Ordering::Relaxed);
         }
         let url = format!("{}{}", self.base, call.path);
@@ -476,8 +499,7 @@ fn daily_limit_spent(headers: &reqwest::header::HeaderMap, reply: &Reply) -> Opt
     Some(match secs {
         Some(wait) => {
             let at = chrono::Utc::now() + chrono::Duration::seconds(wait.as_secs() as i64);
-            let (h, m) = (wait.as_secs() / 3600, wait.as_secs() % 3600 / 60);
-            format!(" — it resets in {h} h {m} min, at {} UTC", at.format("%H:%M"))
+            format!(" — it resets in {}, at {} UTC", hours_minutes(wait), at.format("%H:%M"))
         }
         None => " — it resets when the account's day ends".to_string(),
     })
