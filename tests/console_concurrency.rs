@@ -13,15 +13,21 @@ async fn next(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Msg>) -> Msg {
     tokio::time::timeout(Duration::from_secs(60), rx.recv()).await.expect("an answer within a minute").expect("open")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reprocess_waits_for_the_other_consoles_and_then_writes() {
-    let (_dir, project) = common::demo();
+/// The demo run, and three of the deals it held (no stage translation).
+async fn three_held_deals() -> (tempfile::TempDir, cutover::project::Project, cutover::store::Store, Vec<i64>) {
+    let (dir, project) = common::demo();
     let engine = project.engine().expect("engine");
     engine.run(cutover::store::RunKind::Full).await.expect("demo run");
     drop(engine);
     let store = project.store().expect("store");
     let filter = QueueFilter { object: Some("deals".into()), pending_only: true, ..Default::default() };
     let ids: Vec<i64> = store.queue_list(&filter).expect("list").iter().take(3).map(|i| i.id).collect();
+    (dir, project, store, ids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reprocess_waits_for_the_other_consoles_and_then_writes() {
+    let (_dir, project, store, ids) = three_held_deals().await;
     store.queue_correct_many(&ids, &[("dealstage".into(), Some("closedwon".into()))], &[]).expect("fix");
 
     // The other console's reprocess holds the project.
@@ -84,13 +90,7 @@ async fn a_reprocess_waiting_for_the_lock_stops_when_told() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bulk_correction_changes_what_its_preview_said_and_no_more() {
-    let (_dir, project) = common::demo();
-    let engine = project.engine().expect("engine");
-    engine.run(cutover::store::RunKind::Full).await.expect("demo run");
-    drop(engine);
-    let store = project.store().expect("store");
-    let filter = QueueFilter { object: Some("deals".into()), pending_only: true, ..Default::default() };
-    let ids: Vec<i64> = store.queue_list(&filter).expect("list").iter().take(3).map(|i| i.id).collect();
+    let (_dir, project, store, ids) = three_held_deals().await;
     // One of them already holds the value (typed with a trailing space: the same value).
     store.queue_correct_many(&ids[..1], &[("dealstage".into(), Some("closedwon ".into()))], &[]).expect("fix");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

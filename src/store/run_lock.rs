@@ -43,6 +43,18 @@ pub fn path_for(store: &Path) -> PathBuf {
 }
 
 impl RunLock {
+    /// Whether no process holds the project's lock now — looked at without taking it or writing
+    /// to it (the file keeps naming the last holder, which consoles read to tell a dead run).
+    pub fn is_free(store: &Path) -> bool {
+        let Ok(file) = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path_for(store))
+        else {
+            return false;
+        };
+        let free = file.try_lock().is_ok();
+        drop(file); // releases it
+        free
+    }
+
     pub fn acquire(store: &Path) -> Result<Self> {
         let path = path_for(store);
         let mut file = OpenOptions::new()
@@ -81,7 +93,13 @@ mod tests {
         assert!(err.to_string().contains("another Cutover process is running this project"), "{err}");
         assert!(err.to_string().contains(&format!("pid {}", std::process::id())), "{err}");
         assert!(is_busy(&err).is_some_and(|b| b.holder.starts_with("pid ")), "told apart from other failures");
+        assert!(!RunLock::is_free(&store));
         drop(first);
+        assert!(RunLock::is_free(&store));
+        assert!(
+            std::fs::read_to_string(path_for(&store)).expect("file").contains(&format!("pid {}", std::process::id())),
+            "looking leaves the last holder's name"
+        );
         RunLock::acquire(&store).expect("free again");
     }
 }

@@ -46,7 +46,7 @@ pub async fn open(project: Project, keymap: keymap::Keymap) -> Result<()> {
     // killed before its end left the held records' value index down: build it while no run holds
     // the project.
     let store = project.store()?;
-    if let Ok(_lock) = crate::store::RunLock::acquire(&project.store_path)
+    if crate::store::RunLock::is_free(&project.store_path)
         && let Err(e) = store.queue_value_index(true)
     {
         tracing::warn!(error = %format!("{e:#}"), "could not index the held records by value");
