@@ -187,32 +187,23 @@ impl Store {
                 *per_object.entry(item.object.clone()).or_default() += 1;
                 items.push(item);
             }
-            let run_id = self.begin_run(RunKind::Unskip, &os_user(), config_hash)?;
-            for (position, object) in per_object.keys().enumerate() {
-                self.begin_object(run_id, object, position, None)?;
-            }
-            for item in &mut items {
-                let reason: Option<String> =
-                    self.conn.query_row("SELECT skip_reason FROM queue WHERE id = ?1", [item.id], |r| r.get(0))?;
-                let status = if item.corrections.is_empty() { QueueStatus::Open } else { QueueStatus::Fixed };
-                self.conn.execute(
-                    "UPDATE queue SET status = ?2, skip_reason = NULL, updated_at = ?3 WHERE id = ?1",
-                    params![item.id, status.as_str(), now()],
-                )?;
-                let detail = format!(
-                    "unskipped: held again (it was skipped: {})",
-                    reason.as_deref().map(crate::text::shown).unwrap_or_else(|| "no reason kept".into())
-                );
-                self.audit_action(run_id, &item.object, (&item.source_id, item.occurrence), "queued", &detail)?;
-                item.status = status;
-            }
-            for (object, n) in &per_object {
-                self.conn.execute(
-                    "UPDATE run_objects SET extracted = ?3, queued = ?3, done = 1 WHERE run_id = ?1 AND object = ?2",
-                    params![run_id, object, n],
-                )?;
-            }
-            self.finish_run(run_id, "completed", None)?;
+            let run_id = self.operator_run(RunKind::Unskip, config_hash, &per_object, "queued", |run_id| {
+                for item in &mut items {
+                    let status = if item.corrections.is_empty() { QueueStatus::Open } else { QueueStatus::Fixed };
+                    self.conn.execute(
+                        "UPDATE queue SET status = ?2, skip_reason = NULL, updated_at = ?3 WHERE id = ?1",
+                        params![item.id, status.as_str(), now()],
+                    )?;
+                    let detail = format!(
+                        "unskipped: held again (it was skipped: {})",
+                        item.skip_reason.as_deref().map(crate::text::shown).unwrap_or_else(|| "no reason kept".into())
+                    );
+                    self.audit_action(run_id, &item.object, (&item.source_id, item.occurrence), "queued", &detail)?;
+                    item.status = status;
+                    item.skip_reason = None;
+                }
+                Ok(())
+            })?;
             Ok((run_id, items))
         })
     }

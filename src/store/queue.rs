@@ -449,23 +449,43 @@ impl Store {
                 }
                 *per_object.entry(item.object).or_default() += 1;
             }
-            let run_id = self.begin_run(super::RunKind::Skip, &super::os_user(), config_hash)?;
-            for (position, object) in per_object.keys().enumerate() {
-                self.begin_object(run_id, object, position, None)?;
-            }
             let mut items = Vec::with_capacity(ids.len());
-            for &id in ids {
-                items.push(self.queue_skip(id, reason, run_id)?);
-            }
-            for (object, n) in &per_object {
-                self.conn.execute(
-                    "UPDATE run_objects SET extracted = ?3, skipped = ?3, done = 1 WHERE run_id = ?1 AND object = ?2",
-                    params![run_id, object, n],
-                )?;
-            }
-            self.finish_run(run_id, "completed", None)?;
+            let run_id = self.operator_run(super::RunKind::Skip, config_hash, &per_object, "skipped", |run_id| {
+                for &id in ids {
+                    items.push(self.queue_skip(id, reason, run_id)?);
+                }
+                Ok(())
+            })?;
             Ok((run_id, items))
         })
+    }
+
+    /// A run of an operator's own decision (a skip, an unskip) over `per_object` records, inside
+    /// the caller's transaction: begun, `act` done under its id, each object's records counted
+    /// as read and as `outcome` (a counter column of `run_objects`), finished.
+    pub(super) fn operator_run(
+        &self,
+        kind: super::RunKind,
+        config_hash: &str,
+        per_object: &IndexMap<String, i64>,
+        outcome: &'static str,
+        act: impl FnOnce(i64) -> Result<()>,
+    ) -> Result<i64> {
+        let run_id = self.begin_run(kind, &super::os_user(), config_hash)?;
+        for (position, object) in per_object.keys().enumerate() {
+            self.begin_object(run_id, object, position, None)?;
+        }
+        act(run_id)?;
+        for (object, n) in per_object {
+            self.conn.execute(
+                &format!(
+                    "UPDATE run_objects SET extracted = ?3, {outcome} = ?3, done = 1 WHERE run_id = ?1 AND object = ?2"
+                ),
+                params![run_id, object, n],
+            )?;
+        }
+        self.finish_run(run_id, "completed", None)?;
+        Ok(run_id)
     }
 
     /// Marks a pending item skipped and audits the reason (inside `skip_queued`'s run).
