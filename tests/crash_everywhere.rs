@@ -134,8 +134,9 @@ enum Dest {
     Pipedrive(pipedrive_server::Server),
 }
 
-/// The Pipedrive custom field holding each created record's source id.
-const MARKER: &str = "0123456789abcdef0123456789abcdef01234567";
+/// The Pipedrive custom field holding each created record's source id, by its name (each
+/// entity has its own, under its own key).
+const MARKER: &str = pipedrive_server::MARKER_NAME;
 
 /// A project folder pointed at a fresh destination, with the environment its binary needs.
 struct Subject {
@@ -395,7 +396,12 @@ fn pipedrive_rows(server: &pipedrive_server::Server) -> Vec<String> {
     let s = server.lock();
     let name = |collection: &str, id: &serde_json::Value| -> String {
         let id = id.as_u64().unwrap_or_default();
-        match s.collections.get(collection).and_then(|c| c.get(&id)).and_then(|r| r["custom_fields"][MARKER].as_str()) {
+        match s
+            .collections
+            .get(collection)
+            .and_then(|c| c.get(&id))
+            .and_then(|r| r["custom_fields"][pipedrive_server::custom_key(collection, MARKER)].as_str())
+        {
             Some(sid) => format!("created:{sid}"),
             None => format!("existing:{id}"),
         }

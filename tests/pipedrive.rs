@@ -14,7 +14,8 @@ use pipedrive_server::{Rules, Server, TOKEN, spec};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-const MARKER: &str = "0123456789abcdef0123456789abcdef01234567";
+/// The custom field holding source ids, by name: each entity has its own key for it.
+const MARKER: &str = pipedrive_server::MARKER_NAME;
 
 fn cutover(dir: &Path, args: &[&str]) -> Output {
     common::cutover(dir, args, &[("CUTOVER_PIPEDRIVE_TOKEN", TOKEN)])
@@ -65,14 +66,28 @@ async fn the_demo_migrates_from_pipedrive_and_every_call_matches_the_openapi_fil
             &format!("kind = \"pipedrive\"\ntoken_env = \"CUTOVER_PIPEDRIVE_TOKEN\"\nbase_url = \"{}\"\nrate_limit = 100000\ndaily_tokens = 100000000", server.url),
             1,
         )
-        .replacen("exclude = [\"visible_to\"]", "exclude = [\"visible_to\", \"owner_id\", \"owner_email\"]", 1)
-        .replacen("exclude = [\"visible_to\"]", "exclude = [\"visible_to\", \"owner_id\", \"owner_email\", \"emails\", \"phones\"]", 1)
-        .replacen("exclude = [\"status\"]", "exclude = [\"status\", \"stage_id\", \"pipeline_id\", \"pipeline\", \"owner_id\", \"owner_email\"]", 1)
+        // Custom fields by their names, an enum as its labels; the marker field is not data.
+        .replacen("exclude = [\"visible_to\"]", "exclude = [\"visible_to\", \"owner_id\", \"owner_email\", \"Cutover source id\"]", 1)
+        .replacen("from = \"website\"", "from = \"Website\"", 1)
+        .replacen("from = \"industry\"", "from = \"Industry\"", 1)
+        .replacen("exclude = [\"visible_to\"]", "exclude = [\"visible_to\", \"owner_id\", \"owner_email\", \"emails\", \"phones\", \"Cutover source id\"]", 1)
+        .replacen("exclude = [\"status\"]", "exclude = [\"status\", \"stage_id\", \"pipeline_id\", \"pipeline\", \"owner_id\", \"owner_email\", \"Cutover source id\"]", 1)
         .replacen("[objects.notes]\nid = \"id\"", "[objects.notes]\nid = \"id\"\nexclude = [\"user_id\", \"user_email\"]", 1)
-        .replacen("from = \"label\", translate = \"lifecycle\"", "from = \"label_ids\", translate = \"lifecycle\"", 1)
-        .replacen("\"Cold lead\" = \"lead\"", "\"Cold lead\" = \"lead\"\n\"1\" = \"customer\"\n\"2\" = \"salesqualifiedlead\"\n\"3\" = \"lead\"", 1);
+        // Labels by their names, as the export spells them.
+        .replacen("from = \"label\", translate = \"lifecycle\"", "from = \"label_ids\", translate = \"lifecycle\"", 1);
     assert!(toml.contains("kind = \"pipedrive\""), "the demo's [source] changed: update this test");
-    std::fs::write(demo.join("cutover.toml"), toml).expect("toml");
+    std::fs::write(demo.join("cutover.toml"), &toml).expect("toml");
+
+    // A person field only records after the first page hold is found all the same: the
+    // account's fields say what there is, not a sample of records.
+    let shown = text(&cutover(&demo, &["check"]));
+    assert!(shown.contains("'Source campaign'") && shown.contains("neither mapped nor excluded"), "{shown}");
+    let toml = toml.replacen(
+        "\"phones\", \"Cutover source id\"]",
+        "\"phones\", \"Cutover source id\", \"Source campaign\"]",
+        1,
+    );
+    std::fs::write(demo.join("cutover.toml"), &toml).expect("toml");
 
     let out = cutover(&demo, &["run"]);
     let shown = text(&out);
@@ -87,7 +102,8 @@ async fn the_demo_migrates_from_pipedrive_and_every_call_matches_the_openapi_fil
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_lands_in_pipedrive_and_reads_back_identical() {
-    let server = Server::start(Rules::default()).await;
+    // Stages and pipelines come two a page: every page is read.
+    let server = Server::start(Rules { stage_page: 2, ..Rules::default() }).await;
     let (_dir, demo) = demo_into_an_empty_account(&server, |toml| toml);
     let out = cutover(&demo, &["run"]);
     let shown = text(&out);
@@ -96,14 +112,80 @@ async fn the_demo_lands_in_pipedrive_and_reads_back_identical() {
         let held = server.records(object).len();
         assert!(held > created * 9 / 10 && held <= created, "{object}: {held} created:\n{shown}");
     }
-    // Each created person carries its source id in the marker field.
-    let marked = server.records("persons").iter().filter(|p| p["custom_fields"][MARKER].is_string()).count();
-    assert_eq!(marked, server.records("persons").len());
+    // Each created record carries its source id in its own entity's marker field.
+    for object in ["organizations", "persons", "deals"] {
+        let key = server.custom_key(object, MARKER);
+        let marked = server.records(object).iter().filter(|p| p["custom_fields"][&key].is_string()).count();
+        assert_eq!(marked, server.records(object).len(), "{object}");
+    }
+    // Custom fields and labels written by name land as the account's option ids; the deal's
+    // status and the organization's address as v2 takes them; a note's time as v1 documents.
+    let industry = server.custom_key("organizations", "Industry");
+    let orgs = server.records("organizations");
+    let with_industry = orgs.iter().filter(|o| o["custom_fields"][&industry].as_u64().is_some_and(|id| id >= 100));
+    assert!(with_industry.count() > orgs.len() * 9 / 10, "industries as option ids");
+    assert!(orgs.iter().filter(|o| o["address"]["value"].is_string()).count() > orgs.len() / 2);
+    let persons = server.records("persons");
+    let labelled = persons.iter().filter(|p| p["label_ids"].as_array().is_some_and(|l| !l.is_empty())).count();
+    assert!(labelled > persons.len() / 2, "labels as label ids: {labelled}");
+    let won = server.records("deals").iter().filter(|d| d["status"] == "won").count();
+    assert!(won > 100, "won deals arrive won: {won}");
+    let note_time = server.records("notes").iter().filter_map(|n| n["add_time"].as_str().map(String::from)).next();
+    assert!(note_time.is_some_and(|t| t.len() == 19 && t.as_bytes()[10] == b' '), "YYYY-MM-DD HH:MM:SS");
+
+    let before = server.lock().requests.len();
     let keys = reconcile_keys(&demo);
     assert!(
         keys.iter().all(|k| k.contains("/queued/")),
         "read back through the API, what was written matches: {keys:?}"
     );
+    // Notes are read back from the list, not one request each.
+    let one_by_one = server.lock().requests[before..]
+        .iter()
+        .filter(|r| r.path.starts_with("/v1/notes/") && r.method == "GET")
+        .count();
+    assert!(one_by_one < 100, "{one_by_one} notes read one by one");
+    assert_requests_match_the_spec(&server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marker_field_belongs_to_one_entity_and_check_says_which_one_is_missing() {
+    // This account drops custom-field keys it does not know, without a word (the docs are
+    // silent; the stricter account that refuses them is the default of every other test).
+    let server = Server::start(Rules { unknown_custom: pipedrive_server::Unknown::Drop, ..Rules::default() }).await;
+    let persons_key = pipedrive_server::custom_key("persons", MARKER);
+    // One key for every object, as a project would copy it from the persons' settings.
+    let (_dir, demo) = demo_into_an_empty_account(&server, |toml| {
+        toml.replace(&format!("source_id_property = \"{MARKER}\""), &format!("source_id_property = \"{persons_key}\""))
+    });
+    let out = cutover(&demo, &["check"]);
+    let shown = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("not the key of an organizations field") && shown.contains("marker_fields"), "{shown}");
+    assert!(shown.contains("not the key of a deals field"), "{shown}");
+    assert!(!shown.contains("persons field"), "{shown}");
+    // Each object named its own field — organizations' by a name of their own, the rest by the
+    // shared name; the organization's website by its key.
+    let legacy = server.lock().add_custom("organizations", "Legacy id", "varchar", &[]);
+    let website = server.custom_key("organizations", "Website");
+    let toml = std::fs::read_to_string(demo.join("cutover.toml")).expect("toml");
+    let toml = toml
+        .replace(
+            &format!("source_id_property = \"{persons_key}\""),
+            &format!("source_id_property = \"{MARKER}\"\nmarker_fields = {{ organizations = \"legacy ID\" }}"),
+        )
+        .replace("Website = {", &format!("\"{website}\" = {{"));
+    std::fs::write(demo.join("cutover.toml"), toml).expect("toml");
+    let shown = text(&cutover(&demo, &["run"]));
+    assert!(shown.contains("Every record accounted for: yes"), "{shown}");
+    for (object, field) in [("organizations", legacy), ("persons", server.custom_key("persons", MARKER))] {
+        let records = server.records(object);
+        let marked = records.iter().filter(|r| r["custom_fields"][&field].is_string()).count();
+        assert_eq!(marked, records.len(), "{object}: each created record carries its marker");
+    }
+    let websites = server.records("organizations").iter().filter(|o| o["custom_fields"][&website].is_string()).count();
+    assert!(websites > 300, "a custom field mapped by its key: {websites}");
+    assert!(reconcile_keys(&demo).iter().all(|k| k.contains("/queued/")));
     assert_requests_match_the_spec(&server);
 }
 

@@ -204,9 +204,15 @@ fn keys_taken(kind: &str, role: &str) -> &'static [&'static str] {
             &["token_env", "base_url", "rate_limit", "daily_reserve", "source_id_property", "associations", "types"]
         }
         ("pipedrive", true) => &["token_env", "base_url", "rate_limit", "daily_tokens"],
-        ("pipedrive", false) => {
-            &["token_env", "base_url", "rate_limit", "daily_tokens", "daily_reserve", "source_id_property"]
-        }
+        ("pipedrive", false) => &[
+            "token_env",
+            "base_url",
+            "rate_limit",
+            "daily_tokens",
+            "daily_reserve",
+            "source_id_property",
+            "marker_fields",
+        ],
         _ => &[],
     }
 }
@@ -232,6 +238,7 @@ fn keys_given(conn: &super::ConnectionConfig) -> Vec<&'static str> {
     set("daily_tokens", conn.daily_tokens.is_some());
     set("daily_reserve", conn.daily_reserve.is_some());
     set("source_id_property", conn.source_id_property.is_some());
+    set("marker_fields", !conn.marker_fields.is_empty());
     set("associations", !conn.associations.is_empty());
     set("owners", conn.owners.is_some());
     set("picklists", !conn.picklists.is_empty());

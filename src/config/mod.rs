@@ -108,6 +108,11 @@ pub struct ConnectionConfig {
     /// CRM destinations: the property holding each created record's source id (Cutover's
     /// idempotency marker); HubSpot: create it as a unique-value text property.
     pub source_id_property: Option<String>,
+    /// Pipedrive: object → the custom field (by name or key) holding its source ids, where it is
+    /// not `source_id_property` (a custom field belongs to one entity: persons and deals each
+    /// need their own).
+    #[serde(default)]
+    pub marker_fields: IndexMap<String, String>,
     /// HubSpot: "object.field" fields that are associations to another object, not properties.
     #[serde(default)]
     pub associations: IndexMap<String, AssociationConfig>,

@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub const TOKEN: &str = "pd-test-token";
+/// The name of the custom field on persons, organizations and deals holding Cutover's markers.
+pub const MARKER_NAME: &str = "Cutover source id";
 
 /// Pipedrive's OpenAPI files, parsed once.
 pub struct Spec {
@@ -112,11 +114,30 @@ pub struct Rules {
     /// consistent; lists and reads by id are not).
     pub search_lag: Duration,
     pub seed: u64,
+    /// What a write naming a custom-field key the entity does not have gets. Pipedrive's
+    /// documentation does not say; accounts have been seen to refuse it and to drop it silently.
+    pub unknown_custom: Unknown,
+    /// The most stages and pipelines one page gives (the docs: 100 by default, 500 at most).
+    pub stage_page: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Unknown {
+    Refuse,
+    Drop,
 }
 
 impl Default for Rules {
     fn default() -> Self {
-        Rules { per_2s: 1_000_000, daily_tokens: u64::MAX, lose_rate: 0.0, search_lag: Duration::ZERO, seed: 7 }
+        Rules {
+            per_2s: 1_000_000,
+            daily_tokens: u64::MAX,
+            lose_rate: 0.0,
+            search_lag: Duration::ZERO,
+            seed: 7,
+            unknown_custom: Unknown::Refuse,
+            stage_page: 500,
+        }
     }
 }
 
@@ -136,6 +157,8 @@ pub struct State {
     pub users: Vec<Value>,
     pub stages: Vec<Value>,
     pub pipelines: Vec<Value>,
+    /// Each entity's fields as its `*Fields` endpoint describes them (`persons` → personFields).
+    pub fields: BTreeMap<String, Vec<Value>>,
     pub next_id: u64,
     pub requests: Vec<Request>,
     /// Tokens spent, at the spec's costs.
@@ -165,6 +188,90 @@ fn now_text() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
+/// A custom field's key as an account generates it: 40 hexadecimal characters, different for
+/// each entity even where two fields share a name.
+pub fn custom_key(entity: &str, name: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let part = |salt: u8| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (salt, entity, name).hash(&mut h);
+        h.finish()
+    };
+    format!("{:016x}{:016x}{:08x}", part(1), part(2), part(3) as u32)
+}
+
+fn field(key: &str, name: &str, kind: &str) -> Value {
+    json!({ "id": null, "key": key, "name": name, "field_type": kind, "active_flag": true,
+            "edit_flag": is_custom(key), "mandatory_flag": false, "options": null })
+}
+
+pub fn is_custom(key: &str) -> bool {
+    key.len() == 40 && key.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// The standard fields an account describes for each entity (a subset: those Cutover meets).
+fn standard_fields(entity: &str) -> Vec<Value> {
+    let labels = |names: &[&str]| {
+        let mut f = field("label_ids", "Labels", "set");
+        f["options"] = names.iter().enumerate().map(|(i, l)| json!({ "id": i + 1, "label": l })).collect();
+        f
+    };
+    let mut out = match entity {
+        "persons" => vec![
+            field("name", "Name", "varchar"),
+            labels(&["Customer", "Hot lead", "Cold lead"]),
+            field("org_id", "Organization", "org"),
+            field("email", "Email", "varchar"),
+            field("phone", "Phone", "phone"),
+        ],
+        "organizations" => {
+            vec![
+                field("name", "Name", "varchar"),
+                labels(&["Partner", "Prospect"]),
+                field("address", "Address", "address"),
+            ]
+        }
+        "deals" => vec![
+            field("title", "Title", "varchar"),
+            field("value", "Value", "monetary"),
+            field("stage_id", "Stage", "stage"),
+            field("status", "Status", "status"),
+            labels(&["Hot", "Warm", "Cold"]),
+        ],
+        _ => vec![field("content", "Content", "text"), field("deal_id", "Deal", "deal")],
+    };
+    let user = if entity == "notes" { "user_id" } else { "owner_id" };
+    out.push(field(user, "Owner", "user"));
+    out.push(field("add_time", "Add time", "date"));
+    out
+}
+
+impl State {
+    /// Adds a custom field to an entity; its key.
+    pub fn add_custom(&mut self, entity: &str, name: &str, kind: &str, options: &[&str]) -> String {
+        let key = custom_key(entity, name);
+        let mut f = field(&key, name, kind);
+        if !options.is_empty() {
+            f["options"] = options.iter().enumerate().map(|(i, l)| json!({ "id": 100 + i, "label": l })).collect();
+        }
+        self.fields.entry(entity.to_string()).or_default().push(f);
+        key
+    }
+
+    /// The option id of a field's label.
+    pub fn option_id(&self, entity: &str, key: &str, label: &str) -> Option<u64> {
+        self.fields.get(entity)?.iter().find(|f| f["key"] == key)?["options"]
+            .as_array()?
+            .iter()
+            .find(|o| o["label"] == label)?["id"]
+            .as_u64()
+    }
+
+    fn field_of(&self, entity: &str, key: &str) -> Option<&Value> {
+        self.fields.get(entity)?.iter().find(|f| f["key"] == key)
+    }
+}
+
 pub struct Server {
     pub url: String,
     pub state: Arc<Mutex<State>>,
@@ -175,7 +282,9 @@ impl Server {
         let rng = rules.seed;
         let state = Arc::new(Mutex::new(State { rules, next_id: 1_000_000, rng, ..State::default() }));
         for c in ["persons", "organizations", "deals", "notes"] {
-            state.lock().expect("state").collections.insert(c.into(), BTreeMap::new());
+            let mut s = state.lock().expect("state");
+            s.collections.insert(c.into(), BTreeMap::new());
+            s.fields.insert(c.into(), standard_fields(c));
         }
         let shared = state.clone();
         let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
@@ -190,6 +299,18 @@ impl Server {
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().expect("server state")
+    }
+
+    /// The key of an entity's custom field, by its name.
+    pub fn custom_key(&self, entity: &str, name: &str) -> String {
+        let s = self.lock();
+        let f = s
+            .fields
+            .get(entity)
+            .and_then(|fs| fs.iter().find(|f| f["name"] == name && is_custom(f["key"].as_str().unwrap_or(""))));
+        f.and_then(|f| f["key"].as_str())
+            .map(String::from)
+            .unwrap_or_else(|| panic!("{entity} has no custom field '{name}'"))
     }
 
     pub fn records(&self, collection: &str) -> Vec<Value> {
@@ -271,6 +392,69 @@ fn handle(state: &Arc<Mutex<State>>, method: Method, uri: Uri, headers: HeaderMa
     route(&mut s, method.as_str(), &path, &query, body)
 }
 
+/// A v2 list paged by cursor (here: the offset), at most `most` a page.
+fn cursor_page(all: &[Value], query: &[(String, String)], most: usize) -> Response {
+    let at: usize = q(query, "cursor").and_then(|c| c.parse().ok()).unwrap_or(0);
+    let limit = q(query, "limit").and_then(|l| l.parse().ok()).unwrap_or(100usize).min(most);
+    let data: Vec<Value> = all.iter().skip(at).take(limit).cloned().collect();
+    let next = (at + limit < all.len()).then(|| (at + limit).to_string());
+    let body = json!({ "success": true, "data": data, "additional_data": { "next_cursor": next } });
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+/// What a v2 write's custom fields and labels must be: keys of the entity's own custom fields
+/// (an unknown key refused or dropped, per the rules), an `enum` one option id, a `set` a list
+/// of them, `label_ids` ids of the entity's labels. A note's `add_time` in v1's documented
+/// `YYYY-MM-DD HH:MM:SS`.
+fn check_fields(s: &State, collection: &str, body: &mut Value) -> Result<(), Response> {
+    let bad = |m: String| fail(StatusCode::BAD_REQUEST, &m);
+    if collection == "notes" {
+        if let Some(t) = body["add_time"].as_str()
+            && chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").is_err()
+        {
+            return Err(bad(format!("add_time '{t}' is not in the format YYYY-MM-DD HH:MM:SS")));
+        }
+        return Ok(());
+    }
+    let options = |f: &Value| -> Vec<u64> {
+        f["options"].as_array().into_iter().flatten().filter_map(|o| o["id"].as_u64()).collect()
+    };
+    if let Some(labels) = body.get("label_ids").and_then(Value::as_array) {
+        let allowed = s.field_of(collection, "label_ids").map(options).unwrap_or_default();
+        if let Some(x) = labels.iter().find(|l| l.as_u64().is_none_or(|l| !allowed.contains(&l))) {
+            return Err(bad(format!("label_ids: {x} is not a label of {collection}")));
+        }
+    }
+    let Some(custom) = body.get_mut("custom_fields").and_then(Value::as_object_mut) else { return Ok(()) };
+    let keys: Vec<String> = custom.keys().cloned().collect();
+    for k in keys {
+        let Some(f) = s.field_of(collection, &k).filter(|_| is_custom(&k)) else {
+            match s.rules.unknown_custom {
+                Unknown::Refuse => return Err(bad(format!("Custom field '{k}' does not exist on {collection}"))),
+                Unknown::Drop => {
+                    custom.remove(&k);
+                    continue;
+                }
+            }
+        };
+        let v = &custom[&k];
+        let allowed = options(f);
+        let valid = match f["field_type"].as_str() {
+            _ if v.is_null() => true,
+            Some("enum") => v.as_u64().is_some_and(|o| allowed.contains(&o)),
+            Some("set") => v
+                .as_array()
+                .is_some_and(|a| !a.is_empty() && a.iter().all(|o| o.as_u64().is_some_and(|o| allowed.contains(&o)))),
+            Some("double" | "monetary") => v.is_number(),
+            _ => v.is_string(),
+        };
+        if !valid {
+            return Err(bad(format!("Invalid value {v} for the field '{}'", f["name"].as_str().unwrap_or(&k))));
+        }
+    }
+    Ok(())
+}
+
 fn q<'a>(query: &'a [(String, String)], key: &str) -> Option<&'a str> {
     query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
@@ -279,8 +463,28 @@ fn route(s: &mut State, method: &str, path: &str, query: &[(String, String)], bo
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (collection, rest): (&str, &[&str]) = match segments.as_slice() {
         ["v1", "users"] => return ok(Value::Array(s.users.clone())),
-        ["api", "v2", "stages"] => return ok(Value::Array(s.stages.clone())),
-        ["api", "v2", "pipelines"] => return ok(Value::Array(s.pipelines.clone())),
+        ["api", "v2", "stages"] => return cursor_page(&s.stages, query, s.rules.stage_page),
+        ["api", "v2", "pipelines"] => return cursor_page(&s.pipelines, query, s.rules.stage_page),
+        ["v1", fields] if fields.ends_with("Fields") => {
+            let entity = match *fields {
+                "personFields" => "persons",
+                "organizationFields" => "organizations",
+                "dealFields" => "deals",
+                "noteFields" => "notes",
+                _ => return fail(StatusCode::NOT_FOUND, "Unknown method ."),
+            };
+            let all = s.fields.get(entity).cloned().unwrap_or_default();
+            if entity == "notes" {
+                return ok(Value::Array(all));
+            }
+            let start: usize = q(query, "start").and_then(|c| c.parse().ok()).unwrap_or(0);
+            let limit: usize = q(query, "limit").and_then(|c| c.parse().ok()).unwrap_or(100).min(500);
+            let data: Vec<Value> = all.iter().skip(start).take(limit).cloned().collect();
+            let more = start + limit < all.len();
+            let body = json!({ "success": true, "data": data, "additional_data": { "pagination": {
+                "start": start, "limit": limit, "more_items_in_collection": more, "next_start": start + limit } } });
+            return (StatusCode::OK, axum::Json(body)).into_response();
+        }
         ["api", "v2", c, rest @ ..] => (c, rest),
         ["v1", "notes", rest @ ..] => ("notes", rest),
         _ => return fail(StatusCode::NOT_FOUND, "Unknown method ."),
@@ -368,6 +572,10 @@ fn route(s: &mut State, method: &str, path: &str, query: &[(String, String)], bo
             if body[required].as_str().is_none_or(str::is_empty) {
                 return fail(StatusCode::BAD_REQUEST, &format!("{required} is required"));
             }
+            let mut body = body;
+            if let Err(refused) = check_fields(s, collection, &mut body) {
+                return refused;
+            }
             let id = s.next_id;
             s.next_id += 1;
             let mut record = body;
@@ -386,13 +594,21 @@ fn route(s: &mut State, method: &str, path: &str, query: &[(String, String)], bo
             (status, axum::Json(json!({ "success": true, "data": record }))).into_response()
         }
         ("PATCH" | "PUT", [id]) => {
+            let mut body = body;
+            if let Err(refused) = check_fields(s, collection, &mut body) {
+                return refused;
+            }
             let Some(r) =
                 id.parse::<u64>().ok().and_then(|id| s.collections.get_mut(collection).expect("c").get_mut(&id))
             else {
                 return fail(StatusCode::NOT_FOUND, "Item not found");
             };
             for (k, v) in body.as_object().into_iter().flatten() {
-                r[k] = v.clone();
+                match (k.as_str(), r[k].as_object_mut(), v.as_object()) {
+                    // Custom fields not named keep their values.
+                    ("custom_fields", Some(held), Some(given)) => held.extend(given.clone()),
+                    _ => r[k] = v.clone(),
+                }
             }
             r["update_time"] = json!(now_text());
             ok(r.clone())
@@ -459,17 +675,32 @@ pub fn seed_demo(server: &Server, demo: &std::path::Path) {
     let put = |s: &mut State, c: &str, id: &str, r: Value| {
         s.collections.get_mut(c).expect("c").insert(id.trim().parse().expect("id"), r);
     };
-    for o in csv(&source.join("organizations.csv")) {
+    // Custom fields as an account keeps them: by per-entity keys, an enum's value as its option
+    // id; a marker field of its own on each entity Cutover marks; and a person field only
+    // later records hold (after the first page).
+    let organizations = csv(&source.join("organizations.csv"));
+    let mut industries: Vec<&str> = organizations.iter().map(|o| o["industry"].as_str()).collect();
+    industries.sort_unstable();
+    industries.dedup();
+    let website = s.add_custom("organizations", "Website", "varchar", &[]);
+    let industry = s.add_custom("organizations", "Industry", "enum", &industries);
+    for entity in ["persons", "organizations", "deals"] {
+        s.add_custom(entity, MARKER_NAME, "varchar", &[]);
+    }
+    let campaign = s.add_custom("persons", "Source campaign", "varchar", &[]);
+    for o in &organizations {
+        let industry_id = s.option_id("organizations", &industry, &o["industry"]);
         let r = json!({ "id": num(&o["id"]), "name": o["name"], "owner_id": user(&o["owner_name"]), "add_time": o["add_time"],
             "visible_to": num(&o["visible_to"]), "address": { "locality": o["address_locality"], "country": o["address_country"] },
-            "custom_fields": { "website": o["website"], "industry": o["industry"] } });
+            "custom_fields": { website.clone(): o["website"], industry.clone(): industry_id } });
         put(&mut s, "organizations", &o["id"], r);
     }
-    for p in csv(&source.join("persons.csv")) {
+    for (i, p) in csv(&source.join("persons.csv")).into_iter().enumerate() {
         let label = labels.iter().position(|l| *l == p["label"]).map(|i| json!([i + 1])).unwrap_or(json!([]));
+        let later = if i >= 600 { json!(format!("spring-{}", i % 7)) } else { Value::Null };
         let r = json!({ "id": num(&p["id"]), "name": p["name"], "emails": list(&p["email"]), "phones": list(&p["phone"]),
             "org_id": num(&p["org_id"]), "owner_id": user(&p["owner_name"]), "label_ids": label, "add_time": p["add_time"],
-            "visible_to": num(&p["visible_to"]) });
+            "visible_to": num(&p["visible_to"]), "custom_fields": { campaign.clone(): later } });
         put(&mut s, "persons", &p["id"], r);
     }
     for d in &deals {
@@ -521,15 +752,18 @@ source_id_property = "{marker}"
 {stages}
 
 [objects.organizations]
-exclude = ["address_locality", "address_country", "website", "industry", "visible_to"]
+exclude = ["address_country", "visible_to"]
 
 [objects.organizations.fields]
 name = {{ from = "name", transform = "trim" }}
+address = {{ from = "address_locality" }}
+Website = {{ from = "website" }}
+Industry = {{ from = "industry" }}
 owner_id = {{ from = "owner_name", transform = "owner" }}
 add_time = {{ from = "add_time", transform = "datetime" }}
 
 [objects.persons]
-exclude = ["label", "visible_to"]
+exclude = ["visible_to"]
 
 [objects.persons.fields]
 name = {{ from = "name", transform = "trim" }}
@@ -538,9 +772,10 @@ phone = {{ from = "phone", transform = "phone" }}
 org_id = {{ from = "org_id", parent = "organizations" }}
 owner_id = {{ from = "owner_name", transform = "owner" }}
 add_time = {{ from = "add_time", transform = "datetime" }}
+label_ids = {{ from = "label" }}
 
 [objects.deals]
-exclude = ["status", "add_time"]   # API v2 sets a deal's add_time itself
+exclude = ["add_time"]   # API v2 sets a deal's add_time itself
 
 [objects.deals.fields]
 title = {{ from = "title", transform = "trim" }}
@@ -550,6 +785,7 @@ stage_id = {{ from = "stage", translate = "stages" }}
 org_id = {{ from = "org_id", parent = "organizations" }}
 owner_id = {{ from = "owner_name", transform = "owner" }}
 expected_close_date = {{ from = "expected_close_date", transform = "date" }}
+status = {{ from = "status" }}
 
 {notes}"#,
         url = url,

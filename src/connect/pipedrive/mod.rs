@@ -26,13 +26,20 @@ use indexmap::IndexMap;
 use reqwest::Method;
 use serde_json::{Map, Value as Json, json};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::OnceCell;
+
+mod fields;
+use fields::{Catalog, PdField, is_custom_key};
 
 pub const DEFAULT_BASE: &str = "https://api.pipedrive.com";
 /// Records per page (v2 allows 500; v1 notes 500).
 const PAGE: usize = 500;
+
+/// Up to this many notes are read one request each (2 tokens); more, from the list in id order
+/// (20 tokens for 500).
+const FEW_NOTES: usize = 20;
 
 /// What an object is in the API.
 #[derive(Debug, Clone, Copy)]
@@ -42,15 +49,17 @@ struct Entity {
     v2: bool,
     /// The user field (`owner_id`, or `user_id` on notes).
     user: &'static str,
+    /// Where the account describes its fields (v1; notes' in one answer, the others paged).
+    fields: &'static str,
 }
 
 fn entity(object: &str) -> Result<Entity> {
-    let e = |path, v2, user| Entity { path, v2, user };
+    let e = |path, v2, user, fields| Entity { path, v2, user, fields };
     match object {
-        "persons" => Ok(e("/api/v2/persons", true, "owner_id")),
-        "organizations" => Ok(e("/api/v2/organizations", true, "owner_id")),
-        "deals" => Ok(e("/api/v2/deals", true, "owner_id")),
-        "notes" => Ok(e("/v1/notes", false, "user_id")),
+        "persons" => Ok(e("/api/v2/persons", true, "owner_id", "/v1/personFields")),
+        "organizations" => Ok(e("/api/v2/organizations", true, "owner_id", "/v1/organizationFields")),
+        "deals" => Ok(e("/api/v2/deals", true, "owner_id", "/v1/dealFields")),
+        "notes" => Ok(e("/v1/notes", false, "user_id", "/v1/noteFields")),
         other => {
             Err(eyre!("Pipedrive has no object '{other}' Cutover can move (persons, organizations, deals, notes)"))
         }
@@ -71,6 +80,7 @@ mod cost {
     pub const NOTES_DELETE: u32 = 6;
     pub const NOTES_GET: u32 = 2;
     pub const USERS: u32 = 20;
+    pub const FIELDS: u32 = 20;
 }
 
 /// What a look-up after a lost answer found.
@@ -82,12 +92,24 @@ enum Lookup {
     Unknowable,
 }
 
+/// Which custom field holds each object's source ids, as the project names them (by name or
+/// key): `marker_fields` per object, else `source_id_property` for all.
+#[derive(Debug, Clone, Default)]
+struct Markers {
+    default: Option<String>,
+    per_object: IndexMap<String, String>,
+}
+
 pub struct Pipedrive {
     client: Client,
-    marker: Option<String>,
+    markers: Markers,
     users: OnceCell<Vec<Json>>,
     stages: OnceCell<(HashMap<String, String>, HashMap<String, String>)>,
     fields: Mutex<HashMap<String, FieldNames>>,
+    catalogs: Mutex<HashMap<String, Arc<Catalog>>>,
+    /// Pages of the notes list in id order seen so far: (offset, first note id on it), so that
+    /// reading notes back in chunks starts near the chunk's first id, not at the start.
+    note_pages: Mutex<Vec<(u64, u64)>>,
 }
 
 /// The source id a record carries in the marker field (a custom field, or top level as v1
@@ -117,10 +139,12 @@ impl Pipedrive {
         let base = conn.base_url.as_deref().unwrap_or(DEFAULT_BASE);
         Ok(Self {
             client: Client::new("Pipedrive", base, (token, Auth::Header("x-api-token")), &[burst], Some(budget))?,
-            marker: conn.source_id_property.clone(),
+            markers: Markers { default: conn.source_id_property.clone(), per_object: conn.marker_fields.clone() },
             users: OnceCell::new(),
             stages: OnceCell::new(),
             fields: Mutex::default(),
+            catalogs: Mutex::default(),
+            note_pages: Mutex::default(),
         })
     }
 
@@ -146,6 +170,74 @@ impl Pipedrive {
             .await
     }
 
+    /// The account's fields of `object` (`*Fields`), read once.
+    async fn catalog(&self, object: &str) -> Result<Arc<Catalog>> {
+        if let Some(c) = self.catalogs.lock().map_err(|_| eyre!("fields cache poisoned"))?.get(object) {
+            return Ok(c.clone());
+        }
+        let e = entity(object)?;
+        // Notes' fields come in one answer; the others page by offset.
+        let paged = object != "notes";
+        let (mut data, mut start) = (Vec::new(), 0u64);
+        loop {
+            let mut call = Call::get(e.fields).cost(cost::FIELDS);
+            if paged {
+                call = call.query("start", start.to_string()).query("limit", PAGE.to_string());
+            }
+            let reply = self.send(call).await?;
+            if !reply.ok() {
+                return Err(eyre!("reading Pipedrive's {object} fields ({}): {}", e.fields, reply.message()));
+            }
+            let page = reply.body["data"].as_array().cloned().unwrap_or_default();
+            let got = page.len() as u64;
+            data.extend(page);
+            let p = &reply.body["additional_data"]["pagination"];
+            if !paged || got == 0 || p["more_items_in_collection"].as_bool() != Some(true) {
+                break;
+            }
+            start = p["next_start"].as_u64().unwrap_or(start + got);
+        }
+        let catalog = Arc::new(Catalog::from_json(&data));
+        self.catalogs.lock().map_err(|_| eyre!("fields cache poisoned"))?.insert(object.to_string(), catalog.clone());
+        Ok(catalog)
+    }
+
+    /// The key of the custom field holding `object`'s created records' source ids: the field
+    /// `marker_fields` names for the object, else `source_id_property`, by name or key, looked
+    /// up among the object's own fields (a custom field's key is its entity's alone). Notes
+    /// have no custom fields: none.
+    async fn marker_key(&self, object: &str) -> Result<Option<String>> {
+        if object == "notes" {
+            return Ok(None);
+        }
+        let (setting, named) = match (self.markers.per_object.get(object), &self.markers.default) {
+            (Some(n), _) => (format!("destination.marker_fields.{object}"), n),
+            (None, Some(n)) => ("destination.source_id_property".to_string(), n),
+            (None, None) => return Ok(None),
+        };
+        let problem = |message: String| eyre!(crate::config::KeyProblem::new(setting.clone(), message));
+        match self.catalog(object).await?.find(named) {
+            Ok(Some(f)) if f.custom() => Ok(Some(f.key.clone())),
+            Ok(Some(f)) => Err(problem(format!(
+                "'{named}' is Pipedrive's own {object} field '{}': the source ids need a custom text field of their own",
+                f.key
+            ))),
+            Ok(None) if is_custom_key(named) => Err(problem(format!(
+                "'{named}' is not the key of {} {object} field (a custom field's key belongs to one entity alone): \
+                 give the field's name instead — one name serves every object with a field of that name — or \
+                 name the {object}' own under destination.marker_fields.{object}",
+                if object.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" }
+            ))),
+            Ok(None) => Err(problem(format!(
+                "Pipedrive has no {object} field '{named}': create a custom field of type Text on {object} \
+                 (Settings → Data fields) and give its name here — it holds each created record's source id, \
+                 so a crash or a lost answer never creates a record twice — or name another one under \
+                 destination.marker_fields.{object}"
+            ))),
+            Err(why) => Err(problem(why)),
+        }
+    }
+
     /// Stage id → name, and pipeline id → name.
     async fn stage_names(&self) -> Result<&(HashMap<String, String>, HashMap<String, String>)> {
         self.stages
@@ -154,13 +246,24 @@ impl Pipedrive {
                 for (path, c, map) in
                     [("/api/v2/stages", cost::STAGES, &mut maps.0), ("/api/v2/pipelines", cost::PIPELINES, &mut maps.1)]
                 {
-                    let reply = self.send(Call::get(path).cost(c)).await?;
-                    if !reply.ok() {
-                        return Err(eyre!("reading Pipedrive's {path}: {}", reply.message()));
-                    }
-                    for s in reply.body["data"].as_array().into_iter().flatten() {
-                        if let (Some(id), Some(name)) = (text(&s["id"]), text(&s["name"])) {
-                            map.insert(id, name);
+                    let mut cursor: Option<String> = None;
+                    loop {
+                        let mut call = Call::get(path).cost(c).query("limit", PAGE.to_string());
+                        if let Some(at) = &cursor {
+                            call = call.query("cursor", at.clone());
+                        }
+                        let reply = self.send(call).await?;
+                        if !reply.ok() {
+                            return Err(eyre!("reading Pipedrive's {path}: {}", reply.message()));
+                        }
+                        for s in reply.body["data"].as_array().into_iter().flatten() {
+                            if let (Some(id), Some(name)) = (text(&s["id"]), text(&s["name"])) {
+                                map.insert(id, name);
+                            }
+                        }
+                        cursor = text(&reply.body["additional_data"]["next_cursor"]);
+                        if cursor.is_none() {
+                            break;
                         }
                     }
                 }
@@ -209,19 +312,43 @@ impl Pipedrive {
         Ok((data, next))
     }
 
-    /// A record as flat named text values, in the spelling of Pipedrive's export.
+    /// A record as flat named text values, in the spelling of Pipedrive's export: custom fields
+    /// under their name (and their key), option ids and labels as their labels.
     async fn flatten(&self, object: &str, record: &Json) -> Result<IndexMap<String, String>> {
         let e = entity(object)?;
         let users = self.users_json().await?;
         let stages = if object == "deals" { Some(self.stage_names().await?) } else { None };
+        let catalog = self.catalog(object).await?;
         let mut out = IndexMap::new();
         let Some(fields) = record.as_object() else { return Ok(out) };
+        let custom = |out: &mut IndexMap<String, String>, key: &str, v: &Json| {
+            let Some(f) = catalog.by_key(key) else {
+                out.insert(key.to_string(), text(v).unwrap_or_default());
+                return;
+            };
+            let value = if f.has_options() {
+                f.labels(v)
+            } else if let Json::Object(inner) = v {
+                text(&inner["value"])
+            } else {
+                text(v)
+            };
+            let value = value.unwrap_or_default();
+            out.insert(catalog.public_name(f), value.clone());
+            out.insert(key.to_string(), value);
+        };
         for (k, v) in fields {
             match (k.as_str(), v) {
-                ("custom_fields", Json::Object(custom)) => {
-                    for (ck, cv) in custom {
-                        out.insert(ck.clone(), text(cv).unwrap_or_default());
+                ("custom_fields", Json::Object(fields)) => {
+                    for (ck, cv) in fields {
+                        custom(&mut out, ck, cv);
                     }
+                }
+                (k, v) if is_custom_key(k) => custom(&mut out, k, v),
+                ("label_ids", v) => {
+                    let labels = catalog.by_key("label_ids").or_else(|| catalog.by_key("label"));
+                    let unlisted = PdField { key: k.clone(), name: k.clone(), kind: "set".into(), options: Vec::new() };
+                    out.insert(k.clone(), labels.unwrap_or(&unlisted).labels(v).unwrap_or_default());
                 }
                 ("emails" | "phones", Json::Array(items)) => {
                     let values: Vec<String> = items.iter().filter_map(|i| text(&i["value"])).collect();
@@ -267,41 +394,116 @@ impl Pipedrive {
     }
 
     /// The body for a new or changed record: `email`/`phone` become Pipedrive's lists, custom
-    /// fields go under `custom_fields`, ids and numbers are numbers.
-    fn body(&self, object: &str, values: &[(&str, &Value)], marker: Option<&str>) -> Json {
+    /// fields (by name or key) go under `custom_fields` with option labels as their ids, labels
+    /// as label ids, an organization's address as its `value`, a note's time in v1's
+    /// `YYYY-MM-DD HH:MM:SS`, ids and numbers as numbers. A value the account cannot take (an
+    /// option it does not have) refuses this record alone.
+    fn body(
+        &self,
+        catalog: &Catalog,
+        object: &str,
+        values: &[(&str, &Value)],
+        marker: Option<(&str, &str)>,
+    ) -> std::result::Result<Json, String> {
         let mut body = Map::new();
         let mut custom = Map::new();
+        let number = |v: &str| v.trim().parse::<f64>().map(Json::from).unwrap_or_else(|_| json!(v));
+        let integer = |v: &str| v.trim().parse::<i64>().map(Json::from).unwrap_or_else(|_| json!(v));
         for (f, v) in values {
             let Some(v) = v else { continue };
+            let field = catalog.find(f)?.filter(|field| field.custom());
+            if let Some(field) = field {
+                let value = match field.kind.as_str() {
+                    "enum" => match field.option_ids(v)?.as_slice() {
+                        [one] => one.clone(),
+                        [] => continue,
+                        _ => return Err(format!("'{}' takes one option, not '{v}'", field.name)),
+                    },
+                    "set" => match field.option_ids(v)? {
+                        ids if ids.is_empty() => continue,
+                        ids => Json::Array(ids),
+                    },
+                    "double" | "monetary" => number(v),
+                    "int" | "org" | "people" | "user" => integer(v),
+                    _ => json!(v),
+                };
+                custom.insert(field.key.clone(), value);
+                continue;
+            }
             match *f {
                 "email" | "phone" => {
                     body.insert(format!("{f}s"), json!([{ "value": v, "primary": true, "label": "work" }]));
                 }
-                "content" | "name" | "title" | "currency" | "status" | "add_time" | "expected_close_date" => {
-                    body.insert(f.to_string(), json!(v));
+                "label_ids" => {
+                    let ids = match catalog.by_key("label_ids").or_else(|| catalog.by_key("label")) {
+                        Some(labels) => labels.option_ids(v)?,
+                        None => v.split([';', ',']).map(str::trim).filter(|x| !x.is_empty()).map(integer).collect(),
+                    };
+                    body.insert("label_ids".into(), Json::Array(ids));
                 }
-                f if f.ends_with("_id") || f == "visible_to" => {
-                    body.insert(f.to_string(), v.parse::<i64>().map(Json::from).unwrap_or_else(|_| json!(v)));
+                "address" if object == "organizations" => {
+                    body.insert("address".into(), json!({ "value": v }));
                 }
-                "value" => {
-                    body.insert("value".into(), v.parse::<f64>().map(Json::from).unwrap_or_else(|_| json!(v)));
+                "add_time" if object == "notes" => {
+                    let at = crate::compare::instant(v).ok_or_else(|| format!("'{v}' is not a date and time"))?;
+                    body.insert("add_time".into(), json!(at.format("%Y-%m-%d %H:%M:%S").to_string()));
                 }
-                f if f.len() >= 20 && f.chars().all(|c| c.is_ascii_hexdigit()) => {
-                    custom.insert(f.to_string(), json!(v));
+                "value" | "probability" => {
+                    body.insert(f.to_string(), number(v));
+                }
+                f if f.ends_with("_id")
+                    || matches!(f, "visible_to" | "industry" | "annual_revenue" | "employee_count") =>
+                {
+                    body.insert(f.to_string(), integer(v));
                 }
                 f => {
                     body.insert(f.to_string(), json!(v));
                 }
             }
         }
-        // Notes have no custom fields in Pipedrive: they carry no marker.
-        if let (Some(key), Some(sid), true) = (&self.marker, marker, object != "notes") {
-            custom.insert(key.clone(), json!(sid));
+        if let Some((key, sid)) = marker {
+            custom.insert(key.to_string(), json!(sid));
         }
+        // Notes have no custom fields in Pipedrive.
         if !custom.is_empty() && object != "notes" {
             body.insert("custom_fields".into(), Json::Object(custom));
         }
-        Json::Object(body)
+        Ok(Json::Object(body))
+    }
+
+    /// Many notes by id, from the list of notes in id order: it starts at the page known to come
+    /// before the first id wanted and stops after the last one. Should notes have been added or
+    /// deleted before that page since it was seen, it starts over from the beginning once.
+    async fn read_notes_listed(&self, ids: &[String]) -> Result<Vec<Json>> {
+        let wanted: std::collections::BTreeSet<u64> = ids.iter().filter_map(|i| i.trim().parse().ok()).collect();
+        let (Some(&first), Some(&last)) = (wanted.first(), wanted.last()) else { return Ok(Vec::new()) };
+        let pages = || self.note_pages.lock().map_err(|_| eyre!("note pages poisoned"));
+        let mut start = pages()?.iter().filter(|(_, id)| *id <= first).map(|(at, _)| *at).max().unwrap_or(0);
+        let mut out = Vec::new();
+        let mut started_over = start == 0;
+        loop {
+            let sort = [("sort", "id ASC".to_string())];
+            let (page, next) = self.page_where("notes", &start.to_string(), &sort).await?;
+            let page_ids: Vec<u64> = page.iter().filter_map(|n| n["id"].as_u64()).collect();
+            if let Some(&head) = page_ids.first() {
+                {
+                    let mut known = pages()?;
+                    known.retain(|(at, _)| *at != start);
+                    known.push((start, head));
+                }
+                if head > first && !started_over {
+                    // The list moved since this page was seen: from the beginning.
+                    pages()?.clear();
+                    (start, started_over) = (0, true);
+                    continue;
+                }
+            }
+            out.extend(page.into_iter().filter(|n| n["id"].as_u64().is_some_and(|id| wanted.contains(&id))));
+            match next.and_then(|n| n.parse::<u64>().ok()) {
+                Some(n) if page_ids.last().is_some_and(|&id| id < last) => start = n,
+                _ => return Ok(out),
+            }
+        }
     }
 
     /// Notes as written, found among the notes of their parent (a deal, else a person, else an
@@ -387,7 +589,8 @@ impl Pipedrive {
                 None => Lookup::Unknowable,
             });
         }
-        let (Some(key), Some(sid)) = (self.marker.as_deref(), source_id) else { return Ok(Lookup::Unknowable) };
+        let key = self.marker_key(object).await?;
+        let (Some(key), Some(sid)) = (key.as_deref(), source_id) else { return Ok(Lookup::Unknowable) };
         // A minute of leeway for the two clocks.
         let since = (sent_at - chrono::Duration::seconds(60)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
         let mut cursor = String::new();
@@ -404,6 +607,74 @@ impl Pipedrive {
     }
 }
 
+/// The fields API v2 (v1 for notes) documents as writable for an object, typed.
+fn standard_fields(object: &str) -> Vec<DestField> {
+    let field = |name: &str, ty: FieldType| DestField {
+        name: name.into(),
+        ty,
+        required: false,
+        max_length: None,
+        picklist: None,
+    };
+    let required = |name: &str| DestField { required: true, ..field(name, FieldType::Text) };
+    let (text, int, when) = (FieldType::Text, FieldType::Integer, FieldType::Datetime);
+    let mut fields = match object {
+        "persons" => vec![
+            required("name"),
+            field("email", FieldType::Email),
+            field("phone", FieldType::Phone),
+            field("org_id", int),
+            field("label_ids", text),
+            field("job_title", text),
+            field("birthday", FieldType::Date),
+        ],
+        "organizations" => vec![
+            required("name"),
+            field("label_ids", text),
+            field("address", text),
+            field("website", text),
+            field("linkedin", text),
+            field("industry", int),
+            field("annual_revenue", int),
+            field("employee_count", int),
+        ],
+        "deals" => vec![
+            required("title"),
+            field("value", FieldType::Decimal),
+            field("currency", text),
+            field("stage_id", int),
+            field("pipeline_id", int),
+            DestField { picklist: Some(vec!["open".into(), "won".into(), "lost".into()]), ..field("status", text) },
+            field("person_id", int),
+            field("org_id", int),
+            field("label_ids", text),
+            field("probability", FieldType::Decimal),
+            field("lost_reason", text),
+            field("expected_close_date", FieldType::Date),
+            field("won_time", when),
+            field("lost_time", when),
+            field("close_time", when),
+        ],
+        _ => vec![
+            required("content"),
+            field("person_id", int),
+            field("org_id", int),
+            field("deal_id", int),
+            field("user_id", int),
+            field("add_time", when),
+        ],
+    };
+    if object != "notes" {
+        fields.push(field("owner_id", int));
+        fields.push(field("visible_to", int));
+    }
+    // API v2 takes no creation time for a deal (it sets its own).
+    if matches!(object, "persons" | "organizations") {
+        fields.push(field("add_time", when));
+    }
+    fields
+}
+
 #[async_trait]
 impl Source for Pipedrive {
     fn describe(&self) -> String {
@@ -414,15 +685,25 @@ impl Source for Pipedrive {
         if let Some(f) = self.fields.lock().map_err(|_| eyre!("fields cache poisoned"))?.get(object) {
             return Ok(f.clone());
         }
-        // The first page tells the fields: records only carry the fields the account has.
+        // The account's fields (`*Fields`) tell which there are, whether or not a record holds a
+        // value yet; the first page tells how records spell them (a primary `email` beside the
+        // `emails`, `owner_name` beside `owner_id`, an address's parts).
+        let catalog = self.catalog(object).await?;
         let (records, _) = self.page(object, "").await?;
         let mut names: IndexMap<String, ()> = IndexMap::new();
         names.insert("id".into(), ());
         for r in &records {
             for k in self.flatten(object, r).await?.into_keys() {
-                names.insert(k, ());
+                // A custom field goes by its name; its key is there underneath.
+                if !(is_custom_key(&k) && catalog.by_key(&k).is_some_and(|f| catalog.public_name(f) != k)) {
+                    names.insert(k, ());
+                }
             }
         }
+        for f in catalog.customs() {
+            names.insert(catalog.public_name(f), ());
+        }
+
         let names: FieldNames = names.into_keys().collect::<Vec<_>>().into();
         self.fields.lock().map_err(|_| eyre!("fields cache poisoned"))?.insert(object.to_string(), names.clone());
         Ok(names)
@@ -482,61 +763,30 @@ impl Destination for Pipedrive {
         self.client.stats.daily_left()
     }
 
+    /// The fields API v2 documents as writable for the object, then the account's custom fields
+    /// by name (and by key); not the marker field, which Cutover writes itself.
     async fn schema(&self, object: &str) -> Result<DestSchema> {
-        let e = entity(object)?;
-        let text_field = |name: &str, required: bool| DestField {
-            name: name.into(),
-            ty: FieldType::Text,
-            required,
-            max_length: None,
-            picklist: None,
-        };
-        let typed = |name: &str, ty: FieldType| DestField { ty, ..text_field(name, false) };
-        let mut fields = match object {
-            "persons" => vec![
-                text_field("name", true),
-                typed("email", FieldType::Email),
-                typed("phone", FieldType::Phone),
-                typed("org_id", FieldType::Integer),
-                typed("owner_id", FieldType::Integer),
-                typed("add_time", FieldType::Datetime),
-                typed("visible_to", FieldType::Integer),
-            ],
-            "organizations" => vec![
-                text_field("name", true),
-                typed("owner_id", FieldType::Integer),
-                typed("add_time", FieldType::Datetime),
-                typed("visible_to", FieldType::Integer),
-            ],
-            "deals" => {
-                let (stages, pipelines) = self.stage_names().await?;
-                let mut stage = typed("stage_id", FieldType::Integer);
-                stage.picklist = Some(stages.keys().cloned().collect());
-                let mut pipeline = typed("pipeline_id", FieldType::Integer);
-                pipeline.picklist = Some(pipelines.keys().cloned().collect());
-                vec![
-                    text_field("title", true),
-                    typed("value", FieldType::Decimal),
-                    text_field("currency", false),
-                    stage,
-                    pipeline,
-                    typed("person_id", FieldType::Integer),
-                    typed("org_id", FieldType::Integer),
-                    typed("owner_id", FieldType::Integer),
-                    typed("expected_close_date", FieldType::Date),
-                ]
+        entity(object)?;
+        let mut fields = standard_fields(object);
+        if object == "deals" {
+            let (stages, pipelines) = self.stage_names().await?;
+            for f in &mut fields {
+                match f.name.as_str() {
+                    "stage_id" => f.picklist = Some(stages.keys().cloned().collect()),
+                    "pipeline_id" => f.picklist = Some(pipelines.keys().cloned().collect()),
+                    _ => {}
+                }
             }
-            _ => vec![
-                text_field("content", true),
-                typed("person_id", FieldType::Integer),
-                typed("org_id", FieldType::Integer),
-                typed("deal_id", FieldType::Integer),
-                typed("user_id", FieldType::Integer),
-                typed("add_time", FieldType::Datetime),
-            ],
-        };
-        if e.user == "user_id" {
-            fields.retain(|f| f.name != "owner_id");
+        }
+        let catalog = self.catalog(object).await?;
+        let marker = self.marker_key(object).await?;
+        for f in catalog.customs().filter(|f| Some(&f.key) != marker.as_ref()) {
+            let (ty, max_length, picklist) = f.dest_type();
+            let field = DestField { name: catalog.public_name(f), ty, required: false, max_length, picklist };
+            if field.name != f.key {
+                fields.push(DestField { name: f.key.clone(), ..field.clone() });
+            }
+            fields.push(field);
         }
         Ok(DestSchema { object: object.to_string(), id_field: "id".into(), fields })
     }
@@ -592,6 +842,8 @@ impl Destination for Pipedrive {
                 }
                 found.extend(reply.body["data"].as_array().cloned().unwrap_or_default());
             }
+        } else if ids.len() > FEW_NOTES {
+            found = self.read_notes_listed(ids).await?;
         } else {
             for id in ids {
                 let path = format!("{}/{id}", e.path);
@@ -615,18 +867,26 @@ impl Destination for Pipedrive {
     }
 
     async fn create(&self, object: &str, records: NewRecords) -> Result<Vec<WriteResult>> {
+        let catalog = self.catalog(object).await?;
+        let marker = self.marker_key(object).await?;
         let mut out = Vec::with_capacity(records.rows.len());
         for (i, row) in records.rows.iter().enumerate() {
             let values: Vec<(&str, &Value)> = records.fields.iter().map(String::as_str).zip(row.iter()).collect();
-            let sid = records.marks.as_ref().map(|m| m.source_ids[i].as_str());
-            let body = self.body(object, &values, sid);
+            let sid = records.marks.as_ref().map(|m| m.source_ids[i].as_str()).filter(|_| marker.is_some());
+            let body = match self.body(&catalog, object, &values, marker.as_deref().zip(sid)) {
+                Ok(body) => body,
+                Err(refused) => {
+                    out.push(Err(format!("Pipedrive cannot take it: {refused}")));
+                    continue;
+                }
+            };
             match self.create_one(object, body, sid).await {
                 Ok(r) => out.push(r),
                 // The batch stops uncommitted, none of its records failed: its creates are
                 // journaled, and the next attempt finds the ones Pipedrive confirmed (by marker,
                 // a note by parent and content). Without a marker to find them by, the confirmed
                 // are reported and the rest of the batch is not written.
-                Err(e) if out.is_empty() || self.marker.is_some() || object == "notes" => {
+                Err(e) if out.is_empty() || marker.is_some() || object == "notes" => {
                     tracing::warn!(object, confirmed = out.len(), "Pipedrive stopped a batch: {e:#}");
                     return Err(e);
                 }
@@ -642,13 +902,21 @@ impl Destination for Pipedrive {
 
     async fn update(&self, object: &str, changes: &[Change]) -> Result<Vec<WriteResult>> {
         let e = entity(object)?;
+        let catalog = self.catalog(object).await?;
         let mut out = Vec::with_capacity(changes.len());
         for c in changes {
             let path = format!("{}/{}", e.path, c.dest_id);
             let values: Vec<(&str, &Value)> = c.values.iter().map(|(f, v)| (f.as_str(), v)).collect();
             let (method, cost) =
                 if e.v2 { (Method::PATCH, cost::V2_UPDATE) } else { (Method::PUT, cost::NOTES_UPDATE) };
-            let reply = self.send(Call::post(&path, self.body(object, &values, None)).with(method).cost(cost)).await?;
+            let body = match self.body(&catalog, object, &values, None) {
+                Ok(body) => body,
+                Err(refused) => {
+                    out.push(Err(format!("Pipedrive cannot take it: {refused}")));
+                    continue;
+                }
+            };
+            let reply = self.send(Call::post(&path, body).with(method).cost(cost)).await?;
             out.push(if reply.ok() { Ok(c.dest_id.clone()) } else { Err(format!("Pipedrive {}", reply.message())) });
         }
         Ok(out)
@@ -677,7 +945,7 @@ impl Destination for Pipedrive {
     }
 
     async fn marked(&self, _namespace: &str, object: &str) -> Result<Vec<(String, String)>> {
-        let Some(marker) = self.marker.clone() else { return Ok(Vec::new()) };
+        let Some(marker) = self.marker_key(object).await? else { return Ok(Vec::new()) };
         let (mut out, mut cursor) = (Vec::new(), String::new());
         loop {
             let (page, next) = self.page(object, &cursor).await?;
@@ -698,26 +966,61 @@ impl Destination for Pipedrive {
 mod tests {
     use super::*;
 
-    #[test]
-    fn values_become_pipedrives_shapes() {
-        let conn: ConnectionConfig =
-            toml::from_str("kind = \"pipedrive\"\ntoken_env = \"X\"\nsource_id_property = \"abcdef0123456789abcdef\"")
-                .expect("test value");
-        let p = Pipedrive {
+    const MARKER: &str = "abcdef0123456789abcdef0123456789abcdef01";
+    const INDUSTRY: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    fn pipedrive() -> Pipedrive {
+        Pipedrive {
             client: Client::new("t", "http://x", (Secret::new("t"), Auth::Bearer), &[], None).expect("test value"),
-            marker: conn.source_id_property.clone(),
+            markers: Markers::default(),
             users: OnceCell::new(),
             stages: OnceCell::new(),
             fields: Mutex::default(),
-        };
+            catalogs: Mutex::default(),
+            note_pages: Mutex::default(),
+        }
+    }
+
+    fn catalog() -> Catalog {
+        Catalog::from_json(&[
+            json!({ "key": "name", "name": "Name", "field_type": "varchar" }),
+            json!({ "key": "label_ids", "name": "Labels", "field_type": "set",
+                    "options": [{ "id": 5, "label": "Customer" }, { "id": 6, "label": "Hot lead" }] }),
+            json!({ "key": INDUSTRY, "name": "Industry", "field_type": "enum",
+                    "options": [{ "id": 110, "label": "Retail" }, { "id": 111, "label": "Media" }] }),
+            json!({ "key": MARKER, "name": "Cutover source id", "field_type": "varchar" }),
+        ])
+    }
+
+    #[test]
+    fn values_become_pipedrives_shapes() {
         let (name, email, org, value) =
             (Some("Ann".into()), Some("a@x.io".into()), Some("7".into()), Some("12.50".into()));
-        let body =
-            p.body("persons", &[("name", &name), ("email", &email), ("org_id", &org), ("value", &value)], Some("p-1"));
+        let (industry, labels) = (Some("media".into()), Some("Hot lead;Customer".into()));
+        let values = [
+            ("name", &name),
+            ("email", &email),
+            ("org_id", &org),
+            ("value", &value),
+            ("Industry", &industry),
+            ("label_ids", &labels),
+        ];
+        let body = pipedrive().body(&catalog(), "persons", &values, Some((MARKER, "p-1"))).expect("takes it");
         assert_eq!(
             body,
             json!({ "name": "Ann", "emails": [{ "value": "a@x.io", "primary": true, "label": "work" }], "org_id": 7,
-                    "value": 12.5, "custom_fields": { "abcdef0123456789abcdef": "p-1" } })
+                    "value": 12.5, "label_ids": [6, 5], "custom_fields": { INDUSTRY: 111, MARKER: "p-1" } })
         );
+    }
+
+    #[test]
+    fn a_value_the_account_cannot_take_refuses_its_record_and_a_note_gets_v1s_time() {
+        let p = pipedrive();
+        let unknown = Some("Farming".into());
+        let refused = p.body(&catalog(), "organizations", &[("Industry", &unknown)], None).expect_err("no option");
+        assert!(refused.contains("'Farming'") && refused.contains("Retail"), "{refused}");
+        let when = Some("2024-03-05T16:05:00+02:00".into());
+        let note = p.body(&Catalog::default(), "notes", &[("add_time", &when)], None).expect("takes it");
+        assert_eq!(note, json!({ "add_time": "2024-03-05 14:05:00" }));
     }
 }
