@@ -81,6 +81,8 @@ pub struct DestField {
     pub max_length: Option<usize>,
     /// Allowed values, when the field is a picklist (stage ids, lifecycle stages...).
     pub picklist: Option<Vec<String>>,
+    /// A value may hold several of the picklist's values, joined with `;` (a multi-select).
+    pub multiple: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

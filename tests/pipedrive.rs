@@ -105,6 +105,11 @@ async fn the_demo_lands_in_pipedrive_and_reads_back_identical() {
     // Stages and pipelines come two a page: every page is read.
     let server = Server::start(Rules { stage_page: 2, ..Rules::default() }).await;
     let (_dir, demo) = demo_into_an_empty_account(&server, |toml| toml);
+    // Labels are a multi-select: two of the account's labels land, one it lacks is held.
+    let persons = demo.join("source/persons.csv");
+    let csv = std::fs::read_to_string(&persons).expect("persons");
+    let csv = csv.replacen(",Hot lead,", ",Hot lead;Customer,", 5).replacen(",Cold lead,", ",Cold lead;VIP,", 3);
+    std::fs::write(&persons, csv).expect("persons");
     let out = cutover(&demo, &["run"]);
     let shown = text(&out);
     assert!(shown.contains("Every record accounted for: yes"), "{shown}");
@@ -128,6 +133,14 @@ async fn the_demo_lands_in_pipedrive_and_reads_back_identical() {
     let persons = server.records("persons");
     let labelled = persons.iter().filter(|p| p["label_ids"].as_array().is_some_and(|l| !l.is_empty())).count();
     assert!(labelled > persons.len() / 2, "labels as label ids: {labelled}");
+    let both = persons.iter().filter(|p| p["label_ids"] == serde_json::json!([2, 1])).count();
+    assert_eq!(both, 5, "Hot lead;Customer");
+    let queue = cutover(&demo, &["export", "queue", "--format", "jsonl", "--object", "persons"]);
+    let held = String::from_utf8_lossy(&queue.stdout)
+        .lines()
+        .filter(|l| l.contains("'VIP' is not an allowed value of 'label_ids'"))
+        .count();
+    assert_eq!(held, 3, "a label the account lacks waits in the queue");
     let won = server.records("deals").iter().filter(|d| d["status"] == "won").count();
     assert!(won > 100, "won deals arrive won: {won}");
     let note_time = server.records("notes").iter().filter_map(|n| n["add_time"].as_str().map(String::from)).next();
@@ -327,4 +340,31 @@ async fn the_budget_the_project_allows_stops_the_run_instead_of_crawling_and_a_r
     for object in ["organizations", "persons", "deals", "notes"] {
         assert_created_once(&server, &demo, object);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_says_what_the_migration_costs_in_tokens_and_days_and_the_run_costs_that() {
+    let server = Server::start(Rules::default()).await;
+    let (_dir, demo) =
+        demo_into_an_empty_account(&server, |toml| toml.replace("daily_tokens = 100000000", "daily_tokens = 30000"));
+    let shown = text(&cutover(&demo, &["run", "--dry-run"]));
+    let line =
+        shown.lines().find(|l| l.starts_with("Pipedrive would charge about")).unwrap_or_else(|| panic!("{shown}"));
+    let figure = |after: &str| -> u64 {
+        let rest = &line[line.find(after).expect("figure") + after.len()..];
+        rest.split_whitespace().next().expect("number").replace(',', "").parse().expect("number")
+    };
+    let estimate = figure("about ");
+    assert!(shown.contains("At daily_tokens = 30000: ") && shown.contains("days"), "{shown}");
+    let preview_spent = server.lock().spent;
+    // The real run, with room for all of it, spends what the server counts at the spec's costs.
+    let toml = std::fs::read_to_string(demo.join("cutover.toml")).expect("toml");
+    std::fs::write(demo.join("cutover.toml"), toml.replace("daily_tokens = 30000", "daily_tokens = 100000000"))
+        .expect("toml");
+    assert!(text(&cutover(&demo, &["run"])).contains("Every record accounted for: yes"));
+    let spent = server.lock().spent - preview_spent;
+    let off = estimate.abs_diff(spent) as f64 / spent as f64;
+    assert!(off < 0.1, "estimated {estimate} tokens, the run spent {spent}");
+    let days = spent.div_ceil(30_000);
+    assert!(shown.contains(&format!("30000: {days} days")), "{days} days at 30,000 a day:\n{shown}");
 }

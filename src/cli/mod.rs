@@ -454,6 +454,10 @@ async fn finish_run(
     signals.stop();
     show.finish().await;
     let preview_run = result.as_ref().ok().map(|s| s.run_id);
+    // What the run would cost of a metered API's daily allowance (a whole preview only: a
+    // sample's counts say nothing of the whole).
+    let writes =
+        if dry_run && !matches!(start, Start::Sample { .. }) { planned_writes(project, &result) } else { None };
     let code = report_run(project, result, dry_run);
     // A preview's queue lives in its scratch store (with what earlier runs hold): say what this
     // preview would hold, and why.
@@ -466,7 +470,34 @@ async fn finish_run(
             say_part!("{}", report::sample_details(&store, run_id, values));
         }
     }
+    if let Some(writes) = writes
+        && let Some(lines) = engine.destination().cost_of(&writes)
+    {
+        for line in lines {
+            say!("{line}");
+        }
+    }
     code
+}
+
+/// The creates and updates a finished preview counted, by destination object.
+fn planned_writes(
+    project: &Project,
+    result: &Result<RunSummary, RunFailure>,
+) -> Option<Vec<crate::connect::PlannedWrites>> {
+    let Ok(summary) = result else { return None };
+    let objects = &project.config.config.objects;
+    Some(
+        summary
+            .objects
+            .iter()
+            .map(|(name, _, counts)| crate::connect::PlannedWrites {
+                object: objects.get(name).map_or(name.as_str(), |o| o.destination_name(name)).to_string(),
+                creates: counts.created,
+                updates: counts.updated + counts.merged,
+            })
+            .collect(),
+    )
 }
 
 pub fn report_run(project: &Project, result: Result<RunSummary, RunFailure>, dry_run: bool) -> i32 {

@@ -91,6 +91,9 @@ impl Destination for DryRunDestination {
     async fn delete(&self, _object: &str, ids: &[String]) -> Result<Vec<WriteResult>> {
         Ok(ids.iter().map(|i| Ok(i.clone())).collect())
     }
+    fn cost_of(&self, writes: &[super::PlannedWrites]) -> Option<Vec<String>> {
+        self.inner.cost_of(writes)
+    }
     async fn marked(&self, namespace: &str, object: &str) -> Result<Vec<(String, String)>> {
         self.inner.marked(namespace, object).await
     }

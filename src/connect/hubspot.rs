@@ -153,7 +153,15 @@ impl HubSpot {
                 _ if p["type"].as_str() == Some("enumeration") && ty != FieldType::Boolean => Some(options()),
                 _ => None,
             };
-            fields.push(DestField { name: name.to_string(), ty, required: false, max_length: None, picklist });
+            fields.push(DestField {
+                name: name.to_string(),
+                ty,
+                required: false,
+                max_length: None,
+                picklist,
+                // A checkbox enumeration holds several options, as `a;b`.
+                multiple: p["fieldType"].as_str() == Some("checkbox") && ty != FieldType::Boolean,
+            });
         }
         let links: Vec<Link> = self
             .associations
@@ -174,6 +182,7 @@ impl HubSpot {
                 required: false,
                 max_length: None,
                 picklist: None,
+                multiple: false,
             });
         }
         if let Some(m) = &self.marker {

@@ -104,6 +104,14 @@ pub struct Change {
     pub values: Vec<(String, Value)>,
 }
 
+/// The writes a run would make into one destination object, as a preview counted them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedWrites {
+    pub object: String,
+    pub creates: u64,
+    pub updates: u64,
+}
+
 /// Per-record answer of the destination: the record's id, or the destination's message.
 pub type WriteResult = std::result::Result<String, String>;
 
@@ -152,6 +160,13 @@ pub trait Destination: Send + Sync {
     /// Pipedrive's daily requests), when it says: a run stops at a batch boundary before it runs
     /// out (`daily_reserve`).
     fn daily_requests_left(&self) -> Option<u64> {
+        None
+    }
+
+    /// What a run making `writes` would cost of the destination's daily allowance, as lines for
+    /// the operator (Pipedrive: tokens and days at its budget), where the API meters it. A
+    /// preview asks, with what it counted; what the preview itself read is part of the cost.
+    fn cost_of(&self, _writes: &[PlannedWrites]) -> Option<Vec<String>> {
         None
     }
 

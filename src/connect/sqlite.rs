@@ -490,7 +490,14 @@ impl Destination for SqliteDestination {
                         Some(values)
                     }
                 };
-                fields.push(DestField { required: notnull && !has_default && !pk, name, ty, max_length, picklist });
+                fields.push(DestField {
+                    required: notnull && !has_default && !pk,
+                    name,
+                    ty,
+                    max_length,
+                    picklist,
+                    multiple: false,
+                });
             }
             Ok(DestSchema { object, id_field, fields })
         })

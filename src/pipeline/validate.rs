@@ -72,18 +72,23 @@ pub fn validate(
             ));
             continue;
         }
+        // A multi-select's value is several allowed values joined with `;`.
+        let parts: Vec<&str> = match field {
+            Some(f) if f.multiple => v.split(';').map(str::trim).filter(|p| !p.is_empty()).collect(),
+            _ => vec![v],
+        };
         if let Some(list) = field.and_then(|f| f.picklist.as_ref())
-            && !list.iter().any(|allowed| allowed == v)
+            && let Some(bad) = parts.iter().find(|p| !list.iter().any(|allowed| allowed == *p))
         {
             let close = list
                 .iter()
-                .map(|a| (strsim::jaro_winkler(&a.to_lowercase(), &v.to_lowercase()), a))
+                .map(|a| (strsim::jaro_winkler(&a.to_lowercase(), &bad.to_lowercase()), a))
                 .max_by(|a, b| a.0.total_cmp(&b.0))
                 .filter(|(s, _)| *s > 0.85);
             let shown: Vec<&str> = list.iter().take(8).map(String::as_str).collect();
             issues.push(issue(
                 Rule::Picklist,
-                format!("'{v}' is not an allowed value of '{}'", rule.dest),
+                format!("'{bad}' is not an allowed value of '{}'", rule.dest),
                 Some(match close {
                     Some((_, a)) => format!("did you mean '{a}'?"),
                     None => format!("one of: {}{}", shown.join(", "), if list.len() > 8 { ", …" } else { "" }),
@@ -185,6 +190,7 @@ mod tests {
 
     fn plan() -> ObjectPlan {
         let f = |name: &str, ty, picklist: Option<Vec<&str>>| DestField {
+            multiple: false,
             name: name.into(),
             ty,
             required: false,
@@ -267,5 +273,22 @@ mod tests {
         );
         let blank_required = vals([None, None, None, None, None]);
         assert_eq!(validate(&plan(), &owners, &blank_required, &[], Some(&[false; 5]))[0].rule, Rule::Required);
+    }
+
+    #[test]
+    fn a_multi_select_holds_each_of_its_values_to_the_picklist() {
+        let owners = Owners::new(&[], &Default::default());
+        let mut plan = plan();
+        let mut schema = (*plan.schema).clone();
+        schema.fields[2].multiple = true;
+        plan.schema = Arc::new(schema);
+        let vals = |stage: &str| [Some("Deal"), None, Some(stage), None, None].map(|x| x.map(String::from)).to_vec();
+        for fine in ["closedwon", "closedwon;closedlost", " closedlost ; closedwon ;"] {
+            assert!(validate(&plan, &owners, &vals(fine), &[], None).is_empty(), "{fine}");
+        }
+        let held = validate(&plan, &owners, &vals("closedwon;closedwn"), &[], None);
+        assert_eq!(held.len(), 1);
+        assert!(held[0].message.starts_with("'closedwn' is not an allowed value"), "{}", held[0].message);
+        assert_eq!(held[0].suggestion.as_deref(), Some("did you mean 'closedwon'?"));
     }
 }

@@ -103,6 +103,7 @@ impl MySqlDestination {
                 required: c.not_null && !c.has_default && !c.primary_key && !c.auto_increment,
                 max_length: c.max_length,
                 picklist,
+                multiple: false,
             });
         }
         let table = Arc::new(Table {

@@ -93,7 +93,7 @@ impl PdField {
             "int" => (FieldType::Integer, None, None),
             "org" | "people" | "user" => (FieldType::Integer, None, None),
             "date" => (FieldType::Date, None, None),
-            "enum" => (FieldType::Text, None, Some(self.options.iter().map(|(_, l)| l.clone()).collect())),
+            "enum" | "set" => (FieldType::Text, None, Some(self.options.iter().map(|(_, l)| l.clone()).collect())),
             "varchar" | "varchar_auto" | "phone" => (FieldType::Text, Some(255), None),
             _ => (FieldType::Text, None, None),
         }

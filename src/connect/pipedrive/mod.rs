@@ -17,9 +17,10 @@
 //! lags behind writes.
 
 use super::http::{Auth, Budget, Call, CallError, Client, Rate, Reply, Secret};
-use super::{Batch, Change, Cursor, Destination, NewRecords, Source, WriteResult};
+use super::{Batch, Change, Cursor, Destination, NewRecords, PlannedWrites, Source, WriteResult};
 use crate::config::ConnectionConfig;
 use crate::model::{DestField, DestSchema, DestUser, Extracted, FieldNames, FieldType, SourceRecord, Value};
+use crate::text::thousands;
 use async_trait::async_trait;
 use color_eyre::eyre::{Result, eyre};
 use indexmap::IndexMap;
@@ -36,6 +37,12 @@ use fields::{Catalog, PdField, is_custom_key};
 pub const DEFAULT_BASE: &str = "https://api.pipedrive.com";
 /// Records per page (v2 allows 500; v1 notes 500).
 const PAGE: usize = 500;
+
+/// The daily token budget when the project does not say (Pipedrive's base: 30,000 a day, more
+/// by plan and seats).
+const DAILY_TOKENS: u32 = 30_000;
+/// Pipedrive's fair use: about this many writes (POST, PUT, PATCH) a day.
+const WRITES_A_DAY: u64 = 10_000;
 
 /// Up to this many notes are read one request each (2 tokens); more, from the list in id order
 /// (20 tokens for 500).
@@ -102,6 +109,8 @@ struct Markers {
 
 pub struct Pipedrive {
     client: Client,
+    /// The daily token budget the project allows (`daily_tokens`).
+    budget: u64,
     markers: Markers,
     users: OnceCell<Vec<Json>>,
     stages: OnceCell<(HashMap<String, String>, HashMap<String, String>)>,
@@ -135,10 +144,12 @@ impl Pipedrive {
         let var = conn.token_env.as_deref().ok_or_else(|| eyre!("{role}.token_env is missing"))?;
         let token = Secret::from_env(var, role)?;
         let burst = Rate { requests: conn.rate_limit.unwrap_or(20), per: Duration::from_secs(2) };
-        let budget = Budget { tokens: conn.daily_tokens.unwrap_or(30_000), per: Duration::from_secs(86_400) };
+        let tokens = conn.daily_tokens.unwrap_or(DAILY_TOKENS);
+        let budget = Budget { tokens, per: Duration::from_secs(86_400) };
         let base = conn.base_url.as_deref().unwrap_or(DEFAULT_BASE);
         Ok(Self {
             client: Client::new("Pipedrive", base, (token, Auth::Header("x-api-token")), &[burst], Some(budget))?,
+            budget: u64::from(tokens),
             markers: Markers { default: conn.source_id_property.clone(), per_object: conn.marker_fields.clone() },
             users: OnceCell::new(),
             stages: OnceCell::new(),
@@ -610,6 +621,7 @@ impl Pipedrive {
 /// The fields API v2 (v1 for notes) documents as writable for an object, typed.
 fn standard_fields(object: &str) -> Vec<DestField> {
     let field = |name: &str, ty: FieldType| DestField {
+        multiple: false,
         name: name.into(),
         ty,
         required: false,
@@ -763,6 +775,42 @@ impl Destination for Pipedrive {
         self.client.stats.daily_left()
     }
 
+    /// Tokens at the costs the API documents: the writes, and what the preview read (a run
+    /// reads the same); days at `daily_tokens`, and at the fair use of ~10,000 writes a day.
+    fn cost_of(&self, writes: &[PlannedWrites]) -> Option<Vec<String>> {
+        let (mut tokens, mut creates, mut updates) = (0u64, 0u64, 0u64);
+        for w in writes {
+            let e = entity(&w.object).ok()?;
+            let (c, u) =
+                if e.v2 { (cost::V2_CREATE, cost::V2_UPDATE) } else { (cost::NOTES_CREATE, cost::NOTES_UPDATE) };
+            tokens += w.creates * u64::from(c) + w.updates * u64::from(u);
+            (creates, updates) = (creates + w.creates, updates + w.updates);
+        }
+        let read = self.tokens_spent();
+        let total = tokens + read;
+        let days = |n: u64, per: u64| n.div_ceil(per.max(1)).max(1);
+        let (by_tokens, by_writes) = (days(total, self.budget), days(creates + updates, WRITES_A_DAY));
+        let plural = |n: u64| if n == 1 { "day" } else { "days" };
+        Some(vec![
+            format!(
+                "Pipedrive would charge about {} tokens: {} to write ({} creates, {} updates), {} to read as this preview read.",
+                thousands(total),
+                thousands(tokens),
+                thousands(creates),
+                thousands(updates),
+                thousands(read)
+            ),
+            format!(
+                "At daily_tokens = {}: {by_tokens} {}; Pipedrive's fair use of about {} writes a day: {by_writes} {}. \
+                 A run stops before the day's budget runs out; `cutover run --resume` goes on the next day.",
+                self.budget,
+                plural(by_tokens),
+                thousands(WRITES_A_DAY),
+                plural(by_writes)
+            ),
+        ])
+    }
+
     /// The fields API v2 documents as writable for the object, then the account's custom fields
     /// by name (and by key); not the marker field, which Cutover writes itself.
     async fn schema(&self, object: &str) -> Result<DestSchema> {
@@ -779,10 +827,18 @@ impl Destination for Pipedrive {
             }
         }
         let catalog = self.catalog(object).await?;
+        // Labels by name, several joined with `;`.
+        if let Some(labels) = catalog.by_key("label_ids").or_else(|| catalog.by_key("label"))
+            && let Some(field) = fields.iter_mut().find(|f| f.name == "label_ids")
+        {
+            field.picklist = Some(labels.options.iter().map(|(_, l)| l.clone()).collect());
+            field.multiple = true;
+        }
         let marker = self.marker_key(object).await?;
         for f in catalog.customs().filter(|f| Some(&f.key) != marker.as_ref()) {
             let (ty, max_length, picklist) = f.dest_type();
-            let field = DestField { name: catalog.public_name(f), ty, required: false, max_length, picklist };
+            let multiple = f.kind == "set";
+            let field = DestField { name: catalog.public_name(f), ty, required: false, max_length, picklist, multiple };
             if field.name != f.key {
                 fields.push(DestField { name: f.key.clone(), ..field.clone() });
             }
@@ -972,6 +1028,7 @@ mod tests {
     fn pipedrive() -> Pipedrive {
         Pipedrive {
             client: Client::new("t", "http://x", (Secret::new("t"), Auth::Bearer), &[], None).expect("test value"),
+            budget: 30_000,
             markers: Markers::default(),
             users: OnceCell::new(),
             stages: OnceCell::new(),

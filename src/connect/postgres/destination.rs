@@ -110,6 +110,7 @@ impl PostgresDestination {
                 required: c.not_null && !c.has_default && !c.primary_key,
                 max_length: c.max_length,
                 picklist,
+                multiple: false,
             });
         }
         let table = Arc::new(Table {
