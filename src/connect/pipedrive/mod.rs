@@ -26,7 +26,7 @@ use color_eyre::eyre::{Result, eyre};
 use indexmap::IndexMap;
 use reqwest::Method;
 use serde_json::{Map, Value as Json, json};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::OnceCell;
@@ -520,14 +520,15 @@ impl Pipedrive {
     /// Notes as written, found among the notes of their parent (a deal, else a person, else an
     /// organization) with the same content; each note found once. A note with no parent or no
     /// content cannot be told apart: not found.
-    async fn find_notes(&self, wanted: &[(String, Json)]) -> Result<Vec<Option<String>>> {
-        let parent =
-            |w: &Json| ["deal_id", "person_id", "org_id"].into_iter().find_map(|f| text(&w[f]).map(|id| (f, id)));
+    async fn find_notes(&self, wanted: &[(String, Json)], taken: &HashSet<String>) -> Result<Vec<Option<String>>> {
         let content = |v: &Json| text(&v["content"]).map(|c| c.trim().to_string());
-        let mut by_parent: IndexMap<(&str, String), Vec<(String, String)>> = IndexMap::new();
+        // A note's time tells apart two notes of one parent that say the same thing.
+        let time = |v: &Json| text(&v["add_time"]).and_then(|t| crate::compare::instant(&t));
+        type Found = (String, String, Option<chrono::DateTime<chrono::Utc>>);
+        let mut by_parent: IndexMap<(&str, String), Vec<Found>> = IndexMap::new();
         let mut out = vec![None; wanted.len()];
         for (_, w) in wanted {
-            let Some(key) = parent(w) else { continue };
+            let Some(key) = note_parent(w) else { continue };
             if by_parent.contains_key(&key) {
                 continue;
             }
@@ -535,7 +536,8 @@ impl Pipedrive {
             let mut cursor = String::new();
             loop {
                 let (page, next) = self.page_where("notes", &cursor, &[(key.0, key.1.clone())]).await?;
-                notes.extend(page.iter().filter_map(|n| Some((text(&n["id"])?, content(n)?))));
+                let free = page.iter().filter_map(|n| Some((text(&n["id"])?, content(n)?, time(n))));
+                notes.extend(free.filter(|(id, _, _)| !taken.contains(id)));
                 match next {
                     Some(n) => cursor = n,
                     None => break,
@@ -544,78 +546,135 @@ impl Pipedrive {
             by_parent.insert(key, notes);
         }
         for (i, (_, w)) in wanted.iter().enumerate() {
-            let (Some(key), Some(c)) = (parent(w), content(w)) else { continue };
+            let (Some(key), Some(c)) = (note_parent(w), content(w)) else { continue };
             let Some(notes) = by_parent.get_mut(&key) else { continue };
-            if let Some(at) = notes.iter().position(|(_, n)| *n == c) {
-                out[i] = Some(notes.remove(at).0);
+            let at = time(w);
+            if let Some(found) = notes.iter().position(|(_, n, t)| *n == c && (at.is_none() || *t == at)) {
+                out[i] = Some(notes.remove(found).0);
             }
         }
         Ok(out)
     }
 
-    async fn create_one(&self, object: &str, body: Json, source_id: Option<&str>) -> Result<WriteResult> {
+    /// Sends one create: its answer, or that the answer was lost (the write may have been
+    /// carried out) and when it was sent.
+    async fn send_create(&self, object: &str, body: &Json) -> Result<Sent> {
         let e = entity(object)?;
         let c = if e.v2 { cost::V2_CREATE } else { cost::NOTES_CREATE };
-        for attempt in 1..=6u64 {
-            let sent_at = chrono::Utc::now();
-            match self.client.send(Call::post(e.path, body.clone()).cost(c).creating()).await {
-                Ok(reply) if reply.ok() => {
-                    return Ok(text(&reply.body["data"]["id"]).ok_or_else(|| "Pipedrive answered no id".to_string()));
-                }
-                Ok(reply) => return Ok(Err(format!("Pipedrive {}", reply.message()))),
-                Err(CallError::Unknown(why)) => {
-                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
-                    match self.find_sent(object, &body, source_id, sent_at).await? {
-                        Lookup::Found(id) => return Ok(Ok(id)),
-                        Lookup::Absent => {}
-                        Lookup::Unknowable => {
-                            return Err(eyre!(
-                                "{why}: Pipedrive may have created this {object} record and Cutover cannot look it up — stopped rather than risk a duplicate"
-                            ));
-                        }
-                    }
-                }
-                Err(CallError::Fatal(why)) => return Err(eyre!(why)),
-            }
+        let sent_at = chrono::Utc::now();
+        match self.client.send(Call::post(e.path, body.clone()).cost(c).creating()).await {
+            Ok(reply) if reply.ok() => Ok(Sent::Answered(
+                text(&reply.body["data"]["id"]).ok_or_else(|| "Pipedrive answered no id".to_string()),
+            )),
+            Ok(reply) => Ok(Sent::Answered(Err(format!("Pipedrive {}", reply.message())))),
+            Err(CallError::Unknown(why)) => Ok(Sent::Unsure { why, sent_at }),
+            Err(CallError::Fatal(why)) => Err(eyre!(why)),
         }
-        Err(eyre!("Pipedrive did not confirm creating a {object} record after 6 attempts"))
     }
 
-    /// Whether a create whose answer was lost was carried out, by a consistent read — never the
-    /// search index, which lags behind writes: a record with a marker among those of its object
-    /// updated since just before it was sent; a note among its parent's notes, by content.
-    async fn find_sent(
-        &self,
-        object: &str,
-        body: &Json,
-        source_id: Option<&str>,
-        sent_at: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Lookup> {
-        if object == "notes" {
-            let wanted = [(String::new(), body.clone())];
-            let (found, lookable) = (self.find_notes(&wanted).await?, text(&body["content"]).is_some());
-            return Ok(match found.into_iter().next().flatten() {
-                Some(id) => Lookup::Found(id),
-                None if lookable => Lookup::Absent,
-                None => Lookup::Unknowable,
-            });
+    /// A batch's creates whose answers were lost, settled together: after a pause for a write
+    /// still under way, one consistent read looks for all of them; the ones found are adopted
+    /// (never a record another create of the batch holds), the ones absent are sent again — up
+    /// to six rounds.
+    async fn settle(&self, object: &str, mut unsure: Vec<Unsure>, out: &mut [Option<WriteResult>]) -> Result<()> {
+        for round in 1..=6u64 {
+            if unsure.is_empty() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(200 * round)).await;
+            let taken: HashSet<String> = out.iter().flatten().filter_map(|r| r.as_ref().ok().cloned()).collect();
+            let found = self.find_sent(object, &unsure, &taken).await?;
+            let mut again = Vec::new();
+            for (u, look) in unsure.into_iter().zip(found) {
+                match look {
+                    Lookup::Found(id) => out[u.at] = Some(Ok(id)),
+                    Lookup::Unknowable => {
+                        return Err(eyre!(
+                            "{}: Pipedrive may have created this {object} record and Cutover cannot look it up — stopped rather than risk a duplicate",
+                            u.why
+                        ));
+                    }
+                    Lookup::Absent => match self.send_create(object, &u.body).await? {
+                        Sent::Answered(r) => out[u.at] = Some(r),
+                        Sent::Unsure { why, sent_at } => again.push(Unsure { why, sent_at, ..u }),
+                    },
+                }
+            }
+            unsure = again;
         }
-        let key = self.marker_key(object).await?;
-        let (Some(key), Some(sid)) = (key.as_deref(), source_id) else { return Ok(Lookup::Unknowable) };
+        match unsure.len() {
+            0 => Ok(()),
+            n => Err(eyre!("Pipedrive did not confirm creating {n} {object} record(s) after 6 attempts")),
+        }
+    }
+
+    /// Whether creates whose answers were lost were carried out, by a consistent read — never
+    /// the search index, which lags behind writes: records with their markers among those of
+    /// their object updated since just before the first was sent; notes among their parents'
+    /// notes, by content. `taken`: records already confirmed as others'.
+    async fn find_sent(&self, object: &str, unsure: &[Unsure], taken: &HashSet<String>) -> Result<Vec<Lookup>> {
+        if object == "notes" {
+            let wanted: Vec<(String, Json)> = unsure.iter().map(|u| (String::new(), u.body.clone())).collect();
+            let found = self.find_notes(&wanted, taken).await?;
+            return Ok(found
+                .into_iter()
+                .zip(unsure)
+                .map(|(found, u)| match found {
+                    Some(id) => Lookup::Found(id),
+                    None if note_parent(&u.body).is_some() && text(&u.body["content"]).is_some() => Lookup::Absent,
+                    None => Lookup::Unknowable,
+                })
+                .collect());
+        }
+        let Some(key) = self.marker_key(object).await? else {
+            return Ok(unsure.iter().map(|_| Lookup::Unknowable).collect());
+        };
+        let Some(first) = unsure.iter().map(|u| u.sent_at).min() else { return Ok(Vec::new()) };
         // A minute of leeway for the two clocks.
-        let since = (sent_at - chrono::Duration::seconds(60)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let since = (first - chrono::Duration::seconds(60)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let mut marked: HashMap<String, String> = HashMap::new();
         let mut cursor = String::new();
         loop {
             let (page, next) = self.page_where(object, &cursor, &[("updated_since", since.clone())]).await?;
-            if let Some(r) = page.iter().find(|r| marker_of(r, key).as_deref() == Some(sid)) {
-                return Ok(text(&r["id"]).map_or(Lookup::Unknowable, Lookup::Found));
+            for r in &page {
+                if let (Some(sid), Some(id)) = (marker_of(r, &key), text(&r["id"])) {
+                    marked.entry(sid).or_insert(id);
+                }
             }
             match next {
                 Some(next) => cursor = next,
-                None => return Ok(Lookup::Absent),
+                None => break,
             }
         }
+        Ok(unsure
+            .iter()
+            .map(|u| match u.source_id.as_deref() {
+                None => Lookup::Unknowable,
+                Some(sid) => marked.get(sid).cloned().map_or(Lookup::Absent, Lookup::Found),
+            })
+            .collect())
     }
+}
+
+/// A create sent whose answer was lost.
+struct Unsure {
+    /// Its place in the batch.
+    at: usize,
+    body: Json,
+    source_id: Option<String>,
+    sent_at: chrono::DateTime<chrono::Utc>,
+    why: String,
+}
+
+/// What sending a create came to.
+enum Sent {
+    Answered(WriteResult),
+    Unsure { why: String, sent_at: chrono::DateTime<chrono::Utc> },
+}
+
+/// The parent a note hangs on, for looking it up: a deal, else a person, else an organization.
+fn note_parent(note: &Json) -> Option<(&'static str, String)> {
+    ["deal_id", "person_id", "org_id"].into_iter().find_map(|f| text(&note[f]).map(|id| (f, id)))
 }
 
 /// The fields API v2 (v1 for notes) documents as writable for an object, typed.
@@ -925,35 +984,51 @@ impl Destination for Pipedrive {
     async fn create(&self, object: &str, records: NewRecords) -> Result<Vec<WriteResult>> {
         let catalog = self.catalog(object).await?;
         let marker = self.marker_key(object).await?;
-        let mut out = Vec::with_capacity(records.rows.len());
+        let mut out: Vec<Option<WriteResult>> = vec![None; records.rows.len()];
+        let mut unsure = Vec::new();
+        let mut stopped = None;
         for (i, row) in records.rows.iter().enumerate() {
             let values: Vec<(&str, &Value)> = records.fields.iter().map(String::as_str).zip(row.iter()).collect();
             let sid = records.marks.as_ref().map(|m| m.source_ids[i].as_str()).filter(|_| marker.is_some());
             let body = match self.body(&catalog, object, &values, marker.as_deref().zip(sid)) {
                 Ok(body) => body,
                 Err(refused) => {
-                    out.push(Err(format!("Pipedrive cannot take it: {refused}")));
+                    out[i] = Some(Err(format!("Pipedrive cannot take it: {refused}")));
                     continue;
                 }
             };
-            match self.create_one(object, body, sid).await {
-                Ok(r) => out.push(r),
-                // The batch stops uncommitted, none of its records failed: its creates are
-                // journaled, and the next attempt finds the ones Pipedrive confirmed (by marker,
-                // a note by parent and content). Without a marker to find them by, the confirmed
-                // are reported and the rest of the batch is not written.
-                Err(e) if out.is_empty() || marker.is_some() || object == "notes" => {
-                    tracing::warn!(object, confirmed = out.len(), "Pipedrive stopped a batch: {e:#}");
-                    return Err(e);
+            match self.send_create(object, &body).await {
+                Ok(Sent::Answered(r)) => out[i] = Some(r),
+                Ok(Sent::Unsure { why, sent_at }) => {
+                    unsure.push(Unsure { at: i, body, source_id: sid.map(String::from), sent_at, why })
                 }
                 Err(e) => {
-                    tracing::warn!(object, "Pipedrive stopped answering: {e:#}");
-                    out.extend((out.len()..records.rows.len()).map(|_| Err(format!("not written: {e}"))));
-                    return Ok(out);
+                    stopped = Some(e);
+                    break;
                 }
             }
         }
-        Ok(out)
+        let pending = !unsure.is_empty();
+        if stopped.is_none()
+            && let Err(e) = self.settle(object, unsure, &mut out).await
+        {
+            stopped = Some(e);
+        }
+        match stopped {
+            None => Ok(out.into_iter().map(|r| r.unwrap_or_else(|| Err("not written".into()))).collect()),
+            // The batch stops uncommitted, none of its records failed: its creates are
+            // journaled, and the next attempt finds the ones Pipedrive carried out (by marker, a
+            // note by parent and content). Without a marker to find them by, the confirmed are
+            // reported and the rest of the batch is not written — unless an answer was lost.
+            Some(e) if pending || marker.is_some() || object == "notes" || out.iter().all(Option::is_none) => {
+                tracing::warn!(object, "Pipedrive stopped a batch: {e:#}");
+                Err(e)
+            }
+            Some(e) => {
+                tracing::warn!(object, "Pipedrive stopped answering: {e:#}");
+                Ok(out.into_iter().map(|r| r.unwrap_or_else(|| Err(format!("not written: {e}")))).collect())
+            }
+        }
     }
 
     async fn update(&self, object: &str, changes: &[Change]) -> Result<Vec<WriteResult>> {
@@ -995,7 +1070,7 @@ impl Destination for Pipedrive {
     /// read, where search lags behind a resume that follows the crash closely.
     async fn find_created(&self, object: &str, wanted: &[(String, Json)]) -> Result<Option<Vec<Option<String>>>> {
         if object == "notes" {
-            return self.find_notes(wanted).await.map(Some);
+            return self.find_notes(wanted, &HashSet::new()).await.map(Some);
         }
         Ok(None)
     }
