@@ -439,3 +439,34 @@ async fn a_spent_daily_limit_mid_batch_fails_no_record_and_the_resume_creates_no
     let shown = the_day_runs_out(0).await;
     assert!(shown.contains("daily limit is spent"), "says why: {shown}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notes_without_a_unique_marker_are_found_by_their_contact_after_lost_answers_and_a_kill() {
+    // Some portals take no unique property on notes. Notes are then looked up among their
+    // contact's notes by what was written, after a lost answer (15% faults, 3% answers cut
+    // short) and after a kill while notes are written.
+    let rules =
+        Rules { per_10s: 1000, fault_rate: 0.15, retry_after_s: 0, seed: 5, truncate_rate: 0.03, ..Rules::default() };
+    let server = Server::start(rules).await;
+    let (_dir, demo) = demo_project(&server, 1000);
+    if let Some(notes) = server.lock().objects.get_mut("notes") {
+        notes.properties.retain(|p| p.name != "cutover_source_id");
+    }
+    let shown = text(&cutover(&demo, &["check"]));
+    assert!(
+        shown.contains("Note: notes: the property 'cutover_source_id' does not exist there")
+            && shown.contains("among its contact's notes"),
+        "check says how notes are found instead: {shown}"
+    );
+    common::run_killed_when(&demo, &[("CUTOVER_HUBSPOT_TOKEN", TOKEN)], 180, || server.records("notes").len() >= 1500)
+        .await;
+    let shown = text(&cutover(&demo, &["run", "--resume"]));
+    assert!(shown.contains("completed") && shown.contains("Every record accounted for: yes"), "{shown}");
+    let notes = server.records("notes");
+    let distinct: HashSet<String> =
+        notes.iter().map(|n| format!("{:?}|{:?}", n.get("hs_note_body"), n.get("hs_timestamp"))).collect();
+    assert_eq!(notes.len(), 5932, "every note once");
+    assert_eq!(distinct.len(), notes.len(), "no note twice");
+    assert!(server.lock().seen.injected > 20);
+    assert_no_duplicates(&server, "contacts", 3366);
+}

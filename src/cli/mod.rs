@@ -615,6 +615,9 @@ async fn check_command(project: Option<PathBuf>) -> i32 {
                     }
                 );
             }
+            for notice in dest.notices() {
+                say!("Note: {notice}.");
+            }
             EXIT_OK
         }
     }

@@ -94,6 +94,9 @@ impl Destination for DryRunDestination {
     fn cost_of(&self, writes: &[super::PlannedWrites]) -> Option<Vec<String>> {
         self.inner.cost_of(writes)
     }
+    fn notices(&self) -> Vec<String> {
+        self.inner.notices()
+    }
     async fn marked(&self, namespace: &str, object: &str) -> Result<Vec<(String, String)>> {
         self.inner.marked(namespace, object).await
     }

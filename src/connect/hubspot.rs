@@ -24,7 +24,7 @@ use color_eyre::eyre::{Result, WrapErr, eyre};
 use futures_util::future::join_all;
 use indexmap::IndexMap;
 use serde_json::{Map, Value as Json, json};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,6 +44,8 @@ pub struct HubSpot {
     objects: Mutex<HashMap<String, Arc<Object>>>,
     /// The portal's owner ids, once read.
     owners: Mutex<Option<Vec<String>>>,
+    /// What `check` should say of how this portal is written (an object without a marker).
+    notices: Mutex<Vec<String>>,
 }
 
 /// One association field: the project's name for it, the object it points at, and its type.
@@ -59,6 +61,18 @@ struct Object {
     /// Every property name, writable or not (what a source reads).
     properties: Vec<String>,
     links: Vec<Link>,
+    marking: Marking,
+}
+
+/// How a record HubSpot may have created unseen is found again.
+#[derive(Debug, Clone, PartialEq)]
+enum Marking {
+    /// By its source id in this unique property (read as `idProperty`).
+    ByProperty(String),
+    /// Among its parent's records (through its first association), by the values written.
+    ByParent,
+    /// It cannot be: a lost answer stops the batch.
+    None,
 }
 
 impl Object {
@@ -69,6 +83,17 @@ impl Object {
     fn ty(&self, field: &str) -> FieldType {
         self.schema.field(field).map_or(FieldType::Text, |f| f.ty)
     }
+
+    /// The parent a record written with these values hangs on: its first association that has
+    /// a value.
+    fn parent_of<'a>(&'a self, written: &Map<String, Json>) -> Option<(&'a Link, String)> {
+        self.links.iter().find_map(|l| written.get(&l.field).and_then(json_text).map(|id| (l, id)))
+    }
+}
+
+/// A row as written: field → value (null for none), as the journal keeps it.
+fn written_values(fields: &[String], row: &[Value]) -> Map<String, Json> {
+    fields.iter().zip(row).map(|(f, v)| (f.clone(), v.clone().map_or(Json::Null, Json::String))).collect()
 }
 
 impl HubSpot {
@@ -87,12 +112,21 @@ impl HubSpot {
             types,
             objects: Mutex::default(),
             owners: Mutex::default(),
+            notices: Mutex::default(),
         })
     }
 
     /// What the client did: requests, 429s, 5xx, timeouts, retries.
     pub fn stats(&self) -> [u64; 6] {
         self.client.stats.snapshot()
+    }
+
+    fn notice(&self, line: String) -> Result<()> {
+        let mut notices = lock(&self.notices)?;
+        if !notices.contains(&line) {
+            notices.push(line);
+        }
+        Ok(())
     }
 
     async fn send(&self, call: Call<'_>) -> Result<super::http::Reply> {
@@ -114,9 +148,13 @@ impl HubSpot {
         }
         let mut fields = Vec::new();
         let mut properties = Vec::new();
+        let mut unique = Vec::new();
         for p in reply.body["results"].as_array().into_iter().flatten() {
             let Some(name) = p["name"].as_str() else { continue };
             properties.push(name.to_string());
+            if p["hasUniqueValue"].as_bool() == Some(true) {
+                unique.push(name.to_string());
+            }
             if p["modificationMetadata"]["readOnlyValue"].as_bool() == Some(true) {
                 continue;
             }
@@ -185,19 +223,39 @@ impl HubSpot {
                 multiple: false,
             });
         }
-        if let Some(m) = &self.marker {
-            if !properties.contains(m) {
+        let marking = match &self.marker {
+            None => Marking::None,
+            Some(m) if unique.contains(m) => {
+                fields.retain(|f| f.name != *m);
+                Marking::ByProperty(m.clone())
+            }
+            // Some portals take no unique property on notes: a record that hangs on a parent is
+            // found among its parent's records by what was written.
+            Some(m) if !links.is_empty() => {
+                fields.retain(|f| f.name != *m);
+                let why = if properties.contains(m) { "has no unique values" } else { "does not exist" };
+                self.notice(format!(
+                    "{object}: the property '{m}' {why} there, so {object} carry no marker; after a crash or a lost \
+                     answer, Cutover looks a {object} record up among its {}'s {object} by the values it wrote \
+                     (one read per hundred parents) before sending it again",
+                    links[0].to.trim_end_matches('s')
+                ))?;
+                tracing::warn!(object, property = %m, "no unique marker property: records are found by their parent");
+                Marking::ByParent
+            }
+            Some(m) => {
                 return Err(eyre!(
-                    "HubSpot has no property '{m}' on {object}: create it (single-line text, unique values) — it holds \
-                     each record's source id so a replay never creates a record twice — or set destination.source_id_property"
+                    "HubSpot has no property '{m}' with unique values on {object}: create it (single-line text, unique \
+                     values) — it holds each record's source id so a replay never creates a record twice — or set \
+                     destination.source_id_property"
                 ));
             }
-            fields.retain(|f| f.name != *m);
-        }
+        };
         let object_info = Arc::new(Object {
             schema: DestSchema { object: object.to_string(), id_field: "id".into(), fields },
             properties,
             links,
+            marking,
         });
         self.objects
             .lock()
@@ -341,6 +399,75 @@ impl HubSpot {
         Ok(out)
     }
 
+    /// Records written with these values, each found among its parent's records of the object
+    /// (through its first association) holding every value it wrote; a record found once, and
+    /// never one of `taken`. `None` where none is there.
+    async fn find_by_parents(
+        &self,
+        object: &Object,
+        wanted: &[Map<String, Json>],
+        taken: &HashSet<String>,
+    ) -> Result<Vec<Option<String>>> {
+        let name = &object.schema.object;
+        let mut parents: IndexMap<&str, Vec<String>> = IndexMap::new();
+        for w in wanted {
+            if let Some((link, id)) = object.parent_of(w) {
+                let ids = parents.entry(link.to.as_str()).or_default();
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+        }
+        // Parent → its records of this object (associations read from the parent's side).
+        let mut children: HashMap<(String, String), Vec<String>> = HashMap::new();
+        for (to, ids) in &parents {
+            let path = format!("/crm/v4/associations/{to}/{name}/batch/read");
+            for chunk in ids.chunks(BATCH) {
+                let body = json!({ "inputs": chunk.iter().map(|id| json!({ "id": id })).collect::<Vec<_>>() });
+                let reply = self.send(Call::post(&path, body)).await?;
+                if !reply.ok() && reply.status.as_u16() != 404 {
+                    return Err(eyre!("reading the {name} of {to}: {}", reply.message()));
+                }
+                for r in reply.body["results"].as_array().into_iter().flatten() {
+                    let Some(from) = json_text(&r["from"]["id"]) else { continue };
+                    let kids = r["to"].as_array().into_iter().flatten().filter_map(|t| json_text(&t["toObjectId"]));
+                    children.entry((to.to_string(), from)).or_default().extend(kids);
+                }
+            }
+        }
+        let candidates: Vec<String> =
+            children.values().flatten().cloned().collect::<HashSet<_>>().into_iter().collect();
+        let linked: HashSet<&str> = object.links.iter().map(|l| l.field.as_str()).collect();
+        let written: Vec<String> = wanted
+            .iter()
+            .flat_map(|w| w.keys())
+            .filter(|f| !linked.contains(f.as_str()))
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let held = self.batch_read(name, &candidates, &written, None).await?;
+        let mut adopted: HashSet<String> = HashSet::new();
+        Ok(wanted
+            .iter()
+            .map(|w| {
+                let (link, parent) = object.parent_of(w)?;
+                let kids = children.get(&(link.to.clone(), parent))?;
+                let holds = |id: &String| {
+                    held.get(id).is_some_and(|props| {
+                        w.iter().filter(|(f, _)| !linked.contains(f.as_str())).all(|(f, v)| {
+                            let v = json_text(v);
+                            crate::compare::same(object.ty(f), v.as_deref(), json_text(&props[f]).as_deref())
+                        })
+                    })
+                };
+                let id = kids.iter().find(|id| !taken.contains(*id) && !adopted.contains(*id) && holds(id))?.clone();
+                adopted.insert(id.clone());
+                Some(id)
+            })
+            .collect())
+    }
+
     /// For each id, the first record it is associated with through `link`.
     async fn linked(&self, object: &str, link: &Link, ids: &[String]) -> Result<HashMap<String, String>> {
         let path = format!("/crm/v4/associations/{object}/{}/batch/read", link.to);
@@ -460,7 +587,8 @@ impl HubSpot {
         rows: Vec<usize>,
         results: &Mutex<Vec<Option<WriteResult>>>,
     ) -> Result<Option<Refused>> {
-        let marks = records.marks.as_ref().map(|m| m.source_ids.as_slice()).filter(|_| self.marker.is_some());
+        let by_property = matches!(object.marking, Marking::ByProperty(_));
+        let marks = records.marks.as_ref().map(|m| m.source_ids.as_slice()).filter(|_| by_property);
         let path = format!("/crm/v3/objects/{}/batch/create", object.schema.object);
         let mut pending = rows;
         let mut unknown = 0;
@@ -493,23 +621,43 @@ impl HubSpot {
                 }
                 Err(CallError::Unknown(why)) => {
                     unknown += 1;
-                    let Some(sids) = marks else {
+                    if object.marking == Marking::None {
                         return Err(eyre!(
                             "{why}: HubSpot may have created some of these {} records, and without \
                              destination.source_id_property Cutover cannot tell which — stopped rather than risk duplicates",
                             pending.len()
                         ));
-                    };
+                    }
                     if unknown > UNKNOWN_ATTEMPTS {
                         return Err(eyre!("{why} ({unknown} attempts)"));
                     }
                     tokio::time::sleep(Duration::from_millis(200 * u64::from(unknown))).await;
                     // Find out what HubSpot did before sending again.
-                    let wanted: Vec<String> = pending.iter().map(|&i| sids[i].clone()).collect();
-                    let marker = self.marker.as_deref();
-                    let found = self.batch_read(&object.schema.object, &wanted, &[], marker).await?;
+                    let found: Vec<Option<String>> = match (marks, &object.marking) {
+                        (Some(sids), Marking::ByProperty(marker)) => {
+                            let wanted: Vec<String> = pending.iter().map(|&i| sids[i].clone()).collect();
+                            let found = self.batch_read(&object.schema.object, &wanted, &[], Some(marker)).await?;
+                            wanted.iter().map(|sid| found.get(sid).and_then(|p| json_text(&p["__id"]))).collect()
+                        }
+                        _ => {
+                            let wanted: Vec<Map<String, Json>> =
+                                pending.iter().map(|&i| written_values(&records.fields, &records.rows[i])).collect();
+                            if let Some(w) = wanted.iter().find(|w| object.parent_of(w).is_none()) {
+                                return Err(eyre!(
+                                    "{why}: HubSpot may have created this {} record, which has no parent to look it up \
+                                     by ({}) — stopped rather than risk a duplicate",
+                                    object.schema.object,
+                                    Json::Object(w.clone())
+                                ));
+                            }
+                            let taken: HashSet<String> =
+                                lock(results)?.iter().flatten().filter_map(|r| r.as_ref().ok().cloned()).collect();
+                            self.find_by_parents(object, &wanted, &taken).await?
+                        }
+                    };
                     let mut r = lock(results)?;
-                    pending.retain(|&i| match found.get(&sids[i]).and_then(|p| json_text(&p["__id"])) {
+                    let mut found = found.into_iter();
+                    pending.retain(|&i| match found.next().flatten() {
                         Some(id) => {
                             r[i] = Some(Ok(id));
                             false
@@ -834,7 +982,7 @@ impl Destination for HubSpot {
             // With a marker the engine's batch stops uncommitted, none of its records failed:
             // its creates were journaled, and the next attempt adopts what HubSpot confirmed
             // (a spent daily limit failed hundreds of records that had done nothing wrong).
-            if done == 0 || self.marker.is_some() {
+            if done == 0 || info.marking != Marking::None {
                 if done > 0 {
                     tracing::warn!(object, confirmed = done, "a HubSpot batch stopped: {e:#}");
                 }
@@ -896,6 +1044,10 @@ impl Destination for HubSpot {
         Ok(out)
     }
 
+    fn notices(&self) -> Vec<String> {
+        lock(&self.notices).map(|n| n.clone()).unwrap_or_default()
+    }
+
     fn daily_requests_left(&self) -> Option<u64> {
         self.client.stats.daily_left()
     }
@@ -907,22 +1059,31 @@ impl Destination for HubSpot {
 
     /// By marker, a hundred a request (the unique property as `idProperty`): not the whole
     /// object listed at the start of every run.
+    /// An object without a marker: among each record's parent's records, by what it wrote.
     async fn find_created(&self, object: &str, wanted: &[(String, Json)]) -> Result<Option<Vec<Option<String>>>> {
-        let Some(marker) = self.marker.clone() else { return Ok(None) };
-        self.object(object).await?;
+        let info = self.object(object).await?;
         if wanted.is_empty() {
             return Ok(Some(Vec::new()));
         }
-        let keys: Vec<String> = wanted.iter().map(|(m, _)| m.clone()).collect();
-        let found = self.batch_read(object, &keys, &[], Some(&marker)).await?;
-        Ok(Some(keys.iter().map(|k| found.get(k).and_then(|p| json_text(&p["__id"]))).collect()))
+        match &info.marking {
+            Marking::None => Ok(None),
+            Marking::ByProperty(marker) => {
+                let keys: Vec<String> = wanted.iter().map(|(m, _)| m.clone()).collect();
+                let found = self.batch_read(object, &keys, &[], Some(marker)).await?;
+                Ok(Some(keys.iter().map(|k| found.get(k).and_then(|p| json_text(&p["__id"]))).collect()))
+            }
+            Marking::ByParent => {
+                let written: Vec<Map<String, Json>> =
+                    wanted.iter().map(|(_, w)| w.as_object().cloned().unwrap_or_default()).collect();
+                self.find_by_parents(&info, &written, &HashSet::new()).await.map(Some)
+            }
+        }
     }
 
     async fn marked(&self, _namespace: &str, object: &str) -> Result<Vec<(String, String)>> {
-        let Some(marker) = self.marker.clone() else {
+        let Marking::ByProperty(marker) = self.object(object).await?.marking.clone() else {
             return Ok(Vec::new());
         };
-        self.object(object).await?;
         let mut out = Vec::new();
         let mut after = String::new();
         loop {

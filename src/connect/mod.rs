@@ -170,6 +170,12 @@ pub trait Destination: Send + Sync {
         None
     }
 
+    /// What `check` should tell of how this destination will be written, found while reading
+    /// its schemas (an object that cannot carry a marker, and how its records are found instead).
+    fn notices(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     async fn record_count(&self, _object: &str) -> Result<Option<u64>> {
         Ok(None)
     }

@@ -505,11 +505,20 @@ fn route(s: &mut State, method: &Method, p: &[&str], query: &[(String, String)],
                 .iter()
                 .filter_map(|i| i["id"].as_str().and_then(|v| v.parse::<u64>().ok()))
                 .map(|id| {
+                    // Associations read from either end, as HubSpot keeps them.
                     let to_list: Vec<Value> = s
                         .associations
                         .iter()
-                        .filter(|a| a.0 == *from && a.1 == id && a.2 == *to)
-                        .map(|a| json!({ "toObjectId": a.3, "associationTypes": [{ "category": "HUBSPOT_DEFINED", "typeId": a.4, "label": null }] }))
+                        .filter_map(|a| {
+                            if a.0 == *from && a.1 == id && a.2 == *to {
+                                Some((a.3, a.4))
+                            } else if a.2 == *from && a.3 == id && a.0 == *to {
+                                Some((a.1, a.4))
+                            } else {
+                                None
+                            }
+                        })
+                        .map(|(other, ty)| json!({ "toObjectId": other, "associationTypes": [{ "category": "HUBSPOT_DEFINED", "typeId": ty, "label": null }] }))
                         .collect();
                     json!({ "from": { "id": id.to_string() }, "to": to_list })
                 })
