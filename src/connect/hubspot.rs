@@ -236,8 +236,7 @@ impl HubSpot {
                 let why = if properties.contains(m) { "has no unique values" } else { "does not exist" };
                 self.notice(format!(
                     "{object}: the property '{m}' {why} there, so {object} carry no marker; after a crash or a lost \
-                     answer, Cutover looks a {object} record up among its {}'s {object} by the values it wrote \
-                     (one read per hundred parents) before sending it again",
+                     answer, each is looked up among its {}'s {object} by the values it wrote before it is sent again",
                     links[0].to.trim_end_matches('s')
                 ))?;
                 tracing::warn!(object, property = %m, "no unique marker property: records are found by their parent");
