@@ -7,7 +7,6 @@
 //! engine; `cli` is the command line.
 
 pub mod bench;
-pub mod bench_linkage;
 pub mod cli;
 pub mod compare;
 pub mod config;

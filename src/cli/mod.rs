@@ -269,6 +269,12 @@ pub enum Command {
         /// holds them, by EM-weighted comparison and by exact keys, and print precision and recall.
         #[arg(long)]
         linkage: bool,
+        /// Rounds of each tool, round-robin (the figures are their medians).
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+        /// Only migrate the bench project already in --dir (how the bench runs Cutover itself).
+        #[arg(long, requires = "dir", hide = true)]
+        run_only: bool,
     },
 }
 
@@ -356,9 +362,10 @@ async fn dispatch(command: Command) -> i32 {
             let filter = crate::store::export::ExportFilter { object, status, run };
             reconcile::export_command(what, project, format, output, filter)
         }
-        Command::Bench { linkage: true, records, existing, .. } => crate::bench_linkage::command(records, existing),
-        Command::Bench { records, existing, batch_size, dir, .. } => {
-            crate::bench::command(records, existing, batch_size, dir).await
+        Command::Bench { linkage: true, records, existing, .. } => crate::bench::linkage::command(records, existing),
+        Command::Bench { records, existing, batch_size, dir, rounds, run_only, .. } => {
+            crate::bench::command(crate::bench::BenchArgs { records, existing, batch_size, dir, rounds, run_only })
+                .await
         }
     }
 }
