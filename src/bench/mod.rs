@@ -109,7 +109,8 @@ pub fn generate(dir: &Path, records: u64, existing: u64, batch_size: usize) -> R
     w.write_record(["id", "name", "email", "phone", "owner_name", "add_time", "notes"])?;
     let stride = records.checked_div(existing).map_or(u64::MAX, |s| s.max(1));
     for i in 0..records {
-        // One in 40 repeats an earlier person's email in another case: the same person twice.
+        // One in 40 repeats an earlier person (name, phone, and email in another case): the
+        // same person twice in one export.
         let person = if i % 40 == 39 { i - 17 } else { i };
         let email = if i % 3 == 0 || person != i {
             format!("Person.{person}@Example{}.com", person % 997)
@@ -125,11 +126,11 @@ pub fn generate(dir: &Path, records: u64, existing: u64, batch_size: usize) -> R
         let phone = match i % 250 {
             7 => "n/a".to_string(),
             130 => "000".to_string(),
-            _ => phone(i, i),
+            _ => phone(person, i),
         };
         let owner = if i % 400 == 11 { "Former Employee" } else { OWNERS[(i % 10) as usize] };
         let notes = if i % 20 == 3 { NOTES[(i / 20 % 5) as usize] } else { "" };
-        w.write_record([&i.to_string(), &format!("First{} Last{}", i % 5000, i), &email, &phone, owner, &date, notes])?;
+        w.write_record([&i.to_string(), &format!("First{} Last{}", person % 5000, person), &email, &phone, owner, &date, notes])?;
     }
     w.flush()?;
     let db = dir.join("destination.db");
