@@ -70,10 +70,16 @@ pub fn same(ty: FieldType, expected: Option<&str>, actual: Option<&str>) -> bool
                 FieldType::Email => e.eq_ignore_ascii_case(a),
                 FieldType::Datetime => matches!((instant(e), instant(a)), (Some(x), Some(y)) if x == y),
                 FieldType::Date => matches!((day(e), day(a)), (Some(x), Some(y)) if x == y),
+                // Line endings are how a system stores text, not what it says.
+                _ if e.contains('\r') || a.contains('\r') => unix_lines(e) == unix_lines(a),
                 _ => false,
             }
         }
     }
+}
+
+fn unix_lines(text: &str) -> String {
+    text.replace("\r\n", "\n").replace('\r', "\n")
 }
 
 /// The value a distribution counts: numbers and booleans in one spelling, blanks as none.
@@ -118,6 +124,12 @@ mod tests {
         assert!(same(FieldType::Datetime, Some("2024-03-05T14:05:00Z"), Some("2024-03-05 16:05:00+02")));
         assert!(same(FieldType::Datetime, Some("2024-03-05T14:05:00Z"), Some("2024-03-05 14:05:00")));
         assert!(!same(FieldType::Datetime, Some("2024-03-05T14:05:00Z"), Some("2024-03-05 14:05:01")));
+    }
+
+    #[test]
+    fn line_endings_are_how_text_is_kept_not_what_it_says() {
+        assert!(same(FieldType::Text, Some("Call back\r\nTuesday"), Some("Call back\nTuesday")));
+        assert!(!same(FieldType::Text, Some("Call back\r\nTuesday"), Some("Call back Tuesday")));
     }
 
     #[test]

@@ -104,7 +104,12 @@ async fn the_demo_migrates_from_pipedrive_and_every_call_matches_the_openapi_fil
 async fn the_demo_lands_in_pipedrive_and_reads_back_identical() {
     // Stages and pipelines come two a page: every page is read.
     let server = Server::start(Rules { stage_page: 2, ..Rules::default() }).await;
-    let (_dir, demo) = demo_into_an_empty_account(&server, |toml| toml);
+    // Stages by name: no translation table of stage ids needed.
+    let (_dir, demo) = demo_into_an_empty_account(&server, |toml| {
+        let by_id = "stage_id = { from = \"stage\", translate = \"stages\" }";
+        assert!(toml.contains(by_id), "the project maps stages by id: update this test");
+        toml.replace(by_id, "stage = { from = \"stage\" }")
+    });
     // Labels are a multi-select: two of the account's labels land, one it lacks is held.
     let persons = demo.join("source/persons.csv");
     let csv = std::fs::read_to_string(&persons).expect("persons");
@@ -141,6 +146,8 @@ async fn the_demo_lands_in_pipedrive_and_reads_back_identical() {
         .filter(|l| l.contains("'VIP' is not an allowed value of 'label_ids'"))
         .count();
     assert_eq!(held, 3, "a label the account lacks waits in the queue");
+    let staged = server.records("deals").iter().filter(|d| d["stage_id"].as_u64().is_some()).count();
+    assert_eq!(staged, server.records("deals").len(), "every deal's stage, by name");
     let won = server.records("deals").iter().filter(|d| d["status"] == "won").count();
     assert!(won > 100, "won deals arrive won: {won}");
     let note_time = server.records("notes").iter().filter_map(|n| n["add_time"].as_str().map(String::from)).next();
@@ -158,6 +165,15 @@ async fn the_demo_lands_in_pipedrive_and_reads_back_identical() {
         .filter(|r| r.path.starts_with("/v1/notes/") && r.method == "GET")
         .count();
     assert!(one_by_one < 100, "{one_by_one} notes read one by one");
+    // The same export again changes nothing: values the account spells its own way (a note's
+    // time, an amount's trailing zero) are the values sent.
+    let before = server.lock().requests.len();
+    let shown = text(&cutover(&demo, &["run"]));
+    assert!(shown.contains("Every record accounted for: yes"), "{shown}");
+    let updated = audit_rows(&demo, &["--run", "2", "--status", "updated"]);
+    let writes =
+        server.lock().requests[before..].iter().filter(|r| matches!(r.method.as_str(), "PUT" | "PATCH")).count();
+    assert_eq!((updated, writes), (0, 0), "a re-run of the same data updates nothing");
     assert_requests_match_the_spec(&server);
 }
 
@@ -177,6 +193,16 @@ async fn a_marker_field_belongs_to_one_entity_and_check_says_which_one_is_missin
     assert!(shown.contains("not the key of an organizations field") && shown.contains("marker_fields"), "{shown}");
     assert!(shown.contains("not the key of a deals field"), "{shown}");
     assert!(!shown.contains("persons field"), "{shown}");
+    // An option field cannot hold source ids.
+    let toml = std::fs::read_to_string(demo.join("cutover.toml")).expect("toml");
+    let enum_marker = toml.replace(
+        &format!("source_id_property = \"{persons_key}\""),
+        &format!("source_id_property = \"{MARKER}\"\nmarker_fields = {{ organizations = \"Industry\" }}"),
+    );
+    std::fs::write(demo.join("cutover.toml"), enum_marker).expect("toml");
+    let shown = text(&cutover(&demo, &["check"]));
+    assert!(shown.contains("'Industry' is organizations' enum field"), "{shown}");
+    std::fs::write(demo.join("cutover.toml"), toml).expect("toml");
     // Each object named its own field — organizations' by a name of their own, the rest by the
     // shared name; the organization's website by its key.
     let legacy = server.lock().add_custom("organizations", "Legacy id", "varchar", &[]);
@@ -255,7 +281,8 @@ fn assert_created_once(server: &Server, demo: &Path, object: &str) -> usize {
 /// Kills a run into Pipedrive once `object` holds `at` records, then resumes it: every record of
 /// `object` in the account is exactly one `created` outcome of the audit — none sent twice.
 async fn killed_while_writing(object: &str, at: usize) {
-    let server = Server::start(Rules::default()).await;
+    // Notes kept as HTML: a note is looked up by its words, not the bytes it was sent as.
+    let server = Server::start(Rules { notes_as_html: true, ..Rules::default() }).await;
     // Paced at ~400 requests/s, so that the kill lands while it writes.
     let (_dir, demo) =
         demo_into_an_empty_account(&server, |toml| toml.replace("rate_limit = 100000", "rate_limit = 800"));
@@ -282,7 +309,13 @@ async fn a_run_killed_while_writing_persons_resumes_without_a_duplicate_person()
 async fn lost_answers_and_a_lagging_search_index_duplicate_nothing() {
     // 5% of creates are carried out and their answer lost; new records reach the search index a
     // second late. A lost answer is settled by a consistent read, not by search.
-    let rules = Rules { lose_rate: 0.05, search_lag: std::time::Duration::from_secs(1), seed: 3, ..Rules::default() };
+    let rules = Rules {
+        lose_rate: 0.05,
+        search_lag: std::time::Duration::from_secs(1),
+        seed: 3,
+        notes_as_html: true,
+        ..Rules::default()
+    };
     let server = Server::start(rules).await;
     let (_dir, demo) = demo_into_an_empty_account(&server, |toml| toml);
     let shown = text(&cutover(&demo, &["run"]));
@@ -300,11 +333,15 @@ async fn a_spent_daily_budget_stops_the_run_saying_when_and_a_resume_the_next_da
     // A budget that runs out among the persons.
     let rules = Rules { daily_tokens: 20_000, ..Rules::default() };
     let server = Server::start(rules).await;
-    let (_dir, demo) = demo_into_an_empty_account(&server, |toml| toml);
+    // No reserve: the run goes on until the account answers 429 for the day.
+    let (_dir, demo) = demo_into_an_empty_account(&server, |toml| {
+        toml.replace("daily_tokens = 100000000", "daily_tokens = 100000000\ndaily_reserve = 0")
+    });
     let started = std::time::Instant::now();
     let out = cutover(&demo, &["run"]);
     let shown = text(&out);
     assert_ne!(out.status.code(), Some(0), "{shown}");
+    assert!(server.lock().throttled > 0, "the day's 429 was met");
     assert!(started.elapsed().as_secs() < 60, "stopped at once, not after minutes of retries");
     assert!(shown.contains("daily") && shown.contains("resets in"), "says why and when: {shown}");
     assert!(shown.contains("run --resume"), "and what to do: {shown}");
@@ -397,4 +434,28 @@ async fn a_note_an_interrupted_attempt_sent_is_told_from_its_parents_note_that_s
     let found = pd.find_created("notes", &[("m".into(), written)]).await.expect("lookup").expect("notes can");
     assert_eq!(found, vec![Some(ids[1].clone())], "the later-sent note, not the first with those words");
     assert_requests_match_the_spec(&server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reserve_stops_the_run_before_the_days_budget_mid_batch_halted_not_failed() {
+    // 20,000 tokens: the budget ends in the middle of a batch of 500 persons (2,500 tokens).
+    // The account says on every answer what is left; the run stops before the reserve is
+    // spent, never meeting the day's 429, and the run is halted — resumable — not failed.
+    let server = Server::start(Rules { daily_tokens: 20_000, ..Rules::default() }).await;
+    let (_dir, demo) = demo_into_an_empty_account(&server, |toml| toml);
+    let out = cutover(&demo, &["run"]);
+    let shown = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("fewer than the 500 kept in reserve") && shown.contains("run --resume"), "{shown}");
+    assert_eq!(server.lock().throttled, 0, "no 429: stopped before the budget ran out");
+    assert!(server.lock().spent > 19_000, "and not long before: {}", server.lock().spent);
+    let runs = text(&cutover(&demo, &["runs"]));
+    assert!(runs.contains("full — halted"), "{runs}");
+    assert_eq!(audit_rows(&demo, &["--status", "failed"]), 0);
+    server.lock().rules.daily_tokens = u64::MAX;
+    let shown = text(&cutover(&demo, &["run", "--resume"]));
+    assert!(shown.contains("Every record accounted for: yes"), "{shown}");
+    for object in ["organizations", "persons", "deals", "notes"] {
+        assert_created_once(&server, &demo, object);
+    }
 }

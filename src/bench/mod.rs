@@ -130,7 +130,15 @@ pub fn generate(dir: &Path, records: u64, existing: u64, batch_size: usize) -> R
         };
         let owner = if i % 400 == 11 { "Former Employee" } else { OWNERS[(i % 10) as usize] };
         let notes = if i % 20 == 3 { NOTES[(i / 20 % 5) as usize] } else { "" };
-        w.write_record([&i.to_string(), &format!("First{} Last{}", person % 5000, person), &email, &phone, owner, &date, notes])?;
+        w.write_record([
+            &i.to_string(),
+            &format!("First{} Last{}", person % 5000, person),
+            &email,
+            &phone,
+            owner,
+            &date,
+            notes,
+        ])?;
     }
     w.flush()?;
     let db = dir.join("destination.db");

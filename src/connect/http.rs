@@ -175,14 +175,25 @@ pub enum CallError {
     Unknown(String),
     /// Nothing the connector can do about it (refused token, retries exhausted, unreachable).
     Fatal(String),
+    /// The day's allowance is spent, or about to be (the API's daily limit, the project's token
+    /// budget, the reserve kept for others): the run stops, resumably, until it resets.
+    Spent(String),
 }
 
 impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CallError::Unknown(m) | CallError::Fatal(m) => f.write_str(m),
+            CallError::Unknown(m) | CallError::Fatal(m) | CallError::Spent(m) => f.write_str(m),
         }
     }
+}
+
+/// Why a run must stop for today, if that is what stopped it.
+pub fn spent_for_today(e: &color_eyre::eyre::Report) -> Option<String> {
+    e.chain().find_map(|c| match c.downcast_ref::<CallError>() {
+        Some(CallError::Spent(m)) => Some(m.clone()),
+        _ => None,
+    })
 }
 
 impl std::error::Error for CallError {}
@@ -330,7 +341,7 @@ impl Client {
                 use governor::clock::Clock;
                 let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
                 if wait > BUDGET_WAIT {
-                    return Err(CallError::Fatal(format!(
+                    return Err(CallError::Spent(format!(
                         "the daily token budget this project allows {} (daily_tokens = {max}) is spent: the next call \
                          would wait {}. Stopped; records of the unfinished batch are not lost — `cutover run --resume` \
                          continues once the budget refills (raise daily_tokens if your account allows more)",
@@ -381,7 +392,7 @@ impl Client {
                     } else if let Some(resets) = limits.as_ref().and_then(|h| daily_limit_spent(h, &reply)) {
                         // Not a burst to wait out: nothing more today. Stop now, resumably.
                         self.stats.throttled.fetch_add(1, Ordering::Relaxed);
-                        return Err(CallError::Fatal(format!(
+                        return Err(CallError::Spent(format!(
                             "{}'s daily limit is spent ({}){resets}: stopped. Records of the unfinished batch are not \
                              lost — `cutover run --resume` continues from the last committed batch once it resets",
                             self.name,

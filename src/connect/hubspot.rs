@@ -665,6 +665,7 @@ impl HubSpot {
                     });
                 }
                 Err(CallError::Fatal(why)) => return Err(eyre!(why)),
+                Err(spent @ CallError::Spent(_)) => return Err(eyre!(spent)),
             }
         }
         Ok(None)

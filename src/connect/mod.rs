@@ -104,6 +104,9 @@ pub struct Change {
     pub values: Vec<(String, Value)>,
 }
 
+/// Requests of a CRM's daily allowance a run leaves unspent unless the project says otherwise.
+pub const DAILY_RESERVE: u64 = 500;
+
 /// The writes a run would make into one destination object, as a preview counted them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedWrites {

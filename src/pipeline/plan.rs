@@ -148,6 +148,11 @@ impl RepeatRow {
 }
 
 impl ObjectPlan {
+    /// The destination type of each of `dest_fields` (text where the schema does not say).
+    pub fn dest_types(&self) -> Vec<crate::model::FieldType> {
+        self.dest_fields.iter().map(|f| self.schema.field(f).map_or(crate::model::FieldType::Text, |d| d.ty)).collect()
+    }
+
     pub fn build(
         project: &LoadedConfig,
         name: &str,

@@ -59,8 +59,7 @@ impl RunSummary {
     }
 }
 
-/// Requests of a CRM's daily allowance a run leaves unspent unless the project says otherwise.
-pub const DAILY_RESERVE: u64 = 500;
+pub use crate::connect::DAILY_RESERVE;
 
 /// Why a run did not finish: `started` tells whether any record was touched.
 #[derive(Debug)]
@@ -385,6 +384,12 @@ impl Engine {
     ) -> std::result::Result<RunSummary, RunFailure> {
         let failure = |error| RunFailure { started: true, error };
         let store = self.store.clone();
+        // The day's allowance spent (or about to be) is a halt, not a failure: the run resumes
+        // tomorrow. The batch it stopped in was not committed; its journal stays for the resume.
+        let (result, uncommitted) = match result {
+            Err(e) if let Some(why) = crate::connect::http::spent_for_today(&e) => (Ok(Finish::Halted(why)), true),
+            other => (other, false),
+        };
         match result {
             Ok(finish) => {
                 let (state, reason) = match &finish {
@@ -394,7 +399,9 @@ impl Engine {
                 };
                 sync(|| lock(&store)?.finish_run(run_id, state, reason)).map_err(failure)?;
                 // Every batch of this attempt is committed: its journal has nothing left to replay.
-                sync(|| self.journal()?.clear(run_id)).map_err(failure)?;
+                if !uncommitted {
+                    sync(|| self.journal()?.clear(run_id)).map_err(failure)?;
+                }
                 let objects = sync(|| lock(&store)?.run_counts(run_id)).map_err(failure)?;
                 self.progress.send_modify(|p| {
                     p.state = match &finish {

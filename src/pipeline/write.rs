@@ -4,7 +4,7 @@
 
 use super::plan::ObjectPlan;
 use crate::connect::{Change, Destination, Marks, NewRecords, WriteResult};
-use crate::model::Value;
+use crate::model::{FieldType, Value};
 use color_eyre::eyre::{Result, eyre};
 use indexmap::IndexMap;
 
@@ -18,16 +18,23 @@ pub struct PlannedUpdate {
     pub detail: String,
 }
 
-/// Compares the destination's current values (blanks as `None`) with the final ones. The
+/// Compares the destination's current values (blanks as `None`) with the final ones, each as its
+/// field's type holds it — `92872.90` is the `92872.9` a destination hands back, a date-time is
+/// the same instant however it is spelled — so a re-run of unchanged data changes nothing. The
 /// before-image keeps the values as `stored` (an empty string told apart from NULL) when given.
 pub fn plan_update(
     fields: &[String],
+    types: &[FieldType],
     dest_id: &str,
     current: &[Value],
     stored: Option<&[Value]>,
     target: &[Value],
 ) -> Result<PlannedUpdate> {
-    let changed: Vec<usize> = (0..fields.len()).filter(|&f| current.get(f) != target.get(f)).collect();
+    let ty = |f: usize| types.get(f).copied().unwrap_or(FieldType::Text);
+    let value = |v: &[Value], f: usize| v.get(f).cloned().flatten();
+    let changed: Vec<usize> = (0..fields.len())
+        .filter(|&f| !crate::compare::same(ty(f), value(target, f).as_deref(), value(current, f).as_deref()))
+        .collect();
     let before_image = if changed.is_empty() {
         None
     } else {
@@ -77,19 +84,36 @@ mod tests {
     #[test]
     fn an_update_changes_only_what_differs_and_keeps_what_it_overwrote() {
         let fields: Vec<String> = ["name", "phone", "owner"].map(String::from).to_vec();
+        let types = [FieldType::Text, FieldType::Phone, FieldType::Integer];
         let s = |v: &str| Some(v.to_string());
-        let planned =
-            plan_update(&fields, "7", &[s("Ann"), None, s("3")], None, &[s("Ann"), s("+1"), s("4")]).expect("plan");
+        let planned = plan_update(&fields, &types, "7", &[s("Ann"), None, s("3")], None, &[s("Ann"), s("+1"), s("4")])
+            .expect("plan");
         assert_eq!(planned.change.values, vec![("phone".to_string(), s("+1")), ("owner".to_string(), s("4"))]);
         assert_eq!(planned.before_image.as_deref(), Some(r#"{"phone":null,"owner":"3"}"#));
         assert_eq!(planned.detail, "changed phone, owner");
-        let same = plan_update(&fields, "7", &[s("Ann"), None, None], None, &[s("Ann"), None, None]).expect("plan");
+        let same =
+            plan_update(&fields, &types, "7", &[s("Ann"), None, None], None, &[s("Ann"), None, None]).expect("plan");
         assert!(same.change.values.is_empty() && same.before_image.is_none());
         assert_eq!(same.detail, "no change");
         // A blank stored as '' is a blank to compare, and '' again in the before-image.
         let stored = [s("Ann"), s(""), s("3")];
-        let filled = plan_update(&fields, "7", &[s("Ann"), None, s("3")], Some(&stored), &[s("Ann"), s("+1"), s("3")])
-            .expect("plan");
+        let filled =
+            plan_update(&fields, &types, "7", &[s("Ann"), None, s("3")], Some(&stored), &[s("Ann"), s("+1"), s("3")])
+                .expect("plan");
         assert_eq!(filled.before_image.as_deref(), Some(r#"{"phone":""}"#));
+    }
+
+    #[test]
+    fn a_value_the_destination_spells_its_own_way_is_no_change() {
+        let fields: Vec<String> = ["value", "add_time", "note"].map(String::from).to_vec();
+        let types = [FieldType::Decimal, FieldType::Datetime, FieldType::Text];
+        let s = |v: &str| Some(v.to_string());
+        let held = [s("92872.9"), s("2024-02-11 07:31:00"), s("Call back")];
+        let again = [s("92872.90"), s("2024-02-11T09:31:00+02:00"), s("Call back")];
+        let planned = plan_update(&fields, &types, "7", &held, None, &again).expect("plan");
+        assert_eq!(planned.detail, "no change", "{:?}", planned.change.values);
+        let moved = [s("92873"), s("2024-02-11T09:31:00Z"), s("Call back.")];
+        let planned = plan_update(&fields, &types, "7", &held, None, &moved).expect("plan");
+        assert_eq!(planned.detail, "changed value, add_time, note");
     }
 }

@@ -119,6 +119,10 @@ pub struct Rules {
     pub unknown_custom: Unknown,
     /// The most stages and pipelines one page gives (the docs: 100 by default, 500 at most).
     pub stage_page: usize,
+    /// Notes kept as HTML, as Pipedrive's editor keeps them: line breaks become `<br>`, `&`
+    /// becomes `&amp;`. The API documentation does not say what it does to a note sent as plain
+    /// text; off, a note is kept as sent.
+    pub notes_as_html: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -137,6 +141,7 @@ impl Default for Rules {
             seed: 7,
             unknown_custom: Unknown::Refuse,
             stage_page: 500,
+            notes_as_html: false,
         }
     }
 }
@@ -389,7 +394,12 @@ fn handle(state: &Arc<Mutex<State>>, method: Method, uri: Uri, headers: HeaderMa
     }
     s.window.push_back(now);
     s.spent += cost;
-    route(&mut s, method.as_str(), &path, &query, body)
+    let mut answer = route(&mut s, method.as_str(), &path, &query, body);
+    // What is left of the day's budget, on every answer.
+    if s.rules.daily_tokens != u64::MAX {
+        answer.headers_mut().insert("x-daily-requests-left", HeaderValue::from(s.rules.daily_tokens - s.spent));
+    }
+    answer
 }
 
 /// A v2 list paged by cursor (here: the offset), at most `most` a page.
@@ -575,6 +585,13 @@ fn route(s: &mut State, method: &str, path: &str, query: &[(String, String)], bo
             let mut body = body;
             if let Err(refused) = check_fields(s, collection, &mut body) {
                 return refused;
+            }
+            if collection == "notes"
+                && s.rules.notes_as_html
+                && let Some(c) = body["content"].as_str()
+            {
+                let html = c.replace('&', "&amp;").replace("\r\n", "\n").replace('\n', "<br>");
+                body["content"] = json!(html);
             }
             let id = s.next_id;
             s.next_id += 1;

@@ -111,9 +111,11 @@ pub struct Pipedrive {
     client: Client,
     /// The daily token budget the project allows (`daily_tokens`).
     budget: u64,
+    /// What the account says is left today below which no more is written (`daily_reserve`).
+    reserve: u64,
     markers: Markers,
     users: OnceCell<Vec<Json>>,
-    stages: OnceCell<(HashMap<String, String>, HashMap<String, String>)>,
+    stages: OnceCell<Stages>,
     fields: Mutex<HashMap<String, FieldNames>>,
     catalogs: Mutex<HashMap<String, Arc<Catalog>>>,
     /// Pages of the notes list in id order seen so far: (offset, first note id on it), so that
@@ -150,6 +152,7 @@ impl Pipedrive {
         Ok(Self {
             client: Client::new("Pipedrive", base, (token, Auth::Header("x-api-token")), &[burst], Some(budget))?,
             budget: u64::from(tokens),
+            reserve: conn.daily_reserve.unwrap_or(super::DAILY_RESERVE),
             markers: Markers { default: conn.source_id_property.clone(), per_object: conn.marker_fields.clone() },
             users: OnceCell::new(),
             stages: OnceCell::new(),
@@ -228,7 +231,13 @@ impl Pipedrive {
         };
         let problem = |message: String| eyre!(crate::config::KeyProblem::new(setting.clone(), message));
         match self.catalog(object).await?.find(named) {
-            Ok(Some(f)) if f.custom() => Ok(Some(f.key.clone())),
+            Ok(Some(f)) if f.custom() && matches!(f.kind.as_str(), "varchar" | "varchar_auto" | "text") => {
+                Ok(Some(f.key.clone()))
+            }
+            Ok(Some(f)) if f.custom() => Err(problem(format!(
+                "'{named}' is {object}' {} field: the source ids need a custom field of type Text",
+                f.kind
+            ))),
             Ok(Some(f)) => Err(problem(format!(
                 "'{named}' is Pipedrive's own {object} field '{}': the source ids need a custom text field of their own",
                 f.key
@@ -249,14 +258,15 @@ impl Pipedrive {
         }
     }
 
-    /// Stage id → name, and pipeline id → name.
-    async fn stage_names(&self) -> Result<&(HashMap<String, String>, HashMap<String, String>)> {
+    /// The account's stages and pipelines, every page.
+    async fn stage_names(&self) -> Result<&Stages> {
         self.stages
             .get_or_try_init(|| async {
-                let mut maps = (HashMap::new(), HashMap::new());
-                for (path, c, map) in
-                    [("/api/v2/stages", cost::STAGES, &mut maps.0), ("/api/v2/pipelines", cost::PIPELINES, &mut maps.1)]
-                {
+                let mut maps = Stages::default();
+                for (path, c, map) in [
+                    ("/api/v2/stages", cost::STAGES, &mut maps.stage),
+                    ("/api/v2/pipelines", cost::PIPELINES, &mut maps.pipeline),
+                ] {
                     let mut cursor: Option<String> = None;
                     loop {
                         let mut call = Call::get(path).cost(c).query("limit", PAGE.to_string());
@@ -269,7 +279,7 @@ impl Pipedrive {
                         }
                         for s in reply.body["data"].as_array().into_iter().flatten() {
                             if let (Some(id), Some(name)) = (text(&s["id"]), text(&s["name"])) {
-                                map.insert(id, name);
+                                map.insert(id, (name, text(&s["pipeline_id"]).unwrap_or_default()));
                             }
                         }
                         cursor = text(&reply.body["additional_data"]["next_cursor"]);
@@ -389,13 +399,15 @@ impl Pipedrive {
                 out.insert(format!("{prefix}_name"), user.and_then(|u| text(&u["name"])).unwrap_or_default());
                 out.insert(format!("{prefix}_email"), user.and_then(|u| text(&u["email"])).unwrap_or_default());
             }
-            if let (Some((stage, pipeline)), Some(id)) = (stages, text(v)) {
+            if let (Some(stages), Some(id)) = (stages, text(v)) {
+                let name =
+                    |m: &HashMap<String, (String, String)>| m.get(&id).map(|(n, _)| n.clone()).unwrap_or_default();
                 match k.as_str() {
                     "stage_id" => {
-                        out.insert("stage".into(), stage.get(&id).cloned().unwrap_or_default());
+                        out.insert("stage".into(), name(&stages.stage));
                     }
                     "pipeline_id" => {
-                        out.insert("pipeline".into(), pipeline.get(&id).cloned().unwrap_or_default());
+                        out.insert("pipeline".into(), name(&stages.pipeline));
                     }
                     _ => {}
                 }
@@ -416,6 +428,7 @@ impl Pipedrive {
         values: &[(&str, &Value)],
         marker: Option<(&str, &str)>,
     ) -> std::result::Result<Json, String> {
+        let named = |f: &str| values.iter().find(|(n, _)| *n == f).and_then(|(_, v)| v.as_deref());
         let mut body = Map::new();
         let mut custom = Map::new();
         let number = |v: &str| v.trim().parse::<f64>().map(Json::from).unwrap_or_else(|_| json!(v));
@@ -451,6 +464,15 @@ impl Pipedrive {
                         None => v.split([';', ',']).map(str::trim).filter(|x| !x.is_empty()).map(integer).collect(),
                     };
                     body.insert("label_ids".into(), Json::Array(ids));
+                }
+                "stage" | "pipeline" if object == "deals" => {
+                    let stages = self.stages.get().ok_or("the account's stages were not read")?;
+                    let pipeline = named("pipeline_id").or(named("pipeline"));
+                    let (key, id) = match *f {
+                        "stage" => ("stage_id", stages.stage_id(v, pipeline)?),
+                        _ => ("pipeline_id", stages.pipeline_id(v)?),
+                    };
+                    body.insert(key.into(), integer(&id));
                 }
                 "address" if object == "organizations" => {
                     body.insert("address".into(), json!({ "value": v }));
@@ -521,7 +543,7 @@ impl Pipedrive {
     /// organization) with the same content; each note found once. A note with no parent or no
     /// content cannot be told apart: not found.
     async fn find_notes(&self, wanted: &[(String, Json)], taken: &HashSet<String>) -> Result<Vec<Option<String>>> {
-        let content = |v: &Json| text(&v["content"]).map(|c| c.trim().to_string());
+        let content = |v: &Json| text(&v["content"]).map(|c| note_words(&c));
         // A note's time tells apart two notes of one parent that say the same thing.
         let time = |v: &Json| text(&v["add_time"]).and_then(|t| crate::compare::instant(&t));
         type Found = (String, String, Option<chrono::DateTime<chrono::Utc>>);
@@ -556,6 +578,21 @@ impl Pipedrive {
         Ok(out)
     }
 
+    /// Before each write: when the account says fewer than `daily_reserve` are left today, the
+    /// run stops here, resumably — a batch of 500 creates costs thousands of tokens, so a check
+    /// between batches alone would spend the reserve and run into the daily 429.
+    fn check_reserve(&self, spending: u64) -> Result<()> {
+        match self.client.stats.daily_left() {
+            Some(left) if left < self.reserve + spending => Err(eyre!(CallError::Spent(format!(
+                "stopped before Pipedrive's daily allowance ran out: it says {left} are left today, fewer than \
+                 the {} kept in reserve (daily_reserve). The unfinished batch is not lost — `cutover run --resume` \
+                 continues from it once the allowance resets (midnight UTC)",
+                self.reserve
+            )))),
+            _ => Ok(()),
+        }
+    }
+
     /// Sends one create: its answer, or that the answer was lost (the write may have been
     /// carried out) and when it was sent.
     async fn send_create(&self, object: &str, body: &Json) -> Result<Sent> {
@@ -569,6 +606,7 @@ impl Pipedrive {
             Ok(reply) => Ok(Sent::Answered(Err(format!("Pipedrive {}", reply.message())))),
             Err(CallError::Unknown(why)) => Ok(Sent::Unsure { why, sent_at }),
             Err(CallError::Fatal(why)) => Err(eyre!(why)),
+            Err(spent @ CallError::Spent(_)) => Err(eyre!(spent)),
         }
     }
 
@@ -656,6 +694,56 @@ impl Pipedrive {
     }
 }
 
+/// The account's stages and pipelines: id → (name, a stage's pipeline id).
+#[derive(Debug, Default)]
+struct Stages {
+    stage: HashMap<String, (String, String)>,
+    pipeline: HashMap<String, (String, String)>,
+}
+
+impl Stages {
+    /// A deal's stage id by the stage's name, within its pipeline when the deal names one (by
+    /// name or id): stage names repeat across pipelines.
+    fn stage_id(&self, name: &str, pipeline: Option<&str>) -> std::result::Result<String, String> {
+        let pipeline_id = pipeline.map(|p| self.pipeline_id(p)).transpose()?;
+        let mut found: Vec<(&String, &String)> = self
+            .stage
+            .iter()
+            .filter(|(_, (n, p))| {
+                n.trim().eq_ignore_ascii_case(name.trim()) && pipeline_id.as_ref().is_none_or(|w| w == p)
+            })
+            .map(|(id, (_, p))| (id, p))
+            .collect();
+        found.sort();
+        match found.as_slice() {
+            [(id, _)] => Ok((*id).clone()),
+            [] => Err(format!(
+                "'{name}' is not a stage{}",
+                pipeline.map(|p| format!(" of pipeline '{p}'")).unwrap_or_default()
+            )),
+            many => Err(format!(
+                "'{name}' is a stage of {} pipelines ({}): map pipeline too, or stage_id",
+                many.len(),
+                many.iter()
+                    .map(|(_, p)| self.pipeline.get(*p).map_or(p.as_str(), |(n, _)| n.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+
+    fn pipeline_id(&self, name_or_id: &str) -> std::result::Result<String, String> {
+        if self.pipeline.contains_key(name_or_id.trim()) {
+            return Ok(name_or_id.trim().to_string());
+        }
+        self.pipeline
+            .iter()
+            .find(|(_, (n, _))| n.trim().eq_ignore_ascii_case(name_or_id.trim()))
+            .map(|(id, _)| id.clone())
+            .ok_or_else(|| format!("'{name_or_id}' is not a pipeline"))
+    }
+}
+
 /// A create sent whose answer was lost.
 struct Unsure {
     /// Its place in the batch.
@@ -670,6 +758,25 @@ struct Unsure {
 enum Sent {
     Answered(WriteResult),
     Unsure { why: String, sent_at: chrono::DateTime<chrono::Utc> },
+}
+
+/// A note's words, as an account may store them differently from how they were sent: without
+/// markup (Pipedrive keeps notes as HTML), entities decoded, and no whitespace at all (line
+/// endings, `<br>` for a newline, spaces collapsed).
+fn note_words(content: &str) -> String {
+    let mut out = String::with_capacity(content.len());
+    let mut in_tag = false;
+    for c in content.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => in_tag = false,
+            _ if in_tag || c.is_whitespace() => {}
+            _ => out.push(c),
+        }
+    }
+    [("&nbsp;", ""), ("&lt;", "<"), ("&gt;", ">"), ("&quot;", "\""), ("&#39;", "'"), ("&amp;", "&")]
+        .iter()
+        .fold(out, |s, (entity, plain)| s.replace(entity, plain))
 }
 
 /// The parent a note hangs on, for looking it up: a deal, else a person, else an organization.
@@ -715,6 +822,8 @@ fn standard_fields(object: &str) -> Vec<DestField> {
             field("currency", text),
             field("stage_id", int),
             field("pipeline_id", int),
+            field("stage", text),
+            field("pipeline", text),
             DestField { picklist: Some(vec!["open".into(), "won".into(), "lost".into()]), ..field("status", text) },
             field("person_id", int),
             field("org_id", int),
@@ -876,11 +985,19 @@ impl Destination for Pipedrive {
         entity(object)?;
         let mut fields = standard_fields(object);
         if object == "deals" {
-            let (stages, pipelines) = self.stage_names().await?;
+            let stages = self.stage_names().await?;
+            let names = |m: &HashMap<String, (String, String)>| {
+                let mut n: Vec<String> = m.values().map(|(name, _)| name.clone()).collect();
+                n.sort();
+                n.dedup();
+                n
+            };
             for f in &mut fields {
                 match f.name.as_str() {
-                    "stage_id" => f.picklist = Some(stages.keys().cloned().collect()),
-                    "pipeline_id" => f.picklist = Some(pipelines.keys().cloned().collect()),
+                    "stage_id" => f.picklist = Some(stages.stage.keys().cloned().collect()),
+                    "pipeline_id" => f.picklist = Some(stages.pipeline.keys().cloned().collect()),
+                    "stage" => f.picklist = Some(names(&stages.stage)),
+                    "pipeline" => f.picklist = Some(names(&stages.pipeline)),
                     _ => {}
                 }
             }
@@ -983,10 +1100,20 @@ impl Destination for Pipedrive {
 
     async fn create(&self, object: &str, records: NewRecords) -> Result<Vec<WriteResult>> {
         let catalog = self.catalog(object).await?;
+        if object == "deals" {
+            self.stage_names().await?;
+        }
         let marker = self.marker_key(object).await?;
         let mut out: Vec<Option<WriteResult>> = vec![None; records.rows.len()];
         let mut unsure = Vec::new();
         let mut stopped = None;
+        // Records an interrupted batch can be found again by (a marker, a note's parent) stop
+        // before the call that would go past the reserve; others before the batch that would.
+        let findable = marker.is_some() || object == "notes";
+        if !findable {
+            let cost = u64::from(if entity(object)?.v2 { cost::V2_CREATE } else { cost::NOTES_CREATE });
+            self.check_reserve(cost * records.rows.len() as u64)?;
+        }
         for (i, row) in records.rows.iter().enumerate() {
             let values: Vec<(&str, &Value)> = records.fields.iter().map(String::as_str).zip(row.iter()).collect();
             let sid = records.marks.as_ref().map(|m| m.source_ids[i].as_str()).filter(|_| marker.is_some());
@@ -997,6 +1124,10 @@ impl Destination for Pipedrive {
                     continue;
                 }
             };
+            if findable && let Err(e) = self.check_reserve(0) {
+                stopped = Some(e);
+                break;
+            }
             match self.send_create(object, &body).await {
                 Ok(Sent::Answered(r)) => out[i] = Some(r),
                 Ok(Sent::Unsure { why, sent_at }) => {
@@ -1034,6 +1165,9 @@ impl Destination for Pipedrive {
     async fn update(&self, object: &str, changes: &[Change]) -> Result<Vec<WriteResult>> {
         let e = entity(object)?;
         let catalog = self.catalog(object).await?;
+        if object == "deals" {
+            self.stage_names().await?;
+        }
         let mut out = Vec::with_capacity(changes.len());
         for c in changes {
             let path = format!("{}/{}", e.path, c.dest_id);
@@ -1047,6 +1181,7 @@ impl Destination for Pipedrive {
                     continue;
                 }
             };
+            self.check_reserve(0)?;
             let reply = self.send(Call::post(&path, body).with(method).cost(cost)).await?;
             out.push(if reply.ok() { Ok(c.dest_id.clone()) } else { Err(format!("Pipedrive {}", reply.message())) });
         }
@@ -1104,6 +1239,7 @@ mod tests {
         Pipedrive {
             client: Client::new("t", "http://x", (Secret::new("t"), Auth::Bearer), &[], None).expect("test value"),
             budget: 30_000,
+            reserve: 500,
             markers: Markers::default(),
             users: OnceCell::new(),
             stages: OnceCell::new(),
@@ -1143,6 +1279,43 @@ mod tests {
             json!({ "name": "Ann", "emails": [{ "value": "a@x.io", "primary": true, "label": "work" }], "org_id": 7,
                     "value": 12.5, "label_ids": [6, 5], "custom_fields": { INDUSTRY: 111, MARKER: "p-1" } })
         );
+    }
+
+    #[test]
+    fn a_stage_by_name_is_found_in_its_pipeline() {
+        let pair = |n: &str, p: &str| (n.to_string(), p.to_string());
+        let stages = Stages {
+            stage: [("1", pair("Qualified", "1")), ("2", pair("Won", "1")), ("7", pair("Qualified", "2"))]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            pipeline: [("1", pair("Sales", "")), ("2", pair("Renewals", ""))]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        };
+        assert_eq!(stages.stage_id("won", None), Ok("2".into()));
+        let twice = stages.stage_id("Qualified", None).expect_err("in two pipelines");
+        assert!(twice.contains("2 pipelines (Sales, Renewals)") && twice.contains("map pipeline"), "{twice}");
+        assert_eq!(stages.stage_id("Qualified", Some("renewals")), Ok("7".into()));
+        assert_eq!(stages.stage_id("Qualified", Some("1")), Ok("1".into()));
+        assert!(stages.stage_id("Lost", None).is_err());
+        assert!(
+            stages.stage_id("Won", Some("Nope")).expect_err("no such pipeline").contains("'Nope' is not a pipeline")
+        );
+    }
+
+    #[test]
+    fn a_note_is_known_by_its_words_however_the_account_stored_them() {
+        let sent = "Renewal signed \"today\"\r\nNext: call IT &  legal";
+        for stored in [
+            "Renewal signed \"today\"\nNext: call IT &  legal",
+            "<p>Renewal signed &quot;today&quot;<br>Next: call IT &amp; legal</p>",
+            " Renewal  signed \"today\"\n\nNext: call IT & legal ",
+        ] {
+            assert_eq!(note_words(sent), note_words(stored), "{stored}");
+        }
+        assert_ne!(note_words(sent), note_words("Renewal signed \"today\" Next: call HR & legal"));
     }
 
     #[test]

@@ -208,7 +208,7 @@ impl Engine {
         let current = blanks_as_none(&stored);
         self.decide_in_order(plan, owners, &mut works, &known, &current, lookups)?;
         self.write(run_id, plan, &mut works, &stored, lookups).await?;
-        settle_followers(&mut works);
+        settle_followers(plan, &mut works);
         if let Some(l) = lookups.linkage {
             let mut ix = l.lock().map_err(|_| eyre!("linkage index lock poisoned"))?;
             let mut written = Vec::new();
@@ -238,7 +238,7 @@ impl Engine {
 }
 
 /// Phase 6: followers take their lead's outcome.
-fn settle_followers(works: &mut [Work]) {
+fn settle_followers(plan: &ObjectPlan, works: &mut [Work]) {
     for i in 0..works.len() {
         let Step::Follow { lead, .. } = works[i].step.clone() else { continue };
         if works[i].outcome.is_some() || !works[i].issues.is_empty() {
@@ -248,7 +248,14 @@ fn settle_followers(works: &mut [Work]) {
         match (works[lead].outcome, works[lead].dest_id.clone()) {
             // The record's own destination record, which the lead (a member) filled in first.
             (Some(o), Some(id)) if o.is_written() && matches!(works[i].role, Role::Survivor { .. }) => {
-                let changed = works[i].current != works[i].own_finals;
+                let types = plan.dest_types();
+                let changed = match (&works[i].current, &works[i].own_finals) {
+                    (Some(cur), Some(own)) => (0..types.len()).any(|f| {
+                        let v = |r: &[crate::model::Value]| r.get(f).cloned().flatten();
+                        !crate::compare::same(types[f], v(own).as_deref(), v(cur).as_deref())
+                    }),
+                    (cur, own) => cur != own,
+                };
                 works[i].outcome = Some(if changed { Outcome::Updated } else { Outcome::Unchanged });
                 works[i].written = works[lead].written.clone();
                 works[i].detail = Some(format!(

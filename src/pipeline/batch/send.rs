@@ -129,18 +129,19 @@ impl Engine {
         dedupe: &BatchDeduper<'_>,
     ) -> Result<()> {
         let fields = &plan.dest_fields;
+        let types = plan.dest_types();
         let mut sending: Vec<(usize, crate::connect::Change)> = Vec::new();
         let mut journal: Vec<Journaled> = Vec::new();
         for (i, w) in works.iter_mut().enumerate() {
             let Step::Update(t) = w.step.clone() else { continue };
             let (Some(cur), Some(fin)) = (w.current.as_ref(), w.finals.as_ref()) else { continue };
             let was = stored.get(&t.dest_id).map(Vec::as_slice);
-            let planned = write::plan_update(fields, &t.dest_id, cur, was, fin)?;
+            let planned = write::plan_update(fields, &types, &t.dest_id, cur, was, fin)?;
             let changed = !planned.change.values.is_empty();
             // What this record changed itself, apart from what members of the batch filled in
             // (their own outcomes say that): the outcome a batch boundary cannot change.
             let own = match &w.own_finals {
-                Some(own) if own != fin => write::plan_update(fields, &t.dest_id, cur, was, own)?,
+                Some(own) if own != fin => write::plan_update(fields, &types, &t.dest_id, cur, was, own)?,
                 _ => planned.clone(),
             };
             let changed_itself = !own.change.values.is_empty();
