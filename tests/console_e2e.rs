@@ -99,8 +99,11 @@ fn fix_one_deal_in_the_console_and_see_it_written() {
     screen.wait_for("dealstage = qualifiedtobuy on record #35");
     screen.keys("r");
     let after = screen.wait_for("reprocessed 1: 1 written");
+    // The counts and the list catch up with the store a frame or two after the result line.
     let after = if after.contains("no_translation 139") { after } else { screen.wait_for("no_translation 139") };
-    assert!(after.contains("1 of 139"), "{after}");
+    if !after.contains("1 of 139") {
+        screen.wait_for("1 of 139");
+    }
     // The reconciliation pane reconciles for real on opening: 139 deals, 34 contacts and 68
     // notes are still held.
     screen.keys("5");
