@@ -325,6 +325,18 @@ async fn lost_answers_and_a_lagging_search_index_duplicate_nothing() {
         assert_created_once(&server, &demo, object);
     }
     assert_eq!(audit_rows(&demo, &["--status", "failed"]), 0, "no record failed for a lost answer");
+    // Reconcile counts each object in the account: what was there before the first write plus
+    // what Cutover created. A note created twice by anyone shows there, not in the read-back.
+    let keys = reconcile_keys(&demo);
+    assert!(!keys.iter().any(|k| k.contains("destination_count")), "{keys:?}");
+    {
+        let mut s = server.lock();
+        let notes = s.collections.get_mut("notes").expect("notes");
+        let twice = notes.values().next().cloned().expect("a note");
+        notes.insert(9_999_999, twice);
+    }
+    let keys = reconcile_keys(&demo);
+    assert!(keys.iter().any(|k| k == "notes/destination_count"), "{keys:?}");
     assert_requests_match_the_spec(&server);
 }
 
