@@ -291,8 +291,8 @@ fn witnesses(o: &ObjectReport, out: &mut dyn Write) -> io::Result<()> {
         )?,
         None => writeln!(
             out,
-            "- Destination count: not witnessed here (the destination cannot count it, another object writes the \
-             same destination object, or no run counted it first)."
+            "- Destination count: not witnessed here: {}.",
+            w.destination_unwitnessed.as_deref().unwrap_or("the destination cannot count it")
         )?,
     }
     let m = &w.one_to_one;

@@ -312,9 +312,11 @@ pub async fn build(engine: &Engine, options: Options) -> Result<Report> {
     for plan in &prepared.plans {
         let counts = outcomes::check(engine, plan).await?;
         let pop = population::check(engine, plan, &prepared.plans, &users, options).await?;
+        let destination = witness::destination_count(engine, plan, &prepared.plans).await?;
         let witnesses = witness::Witnesses {
             census: Some(witness::source_census(engine, plan).await?),
-            destination: witness::destination_count(engine, plan, &prepared.plans).await?,
+            destination_unwitnessed: destination.as_ref().err().cloned(),
+            destination: destination.ok(),
             one_to_one: witness::one_to_one(engine, plan)?,
             duplicates: pop.duplicates.0,
             duplicates_total: pop.duplicates.1,

@@ -87,6 +87,9 @@ pub struct SharedKey {
 pub struct Witnesses {
     pub census: Option<SourceCensus>,
     pub destination: Option<DestinationCount>,
+    /// Why the destination's count is not witnessed, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_unwitnessed: Option<String>,
     #[serde(default)]
     pub one_to_one: OneToOne,
     #[serde(default)]
@@ -110,23 +113,31 @@ pub async fn source_census(engine: &Engine, plan: &ObjectPlan) -> Result<SourceC
     })
 }
 
-/// The destination object's count witness, reported by the first object writing to it.
+/// The destination object's count witness, reported by the first object writing to it; else why
+/// it is not witnessed here.
 pub async fn destination_count(
     engine: &Engine,
     plan: &ObjectPlan,
     plans: &[Arc<ObjectPlan>],
-) -> Result<Option<DestinationCount>> {
-    if plans.iter().find(|p| p.dest_object == plan.dest_object).is_some_and(|first| first.name != plan.name) {
-        return Ok(None);
+) -> Result<std::result::Result<DestinationCount, String>> {
+    if let Some(first) = plans.iter().find(|p| p.dest_object == plan.dest_object).filter(|f| f.name != plan.name) {
+        return Ok(Err(format!("{} writes the same destination object and reports its count", first.name)));
     }
     let baseline = tokio::task::block_in_place(|| lock(engine)?.baseline(&plan.dest_object))?;
-    let Some(baseline) = baseline else { return Ok(None) };
-    let Some(now) = engine.destination().record_count(&plan.dest_object).await? else { return Ok(None) };
+    let Some(baseline) = baseline else {
+        return Ok(Err(format!(
+            "no run counted {} in the destination before writing to it (the project's first run does)",
+            plan.dest_object
+        )));
+    };
+    let Some(now) = engine.destination().record_count(&plan.dest_object).await? else {
+        return Ok(Err(format!("{} cannot count {}", engine.destination().describe(), plan.dest_object)));
+    };
     let objects: Vec<&str> =
         plans.iter().filter(|p| p.dest_object == plan.dest_object).map(|p| p.name.as_str()).collect();
     let created_now = tokio::task::block_in_place(|| lock(engine)?.created_count(&objects))?;
     let created = created_now.saturating_sub(baseline.created);
-    Ok(Some(DestinationCount {
+    Ok(Ok(DestinationCount {
         dest_object: plan.dest_object.clone(),
         before: baseline.count,
         created,
