@@ -19,7 +19,7 @@
 use super::http::{Auth, Budget, Call, CallError, Client, Rate, Reply, Secret};
 use super::{Batch, Change, Cursor, Destination, NewRecords, PlannedWrites, Source, WriteResult};
 use crate::config::ConnectionConfig;
-use crate::model::{DestField, DestSchema, DestUser, Extracted, FieldNames, FieldType, SourceRecord, Value};
+use crate::model::{DestField, DestSchema, DestUser, Extracted, FieldNames, SourceRecord, Value};
 use crate::text::thousands;
 use async_trait::async_trait;
 use color_eyre::eyre::{Result, eyre};
@@ -32,7 +32,11 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 mod fields;
+mod notes;
+mod schema;
 use fields::{Catalog, PdField, is_custom_key};
+use notes::note_words;
+use schema::{Stages, standard_fields};
 
 pub const DEFAULT_BASE: &str = "https://api.pipedrive.com";
 /// Records per page (v2 allows 500; v1 notes 500).
@@ -694,56 +698,6 @@ impl Pipedrive {
     }
 }
 
-/// The account's stages and pipelines: id → (name, a stage's pipeline id).
-#[derive(Debug, Default)]
-struct Stages {
-    stage: HashMap<String, (String, String)>,
-    pipeline: HashMap<String, (String, String)>,
-}
-
-impl Stages {
-    /// A deal's stage id by the stage's name, within its pipeline when the deal names one (by
-    /// name or id): stage names repeat across pipelines.
-    fn stage_id(&self, name: &str, pipeline: Option<&str>) -> std::result::Result<String, String> {
-        let pipeline_id = pipeline.map(|p| self.pipeline_id(p)).transpose()?;
-        let mut found: Vec<(&String, &String)> = self
-            .stage
-            .iter()
-            .filter(|(_, (n, p))| {
-                n.trim().eq_ignore_ascii_case(name.trim()) && pipeline_id.as_ref().is_none_or(|w| w == p)
-            })
-            .map(|(id, (_, p))| (id, p))
-            .collect();
-        found.sort();
-        match found.as_slice() {
-            [(id, _)] => Ok((*id).clone()),
-            [] => Err(format!(
-                "'{name}' is not a stage{}",
-                pipeline.map(|p| format!(" of pipeline '{p}'")).unwrap_or_default()
-            )),
-            many => Err(format!(
-                "'{name}' is a stage of {} pipelines ({}): map pipeline too, or stage_id",
-                many.len(),
-                many.iter()
-                    .map(|(_, p)| self.pipeline.get(*p).map_or(p.as_str(), |(n, _)| n.as_str()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-        }
-    }
-
-    fn pipeline_id(&self, name_or_id: &str) -> std::result::Result<String, String> {
-        if self.pipeline.contains_key(name_or_id.trim()) {
-            return Ok(name_or_id.trim().to_string());
-        }
-        self.pipeline
-            .iter()
-            .find(|(_, (n, _))| n.trim().eq_ignore_ascii_case(name_or_id.trim()))
-            .map(|(id, _)| id.clone())
-            .ok_or_else(|| format!("'{name_or_id}' is not a pipeline"))
-    }
-}
-
 /// A create sent whose answer was lost.
 struct Unsure {
     /// Its place in the batch.
@@ -760,99 +714,9 @@ enum Sent {
     Unsure { why: String, sent_at: chrono::DateTime<chrono::Utc> },
 }
 
-/// A note's words, as an account may store them differently from how they were sent: without
-/// markup (Pipedrive keeps notes as HTML), entities decoded, and no whitespace at all (line
-/// endings, `<br>` for a newline, spaces collapsed).
-fn note_words(content: &str) -> String {
-    let mut out = String::with_capacity(content.len());
-    let mut in_tag = false;
-    for c in content.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' if in_tag => in_tag = false,
-            _ if in_tag || c.is_whitespace() => {}
-            _ => out.push(c),
-        }
-    }
-    [("&nbsp;", ""), ("&lt;", "<"), ("&gt;", ">"), ("&quot;", "\""), ("&#39;", "'"), ("&amp;", "&")]
-        .iter()
-        .fold(out, |s, (entity, plain)| s.replace(entity, plain))
-}
-
 /// The parent a note hangs on, for looking it up: a deal, else a person, else an organization.
 fn note_parent(note: &Json) -> Option<(&'static str, String)> {
     ["deal_id", "person_id", "org_id"].into_iter().find_map(|f| text(&note[f]).map(|id| (f, id)))
-}
-
-/// The fields API v2 (v1 for notes) documents as writable for an object, typed.
-fn standard_fields(object: &str) -> Vec<DestField> {
-    let field = |name: &str, ty: FieldType| DestField {
-        multiple: false,
-        name: name.into(),
-        ty,
-        required: false,
-        max_length: None,
-        picklist: None,
-    };
-    let required = |name: &str| DestField { required: true, ..field(name, FieldType::Text) };
-    let (text, int, when) = (FieldType::Text, FieldType::Integer, FieldType::Datetime);
-    let mut fields = match object {
-        "persons" => vec![
-            required("name"),
-            field("email", FieldType::Email),
-            field("phone", FieldType::Phone),
-            field("org_id", int),
-            field("label_ids", text),
-            field("job_title", text),
-            field("birthday", FieldType::Date),
-        ],
-        "organizations" => vec![
-            required("name"),
-            field("label_ids", text),
-            field("address", text),
-            field("website", text),
-            field("linkedin", text),
-            field("industry", int),
-            field("annual_revenue", int),
-            field("employee_count", int),
-        ],
-        "deals" => vec![
-            required("title"),
-            field("value", FieldType::Decimal),
-            field("currency", text),
-            field("stage_id", int),
-            field("pipeline_id", int),
-            field("stage", text),
-            field("pipeline", text),
-            DestField { picklist: Some(vec!["open".into(), "won".into(), "lost".into()]), ..field("status", text) },
-            field("person_id", int),
-            field("org_id", int),
-            field("label_ids", text),
-            field("probability", FieldType::Decimal),
-            field("lost_reason", text),
-            field("expected_close_date", FieldType::Date),
-            field("won_time", when),
-            field("lost_time", when),
-            field("close_time", when),
-        ],
-        _ => vec![
-            required("content"),
-            field("person_id", int),
-            field("org_id", int),
-            field("deal_id", int),
-            field("user_id", int),
-            field("add_time", when),
-        ],
-    };
-    if object != "notes" {
-        fields.push(field("owner_id", int));
-        fields.push(field("visible_to", int));
-    }
-    // API v2 takes no creation time for a deal (it sets its own).
-    if matches!(object, "persons" | "organizations") {
-        fields.push(field("add_time", when));
-    }
-    fields
 }
 
 #[async_trait]
