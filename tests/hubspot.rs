@@ -9,40 +9,14 @@ mod common;
 mod hubspot_server;
 
 use common::{DEMO_COUNTS, DEMO_QUEUE, text};
-use hubspot_server::{Reject, Rules, Server, TOKEN, seed_demo};
+use hubspot_server::{Reject, Rules, Server, TOKEN};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 /// The demo project, pointed at the server.
 fn demo_project(server: &Server, rate_limit: usize) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let demo = dir.path().join("demo");
-    cutover::demo::setup(&demo).expect("demo");
-    seed_demo(&mut server.lock(), &demo.join("destination.db"));
-    let toml = std::fs::read_to_string(demo.join("cutover.toml")).expect("toml");
-    let start = toml.find("[destination]").expect("[destination]");
-    let end = toml.find("[destination.types]").expect("[destination.types]");
-    let destination = format!(
-        r#"[destination]
-kind = "hubspot"
-token_env = "CUTOVER_HUBSPOT_TOKEN"
-base_url = "{}"
-rate_limit = {rate_limit}
-source_id_property = "cutover_source_id"
-
-[destination.associations]
-"contacts.associatedcompanyid" = {{ to = "companies", type_id = 279 }}
-"deals.associatedcompanyid" = {{ to = "companies", type_id = 5 }}
-"notes.associatedcontactid" = {{ to = "contacts", type_id = 202 }}
-
-"#,
-        server.url
-    );
-    let toml =
-        format!("{}{destination}{}", &toml[..start], &toml[end..]).replace("\"contacts.phone\" = \"phone\"\n", "");
-    std::fs::write(demo.join("cutover.toml"), toml).expect("toml");
-    (dir, demo)
+    hubspot_server::demo_project(server, rate_limit)
 }
 
 /// Replaces `from` with `to` in the demo's project file; `from` must be there (a test that edits
@@ -469,4 +443,103 @@ async fn notes_without_a_unique_marker_are_found_by_their_contact_after_lost_ans
     assert_eq!(distinct.len(), notes.len(), "no note twice");
     assert!(server.lock().seen.injected > 20);
     assert_no_duplicates(&server, "contacts", 3366);
+}
+
+/// Into HubSpot several batches' writes are in flight at once, so a retry waiting at one batch's
+/// tail does not leave the rate limit idle. Dedupe stays exact across them: a person repeated a
+/// few rows or batches later (the email in other case, with spaces), or an existing contact two
+/// batches both reach, is decided only after the batch before it lands — merged, never created
+/// twice. The data is generated (seeded): repeats at every distance, not at chosen boundaries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_in_flight_never_create_one_person_twice() {
+    // Answers take 30 ms, so batches overlap; 10% faults, a third of them after the work.
+    let rules = Rules { latency_ms: 30, fault_rate: 0.10, retry_after_s: 0, seed: 19, ..Rules::default() };
+    let server = Server::start(rules).await;
+    let existing = 40;
+    {
+        let mut s = server.lock();
+        let mut marker = hubspot_server::prop("cutover_source_id", "string");
+        marker.unique = true;
+        let props = ["firstname", "email"].map(|p| hubspot_server::prop(p, "string")).to_vec();
+        s.add_object("contacts", props.into_iter().chain([marker]).collect());
+        for k in 0..existing {
+            let mut c = serde_json::Map::new();
+            c.insert("email".into(), serde_json::json!(format!("old{k}@example.com")));
+            s.insert("contacts", c);
+        }
+    }
+    // Each person once, a fifth of them again 1–400 rows later (within the batches in flight,
+    // or past them), and each existing contact reached by two rows anywhere.
+    let mut rng = 0x9e37_79b9_u64;
+    let mut next = |m: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % m
+    };
+    let mut rows: Vec<(String, String)> =
+        (0..700).map(|i| (format!("Person {i}"), format!("p{i}@example.com"))).collect();
+    for i in 0..700usize {
+        if next(5) == 0 {
+            let at = (i + 1 + next(400) as usize).min(rows.len());
+            let email = match next(3) {
+                0 => format!("P{i}@Example.COM"),
+                1 => format!(" p{i}@example.com "),
+                _ => format!("p{i}@EXAMPLE.com"),
+            };
+            rows.insert(at, (format!("Person {i}"), email));
+        }
+    }
+    for k in 0..existing {
+        for _ in 0..2 {
+            let at = next(rows.len() as u64) as usize;
+            rows.insert(at, (format!("Old {k}"), format!("old{k}@example.com")));
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("source")).expect("source");
+    let mut csv = String::from("id,firstname,email\n");
+    for (i, (name, email)) in rows.iter().enumerate() {
+        csv.push_str(&format!("{i},{name},{email}\n"));
+    }
+    std::fs::write(dir.path().join("source/contacts.csv"), csv).expect("csv");
+    let project = format!(
+        "[project]\nname = \"overlap\"\nbatch_size = 20\n\n[source]\nkind = \"csv\"\npath = \"source\"\n\n\
+         [destination]\nkind = \"hubspot\"\ntoken_env = \"CUTOVER_HUBSPOT_TOKEN\"\nbase_url = \"{}\"\n\
+         rate_limit = 100000\nsource_id_property = \"cutover_source_id\"\n\n[objects.contacts]\nmatch = [\"email\"]\n\
+         merge = \"fill_blanks\"\n\n\
+         [objects.contacts.fields]\nfirstname = {{ from = \"firstname\" }}\nemail = {{ from = \"email\", transform = \"email\" }}\n",
+        server.url
+    );
+    std::fs::write(dir.path().join("cutover.toml"), project).expect("project");
+    let out = cutover(dir.path(), &["run"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // The server's own reading: one contact per person, whatever the case of the email.
+    let held = server.records("contacts");
+    let emails: Vec<String> =
+        held.iter().filter_map(|r| r.get("email").and_then(|v| v.as_str()).map(|e| e.trim().to_lowercase())).collect();
+    let distinct: HashSet<&String> = emails.iter().collect();
+    assert_eq!(distinct.len(), emails.len(), "a person was created twice");
+    let people: HashSet<String> = rows.iter().map(|(_, e)| e.trim().to_lowercase()).collect();
+    assert_eq!(held.len(), people.len(), "one contact per person, the {existing} existing ones included");
+    assert!(
+        held.iter()
+            .filter(|r| r.get("email").and_then(|v| v.as_str()).is_some_and(|e| e.starts_with("old")))
+            .all(|r| r.get("firstname").and_then(|v| v.as_str()).is_some_and(|n| n.starts_with("Old "))),
+        "each existing contact had its blank name filled"
+    );
+    let most = server.lock().seen.most_creating;
+    let log = std::fs::read_to_string(dir.path().join("cutover.log")).unwrap_or_default();
+    let said: Vec<&str> = log.lines().filter(|l| l.contains("in flight")).collect();
+    assert!(most > 1, "batches were written one at a time ({most} create requests at once at most): {said:?}");
+
+    // Every row has one outcome: a person's first row creates (or updates the existing
+    // contact), every later row merges into it.
+    let env = [("CUTOVER_HUBSPOT_TOKEN", TOKEN)];
+    let outcome = |o: &str| common::audit_rows(dir.path(), &["--status", o], &env);
+    let new_people = people.len() - existing;
+    assert_eq!(outcome("created"), new_people);
+    assert_eq!(outcome("updated"), existing);
+    assert_eq!(outcome("merged"), rows.len() - new_people - existing);
 }

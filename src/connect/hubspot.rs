@@ -29,6 +29,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub const DEFAULT_BASE: &str = "https://api.hubapi.com";
+/// Records of one object whose writes may be in flight at once (see `records_in_flight`): 30
+/// requests, three seconds of the base limit.
+const RECORDS_IN_FLIGHT: usize = 3000;
 /// Inputs per batch request: HubSpot's documented cap.
 pub const BATCH: usize = 100;
 /// The general lane and the search lane (searches have their own, lower limit: 4/s).
@@ -1046,6 +1049,16 @@ impl Destination for HubSpot {
 
     fn notices(&self) -> Vec<String> {
         lock(&self.notices).map(|n| n.clone()).unwrap_or_default()
+    }
+
+    /// A batch waiting on a Retry-After at its tail would leave the limit idle: with a unique
+    /// marker, the next batches are sent meanwhile. Without one (a note found again among its
+    /// parent's records by its values), one batch's lost answer could adopt another's record.
+    async fn records_in_flight(&self, object: &str) -> usize {
+        match self.object(object).await {
+            Ok(o) if matches!(o.marking, Marking::ByProperty(_)) => RECORDS_IN_FLIGHT,
+            _ => 0,
+        }
     }
 
     fn daily_requests_left(&self) -> Option<u64> {

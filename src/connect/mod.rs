@@ -162,6 +162,14 @@ pub trait Destination: Send + Sync {
     /// Requests the destination's API says are left of today's allowance (HubSpot's daily limit,
     /// Pipedrive's daily requests), when it says: a run stops at a batch boundary before it runs
     /// out (`daily_reserve`).
+    /// How many records of `object` may have their writes in flight at once, across batches (0:
+    /// one batch at a time). More than a batch only where a record of one batch can never be
+    /// taken for a record of another while both are unanswered: a unique marker finds each
+    /// after a lost answer.
+    async fn records_in_flight(&self, _object: &str) -> usize {
+        0
+    }
+
     fn daily_requests_left(&self) -> Option<u64> {
         None
     }

@@ -9,6 +9,7 @@ pub mod dedupe;
 pub mod delta;
 pub mod extract;
 pub mod index_writer;
+pub mod landing;
 pub mod linkage;
 pub mod map;
 pub mod phone_validity;

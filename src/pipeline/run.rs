@@ -2,10 +2,12 @@
 //! while this task dedupes, validates, writes and commits them. Every record read ends with
 //! exactly one outcome, committed with the checkpoint that covers it.
 
+use super::batch::{Flight, Launch, Reach};
 use super::commit::CommitWriter;
 use super::delta::{DeltaFilter, DeltaMode};
 use super::extract::{self, Item, MappedBatch};
-use super::index_writer::{IndexBatch, IndexWriter};
+use super::index_writer::IndexWriter;
+use super::landing::{LandCtx, Landing};
 use super::linkage::index::LinkIndex;
 use super::map::{Mapper, Owners};
 use super::plan::ObjectPlan;
@@ -18,15 +20,18 @@ use crate::config::LoadedConfig;
 use crate::connect::{Cursor, Destination, Source};
 use crate::model::{Counts, SourceRecord};
 use crate::store::journal::{Journal, PendingCreate};
-use crate::store::{BatchCommit, MatchIndex, QueueItem, RunKind, RunLock, Store, match_index, os_user};
+use crate::store::{MatchIndex, QueueItem, RunKind, RunLock, Store, match_index, os_user};
 use color_eyre::eyre::{Result, WrapErr, eyre};
 use foldhash::{HashMap, HashMapExt, HashSet};
-use indexmap::IndexMap;
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tracing::{info, warn};
+
+/// The most batches of one object whose writes are in flight at once, however small the batches.
+const MOST_BATCHES_IN_FLIGHT: usize = 16;
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +95,7 @@ pub struct Engine {
     journal: Mutex<Journal>,
     store_path: PathBuf,
     pub(super) settings: TransformSettings,
-    progress: watch::Sender<Progress>,
+    pub(super) progress: watch::Sender<Progress>,
     control: Arc<watch::Sender<Control>>,
     pub(super) timings: Arc<Timings>,
 }
@@ -724,76 +729,94 @@ impl Engine {
         let index_writer = Mutex::new(IndexWriter::start(self.index.clone(), self.timings.clone()));
         let reader = Mutex::new(Store::open_reader(&self.store_path)?);
         let mut batch_no = 0u64;
+        // Batches whose writes are on their way, oldest first: a destination whose retries wait
+        // on Retry-After keeps its limit full when the next batches are sent meanwhile.
+        let most = match self.dest.records_in_flight(&plan.dest_object).await {
+            // Linkage weighs every written record as a candidate: one batch at a time.
+            _ if linkage.is_some() => 1,
+            0 => 1,
+            records => (records / batch_size.max(1)).clamp(2, MOST_BATCHES_IN_FLIGHT),
+        };
+        info!(object = %plan.name, batches = most, "batches whose writes may be in flight at once");
+        let mut flights: VecDeque<(Flight, Landing)> = VecDeque::new();
+        let answered = Arc::new(tokio::sync::Notify::new());
+        let ctx = LandCtx { run_id, plan, position, resolve_queue, threshold, linkage: linkage.as_ref() };
         let outcome: Result<()> = async {
-            while let Some(msg) = rx.recv().await {
+            'batches: while let Some(msg) = rx.recv().await {
                 let MappedBatch { items, next, done } = msg?;
                 batch_no += 1;
-                let n = items.len() as u64;
-                let before = counts;
+                let landing = Landing {
+                    batch_no,
+                    n: items.len() as u64,
+                    cursor: next.0,
+                    done,
+                    high_water: self.high_water(plan, &items),
+                };
                 if repeats_earlier_batch(&items) {
                     // A second row under an id read in an earlier batch: its first row must be
                     // in the store to be shown beside it.
+                    if let Some(why) =
+                        self.land_all(&ctx, &mut flights, &mut counts, &mut writer, &index_writer).await?
+                    {
+                        halt = Some(why);
+                        break;
+                    }
                     writer.flush()?;
                 }
-                let lookups = Lookups {
-                    store: &reader,
-                    in_flight: writer.in_flight(),
-                    in_flight_dest: writer.in_flight_dest(),
-                    in_flight_images: writer.in_flight_images(),
-                    index_writer: Some(&index_writer),
-                    recovered,
-                    journal: &journal,
-                    delta,
-                    skips: &skips,
-                    linkage: linkage.as_ref(),
+                let mut items = items;
+                let flight = loop {
+                    let lookups = Lookups {
+                        store: &reader,
+                        in_flight: writer.in_flight(),
+                        in_flight_dest: writer.in_flight_dest(),
+                        in_flight_images: writer.in_flight_images(),
+                        index_writer: Some(&index_writer),
+                        recovered,
+                        journal: &journal,
+                        delta,
+                        skips: &skips,
+                        linkage: linkage.as_ref(),
+                    };
+                    let flying: Vec<&Reach> = flights.iter().map(|(f, _)| f.reach()).collect();
+                    match self.launch_batch(run_id, plan, &prepared.owners, items, &lookups, &flying, &answered).await?
+                    {
+                        Launch::Started(flight) => break flight,
+                        // It reaches what a batch in flight reaches: that one and those before
+                        // it land first; later ones fly on.
+                        Launch::Blocked(back, met) => {
+                            items = back;
+                            for _ in 0..=met {
+                                let Some((flight, landing)) = flights.pop_front() else { break };
+                                if let Some(why) =
+                                    self.land(&ctx, flight, landing, &mut counts, &mut writer, &index_writer).await?
+                                {
+                                    halt = Some(why);
+                                    break 'batches;
+                                }
+                            }
+                        }
+                    }
                 };
-                let high_water = plan.modified.and_then(|i| {
-                    items
-                        .iter()
-                        .filter_map(|it| match it {
-                            Item::Mapped(m) => m.source.values.get(i).cloned().flatten(),
-                            Item::Malformed { .. } => None,
-                        })
-                        .filter(|v| !v.trim().is_empty())
-                        .map(|v| super::delta::modified_key(&v, self.settings.day_first))
-                        .max()
-                });
-                let commit = self
-                    .process_batch(
-                        run_id,
-                        plan,
-                        &prepared.owners,
-                        items,
-                        &mut counts,
-                        Some(next.0),
-                        done,
-                        resolve_queue,
-                        &lookups,
-                    )
-                    .await?;
-                let rules = rule_tally(&commit);
-                let mut commit = commit;
-                commit.high_water = high_water;
-                let for_index = IndexBatch {
-                    object: plan.name.clone(),
-                    run_id,
-                    keys: std::mem::take(&mut commit.match_keys),
-                    written: commit.id_map.iter().map(|w| w.source_id.clone()).collect(),
-                };
-                index_writer.lock().map_err(|_| eyre!("match index writer lock poisoned"))?.defer(for_index)?;
-                writer.send(batch_no, commit)?;
-                self.progress.send_modify(|p| p.objects[position].counts = counts);
-                let bad = (counts.failed - before.failed) + (counts.queued - before.queued);
-                if n >= 20 && bad as f64 / n as f64 > threshold {
-                    halt = Some(format!(
-                        "{bad} of {n} records in batch {batch_no} of {} were failed or queued ({:.0}%, above the \
-                         halt threshold of {:.0}%); most common: {}",
-                        plan.name,
-                        100.0 * bad as f64 / n as f64,
-                        100.0 * threshold,
-                        rules
-                    ));
-                    break;
+                flights.push_back((flight, landing));
+                // Batches land in order, each as soon as it and those before it are answered.
+                // A batch waiting on a retry holds back its landing, never the sending of the
+                // next ones: only unanswered batches count against the limit (and all that
+                // wait, answered or not, against four times it).
+                loop {
+                    while flights.front().is_some_and(|(f, _)| f.answered() || done) {
+                        let Some((flight, landing)) = flights.pop_front() else { break };
+                        if let Some(why) =
+                            self.land(&ctx, flight, landing, &mut counts, &mut writer, &index_writer).await?
+                        {
+                            halt = Some(why);
+                            break 'batches;
+                        }
+                    }
+                    let unanswered = flights.iter().filter(|(f, _)| !f.answered()).count();
+                    if unanswered < most && flights.len() < 4 * most {
+                        break;
+                    }
+                    answered.notified().await;
                 }
                 if done {
                     break;
@@ -802,14 +825,31 @@ impl Engine {
                     halt = Some(why);
                     break;
                 }
-                if self.checkpoint_control().await {
-                    cancelled = true;
-                    break;
+                if *self.control.borrow() != Control::Go {
+                    // A pause or a cancel waits for every batch in flight to land first.
+                    if let Some(why) =
+                        self.land_all(&ctx, &mut flights, &mut counts, &mut writer, &index_writer).await?
+                    {
+                        halt = Some(why);
+                        break;
+                    }
+                    if self.checkpoint_control().await {
+                        cancelled = true;
+                        break;
+                    }
                 }
+            }
+            // Batches still in flight land (a halt or a stop between batches) unless something
+            // failed: then they stay uncommitted, found again by their journal and markers.
+            if let Some(why) = self.land_all(&ctx, &mut flights, &mut counts, &mut writer, &index_writer).await? {
+                halt.get_or_insert(why);
             }
             Ok(())
         }
         .await;
+        for (flight, _) in flights {
+            flight.abandon().await;
+        }
         // Whatever happened, every batch handed to the writers is committed before going on.
         let written = writer.finish().await;
         let indexed = match index_writer.into_inner() {
@@ -1033,34 +1073,4 @@ fn repeats_earlier_batch(items: &[Item]) -> bool {
     items
         .iter()
         .any(|i| matches!(i, Item::Mapped(m) if m.occurrence > 1 && !firsts.contains(m.source.source_id.as_str())))
-}
-
-/// "no_translation on dealstage (180), …" for a halt message.
-fn rule_tally(commit: &BatchCommit) -> String {
-    // Per rule: how many, and the first few records, so the operator can look at them.
-    let mut tally: IndexMap<String, (u64, Vec<&str>)> = IndexMap::new();
-    for q in &commit.queue {
-        let e = tally.entry(q.reason.clone()).or_default();
-        e.0 += 1;
-        if e.1.len() < 3 {
-            e.1.push(&q.source_id);
-        }
-    }
-    for a in commit.audit.iter().filter(|a| a.outcome == "failed") {
-        let e = tally.entry("failed writes or unreadable rows".into()).or_default();
-        e.0 += 1;
-        if e.1.len() < 3 {
-            e.1.push(&a.source_id);
-        }
-    }
-    tally.sort_by(|_, a, _, b| b.0.cmp(&a.0));
-    let parts: Vec<String> = tally
-        .iter()
-        .take(3)
-        .map(|(k, (n, ids))| {
-            let ids: Vec<String> = ids.iter().map(|i| crate::text::shown(i)).collect();
-            format!("{k} ({n}, e.g. records {}{})", ids.join(", "), if *n > ids.len() as u64 { ", …" } else { "" })
-        })
-        .collect();
-    if parts.is_empty() { "none".into() } else { parts.join("; ") }
 }

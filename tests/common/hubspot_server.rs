@@ -43,6 +43,8 @@ pub struct Rules {
     /// Requests a day (HubSpot: from 250,000; every answer says what is left in
     /// `X-HubSpot-RateLimit-Daily-Remaining`); past it, 429 with the DAILY policy.
     pub per_day: u64,
+    /// How long each answer takes (a portal across the internet: tens of milliseconds).
+    pub latency_ms: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +66,7 @@ impl Default for Rules {
             reject: None,
             truncate_rate: 0.0,
             per_day: 1_000_000,
+            latency_ms: 0,
         }
     }
 }
@@ -111,6 +114,9 @@ pub struct Seen {
     pub over_limit: u64,
     /// Requests to create associations apart from records (v4 batch create).
     pub association_calls: u64,
+    /// Record-creating requests being answered right now, and the most there ever were.
+    pub creating: usize,
+    pub most_creating: usize,
 }
 
 #[derive(Default)]
@@ -128,6 +134,10 @@ pub struct State {
     searches: VecDeque<Instant>,
     /// Requests counted against today's limit.
     pub today: u64,
+    /// When each record was created, in order (what a benchmark measures the rate by).
+    pub created_at: Vec<Instant>,
+    /// When each request counted against the ten-second limit came in.
+    pub counted_at: Vec<Instant>,
     rng: u64,
     pub seen: Seen,
 }
@@ -182,6 +192,7 @@ impl State {
         self.next_id += 1;
         let mut props = props;
         props.insert("hs_object_id".into(), json!(id.to_string()));
+        self.created_at.push(Instant::now());
         self.index(object, id, &props, true);
         if let Some(o) = self.objects.get_mut(object) {
             o.records.insert(id, props);
@@ -312,6 +323,9 @@ fn gate(s: &mut State, headers: &HeaderMap, search: bool) -> Result<(Fault, usiz
     let remaining = max - window.len();
     s.today += 1;
     s.seen.counted += 1;
+    if !search {
+        s.counted_at.push(now);
+    }
     if matches!(fault, Fault::After) {
         s.seen.injected += 1;
     }
@@ -329,6 +343,21 @@ async fn handle(state: &Arc<Mutex<State>>, method: Method, uri: Uri, headers: He
     let body: Value = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap_or(Value::Null) };
     let p: Vec<&str> = path.iter().map(String::as_str).collect();
     let search = matches!(p.as_slice(), ["crm", "v3", "objects", _, "search"]);
+    let creating = matches!(p.as_slice(), ["crm", "v3", "objects", _, "batch", "create"]);
+    let latency = {
+        let mut s = state.lock().expect("state");
+        if creating {
+            s.seen.creating += 1;
+            s.seen.most_creating = s.seen.most_creating.max(s.seen.creating);
+        }
+        s.rules.latency_ms
+    };
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    if creating {
+        state.lock().expect("state").seen.creating -= 1;
+    }
     let (response, cut) = {
         let mut s = state.lock().expect("state");
         let (fault, remaining) = match gate(&mut s, &headers, search) {
@@ -743,13 +772,18 @@ fn batch_create(s: &mut State, object: &str, inputs: &[Value]) -> Response {
     if object == "contacts" {
         let o = s.objects.get(object).expect("checked");
         // A contact's secondary emails (`hs_additional_emails`, `;`-separated) are taken too.
-        let holds = |r: &Map<String, Value>, email: &str| {
+        // Read once per request (a scan per input made the server, not the client, the
+        // bottleneck of a 30,000-record benchmark).
+        let mut holders: HashMap<String, u64> = HashMap::new();
+        for (id, r) in &o.records {
             let primary = r.get("email").and_then(Value::as_str).into_iter();
             let more = r.get("hs_additional_emails").and_then(Value::as_str).into_iter().flat_map(|v| v.split(';'));
-            primary.chain(more).any(|e| e.trim().eq_ignore_ascii_case(email.trim()))
-        };
-        let holder = |email: &str| o.records.iter().find(|(_, r)| holds(r, email));
-        if let Some((id, _)) = inputs.iter().find_map(|i| i["properties"]["email"].as_str().and_then(holder)) {
+            for e in primary.chain(more) {
+                holders.entry(e.trim().to_lowercase()).or_insert(*id);
+            }
+        }
+        let holder = |email: &str| holders.get(&email.trim().to_lowercase()).copied();
+        if let Some(id) = inputs.iter().find_map(|i| i["properties"]["email"].as_str().and_then(holder)) {
             return error(StatusCode::CONFLICT, "CONFLICT", &format!("Contact already exists. Existing ID: {id}"));
         }
     }
@@ -1028,4 +1062,36 @@ pub fn seed_demo(s: &mut State, demo_destination: &std::path::Path) {
         s.objects.get_mut("contacts").expect("contacts").records.insert(id, props);
     }
     s.next_id = 50_000_000;
+}
+
+/// The demo project set up in a temporary folder, its destination seeded into the server and
+/// its project file pointed at it (`rate_limit` requests per ten seconds).
+pub fn demo_project(server: &Server, rate_limit: usize) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let demo = dir.path().join("demo");
+    cutover::demo::setup(&demo).expect("demo");
+    seed_demo(&mut server.lock(), &demo.join("destination.db"));
+    let toml = std::fs::read_to_string(demo.join("cutover.toml")).expect("toml");
+    let start = toml.find("[destination]").expect("[destination]");
+    let end = toml.find("[destination.types]").expect("[destination.types]");
+    let destination = format!(
+        r#"[destination]
+kind = "hubspot"
+token_env = "CUTOVER_HUBSPOT_TOKEN"
+base_url = "{}"
+rate_limit = {rate_limit}
+source_id_property = "cutover_source_id"
+
+[destination.associations]
+"contacts.associatedcompanyid" = {{ to = "companies", type_id = 279 }}
+"deals.associatedcompanyid" = {{ to = "companies", type_id = 5 }}
+"notes.associatedcontactid" = {{ to = "contacts", type_id = 202 }}
+
+"#,
+        server.url
+    );
+    let toml =
+        format!("{}{destination}{}", &toml[..start], &toml[end..]).replace("\"contacts.phone\" = \"phone\"\n", "");
+    std::fs::write(demo.join("cutover.toml"), toml).expect("toml");
+    (dir, demo)
 }

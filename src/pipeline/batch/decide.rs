@@ -202,14 +202,8 @@ impl Engine {
     }
 
     /// Phase 2: every destination record a clean record of the batch can reach — its own earlier
-    /// write, each candidate of each of its keys, an operator's choice — read once.
-    pub(super) async fn read_current(
-        &self,
-        plan: &ObjectPlan,
-        works: &[Work],
-        known: &Prefetched,
-        lookups: &Lookups<'_>,
-    ) -> Result<DestRecords> {
+    /// write, each candidate of each of its keys, an operator's choice — sorted, once each.
+    pub(super) fn reachable(&self, works: &[Work], known: &Prefetched, lookups: &Lookups<'_>) -> Result<Vec<String>> {
         let mut wanted: Vec<String> = Vec::new();
         if let Some(l) = lookups.linkage {
             let ix = l.lock().map_err(|_| eyre!("linkage index lock poisoned"))?;
@@ -231,11 +225,16 @@ impl Engine {
                 wanted.extend(known.candidates(*k, v).into_iter().map(|(d, _)| d));
             }
         }
+        wanted.sort();
+        wanted.dedup();
+        Ok(wanted)
+    }
+
+    /// Phase 2: the reachable destination records read, once each.
+    pub(super) async fn read_current(&self, plan: &ObjectPlan, wanted: Vec<String>) -> Result<DestRecords> {
         if wanted.is_empty() {
             return Ok(std::collections::HashMap::new());
         }
-        wanted.sort();
-        wanted.dedup();
         let started = Instant::now();
         let read = self.dest.read(&plan.dest_object, &wanted, &plan.dest_fields).await?;
         self.timings.add(Stage::ReadDestination, started.elapsed());

@@ -186,13 +186,115 @@ fn json_object(fields: &[String], values: &[Value]) -> Result<String> {
     Ok(serde_json::to_string(&map)?)
 }
 
+/// What a batch whose writes are on their way reaches: its source ids, every match key its
+/// records looked up or will write, and every destination record it reads, updates or adopts.
+/// A later batch that reaches none of these decides the same whether or not this one has
+/// landed, so it may be decided and sent while this one's writes are in flight.
+#[derive(Debug, Default)]
+pub(crate) struct Reach {
+    sources: HashSet<String>,
+    keys: HashSet<(usize, String)>,
+    dests: HashSet<String>,
+}
+
+impl Reach {
+    /// The newest of `others` (their index) this one meets: it and those before it land first.
+    fn newest_met(&self, others: &[&Reach]) -> Option<usize> {
+        others.iter().rposition(|o| self.meets(o))
+    }
+
+    fn meets(&self, other: &Reach) -> bool {
+        let any = |a: &HashSet<String>, b: &HashSet<String>| {
+            let (small, large) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+            small.iter().any(|x| large.contains(x))
+        };
+        any(&self.sources, &other.sources)
+            || any(&self.dests, &other.dests)
+            || self.keys.iter().any(|k| other.keys.contains(k))
+    }
+
+    /// What the records reach now: their source ids, keys (looked up, or of the values they
+    /// will write) and destination records (`dests`: what they read).
+    fn of(works: &[Work], plan: &ObjectPlan, region: phonenumber::country::Id, dests: &[String]) -> Self {
+        let dedupe = crate::pipeline::dedupe::BatchDeduper::new(plan, region);
+        let mut reach = Reach { dests: dests.iter().cloned().collect(), ..Default::default() };
+        for w in works {
+            reach.sources.insert(w.source_id().to_string());
+            reach.keys.extend(w.keys.iter().cloned());
+            if let Some(finals) = &w.finals {
+                reach.keys.extend(dedupe.keys_of(finals));
+            }
+            if let Some(d) = &w.dest_id {
+                reach.dests.insert(d.clone());
+            }
+            if let Step::Adopt(d) | Step::Update(Target { dest_id: d, .. }) = &w.step {
+                reach.dests.insert(d.clone());
+            }
+        }
+        reach
+    }
+
+    fn add(&mut self, more: Reach) {
+        self.sources.extend(more.sources);
+        self.keys.extend(more.keys);
+        self.dests.extend(more.dests);
+    }
+}
+
+/// A batch decided and journaled whose writes are on their way (on a task of their own).
+pub(crate) struct Flight {
+    works: Vec<Work>,
+    reach: Reach,
+    sending: tokio::task::JoinHandle<Result<send::Answers>>,
+    /// Set by the sending task as it ends, before it tells the waiting engine.
+    answered: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Marks a batch answered and wakes whoever waits for an answer, when the sending task ends
+/// in any way (a panic included: the engine must not wait for a wake that never comes).
+struct Told {
+    answered: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    wake: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Drop for Told {
+    fn drop(&mut self) {
+        self.answered.store(true, std::sync::atomic::Ordering::Release);
+        self.wake.notify_one();
+    }
+}
+
+impl Flight {
+    pub(crate) fn reach(&self) -> &Reach {
+        &self.reach
+    }
+
+    /// The destination answered (or the sending failed): it can land without waiting.
+    pub(crate) fn answered(&self) -> bool {
+        self.answered.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Waits for the destination's answers without using them: the batch stays uncommitted,
+    /// its journal and markers let the next attempt find what it wrote.
+    pub(crate) async fn abandon(self) {
+        let _ = self.sending.await;
+    }
+}
+
+/// A batch started, or handed back untouched because it reaches what a batch in flight reaches:
+/// the newest such batch (its place among those in flight), which and all before it must land.
+pub(crate) enum Launch {
+    Started(Flight),
+    Blocked(Vec<Item>, usize),
+}
+
 impl Engine {
     /// Dedupe → read current → resolve → validate → write → settle one batch; returns what to commit.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn process_batch(
         &self,
         run_id: i64,
-        plan: &ObjectPlan,
+        plan: &std::sync::Arc<ObjectPlan>,
         owners: &Owners,
         items: Vec<Item>,
         counts: &mut Counts,
@@ -201,15 +303,78 @@ impl Engine {
         resolve_queue: bool,
         lookups: &Lookups<'_>,
     ) -> Result<BatchCommit> {
+        let answered = std::sync::Arc::new(tokio::sync::Notify::new());
+        match self.launch_batch(run_id, plan, owners, items, lookups, &[], &answered).await? {
+            Launch::Started(flight) => {
+                self.land_batch(run_id, plan, flight, counts, cursor, done, resolve_queue, lookups.linkage).await
+            }
+            Launch::Blocked(..) => Err(eyre!("a batch with nothing in flight cannot be blocked")),
+        }
+    }
+
+    /// Phases 1–4 and the journal of phase 5, then the writes sent on a task of their own. With
+    /// `flying` (what the batches in flight reach), a batch that reaches any of it is handed back
+    /// before anything is read or journaled; the caller lands those batches and launches it again.
+    /// `answered` is told when the destination has answered.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn launch_batch(
+        &self,
+        run_id: i64,
+        plan: &std::sync::Arc<ObjectPlan>,
+        owners: &Owners,
+        items: Vec<Item>,
+        lookups: &Lookups<'_>,
+        flying: &[&Reach],
+        answered: &std::sync::Arc<tokio::sync::Notify>,
+    ) -> Result<Launch> {
+        let region = self.settings.region;
         let mut works: Vec<Work> = items.into_iter().map(Work::new).collect();
+        let blocked =
+            |works: Vec<Work>, met: usize| Ok(Launch::Blocked(works.into_iter().map(|w| w.item).collect(), met));
         let known = self.lookup(plan, owners, &mut works, lookups, run_id)?;
         self.repeated_ids(plan, &mut works, lookups)?;
-        let stored = self.read_current(plan, &works, &known, lookups).await?;
+        let reachable = self.reachable(&works, &known, lookups)?;
+        if let Some(met) = Reach::of(&works, plan, region, &reachable).newest_met(flying) {
+            return blocked(works, met);
+        }
+        let stored = self.read_current(plan, reachable).await?;
         let current = blanks_as_none(&stored);
         self.decide_in_order(plan, owners, &mut works, &known, &current, lookups)?;
-        self.write(run_id, plan, &mut works, &stored, lookups).await?;
+        let reach = Reach::of(&works, plan, region, &stored.keys().cloned().collect::<Vec<_>>());
+        if let Some(met) = reach.newest_met(flying) {
+            return blocked(works, met);
+        }
+        let outgoing = self.plan_writes(run_id, plan, &mut works, &stored, lookups)?;
+        let mut reach = reach;
+        reach.add(Reach::of(&works, plan, region, &[]));
+        let sent = outgoing.send(self.dest.clone(), plan.clone(), self.timings.clone());
+        let told = Told { answered: Default::default(), wake: answered.clone() };
+        let answered = told.answered.clone();
+        let sending = tokio::spawn(async move {
+            let _told = told;
+            sent.await
+        });
+        Ok(Launch::Started(Flight { works, reach, sending, answered }))
+    }
+
+    /// The destination's answers taken, then phase 6 and the batch's commit.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn land_batch(
+        &self,
+        run_id: i64,
+        plan: &ObjectPlan,
+        flight: Flight,
+        counts: &mut Counts,
+        cursor: Option<String>,
+        done: bool,
+        resolve_queue: bool,
+        linkage: Option<&std::sync::Mutex<crate::pipeline::linkage::index::LinkIndex>>,
+    ) -> Result<BatchCommit> {
+        let Flight { mut works, sending, .. } = flight;
+        let answers = sending.await.map_err(|e| eyre!("the batch's writes stopped: {e}"))??;
+        Self::apply_answers(plan, &mut works, answers);
         settle_followers(plan, &mut works);
-        if let Some(l) = lookups.linkage {
+        if let Some(l) = linkage {
             let mut ix = l.lock().map_err(|_| eyre!("linkage index lock poisoned"))?;
             let mut written = Vec::new();
             for (i, w) in works.iter().enumerate().filter(|(_, w)| w.outcome.is_some_and(Outcome::is_written)) {
@@ -458,4 +623,34 @@ fn assemble(
     *counts = batch_counts;
     commit.counts = batch_counts;
     Ok(commit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Reach;
+
+    fn reach(sources: &[&str], keys: &[(usize, &str)], dests: &[&str]) -> Reach {
+        Reach {
+            sources: sources.iter().map(|s| s.to_string()).collect(),
+            keys: keys.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+            dests: dests.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_batch_meets_one_in_flight_through_a_source_id_a_key_value_or_a_destination_record() {
+        let flying = reach(&["s1", "s2"], &[(0, "ann@x.example"), (1, "15551234567")], &["d7"]);
+        assert_eq!(reach(&["s2"], &[], &[]).newest_met(&[&flying]), Some(0), "the same source id");
+        assert_eq!(reach(&["s9"], &[(0, "ann@x.example")], &[]).newest_met(&[&flying]), Some(0), "the same email");
+        assert_eq!(reach(&["s9"], &[], &["d7"]).newest_met(&[&flying]), Some(0), "the same destination record");
+        // The same value under another key is no match (a phone number is not an email).
+        assert_eq!(reach(&["s9"], &[(1, "ann@x.example")], &["d8"]).newest_met(&[&flying]), None);
+        assert_eq!(reach(&["s9"], &[(0, "bob@x.example")], &["d8"]).newest_met(&[&flying]), None);
+        assert_eq!(reach(&["s1"], &[], &[]).newest_met(&[]), None, "nothing in flight");
+        // Of several in flight, the newest one met: it and the older ones land first.
+        let other = reach(&["s5"], &[], &["d8"]);
+        let third = reach(&["s6"], &[], &[]);
+        let both = reach(&["s9"], &[], &["d7", "d8"]);
+        assert_eq!(both.newest_met(&[&flying, &other, &third]), Some(1));
+    }
 }

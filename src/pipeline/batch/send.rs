@@ -1,17 +1,18 @@
 //! Phase 5 of a batch: creates with their markers, updates journaled before they are sent.
 
 use super::{DestRecords, Role, Step, Work, json_object};
-use crate::connect::Marks;
+use crate::connect::{Change, Destination, Marks, WriteResult};
 use crate::model::{Issue, MATCH_CHOICE, Outcome, Rule, Value};
 use crate::pipeline::dedupe::BatchDeduper;
 use crate::pipeline::plan::ObjectPlan;
 use crate::pipeline::run::{Engine, Lookups, sync};
-use crate::pipeline::timings::Stage;
+use crate::pipeline::timings::{Stage, Timings};
 use crate::pipeline::write;
 use crate::store::journal::{Journaled, PendingCreate};
 use color_eyre::eyre::Result;
 
 use indexmap::IndexMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A create the destination refused because another of its records already holds a unique value
@@ -40,16 +41,62 @@ fn hold_as_existing(plan: &ObjectPlan, w: &mut Work, existing: &str, refusal: &s
     w.undecided = Some(existing.to_string());
 }
 
+/// What a batch sends, planned and journaled: its creates (rows with their markers) and its
+/// updates, each beside the record it answers for. Owns what it sends, so the sending can run
+/// on a task of its own while the next batch is decided.
+pub(crate) struct Outgoing {
+    creates: Vec<usize>,
+    rows: Vec<Vec<Value>>,
+    marks: Marks,
+    updates: Vec<usize>,
+    changes: Vec<Change>,
+}
+
+/// The destination's answers to an [`Outgoing`], beside the records they answer for.
+pub(crate) struct Answers {
+    creates: Vec<usize>,
+    created: Vec<WriteResult>,
+    updates: Vec<usize>,
+    updated: Vec<WriteResult>,
+}
+
+impl Outgoing {
+    /// Creates first, then updates; one answer per record.
+    pub(crate) async fn send(
+        self,
+        dest: Arc<dyn Destination>,
+        plan: Arc<ObjectPlan>,
+        timings: Arc<Timings>,
+    ) -> Result<Answers> {
+        let Outgoing { creates, rows, marks, updates, changes } = self;
+        let mut created = Vec::new();
+        if !rows.is_empty() {
+            let started = Instant::now();
+            created = write::create(dest.as_ref(), &plan, rows, marks).await?;
+            timings.add(Stage::Write, started.elapsed());
+        }
+        let mut updated = Vec::new();
+        if !changes.is_empty() {
+            let started = Instant::now();
+            updated = write::update(dest.as_ref(), &plan, &changes).await?;
+            timings.add(Stage::Write, started.elapsed());
+        }
+        Ok(Answers { creates, created, updates, updated })
+    }
+}
+
 impl Engine {
-    /// Phase 5: creates (with their markers) and updates (journaled first), one answer per record.
-    pub(super) async fn write(
+    /// Phase 5, before anything is sent: adopted records settle; creates get their markers and
+    /// are journaled; updates are planned field by field and journaled. What is journaled is
+    /// looked up (creates) or replayed (updates) if the process dies before the batch commits.
+    pub(super) fn plan_writes(
         &self,
         run_id: i64,
         plan: &ObjectPlan,
         works: &mut [Work],
         stored: &DestRecords,
         lookups: &Lookups<'_>,
-    ) -> Result<()> {
+    ) -> Result<Outgoing> {
         let fields = &plan.dest_fields;
         let dedupe = BatchDeduper::new(plan, self.settings.region);
         let mut creates: Vec<usize> = Vec::new();
@@ -68,58 +115,68 @@ impl Engine {
                 _ => {}
             }
         }
-        if !creates.is_empty() {
-            let mut rows = Vec::with_capacity(creates.len());
-            let mut markers = Vec::with_capacity(creates.len());
-            for &i in &creates {
-                let w = &mut works[i];
-                if let Some(values) = w.finals.take() {
-                    w.keys = dedupe.keys_of(&values);
-                    w.written = Some(json_object(fields, &values)?);
-                    rows.push(values);
-                    markers.push(plan.marker(w.source_id()));
-                }
-            }
-            // Journaled before they are sent: if the process dies before this batch commits,
-            // the next attempt looks these up instead of creating them again.
-            let intents: Vec<PendingCreate> = creates
-                .iter()
-                .zip(&markers)
-                .filter_map(|(&i, marker)| {
-                    Some(PendingCreate {
-                        source_id: works[i].source_id().to_string(),
-                        marker: marker.clone(),
-                        written: works[i].written.clone()?,
-                    })
-                })
-                .collect();
-            sync(|| self.journal()?.intend_creates(run_id, &plan.name, &intents))?;
-            let marks = Marks { namespace: self.project.config.project.name.clone(), source_ids: markers };
-            let started = Instant::now();
-            let results = write::create(self.dest.as_ref(), plan, rows, marks).await?;
-            self.timings.add(Stage::Write, started.elapsed());
-            for (&i, r) in creates.iter().zip(results) {
-                let w = &mut works[i];
-                match r {
-                    Ok(id) => {
-                        w.outcome = Some(Outcome::Created);
-                        w.dest_id = Some(id);
-                    }
-                    Err(msg) => match crate::connect::existing_record(&msg) {
-                        Some(existing) => hold_as_existing(plan, w, existing, &msg),
-                        None => {
-                            w.outcome = Some(Outcome::Failed);
-                            w.detail = Some(format!("the destination refused it: {msg}"));
-                            w.written = None;
-                        }
-                    },
-                }
+        let mut rows = Vec::with_capacity(creates.len());
+        let mut markers = Vec::with_capacity(creates.len());
+        let mut intents: Vec<PendingCreate> = Vec::with_capacity(creates.len());
+        for &i in &creates {
+            let w = &mut works[i];
+            if let Some(values) = w.finals.take() {
+                w.keys = dedupe.keys_of(&values);
+                let written = json_object(fields, &values)?;
+                let marker = plan.marker(w.source_id());
+                intents.push(PendingCreate {
+                    source_id: w.source_id().to_string(),
+                    marker: marker.clone(),
+                    written: written.clone(),
+                });
+                w.written = Some(written);
+                rows.push(values);
+                markers.push(marker);
             }
         }
-        self.write_updates(run_id, plan, works, stored, lookups, &dedupe).await
+        // Journaled before they are sent: if the process dies before this batch commits, the
+        // next attempt looks these up instead of creating them again.
+        if !intents.is_empty() {
+            sync(|| self.journal()?.intend_creates(run_id, &plan.name, &intents))?;
+        }
+        let marks = Marks { namespace: self.project.config.project.name.clone(), source_ids: markers };
+        let (updates, changes) = self.plan_updates(run_id, plan, works, stored, lookups, &dedupe)?;
+        Ok(Outgoing { creates, rows, marks, updates, changes })
     }
 
-    async fn write_updates(
+    /// Phase 5 after the destination answered: each record takes its answer.
+    pub(super) fn apply_answers(plan: &ObjectPlan, works: &mut [Work], answers: Answers) {
+        for (i, r) in answers.creates.into_iter().zip(answers.created) {
+            let w = &mut works[i];
+            match r {
+                Ok(id) => {
+                    w.outcome = Some(Outcome::Created);
+                    w.dest_id = Some(id);
+                }
+                Err(msg) => match crate::connect::existing_record(&msg) {
+                    Some(existing) => hold_as_existing(plan, w, existing, &msg),
+                    None => {
+                        w.outcome = Some(Outcome::Failed);
+                        w.detail = Some(format!("the destination refused it: {msg}"));
+                        w.written = None;
+                    }
+                },
+            }
+        }
+        for (i, r) in answers.updates.into_iter().zip(answers.updated) {
+            let w = &mut works[i];
+            if let Err(msg) = r {
+                w.outcome = Some(Outcome::Failed);
+                w.detail = Some(format!("the destination refused the update: {msg}"));
+                w.before_image = None;
+                w.written = None;
+            }
+        }
+    }
+
+    /// Updates planned field by field; the ones that change something are journaled. Returns
+    /// them with the records they answer for.
+    fn plan_updates(
         &self,
         run_id: i64,
         plan: &ObjectPlan,
@@ -127,10 +184,10 @@ impl Engine {
         stored: &DestRecords,
         lookups: &Lookups<'_>,
         dedupe: &BatchDeduper<'_>,
-    ) -> Result<()> {
+    ) -> Result<(Vec<usize>, Vec<Change>)> {
         let fields = &plan.dest_fields;
         let types = plan.dest_types();
-        let mut sending: Vec<(usize, crate::connect::Change)> = Vec::new();
+        let mut sending: Vec<(usize, Change)> = Vec::new();
         let mut journal: Vec<Journaled> = Vec::new();
         for (i, w) in works.iter_mut().enumerate() {
             let Step::Update(t) = w.step.clone() else { continue };
@@ -193,24 +250,10 @@ impl Engine {
                 sending.push((i, planned.change));
             }
         }
-        if sending.is_empty() {
-            return Ok(());
+        if !journal.is_empty() {
+            sync(|| self.journal()?.write(run_id, &plan.name, &journal))?;
         }
-        sync(|| self.journal()?.write(run_id, &plan.name, &journal))?;
-        let changes: Vec<crate::connect::Change> = sending.iter().map(|(_, c)| c.clone()).collect();
-        let started = Instant::now();
-        let results = write::update(self.dest.as_ref(), plan, &changes).await?;
-        self.timings.add(Stage::Write, started.elapsed());
-        for ((i, _), r) in sending.iter().zip(results) {
-            let w = &mut works[*i];
-            if let Err(msg) = r {
-                w.outcome = Some(Outcome::Failed);
-                w.detail = Some(format!("the destination refused the update: {msg}"));
-                w.before_image = None;
-                w.written = None;
-            }
-        }
-        Ok(())
+        Ok(sending.into_iter().unzip())
     }
 }
 
