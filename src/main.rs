@@ -4,6 +4,7 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    cutover::cli::small_pages();
     if let Err(e) = color_eyre::install() {
         eprintln!("warning: error reporting not installed: {e}");
     }

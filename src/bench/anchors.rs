@@ -138,6 +138,17 @@ pub fn measure(cmd: Command, what: &str) -> Result<Measured> {
     } else {
         cmd
     };
+    // Each tool starts with the system's paging, not the one Cutover sets for itself (a
+    // process's choice of small pages is inherited): Cutover's own run sets it again.
+    #[cfg(target_os = "linux")]
+    // SAFETY: between fork and exec the closure only makes one async-signal-safe system call.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0);
+            Ok(())
+        });
+    }
     let started = Instant::now();
     let mut child =
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().wrap_err_with(|| format!("starting {what}"))?;

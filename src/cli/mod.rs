@@ -307,6 +307,17 @@ pub fn end_quietly_on_closed_pipe() {
     }
 }
 
+/// Keeps the process's memory in small pages. With transparent huge pages the allocator's
+/// partly used regions count as whole 2 MiB pages: the 1M-record bench peaked at 270 MiB with
+/// them and 224 MiB without, in the same time (`cutover bench`).
+pub fn small_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with an integer option and argument changes only this process's paging.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 pub fn main_with(cli: Cli) -> i32 {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,

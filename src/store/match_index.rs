@@ -139,7 +139,7 @@ fn is_busy(e: &color_eyre::Report) -> bool {
 fn connect(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
-    conn.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-64000;")?;
+    conn.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-16000;")?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let empty: bool = conn.query_row("SELECT COUNT(*) = 0 FROM sqlite_schema", [], |r| r.get(0))?;
     if version != VERSION && !empty {

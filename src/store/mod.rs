@@ -201,7 +201,7 @@ impl Store {
     fn setup(mut conn: Connection, path: &Path) -> Result<Self> {
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-32000;",
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-16000;",
         )?;
         let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
         if version > schema::MIGRATIONS.len() {
