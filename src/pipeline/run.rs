@@ -778,8 +778,8 @@ impl Engine {
                         linkage: linkage.as_ref(),
                     };
                     let flying: Vec<&Reach> = flights.iter().map(|(f, _)| f.reach()).collect();
-                    match self.launch_batch(run_id, plan, &prepared.owners, items, &lookups, &flying, &answered).await?
-                    {
+                    let flying = (most > 1).then_some(&flying[..]);
+                    match self.launch_batch(run_id, plan, &prepared.owners, items, &lookups, flying, &answered).await? {
                         Launch::Started(flight) => break flight,
                         // It reaches what a batch in flight reaches: that one and those before
                         // it land first; later ones fly on.

@@ -304,7 +304,7 @@ impl Engine {
         lookups: &Lookups<'_>,
     ) -> Result<BatchCommit> {
         let answered = std::sync::Arc::new(tokio::sync::Notify::new());
-        match self.launch_batch(run_id, plan, owners, items, lookups, &[], &answered).await? {
+        match self.launch_batch(run_id, plan, owners, items, lookups, None, &answered).await? {
             Launch::Started(flight) => {
                 self.land_batch(run_id, plan, flight, counts, cursor, done, resolve_queue, lookups.linkage).await
             }
@@ -315,6 +315,7 @@ impl Engine {
     /// Phases 1–4 and the journal of phase 5, then the writes sent on a task of their own. With
     /// `flying` (what the batches in flight reach), a batch that reaches any of it is handed back
     /// before anything is read or journaled; the caller lands those batches and launches it again.
+    /// Without (`None`: batches go one at a time), nothing is compared and no reach is kept.
     /// `answered` is told when the destination has answered.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn launch_batch(
@@ -324,7 +325,7 @@ impl Engine {
         owners: &Owners,
         items: Vec<Item>,
         lookups: &Lookups<'_>,
-        flying: &[&Reach],
+        flying: Option<&[&Reach]>,
         answered: &std::sync::Arc<tokio::sync::Notify>,
     ) -> Result<Launch> {
         let region = self.settings.region;
@@ -334,19 +335,25 @@ impl Engine {
         let known = self.lookup(plan, owners, &mut works, lookups, run_id)?;
         self.repeated_ids(plan, &mut works, lookups)?;
         let reachable = self.reachable(&works, &known, lookups)?;
-        if let Some(met) = Reach::of(&works, plan, region, &reachable).newest_met(flying) {
+        if let Some(flying) = flying.filter(|f| !f.is_empty())
+            && let Some(met) = Reach::of(&works, plan, region, &reachable).newest_met(flying)
+        {
             return blocked(works, met);
         }
         let stored = self.read_current(plan, reachable).await?;
         let current = blanks_as_none(&stored);
         self.decide_in_order(plan, owners, &mut works, &known, &current, lookups)?;
-        let reach = Reach::of(&works, plan, region, &stored.keys().cloned().collect::<Vec<_>>());
-        if let Some(met) = reach.newest_met(flying) {
-            return blocked(works, met);
+        let mut reach = Reach::default();
+        if let Some(flying) = flying {
+            reach = Reach::of(&works, plan, region, &stored.keys().cloned().collect::<Vec<_>>());
+            if let Some(met) = reach.newest_met(flying) {
+                return blocked(works, met);
+            }
         }
         let outgoing = self.plan_writes(run_id, plan, &mut works, &stored, lookups)?;
-        let mut reach = reach;
-        reach.add(Reach::of(&works, plan, region, &[]));
+        if flying.is_some() {
+            reach.add(Reach::of(&works, plan, region, &[]));
+        }
         let sent = outgoing.send(self.dest.clone(), plan.clone(), self.timings.clone());
         let told = Told { answered: Default::default(), wake: answered.clone() };
         let answered = told.answered.clone();
