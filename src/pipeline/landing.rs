@@ -97,8 +97,24 @@ impl Engine {
         writer: &mut CommitWriter,
         index_writer: &Mutex<IndexWriter>,
     ) -> Result<Option<String>> {
+        let n = flights.len();
+        self.land_first(ctx, flights, n, counts, writer, index_writer).await
+    }
+
+    /// Lands the `n` oldest batches in flight, in order; a halt found on the way is returned
+    /// after they all landed.
+    pub(super) async fn land_first(
+        &self,
+        ctx: &LandCtx<'_>,
+        flights: &mut VecDeque<(Flight, Landing)>,
+        n: usize,
+        counts: &mut Counts,
+        writer: &mut CommitWriter,
+        index_writer: &Mutex<IndexWriter>,
+    ) -> Result<Option<String>> {
         let mut halt = None;
-        while let Some((flight, landing)) = flights.pop_front() {
+        for _ in 0..n {
+            let Some((flight, landing)) = flights.pop_front() else { break };
             let why = self.land(ctx, flight, landing, counts, writer, index_writer).await?;
             if halt.is_none() {
                 halt = why;

@@ -785,14 +785,11 @@ impl Engine {
                         // it land first; later ones fly on.
                         Launch::Blocked(back, met) => {
                             items = back;
-                            for _ in 0..=met {
-                                let Some((flight, landing)) = flights.pop_front() else { break };
-                                if let Some(why) =
-                                    self.land(&ctx, flight, landing, &mut counts, &mut writer, &index_writer).await?
-                                {
-                                    halt = Some(why);
-                                    break 'batches;
-                                }
+                            let landed =
+                                self.land_first(&ctx, &mut flights, met + 1, &mut counts, &mut writer, &index_writer);
+                            if let Some(why) = landed.await? {
+                                halt = Some(why);
+                                break 'batches;
                             }
                         }
                     }
