@@ -6,12 +6,16 @@
 //!
 //! It is a SQLite file of its own beside the state store (`cutover.journal.db`, WAL), so
 //! journaling a batch never waits for the state store's writer committing the batch before it.
-//! Entries are keyed by run, object and source id; a batch commit makes its entries moot (its
-//! records are never read again in that run), and a finished run clears its own.
+//! A batch's entries are one row (a JSON list): at a million creates, a row per record keyed by
+//! source id cost the run a sixth of its time (`cutover bench`: 25.9 s → 21.5 s without it), for
+//! rows that are only read after a crash. Readers see them by source id as before: of a create
+//! journaled twice in a run the later one counts, of an update the first. A batch commit makes
+//! its entries moot (its records are never read again in that run), and a finished run clears
+//! its own. The per-record tables of earlier versions are still read and cleared.
 
 use color_eyre::eyre::{Result, WrapErr};
 use rusqlite::{Connection, params};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// An update journaled before it was sent.
@@ -70,33 +74,43 @@ impl Journal {
                  marker    TEXT NOT NULL,
                  written   TEXT NOT NULL,
                  PRIMARY KEY (run_id, object, source_id)
-             ) WITHOUT ROWID;",
+             ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS update_batches (
+                 id      INTEGER PRIMARY KEY,
+                 run_id  INTEGER NOT NULL,
+                 object  TEXT NOT NULL,
+                 entries TEXT NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS create_batches (
+                 id      INTEGER PRIMARY KEY,
+                 run_id  INTEGER NOT NULL,
+                 object  TEXT NOT NULL,
+                 entries TEXT NOT NULL
+             );",
         )
         .wrap_err_with(|| format!("cannot set up the journal {}", path.display()))?;
         Ok(Self { conn })
     }
 
-    /// Journals updates about to be sent, in one transaction; a first entry is never replaced.
+    /// Journals updates about to be sent, in one row; a first entry is never replaced.
     pub fn write(&mut self, run_id: i64, object: &str, entries: &[Journaled]) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
-        let tx = self.conn.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO pending_updates (run_id, object, source_id, dest_id, outcome, detail, before_image)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (run_id, object, source_id) DO NOTHING",
-            )?;
-            for e in entries {
-                stmt.execute(params![run_id, object, e.source_id, e.dest_id, e.outcome, e.detail, e.before_image])?;
-            }
-        }
-        tx.commit()?;
+        let rows: Vec<UpdateRow<'_>> = entries
+            .iter()
+            .map(|e| (&*e.source_id, &*e.dest_id, &*e.outcome, &*e.detail, e.before_image.as_deref()))
+            .collect();
+        self.conn.execute(
+            "INSERT INTO update_batches (run_id, object, entries) VALUES (?1, ?2, ?3)",
+            params![run_id, object, serde_json::to_string(&rows)?],
+        )?;
         Ok(())
     }
 
     /// What this run journaled for an object, by source id (a resumed attempt replays from it).
     pub fn pending(&self, run_id: i64, object: &str) -> Result<HashMap<String, Journaled>> {
+        let mut out = HashMap::new();
         let mut stmt = self.conn.prepare(
             "SELECT source_id, dest_id, outcome, detail, before_image FROM pending_updates
              WHERE run_id = ?1 AND object = ?2",
@@ -110,53 +124,84 @@ impl Journal {
                 before_image: r.get(4)?,
             })
         })?;
-        let mut out = HashMap::new();
         for row in rows {
             let j = row?;
             out.insert(j.source_id.clone(), j);
+        }
+        let mut stmt =
+            self.conn.prepare("SELECT entries FROM update_batches WHERE run_id = ?1 AND object = ?2 ORDER BY id")?;
+        let mut batches = stmt.query(params![run_id, object])?;
+        while let Some(batch) = batches.next()? {
+            let entries: Vec<OwnedUpdateRow> = parse_entries(&batch.get::<_, String>(0)?, run_id, object)?;
+            for (source_id, dest_id, outcome, detail, before_image) in entries {
+                out.entry(source_id.clone()).or_insert(Journaled { source_id, dest_id, outcome, detail, before_image });
+            }
         }
         Ok(out)
     }
 
     /// Journals creates about to be sent (source id, its marker, the record as written), in one
-    /// transaction: if the process dies before the batch's commit, the next attempt asks the
-    /// destination for exactly these — also where a record carries no marker (a Pipedrive note).
+    /// row: if the process dies before the batch's commit, the next attempt asks the destination
+    /// for exactly these — also where a record carries no marker (a Pipedrive note).
     pub fn intend_creates(&mut self, run_id: i64, object: &str, intents: &[PendingCreate]) -> Result<()> {
         if intents.is_empty() {
             return Ok(());
         }
-        let tx = self.conn.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO pending_creates (run_id, object, source_id, marker, written) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (run_id, object, source_id) DO UPDATE SET marker = excluded.marker, written = excluded.written",
-            )?;
-            for i in intents {
-                stmt.execute(params![run_id, object, i.source_id, i.marker, i.written])?;
-            }
-        }
-        tx.commit()?;
+        let rows: Vec<CreateRow<'_>> = intents.iter().map(|i| (&*i.source_id, &*i.marker, &*i.written)).collect();
+        self.conn.execute(
+            "INSERT INTO create_batches (run_id, object, entries) VALUES (?1, ?2, ?3)",
+            params![run_id, object, serde_json::to_string(&rows)?],
+        )?;
         Ok(())
     }
 
     /// Every create journaled for an object by any run not yet finished (those whose batch
-    /// committed are in the id map; the caller leaves them out).
+    /// committed are in the id map; the caller leaves them out), by run and source id.
     pub fn pending_creates(&self, object: &str) -> Result<Vec<PendingCreate>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT source_id, marker, written FROM pending_creates WHERE object = ?1 ORDER BY run_id, source_id",
-        )?;
+        let mut out: BTreeMap<(i64, String), PendingCreate> = BTreeMap::new();
+        let mut stmt =
+            self.conn.prepare("SELECT run_id, source_id, marker, written FROM pending_creates WHERE object = ?1")?;
         let rows = stmt.query_map([object], |r| {
-            Ok(PendingCreate { source_id: r.get(0)?, marker: r.get(1)?, written: r.get(2)? })
+            Ok((r.get::<_, i64>(0)?, PendingCreate { source_id: r.get(1)?, marker: r.get(2)?, written: r.get(3)? }))
         })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        for row in rows {
+            let (run_id, p) = row?;
+            out.insert((run_id, p.source_id.clone()), p);
+        }
+        let mut stmt = self.conn.prepare("SELECT run_id, entries FROM create_batches WHERE object = ?1 ORDER BY id")?;
+        let mut batches = stmt.query([object])?;
+        while let Some(batch) = batches.next()? {
+            let run_id: i64 = batch.get(0)?;
+            let entries: Vec<(String, String, String)> = parse_entries(&batch.get::<_, String>(1)?, run_id, object)?;
+            for (source_id, marker, written) in entries {
+                out.insert((run_id, source_id.clone()), PendingCreate { source_id, marker, written });
+            }
+        }
+        Ok(out.into_values().collect())
     }
 
     /// Forgets what a run journaled once every batch of it is committed.
     pub fn clear(&mut self, run_id: i64) -> Result<()> {
         self.conn.execute("DELETE FROM pending_updates WHERE run_id = ?1", [run_id])?;
         self.conn.execute("DELETE FROM pending_creates WHERE run_id = ?1", [run_id])?;
+        self.conn.execute("DELETE FROM update_batches WHERE run_id = ?1", [run_id])?;
+        self.conn.execute("DELETE FROM create_batches WHERE run_id = ?1", [run_id])?;
         Ok(())
     }
+}
+
+/// An update as a batch's row lists it: source id, destination id, outcome, detail, before-image.
+type UpdateRow<'a> = (&'a str, &'a str, &'a str, &'a str, Option<&'a str>);
+type OwnedUpdateRow = (String, String, String, String, Option<String>);
+/// A create as a batch's row lists it: source id, marker, the record as written.
+type CreateRow<'a> = (&'a str, &'a str, &'a str);
+
+/// A batch's entries; a row that does not read names the run and object (the journal is ours,
+/// so this is a damaged file, not user data).
+fn parse_entries<T: serde::de::DeserializeOwned>(json: &str, run_id: i64, object: &str) -> Result<T> {
+    serde_json::from_str(json).wrap_err_with(|| {
+        format!("the journal's entries of run {run_id} for {object} do not read: is the file damaged?")
+    })
 }
 
 #[cfg(test)]
@@ -199,5 +244,32 @@ mod tests {
         assert_eq!(pending[0], intent("1"));
         j.clear(1).expect("clear");
         assert_eq!(j.pending_creates("notes").expect("pending"), [intent("3")], "another run's stay");
+    }
+
+    #[test]
+    fn entries_an_older_version_journaled_per_record_still_count() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut j = Journal::open(&path_for(&dir.path().join("p.state.db"))).expect("open");
+        j.conn
+            .execute_batch(
+                "INSERT INTO pending_updates VALUES (1, 'contacts', '7', '70', 'updated', 'old', '{\"a\":null}');
+                 INSERT INTO pending_creates VALUES (1, 'contacts', '8', 'm:8', '{\"a\":\"old\"}');",
+            )
+            .expect("legacy rows");
+        let update = Journaled {
+            source_id: "7".into(),
+            dest_id: "70".into(),
+            outcome: "updated".into(),
+            detail: "new".into(),
+            before_image: None,
+        };
+        j.write(1, "contacts", std::slice::from_ref(&update)).expect("write");
+        let create = PendingCreate { source_id: "8".into(), marker: "m:8".into(), written: "{\"a\":\"new\"}".into() };
+        j.intend_creates(1, "contacts", std::slice::from_ref(&create)).expect("intend");
+        assert_eq!(j.pending(1, "contacts").expect("pending")["7"].detail, "old", "the first update wins");
+        assert_eq!(j.pending_creates("contacts").expect("pending"), [create], "the latest create wins");
+        j.clear(1).expect("clear");
+        assert!(j.pending(1, "contacts").expect("pending").is_empty());
+        assert!(j.pending_creates("contacts").expect("pending").is_empty());
     }
 }

@@ -19,8 +19,9 @@ impl Store {
     /// Each physical source record's latest outcome in any run, by (source id, occurrence) —
     /// `None` when a rollback undid it (corrections and other actions aside).
     pub fn latest_outcomes(&self, object: &str) -> Result<HashMap<(String, u32), Option<Outcome>>> {
+        // Along the table (its row order is the id order): every row of the object is read anyway.
         let mut stmt =
-            self.conn().prepare("SELECT source_id, occurrence, outcome FROM audit WHERE object = ?1 ORDER BY id")?;
+            self.conn().prepare("SELECT source_id, occurrence, outcome FROM audit WHERE +object = ?1 ORDER BY id")?;
         let mut rows = stmt.query([object])?;
         let mut out = HashMap::new();
         while let Some(r) = rows.next()? {
