@@ -153,3 +153,57 @@ async fn a_modified_time_field_and_the_high_water_mark_choose_the_changed_record
     // The mark moved to 2024-03-06: the same delta again takes nothing.
     assert_eq!(engine.delta(DeltaMode::Both).await.expect("again").totals().extracted, 0);
 }
+
+/// A contact held because its company's row could not be read is released by the delta that
+/// writes the company once the export is mended — its own row did not change, so only the
+/// hold's reason brings it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delta_that_writes_a_missing_parent_releases_its_held_children() {
+    let toml = common::csv_to_sqlite(
+        "parents",
+        r#"
+[objects.companies]
+match = ["domain"]
+[objects.companies.fields]
+name = { from = "name" }
+domain = { from = "domain" }
+
+[objects.contacts]
+match = ["email"]
+[objects.contacts.fields]
+email = { from = "email", transform = "email" }
+company_id = { from = "company", parent = "companies" }
+"#,
+    );
+    let broken = "id,name,domain\n1,\"Acme,acme.example\n2,Globex,globex.example\n";
+    let contacts = "id,email,company\n10,ann@acme.example,1\n11,bo@globex.example,2\n";
+    let t = common::TestProject::new(
+        &toml,
+        &[("companies", broken), ("contacts", contacts)],
+        "CREATE TABLE companies (id INTEGER PRIMARY KEY, name TEXT, domain TEXT);
+         CREATE TABLE contacts (id INTEGER PRIMARY KEY, email TEXT, company_id TEXT);",
+    );
+    t.run().await.expect("full run");
+    let held = |t: &common::TestProject| t.count("SELECT COUNT(*) FROM contacts WHERE email = 'ann@acme.example'");
+    assert_eq!(held(&t), 0, "ann waits for her company");
+    std::fs::write(
+        t.path().join("source/companies.csv"),
+        "id,name,domain\n1,Acme,acme.example\n2,Globex,globex.example\n",
+    )
+    .expect("mend");
+    let project = t.project();
+    let summary = project.engine().expect("engine").delta(DeltaMode::Both).await.expect("delta");
+    assert!(counts_of(&summary, "contacts").created >= 1, "{summary:?}");
+    assert_eq!(held(&t), 1, "ann is written");
+    let linked = t.count(
+        "SELECT COUNT(*) FROM contacts c JOIN companies o ON o.id = c.company_id
+         WHERE c.email = 'ann@acme.example' AND o.name = 'Acme'",
+    );
+    assert_eq!(linked, 1, "ann points at Acme");
+    // Nothing else is taken again: a second delta has nothing to do.
+    let idle = project.engine().expect("engine").delta(DeltaMode::Both).await.expect("delta");
+    assert_eq!(idle.totals().extracted, 0, "{idle:?}");
+    let store = project.store().expect("store");
+    let open = store.queue_list(&QueueFilter::default()).expect("queue");
+    assert!(open.iter().all(|q| q.source_id != "10" || !q.status.is_pending()), "no longer held: {open:?}");
+}

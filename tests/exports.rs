@@ -67,7 +67,7 @@ id,title,value,close_date,update_time
     assert!(first.contains("'10:30' is not a date"), "{first}");
     let second = shown("2");
     assert!(second.contains("'3/4/55' is not a date"), "{second}");
-    assert!(second.contains("'2024-02-30 10:00' is not a date"), "{second}");
+    assert!(second.contains("'2024-02-30 10:00' has no such day: February 2024 has 29 days"), "{second}");
 }
 
 fn phones_project(policy: &str) -> TestProject {

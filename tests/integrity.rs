@@ -237,7 +237,7 @@ fn two_source_records_into_one_destination_record_are_one_decision_on_every_run(
     let csv = "id,name,email,phone\n\
                1,Ann Able,shared@example.com,+14155550101\n\
                2,Filler,filler@example.com,\n\
-               3,Bob Baker,SHARED@example.com,\n";
+               3,Annie Able,SHARED@example.com,\n";
     contacts_project(dir.path(), "source_wins", 2, csv.as_bytes(), "");
     let first = cutover(dir.path(), &["run"], &[]);
     assert_eq!(outcomes(dir.path(), "contacts"), [("created".into(), 2), ("merged".into(), 1)], "{}", text(&first));
@@ -1127,4 +1127,52 @@ fn a_ten_megabyte_value_is_shown_cut_with_its_length_and_whole_on_request() {
     assert!(text(&out).contains("10485760 characters in all"), "{}", &text(&out)[..2000.min(text(&out).len())]);
     let full = cutover(dir.path(), &["queue", "show", &item, "--full"], &[]);
     assert!(full.stdout.len() > 10 * 1024 * 1024, "--full prints every character");
+}
+
+/// An office's `sales@` is shared: found by it, a record whose name has nothing in common with
+/// the destination record's is another person and waits for a decision, while the same person
+/// written otherwise (`Brown, Ivan`, `I. Brown`) is still merged. Found by a key that is not a
+/// contact point (a customer number), the key decides alone.
+#[test]
+fn a_shared_office_email_never_merges_two_people_whose_names_share_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = "id,name,email,phone\n\
+               1,Raj Patel,SALES@office.example,\n\
+               2,\"Brown, Ivan\",sales@office.example,\n\
+               3,I. Brown,Sales@Office.example,(646) 736-5950\n\
+               4,Zoë Müller,info@shop.example,\n\
+               5,Zoe Muller,INFO@shop.example,\n";
+    let existing = "INSERT INTO contacts (id, name, email, phone) VALUES
+                    (500, 'Ivan Brown', 'sales@office.example', '+16467365950');";
+    contacts_project(dir.path(), "fill_blanks", 2, csv.as_bytes(), existing);
+    let out = cutover(dir.path(), &["run"], &[]);
+    let s = store(dir.path());
+    let held: Vec<(String, String, String)> = s
+        .prepare("SELECT source_id, reason, issues FROM queue ORDER BY source_id")
+        .expect("q")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(held.len(), 1, "{held:?}\n{}", text(&out));
+    let (sid, reason, issues) = &held[0];
+    assert_eq!((sid.as_str(), reason.as_str()), ("1", "conflicting_match"));
+    assert!(issues.contains("Ivan Brown") && issues.contains("Raj Patel"), "names both people: {issues}");
+    let d = dest(dir.path());
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM contacts WHERE name LIKE '%Patel%'"), 0, "Raj is nobody's member");
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM contacts WHERE email = 'sales@office.example'"), 1);
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM contacts WHERE email = 'info@shop.example'"), 1, "Zoë once");
+
+    // The operator decides: Raj is a person of his own.
+    let id: i64 = s.query_row("SELECT id FROM queue WHERE source_id = '1'", [], |r| r.get(0)).expect("item");
+    let fix = cutover(dir.path(), &["queue", "fix", &id.to_string(), "@match=new"], &[]);
+    assert!(fix.status.success(), "{}", text(&fix));
+    let again = cutover(dir.path(), &["queue", "reprocess", "--all"], &[]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert_eq!(
+        count(&dest(dir.path()), "SELECT COUNT(*) FROM contacts WHERE name = 'Raj Patel'"),
+        1,
+        "{}",
+        text(&again)
+    );
 }

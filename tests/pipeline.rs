@@ -142,12 +142,12 @@ fn people(rows: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dedupe_finds_people_across_formats_batches_and_runs() {
     let csv = people(&[
-        "1,Dup Person,  dup@example.COM ,415-555-0199,c1,Ann Owner,", // existing 500 by email (case, spaces)
+        "1,Existing Person,  dup@example.COM ,415-555-0199,c1,Ann Owner,", // existing 500 by email (case, spaces)
         "2,New Person,new@example.com,,c1,Ann Owner,",
         "3,New Again,NEW@example.com,,c2,Ann Owner,",   // same batch as 2
         "4,Phone Match,,+1 415 555 2671,c1,Ann Owner,", // existing 503 by phone format
         "5,Twin,twin@example.com,,c1,Ann Owner,",       // two destination candidates
-        "6,Later Batch,new@example.com,,c1,Ann Owner,", // batch 2, duplicate of 2
+        "6,New Later,new@example.com,,c1,Ann Owner,",   // batch 2, duplicate of 2
     ]);
     let p = TestProject::new(&toml(5, "fill_blanks", 1.0), &[("companies", COMPANIES), ("contacts", &csv)], DEST);
     let run = p.run().await.expect("runs");
@@ -213,9 +213,9 @@ async fn duplicates_are_found_at_every_distance_in_batches() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merge_rules_do_what_they_say() {
-    let csv = people(&["1,Renamed,dup@example.com,,c1,Ann Owner,"]);
+    let csv = people(&["1,Existing Renamed,dup@example.com,,c1,Ann Owner,"]);
     for (rule, name, queued) in
-        [("source_wins", "Renamed", 0), ("destination_wins", "Existing", 0), ("queue", "Existing", 1)]
+        [("source_wins", "Existing Renamed", 0), ("destination_wins", "Existing", 0), ("queue", "Existing", 1)]
     {
         let p = TestProject::new(&toml(10, rule, 1.0), &[("companies", COMPANIES), ("contacts", &csv)], DEST);
         let run = p.run().await.expect("runs");
@@ -235,7 +235,7 @@ async fn merge_rules_do_what_they_say() {
 async fn operators_decide_held_matches() {
     let csv = people(&[
         "5,Twin,twin@example.com,415-555-0100,c1,Ann Owner,", // ambiguous: 501 and 502
-        "7,Renamed,dup@example.com,,c1,Ann Owner,",           // merge = queue: matches 500, held
+        "7,Existing Renamed,dup@example.com,,c1,Ann Owner,",  // merge = queue: matches 500, held
     ]);
     let p = TestProject::new(&toml(10, "queue", 1.0), &[("companies", COMPANIES), ("contacts", &csv)], DEST);
     p.run().await.expect("runs");
@@ -335,7 +335,7 @@ async fn a_high_error_rate_halts_and_keeps_what_was_done() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_preview_counts_everything_and_writes_nothing() {
     let csv = people(&[
-        "1,Dup,dup@example.com,,c1,Ann Owner,",
+        "1,Existing Dup,dup@example.com,,c1,Ann Owner,",
         "2,New,new@example.com,,c1,Ann Owner,",
         "3,Ghost,g@example.com,,c1,Casper,",
     ]);

@@ -137,8 +137,9 @@ fn source() -> impl Strategy<Value = (Vec<Person>, Vec<(String, Person)>, usize)
 /// What the engine must do, written independently: rows in order; a second row under an id is
 /// skipped when it repeats the first exactly, else held; a record is found by email first, then
 /// by phone (the first key with any candidate decides); several candidates hold it; one candidate
-/// whose other key holds another non-blank value holds it (two people), and so does a blank key it
-/// would fill with a value another record holds (two records sharing it); else it is merged: the
+/// whose other key holds another non-blank value holds it (two people), so does one whose name is
+/// another (the names of the pool share nothing), and so does a blank key it would fill with a
+/// value another record holds (two records sharing it); else it is merged: the
 /// first source record to reach a destination record fills its blanks (updated, or unchanged),
 /// later ones are members that fill blanks too (merged); no candidate creates a record.
 fn model(existing: &[Person], rows: &[(String, Person)]) -> (Vec<Person>, Vec<(String, u32, &'static str)>) {
@@ -181,7 +182,9 @@ fn model(existing: &[Person], rows: &[(String, Person)]) -> (Vec<Person>, Vec<(S
                         && f(row).is_some()
                         && (0..dest.len()).any(|j| j != *d && f(&dest[j].p) == f(row))
                 });
-                if ours.is_some() && theirs.is_some() && ours != theirs || takes {
+                // Found by a shared contact point, a record of another name is another person.
+                let renamed = row.name.is_some() && dest[*d].p.name.is_some() && row.name != dest[*d].p.name;
+                if ours.is_some() && theirs.is_some() && ours != theirs || takes || renamed {
                     "queued"
                 } else {
                     let rec = &mut dest[*d];

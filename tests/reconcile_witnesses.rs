@@ -102,12 +102,14 @@ async fn every_planted_fault_is_named_and_sign_off_refuses() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merges_the_run_decided_are_listed_with_their_survivor() {
     let (_dir, project) = demo();
-    // Two people of the export share an email: one contact, fed by both.
+    // A person comes twice in the export by one email: one contact, fed by both.
     let persons = project.config.base_dir().join("source/persons.csv");
     let text = std::fs::read_to_string(&persons).expect("persons");
     let first = text.lines().nth(1).expect("a person");
     let email = first.split(',').nth(2).expect("email").trim().to_string();
-    std::fs::write(&persons, format!("{text}99999,Other Person,{email},,,Ana López,,2024-01-01,3\n")).expect("persons");
+    // The same person written again (her name in capitals): a shared address alone would hold a stranger.
+    let name = first.split(',').nth(1).expect("name").trim().to_uppercase();
+    std::fs::write(&persons, format!("{text}99999,{name},{email},,,Ana López,,2024-01-01,3\n")).expect("persons");
     project.engine().expect("engine").run(RunKind::Full).await.expect("demo runs");
     let engine = project.engine().expect("engine");
     let report = reconcile::build(&engine, Options::default()).await.expect("report");

@@ -192,12 +192,13 @@ pub fn runs_table(store: &Store) -> Result<String> {
     for run in store.runs()? {
         let _ = writeln!(
             out,
-            "Run {} {} — {} by {} at {}{}",
+            "Run {} {} — {} by {}, started {}{}{}",
             run.id,
             run.kind,
             run.state,
             run.user,
             run.started_at,
+            run.ended_at.as_deref().map(|e| format!(", ended {e}")).unwrap_or_default(),
             run.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
         );
         let counts = store.run_counts(run.id)?;

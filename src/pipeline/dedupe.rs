@@ -338,6 +338,7 @@ mod tests {
 
     fn plan() -> ObjectPlan {
         ObjectPlan {
+            person_names: Vec::new(),
             name: "contacts".into(),
             source_object: "persons".into(),
             dest_object: "contacts".into(),

@@ -83,6 +83,9 @@ pub struct DeltaFilter {
     /// their row changed in the export since (then the fix is judged): source id → the source
     /// values (JSON) the queue holds, where the queue holds them.
     settled: HashMap<String, Option<String>>,
+    /// Held because their parent was not written, which is written now (by a reprocess, or earlier
+    /// in this delta: parents go first): taken again, so they are released.
+    for_parents: std::collections::HashSet<String>,
     source_fields: Vec<String>,
     high_water: Option<String>,
     modified: Option<usize>,
@@ -92,6 +95,7 @@ pub struct DeltaFilter {
 impl DeltaFilter {
     pub fn load(store: &Store, plan: &ObjectPlan, mode: DeltaMode, day_first: bool) -> Result<Self> {
         let written = store.source_hashes(&plan.name)?;
+        let for_parents = store.released_by_parents(&plan.name)?;
         let mut held = store.settled_sources(&plan.name)?;
         // A row skipped by the object's scope (its `where`, a blank `repeat` entry) has no queue
         // row: it is judged again, and taken once it is in scope.
@@ -113,7 +117,7 @@ impl DeltaFilter {
             None => None,
         };
         let source_fields = plan.source_fields.to_vec();
-        Ok(Self { mode, written, settled, source_fields, high_water, modified: plan.modified, day_first })
+        Ok(Self { mode, written, settled, for_parents, source_fields, high_water, modified: plan.modified, day_first })
     }
 
     pub fn wants(&self, r: &SourceRecord) -> bool {
@@ -122,6 +126,7 @@ impl DeltaFilter {
                 self.mode != DeltaMode::UpdateChanged
                     && match self.settled.get(&r.source_id) {
                         None => true,
+                        Some(_) if self.for_parents.contains(&r.source_id) => true,
                         Some(held) => self.changed_since_held(r, held.as_deref()),
                     }
             }

@@ -362,8 +362,12 @@ impl Mapper {
                             detail.map(|d| format!(" ({})", crate::text::shown(&d))).unwrap_or_default()
                         ),
                         Some(_) => "is not in the destination".to_string(),
-                        None => "is not in the source (no outcome was ever given to it)".to_string(),
+                        None => "has no outcome in any run (it is not in the source, or its row could not be \
+                                 read)"
+                            .to_string(),
                     };
+                    // Also waits for it: a reprocess or a delta that writes it releases this record.
+                    *waiting_on = Some((parent.clone(), key.clone()));
                     return Err(Rejection {
                         rule: Rule::ParentMissing,
                         message: format!("parent {parent} {key} {why}: this record cannot point at it"),

@@ -125,6 +125,30 @@ pub struct ObjectPlan {
     pub repeat: Option<RepeatRow>,
     /// Record linkage (`match` as a table): who a source record is, by the weight of evidence.
     pub linkage: Option<Arc<super::linkage::setup::LinkagePlan>>,
+    /// The fields that hold a person's name (see [`person_name_fields`]).
+    pub person_names: Vec<usize>,
+}
+
+/// The destination fields that hold a person's name: first, last, given, family, full names by
+/// their usual spellings (`firstname`, `first_name`, `LastName`, `surname`, …), and `name` itself
+/// on an object of people (contacts, persons, leads, …) that has no first or last name field.
+/// Two records found by a shared email or phone whose names have nothing in common are two
+/// people (an office's `info@`, a household's phone), not one.
+pub fn person_name_fields(object: &str, dest_object: &str, dest_fields: &[String]) -> Vec<usize> {
+    let squash = |f: &str| f.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect::<String>();
+    const PARTS: &[&str] = &["firstname", "lastname", "givenname", "familyname", "surname", "fullname", "contactname"];
+    const PEOPLE: &[&str] =
+        &["contact", "person", "people", "lead", "customer", "user", "member", "employee", "client"];
+    let parts: Vec<usize> =
+        dest_fields.iter().enumerate().filter(|(_, f)| PARTS.contains(&squash(f).as_str())).map(|(i, _)| i).collect();
+    if !parts.is_empty() {
+        return parts;
+    }
+    let of_people = [object, dest_object].iter().any(|o| PEOPLE.iter().any(|p| squash(o).contains(p)));
+    match dest_fields.iter().position(|f| squash(f) == "name") {
+        Some(i) if of_people => vec![i],
+        _ => Vec::new(),
+    }
 }
 
 /// One `repeat` entry's source fields, by position.
@@ -281,12 +305,14 @@ impl ObjectPlan {
             Some(l) => Some(Arc::new(super::linkage::setup::LinkagePlan::new(name, l, &dest_fields)?)),
             None => None,
         };
+        let dest_object = object.destination_name(name).to_string();
         Ok(Self {
+            person_names: person_name_fields(name, &dest_object, &dest_fields),
             name: name.to_string(),
             repeat,
             linkage,
             source_object: object.source_name(name).to_string(),
-            dest_object: object.destination_name(name).to_string(),
+            dest_object,
             id_field: object.id.clone(),
             source_fields,
             dest_fields,

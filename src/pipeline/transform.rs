@@ -347,9 +347,13 @@ pub fn parse_when(value: &str, day_first: bool) -> Result<NaiveDateTime, Rejecti
 /// a year, a month and a day in the value itself — it would otherwise fill them in from today.
 pub fn read_when(value: &str, day_first: bool) -> Result<(NaiveDateTime, DateForm), Rejection> {
     let v = value.trim();
-    let reject = || {
-        Rejection::new(Rule::InvalidDate, format!("'{}' is not a date Cutover can read", crate::text::shown(v)))
-            .suggest("use YYYY-MM-DD (or YYYY-MM-DD HH:MM:SS)")
+    let reject = || match no_such_day(v, day_first) {
+        Some(why) => Rejection::new(Rule::InvalidDate, format!("'{}' {why}", crate::text::shown(v)))
+            .suggest("give the real date in the source, or leave the field blank"),
+        None => {
+            Rejection::new(Rule::InvalidDate, format!("'{}' is not a date Cutover can read", crate::text::shown(v)))
+                .suggest("use YYYY-MM-DD (or YYYY-MM-DD HH:MM:SS)")
+        }
     };
     if v.starts_with("0000") || v.starts_with("00/00") || v.starts_with("00.00") || v.starts_with("00-00") {
         return Err(Rejection::new(Rule::InvalidDate, format!("'{v}' is a zero date: there is no such day"))
@@ -406,6 +410,40 @@ fn numeric_date(v: &str) -> Option<Option<(NaiveDateTime, DateForm)>> {
         }
         _ => None,
     })
+}
+
+/// Why a value in a date's form names no day (`2023-02-30`, `31/02/1990`): "has no such day:
+/// February 2023 has 28 days". `None` when it is not a year, a month of 1–12 and a day of 1–31.
+fn no_such_day(v: &str, day_first: bool) -> Option<String> {
+    let date = v.split([' ', 'T']).next().unwrap_or(v);
+    let parts: Vec<&str> = date.split(['-', '/', '.']).collect();
+    let [a, b, c] = parts.as_slice() else { return None };
+    let number = |s: &str| {
+        (!s.is_empty() && s.len() <= 4 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u32>().ok())
+            .flatten()
+    };
+    let (a, b, c) = (number(a)?, number(b)?, number(c)?);
+    let (year, month, day) = match (parts[0].len(), parts[2].len()) {
+        (4, 1..=2) => (a, b, c),
+        (1..=2, 4) if day_first || a > 12 => (c, b, a),
+        (1..=2, 4) => (c, a, b),
+        _ => return None,
+    };
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || NaiveDate::from_ymd_opt(year as i32, month, day).is_some()
+    {
+        return None;
+    }
+    let first = NaiveDate::from_ymd_opt(year as i32, month, 1)?;
+    let next = if month == 12 {
+        NaiveDate::from_ymd_opt(year as i32 + 1, 1, 1)?
+    } else {
+        NaiveDate::from_ymd_opt(year as i32, month + 1, 1)?
+    };
+    let days = (next - first).num_days();
+    Some(format!("has no such day: {} {year} has {days} days", first.format("%B")))
 }
 
 /// `MM/DD/YYYY [time]`: month first unless configured otherwise; a first number above 12 can only
@@ -821,6 +859,19 @@ mod tests {
         assert!(zero.message.contains("zero date"));
         assert!(date("2024-02-30").is_err());
         assert!(date("yesterday").is_err());
+    }
+
+    #[test]
+    fn a_day_the_calendar_lacks_is_named_as_such() {
+        let s = settings();
+        let said = |v: &str| apply(Transform::Date, v.into(), &s).expect_err(v).message;
+        assert_eq!(said("2023-02-30"), "'2023-02-30' has no such day: February 2023 has 28 days");
+        assert_eq!(said("2024-02-30"), "'2024-02-30' has no such day: February 2024 has 29 days");
+        assert_eq!(said("31/04/1990"), "'31/04/1990' has no such day: April 1990 has 30 days");
+        assert_eq!(said("02/31/1990 10:00"), "'02/31/1990 10:00' has no such day: February 1990 has 28 days");
+        for other in ["2023-13-45", "2023-00-10", "yesterday", "2023-02-32"] {
+            assert!(said(other).contains("not a date Cutover can read"), "{other}: {}", said(other));
+        }
     }
 
     #[test]

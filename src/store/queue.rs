@@ -327,6 +327,20 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Source ids held (first occurrence) because their parent was not written, where that parent
+    /// has a destination record now: a delta takes them again, so a parent written since (by a
+    /// reprocess, or this delta) releases them.
+    pub fn released_by_parents(&self, object: &str) -> Result<std::collections::HashSet<String>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT q.source_id FROM queue q
+             WHERE q.object = ?1 AND q.occurrence <= 1 AND q.status IN ('open', 'fixed', 'claimed')
+               AND q.reason IN ('parent_missing', 'parent_not_written')
+               AND EXISTS (SELECT 1 FROM id_map m WHERE m.object = q.waiting_object AND m.source_id = q.waiting_source_id)",
+        )?;
+        let rows = stmt.query_map([object], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Pending items held until the given parent record is written.
     pub fn queue_waiting_on(&self, object: &str, source_id: &str) -> Result<Vec<i64>> {
         let mut stmt = self.conn.prepare_cached(

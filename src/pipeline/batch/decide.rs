@@ -7,9 +7,10 @@ use crate::config::MergeRule;
 use crate::model::{CREATE_NEW, FieldType, Issue, MATCH_CHOICE, NOT_A_RECORD, Outcome, Rule, Value};
 use crate::pipeline::dedupe::{BatchDeduper, Decision, MatchLookup, Prefetched, merge, normalize_key};
 use crate::pipeline::extract::Item;
+use crate::pipeline::linkage::compare::names_share_nothing;
 use crate::pipeline::linkage::index::Holder as LinkHolder;
 use crate::pipeline::map::{MatchChoice, Owners};
-use crate::pipeline::plan::ObjectPlan;
+use crate::pipeline::plan::{KeyKind, ObjectPlan};
 use crate::pipeline::run::{Engine, Lookups, OPERATOR_CHOICE, lock, sync};
 use crate::pipeline::timings::Stage;
 use crate::pipeline::validate::validate;
@@ -21,7 +22,9 @@ use indexmap::IndexMap;
 use std::time::Instant;
 
 /// The fields where two records hold different non-blank values of a match key other than the
-/// one that matched them: two people, not one (a shared phone, a shared office email).
+/// one that matched them: two people, not one (a shared phone, a shared office email). Found by
+/// an email or a phone, which people share, two records whose person names have nothing in
+/// common are two people too (Ivan Brown and Raj Patel at `sales@`): the name fields conflict.
 fn conflicting_keys(
     plan: &ObjectPlan,
     matched_by: &str,
@@ -29,7 +32,8 @@ fn conflicting_keys(
     theirs: &[Value],
     region: phonenumber::country::Id,
 ) -> Vec<KeyConflict> {
-    plan.match_keys
+    let mut conflicts: Vec<KeyConflict> = plan
+        .match_keys
         .iter()
         .filter(|k| k.field != matched_by)
         .filter_map(|k| {
@@ -38,7 +42,24 @@ fn conflicting_keys(
             let b = theirs.get(k.index)?.as_deref().and_then(|v| normalize_key(k.kind, v, false, region))?;
             (a != b).then(|| (k.field.clone(), a, b))
         })
-        .collect()
+        .collect();
+    let shared_contact = plan.match_keys.iter().any(|k| k.field == matched_by && k.kind != KeyKind::Text);
+    if shared_contact && let Some(names) = names_conflict(plan, ours, theirs) {
+        conflicts.push(names);
+    }
+    conflicts
+}
+
+/// The person names of two records, when they have nothing in common: (the first name field,
+/// ours, theirs), each name in full.
+fn names_conflict(plan: &ObjectPlan, ours: &[Value], theirs: &[Value]) -> Option<KeyConflict> {
+    let first = *plan.person_names.first()?;
+    let full = |values: &[Value]| -> String {
+        let parts = plan.person_names.iter().filter_map(|&i| values.get(i)?.as_deref()).map(str::trim);
+        parts.filter(|v| !v.is_empty()).collect::<Vec<_>>().join(" ")
+    };
+    let (a, b) = (full(ours), full(theirs));
+    names_share_nothing(&a, &b).then(|| (plan.dest_fields[first].clone(), a, b))
 }
 
 /// `merge_into`: the destination record it could still be merged into by an operator's choice.

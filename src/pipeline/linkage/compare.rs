@@ -345,17 +345,41 @@ pub fn name_key(v: &str) -> String {
     out
 }
 
+/// Whether two people's names have nothing in common: no word of one is a word of the other
+/// within a typo, nor its initial (`J.` and `John`); word order aside (`Smith John`). A blank
+/// name on either side is no evidence: false.
+pub fn names_share_nothing(a: &str, b: &str) -> bool {
+    let (a, b) = (name_key(a), name_key(b));
+    if a.is_empty() || b.is_empty() {
+        return false;
+    }
+    let initial = |x: &str, y: &str| x.chars().count() == 1 && y.starts_with(x);
+    !a.split(' ').any(|x| b.split(' ').any(|y| by_similarity(x, y) <= 2 || initial(x, y) || initial(y, x)))
+}
+
 /// Two different lower-case emails, each with the length of its local part (before the last `@`).
 fn email_level((a, la): (&str, usize), (b, lb): (&str, usize)) -> usize {
     let (local_a, local_b) = (&a[..la], &b[..lb]);
     let (dom_a, dom_b) = (&a[la..], &b[lb..]);
-    if la > 0 && lb > 0 && one_edit_apart(a, b) {
+    if la > 0 && lb > 0 && one_edit_apart(a, b) && !differs_in_a_digit(a, b) {
         1
     } else if local_a == local_b && la > 0 && dom_a != dom_b {
         2
     } else {
         3
     }
+}
+
+/// Whether the part where two texts differ holds a digit: `nils.cohen.3849@` and
+/// `nils.cohen.349@`, `jsmith1@` and `jsmith2@` are numbered addresses of different people,
+/// not one address mistyped.
+fn differs_in_a_digit(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let room = a.len().min(b.len()) - prefix;
+    let suffix = a.iter().rev().zip(b.iter().rev()).take(room).take_while(|(x, y)| x == y).count();
+    let middle = |t: &[u8]| t[prefix..t.len() - suffix].iter().any(u8::is_ascii_digit);
+    middle(a) || middle(b)
 }
 
 /// Words a company's name carries for its legal form, not its identity.
@@ -505,6 +529,34 @@ mod tests {
             assert_eq!(level(Kind::Phone, Some(with_extension), Some("+14045512040")), Some(0), "{with_extension}");
         }
         assert_eq!(level(Kind::Phone, Some("tel: +1 404 551 2040"), Some("4045512040")), Some(0));
+    }
+
+    #[test]
+    fn names_share_nothing_only_when_no_word_agrees() {
+        assert!(names_share_nothing("Ivan Brown", "Raj Patel"));
+        assert!(names_share_nothing("Ana", "Zoë Müller"));
+        for (a, b) in [
+            ("Ivan Brown", "Brown, Ivan"),
+            ("Ivan Brown", "Ivan Petrov"),
+            ("Jon Smyth", "John Smith"),
+            ("J. Brown", "Jane Doe"),
+            ("Ivan Brown", ""),
+            ("", "  "),
+            ("José García", "JOSE GARCIA"),
+        ] {
+            assert!(!names_share_nothing(a, b), "{a} / {b}");
+            assert!(!names_share_nothing(b, a), "{b} / {a}");
+        }
+    }
+
+    #[test]
+    fn a_digit_more_or_other_in_an_email_is_another_address() {
+        let email = |a: &str, b: &str| level(Kind::Email, Some(a), Some(b));
+        assert_eq!(email("nils.cohen.3849@mail6.example", "NILS.COHEN.349@MAIL6.EXAMPLE"), Some(3));
+        assert_eq!(email("jsmith1@acme.example", "jsmith2@acme.example"), Some(3));
+        assert_eq!(email("jsmith12@acme.example", "jsmith21@acme.example"), Some(3));
+        assert_eq!(email("jsmith@acme.example", "jsmiht@acme.example"), Some(1), "a letter typo is still one");
+        assert_eq!(email("ann.lee1@acme.example", "ann.le1@acme.example"), Some(1));
     }
 
     #[test]
