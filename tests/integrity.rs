@@ -1176,3 +1176,59 @@ fn a_shared_office_email_never_merges_two_people_whose_names_share_nothing() {
         text(&again)
     );
 }
+
+/// Companies by their web address: `https://www.co30.example.com/` and `co30.example.com` are one
+/// company, whichever side wrote the scheme or `www.`; a record whose domain is junk is held,
+/// never created beside the others.
+#[test]
+fn companies_match_by_domain_however_the_address_is_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let toml = r#"[project]
+name = "domains"
+halt_error_rate = 1.0
+[source]
+kind = "csv"
+path = "source"
+[destination]
+kind = "sqlite"
+path = "destination.db"
+[objects.companies]
+match = ["domain"]
+merge = "fill_blanks"
+[objects.companies.fields]
+name = { from = "name" }
+domain = { from = "website", transform = "domain" }
+city = { from = "city" }
+"#;
+    std::fs::create_dir_all(dir.path().join("source")).expect("mkdir");
+    std::fs::write(dir.path().join("cutover.toml"), toml).expect("toml");
+    std::fs::write(
+        dir.path().join("source/companies.csv"),
+        "id,name,website,city\n\
+         1,Co 30,https://www.co30.example.com/,Oslo\n\
+         2,Co 40,CO40.example.com,Bergen\n\
+         3,Co 50,http://co50.example.com/about,Molde\n\
+         4,Co 50 again,co50.example.com,\n\
+         5,Nobody,N/A,Oslo\n",
+    )
+    .expect("csv");
+    let db = rusqlite::Connection::open(dir.path().join("destination.db")).expect("dest");
+    db.execute_batch(
+        "CREATE TABLE companies (id INTEGER PRIMARY KEY, name TEXT, domain TEXT, city TEXT);
+         INSERT INTO companies VALUES (7, 'Co 30', 'co30.example.com', NULL), (8, 'Co 40', 'www.co40.example.com/', NULL);",
+    )
+    .expect("destination");
+    drop(db);
+    let out = cutover(dir.path(), &["run"], &[]);
+    let d = dest(dir.path());
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM companies"), 3, "7, 8 and one Co 50: {}", text(&out));
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM companies WHERE id = 7 AND city = 'Oslo'"), 1);
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM companies WHERE id = 8 AND city = 'Bergen'"), 1);
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM companies WHERE domain = 'co50.example.com'"), 1);
+    assert_eq!(
+        outcomes(dir.path(), "companies"),
+        [("created".into(), 1), ("merged".into(), 1), ("queued".into(), 1), ("updated".into(), 2)]
+    );
+    let held: String = store(dir.path()).query_row("SELECT issues FROM queue", [], |r| r.get(0)).expect("held");
+    assert!(held.contains("'N/A' is not a web address or domain"), "{held}");
+}

@@ -309,6 +309,8 @@ pub enum Transform {
     /// A field mapped with it from the same source field as a `phone` field keeps the extension
     /// the phone field's E.164 value has no place for.
     PhoneExtension,
+    /// A web address as its domain: `https://www.Acme.com/about` → `acme.com`.
+    Domain,
 }
 
 impl Transform {
@@ -326,6 +328,7 @@ impl Transform {
         "owner",
         "strip_control",
         "phone_extension",
+        "domain",
     ];
 
     pub fn parse(s: &str) -> Option<Self> {
@@ -343,6 +346,7 @@ impl Transform {
             "owner" => Self::Owner,
             "strip_control" => Self::StripControl,
             "phone_extension" => Self::PhoneExtension,
+            "domain" => Self::Domain,
             _ => return None,
         })
     }

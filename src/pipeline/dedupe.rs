@@ -68,6 +68,7 @@ pub fn normalize_key(kind: KeyKind, value: &str, already: bool, region: phonenum
         KeyKind::Phone => {
             transform::phone(v, region).unwrap_or_else(|_| v.chars().filter(char::is_ascii_digit).collect())
         }
+        KeyKind::Domain => transform::domain(v).unwrap_or_else(|_| v.to_lowercase()),
         KeyKind::Text => v.to_lowercase(),
     })
 }

@@ -89,6 +89,8 @@ impl InvalidPolicy {
 pub enum KeyKind {
     Email,
     Phone,
+    /// A company's web address, compared as its domain (`transform = "domain"`).
+    Domain,
     Text,
 }
 
@@ -274,12 +276,15 @@ impl ObjectPlan {
                     KeyKind::Email
                 } else if rule.transforms.contains(&Transform::Phone) || ty == Some(FieldType::Phone) {
                     KeyKind::Phone
+                } else if rule.transforms.contains(&Transform::Domain) {
+                    KeyKind::Domain
                 } else {
                     KeyKind::Text
                 };
                 let mapped_normalised = match kind {
                     KeyKind::Email => rule.transforms.contains(&Transform::Email),
                     KeyKind::Phone => rule.transforms.contains(&Transform::Phone),
+                    KeyKind::Domain => true,
                     KeyKind::Text => false,
                 };
                 Some(MatchKey { field: k.clone(), index, kind, mapped_normalised })

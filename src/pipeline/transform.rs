@@ -40,6 +40,7 @@ pub fn apply(t: Transform, value: String, settings: &TransformSettings) -> Resul
         Transform::Lower => Ok(value.to_lowercase()),
         Transform::Upper => Ok(value.to_uppercase()),
         Transform::Email => email(&value),
+        Transform::Domain => domain(&value),
         Transform::Phone => phone(&value, settings.region),
         Transform::Date => parse_when(&value, settings.day_first).map(|w| iso_date(&w)),
         Transform::Datetime => parse_when(&value, settings.day_first).map(|w| iso_datetime(&w)),
@@ -52,6 +53,31 @@ pub fn apply(t: Transform, value: String, settings: &TransformSettings) -> Resul
             .chars()
             .filter(|&c| !((c.is_ascii_control() && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{7f}'))
             .collect()),
+    }
+}
+
+/// A web address as its domain, the way companies are told apart: scheme, `www.`, a login, a
+/// port, the path and a final dot go, case too (`https://WWW.Acme.com:443/about?x` → `acme.com`;
+/// `info@acme.com` → `acme.com`). A value without a dot, or with a space in it, is no domain.
+pub fn domain(value: &str) -> Result<String, Rejection> {
+    let v = value.trim().to_lowercase();
+    let rest = v.split_once("://").map_or(v.as_str(), |(_, r)| r);
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let host = host.split(':').next().unwrap_or_default().trim_end_matches('.');
+    let host = host.strip_prefix("www.").unwrap_or(host);
+    let valid = host.contains('.')
+        && !host.starts_with('.')
+        && !host.contains("..")
+        && host.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '.');
+    if valid {
+        Ok(host.to_string())
+    } else {
+        Err(Rejection::new(
+            Rule::Type,
+            format!("'{}' is not a web address or domain", crate::text::shown(value.trim())),
+        )
+        .suggest("give the domain, like acme.com"))
     }
 }
 
@@ -859,6 +885,26 @@ mod tests {
         assert!(zero.message.contains("zero date"));
         assert!(date("2024-02-30").is_err());
         assert!(date("yesterday").is_err());
+    }
+
+    #[test]
+    fn web_addresses_become_their_domain() {
+        for (given, want) in [
+            ("acme.com", "acme.com"),
+            ("https://www.Acme.com/about?x=1", "acme.com"),
+            ("http://acme.com:8080", "acme.com"),
+            ("WWW.ACME.CO.UK.", "acme.co.uk"),
+            ("  info@acme.com ", "acme.com"),
+            ("shop.acme.com/#top", "shop.acme.com"),
+            ("münchen.de", "münchen.de"),
+        ] {
+            assert_eq!(domain(given).as_deref(), Ok(want), "{given}");
+        }
+        for bad in ["N/A", "acme", "acme .com", "http://", ".com", "a..com"] {
+            let r = domain(bad).expect_err(bad);
+            assert_eq!(r.rule, Rule::Type, "{bad}");
+            assert!(r.message.contains("is not a web address or domain"), "{}", r.message);
+        }
     }
 
     #[test]

@@ -179,6 +179,7 @@ pub fn one_to_one(engine: &Engine, plan: &ObjectPlan) -> Result<OneToOne> {
 enum Kind {
     Email,
     Phone,
+    Domain,
     Text,
 }
 
@@ -218,6 +219,8 @@ impl KeyWitness {
                     Kind::Email
                 } else if ty == Some(FieldType::Phone) || has(crate::config::Transform::Phone) {
                     Kind::Phone
+                } else if has(crate::config::Transform::Domain) {
+                    Kind::Domain
                 } else {
                     Kind::Text
                 };
@@ -261,6 +264,12 @@ impl KeyWitness {
                 Ok(n) => n.format().mode(phonenumber::Mode::E164).to_string(),
                 Err(_) => t.chars().filter(char::is_ascii_digit).collect(),
             },
+            // Read here on its own terms: the host of a web address, without `www.`.
+            Kind::Domain => {
+                let t = t.to_lowercase();
+                let host = t.split("//").last().unwrap_or_default().split('/').next().unwrap_or_default().to_string();
+                host.trim_start_matches("www.").trim_end_matches('.').to_string()
+            }
             Kind::Text => t.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase(),
         })
     }

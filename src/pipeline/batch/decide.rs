@@ -43,7 +43,8 @@ fn conflicting_keys(
             (a != b).then(|| (k.field.clone(), a, b))
         })
         .collect();
-    let shared_contact = plan.match_keys.iter().any(|k| k.field == matched_by && k.kind != KeyKind::Text);
+    let shared_contact =
+        plan.match_keys.iter().any(|k| k.field == matched_by && matches!(k.kind, KeyKind::Email | KeyKind::Phone));
     if shared_contact && let Some(names) = names_conflict(plan, ours, theirs) {
         conflicts.push(names);
     }
