@@ -3,19 +3,43 @@
 //! Ids compare exactly as the source spells them: " 42", "42" and "42\u{a0}" are three ids.
 //!
 //! Kept as 128-bit hashes of the ids with the hash of each first row's values — 24 bytes an id,
-//! in a sorted vector that a small map of recent ids is merged into now and then (no hash table
+//! in sorted segments that a small map of recent ids is merged into now and then (no hash table
 //! doubling its size at a million ids), so an exact repeat of a row can be told from a different one.
+//! A merge moves the entries of one segment at most: one sorted vector of every id was copied
+//! whole into a larger one at each merge, twice the ids' memory for a moment, and the moment
+//! came when the ids were most.
 
 use crate::store::members::Read;
 use foldhash::HashMap;
 
-/// Recent ids kept in the map before they are merged into the sorted vector.
+/// Recent ids kept in the map before they are merged into the sorted segments.
 const RECENT: usize = 1 << 16;
+
+/// Entries a segment holds at most (24 MiB): at four million ids, four segments to search.
+const SEGMENT: usize = 1 << 20;
+
+/// An id's hash and the hash of its first row's values (0 when it could not be read): 24 bytes,
+/// where a `(u128, u64)` pair takes 32 (a `u128` is aligned to 16).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+struct Entry {
+    hi: u64,
+    lo: u64,
+    first: u64,
+}
+
+impl Entry {
+    fn new(key: u128, first: u64) -> Self {
+        Self { hi: (key >> 64) as u64, lo: key as u64, first }
+    }
+    fn key(&self) -> u128 {
+        (u128::from(self.hi) << 64) | u128::from(self.lo)
+    }
+}
 
 #[derive(Default)]
 pub struct SeenIds {
-    /// (id hash, hash of its first row's values, 0 when it could not be read), sorted by id hash.
-    sorted: Vec<(u128, u64)>,
+    /// Sorted by id hash within each segment; an id is in one segment only.
+    segments: Vec<Vec<Entry>>,
     recent: HashMap<u128, u64>,
     /// Ids read more than once: how many rows so far.
     repeated: HashMap<u128, u32>,
@@ -61,7 +85,7 @@ impl SeenIds {
         if let Some(&h) = self.recent.get(&key) {
             return Some(h);
         }
-        self.sorted.binary_search_by(|(k, _)| k.cmp(&key)).ok().map(|i| self.sorted[i].1)
+        self.segments.iter().find_map(|seg| seg.binary_search_by(|e| e.key().cmp(&key)).ok().map(|i| seg[i].first))
     }
 
     fn insert(&mut self, key: u128, first: u64) {
@@ -71,22 +95,26 @@ impl SeenIds {
         }
     }
 
-    /// Merges the recent ids into the sorted vector, in place from the back.
+    /// Merges the recent ids into the last segment, in place from the back (a new segment when
+    /// they would not fit).
     fn merge(&mut self) {
-        let mut fresh: Vec<(u128, u64)> = self.recent.drain().collect();
+        let mut fresh: Vec<Entry> = self.recent.drain().map(|(k, h)| Entry::new(k, h)).collect();
         fresh.sort_unstable();
-        let old = self.sorted.len();
-        // Exactly what is needed: a doubling vector would hold twice the ids' memory at a million.
-        self.sorted.reserve_exact(fresh.len());
-        self.sorted.resize(old + fresh.len(), (0, 0));
-        let (mut i, mut j, mut k) = (old, fresh.len(), self.sorted.len());
+        if self.segments.last().is_none_or(|seg| seg.len() + fresh.len() > SEGMENT) {
+            // Its whole size at once: growing by doubling would copy it again and again.
+            self.segments.push(Vec::with_capacity(SEGMENT.max(fresh.len())));
+        }
+        let Some(seg) = self.segments.last_mut() else { return };
+        let old = seg.len();
+        seg.resize(old + fresh.len(), Entry::default());
+        let (mut i, mut j, mut k) = (old, fresh.len(), seg.len());
         while j > 0 {
             k -= 1;
-            if i > 0 && self.sorted[i - 1].0 > fresh[j - 1].0 {
-                self.sorted[k] = self.sorted[i - 1];
+            if i > 0 && seg[i - 1] > fresh[j - 1] {
+                seg[k] = seg[i - 1];
                 i -= 1;
             } else {
-                self.sorted[k] = fresh[j - 1];
+                seg[k] = fresh[j - 1];
                 j -= 1;
             }
         }
@@ -140,6 +168,23 @@ mod tests {
     }
 
     #[test]
+    fn ids_beyond_one_segment_are_all_found() {
+        let mut seen = SeenIds::default();
+        let n = SEGMENT + 3 * RECENT;
+        for i in 0..n {
+            seen.next(&i.to_string(), Some(7));
+        }
+        assert_eq!(seen.segments.len(), 2, "{:?}", seen.segments.iter().map(Vec::len).collect::<Vec<_>>());
+        let probes: std::collections::BTreeSet<usize> =
+            (0..n).step_by(4099).chain([n - 1, SEGMENT - 1, SEGMENT]).collect();
+        for i in probes {
+            assert_eq!(seen.next(&i.to_string(), Some(7)).n, 2, "{i}");
+        }
+        assert_eq!(seen.next("not read", None).n, 1);
+        assert_eq!(std::mem::size_of::<Entry>(), 24);
+    }
+
+    #[test]
     fn merging_into_the_sorted_ids_loses_none() {
         let mut seen = SeenIds::default();
         for i in 0..(3 * RECENT + 17) {
@@ -148,6 +193,6 @@ mod tests {
         for i in (0..(3 * RECENT + 17)).step_by(997) {
             assert_eq!(seen.next(&i.to_string(), Some(i as u64 + 5)), Occurrence { n: 2, same_as_first: true }, "{i}");
         }
-        assert!(seen.sorted.windows(2).all(|w| w[0].0 < w[1].0), "kept sorted");
+        assert!(seen.segments.iter().all(|seg| seg.windows(2).all(|w| w[0].key() < w[1].key())), "kept sorted");
     }
 }
