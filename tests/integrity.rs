@@ -1232,3 +1232,71 @@ city = { from = "city" }
     let held: String = store(dir.path()).query_row("SELECT issues FROM queue", [], |r| r.get(0)).expect("held");
     assert!(held.contains("'N/A' is not a web address or domain"), "{held}");
 }
+
+/// A household and an office share contact points, not identities: twins on one phone, spouses
+/// on a family address, a father and his son of one name on the household phone (born 32 years
+/// apart), colleagues of one surname at `contact@`. Each waits beside the other person; the same
+/// person written otherwise (an initial, the name in capitals) is still found.
+#[test]
+fn families_and_colleagues_sharing_a_phone_or_an_email_stay_apart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let toml = r#"[project]
+name = "households"
+halt_error_rate = 1.0
+[source]
+kind = "csv"
+path = "source"
+[destination]
+kind = "sqlite"
+path = "destination.db"
+[objects.contacts]
+match = ["email", "phone"]
+merge = "fill_blanks"
+[objects.contacts.fields]
+firstname = { from = "first_name" }
+lastname = { from = "last_name" }
+email = { from = "email", transform = "email" }
+phone = { from = "phone", transform = "phone" }
+birthdate = { from = "birth_date", transform = "date" }
+city = { from = "city" }
+"#;
+    std::fs::create_dir_all(dir.path().join("source")).expect("mkdir");
+    std::fs::write(dir.path().join("cutover.toml"), toml).expect("toml");
+    std::fs::write(
+        dir.path().join("source/contacts.csv"),
+        "id,first_name,last_name,email,phone,birth_date,city\n\
+         e1,Anna,Kowalski,,+1 212 555 0199,1990-05-06,Boston\n\
+         e2,Zoe,Kristensen,family12@mail.example,,1972-01-09,New York\n\
+         e3,Henry,Brown,,(415) 730-0101,1983-07-19,Austin\n\
+         e4,Müge,Smith,contact@litware.example,,1967-02-16,Bristol\n\
+         e5,M.,KOWALSKI,maria.k@mail.example,,05/06/1990,Boston\n",
+    )
+    .expect("csv");
+    let db = rusqlite::Connection::open(dir.path().join("destination.db")).expect("dest");
+    db.execute_batch(
+        "CREATE TABLE contacts (id INTEGER PRIMARY KEY, firstname TEXT, lastname TEXT, email TEXT, phone TEXT,
+                                birthdate TEXT, city TEXT);
+         INSERT INTO contacts VALUES
+           (101, 'Maria', 'Kowalski', 'maria.k@mail.example', '212-555-0199', '1990-05-06', NULL),
+           (102, 'John', 'Kristensen', 'family12@mail.example', '+16463881200', '1969-11-30', NULL),
+           (103, 'Henry', 'Brown', 'henry.brown@example.org', '+14157300101', '1951-03-02', NULL),
+           (104, 'Zoe', 'Smith', 'contact@litware.example', NULL, '1994-04-17', NULL);",
+    )
+    .expect("destination");
+    drop(db);
+    let out = cutover(dir.path(), &["run"], &[]);
+    let held: Vec<(String, String, String)> = store(dir.path())
+        .prepare("SELECT source_id, reason, json_extract(issues, '$[0].field') FROM queue ORDER BY source_id")
+        .expect("q")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let expected = [("e1", "firstname"), ("e2", "firstname"), ("e3", "birthdate"), ("e4", "firstname")]
+        .map(|(s, f)| (s.to_string(), "conflicting_match".to_string(), f.to_string()));
+    assert_eq!(held, expected, "{}", text(&out));
+    let d = dest(dir.path());
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM contacts WHERE city IS NOT NULL"), 1, "only Maria gained a city");
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM contacts WHERE id = 101 AND city = 'Boston'"), 1);
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM contacts"), 4, "nobody created beside a held record");
+}

@@ -144,10 +144,10 @@ async fn dedupe_finds_people_across_formats_batches_and_runs() {
     let csv = people(&[
         "1,Existing Person,  dup@example.COM ,415-555-0199,c1,Ann Owner,", // existing 500 by email (case, spaces)
         "2,New Person,new@example.com,,c1,Ann Owner,",
-        "3,New Again,NEW@example.com,,c2,Ann Owner,",   // same batch as 2
-        "4,Phone Match,,+1 415 555 2671,c1,Ann Owner,", // existing 503 by phone format
-        "5,Twin,twin@example.com,,c1,Ann Owner,",       // two destination candidates
-        "6,New Later,new@example.com,,c1,Ann Owner,",   // batch 2, duplicate of 2
+        "3,New Again,NEW@example.com,,c2,Ann Owner,", // same batch as 2
+        "4,By Phone,,+1 415 555 2671,c1,Ann Owner,",  // existing 503 by phone format
+        "5,Twin,twin@example.com,,c1,Ann Owner,",     // two destination candidates
+        "6,New Later,new@example.com,,c1,Ann Owner,", // batch 2, duplicate of 2
     ]);
     let p = TestProject::new(&toml(5, "fill_blanks", 1.0), &[("companies", COMPANIES), ("contacts", &csv)], DEST);
     let run = p.run().await.expect("runs");

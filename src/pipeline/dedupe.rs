@@ -339,7 +339,7 @@ mod tests {
 
     fn plan() -> ObjectPlan {
         ObjectPlan {
-            person_names: Vec::new(),
+            person: Default::default(),
             name: "contacts".into(),
             source_object: "persons".into(),
             dest_object: "contacts".into(),

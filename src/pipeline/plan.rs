@@ -127,29 +127,43 @@ pub struct ObjectPlan {
     pub repeat: Option<RepeatRow>,
     /// Record linkage (`match` as a table): who a source record is, by the weight of evidence.
     pub linkage: Option<Arc<super::linkage::setup::LinkagePlan>>,
-    /// The fields that hold a person's name (see [`person_name_fields`]).
-    pub person_names: Vec<usize>,
+    /// The fields that say who a person is (see [`PersonFields::find`]).
+    pub person: PersonFields,
 }
 
-/// The destination fields that hold a person's name: first, last, given, family, full names by
-/// their usual spellings (`firstname`, `first_name`, `LastName`, `surname`, …), and `name` itself
-/// on an object of people (contacts, persons, leads, …) that has no first or last name field.
-/// Two records found by a shared email or phone whose names have nothing in common are two
-/// people (an office's `info@`, a household's phone), not one.
-pub fn person_name_fields(object: &str, dest_object: &str, dest_fields: &[String]) -> Vec<usize> {
-    let squash = |f: &str| f.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect::<String>();
-    const PARTS: &[&str] = &["firstname", "lastname", "givenname", "familyname", "surname", "fullname", "contactname"];
-    const PEOPLE: &[&str] =
-        &["contact", "person", "people", "lead", "customer", "user", "member", "employee", "client"];
-    let parts: Vec<usize> =
-        dest_fields.iter().enumerate().filter(|(_, f)| PARTS.contains(&squash(f).as_str())).map(|(i, _)| i).collect();
-    if !parts.is_empty() {
-        return parts;
+/// The destination fields that say who a person is, found by their usual names: the given
+/// name (`firstname`, `first_name`, `givenname`, `forename`), the family name (`lastname`,
+/// `surname`, `familyname`), a full name (`fullname`, `contactname`, and `name` itself on an
+/// object of people — contacts, persons, leads, … — that has neither of the others) and the
+/// birth date (`birthdate`, `date_of_birth`, `dob`, `birthday`). Two records found by a shared
+/// email or phone are two people when these say so (see `batch::decide::person_conflict`).
+#[derive(Debug, Clone, Default)]
+pub struct PersonFields {
+    pub given: Option<usize>,
+    pub family: Option<usize>,
+    pub full: Option<usize>,
+    pub born: Option<usize>,
+}
+
+impl PersonFields {
+    pub fn find(object: &str, dest_object: &str, dest_fields: &[String]) -> Self {
+        let squash =
+            |f: &str| f.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect::<String>();
+        let named = |names: &[&str]| dest_fields.iter().position(|f| names.contains(&squash(f).as_str()));
+        const PEOPLE: &[&str] =
+            &["contact", "person", "people", "lead", "customer", "user", "member", "employee", "client"];
+        let given = named(&["firstname", "givenname", "forename"]);
+        let family = named(&["lastname", "surname", "familyname"]);
+        let of_people = [object, dest_object].iter().any(|o| PEOPLE.iter().any(|p| squash(o).contains(p)));
+        let full = named(&["fullname", "contactname", "personname"])
+            .or_else(|| (given.is_none() && family.is_none() && of_people).then(|| named(&["name"])).flatten());
+        let born = named(&["birthdate", "dateofbirth", "dob", "birthday"]);
+        Self { given, family, full, born }
     }
-    let of_people = [object, dest_object].iter().any(|o| PEOPLE.iter().any(|p| squash(o).contains(p)));
-    match dest_fields.iter().position(|f| squash(f) == "name") {
-        Some(i) if of_people => vec![i],
-        _ => Vec::new(),
+
+    /// The field that names a person first: where a conflict of names is reported.
+    pub fn name_field(&self) -> Option<usize> {
+        self.given.or(self.full).or(self.family)
     }
 }
 
@@ -312,7 +326,7 @@ impl ObjectPlan {
         };
         let dest_object = object.destination_name(name).to_string();
         Ok(Self {
-            person_names: person_name_fields(name, &dest_object, &dest_fields),
+            person: PersonFields::find(name, &dest_object, &dest_fields),
             name: name.to_string(),
             repeat,
             linkage,

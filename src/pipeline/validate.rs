@@ -198,7 +198,7 @@ mod tests {
             picklist: picklist.map(|p| p.into_iter().map(String::from).collect()),
         };
         ObjectPlan {
-            person_names: Vec::new(),
+            person: Default::default(),
             name: "deals".into(),
             source_object: "deals".into(),
             dest_object: "deals".into(),

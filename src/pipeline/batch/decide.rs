@@ -7,7 +7,7 @@ use crate::config::MergeRule;
 use crate::model::{CREATE_NEW, FieldType, Issue, MATCH_CHOICE, NOT_A_RECORD, Outcome, Rule, Value};
 use crate::pipeline::dedupe::{BatchDeduper, Decision, MatchLookup, Prefetched, merge, normalize_key};
 use crate::pipeline::extract::Item;
-use crate::pipeline::linkage::compare::names_share_nothing;
+use crate::pipeline::linkage::compare::{PersonName, names_differ};
 use crate::pipeline::linkage::index::Holder as LinkHolder;
 use crate::pipeline::map::{MatchChoice, Owners};
 use crate::pipeline::plan::{KeyKind, ObjectPlan};
@@ -23,8 +23,8 @@ use std::time::Instant;
 
 /// The fields where two records hold different non-blank values of a match key other than the
 /// one that matched them: two people, not one (a shared phone, a shared office email). Found by
-/// an email or a phone, which people share, two records whose person names have nothing in
-/// common are two people too (Ivan Brown and Raj Patel at `sales@`): the name fields conflict.
+/// an email or a phone, which people share, two records whose names or birth dates say they are
+/// two people are two people (Ivan Brown and Raj Patel at `sales@`, twins on one phone).
 fn conflicting_keys(
     plan: &ObjectPlan,
     matched_by: &str,
@@ -45,22 +45,43 @@ fn conflicting_keys(
         .collect();
     let shared_contact =
         plan.match_keys.iter().any(|k| k.field == matched_by && matches!(k.kind, KeyKind::Email | KeyKind::Phone));
-    if shared_contact && let Some(names) = names_conflict(plan, ours, theirs) {
-        conflicts.push(names);
+    if shared_contact && let Some(people) = person_conflict(plan, ours, theirs) {
+        conflicts.push(people);
     }
     conflicts
 }
 
-/// The person names of two records, when they have nothing in common: (the first name field,
-/// ours, theirs), each name in full.
-fn names_conflict(plan: &ObjectPlan, ours: &[Value], theirs: &[Value]) -> Option<KeyConflict> {
-    let first = *plan.person_names.first()?;
-    let full = |values: &[Value]| -> String {
-        let parts = plan.person_names.iter().filter_map(|&i| values.get(i)?.as_deref()).map(str::trim);
-        parts.filter(|v| !v.is_empty()).collect::<Vec<_>>().join(" ")
+/// What says two records found by a shared contact point are two people: (field, ours, theirs)
+/// of their names (given names not alike, Jr and Sr, or nothing in common: see
+/// [`names_differ`]), or of their birth dates where both hold one and the days differ.
+fn person_conflict(plan: &ObjectPlan, ours: &[Value], theirs: &[Value]) -> Option<KeyConflict> {
+    let p = &plan.person;
+    fn get(values: &[Value], f: Option<usize>) -> Option<&str> {
+        f.and_then(|i| values.get(i)?.as_deref()).map(str::trim)
+    }
+    let name = |v: &[Value]| PersonName::new(get(v, p.given), get(v, p.family), get(v, p.full));
+    if let Some(field) = p.name_field()
+        && names_differ(&name(ours), &name(theirs))
+    {
+        let shown = |v: &[Value]| {
+            [p.given, p.family, p.full]
+                .iter()
+                .filter_map(|&f| get(v, f))
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        return Some((plan.dest_fields[field].clone(), shown(ours), shown(theirs)));
+    }
+    let day = |v: &[Value]| {
+        get(v, p.born).and_then(|d| crate::pipeline::transform::parse_when(d, false).ok()).map(|t| t.date())
     };
-    let (a, b) = (full(ours), full(theirs));
-    names_share_nothing(&a, &b).then(|| (plan.dest_fields[first].clone(), a, b))
+    match (day(ours), day(theirs), p.born) {
+        (Some(a), Some(b), Some(field)) if a != b => {
+            Some((plan.dest_fields[field].clone(), a.to_string(), b.to_string()))
+        }
+        _ => None,
+    }
 }
 
 /// `merge_into`: the destination record it could still be merged into by an operator's choice.

@@ -345,16 +345,95 @@ pub fn name_key(v: &str) -> String {
     out
 }
 
-/// Whether two people's names have nothing in common: no word of one is a word of the other
-/// within a typo, nor its initial (`J.` and `John`); word order aside (`Smith John`). A blank
-/// name on either side is no evidence: false.
-pub fn names_share_nothing(a: &str, b: &str) -> bool {
-    let (a, b) = (name_key(a), name_key(b));
-    if a.is_empty() || b.is_empty() {
+/// Generational suffixes: `Henry Brown Jr` and `Henry Brown Sr` are a father and his son.
+const SUFFIXES: &[&str] = &["jr", "sr", "junior", "senior", "ii", "iii", "iv"];
+
+/// A person's name as a comparison of two records needs it: given and family names as words
+/// (lower case, letters only), and a generational suffix.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct PersonName {
+    given: Vec<String>,
+    family: Vec<String>,
+    /// Words of a full name that could not be told apart (a single word).
+    other: Vec<String>,
+    suffix: Option<String>,
+}
+
+impl PersonName {
+    /// From a given and a family name, or else a full name: `Ivan Brown`, `Brown, Ivan` (family
+    /// first when a comma says so), `Henry Brown Jr` (the first word is the given name, the last
+    /// the family name).
+    pub fn new(given: Option<&str>, family: Option<&str>, full: Option<&str>) -> Self {
+        let words = |v: Option<&str>| -> Vec<String> {
+            v.map(name_key).unwrap_or_default().split(' ').filter(|w| !w.is_empty()).map(String::from).collect()
+        };
+        let mut name = PersonName::default();
+        let (mut g, mut f) = (words(given), words(family));
+        if g.is_empty() && f.is_empty() {
+            match full.map(str::trim).and_then(|v| v.split_once(',')) {
+                Some((family, given)) => (g, f) = (words(Some(given)), words(Some(family))),
+                None => {
+                    let mut all = words(full);
+                    name.suffix = take_suffix(&mut all);
+                    match all.len() {
+                        0 => {}
+                        1 => name.other = all,
+                        _ => (g, f) = (vec![all[0].clone()], vec![all[all.len() - 1].clone()]),
+                    }
+                }
+            }
+        }
+        name.suffix = name.suffix.or_else(|| take_suffix(&mut f)).or_else(|| take_suffix(&mut g));
+        (name.given, name.family) = (g, f);
+        name
+    }
+
+    fn words(&self) -> impl Iterator<Item = &String> {
+        self.given.iter().chain(&self.family).chain(&self.other)
+    }
+}
+
+fn take_suffix(words: &mut Vec<String>) -> Option<String> {
+    if words.len() > 1 && words.last().is_some_and(|w| SUFFIXES.contains(&w.as_str())) {
+        return words.pop().map(|s| {
+            if s == "junior" {
+                "jr".into()
+            } else if s == "senior" {
+                "sr".into()
+            } else {
+                s
+            }
+        });
+    }
+    None
+}
+
+/// Whether two words name the same: alike within a typo or a spelling (`Jon`/`John`,
+/// `Ann`/`Annie`), or one is the other's initial (`H.` for Hannah).
+fn alike(x: &str, y: &str) -> bool {
+    let initial = |x: &str, y: &str| x.chars().count() == 1 && y.starts_with(x);
+    by_similarity(x, y) <= 2 || initial(x, y) || initial(y, x)
+}
+
+/// Whether two people's names say they are two people: given names that are not alike either
+/// way round (twins, spouses, colleagues of one surname: Anna and Maria Kowalski), generational
+/// suffixes that differ (Jr and Sr), or — where a given name is missing on either side — no
+/// word in common at all. A blank name on either side is no evidence: false.
+pub fn names_differ(a: &PersonName, b: &PersonName) -> bool {
+    if a.words().next().is_none() || b.words().next().is_none() {
         return false;
     }
-    let initial = |x: &str, y: &str| x.chars().count() == 1 && y.starts_with(x);
-    !a.split(' ').any(|x| b.split(' ').any(|y| by_similarity(x, y) <= 2 || initial(x, y) || initial(y, x)))
+    if let (Some(x), Some(y)) = (&a.suffix, &b.suffix)
+        && x != y
+    {
+        return true;
+    }
+    let any = |xs: &[String], ys: &[String]| xs.iter().any(|x| ys.iter().any(|y| alike(x, y)));
+    if !a.given.is_empty() && !b.given.is_empty() {
+        let swapped = any(&a.given, &b.family) && any(&a.family, &b.given);
+        return !any(&a.given, &b.given) && !swapped;
+    }
+    !a.words().any(|x| b.words().any(|y| alike(x, y)))
 }
 
 /// Two different lower-case emails, each with the length of its local part (before the last `@`).
@@ -532,20 +611,34 @@ mod tests {
     }
 
     #[test]
-    fn names_share_nothing_only_when_no_word_agrees() {
-        assert!(names_share_nothing("Ivan Brown", "Raj Patel"));
-        assert!(names_share_nothing("Ana", "Zoë Müller"));
+    fn names_tell_two_people_apart_by_given_name_suffix_or_no_word_in_common() {
+        let full = |v: &str| PersonName::new(None, None, Some(v));
+        let parts = |g: &str, f: &str| PersonName::new(Some(g), Some(f), None);
         for (a, b) in [
-            ("Ivan Brown", "Brown, Ivan"),
-            ("Ivan Brown", "Ivan Petrov"),
-            ("Jon Smyth", "John Smith"),
-            ("J. Brown", "Jane Doe"),
-            ("Ivan Brown", ""),
-            ("", "  "),
-            ("José García", "JOSE GARCIA"),
+            (full("Ivan Brown"), full("Raj Patel")),
+            (full("Anna Kowalski"), full("Maria Kowalski")),
+            (parts("Zoe", "Kristensen"), parts("John", "Kristensen")),
+            (full("Henry Brown Jr"), full("Henry Brown Sr")),
+            (parts("Henry", "Brown Jr."), parts("Henry", "Brown Sr")),
+            (full("Ana"), full("Zoë Müller")),
         ] {
-            assert!(!names_share_nothing(a, b), "{a} / {b}");
-            assert!(!names_share_nothing(b, a), "{b} / {a}");
+            assert!(names_differ(&a, &b), "{a:?} / {b:?}");
+            assert!(names_differ(&b, &a), "{b:?} / {a:?}");
+        }
+        for (a, b) in [
+            (full("Ivan Brown"), full("Brown, Ivan")),
+            (full("Ivan Brown"), full("Ivan Petrov")),
+            (full("Smith John"), full("John Smith")),
+            (full("Jon Smyth"), parts("John", "Smith")),
+            (full("H. Brown"), parts("Hannah", "Brown")),
+            (full("Henry Brown Jr"), full("Henry Brown")),
+            (full("Ivan Brown"), full("")),
+            (full("José García"), parts("JOSE", "GARCIA")),
+            (full("Existing"), full("Existing Renamed")),
+            (parts("Ann", "Able"), parts("Annie", "Able")),
+        ] {
+            assert!(!names_differ(&a, &b), "{a:?} / {b:?}");
+            assert!(!names_differ(&b, &a), "{b:?} / {a:?}");
         }
     }
 
