@@ -597,3 +597,61 @@ ssn = { from = "ssn" }
     assert!(matches!(outcome.as_str(), "updated" | "unchanged"), "{outcome}: {detail}");
     assert_eq!(dest.as_deref(), Some("3"), "{detail}");
 }
+
+/// A name of letters for a number (names are compared by their letters only).
+fn letters(mut n: usize) -> String {
+    let mut out = String::from("Nu");
+    loop {
+        out.push((b'a' + (n % 26) as u8) as char);
+        n /= 26;
+        if n == 0 {
+            return out;
+        }
+    }
+}
+
+/// A re-run of an unchanged export decides as the first run did: it links by the weights the
+/// first run estimated (the records the first run created would move them), so nothing the
+/// first run held for a person is created or merged without one, and nothing is created twice.
+#[test]
+fn a_re_run_links_by_the_first_runs_weights_and_decides_nothing_anew() {
+    let mut csv = String::from("id,first,last,email,phone\n");
+    for n in 0..240 {
+        let (f, l, e, p) = person(n);
+        let row = match n % 6 {
+            0 => format!("s{n},{f},{l},{},{p}", e.to_uppercase()),
+            1 => format!("s{n},{f},{l}x,,{p}"),                   // a typo, no email
+            2 => format!("s{n},{f},{l},{f}.{l}@elsewhere.test,"), // a namesake elsewhere
+            3 => format!("s{n},{},Stranger,new{n}@fresh.test,+1312{:07}", letters(n), n * 7919),
+            4 => format!("s{n},{l},{f},{e},"), // swapped names
+            _ => format!("s{n},{f},,,{p}"),    // a first name and a phone
+        };
+        csv.push_str(&row);
+        csv.push('\n');
+    }
+    let p = TestProject::new(&csv_to_sqlite("rerun", MATCH), &[("people", &csv)], &destination(200, ""));
+    assert!(cutover(p.path(), &["run"], &[]).status.success());
+    let held = |p: &TestProject| -> Vec<String> {
+        state(p)
+            .prepare("SELECT source_id FROM queue WHERE status = 'open' ORDER BY source_id")
+            .expect("q")
+            .query_map([], |r| r.get(0))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    };
+    let before = (held(&p), p.count("SELECT COUNT(*) FROM contacts"));
+    assert!(!before.0.is_empty(), "the data holds doubtful records");
+    let out = cutover(p.path(), &["run"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!((held(&p), p.count("SELECT COUNT(*) FROM contacts")), before, "{}", text(&out));
+    let models: Vec<String> = state(&p)
+        .prepare("SELECT model FROM linkage_models ORDER BY run_id")
+        .expect("q")
+        .query_map([], |r| r.get(0))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(models.len(), 2);
+    assert_eq!(models[0], models[1], "the second run links by the first run's weights");
+}

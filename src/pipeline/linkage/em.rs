@@ -25,6 +25,10 @@ pub struct Model {
     pub u: Vec<Vec<f64>>,
     /// Rounds EM ran before it settled (or the cap).
     pub rounds: usize,
+    /// What it weighs: each compared field with its comparison (`email:email`). A later run of
+    /// the object links by the same model while these stay as they are.
+    #[serde(default)]
+    pub compared: Vec<String>,
 }
 
 /// Keeps probabilities off 0 and 1, so that a level never seen in one class is a strong
@@ -54,6 +58,7 @@ impl Model {
             m: levels.iter().map(|&n| spread(n, true)).collect(),
             u: levels.iter().map(|&n| spread(n, false)).collect(),
             rounds: 0,
+            compared: Vec::new(),
         }
     }
 
@@ -175,6 +180,7 @@ fn run(pairs: &[Vector], levels: &[usize], fixed_m: Option<&[Vec<f64>]>, fixed_u
             m: fixed_m.map_or_else(|| normalise(m_count), <[Vec<f64>]>::to_vec),
             u: fixed_u.map_or_else(|| normalise(u_count), <[Vec<f64>]>::to_vec),
             rounds: round,
+            compared: Vec::new(),
         };
         let moved = (next.lambda - model.lambda)
             .abs()
@@ -200,6 +206,7 @@ mod tests {
             // "close" never seen among non-matches: floored, it would weigh more than "equal".
             u: vec![vec![0.01, FLOOR, 0.05, 0.94]],
             rounds: 0,
+            compared: Vec::new(),
         };
         let w = model.clone().monotone().weights();
         assert!((w[0][1] - (w[0][0] - 1.0)).abs() < 1e-9, "{w:?}");

@@ -529,6 +529,7 @@ mod tests {
                 .chain([vec![0.0001, 0.0001, 0.001, 0.9988], vec![0.0001, 0.0002, 0.001, 0.9987]])
                 .collect(),
             rounds: 0,
+            compared: Vec::new(),
         }
     }
 

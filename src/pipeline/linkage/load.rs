@@ -24,8 +24,11 @@ impl Engine {
     /// `recovered`: the records an interrupted attempt created (source id → destination id);
     /// `records`: how many the source holds, when it says.
     /// The model is the run's own when it has one (it resumes); else, with `reuse_latest` (a
-    /// reprocess weighs records as the run that held them did), the newest run's; else it is
-    /// estimated from the source.
+    /// reprocess weighs records as the run that held them did), the newest run's; else the
+    /// newest run's when it weighs the same fields the same way — a re-run decides as the run
+    /// before it did, never anew on weights the records it created have moved (a second run of
+    /// an unchanged export created 183 of the records the first had held for review) —; else it
+    /// is estimated from the source.
     pub(crate) async fn load_linkage(
         &self,
         run_id: i64,
@@ -42,23 +45,36 @@ impl Engine {
         let adopted: std::collections::HashSet<&String> = recovered.values().collect();
         let mut dest = self.scan_for_linkage(plan, &linkage).await?;
         dest.retain(|(id, _)| !adopted.contains(id));
-        let stored = sync(|| -> Result<Option<String>> {
+        let compared = linkage.compared();
+        let stored = sync(|| -> Result<Option<Model>> {
             let store = lock(&self.store)?;
-            Ok(match store.linkage_model(run_id, &plan.name)? {
-                Some(m) => Some(m),
-                None if reuse_latest => store.latest_linkage_model(&plan.name)?.map(|(_, m)| m),
-                None => None,
-            })
+            if let Some(own) = store.linkage_model(run_id, &plan.name)? {
+                return Ok(serde_json::from_str(&own).ok());
+            }
+            let Some((run, latest)) = store.latest_linkage_model(&plan.name)? else { return Ok(None) };
+            let Ok(latest) = serde_json::from_str::<Model>(&latest) else { return Ok(None) };
+            if reuse_latest {
+                return Ok(Some(latest));
+            }
+            if latest.compared != compared {
+                return Ok(None);
+            }
+            store.save_linkage_model(run_id, &plan.name, &serde_json::to_string(&latest)?)?;
+            info!(object = %plan.name, from_run = run, "linkage weights of an earlier run used again");
+            Ok(Some(latest))
         })?;
-        let model = match stored.map(|json| serde_json::from_str::<Model>(&json)) {
+        let model = match stored {
             // The file's weights apply to a stored model too (they may have changed since).
-            Some(Ok(model)) => linkage.with_overrides(model),
+            Some(model) => linkage.with_overrides(model),
             _ => {
                 let sample = self.source_sample(plan, &linkage, owners).await?;
                 let values: Vec<Values> = dest.iter().map(|(_, v)| v.clone()).collect();
                 let records = records.map_or(sample.len(), |n| n as usize);
-                let model = linkage.with_overrides(linkage.linker.train(&sample, &values, records));
-                let json = serde_json::to_string(&model)?;
+                let mut trained = linkage.linker.train(&sample, &values, records);
+                trained.compared = compared;
+                // Kept as estimated: the file's weights apply to it wherever it is used.
+                let json = serde_json::to_string(&trained)?;
+                let model = linkage.with_overrides(trained);
                 sync(|| lock(&self.store)?.save_linkage_model(run_id, &plan.name, &json))?;
                 info!(
                     object = %plan.name, sample = sample.len(), destination = values.len(), rounds = model.rounds,

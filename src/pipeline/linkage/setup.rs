@@ -90,6 +90,11 @@ impl LinkagePlan {
 
     /// The estimated model with the project file's weights put in: a level's weight is
     /// `log2(m / u)`, so `m` is set to give exactly the points asked for.
+    /// Each compared field with its comparison: what a model must weigh to be used again.
+    pub fn compared(&self) -> Vec<String> {
+        self.fields.iter().zip(&self.comparisons).map(|(f, c)| format!("{f}:{c}")).collect()
+    }
+
     pub fn with_overrides(&self, mut model: Model) -> Model {
         for &(f, l, points) in &self.overrides {
             if let (Some(u), Some(m)) = (model.u.get(f).and_then(|u| u.get(l)).copied(), model.m.get_mut(f)) {
