@@ -184,16 +184,32 @@ fn by_similarity(a: &str, b: &str) -> usize {
     if a == b { 0 } else { similarity_of_different(a, b) }
 }
 
-/// [`by_similarity`] of two names known to differ.
+/// [`by_similarity`] of two names known to differ; an initial is "similar" to its name (`H`,
+/// `Hannah`).
 fn similarity_of_different(a: &str, b: &str) -> usize {
     let s = jaro_winkler(a, b);
     if s >= 0.92 {
         1
-    } else if s >= 0.80 || one_edit_apart(a, b) {
+    } else if s >= 0.80 || one_edit_apart(a, b) || is_initial(a, b) || is_initial(b, a) {
         2
     } else {
         3
     }
+}
+
+/// `x` is a single letter that `y` begins with.
+fn is_initial(x: &str, y: &str) -> bool {
+    x.chars().count() == 1 && y.starts_with(x)
+}
+
+/// Whether two prepared names are spellings of one name: equal, close (Jaro–Winkler 0.92), a
+/// typo apart, or an initial — word by word, any word of one with any of the other. Merely
+/// "similar" names (`Jesús`, `Jessica`) are not.
+pub fn one_name(a: &Prepared, b: &Prepared) -> bool {
+    let close = |x: &str, y: &str| {
+        x == y || jaro_winkler(x, y) >= 0.92 || one_edit_apart(x, y) || is_initial(x, y) || is_initial(y, x)
+    };
+    a.main.split(' ').any(|x| b.main.split(' ').any(|y| !x.is_empty() && close(x, y)))
 }
 
 /// Jaro–Winkler similarity, as `strsim` computes it to the last bit, without its allocation for

@@ -50,6 +50,9 @@ pub struct Candidate {
     pub levels: Vector,
     pub weights: Vec<Option<f64>>,
     pub shares: Vec<Option<Share>>,
+    /// A name field only "similar" whose values are no spelling of one name (`Jesús`,
+    /// `Jessica`: more than one edit, not close, not an initial, not so crosswise).
+    pub name_apart: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -308,7 +311,23 @@ impl LinkIndex {
             })
             .unzip();
         let score = self.prior_points(e) + weights.iter().flatten().sum::<f64>();
-        Candidate { entry: e, score, levels: levels.clone(), weights, shares }
+        let name_apart = self.name_apart(&ours.prepared, &self.entries[e].prepared, levels);
+        Candidate { entry: e, score, levels: levels.clone(), weights, shares, name_apart }
+    }
+
+    /// The first name field at the "similar" level whose two values are no spelling of one name,
+    /// straight or crosswise with the other name field.
+    fn name_apart(&self, ours: &Prepared, theirs: &Prepared, levels: &Vector) -> Option<usize> {
+        let kinds = &self.plan.linker.kinds;
+        let names: Vec<usize> = (0..kinds.len()).filter(|&f| kinds[f] == Kind::Name).collect();
+        fn value(p: &Prepared, f: usize) -> Option<&crate::pipeline::linkage::compare::Prepared> {
+            p.get(f).and_then(Option::as_ref)
+        }
+        let close = |f: usize, g: usize| match (value(ours, f), value(theirs, g)) {
+            (Some(a), Some(b)) => crate::pipeline::linkage::compare::one_name(a, b),
+            _ => true,
+        };
+        names.iter().copied().find(|&f| levels[f] == Some(2) && !names.iter().any(|&g| close(f, g)))
     }
 
     /// The prior of a pair with this entry in points.
@@ -367,8 +386,8 @@ impl LinkIndex {
             "no identifying field (email, phone, id, date, domain) agrees exactly or within one typo".to_string()
         } else if let Some(f) = self.name_disagreeing(&best) {
             format!(
-                "its {} disagrees entirely and no id agrees: people who share everything else (twins, a household, \
-                 an office) are not merged without a person",
+                "its {} says another person and no id agrees: people who share everything else (twins, a \
+                 household, an office, a father and his son) are not merged without a person",
                 self.plan.fields[f]
             )
         } else if is_taken {
@@ -392,6 +411,10 @@ impl LinkIndex {
     /// couples and colleagues; points alone would merge them. A nickname or a changed surname
     /// is left to a person too — unless an id says who it is (a record whose name was replaced
     /// by another, as FEBRL's are, keeps its id).
+    ///
+    /// So is a birth date (a field compared as `date`) that differs beyond typos (a father and
+    /// his son of one name), and a name only "similar" that is no spelling of the other
+    /// (`Jesús`/`Jessica` on a family's address and phone).
     fn name_disagreeing(&self, c: &Candidate) -> Option<usize> {
         let kinds = &self.plan.linker.kinds;
         let id_agrees =
@@ -399,7 +422,10 @@ impl LinkIndex {
         if id_agrees {
             return None;
         }
-        (0..kinds.len()).find(|&f| kinds[f] == Kind::Name && c.levels[f] == Some(Kind::Name.levels() - 1))
+        let different = |f: usize| c.levels[f] == Some(kinds[f].levels() - 1);
+        (0..kinds.len())
+            .find(|&f| (kinds[f] == Kind::Name || self.plan.comparisons[f] == "date") && different(f))
+            .or(c.name_apart)
     }
 
     /// Whether a pair's evidence rests on more than names and partial agreements: an automatic
@@ -643,12 +669,57 @@ mod tests {
         let ranked = ix.rank(&rec(&["linda", "ovaewha", "home@ovaewha.test", "4155550100"]), &none);
         assert!(probability(ranked[0].score) > 0.999, "{}", ix.explain(&ranked[0]));
         match ix.judge(ranked, &|_| false) {
-            Verdict::Review { why, .. } => assert!(why.contains("first disagrees entirely"), "{why}"),
+            Verdict::Review { why, .. } => assert!(why.contains("first says another person"), "{why}"),
             other => panic!("{other:?}"),
         }
         // Swapped first and last names are not a disagreement.
         let ranked = ix.rank(&rec(&["ovaewha", "jonathan", "home@ovaewha.test", "4155550100"]), &none);
         assert!(matches!(ix.judge(ranked, &|_| false), Verdict::Link { .. }));
+    }
+
+    #[test]
+    fn a_similar_name_that_is_another_name_waits_and_an_initial_links() {
+        let mut m = model();
+        m.lambda = 0.5;
+        let mut ix = LinkIndex::new(plan(), m);
+        ix.add(Holder::Dest("1".into()), rec(&["jessica", "wojcik", "home@wojcik.test", "4155550100"]), false, false);
+        ix.add(Holder::Dest("2".into()), rec(&["hannah", "okafor", "h.okafor@x.test", "4155550111"]), false, false);
+        let judged = |ix: &LinkIndex, r: &[&str]| ix.judge(ix.rank(&rec(r), &none), &|_| false);
+        match judged(&ix, &["jesus", "wojcik", "home@wojcik.test", "4155550100"]) {
+            Verdict::Review { why, .. } => assert!(why.contains("first says another person"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        for typo in ["jesica", "jessika", "jessica"] {
+            assert!(matches!(judged(&ix, &[typo, "wojcik", "home@wojcik.test", "4155550100"]), Verdict::Link { .. }));
+        }
+        assert!(matches!(judged(&ix, &["h", "okafor", "h.okafor@x.test", "4155550111"]), Verdict::Link { .. }));
+    }
+
+    #[test]
+    fn a_father_and_his_son_of_one_name_wait_for_a_person() {
+        let config = LinkageConfig {
+            fields: [("first", "name"), ("last", "name"), ("phone", "phone"), ("born", "date")]
+                .into_iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            link_above: 0.99,
+            review_above: 0.5,
+            margin: 4.0,
+            blocks: Vec::new(),
+            weights: IndexMap::new(),
+        };
+        let fields: Vec<String> = ["first", "last", "phone", "born"].map(String::from).to_vec();
+        let plan = Arc::new(LinkagePlan::new("contacts", &config, &fields).expect("plan"));
+        let mut m = model();
+        m.lambda = 0.5;
+        let mut ix = LinkIndex::new(plan, m);
+        ix.add(Holder::Dest("1".into()), rec(&["henry", "brown", "4157300101", "1951-03-02"]), false, false);
+        let judged = |ix: &LinkIndex, r: &[&str]| ix.judge(ix.rank(&rec(r), &none), &|_| false);
+        match judged(&ix, &["henry", "brown", "4157300101", "1983-07-19"]) {
+            Verdict::Review { why, .. } => assert!(why.contains("born says another person"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(judged(&ix, &["henry", "brown", "4157300101", "1951-03-20"]), Verdict::Link { .. }), "a typo");
     }
 
     #[test]
