@@ -127,6 +127,24 @@ pub fn phone(value: &str, region: phonenumber::country::Id) -> Result<String, Re
     }
 }
 
+/// A number as dialled from abroad: `00` before the country code is `+` (the international
+/// prefix nearly everywhere), and the trunk `0` that some write after the code in brackets is
+/// dropped — `+44 (0)20 7946 0123` is +44 20 7946 0123, never +44 020….
+fn international_form(v: &str) -> String {
+    let v = match v.strip_prefix("00") {
+        Some(rest) if rest.starts_with(|c: char| c.is_ascii_digit()) => format!("+{rest}"),
+        _ => v.to_string(),
+    };
+    if !v.starts_with('+') {
+        return v;
+    }
+    let compact: String = v.chars().filter(|c| !c.is_whitespace()).collect();
+    match compact.find("(0)") {
+        Some(at) if at <= 5 => format!("{}{}", &compact[..at], &compact[at + 3..]),
+        _ => v,
+    }
+}
+
 /// The longest start of `v` of at most `max` characters that ends between two symbols as a
 /// reader sees them (grapheme clusters): `👍🏽` keeps its skin tone or goes whole, a family emoji
 /// is never cut into another family.
@@ -171,7 +189,10 @@ pub fn phone_e164(value: &str, region: phonenumber::country::Id) -> Result<(Stri
     let trimmed = value.trim();
     // A number written with its country code gets no advice to add one.
     let international = trimmed.starts_with('+') || trimmed.starts_with("00");
-    let parsed = phonenumber::parse(Some(region), trimmed).map_err(|e| {
+    let dialled = international_form(trimmed);
+    // With its country code the number needs no region: given one, the parser strips that
+    // region's national prefix after the code (+33 1 48 89 77 95 lost its 1 to the US's).
+    let parsed = phonenumber::parse(if international { None } else { Some(region) }, &dialled).map_err(|e| {
         let r = Rejection::new(
             Rule::InvalidPhone,
             format!("'{}' is not a phone number: {}", crate::text::shown(trimmed), unreadable_phone(&e, trimmed)),
@@ -793,6 +814,21 @@ mod tests {
             ("+86 10 6552 9988", "+861065529988"),
         ] {
             assert_eq!(phone_e164(input, Id::US).map(|(e, _)| e).as_deref(), Ok(e164), "{input}");
+        }
+        // Written with a country code, a number is read by that country's plan whatever the
+        // project's region: the parser took the 1 of a Paris number for the US trunk prefix.
+        for (input, e164) in [
+            ("+33 1 48 89 77 95", "+33148897795"),
+            ("+33148897795", "+33148897795"),
+            ("0033 1 48 89 77 95", "+33148897795"),
+            ("+44 (0)20 7946 0123", "+442079460123"),
+            ("+49 (0)30 46405499", "+493046405499"),
+            ("+49(0)30 46405499", "+493046405499"),
+            ("001 212 721 1371", "+12127211371"),
+        ] {
+            for region in [Id::US, Id::GB, Id::DE, Id::FR] {
+                assert_eq!(phone(input, region).as_deref(), Ok(e164), "{input} in {region:?}");
+            }
         }
         let err = phone("12", Id::US).expect_err("too short");
         assert_eq!(err.rule, Rule::InvalidPhone);

@@ -260,7 +260,9 @@ impl KeyWitness {
         }
         Some(match self.keys[field].2 {
             Kind::Email => t.to_lowercase(),
-            Kind::Phone => match phonenumber::parse(self.region, t) {
+            // A number with its country code is read without a region (given one, the parser
+            // strips that region's trunk prefix after the code).
+            Kind::Phone => match phonenumber::parse(if t.starts_with('+') { None } else { self.region }, t) {
                 Ok(n) => n.format().mode(phonenumber::Mode::E164).to_string(),
                 Err(_) => t.chars().filter(char::is_ascii_digit).collect(),
             },
