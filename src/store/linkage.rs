@@ -40,10 +40,13 @@ impl Store {
             .optional()?)
     }
 
-    /// Every destination record a source record of the object feeds, and whether Cutover created it.
-    pub fn fed_records(&self, object: &str) -> Result<Vec<(String, bool)>> {
+    /// Every destination record a source record of the object feeds, whether Cutover created it,
+    /// and the source record that feeds it (its survivor where several do).
+    pub fn fed_records(&self, object: &str) -> Result<Vec<(String, bool, String)>> {
         let mut stmt = self.conn().prepare(
-            "SELECT i.dest_id, COALESCE(MAX(w.created), 0) FROM id_map i
+            "SELECT i.dest_id, COALESCE(MAX(w.created), 0),
+                    COALESCE(MIN(CASE WHEN i.role = 'survivor' THEN i.source_id END), MIN(i.source_id))
+             FROM id_map i
              LEFT JOIN written w ON w.object = i.object AND w.dest_id = i.dest_id
              WHERE i.object = ?1 GROUP BY i.dest_id",
         )?;
@@ -52,7 +55,7 @@ impl Store {
                 rusqlite::types::ValueRef::Integer(n) => n.to_string(),
                 v => v.as_str().unwrap_or_default().to_string(),
             };
-            Ok((id, r.get::<_, i64>(1)? != 0))
+            Ok((id, r.get::<_, i64>(1)? != 0, r.get::<_, String>(2)?))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }

@@ -82,6 +82,18 @@ pub(super) fn decide(
         }
         Verdict::Review { why, ranked } => {
             let p = ranked.first().map_or(0.0, |c| probability(c.score));
+            // Taken by a record of this batch: named.
+            let lead = ranked.first().and_then(|c| match &index.entry(c.entry).holder {
+                Holder::Dest(d) => dedupe.lead_of(d),
+                _ => None,
+            });
+            let why = match lead.and_then(|l| works.get(l)) {
+                Some(w) if why.contains("of another source record") => why.replace(
+                    "of another source record",
+                    &format!("of source record {} of this batch", crate::text::shown(w.source_id())),
+                ),
+                _ => why,
+            };
             let listed: Vec<String> = ranked
                 .iter()
                 .enumerate()

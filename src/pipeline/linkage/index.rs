@@ -39,6 +39,8 @@ pub struct Entry {
     pub fed: bool,
     /// Cutover created it: the source's own duplicates may fold into it.
     pub created: bool,
+    /// The source record an earlier run wrote into it (the first, where several did).
+    pub fed_by: Option<String>,
 }
 
 /// A candidate of one record: the entry, the pair's score (points), each field's level, and
@@ -171,17 +173,18 @@ impl LinkIndex {
             self.frequencies.count(&values, true);
         }
         let prepared = self.plan.linker.prepare(&values);
-        self.entries.push(Entry { holder, values, prepared, fed, created });
+        self.entries.push(Entry { holder, values, prepared, fed, created, fed_by: None });
         e
     }
 
-    /// Marks the destination records source records feed (an earlier run's links), and which of
-    /// them Cutover created.
-    pub fn note_fed(&mut self, fed: impl IntoIterator<Item = (String, bool)>) {
-        for (dest, created) in fed {
+    /// Marks the destination records source records feed (an earlier run's links), which of
+    /// them Cutover created, and the source record that feeds each.
+    pub fn note_fed(&mut self, fed: impl IntoIterator<Item = (String, bool, String)>) {
+        for (dest, created, source_id) in fed {
             if let Some(&e) = self.by_dest.get(&dest) {
                 self.entries[e].fed = true;
                 self.entries[e].created |= created;
+                self.entries[e].fed_by.get_or_insert(source_id);
             }
         }
     }
@@ -391,7 +394,14 @@ impl LinkIndex {
                 self.plan.fields[f]
             )
         } else if is_taken {
-            "its best candidate is already the destination record of another source record".to_string()
+            match &entry.fed_by {
+                Some(sid) => format!(
+                    "its best candidate is already the destination record of source record {} (one source record \
+                     to one destination record: a person decides)",
+                    crate::text::shown(sid)
+                ),
+                None => "its best candidate is already the destination record of another source record".to_string(),
+            }
         } else if let Some(r) = runner_up.filter(|r| best.score - r < linker.margin) {
             format!(
                 "the runner-up ({}) is within the margin: {:.1} points apart, {} needed",
@@ -586,9 +596,12 @@ mod tests {
     #[test]
     fn a_destination_record_another_source_record_feeds_goes_to_review() {
         let mut ix = index();
-        ix.note_fed([("10".to_string(), false)]);
+        ix.note_fed([("10".to_string(), false, "s7".to_string())]);
         let ranked = ix.rank(&rec(&["ann", "lee", "ann@x.com", "4155550100"]), &none);
-        assert!(matches!(ix.judge(ranked, &|_| false), Verdict::Review { ref why, .. } if why.contains("another")));
+        assert!(
+            matches!(ix.judge(ranked, &|_| false), Verdict::Review { ref why, .. } if why.contains("of source record s7")),
+            "names the source record that took it"
+        );
         // The batch's own lead taking it counts the same.
         let ix = index();
         let ranked = ix.rank(&rec(&["ann", "lee", "ann@x.com", "4155550100"]), &none);
