@@ -655,3 +655,22 @@ fn a_re_run_links_by_the_first_runs_weights_and_decides_nothing_anew() {
     assert_eq!(models.len(), 2);
     assert_eq!(models[0], models[1], "the second run links by the first run's weights");
 }
+
+/// A record that fills another in (a phone it brings) is met by that phone by the records after
+/// it in the same batch, as it would be one batch later: batch size changes no decision.
+#[test]
+fn what_a_record_fills_in_is_met_by_the_rest_of_its_batch() {
+    let csv = "id,first,last,email,phone\n\
+               r1,Andrew,Okonkwo,andrew.okonkwo@web.test,\n\
+               r2,Andrew,Okonkwo,ANDREW.OKONKWO@web.test,+44 20 8575 6907\n\
+               r3,A.,Okkonkwo,a.okonkwo@blackmesa.test,+44.20.8575.6907\n";
+    let outcomes = |batch: usize| -> Vec<(String, String, Option<String>)> {
+        let toml = csv_to_sqlite("batches", MATCH).replace("[source]", &format!("batch_size = {batch}\n[source]"));
+        let p = TestProject::new(&toml, &[("people", csv)], &destination(50, ""));
+        assert!(cutover(p.path(), &["run"], &[]).status.success());
+        linkage_outcomes(p.path())
+    };
+    let one = outcomes(1);
+    assert_eq!(one.iter().filter(|(_, o, _)| o == "created").count(), 1, "{one:?}");
+    assert_eq!(outcomes(500), one);
+}

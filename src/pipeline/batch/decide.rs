@@ -458,6 +458,18 @@ impl Engine {
                     let v = ix.plan.values(finals);
                     ix.add(LinkHolder::Lead(i), v, true, true);
                 }
+                // A record filling another in: the later records meet it by what it fills in.
+                if let Some(ix) = linkage.as_mut() {
+                    let filled = match &d {
+                        Decision::Update { dest_id, .. } => ix.entry_of(dest_id).zip(works[i].finals.as_deref()),
+                        Decision::IntoLead { lead, .. } => ix.entry_of_lead(*lead).zip(works[*lead].finals.as_deref()),
+                        Decision::Create | Decision::Ambiguous { .. } => None,
+                    };
+                    if let Some((e, finals)) = filled {
+                        let v = ix.plan.values(finals);
+                        ix.also_block(e, &v);
+                    }
+                }
                 dedupe.accept(i, &sid, &keys, &d);
             }
         }

@@ -222,6 +222,23 @@ impl LinkIndex {
         }
     }
 
+    /// The entry of the batch's record at `position` (a record about to be created).
+    pub fn entry_of_lead(&self, position: usize) -> Option<usize> {
+        self.batch.iter().copied().find(|&e| self.entries[e].holder == Holder::Lead(position))
+    }
+
+    /// Also finds entry `e` by the keys of `values`: what a record of the batch is about to
+    /// write there (a phone it fills in) — so the records after it in the batch meet it by that
+    /// phone, as they would one batch later. Its old keys stay until the batch is settled.
+    pub fn also_block(&mut self, e: usize, values: &Values) {
+        for key in self.plan.linker.block_keys(values) {
+            let list = self.blocks.entry(key).or_default();
+            if !list.contains(&e) {
+                list.push(e);
+            }
+        }
+    }
+
     fn reindex(&mut self, e: usize, values: Values) {
         for key in self.plan.linker.block_keys(&self.entries[e].values) {
             if let Some(list) = self.blocks.get_mut(&key) {
