@@ -93,8 +93,10 @@ fn messy_demo(project: &Path) {
     // Each extra row goes a while after the row it echoes, spread through the file.
     let mut extra: Vec<(usize, String)> = Vec::new();
     for (n, (i, r)) in rows.iter().enumerate().step_by(70).enumerate() {
-        // Same email as an earlier person, another name, no phone: merged into that contact.
-        let row = format!("{},Twin {n},{},,{},{},,2024-02-0{},3", 90_000 + n, r[2].trim(), r[4], r[5], n % 9 + 1);
+        // An earlier person again under another id: the same email, the name in capitals, no
+        // phone: merged into that contact (a stranger's name on it would be held).
+        let name = r[1].trim().to_uppercase();
+        let row = format!("{},{name},{},,{},{},,2024-02-0{},3", 90_000 + n, r[2].trim(), r[4], r[5], n % 9 + 1);
         extra.push((i + 23, row));
     }
     for (n, (i, r)) in rows.iter().enumerate().skip(35).step_by(140).enumerate() {

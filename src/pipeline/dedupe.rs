@@ -65,9 +65,11 @@ pub fn normalize_key(kind: KeyKind, value: &str, already: bool, region: phonenum
     }
     Some(match kind {
         KeyKind::Email => transform::email(v).unwrap_or_else(|_| v.to_lowercase()),
-        KeyKind::Phone => {
-            transform::phone(v, region).unwrap_or_else(|_| v.chars().filter(char::is_ascii_digit).collect())
-        }
+        // E.164 also for a number not assigned in its region: the record was written with it
+        // (with a warning), and the destination's copy must compare equal, not as bare digits.
+        KeyKind::Phone => transform::phone_e164(v, region)
+            .map(|(e164, _)| e164)
+            .unwrap_or_else(|_| v.chars().filter(char::is_ascii_digit).collect()),
         KeyKind::Domain => transform::domain(v).unwrap_or_else(|_| v.to_lowercase()),
         KeyKind::Text => v.to_lowercase(),
     })
@@ -419,6 +421,11 @@ mod tests {
         let us = phonenumber::country::Id::US;
         assert_eq!(normalize_key(KeyKind::Email, " Ann@X.com ", false, us).as_deref(), Some("ann@x.com"));
         assert_eq!(normalize_key(KeyKind::Phone, "(415) 555-2671", false, us).as_deref(), Some("+14155552671"));
+        // A number its region has not assigned (written with a warning) is the same key either way.
+        for v in ["+447911551167", "+44 7911 551167"] {
+            assert!(crate::pipeline::transform::phone(v, us).is_err(), "unassigned: {v}");
+            assert_eq!(normalize_key(KeyKind::Phone, v, false, us).as_deref(), Some("+447911551167"), "{v}");
+        }
         assert_eq!(normalize_key(KeyKind::Text, "  ", false, us), None);
     }
 

@@ -135,12 +135,17 @@ fn international_form(v: &str) -> String {
         Some(rest) if rest.starts_with(|c: char| c.is_ascii_digit()) => format!("+{rest}"),
         _ => v.to_string(),
     };
-    if !v.starts_with('+') {
-        return v;
-    }
-    let compact: String = v.chars().filter(|c| !c.is_whitespace()).collect();
-    match compact.find("(0)") {
-        Some(at) if at <= 5 => format!("{}{}", &compact[..at], &compact[at + 3..]),
+    // Only right after the country code (`+44 (0)20 …`, `+49(0)30 …`), the rest as written (an
+    // extension after it must stay readable).
+    match v.find("(0)") {
+        Some(at)
+            if v[..at]
+                .trim_end()
+                .strip_prefix('+')
+                .is_some_and(|c| (1..=3).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            format!("{} {}", v[..at].trim_end(), v[at + 3..].trim_start())
+        }
         _ => v,
     }
 }
@@ -825,6 +830,8 @@ mod tests {
             ("+49 (0)30 46405499", "+493046405499"),
             ("+49(0)30 46405499", "+493046405499"),
             ("001 212 721 1371", "+12127211371"),
+            ("+33 (0)1 20 50 21 82 ext. 704", "+33120502182"),
+            ("+44 (0)20 7136 0499 ext. 885", "+442071360499"),
         ] {
             for region in [Id::US, Id::GB, Id::DE, Id::FR] {
                 assert_eq!(phone(input, region).as_deref(), Ok(e164), "{input} in {region:?}");

@@ -347,7 +347,17 @@ impl LinkIndex {
             (Some(a), Some(b)) => crate::pipeline::linkage::compare::one_name(a, b),
             _ => true,
         };
-        names.iter().copied().find(|&f| levels[f] == Some(2) && !names.iter().any(|&g| close(f, g)))
+        // Jr and Sr: a father and his son of one name.
+        fn suffix(p: &Prepared, f: usize) -> Option<&str> {
+            p.get(f).and_then(Option::as_ref).and_then(crate::pipeline::linkage::compare::suffix_of)
+        }
+        let (a, b) = (names.iter().find_map(|&g| suffix(ours, g)), names.iter().find_map(|&g| suffix(theirs, g)));
+        let suffixes = match (a, b) {
+            (Some(a), Some(b)) if a != b => names.last().copied(),
+            _ => None,
+        };
+        suffixes
+            .or_else(|| names.iter().copied().find(|&f| levels[f] == Some(2) && !names.iter().any(|&g| close(f, g))))
     }
 
     /// The prior of a pair with this entry in points.
@@ -466,11 +476,22 @@ impl LinkIndex {
     fn identified(&self, c: &Candidate) -> bool {
         let kinds = &self.plan.linker.kinds;
         let identifying = |k: &Kind| matches!(k, Kind::Email | Kind::Phone | Kind::Digits | Kind::Exact | Kind::Domain);
+        // A local part that only repeats the names (`henry.mariani@` at two employers) says
+        // nothing the names did not: namesakes share it.
+        let theirs = &self.entries[c.entry].values;
+        let names: Vec<&str> =
+            (0..kinds.len()).filter(|&f| kinds[f] == Kind::Name).filter_map(|f| theirs.get(f)?.as_deref()).collect();
+        let own_words = |f: usize| {
+            let email = theirs.get(f).and_then(|v| v.as_deref()).unwrap_or_default();
+            let local = email.rsplit_once('@').map_or(email, |(l, _)| l);
+            !crate::pipeline::linkage::compare::made_of_names(local, &names)
+        };
         let rare_local_part = |f: usize| {
             kinds[f] == Kind::Email
                 && c.levels[f] == Some(2)
                 && c.shares[f].is_some()
                 && c.weights[f].is_some_and(|w| w > self.weights[f][2])
+                && own_words(f)
         };
         !kinds.iter().any(identifying)
             || kinds
@@ -750,6 +771,37 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(judged(&ix, &["henry", "brown", "4157300101", "1951-03-20"]), Verdict::Link { .. }), "a typo");
+    }
+
+    #[test]
+    fn junior_and_senior_of_one_name_and_namesakes_at_two_employers_wait_for_a_person() {
+        let mut m = model();
+        m.lambda = 0.5;
+        let mut ix = LinkIndex::new(plan(), m);
+        ix.add(
+            Holder::Dest("1".into()),
+            rec(&["ann", "de angelis jr", "family@angelis.test", "4155550100"]),
+            false,
+            false,
+        );
+        ix.add(
+            Holder::Dest("2".into()),
+            rec(&["henry", "mariani", "henry.mariani@web.test", "4155550122"]),
+            false,
+            false,
+        );
+        let judged = |ix: &LinkIndex, r: &[&str]| ix.judge(ix.rank(&rec(r), &none), &|_| false);
+        match judged(&ix, &["ann", "de angelis sr", "family@angelis.test", "4155550100"]) {
+            Verdict::Review { why, .. } => assert!(why.contains("says another person"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            !matches!(
+                judged(&ix, &["henry", "mariani", "henry.mariani@outlook.test", "2125550999"]),
+                Verdict::Link { .. }
+            ),
+            "a local part of the names is no identity at another domain"
+        );
     }
 
     #[test]
