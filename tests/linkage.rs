@@ -674,3 +674,30 @@ fn what_a_record_fills_in_is_met_by_the_rest_of_its_batch() {
     assert_eq!(one.iter().filter(|(_, o, _)| o == "created").count(), 1, "{one:?}");
     assert_eq!(outcomes(500), one);
 }
+
+/// A record held for a person stays held on later runs while its row is unchanged, even when
+/// the destination moved so that the weights would now decide it (here: one of its two alike
+/// candidates was deleted); once its row changes, it is weighed anew.
+#[test]
+fn a_record_held_for_a_person_is_not_decided_by_a_later_run_until_its_row_changes() {
+    let dup = "INSERT INTO contacts VALUES (900, 'yan', 'ito', 'yan.ito@corp.test', '+16175559000');
+               INSERT INTO contacts VALUES (901, 'yan', 'ito', 'yan.ito@corp.test', '+16175559000');";
+    let csv = "id,first,last,email,phone\ns8,Yan,Ito,yan.ito@corp.test,+16175559000\n";
+    let p = TestProject::new(&csv_to_sqlite("held", MATCH), &[("people", csv)], &destination(30, dup));
+    assert!(cutover(p.path(), &["run"], &[]).status.success());
+    assert_eq!(audit(&p, "s8").0, "queued", "two alike candidates");
+    p.dest().execute("DELETE FROM contacts WHERE id = 901", []).expect("delete");
+    let again = cutover(p.path(), &["run"], &[]);
+    assert!(again.status.success(), "{}", text(&again));
+    let (outcome, _, _, _, why) = audit(&p, "s8");
+    assert_eq!(outcome, "queued", "{why}");
+    assert!(why.contains("held for a person by an earlier run"), "{why}");
+    std::fs::write(
+        p.path().join("source/people.csv"),
+        "id,first,last,email,phone\ns8,Yan,Ito,yan.ito@corp.test,(617) 555-9000\n",
+    )
+    .expect("csv");
+    assert!(cutover(p.path(), &["run"], &[]).status.success());
+    let (outcome, dest, ..) = audit(&p, "s8");
+    assert!(matches!(outcome.as_str(), "updated" | "unchanged") && dest.as_deref() == Some("900"), "{outcome}");
+}

@@ -122,6 +122,10 @@ pub(crate) struct Lookups<'a> {
     pub(super) skips: &'a HashMap<(String, u32), crate::store::OperatorSkip>,
     /// The object's record-linkage index, when it matches by linkage.
     pub(super) linkage: Option<&'a Mutex<LinkIndex>>,
+    /// Records an earlier run held for a person as possible matches: source id → the source
+    /// values the queue holds (JSON). A run holds them again while their row is unchanged;
+    /// reprocess (empty here) decides them anew.
+    pub(super) held_for_review: &'a std::collections::HashMap<String, String>,
 }
 
 impl Lookups<'_> {
@@ -706,6 +710,10 @@ impl Engine {
             let skips: HashMap<_, _> = store.skips_for(&plan.name)?.into_iter().collect();
             Ok((store.corrections_for(&plan.name)?, skips, seen, self.journal()?.pending(run_id, &plan.name)?))
         })?;
+        let held_for_review = match plan.linkage {
+            Some(_) => sync(|| lock(&self.store)?.held_for_review(&plan.name))?,
+            None => std::collections::HashMap::new(),
+        };
         let (mut rx, producer) = extract::spawn(
             self.source.clone(),
             plan.clone(),
@@ -776,6 +784,7 @@ impl Engine {
                         delta,
                         skips: &skips,
                         linkage: linkage.as_ref(),
+                        held_for_review: &held_for_review,
                     };
                     let flying: Vec<&Reach> = flights.iter().map(|(f, _)| f.reach()).collect();
                     let flying = (most > 1).then_some(&flying[..]);
@@ -997,6 +1006,7 @@ impl Engine {
                 let commit = {
                     let (none, nobody, no_skips, no_images) =
                         (HashMap::new(), HashMap::new(), HashMap::new(), HashMap::new());
+                    let none_held = std::collections::HashMap::new();
                     let lookups = Lookups {
                         store: &self.store,
                         in_flight: &none,
@@ -1008,6 +1018,7 @@ impl Engine {
                         delta: false,
                         skips: &no_skips,
                         linkage: linkage.as_ref(),
+                        held_for_review: &none_held,
                     };
                     self.process_batch(run_id, plan, &prepared.owners, batch, &mut counts, None, false, true, &lookups)
                         .await?

@@ -327,6 +327,18 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The source values (JSON) of records held for a person as possible matches (open or
+    /// claimed, not corrected since; first rows only): a later run holds them again while their
+    /// row is unchanged, instead of deciding them anew.
+    pub fn held_for_review(&self, object: &str) -> Result<HashMap<String, String>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT source_id, source FROM queue WHERE object = ?1 AND occurrence <= 1
+               AND status IN ('open', 'claimed') AND reason = 'possible_match'",
+        )?;
+        let rows = stmt.query_map([object], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Source ids held (first occurrence) because their parent was not written, where that parent
     /// has a destination record now: a delta takes them again, so a parent written since (by a
     /// reprocess, or this delta) releases them.

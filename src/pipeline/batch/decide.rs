@@ -84,6 +84,14 @@ fn person_conflict(plan: &ObjectPlan, ours: &[Value], theirs: &[Value]) -> Optio
     }
 }
 
+/// Whether a record reads as the queue holds it (source values as JSON): nothing in its row
+/// changed since it was held.
+fn same_row(plan: &ObjectPlan, held: &str, w: &Work) -> bool {
+    let Item::Mapped(m) = &w.item else { return false };
+    let Ok(then) = serde_json::from_str::<IndexMap<String, Option<String>>>(held) else { return false };
+    plan.source_fields.iter().zip(&m.source.values).all(|(f, v)| then.get(f).is_none_or(|t| t == v))
+}
+
 /// `merge_into`: the destination record it could still be merged into by an operator's choice.
 pub(super) fn conflict_issues(conflicts: Vec<KeyConflict>, other: &str, merge_into: Option<&str>) -> Vec<Issue> {
     let suggestion = match merge_into {
@@ -355,7 +363,10 @@ impl Engine {
             let mut held: Option<(Issue, Vec<String>, Vec<usize>)> = None;
             let decision = match (decision, linkage.as_deref()) {
                 (Ok(Decision::Create), Some(ix)) if choice_was_none => {
-                    match super::link::decide(ix, works, i, &values, current, &dedupe) {
+                    let linked = super::link::decide(ix, works, i, &values, current, &dedupe);
+                    let waiting = lookups.held_for_review.get(&sid).is_some_and(|held| same_row(plan, held, &works[i]));
+                    let linked = if waiting { super::link::kept_for_review(linked, &mut works[i]) } else { linked };
+                    match linked {
                         Linked::Decided(d) => Ok(d),
                         Linked::Held { issue, dest_ids, leads } => {
                             held = Some((issue, dest_ids, leads));

@@ -156,6 +156,39 @@ pub(super) fn decide(
     }
 }
 
+/// A record an earlier run held for a person, its row unchanged: held again whatever the
+/// verdict now (the destination holds more records than when it was held, and their counts move
+/// the weights of rare values), so a re-run decides nothing a person has not. `queue reprocess`
+/// decides it anew; `@match` decides it.
+pub(super) fn kept_for_review(linked: Linked, w: &mut Work) -> Linked {
+    let Linked::Decided(decision) = linked else { return linked };
+    let (dest_ids, leads) = match &decision {
+        Decision::Update { dest_id, .. } => (vec![dest_id.clone()], Vec::new()),
+        Decision::IntoLead { lead, .. } => (Vec::new(), vec![*lead]),
+        Decision::Create | Decision::Ambiguous { .. } => (Vec::new(), Vec::new()),
+    };
+    let (p, now) = w.linkage.clone().unwrap_or_default();
+    w.linkage = Some((p, format!("possible match, held: waits for a person since an earlier run; now {now}")));
+    let merge = dest_ids.first().map(|d| format!("merge it ({MATCH_CHOICE}={d}), ")).unwrap_or_default();
+    Linked::Held {
+        issue: Issue {
+            field: MATCH_CHOICE.into(),
+            rule: Rule::PossibleMatch,
+            value: None,
+            message: format!(
+                "held for a person by an earlier run, and its row has not changed since: a run does not decide it \
+                 again (now: {now})"
+            ),
+            suggestion: Some(format!(
+                "{merge}create it as a record of its own ({MATCH_CHOICE}={CREATE_NEW}), or skip; `cutover queue \
+                 reprocess` weighs it again"
+            )),
+        },
+        dest_ids,
+        leads,
+    }
+}
+
 /// After the batch's write: a record held beside candidates of its own batch is shown the
 /// destination records they were written to — their values side by side, the message naming
 /// them, `@match` able to choose one (before, only "new" or skip were left).
