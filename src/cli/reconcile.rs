@@ -69,17 +69,51 @@ pub fn write_output<T>(path: Option<&Path>, f: impl FnOnce(&mut dyn Write) -> Re
             Ok(done)
         }
         Some(path) => {
-            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let target = followed(path);
+            let before = std::fs::metadata(&target).ok();
+            if before.as_ref().is_some_and(|m| !m.is_file() && !m.is_dir()) {
+                // A device or a pipe (`/dev/stdout`, a FIFO) is written to as it is: renaming a
+                // file over it would replace it.
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&target)
+                    .wrap_err_with(|| format!("cannot write {}", path.display()))?;
+                let mut w = BufWriter::new(file);
+                let done = f(&mut w)?;
+                w.flush()?;
+                return Ok(done);
+            }
+            let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
             let tmp =
                 tempfile::NamedTempFile::new_in(dir).wrap_err_with(|| format!("cannot write in {}", dir.display()))?;
             let mut w = BufWriter::new(tmp);
             let done = f(&mut w)?;
             let tmp = w.into_inner().map_err(|e| eyre!("writing {}: {}", path.display(), e.error()))?;
             tmp.as_file().sync_all()?;
-            tmp.persist(path).map_err(|e| eyre!("cannot write {}: {}", path.display(), e.error))?;
+            if let Some(m) = &before {
+                // The file it replaces keeps its permissions.
+                let _ = tmp.as_file().set_permissions(m.permissions());
+            }
+            tmp.persist(&target).map_err(|e| eyre!("cannot write {}: {}", path.display(), e.error))?;
             Ok(done)
         }
     }
+}
+
+/// The file a path names, through symbolic links: an export to a link replaces the file the
+/// link points at and keeps the link.
+fn followed(path: &Path) -> std::path::PathBuf {
+    let mut at = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => match std::fs::read_link(&at) {
+                Ok(to) => at = at.parent().map_or(to.clone(), |dir| dir.join(&to)),
+                Err(_) => return at,
+            },
+            _ => return at,
+        }
+    }
+    at
 }
 
 async fn build(project: &Project, options: Options) -> Result<Report> {
@@ -223,5 +257,24 @@ mod tests {
     fn an_acceptance_needs_a_key_and_a_reason() {
         assert_eq!(parse_accept("deals/failed = known bad").expect("ok"), ("deals/failed".into(), "known bad".into()));
         assert!(parse_accept("deals/failed").is_err());
+    }
+}
+
+#[cfg(test)]
+mod output_tests {
+    use super::*;
+
+    #[test]
+    fn an_export_through_a_link_or_to_a_device_replaces_neither() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("target.txt");
+        std::fs::write(&target, "old").expect("target");
+        let link = dir.path().join("link.txt");
+        std::os::unix::fs::symlink("target.txt", &link).expect("link");
+        write_output(Some(&link), |w| Ok(w.write_all(b"new")?)).expect("write");
+        assert!(std::fs::symlink_metadata(&link).expect("link").file_type().is_symlink(), "the link stays");
+        assert_eq!(std::fs::read_to_string(&target).expect("read"), "new");
+        write_output(Some(Path::new("/dev/null")), |w| Ok(w.write_all(b"gone")?)).expect("device");
+        assert!(!std::fs::metadata("/dev/null").expect("null").is_file(), "a device stays a device");
     }
 }
