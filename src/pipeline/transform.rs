@@ -192,6 +192,13 @@ fn unreadable_phone(e: &phonenumber::ParseError, value: &str) -> String {
 /// not (the caller decides: hold it, warn, or leave it blank); junk is an error.
 pub fn phone_e164(value: &str, region: phonenumber::country::Id) -> Result<(String, Option<Rejection>), Rejection> {
     let trimmed = value.trim();
+    if trimmed.bytes().any(|b| b.is_ascii_digit()) && trimmed.bytes().filter(u8::is_ascii_digit).all(|b| b == b'0') {
+        return Err(Rejection::new(
+            Rule::InvalidPhone,
+            format!("'{}' is a placeholder (nothing but zeros), not a phone number", crate::text::shown(trimmed)),
+        )
+        .suggest("leave the field blank in the source, or give the real number"));
+    }
     // A number written with its country code gets no advice to add one.
     let international = trimmed.starts_with('+') || trimmed.starts_with("00");
     let dialled = international_form(trimmed);
@@ -467,20 +474,25 @@ fn numeric_date(v: &str) -> Option<Option<(NaiveDateTime, DateForm)>> {
 /// Why a value in a date's form names no day (`2023-02-30`, `31/02/1990`): "has no such day:
 /// February 2023 has 28 days". `None` when it is not a year, a month of 1–12 and a day of 1–31.
 fn no_such_day(v: &str, day_first: bool) -> Option<String> {
-    let date = v.split([' ', 'T']).next().unwrap_or(v);
-    let parts: Vec<&str> = date.split(['-', '/', '.']).collect();
-    let [a, b, c] = parts.as_slice() else { return None };
     let number = |s: &str| {
         (!s.is_empty() && s.len() <= 4 && s.bytes().all(|b| b.is_ascii_digit()))
             .then(|| s.parse::<u32>().ok())
             .flatten()
     };
-    let (a, b, c) = (number(a)?, number(b)?, number(c)?);
-    let (year, month, day) = match (parts[0].len(), parts[2].len()) {
-        (4, 1..=2) => (a, b, c),
-        (1..=2, 4) if day_first || a > 12 => (c, b, a),
-        (1..=2, 4) => (c, a, b),
-        _ => return None,
+    let (year, month, day) = match written_day(v) {
+        Some(ymd) => ymd,
+        None => {
+            let date = v.split([' ', 'T']).next().unwrap_or(v);
+            let parts: Vec<&str> = date.split(['-', '/', '.']).collect();
+            let [a, b, c] = parts.as_slice() else { return None };
+            let (a, b, c) = (number(a)?, number(b)?, number(c)?);
+            match (parts[0].len(), parts[2].len()) {
+                (4, 1..=2) => (a, b, c),
+                (1..=2, 4) if day_first || a > 12 => (c, b, a),
+                (1..=2, 4) => (c, a, b),
+                _ => return None,
+            }
+        }
     };
     if !(1..=12).contains(&month)
         || !(1..=31).contains(&day)
@@ -496,6 +508,28 @@ fn no_such_day(v: &str, day_first: bool) -> Option<String> {
     };
     let days = (next - first).num_days();
     Some(format!("has no such day: {} {year} has {days} days", first.format("%B")))
+}
+
+/// A date with its month written out (`Feb 30 2023`, `30 February 2023`, `February 30, 2023`):
+/// (year, month, day) when it names exactly one month, one day of 1–31 and a four-digit year.
+fn written_day(v: &str) -> Option<(u32, u32, u32)> {
+    const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+    let lower = v.to_lowercase();
+    let words: Vec<&str> = lower.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
+    let months: Vec<u32> = words
+        .iter()
+        .filter(|w| w.len() >= 3 && w.chars().all(char::is_alphabetic))
+        .filter_map(|w| MONTHS.iter().position(|m| w.starts_with(m)).map(|i| i as u32 + 1))
+        .collect();
+    let numbers: Vec<&str> = words.iter().copied().filter(|w| w.bytes().all(|b| b.is_ascii_digit())).collect();
+    let [month] = months.as_slice() else { return None };
+    let [a, b] = numbers.as_slice() else { return None };
+    let (day, year) = match (a.len(), b.len()) {
+        (1..=2, 4) => (a, b),
+        (4, 1..=2) => (b, a),
+        _ => return None,
+    };
+    Some((year.parse().ok()?, *month, day.parse().ok()?))
 }
 
 /// `MM/DD/YYYY [time]`: month first unless configured otherwise; a first number above 12 can only
@@ -837,6 +871,10 @@ mod tests {
                 assert_eq!(phone(input, region).as_deref(), Ok(e164), "{input} in {region:?}");
             }
         }
+        for zeros in ["000-000-0000", "0", "+00 000"] {
+            let r = phone(zeros, Id::US).expect_err(zeros);
+            assert!(r.message.contains("is a placeholder (nothing but zeros)"), "{zeros}: {}", r.message);
+        }
         let err = phone("12", Id::US).expect_err("too short");
         assert_eq!(err.rule, Rule::InvalidPhone);
         assert!(phone("not a phone", Id::US).is_err());
@@ -870,7 +908,8 @@ mod tests {
     #[test]
     fn junk_phones_are_told_in_a_readers_words() {
         for (junk, says) in [
-            ("00000000000", "it starts with 00, which dials abroad"),
+            ("00000000000", "a placeholder (nothing but zeros)"),
+            ("00999 1234567", "it starts with 00, which dials abroad"),
             ("n/a", "is not a phone number"),
             ("+999 1234567", "no country has the code after its +"),
         ] {
@@ -958,6 +997,8 @@ mod tests {
         assert_eq!(said("2024-02-30"), "'2024-02-30' has no such day: February 2024 has 29 days");
         assert_eq!(said("31/04/1990"), "'31/04/1990' has no such day: April 1990 has 30 days");
         assert_eq!(said("02/31/1990 10:00"), "'02/31/1990 10:00' has no such day: February 1990 has 28 days");
+        assert_eq!(said("Feb 30 2023"), "'Feb 30 2023' has no such day: February 2023 has 28 days");
+        assert_eq!(said("31 April, 1990"), "'31 April, 1990' has no such day: April 1990 has 30 days");
         for other in ["2023-13-45", "2023-00-10", "yesterday", "2023-02-32"] {
             assert!(said(other).contains("not a date Cutover can read"), "{other}: {}", said(other));
         }
