@@ -493,12 +493,16 @@ impl LinkIndex {
                 && c.weights[f].is_some_and(|w| w > self.weights[f][2])
                 && own_words(f)
         };
+        // A contact point several records hold (a family's address) identifies no one of them
+        // when another one disagrees outright (Ann and Anna Müller on one address, two phones).
+        let one_disagrees = kinds.iter().zip(&c.levels).any(|(k, l)| identifying(k) && *l == Some(k.levels() - 1));
+        let shared = |f: usize| one_disagrees && c.shares[f].is_some_and(|s| s.holders > 1);
         !kinds.iter().any(identifying)
             || kinds
                 .iter()
                 .zip(&c.levels)
                 .enumerate()
-                .any(|(f, (k, l))| identifying(k) && (l.is_some_and(|l| l <= 1) || rare_local_part(f)))
+                .any(|(f, (k, l))| identifying(k) && ((l.is_some_and(|l| l <= 1) && !shared(f)) || rare_local_part(f)))
     }
 
     /// A candidate's evidence, field by field: `email equal +12.3 · lastname close +3.1 ·
@@ -802,6 +806,25 @@ mod tests {
             ),
             "a local part of the names is no identity at another domain"
         );
+    }
+
+    #[test]
+    fn an_address_two_records_hold_identifies_neither_when_the_phones_disagree() {
+        let mut m = model();
+        m.lambda = 0.5;
+        let mut ix = LinkIndex::new(plan(), m);
+        ix.add(Holder::Dest("182".into()), rec(&["renee", "muller", "family@muller.test", "6464331480"]), false, false);
+        ix.add(Holder::Dest("183".into()), rec(&["anna", "muller", "family@muller.test", "6175905188"]), false, false);
+        for n in 0..200 {
+            let (email, phone) = (format!("p{n}@x.test"), format!("41555{n:05}"));
+            ix.add(Holder::Dest(n.to_string()), rec(&["zed", &format!("other{n}"), &email, &phone]), false, false);
+        }
+        let judged = |ix: &LinkIndex, r: &[&str]| ix.judge(ix.rank(&rec(r), &none), &|_| false);
+        match judged(&ix, &["ann", "muller", "family@muller.test", "2126552725"]) {
+            Verdict::Review { why, .. } => assert!(why.contains("no identifying field"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(judged(&ix, &["anna", "muller", "family@muller.test", "6175905188"]), Verdict::Link { .. }));
     }
 
     #[test]
