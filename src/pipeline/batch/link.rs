@@ -113,26 +113,14 @@ pub(super) fn decide(
                     _ => None,
                 })
                 .collect();
-            let merge = dest_ids.first().map(|d| format!("merge it ({MATCH_CHOICE}={d}), ")).unwrap_or_default();
             works[i].linkage = Some((p, format!("possible match, held: {why}")));
-            Linked::Held {
-                issue: Issue {
-                    field: MATCH_CHOICE.into(),
-                    rule: Rule::PossibleMatch,
-                    value: None,
-                    message: format!(
-                        "may be the same as {} ({}), but {why}; candidates: {}",
-                        ranked.first().map(|c| index.name(c.entry)).unwrap_or_default(),
-                        percent(p),
-                        listed.join("; ")
-                    ),
-                    suggestion: Some(format!(
-                        "{merge}create it as a record of its own ({MATCH_CHOICE}={CREATE_NEW}), or skip"
-                    )),
-                },
-                dest_ids,
-                leads,
-            }
+            let message = format!(
+                "may be the same as {} ({}), but {why}; candidates: {}",
+                ranked.first().map(|c| index.name(c.entry)).unwrap_or_default(),
+                percent(p),
+                listed.join("; ")
+            );
+            possible_match(message, "", dest_ids, leads)
         }
         Verdict::Create(ranked) => {
             works[i].linkage = Some(match ranked.first() {
@@ -169,19 +157,25 @@ pub(super) fn kept_for_review(linked: Linked, w: &mut Work) -> Linked {
     };
     let (p, now) = w.linkage.clone().unwrap_or_default();
     w.linkage = Some((p, format!("possible match, held: waits for a person since an earlier run; now {now}")));
+    let message = format!(
+        "held for a person by an earlier run, and its row has not changed since: a run does not decide it again \
+         (now: {now})"
+    );
+    possible_match(message, "; `cutover queue reprocess` weighs it again", dest_ids, leads)
+}
+
+/// A record held as `possible_match`: the message, what an operator can do (merging into the
+/// first destination record shown, when there is one), and the candidates shown beside it.
+fn possible_match(message: String, more: &str, dest_ids: Vec<String>, leads: Vec<usize>) -> Linked {
     let merge = dest_ids.first().map(|d| format!("merge it ({MATCH_CHOICE}={d}), ")).unwrap_or_default();
     Linked::Held {
         issue: Issue {
             field: MATCH_CHOICE.into(),
             rule: Rule::PossibleMatch,
             value: None,
-            message: format!(
-                "held for a person by an earlier run, and its row has not changed since: a run does not decide it \
-                 again (now: {now})"
-            ),
+            message,
             suggestion: Some(format!(
-                "{merge}create it as a record of its own ({MATCH_CHOICE}={CREATE_NEW}), or skip; `cutover queue \
-                 reprocess` weighs it again"
+                "{merge}create it as a record of its own ({MATCH_CHOICE}={CREATE_NEW}), or skip{more}"
             )),
         },
         dest_ids,

@@ -574,19 +574,21 @@ mod tests {
     use indexmap::IndexMap;
 
     fn plan() -> Arc<LinkagePlan> {
+        plan_of(&[("first", "name"), ("last", "name"), ("email", "email"), ("phone", "phone")])
+    }
+
+    /// A plan comparing these fields (field, comparison), in this order.
+    fn plan_of(compared: &[(&str, &str)]) -> Arc<LinkagePlan> {
         let config = LinkageConfig {
-            fields: [("first", "name"), ("last", "name"), ("email", "email"), ("phone", "phone")]
-                .into_iter()
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .collect(),
+            fields: compared.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
             link_above: 0.99,
             review_above: 0.5,
             margin: 4.0,
             blocks: Vec::new(),
             weights: IndexMap::new(),
         };
-        let fields: Vec<String> = ["first", "last", "email", "phone"].map(String::from).to_vec();
-        Arc::new(LinkagePlan::new("contacts", &config, &fields).unwrap())
+        let fields: Vec<String> = compared.iter().map(|(f, _)| f.to_string()).collect();
+        Arc::new(LinkagePlan::new("contacts", &config, &fields).expect("plan"))
     }
 
     fn rec(v: &[&str]) -> Values {
@@ -752,19 +754,7 @@ mod tests {
 
     #[test]
     fn a_father_and_his_son_of_one_name_wait_for_a_person() {
-        let config = LinkageConfig {
-            fields: [("first", "name"), ("last", "name"), ("phone", "phone"), ("born", "date")]
-                .into_iter()
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .collect(),
-            link_above: 0.99,
-            review_above: 0.5,
-            margin: 4.0,
-            blocks: Vec::new(),
-            weights: IndexMap::new(),
-        };
-        let fields: Vec<String> = ["first", "last", "phone", "born"].map(String::from).to_vec();
-        let plan = Arc::new(LinkagePlan::new("contacts", &config, &fields).expect("plan"));
+        let plan = plan_of(&[("first", "name"), ("last", "name"), ("phone", "phone"), ("born", "date")]);
         let mut m = model();
         m.lambda = 0.5;
         let mut ix = LinkIndex::new(plan, m);
